@@ -1,1 +1,14 @@
-//! fcx-gateway
+//! The HTTP front of fcx: FC 3.0 management API for functions, InvokeFunction (FC 3.0 and
+//! FC 2.0 paths), body limits, FC-shaped errors, and server start-up. Handlers parse requests
+//! into typed calls on the store and the scheduler; they never reach into instances.
+
+mod body;
+pub mod error;
+mod functions;
+mod invoke;
+mod routes;
+pub mod server;
+mod state;
+mod time;
+
+pub use server::{prefix_for, run, ServerConfig, ServerError};

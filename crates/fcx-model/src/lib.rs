@@ -1,1 +1,76 @@
-//! fcx-model
+//! fcx-model owns the function resource of the FC 3.0 API (version 2023-03-30): the
+//! CreateFunction / UpdateFunction request bodies ([`CreateFunctionInput`],
+//! [`UpdateFunctionInput`]), their parsing and validation ([`parse_create`], [`parse_update`]),
+//! and the resolved, stored record that GetFunction returns ([`Function`]).
+//!
+//! fcx runs custom runtimes (`custom`, `custom.debian10/11/12`) and custom containers
+//! (`custom-container`) only. FC 3.0 fields fcx does not implement yet (`vpcConfig`, `logConfig`,
+//! `role`, ...) are accepted, kept in `extra` and returned as-is; names FC does not have are
+//! rejected. FC 2.0 spellings (`initializer`, `initializationTimeout`, `caPort`,
+//! `instanceLifecycleConfig.preFreeze`, `customContainerConfig.args` / `instanceID` /
+//! `webServerMode`) are accepted as aliases. Numeric ranges follow the FC 3.0 SDK models.
+//!
+//! Base64 code is not decoded here: the gateway decodes `code.zipFile` and fills in
+//! [`Function::code_size`] and [`Function::code_checksum`].
+
+mod function;
+mod input;
+mod parse;
+mod validate;
+
+pub use function::{
+    CustomContainerConfig, CustomRuntimeConfig, Function, InstanceLifecycleConfig, LifecycleHook,
+};
+pub use input::{
+    Code, CreateFunctionInput, CustomContainerConfigInput, CustomRuntimeConfigInput,
+    InstanceLifecycleConfigInput, LifecycleHookInput, UpdateFunctionInput,
+};
+pub use parse::{
+    parse_create, parse_update, UNIMPLEMENTED_CREATE_FIELDS, UNIMPLEMENTED_UPDATE_FIELDS,
+};
+pub use validate::validate_function_name;
+
+/// Runtimes fcx accepts (custom runtimes and custom containers).
+pub const ACCEPTED_RUNTIMES: &[&str] = &[
+    "custom",
+    "custom.debian10",
+    "custom.debian11",
+    "custom.debian12",
+    "custom-container",
+];
+/// The runtime value for custom-container functions.
+pub const RUNTIME_CUSTOM_CONTAINER: &str = "custom-container";
+/// Default function timeout in seconds.
+pub const DEFAULT_TIMEOUT: u32 = 3;
+/// Default memory size in MB.
+pub const DEFAULT_MEMORY_SIZE: u32 = 512;
+/// Default disk size in MB.
+pub const DEFAULT_DISK_SIZE: u32 = 512;
+/// Default number of concurrent requests per instance.
+pub const DEFAULT_INSTANCE_CONCURRENCY: u32 = 1;
+/// Default port the instance's HTTP server listens on.
+pub const DEFAULT_PORT: u16 = 9000;
+/// Default lifecycle hook timeout in seconds.
+pub const DEFAULT_HOOK_TIMEOUT: u32 = 3;
+
+/// Error from parsing/validating a request body. `field` is the JSON path in FC's camelCase, e.g.
+/// "functionName", "customRuntimeConfig.port", "environmentVariables.FOO",
+/// "instanceLifecycleConfig.initializer.timeout"; "body" when the body itself is not a JSON object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ModelError {
+    /// JSON path of the offending field, FC camelCase (`body` for the whole body).
+    pub field: String,
+    /// Lowercase phrase, no trailing period, naming the offending value and the rule.
+    pub message: String,
+}
+
+impl ModelError {
+    /// Build an error for `field` with `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ModelError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

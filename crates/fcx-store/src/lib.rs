@@ -1,1 +1,45 @@
-//! fcx-store
+//! Persistence: the [`Store`] trait the gateway and scheduler use, its embedded SQLite
+//! implementation (WAL, versioned migrations), and the code-package files beside it.
+//! A PostgreSQL implementation for multi-node setups will implement the same trait.
+
+mod code;
+mod migrations;
+mod sqlite;
+
+pub use code::{CodeStore, StoredCode};
+pub use sqlite::SqliteStore;
+
+use fcx_model::Function;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("function '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("function '{0}' does not exist")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Function records and small server metadata. Implementations are safe to share.
+pub trait Store: Send + Sync {
+    fn create_function(&self, f: &Function) -> Result<(), StoreError>;
+    fn get_function(&self, name: &str) -> Result<Option<Function>, StoreError>;
+    /// Functions in name order, names starting with `prefix`, after `start_after`.
+    fn list_functions(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Function>, StoreError>;
+    fn update_function(&self, f: &Function) -> Result<(), StoreError>;
+    /// Returns whether a function was deleted.
+    fn delete_function(&self, name: &str) -> Result<bool, StoreError>;
+    /// A server-wide value (e.g. the account id), set once.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}

@@ -1,1 +1,105 @@
-fn main() {}
+//! The `fcx` command: flags and wiring only; the work lives in the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// fcx runs Function Compute custom-runtime and custom-container functions on your own
+/// machine, with FC's exact contract: its API, headers, errors and limits.
+#[derive(Parser)]
+#[command(name = "fcx", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the fcx server: FC 3.0 API (2023-03-30) and instances on this machine.
+    #[command(after_help = "Examples:
+  fcx server                                  # 127.0.0.1:9100, data in ./.fcx
+  fcx server --listen 127.0.0.1:0 --data-dir /var/lib/fcx
+  curl -XPOST http://127.0.0.1:9100/2023-03-30/functions/NAME/invocations -d '{\"key\":\"value\"}'")]
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port; the startup line prints it).
+    #[arg(long, env = "FCX_LISTEN", default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+    /// Where functions, code packages and logs are kept (made 0700: instances cannot read it).
+    #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
+    data_dir: PathBuf,
+    /// Parent of the server's run directory (unpacked code, pid files of instances).
+    #[arg(long, env = "FCX_RUN_DIR", default_value = "/run/fcx")]
+    run_dir: PathBuf,
+    /// Seconds a new instance has to listen on its port before FunctionNotStarted (FC: 120).
+    #[arg(long, default_value_t = fcx_protocol::limits::DEFAULT_START_TIMEOUT_SECS)]
+    start_timeout: u64,
+    /// Allow a non-loopback listen address although requests are not authenticated yet.
+    #[arg(long)]
+    insecure_listen: bool,
+    /// Unprivileged user instances run as (name or UID:GID).
+    #[arg(long, default_value = "nobody")]
+    instance_user: String,
+    /// Region reported to functions (FC_REGION, x-fc-region).
+    #[arg(long, env = "FCX_REGION", default_value = "local")]
+    region: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FCX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Server(args) => server(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fcx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = fcx_gateway::ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        run_root: args.run_dir,
+        start_timeout: Duration::from_secs(args.start_timeout.max(1)),
+        insecure_listen: args.insecure_listen,
+        instance_user: args.instance_user,
+        region: args.region,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(fcx_gateway::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,151 @@
+//! InvokeFunction: `POST /2023-03-30/functions/{name}/invocations` and the FC 2.0 forms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
+use fcx_scheduler::{InvokeRequest, InvokeResponse};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::body::read_limited;
+use crate::error::ApiError;
+use crate::state::{new_request_id, App};
+
+pub async fn invoke_fc3(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    req_headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let qualifier = query.get("qualifier").cloned();
+    invoke(
+        &app,
+        ApiFlavor::Fc3,
+        &name,
+        qualifier,
+        None,
+        &req_headers,
+        body,
+    )
+    .await
+}
+
+/// `/2016-08-15/services/{service}[.{qualifier}]/functions/{name}/invocations` and
+/// `/2021-04-06/services/{service}/functions/{name}/invocations`.
+pub async fn invoke_fc2(
+    State(app): State<Arc<App>>,
+    Path((service, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    req_headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (service, qualifier) = match service.split_once('.') {
+        Some((s, q)) => (s.to_owned(), Some(q.to_owned())),
+        None => (service, query.get("qualifier").cloned()),
+    };
+    invoke(
+        &app,
+        ApiFlavor::Fc2,
+        &name,
+        qualifier,
+        Some(service),
+        &req_headers,
+        body,
+    )
+    .await
+}
+
+async fn invoke(
+    app: &App,
+    flavor: ApiFlavor,
+    name: &str,
+    qualifier: Option<String>,
+    service_name: Option<String>,
+    req_headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let rid = new_request_id();
+    let fail = |e| ApiError::new(e, flavor, &rid);
+    let qualifier = qualifier.unwrap_or_else(|| "LATEST".into());
+    if qualifier != "LATEST" {
+        return Err(fail(
+            FcError::invalid_argument(format!(
+                "qualifier: '{qualifier}' is not available: this fcx server serves LATEST only \
+                 (versions and aliases are not implemented yet)"
+            ))
+            .with_detail("Field", "qualifier"),
+        ));
+    }
+    let header = |n: &str| req_headers.get(n).and_then(|v| v.to_str().ok());
+    match header(headers::INVOCATION_TYPE) {
+        None | Some("Sync") | Some("sync") => {}
+        Some(other) => {
+            return Err(fail(
+                FcError::invalid_argument(format!(
+                    "{}: '{other}' is not supported by this fcx server (only Sync; asynchronous \
+                     invocation is not implemented yet)",
+                    headers::INVOCATION_TYPE
+                ))
+                .with_detail("Field", headers::INVOCATION_TYPE),
+            ))
+        }
+    }
+    let tail_log = match header(headers::LOG_TYPE) {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(fail(
+                FcError::invalid_argument(format!(
+                    "{}: must be None or Tail, got '{other}'",
+                    headers::LOG_TYPE
+                ))
+                .with_detail("Field", headers::LOG_TYPE),
+            ))
+        }
+    };
+    let payload = read_limited(body, limits::SYNC_PAYLOAD_MAX)
+        .await
+        .map_err(fail)?;
+    let req = InvokeRequest {
+        request_id: rid.clone(),
+        qualifier,
+        payload,
+        tail_log,
+        service_name,
+    };
+    let resp = app.scheduler.invoke(name, req).await.map_err(fail)?;
+    Ok(respond(&rid, resp))
+}
+
+fn respond(rid: &str, resp: InvokeResponse) -> Response {
+    let mut r = (StatusCode::OK, resp.body).into_response();
+    let h = r.headers_mut();
+    let content_type = resp
+        .content_type
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(http::header::CONTENT_TYPE, content_type);
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert(headers::REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&resp.instance_id) {
+        h.insert(headers::INSTANCE_ID, v);
+    }
+    if let Some(t) = resp.error_type {
+        h.insert(headers::ERROR_TYPE, HeaderValue::from_static(t));
+    }
+    if let Some(log) = resp.log_tail {
+        let tail = logs::tail(&log, limits::LOG_TAIL_MAX);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert(headers::LOG_RESULT, v);
+        }
+    }
+    r
+}

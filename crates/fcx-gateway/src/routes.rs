@@ -1,0 +1,71 @@
+//! The URL map: FC 3.0 management and invoke paths, FC 2.0 invoke paths, and FC-shaped
+//! answers for wrong methods and unknown paths.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use fcx_protocol::{ApiFlavor, FcError};
+
+use crate::error::ApiError;
+use crate::state::{new_request_id, App};
+use crate::{functions, invoke};
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/2023-03-30/functions",
+            not_supported(post(functions::create).get(functions::list)),
+        )
+        .route(
+            "/2023-03-30/functions/{name}",
+            not_supported(
+                get(functions::get)
+                    .put(functions::update)
+                    .delete(functions::delete),
+            ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/invocations",
+            not_supported(post(invoke::invoke_fc3)),
+        )
+        .route(
+            "/2016-08-15/services/{service}/functions/{name}/invocations",
+            not_supported(post(invoke::invoke_fc2)),
+        )
+        .route(
+            "/2021-04-06/services/{service}/functions/{name}/invocations",
+            not_supported(post(invoke::invoke_fc2)),
+        )
+        .fallback(unknown_path)
+        .with_state(app)
+}
+
+/// A known path with a method it does not take (e.g. a browser `GET .../invocations`).
+fn not_supported(router: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {
+    router.fallback(|req: Request| async move {
+        let flavor = flavor_of(req.uri().path());
+        ApiError::new(
+            FcError::path_not_supported(req.method().as_str(), req.uri().path()),
+            flavor,
+            &new_request_id(),
+        )
+    })
+}
+
+async fn unknown_path(req: Request) -> ApiError {
+    ApiError::new(
+        FcError::unknown_path(req.method().as_str(), req.uri().path()),
+        flavor_of(req.uri().path()),
+        &new_request_id(),
+    )
+}
+
+fn flavor_of(path: &str) -> ApiFlavor {
+    if path.starts_with("/2016-08-15/") || path.starts_with("/2021-04-06/") {
+        ApiFlavor::Fc2
+    } else {
+        ApiFlavor::Fc3
+    }
+}

@@ -1,0 +1,179 @@
+//! Server start-up and shutdown: data and run directories, store, leftover reaping, the
+//! scheduler with every stored function, and the HTTP listener.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fcx_runtime::{CodeCache, ProcessBackend, ProcessConfig};
+use fcx_scheduler::{Scheduler, SchedulerConfig};
+use fcx_store::{CodeStore, SqliteStore, Store};
+use sha2::{Digest, Sha256};
+
+use crate::state::App;
+
+/// Everything `fcx server` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Parent of per-server run directories (`<run_root>/<prefix>`).
+    pub run_root: PathBuf,
+    pub start_timeout: Duration,
+    pub insecure_listen: bool,
+    /// User instances run as: a name or `UID:GID`.
+    pub instance_user: String,
+    pub region: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] fcx_store::StoreError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// The name that marks what one server creates, derived from its data dir, so servers side
+/// by side never touch each other's instances.
+pub fn prefix_for(data_dir: &Path) -> String {
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("fcx-{hex}")
+}
+
+/// Runs the server until `shutdown` completes, then stops every instance.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    if !config.listen.ip().is_loopback() && !config.insecure_listen {
+        return Err(ServerError::Refused(format!(
+            "refusing to listen on {}: requests are not authenticated yet, so fcx listens on \
+             loopback addresses only; pass --insecure-listen to expose it anyway",
+            config.listen
+        )));
+    }
+    if !fcx_runtime::is_root() {
+        return Err(ServerError::Refused(
+            "fcx server must run as root: it creates a network namespace per instance and \
+             starts instances as an unprivileged user"
+                .into(),
+        ));
+    }
+    let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
+        .map_err(io(format!("instance user '{}'", config.instance_user)))?;
+
+    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .map_err(io("resolving the data dir"))?;
+    // Function code runs as another user and must not read keys or the database.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("securing the data dir"))?;
+    let prefix = prefix_for(&data_dir);
+    let run_dir = config.run_root.join(&prefix);
+    for dir in [&config.run_root, &run_dir, &run_dir.join("code")] {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        // The instance user must reach the unpacked code below it.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("setting permissions of {}", dir.display())))?;
+    }
+
+    let reaped = fcx_runtime::pidfile::reap(&run_dir);
+    if reaped > 0 {
+        tracing::warn!(
+            count = reaped,
+            "stopped instances left behind by a previous run"
+        );
+    }
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("fcx.db"))?);
+    let code = CodeStore::open(&data_dir.join("code"))?;
+    let account_id = account_id(store.as_ref())?;
+    let backend = ProcessBackend::new(ProcessConfig {
+        run_dir: run_dir.clone(),
+        log_dir: data_dir.join("logs"),
+        uid,
+        gid,
+    });
+    let scheduler = Scheduler::new(
+        backend,
+        CodeCache::new(run_dir.join("code")),
+        SchedulerConfig {
+            region: config.region.clone(),
+            account_id: account_id.clone(),
+            start_timeout: config.start_timeout,
+        },
+    );
+    let app = Arc::new(App {
+        store,
+        code,
+        scheduler,
+        region: config.region.clone(),
+        account_id,
+    });
+    load_functions(&app)?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listening on {}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(io("reading the bound address"))?;
+    // Tests and scripts read this line to find the server.
+    println!(
+        "fcx server listening on http://{local} (data dir {}, run dir {})",
+        data_dir.display(),
+        run_dir.display()
+    );
+    let router = crate::routes::router(Arc::clone(&app));
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down: stopping instances");
+    app.scheduler.shutdown().await;
+    served.map_err(io("serving HTTP"))
+}
+
+/// Every stored function goes to the scheduler, so a restart serves what was deployed.
+fn load_functions(app: &App) -> Result<(), ServerError> {
+    let mut after: Option<String> = None;
+    let mut count = 0;
+    loop {
+        let page = app.store.list_functions(None, after.as_deref(), 500)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.function_name.clone());
+        for f in page {
+            app.deploy(f);
+            count += 1;
+        }
+    }
+    tracing::info!(count, "functions loaded");
+    Ok(())
+}
+
+/// A 16-digit account id, generated once per data dir.
+fn account_id(store: &dyn Store) -> Result<String, ServerError> {
+    if let Some(id) = store.meta("account_id")? {
+        return Ok(id);
+    }
+    let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000_000 + 1_000_000_000_000_000;
+    let id = n.to_string();
+    store.set_meta("account_id", &id)?;
+    Ok(id)
+}

@@ -1,0 +1,29 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use fcx_model::Function;
+use fcx_scheduler::{Deployed, Scheduler};
+use fcx_store::{CodeStore, Store};
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub code: CodeStore,
+    pub scheduler: Scheduler,
+    pub region: String,
+    pub account_id: String,
+}
+
+impl App {
+    /// Hands a stored function to the scheduler, with its code package's path.
+    pub fn deploy(&self, function: Function) {
+        let code_zip = (!function.code_checksum.is_empty() && !function.is_custom_container())
+            .then(|| self.code.path(&function.code_checksum));
+        self.scheduler.deploy(Deployed { function, code_zip });
+    }
+}
+
+/// A fresh request id (FC's are UUID-shaped).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,170 @@
+//! A running instance: its process, namespace, log, and pooled keep-alive connections into it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use tokio::sync::watch;
+
+use crate::logs::InstanceLog;
+use crate::netns::NetNs;
+use crate::spec::ExitReason;
+use crate::sys;
+
+/// A failed call into an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The connection broke or could not be made (the process may have died).
+    #[error("connection to the instance failed: {0}")]
+    Connection(String),
+}
+
+/// A live instance. Dropping it kills its processes.
+pub struct Instance {
+    pub id: String,
+    pid: u32,
+    port: u16,
+    netns: NetNs,
+    log: Arc<InstanceLog>,
+    exit: watch::Receiver<Option<ExitReason>>,
+    idle_conns: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    pidfile: PathBuf,
+}
+
+impl Instance {
+    pub(crate) fn new(
+        id: String,
+        pid: u32,
+        port: u16,
+        netns: NetNs,
+        log: Arc<InstanceLog>,
+        exit: watch::Receiver<Option<ExitReason>>,
+        pidfile: PathBuf,
+    ) -> Instance {
+        Instance {
+            id,
+            pid,
+            port,
+            netns,
+            log,
+            exit,
+            idle_conns: Mutex::default(),
+            pidfile,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn log(&self) -> &Arc<InstanceLog> {
+        &self.log
+    }
+
+    /// How the main process ended, if it has.
+    pub fn exited(&self) -> Option<ExitReason> {
+        *self.exit.borrow()
+    }
+
+    /// Waits up to `within` for the main process to end.
+    pub async fn wait_exit(&self, within: Duration) -> Option<ExitReason> {
+        let mut rx = self.exit.clone();
+        let ended = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
+        match ended {
+            Ok(Ok(reason)) => *reason,
+            _ => self.exited(),
+        }
+    }
+
+    /// Sends `req` to the instance's server over a pooled keep-alive connection and reads
+    /// the whole response.
+    pub async fn call(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let mut sender = self.connection().await?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| CallError::Connection(describe(&e)))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| CallError::Connection(describe(&e)))?
+            .to_bytes();
+        if sender.is_ready() {
+            self.idle_conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sender);
+        }
+        Ok(http::Response::from_parts(parts, body))
+    }
+
+    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        loop {
+            let pooled = self
+                .idle_conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            match pooled {
+                Some(s) if s.is_ready() => return Ok(s),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let stream =
+            self.netns.dial(self.port).await.map_err(|e| {
+                CallError::Connection(format!("connect 127.0.0.1:{}: {e}", self.port))
+            })?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| CallError::Connection(describe(&e)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Kills the instance's processes at once.
+    pub fn kill(&self) {
+        sys::kill_group(self.pid as i32, libc::SIGKILL);
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` if still running.
+    pub async fn stop(&self, grace: Duration) {
+        if self.exited().is_none() {
+            sys::kill_group(self.pid as i32, libc::SIGTERM);
+            if self.wait_exit(grace).await.is_none() {
+                self.kill();
+                self.wait_exit(Duration::from_secs(5)).await;
+            }
+        }
+        // Children that outlived the main process still get the group kill.
+        self.kill();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+}
+
+fn describe(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

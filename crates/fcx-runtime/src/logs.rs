@@ -1,0 +1,162 @@
+//! An instance's log: everything its processes write to stdout and stderr, stored in a file
+//! per instance with FC's per-request markers, plus the in-memory tails fcx answers with
+//! (`x-fc-log-result`, the `Logs :` part of FunctionNotStarted).
+//!
+//! One reader thread per instance drains its output pipe. It reads only while holding the
+//! state lock, so "the pipe is empty and the lock is free" means every byte the process wrote
+//! before answering a request is already in that request's capture.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::sys;
+
+/// How much recent output is kept in memory for error messages.
+const RECENT_MAX: usize = 8 * 1024;
+/// How much of one request's output is kept in memory (the tail returned is 4 KB).
+const CAPTURE_MAX: usize = 16 * 1024;
+
+#[derive(Default)]
+struct State {
+    file: Option<BufWriter<File>>,
+    recent: VecDeque<u8>,
+    captures: HashMap<String, Vec<u8>>,
+}
+
+/// The log of one instance.
+pub struct InstanceLog {
+    state: Mutex<State>,
+    pipe: Mutex<Option<RawFd>>,
+}
+
+impl InstanceLog {
+    /// A log written to `path` (created with its parent directories); in memory only if that fails.
+    pub fn create(path: &Path) -> Arc<InstanceLog> {
+        let file = path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| File::options().create(true).append(true).open(path))
+            .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot open instance log file"))
+            .ok()
+            .map(BufWriter::new);
+        Arc::new(InstanceLog {
+            state: Mutex::new(State {
+                file,
+                ..State::default()
+            }),
+            pipe: Mutex::new(None),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the thread that drains `pipe` (the instance's stdout and stderr) into this log.
+    pub fn attach(self: &Arc<Self>, pipe: OwnedFd, name: &str) {
+        *self.pipe.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe.as_raw_fd());
+        let log = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("log-{name}"))
+            .stack_size(64 * 1024)
+            .spawn(move || log.drain(pipe));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start instance log reader");
+        }
+    }
+
+    fn drain(&self, pipe: OwnedFd) {
+        let mut file = File::from(pipe);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if sys::wait_readable(file.as_raw_fd()).is_err() {
+                break;
+            }
+            let mut state = self.lock();
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => append(&mut state, &buf[..n]),
+            }
+            if let Some(f) = state.file.as_mut() {
+                let _ = f.flush();
+            }
+        }
+        *self.pipe.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        drop(file);
+        if let Some(f) = self.lock().file.as_mut() {
+            let _ = f.flush();
+        }
+    }
+
+    /// Writes one line of fcx's own (a marker or a note) into the log and every open capture.
+    pub fn line(&self, text: &str) {
+        let mut state = self.lock();
+        append(&mut state, text.as_bytes());
+        append(&mut state, b"\n");
+    }
+
+    /// Starts collecting output for `request_id` and writes `marker`.
+    pub fn begin(&self, request_id: &str, marker: &str) {
+        let mut state = self.lock();
+        state.captures.insert(request_id.to_owned(), Vec::new());
+        append(&mut state, marker.as_bytes());
+        append(&mut state, b"\n");
+    }
+
+    /// Waits until output the process wrote so far is read, writes `marker`, and returns the
+    /// request's collected output.
+    pub async fn end(&self, request_id: &str, marker: &str) -> Vec<u8> {
+        self.settle().await;
+        let mut state = self.lock();
+        append(&mut state, marker.as_bytes());
+        append(&mut state, b"\n");
+        state.captures.remove(request_id).unwrap_or_default()
+    }
+
+    /// Waits (briefly, bounded) until the output pipe holds no unread bytes.
+    pub async fn settle(&self) {
+        for _ in 0..200 {
+            let pending = {
+                // The pipe lock keeps the fd open while it is queried; holding the state
+                // lock means the reader is not between its read and its append.
+                let fd = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
+                let _state = self.lock();
+                fd.map(sys::pending_bytes).unwrap_or(0)
+            };
+            if pending == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The last `max` bytes of the instance's output, as text.
+    pub fn recent(&self, max: usize) -> String {
+        let state = self.lock();
+        let skip = state.recent.len().saturating_sub(max);
+        let bytes: Vec<u8> = state.recent.iter().skip(skip).copied().collect();
+        String::from_utf8_lossy(fcx_protocol::logs::tail(&bytes, max)).into_owned()
+    }
+}
+
+fn append(state: &mut State, bytes: &[u8]) {
+    if let Some(f) = state.file.as_mut() {
+        let _ = f.write_all(bytes);
+    }
+    state.recent.extend(bytes);
+    let excess = state.recent.len().saturating_sub(RECENT_MAX);
+    state.recent.drain(..excess);
+    for capture in state.captures.values_mut() {
+        capture.extend_from_slice(bytes);
+        let excess = capture.len().saturating_sub(CAPTURE_MAX);
+        if excess > 0 {
+            capture.drain(..excess);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-instance network namespaces, reached without any IP plumbing.
+//!
+//! A dedicated thread `unshare`s into a new namespace, brings `lo` up and stays there for the
+//! instance's life. Processes join it through the namespace fd (`setns` before `exec`); the
+//! gateway gets connections to the instance's `127.0.0.1:<port>` by asking that thread to
+//! connect, since a socket stays bound to the namespace it was created in. No shared tokio
+//! worker ever changes namespace. The namespace dies with its last process and this thread.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::sys;
+
+type DialReply = oneshot::Sender<io::Result<std::net::TcpStream>>;
+
+/// A network namespace kept alive by its own thread (and by the processes inside it).
+pub struct NetNs {
+    fd: OwnedFd,
+    dial_tx: mpsc::Sender<(u16, DialReply)>,
+}
+
+impl NetNs {
+    /// Creates a namespace with only `lo`, up.
+    pub fn create(name: &str) -> io::Result<NetNs> {
+        let (init_tx, init_rx) = mpsc::channel::<io::Result<OwnedFd>>();
+        let (dial_tx, dial_rx) = mpsc::channel::<(u16, DialReply)>();
+        std::thread::Builder::new()
+            .name(format!("netns-{name}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let init = sys::unshare_netns()
+                    .and_then(|()| sys::loopback_up())
+                    .and_then(|()| std::fs::File::open("/proc/thread-self/ns/net"))
+                    .map(OwnedFd::from);
+                let ok = init.is_ok();
+                if init_tx.send(init).is_err() || !ok {
+                    return;
+                }
+                // Loopback connects complete or fail at once, so blocking here is brief.
+                while let Ok((port, reply)) = dial_rx.recv() {
+                    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                    let _ = reply.send(std::net::TcpStream::connect(addr));
+                }
+            })?;
+        let fd = init_rx.recv().map_err(|_| {
+            io::Error::other("network namespace thread ended before reporting its namespace")
+        })??;
+        Ok(NetNs { fd, dial_tx })
+    }
+
+    /// The namespace fd, for `setns` in a child process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Connects to `127.0.0.1:<port>` inside the namespace.
+    pub async fn dial(&self, port: u16) -> io::Result<tokio::net::TcpStream> {
+        let (tx, rx) = oneshot::channel();
+        self.dial_tx
+            .send((port, tx))
+            .map_err(|_| io::Error::other("network namespace thread is gone"))?;
+        let std_stream = rx
+            .await
+            .map_err(|_| io::Error::other("network namespace thread is gone"))??;
+        std_stream.set_nonblocking(true)?;
+        std_stream.set_nodelay(true)?;
+        tokio::net::TcpStream::from_std(std_stream)
+    }
+}

@@ -1,0 +1,318 @@
+//! The `process` backend: instances are host processes started from the unpacked code
+//! directory, each in its own network namespace and session, as an unprivileged user.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::instance::Instance;
+use crate::logs::InstanceLog;
+use crate::netns::NetNs;
+use crate::pidfile;
+use crate::procnet::{self, Listener};
+use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
+use crate::sys;
+use crate::StartError;
+
+/// Where the process backend keeps its files and whom instances run as.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Per-server run directory (pid files of live instances).
+    pub run_dir: PathBuf,
+    /// Directory of instance log files.
+    pub log_dir: PathBuf,
+    /// Unprivileged user and group instances run as.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Starts instances as host processes.
+pub struct ProcessBackend {
+    config: ProcessConfig,
+}
+
+/// A spawned process with its namespace and log, before it is known to be ready.
+struct Spawned {
+    id: String,
+    pid: u32,
+    netns: NetNs,
+    log: Arc<InstanceLog>,
+    exit: watch::Receiver<Option<ExitReason>>,
+    pidfile: PathBuf,
+}
+
+impl ProcessBackend {
+    pub fn new(config: ProcessConfig) -> ProcessBackend {
+        ProcessBackend { config }
+    }
+
+    fn new_instance_id() -> String {
+        format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
+    }
+
+    fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        extra_env: &[(&str, &[u8])],
+        stdout: Option<OwnedFd>,
+    ) -> Result<(Spawned, Option<tokio::process::ChildStdout>), StartError> {
+        let id = Self::new_instance_id();
+        let log = InstanceLog::create(
+            &self
+                .config
+                .log_dir
+                .join(&spec.function_name)
+                .join(format!("{id}.log")),
+        );
+        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let (program, args) = spec
+            .command
+            .split_first()
+            .ok_or_else(|| StartError::spawn(spec, "the function has no start command".into()))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&spec.code_dir)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("FC_INSTANCE_ID", &id)
+            .stdin(Stdio::null());
+        for (k, v) in extra_env {
+            use std::os::unix::ffi::OsStrExt;
+            cmd.env(k, std::ffi::OsStr::from_bytes(v));
+        }
+        let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
+        let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
+        let piped_stdout = stdout.is_none();
+        match stdout {
+            Some(fd) => cmd.stdout(Stdio::from(fd)),
+            None => cmd.stdout(Stdio::from(write_end)),
+        };
+        cmd.stderr(Stdio::from(stderr));
+        sys::prepare_instance_command(
+            &mut cmd,
+            netns.fd().as_raw_fd(),
+            self.config.uid,
+            self.config.gid,
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StartError::spawn(spec, format!("cannot start {program:?}: {e}")))?;
+        // The parent's copies of the write ends close with `cmd`, so EOF means every process ended.
+        drop(cmd);
+        log.attach(read_end, &id);
+        let pid = child.id().unwrap_or(0);
+        let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
+        let child_stdout = if piped_stdout {
+            None
+        } else {
+            child.stdout.take()
+        };
+        let (exit_tx, exit_rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => ExitReason::from_status(status),
+                Err(_) => ExitReason::Code(-1),
+            };
+            let _ = exit_tx.send(Some(reason));
+        });
+        Ok((
+            Spawned {
+                id,
+                pid,
+                netns,
+                log,
+                exit: exit_rx,
+                pidfile,
+            },
+            child_stdout,
+        ))
+    }
+
+    /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
+    pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let (s, _) = self.spawn(spec, &[], None)?;
+        let instance = Instance::new(s.id, s.pid, spec.port, s.netns, s.log, s.exit, s.pidfile);
+        wait_listening(&instance, spec, started).await?;
+        Ok(instance)
+    }
+
+    /// Runs one non-web-server invocation: the command with the event in
+    /// `FC_CUSTOM_CONTAINER_EVENT`, until it exits or `timeout` passes.
+    pub async fn run_event(
+        &self,
+        spec: &InstanceSpec,
+        event: &[u8],
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<EventOutcome, StartError> {
+        let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
+        let (s, _) = self.spawn(
+            spec,
+            &[("FC_CUSTOM_CONTAINER_EVENT", event)],
+            Some(stdout_write),
+        )?;
+        let instance = Instance::new(s.id, s.pid, spec.port, s.netns, s.log, s.exit, s.pidfile);
+        let log = Arc::clone(instance.log());
+        log.begin(request_id, &fcx_protocol::logs::invoke_start(request_id));
+        let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
+        let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
+            Ok(reason) => reason,
+            Err(_) => {
+                instance.kill();
+                None
+            }
+        };
+        // Children may keep stdout open; the group kill ends them so the reader sees EOF.
+        instance.kill();
+        let stdout = reader.await.unwrap_or_default();
+        let log_bytes = log
+            .end(request_id, &fcx_protocol::logs::invoke_end(request_id))
+            .await;
+        Ok(EventOutcome {
+            instance_id: instance.id.clone(),
+            exit,
+            stdout,
+            log: log_bytes,
+        })
+    }
+}
+
+/// Collects stdout (up to the cap) and copies its lines into the log.
+async fn read_stdout(fd: OwnedFd, log: Arc<InstanceLog>) -> Vec<u8> {
+    let max = fcx_protocol::limits::EVENT_STDOUT_MAX;
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..room.min(n)]);
+        for part in chunk.split_inclusive(|b| *b == b'\n') {
+            line.extend_from_slice(part);
+            if line.ends_with(b"\n") || line.len() > 4096 {
+                log.line(String::from_utf8_lossy(&line).trim_end_matches('\n'));
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        log.line(&String::from_utf8_lossy(&line));
+    }
+    out
+}
+
+/// Polls the instance's listening sockets until the server listens on the wildcard address
+/// at its port, the process exits, or the start timeout passes.
+async fn wait_listening(
+    instance: &Instance,
+    spec: &InstanceSpec,
+    started: Instant,
+) -> Result<(), StartError> {
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let listeners = procnet::listeners(instance.pid());
+        if listeners
+            .iter()
+            .any(|l| l.port == spec.port && l.is_wildcard())
+        {
+            return Ok(());
+        }
+        if let Some(exit) = instance.exited() {
+            instance.log().settle().await;
+            return Err(StartError::not_started(
+                started.elapsed(),
+                format!(
+                    "the process exited ({exit}) before listening on 0.0.0.0:{}",
+                    spec.port
+                ),
+                instance.log().recent(2048),
+            ));
+        }
+        if started.elapsed() >= spec.start_timeout {
+            return Err(StartError::not_started(
+                started.elapsed(),
+                diagnose(&listeners, spec),
+                instance.log().recent(2048),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Says what the process listens on instead of `0.0.0.0:<port>`.
+fn diagnose(listeners: &[Listener], spec: &InstanceSpec) -> String {
+    let port = spec.port;
+    let waited = spec.start_timeout.as_secs_f64();
+    let head = format!("nothing listens on 0.0.0.0:{port} after {waited}s");
+    if listeners.is_empty() {
+        return format!("{head}; the process listens on no TCP port at all");
+    }
+    let list: Vec<String> = listeners.iter().map(ToString::to_string).collect();
+    let list = list.join(", ");
+    if listeners.iter().any(|l| l.port == port) {
+        format!(
+            "{head}; the process listens on {list}, which is loopback only: \
+             the server must bind 0.0.0.0:{port} (or [::]:{port}), not 127.0.0.1"
+        )
+    } else {
+        format!(
+            "{head}; the process listens on {list}: make the server listen on port {port} \
+             (FC_CUSTOM_LISTEN_PORT) or set the function's port to the one it uses"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            function_name: "f".into(),
+            code_dir: PathBuf::from("/"),
+            command: vec!["x".into()],
+            env: vec![],
+            port: 9000,
+            start_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn l(addr: &str, port: u16) -> Listener {
+        Listener {
+            addr: addr.parse::<IpAddr>().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn diagnosis_names_loopback_bind() {
+        let d = diagnose(&[l("127.0.0.1", 9000)], &spec());
+        assert!(d.contains("127.0.0.1:9000"), "{d}");
+        assert!(d.contains("must bind 0.0.0.0:9000"), "{d}");
+    }
+
+    #[test]
+    fn diagnosis_names_other_port() {
+        let d = diagnose(&[l("0.0.0.0", 8080)], &spec());
+        assert!(d.contains("listens on 0.0.0.0:8080"), "{d}");
+    }
+
+    #[test]
+    fn diagnosis_says_nothing_listens() {
+        assert!(diagnose(&[], &spec()).contains("no TCP port"));
+    }
+}

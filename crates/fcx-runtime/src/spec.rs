@@ -1,0 +1,80 @@
+//! What a backend needs to start an instance: resolved by the scheduler from the function.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One instance's launch description.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Function the instance belongs to (for names and log paths).
+    pub function_name: String,
+    /// Unpacked code directory: the working directory and `FC_FUNC_CODE_PATH`.
+    pub code_dir: PathBuf,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Environment (FC's variables and the user's); `FC_INSTANCE_ID` is added per instance.
+    pub env: Vec<(String, String)>,
+    /// CAPort: where the server must listen (web-server mode).
+    pub port: u16,
+    /// How long the server may take to listen.
+    pub start_timeout: Duration,
+}
+
+/// Why a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitReason {
+    pub fn from_status(status: std::process::ExitStatus) -> ExitReason {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitReason::Code(code),
+            (None, Some(sig)) => ExitReason::Signal(sig),
+            (None, None) => ExitReason::Code(-1),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitReason::Code(0)
+    }
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitReason::Code(c) => write!(f, "exit code {c}"),
+            ExitReason::Signal(s) => write!(f, "signal {s} ({})", signal_name(s)),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "unknown signal",
+    }
+}
+
+/// Result of one non-web-server invocation.
+#[derive(Debug, Clone)]
+pub struct EventOutcome {
+    pub instance_id: String,
+    /// How the process ended; `None` when fcx killed it at the timeout.
+    pub exit: Option<ExitReason>,
+    /// Captured stdout, at most `EVENT_STDOUT_MAX` bytes.
+    pub stdout: Vec<u8>,
+    /// The invocation's log (stdout and stderr lines).
+    pub log: Vec<u8>,
+}

@@ -1,0 +1,184 @@
+//! The only module with `unsafe`: thin wrappers over the namespace, credential and signal
+//! syscalls fcx needs (`unshare`, `setns`, `ioctl`, `setsid`, `setuid`, `prctl`, `kill`).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Moves the calling thread into a new network namespace.
+pub fn unshare_netns() -> io::Result<()> {
+    // SAFETY: unshare only changes the calling thread's namespace membership; no memory is shared.
+    check(unsafe { libc::unshare(libc::CLONE_NEWNET) })
+}
+
+/// Brings the loopback interface of the calling thread's network namespace up: a fresh
+/// namespace has `lo` down, so nothing could connect to 127.0.0.1 inside it.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket creation; the fd is closed below on every path.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: sock is a valid socket and req a properly initialised ifreq for these ioctls.
+    let result = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            check(libc::ioctl(sock, libc::SIOCSIFFLAGS, &req))
+        }
+    };
+    // SAFETY: sock is owned here and closed exactly once.
+    unsafe { libc::close(sock) };
+    result
+}
+
+/// What a freshly forked instance process does before `exec`: join the instance's network
+/// namespace, start its own session (so fcx can kill its whole process group), drop to the
+/// unprivileged user, and die with the thread that spawned it (if fcx is killed).
+///
+/// Only async-signal-safe syscalls: this runs between `fork` and `exec`.
+pub fn enter_instance(netns: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: called in the child between fork and exec; every call below is
+    // async-signal-safe and touches only this process's own state.
+    unsafe {
+        check(libc::setns(netns, libc::CLONE_NEWNET))?;
+        check(libc::setsid())?;
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+        // Set after setuid: a credential change clears the parent-death signal.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the process group led by `pid`. Instances run in their own session, so
+/// the group holds the main process and every child that did not start a session of its own;
+/// the kernel does not reuse a pid while a group of that id has members.
+pub fn kill_group(pid: i32, signal: i32) {
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill has no memory effects; a group with no members only yields ESRCH.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+/// Whether a process with this pid exists (signal 0 probe).
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Bytes waiting to be read in a pipe (`FIONREAD`).
+pub fn pending_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: fd is a pipe owned by the caller; n is a valid out pointer.
+    let ret = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if ret < 0 {
+        0
+    } else {
+        n.max(0) as usize
+    }
+}
+
+/// Resolves a user name to (uid, gid) through the system's user database.
+pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
+    if let Some((u, g)) = name.split_once(':') {
+        if let (Ok(u), Ok(g)) = (u.parse(), g.parse()) {
+            return Ok((u, g));
+        }
+    }
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain old data; getpwnam_r writes into pwd/buf within the given sizes.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let ret = libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if ret != 0 || result.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no user named '{name}' (use NAME or UID:GID)"),
+            ));
+        }
+        Ok((pwd.pw_uid, pwd.pw_gid))
+    }
+}
+
+/// Whether fcx runs with root's powers (namespaces and setuid need them).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and has no side effects.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Blocks until `fd` is readable or hung up.
+pub fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: pfd is a valid pollfd array of length 1 for the duration of the call.
+        let ret = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if ret >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A pipe whose both ends are close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Makes `cmd`'s child join the namespace `netns` and drop to `uid:gid` before `exec`.
+pub fn prepare_instance_command(
+    cmd: &mut tokio::process::Command,
+    netns: RawFd,
+    uid: u32,
+    gid: u32,
+) {
+    // SAFETY: the closure only calls async-signal-safe syscalls (see `enter_instance`) and
+    // allocates nothing; `netns` stays open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || enter_instance(netns, uid, gid));
+    }
+}

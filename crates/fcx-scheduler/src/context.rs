@@ -1,0 +1,89 @@
+//! What every instance is told about its function: environment variables at start and the
+//! `x-fc-*` context headers on each call.
+
+use std::path::Path;
+
+use fcx_model::Function;
+use fcx_protocol::headers::context as h;
+use fcx_runtime::InstanceSpec;
+
+use crate::{InvokeRequest, SchedulerConfig};
+
+/// PATH for instances: the system directories, never fcx's or root's own.
+const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The launch description of an instance of `f` with code unpacked in `code_dir`.
+pub fn instance_spec(f: &Function, code_dir: &Path, config: &SchedulerConfig) -> InstanceSpec {
+    let port = f.port();
+    let code_path = code_dir.display().to_string();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), INSTANCE_PATH.into()),
+        ("HOME".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("FC_FUNCTION_NAME".into(), f.function_name.clone()),
+        ("FC_FUNCTION_HANDLER".into(), f.handler.clone()),
+        ("FC_FUNCTION_MEMORY_SIZE".into(), f.memory_size.to_string()),
+        ("FC_FUNCTION_VERSION".into(), "LATEST".into()),
+        ("FC_CUSTOM_LISTEN_PORT".into(), port.to_string()),
+        ("FC_FUNC_CODE_PATH".into(), code_path),
+        ("FC_REGION".into(), config.region.clone()),
+        ("FC_ACCOUNT_ID".into(), config.account_id.clone()),
+    ];
+    // User variables come last so they may override PATH, HOME or LANG (not FC_*: reserved).
+    env.extend(
+        f.environment_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    InstanceSpec {
+        function_name: f.function_name.clone(),
+        code_dir: code_dir.to_owned(),
+        command: command(f),
+        env,
+        port,
+        start_timeout: config.start_timeout,
+    }
+}
+
+/// `customRuntimeConfig.command` + `args`; FC's default for custom runtimes is `./bootstrap`.
+fn command(f: &Function) -> Vec<String> {
+    let Some(c) = &f.custom_runtime_config else {
+        return vec!["./bootstrap".into()];
+    };
+    let mut argv = if c.command.is_empty() {
+        vec!["./bootstrap".to_owned()]
+    } else {
+        c.command.clone()
+    };
+    argv.extend(c.args.iter().cloned());
+    argv
+}
+
+/// FC's common request headers for a call of kind `control_path`.
+pub fn headers(
+    f: &Function,
+    req: &InvokeRequest,
+    config: &SchedulerConfig,
+    control_path: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        (fcx_protocol::headers::REQUEST_ID, req.request_id.clone()),
+        (h::FUNCTION_NAME, f.function_name.clone()),
+        (h::FUNCTION_MEMORY, f.memory_size.to_string()),
+        (h::FUNCTION_TIMEOUT, f.timeout.to_string()),
+        (h::FUNCTION_HANDLER, f.handler.clone()),
+        (h::REGION, config.region.clone()),
+        (h::ACCOUNT_ID, config.account_id.clone()),
+        (h::QUALIFIER, req.qualifier.clone()),
+        (h::VERSION_ID, "LATEST".into()),
+        (h::CONTROL_PATH, control_path.into()),
+    ];
+    if let Some(init) = f.initializer() {
+        out.push((h::FUNCTION_INITIALIZER, init.handler.clone()));
+        out.push((h::INITIALIZATION_TIMEOUT, init.timeout.to_string()));
+    }
+    if let Some(service) = &req.service_name {
+        out.push((h::SERVICE_NAME, service.clone()));
+    }
+    out
+}

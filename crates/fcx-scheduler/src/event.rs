@@ -1,0 +1,117 @@
+//! Non-web-server mode: each invocation runs the function's command once with the event in
+//! `FC_CUSTOM_CONTAINER_EVENT`; exit code 0 is success and stdout is the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fcx_protocol::limits::EVENT_ENV_PAYLOAD_MAX;
+use fcx_protocol::{outcome, FcError};
+use fcx_runtime::StartError;
+
+use crate::pool::Pool;
+use crate::{context, InvokeRequest, InvokeResponse, Scheduler};
+
+/// How many log lines a failed run's error body carries.
+const ERROR_LOG_LINES: usize = 20;
+
+pub async fn invoke(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    req: InvokeRequest,
+) -> Result<InvokeResponse, FcError> {
+    check_event(&req.payload)?;
+    let deployed = &pool.deployed;
+    let f = &deployed.function;
+    let zip = deployed.code_zip.as_ref().ok_or_else(|| {
+        FcError::invalid_argument(format!(
+            "function '{}' runs a container image; this fcx server has no OCI backend yet",
+            f.function_name
+        ))
+    })?;
+    let code_dir = sched
+        .code
+        .ensure(&f.code_checksum, zip)
+        .await
+        .map_err(|e| FcError::internal(e.to_string()))?;
+    let spec = context::instance_spec(f, &code_dir, &sched.config);
+    let timeout = Duration::from_secs(f.timeout.into());
+    let run = sched
+        .backend
+        .run_event(&spec, &req.payload, timeout, &req.request_id)
+        .await
+        .map_err(|e| match e {
+            StartError::NotStarted { cause, .. } => {
+                FcError::new(fcx_protocol::ErrorCode::FunctionNotStarted, cause)
+            }
+            other => FcError::internal(other.to_string()),
+        })?;
+    let tail = req.tail_log.then(|| run.log.clone());
+    let failure = match run.exit {
+        Some(exit) if exit.success() => None,
+        Some(exit) => Some((
+            "ProcessExitError",
+            format!("Process exited with {exit} before completing request"),
+        )),
+        None => Some(("FunctionTimeout", outcome::timeout_message(f.timeout))),
+    };
+    Ok(match failure {
+        None => InvokeResponse {
+            body: run.stdout.into(),
+            content_type: None,
+            instance_id: run.instance_id,
+            error_type: None,
+            log_tail: tail,
+        },
+        Some((error_type, message)) => InvokeResponse {
+            body: error_body(error_type, &message, &run.log).into(),
+            content_type: Some("application/json".into()),
+            instance_id: run.instance_id,
+            error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
+            log_tail: tail,
+        },
+    })
+}
+
+/// The kernel passes the event as one environment string: no NUL bytes, bounded length.
+fn check_event(payload: &[u8]) -> Result<(), FcError> {
+    if payload.contains(&0) {
+        return Err(FcError::invalid_argument(
+            "payload: a non-web-server function receives its event in the environment \
+             variable FC_CUSTOM_CONTAINER_EVENT, which cannot hold NUL bytes",
+        ));
+    }
+    if payload.len() > EVENT_ENV_PAYLOAD_MAX {
+        return Err(FcError::invalid_argument(format!(
+            "payload: {} bytes exceed the {EVENT_ENV_PAYLOAD_MAX} bytes the kernel allows in \
+             the environment variable FC_CUSTOM_CONTAINER_EVENT of a non-web-server function",
+            payload.len()
+        ))
+        .with_detail("Limit", EVENT_ENV_PAYLOAD_MAX));
+    }
+    Ok(())
+}
+
+/// `{"errorMessage","errorType","stackTrace"}` with the run's last log lines as the trace.
+fn error_body(error_type: &str, message: &str, log: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(log);
+    let lines: Vec<&str> = text.lines().collect();
+    let last = &lines[lines.len().saturating_sub(ERROR_LOG_LINES)..];
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&outcome::function_error_body(error_type, message))
+            .unwrap_or_default();
+    body["stackTrace"] = serde_json::json!(last);
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_and_oversized_events_are_refused() {
+        assert!(check_event(b"a\0b").is_err());
+        assert!(check_event(&vec![b'x'; EVENT_ENV_PAYLOAD_MAX]).is_ok());
+        let e = check_event(&vec![b'x'; EVENT_ENV_PAYLOAD_MAX + 1]).unwrap_err();
+        assert!(e.message.contains(&EVENT_ENV_PAYLOAD_MAX.to_string()));
+    }
+}

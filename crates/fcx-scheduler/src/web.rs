@@ -1,0 +1,267 @@
+//! Web-server mode: a pooled instance answers `POST /initialize` once and `POST /invoke` per
+//! event; its answer, a crash, or a timeout becomes FC's response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fcx_protocol::headers::control_path;
+use fcx_protocol::{logs, outcome, ErrorCode, FcError, Outcome};
+use fcx_runtime::{Instance, StartError};
+use http_body_util::Full;
+
+use crate::pool::{Lease, Pool};
+use crate::{context, InvokeRequest, InvokeResponse, Scheduler};
+
+/// How long fcx waits for a process whose connection broke to report its exit.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+pub async fn invoke(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    req: InvokeRequest,
+) -> Result<InvokeResponse, FcError> {
+    let (lease, init_log) = match lease(sched, pool, &req).await {
+        Ok(leased) => leased,
+        Err(Stop::Error(e)) => return Err(e),
+        Err(Stop::Respond(r)) => return Ok(r),
+    };
+    let f = &pool.deployed.function;
+    let instance = &lease.slot.instance;
+    let log = instance.log();
+    log.begin(&req.request_id, &logs::invoke_start(&req.request_id));
+    let call = instance.call(request(
+        sched,
+        pool,
+        &req,
+        control_path::INVOKE,
+        req.payload.clone(),
+    ));
+    let result = tokio::time::timeout(Duration::from_secs(f.timeout.into()), call).await;
+    if result.is_err() {
+        // The instance may be stuck in user code: it cannot be trusted with the next request.
+        pool.discard(&lease.slot);
+        log.line(&format!(
+            "fcx: {} (request {})",
+            outcome::timeout_message(f.timeout),
+            req.request_id
+        ));
+    }
+    let mut tail = init_log.unwrap_or_default();
+    tail.extend(
+        log.end(&req.request_id, &logs::invoke_end(&req.request_id))
+            .await,
+    );
+    let tail = req.tail_log.then_some(tail);
+    let response = match result {
+        Err(_) => function_error(
+            instance,
+            "FunctionTimeout",
+            &outcome::timeout_message(f.timeout),
+            tail,
+        ),
+        Ok(Err(e)) => return Err(broken_connection(pool, &lease, e.to_string()).await),
+        Ok(Ok(resp)) => {
+            let x_fc_status = resp
+                .headers()
+                .get(fcx_protocol::headers::STATUS)
+                .and_then(|v| v.to_str().ok());
+            let failed = outcome::classify_invoke_response(resp.status().as_u16(), x_fc_status)
+                == Outcome::Failure;
+            InvokeResponse {
+                content_type: resp
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: resp.into_body(),
+                instance_id: instance.id.clone(),
+                error_type: failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
+                log_tail: tail,
+            }
+        }
+    };
+    Ok(response)
+}
+
+/// Why an invocation ends before `/invoke` is called.
+enum Stop {
+    /// A platform error (4xx/5xx).
+    Error(FcError),
+    /// A function error answered as FC does (a failed initializer).
+    Respond(InvokeResponse),
+}
+
+impl From<FcError> for Stop {
+    fn from(e: FcError) -> Stop {
+        Stop::Error(e)
+    }
+}
+
+/// A warm slot, or a new instance started and initialized for this request. Returns the
+/// initializer's log when one ran.
+async fn lease(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    req: &InvokeRequest,
+) -> Result<(Lease, Option<Vec<u8>>), Stop> {
+    if let Some(lease) = pool.acquire_warm() {
+        return Ok((lease, None));
+    }
+    let deployed = &pool.deployed;
+    let zip = deployed.code_zip.as_ref().ok_or_else(|| {
+        FcError::invalid_argument(format!(
+            "function '{}' runs a container image; this fcx server has no OCI backend yet, \
+             so only code packages (runtime custom) can run",
+            deployed.function.function_name
+        ))
+    })?;
+    let code_dir = sched
+        .code
+        .ensure(&deployed.function.code_checksum, zip)
+        .await
+        .map_err(|e| FcError::internal(e.to_string()))?;
+    let spec = context::instance_spec(&deployed.function, &code_dir, &sched.config);
+    let instance = sched
+        .backend
+        .start(&spec)
+        .await
+        .map_err(|e| Stop::Error(start_error(e)))?;
+    let init_log = match deployed.function.initializer() {
+        Some(hook) => Some(initialize(sched, pool, req, &instance, hook.timeout).await?),
+        None => None,
+    };
+    Ok((pool.add_started(instance), init_log))
+}
+
+/// Calls `POST /initialize` on a new instance. On failure the instance is not used again
+/// (the caller drops it, which kills it).
+async fn initialize(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    req: &InvokeRequest,
+    instance: &Instance,
+    timeout_secs: u32,
+) -> Result<Vec<u8>, Stop> {
+    let log = instance.log();
+    let rid = &req.request_id;
+    log.begin(rid, &logs::initialize_start(rid));
+    let call = instance.call(request(
+        sched,
+        pool,
+        req,
+        control_path::INITIALIZE,
+        Bytes::new(),
+    ));
+    let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
+    let init_log = log.end(rid, &logs::initialize_end(rid)).await;
+    let failure = match result {
+        Err(_) => format!("Function initialization time out after {timeout_secs} seconds"),
+        Ok(Err(e)) => {
+            return Err(Stop::Error(match instance.wait_exit(EXIT_GRACE).await {
+                Some(exit) => process_exited(exit, &log.recent(2048)),
+                None => FcError::new(ErrorCode::BadResponse, format!("initializer: {e}")),
+            }))
+        }
+        Ok(Ok(resp)) => {
+            let x_fc_status = resp
+                .headers()
+                .get(fcx_protocol::headers::STATUS)
+                .and_then(|v| v.to_str().ok());
+            let status = resp.status().as_u16();
+            if outcome::classify_invoke_response(status, x_fc_status) == Outcome::Success {
+                return Ok(init_log);
+            }
+            let body = String::from_utf8_lossy(resp.body());
+            let body: String = body.chars().take(1024).collect();
+            format!("the initializer failed: /initialize answered {status}: {body}")
+        }
+    };
+    instance.kill();
+    let tail = req.tail_log.then_some(init_log);
+    Err(Stop::Respond(function_error(
+        instance,
+        "InitializationError",
+        &failure,
+        tail,
+    )))
+}
+
+fn function_error(
+    instance: &Instance,
+    error_type: &str,
+    message: &str,
+    log_tail: Option<Vec<u8>>,
+) -> InvokeResponse {
+    InvokeResponse {
+        body: outcome::function_error_body(error_type, message).into(),
+        content_type: Some("application/json".into()),
+        instance_id: instance.id.clone(),
+        error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
+        log_tail,
+    }
+}
+
+/// The connection to the instance broke mid-request: a crash (502 ProcessExited) or a server
+/// that closed the connection (502 BadResponse). Either way the instance is replaced.
+async fn broken_connection(pool: &Pool, lease: &Lease, cause: String) -> FcError {
+    let instance = &lease.slot.instance;
+    let exit = instance.wait_exit(EXIT_GRACE).await;
+    pool.discard(&lease.slot);
+    instance.log().settle().await;
+    let logs = instance.log().recent(2048);
+    match exit {
+        Some(exit) => process_exited(exit, &logs),
+        None => FcError::new(
+            ErrorCode::BadResponse,
+            format!("the function's server broke the connection before answering: {cause}"),
+        )
+        .with_detail("Logs", logs),
+    }
+    .with_detail("InstanceId", instance.id.clone())
+}
+
+fn process_exited(exit: fcx_runtime::ExitReason, logs: &str) -> FcError {
+    FcError::new(
+        ErrorCode::ProcessExited,
+        format!("Process exited unexpectedly before completing request ({exit})"),
+    )
+    .with_detail("Logs", logs.to_owned())
+}
+
+fn start_error(e: StartError) -> FcError {
+    match e {
+        StartError::NotStarted {
+            elapsed,
+            cause,
+            logs,
+        } => FcError::new(
+            ErrorCode::FunctionNotStarted,
+            format!(
+                "The CA's http server cannot be started:ContainerStartDuration:{}. \
+                 Ping CA failed due to: {cause} Logs : {logs}",
+                elapsed.as_nanos()
+            ),
+        )
+        .with_detail("Diagnosis", cause),
+        other => FcError::internal(other.to_string()),
+    }
+}
+
+fn request(
+    sched: &Scheduler,
+    pool: &Pool,
+    req: &InvokeRequest,
+    path: &str,
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
+    let mut builder = http::Request::post(path)
+        .header(http::header::HOST, "127.0.0.1")
+        .header(http::header::CONTENT_TYPE, "application/octet-stream");
+    for (name, value) in context::headers(&pool.deployed.function, req, &sched.config, path) {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+}

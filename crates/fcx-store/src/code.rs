@@ -1,0 +1,79 @@
+//! Code packages as files, named by the SHA-256 of their bytes (`<dir>/<sha256>.zip`), so
+//! identical uploads are stored once and a name always means the same bytes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+/// A stored package.
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    pub checksum: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+pub struct CodeStore {
+    dir: PathBuf,
+}
+
+impl CodeStore {
+    pub fn open(dir: &Path) -> Result<CodeStore, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        Ok(CodeStore {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The file of package `checksum`.
+    pub fn path(&self, checksum: &str) -> PathBuf {
+        self.dir.join(format!("{checksum}.zip"))
+    }
+
+    /// Stores `bytes` durably (written to a temporary file, synced, renamed into place).
+    pub fn put(&self, bytes: &[u8]) -> Result<StoredCode, StoreError> {
+        let checksum = hex(&Sha256::digest(bytes));
+        let path = self.path(&checksum);
+        if !path.exists() {
+            let tmp = self
+                .dir
+                .join(format!(".tmp-{checksum}-{}", std::process::id()));
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(StoredCode {
+            checksum,
+            size: bytes.len() as u64,
+            path,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_same_file() {
+        let dir = std::env::temp_dir().join(format!("fcx-code-test-{}", std::process::id()));
+        let store = CodeStore::open(&dir).unwrap();
+        let a = store.put(b"abc").unwrap();
+        let b = store.put(b"abc").unwrap();
+        assert_eq!(a.path, b.path);
+        assert_eq!(
+            a.checksum,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(std::fs::read(&a.path).unwrap(), b"abc");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

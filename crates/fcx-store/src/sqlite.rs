@@ -1,0 +1,125 @@
+//! The embedded store: one SQLite database in WAL mode.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use fcx_model::Function;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{migrations, Store, StoreError};
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn encode(f: &Function) -> Result<String, StoreError> {
+    serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode(doc: &str) -> Result<Function, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store for SqliteStore {
+    fn create_function(&self, f: &Function) -> Result<(), StoreError> {
+        let doc = encode(f)?;
+        let result = self.lock().execute(
+            "INSERT INTO functions (name, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            params![f.function_name, doc, f.created_time],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::AlreadyExists(f.function_name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn get_function(&self, name: &str) -> Result<Option<Function>, StoreError> {
+        let doc: Option<String> = self
+            .lock()
+            .query_row("SELECT doc FROM functions WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        doc.as_deref().map(decode).transpose()
+    }
+
+    fn list_functions(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Function>, StoreError> {
+        let conn = self.lock();
+        // substr() instead of LIKE: names may hold '_' and '%'-free but LIKE treats '_' as a wildcard.
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc FROM functions
+             WHERE (?1 IS NULL OR substr(name, 1, length(?1)) = ?1)
+               AND (?2 IS NULL OR name > ?2)
+             ORDER BY name LIMIT ?3",
+        )?;
+        let docs = stmt
+            .query_map(params![prefix, start_after, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        docs.iter().map(|d| decode(d)).collect()
+    }
+
+    fn update_function(&self, f: &Function) -> Result<(), StoreError> {
+        let doc = encode(f)?;
+        let n = self.lock().execute(
+            "UPDATE functions SET doc = ?2, updated_at = ?3 WHERE name = ?1",
+            params![f.function_name, doc, f.last_modified_time],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(f.function_name.clone()));
+        }
+        Ok(())
+    }
+
+    fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM functions WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}

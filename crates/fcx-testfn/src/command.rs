@@ -1,0 +1,186 @@
+//! Parsing of `/invoke` commands (the request body) and of non-web-server-mode events.
+
+/// What an `/invoke` request body asks the function to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `echo:<text>`: reply with `<text>`.
+    Echo(&'a str),
+    /// `headers`: reply with the request headers.
+    Headers,
+    /// `env`: reply with the environment.
+    Env,
+    /// `whoami`: reply with the process uid and gid.
+    Whoami,
+    /// `crash`: exit with code 7 without replying.
+    Crash,
+    /// `abort`: SIGABRT without replying.
+    Abort,
+    /// `sleep:<ms>`: sleep, then reply.
+    Sleep(u64),
+    /// `fail`: reply 404 with `x-fc-status: 404` and an FC error body.
+    Fail,
+    /// `status:<code>`: reply with that status (200..=599).
+    Status(u16),
+    /// `log:<text>`: print `<text>` to stdout.
+    Log(&'a str),
+    /// `barrier:<dir>:<n>`: wait until `<dir>` holds `n` entries.
+    Barrier { dir: &'a str, n: usize },
+    /// `size:<n>`: reply with `n` bytes of `x`.
+    Size(u64),
+    /// Anything else: echo the raw body.
+    Raw,
+}
+
+/// Parses an `/invoke` body. Non-UTF-8 bodies and malformed arguments are `Command::Raw`.
+pub fn parse(body: &[u8]) -> Command<'_> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Command::Raw;
+    };
+    let text = text.trim_end_matches(['\r', '\n']);
+    let (verb, arg) = match text.split_once(':') {
+        Some((verb, arg)) => (verb, Some(arg)),
+        None => (text, None),
+    };
+    let parsed = match (verb, arg) {
+        ("echo", Some(t)) => Some(Command::Echo(t)),
+        ("headers", None) => Some(Command::Headers),
+        ("env", None) => Some(Command::Env),
+        ("whoami", None) => Some(Command::Whoami),
+        ("crash", None) => Some(Command::Crash),
+        ("abort", None) => Some(Command::Abort),
+        ("fail", None) => Some(Command::Fail),
+        ("sleep", Some(ms)) => number(ms).map(Command::Sleep),
+        ("size", Some(n)) => number(n).map(Command::Size),
+        ("status", Some(code)) => number(code)
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (200..=599).contains(c))
+            .map(Command::Status),
+        ("log", Some(t)) => Some(Command::Log(t)),
+        ("barrier", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
+            let n = usize::try_from(number(n)?).ok()?;
+            (!dir.is_empty()).then_some(Command::Barrier { dir, n })
+        }),
+        _ => None,
+    };
+    parsed.unwrap_or(Command::Raw)
+}
+
+/// A whole decimal number (digits only).
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The leading decimal number of `s` (digits, optionally after a `-`), ignoring what follows.
+fn leading_number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let digits_start = usize::from(s.starts_with('-'));
+    let end = s[digits_start..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(s.len(), |i| i + digits_start);
+    if end == digits_start {
+        return None;
+    }
+    s[..end].parse().ok()
+}
+
+/// What a non-web-server-mode process does with `FC_CUSTOM_CONTAINER_EVENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    /// `exit:<n>`: exit with code n.
+    Exit(i32),
+    /// `signal`: abort (SIGABRT).
+    Signal,
+    /// `sleep:<ms>`: sleep, then exit 0.
+    Sleep(u64),
+    /// `stdout:<n>`: print n bytes of `x`, then exit 0.
+    Stdout(u64),
+    /// Anything else: exit 0.
+    Done,
+}
+
+/// Parses an event by prefix; a prefix with no number after it is `EventAction::Done`.
+pub fn parse_event(event: &str) -> EventAction {
+    let parsed = if let Some(rest) = event.strip_prefix("exit:") {
+        leading_number(rest).map(EventAction::Exit)
+    } else if event.starts_with("signal") {
+        Some(EventAction::Signal)
+    } else if let Some(rest) = event.strip_prefix("sleep:") {
+        leading_number(rest).map(EventAction::Sleep)
+    } else if let Some(rest) = event.strip_prefix("stdout:") {
+        leading_number(rest).map(EventAction::Stdout)
+    } else {
+        None
+    };
+    parsed.unwrap_or(EventAction::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_simple_commands_with_trailing_newline() {
+        assert_eq!(parse(b"headers"), Command::Headers);
+        assert_eq!(parse(b"env\n"), Command::Env);
+        assert_eq!(parse(b"whoami\r\n"), Command::Whoami);
+        assert_eq!(parse(b"crash"), Command::Crash);
+        assert_eq!(parse(b"abort"), Command::Abort);
+        assert_eq!(parse(b"fail"), Command::Fail);
+    }
+
+    #[test]
+    fn parses_commands_with_arguments() {
+        assert_eq!(parse(b"echo:hi: there\n"), Command::Echo("hi: there"));
+        assert_eq!(parse(b"echo:"), Command::Echo(""));
+        assert_eq!(parse(b"sleep:250"), Command::Sleep(250));
+        assert_eq!(parse(b"size:1048576"), Command::Size(1_048_576));
+        assert_eq!(parse(b"status:503"), Command::Status(503));
+        assert_eq!(parse(b"log:hello world"), Command::Log("hello world"));
+        assert_eq!(
+            parse(b"barrier:/tmp/a:b:3"),
+            Command::Barrier {
+                dir: "/tmp/a:b",
+                n: 3
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_or_unknown_commands_are_raw() {
+        for body in [
+            &b""[..],
+            b"{\"a\":1}",
+            b"sleep:abc",
+            b"sleep:-1",
+            b"size:",
+            b"status:99",
+            b"status:600",
+            b"status:70000",
+            b"barrier:/tmp",
+            b"barrier::3",
+            b"barrier:/tmp:x",
+            b"headers:x",
+            b"crash now",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse(body), Command::Raw, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn parses_events() {
+        assert_eq!(parse_event("exit:5"), EventAction::Exit(5));
+        assert_eq!(parse_event("exit:12 and more"), EventAction::Exit(12));
+        assert_eq!(parse_event("exit:-1"), EventAction::Exit(-1));
+        assert_eq!(parse_event("exit:"), EventAction::Done);
+        assert_eq!(parse_event("exit:-"), EventAction::Done);
+        assert_eq!(parse_event("exit:99999999999"), EventAction::Done);
+        assert_eq!(parse_event("signal"), EventAction::Signal);
+        assert_eq!(parse_event("sleep:100\n"), EventAction::Sleep(100));
+        assert_eq!(parse_event("stdout:10"), EventAction::Stdout(10));
+        assert_eq!(parse_event(""), EventAction::Done);
+        assert_eq!(parse_event("{\"k\":\"v\"}"), EventAction::Done);
+    }
+}

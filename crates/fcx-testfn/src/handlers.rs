@@ -1,0 +1,294 @@
+//! Routes of the test function's HTTP server: `/initialize`, `/invoke`, `/pre-stop`, `/pre-freeze`.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::command::{self, Command};
+use crate::http::Head;
+use crate::response::{Body, Response};
+use crate::{log_err, log_out};
+
+/// How long a `barrier:` command waits for the other participants.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a `barrier:` command re-counts the directory.
+const BARRIER_POLL: Duration = Duration::from_millis(10);
+
+/// Settings read once from the environment at startup.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `FC_INSTANCE_ID` (empty if unset).
+    pub instance_id: String,
+    /// `TESTFN_RECORD`: file that lifecycle events are appended to.
+    pub record: Option<PathBuf>,
+    /// `TESTFN_INIT_FAIL`: `1` → `/initialize` answers 404, `crash` → exit(9).
+    pub init_fail: Option<String>,
+    /// `TESTFN_INIT_SLEEP_MS`: delay before handling `/initialize`.
+    pub init_sleep_ms: Option<u64>,
+}
+
+impl Config {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Config {
+            instance_id: var("FC_INSTANCE_ID").unwrap_or_default(),
+            record: std::env::var_os("TESTFN_RECORD")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            init_fail: var("TESTFN_INIT_FAIL"),
+            init_sleep_ms: var("TESTFN_INIT_SLEEP_MS").and_then(|v| v.trim().parse().ok()),
+        }
+    }
+
+    /// Appends `<event> <instance id>` to the record file, if one is configured.
+    fn record(&self, event: &str) {
+        let Some(path) = &self.record else { return };
+        let line = format!("{event} {}\n", self.instance_id);
+        let result = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = result {
+            log_err(&format!("testfn: cannot append to {}: {e}", path.display()));
+        }
+    }
+}
+
+/// What the connection loop must do after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Respond(Response),
+    /// Exit the whole process with this code, without responding.
+    Exit(i32),
+    /// Abort the whole process (SIGABRT), without responding.
+    Abort,
+}
+
+/// Routes one request.
+pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
+    match (head.method.as_str(), head.path()) {
+        ("POST", "/initialize") => initialize(cfg),
+        ("POST", "/invoke") => {
+            cfg.record("invoke");
+            match invoke(cfg, head, body) {
+                Outcome::Respond(resp) => {
+                    Outcome::Respond(resp.with_header("x-testfn-instance", &cfg.instance_id))
+                }
+                other => other,
+            }
+        }
+        ("GET", "/pre-stop") => {
+            cfg.record("pre-stop");
+            Outcome::Respond(Response::new(200, "ok"))
+        }
+        ("GET", "/pre-freeze") => {
+            cfg.record("pre-freeze");
+            Outcome::Respond(Response::new(200, "ok"))
+        }
+        (method, _) => Outcome::Respond(Response::new(
+            404,
+            format!("testfn: no route for {method} {}", head.target),
+        )),
+    }
+}
+
+fn initialize(cfg: &Config) -> Outcome {
+    if let Some(ms) = cfg.init_sleep_ms {
+        thread::sleep(Duration::from_millis(ms));
+    }
+    log_out("testfn: initialize");
+    cfg.record("initialize");
+    match cfg.init_fail.as_deref() {
+        Some("1") => Outcome::Respond(Response::new(404, "init failed")),
+        Some("crash") => Outcome::Exit(9),
+        _ => Outcome::Respond(Response::new(200, "initialized")),
+    }
+}
+
+fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
+    let resp = match command::parse(body) {
+        Command::Echo(text) => Response::new(200, text),
+        Command::Headers => {
+            let mut headers: Vec<&(String, String)> = head.headers.iter().collect();
+            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            let text: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+            Response::new(200, text)
+        }
+        Command::Env => {
+            let mut vars: Vec<(String, String)> = std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            vars.sort();
+            let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            Response::new(200, text)
+        }
+        Command::Whoami => match whoami() {
+            Some((uid, gid)) => Response::new(200, format!("uid={uid} gid={gid}")),
+            None => Response::new(500, "testfn: cannot read /proc/self/status"),
+        },
+        Command::Crash => {
+            log_err("testfn: crashing");
+            return Outcome::Exit(7);
+        }
+        Command::Abort => return Outcome::Abort,
+        Command::Sleep(ms) => {
+            thread::sleep(Duration::from_millis(ms));
+            Response::new(200, format!("slept {ms}"))
+        }
+        Command::Fail => Response::new(
+            404,
+            r#"{"errorMessage":"testfn failed on purpose","errorType":"TestError"}"#,
+        )
+        .with_header("x-fc-status", "404"),
+        Command::Status(code) => Response::new(code, format!("status {code}")),
+        Command::Log(text) => {
+            log_out(text);
+            Response::new(200, "logged")
+        }
+        Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
+        Command::Size(n) => Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Repeat { byte: b'x', len: n },
+        },
+        Command::Raw => Response::new(200, body),
+    };
+    Outcome::Respond(resp)
+}
+
+/// `(uid, gid)`: the first value of the `Uid:` and `Gid:` lines of /proc/self/status.
+fn whoami() -> Option<(String, String)> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let first = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    };
+    Some((first("Uid:")?, first("Gid:")?))
+}
+
+fn barrier(cfg: &Config, dir: &Path, n: usize) -> Response {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let marker = dir.join(format!("{}-{nanos}-{seq}", cfg.instance_id));
+    if let Err(e) = fs::File::create(&marker) {
+        return Response::new(
+            500,
+            format!("testfn: cannot create {}: {e}", marker.display()),
+        );
+    }
+    let deadline = Instant::now() + BARRIER_TIMEOUT;
+    loop {
+        let count = fs::read_dir(dir).map_or(0, |entries| entries.count());
+        if count >= n {
+            return Response::new(200, format!("released {}", cfg.instance_id));
+        }
+        if Instant::now() >= deadline {
+            return Response::new(200, "barrier timeout");
+        }
+        thread::sleep(BARRIER_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Version;
+
+    fn req(method: &str, target: &str) -> Head {
+        Head {
+            method: method.to_string(),
+            target: target.to_string(),
+            version: Version::Http11,
+            headers: vec![
+                ("x-b".to_string(), "2".to_string()),
+                ("x-a".to_string(), "1".to_string()),
+            ],
+        }
+    }
+
+    fn respond(outcome: Outcome) -> Response {
+        match outcome {
+            Outcome::Respond(r) => r,
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    fn cfg() -> Config {
+        Config {
+            instance_id: "i-1".to_string(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn invoke_echo_and_headers_carry_instance_header() {
+        let r = respond(handle(&cfg(), &req("POST", "/invoke"), b"echo:hi\n"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, Body::Bytes(b"hi".to_vec()));
+        assert!(r
+            .headers
+            .contains(&("x-testfn-instance".to_string(), "i-1".to_string())));
+        let r = respond(handle(&cfg(), &req("POST", "/invoke"), b"headers"));
+        assert_eq!(r.body, Body::Bytes(b"x-a: 1\nx-b: 2\n".to_vec()));
+    }
+
+    #[test]
+    fn invoke_echoes_unknown_binary_bodies_unchanged() {
+        let body = b"\x00\xffraw\n\n";
+        let r = respond(handle(&cfg(), &req("POST", "/invoke"), body));
+        assert_eq!(r.body, Body::Bytes(body.to_vec()));
+    }
+
+    #[test]
+    fn crash_and_abort_do_not_respond() {
+        assert!(matches!(
+            handle(&cfg(), &req("POST", "/invoke"), b"crash"),
+            Outcome::Exit(7)
+        ));
+        assert!(matches!(
+            handle(&cfg(), &req("POST", "/invoke"), b"abort"),
+            Outcome::Abort
+        ));
+    }
+
+    #[test]
+    fn unknown_route_is_404() {
+        let r = respond(handle(&cfg(), &req("GET", "/invoke"), b""));
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.body,
+            Body::Bytes(b"testfn: no route for GET /invoke".to_vec())
+        );
+    }
+
+    #[test]
+    fn initialize_failure_modes() {
+        let mut c = cfg();
+        c.init_fail = Some("1".to_string());
+        let r = respond(handle(&c, &req("POST", "/initialize"), b""));
+        assert_eq!(
+            (r.status, r.body),
+            (404, Body::Bytes(b"init failed".to_vec()))
+        );
+        c.init_fail = Some("crash".to_string());
+        assert!(matches!(
+            handle(&c, &req("POST", "/initialize"), b""),
+            Outcome::Exit(9)
+        ));
+    }
+}

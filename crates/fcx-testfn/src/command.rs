@@ -27,6 +27,8 @@ pub enum Command<'a> {
     Barrier { dir: &'a str, n: usize },
     /// `size:<n>`: reply with `n` bytes of `x`.
     Size(u64),
+    /// `read:<path>`: reply with the file's bytes, or 403 and the error if it cannot be read.
+    Read(&'a str),
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -56,6 +58,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
             .filter(|c| (200..=599).contains(c))
             .map(Command::Status),
         ("log", Some(t)) => Some(Command::Log(t)),
+        ("read", Some(path)) => Some(Command::Read(path)),
         ("barrier", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
             let n = usize::try_from(number(n)?).ok()?;
             (!dir.is_empty()).then_some(Command::Barrier { dir, n })

@@ -155,6 +155,10 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             Response::new(200, "logged")
         }
         Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
+        Command::Read(path) => match std::fs::read(path) {
+            Ok(bytes) => Response::new(200, bytes),
+            Err(e) => Response::new(403, format!("cannot read {path}: {e}")),
+        },
         Command::Size(n) => Response {
             status: 200,
             headers: Vec::new(),

@@ -1,0 +1,235 @@
+//! End-to-end harness: starts the real `fcx` binary on `127.0.0.1:0` with a temporary data
+//! dir, reads its address from the startup line, and talks HTTP to it. Dropping a [`Server`]
+//! kills it and every process it started (found by pid files and by working directory under
+//! its run dir), and removes its run dir, even when the test failed.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod procs;
+pub mod zipper;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use self::http::Response;
+
+/// Path of the built `fcx` binary.
+pub fn fcx_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fcx"))
+}
+
+/// Path of the test function binary, built on demand (it is a separate package).
+pub fn testfn_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = fcx_bin().with_file_name("fcx-testfn");
+            if !path.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "-p", "fcx-testfn"])
+                    .status()
+                    .expect("run cargo build -p fcx-testfn");
+                assert!(status.success(), "cargo build -p fcx-testfn failed");
+            }
+            path
+        })
+        .clone()
+}
+
+/// The repository root (for `examples/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Options for starting a server.
+#[derive(Clone)]
+pub struct Options {
+    pub start_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            start_timeout_secs: 20,
+        }
+    }
+}
+
+/// A running `fcx server`.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    pub run_dir: PathBuf,
+    options: Options,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Server {
+        let data_dir = tempfile::Builder::new()
+            .prefix("fcx-e2e-")
+            .tempdir()
+            .expect("temp data dir");
+        let (child, addr, run_dir) = spawn(data_dir.path(), &options);
+        Server {
+            child: Some(child),
+            addr,
+            data_dir,
+            run_dir,
+            options,
+        }
+    }
+
+    /// Kills the server with SIGKILL (no cleanup on its side) and starts it again on the
+    /// same data dir.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, addr, run_dir) = spawn(self.data_dir.path(), &self.options);
+        assert_eq!(
+            run_dir, self.run_dir,
+            "run dir must derive from the data dir"
+        );
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http::request(self.addr, method, path, headers, body)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// CreateFunction; panics unless it answers 200.
+    pub fn create_function(&self, body: Value) -> Value {
+        let r = self.post_json("/2023-03-30/functions", &body);
+        assert_eq!(r.status, 200, "CreateFunction failed: {}", r.text());
+        r.json()
+    }
+
+    pub fn invoke(&self, name: &str, payload: &[u8]) -> Response {
+        self.invoke_with(name, &[], payload)
+    }
+
+    pub fn invoke_with(&self, name: &str, headers: &[(&str, &str)], payload: &[u8]) -> Response {
+        self.request(
+            "POST",
+            &format!("/2023-03-30/functions/{name}/invocations"),
+            headers,
+            payload,
+        )
+    }
+
+    /// Processes started by this server that are still running.
+    pub fn instance_pids(&self) -> Vec<u32> {
+        procs::under(&self.run_dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM first so the server stops its instances itself; SIGKILL if it hangs.
+            procs::terminate(child.id(), Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in procs::under(&self.run_dir) {
+            procs::kill(pid);
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
+    let mut child = Command::new(fcx_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--start-timeout", &options.start_timeout_secs.to_string()])
+        .env("FCX_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fcx server");
+    let stdout = child.stdout.take().expect("server stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match lines.next() {
+        Some(Ok(line)) => line,
+        other => {
+            let _ = child.kill();
+            panic!("fcx server printed no startup line: {other:?}");
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected startup line: {line}"));
+    let run_dir = line
+        .split("run dir ")
+        .nth(1)
+        .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
+        .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
+    (child, addr, run_dir)
+}
+
+/// A CreateFunction body for the test function with `env` as its environment.
+pub fn testfn_function(name: &str, env: Value) -> Value {
+    json!({
+        "functionName": name,
+        "runtime": "custom.debian12",
+        "handler": "index.handler",
+        "timeout": 10,
+        "code": { "zipFile": zipper::testfn_zip_base64() },
+        "customRuntimeConfig": { "command": ["./bootstrap"], "port": 9000 },
+        "environmentVariables": env,
+    })
+}
+
+/// A unique, world-writable scratch directory for barrier files and records.
+pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fcx-e2e-{tag}-"))
+        .tempdir()
+        .expect("scratch dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}

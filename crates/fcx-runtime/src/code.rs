@@ -171,6 +171,22 @@ fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
+/// Checks that `bytes` is a zip archive fcx can unpack (used when code is uploaded, so a bad
+/// package is refused at deploy time rather than at the first invocation).
+pub fn validate_zip(bytes: &[u8]) -> Result<(), String> {
+    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        if entry.enclosed_name().is_none() {
+            return Err(format!(
+                "entry {:?} points outside the package",
+                entry.name().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,20 +211,4 @@ mod tests {
             Path::new("/etc/passwd")
         ));
     }
-}
-
-/// Checks that `bytes` is a zip archive fcx can unpack (used when code is uploaded, so a bad
-/// package is refused at deploy time rather than at the first invocation).
-pub fn validate_zip(bytes: &[u8]) -> Result<(), String> {
-    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    for i in 0..archive.len() {
-        let entry = archive.by_index(i).map_err(|e| e.to_string())?;
-        if entry.enclosed_name().is_none() {
-            return Err(format!(
-                "entry {:?} points outside the package",
-                entry.name().unwrap_or_default()
-            ));
-        }
-    }
-    Ok(())
 }

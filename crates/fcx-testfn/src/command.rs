@@ -29,6 +29,8 @@ pub enum Command<'a> {
     Size(u64),
     /// `read:<path>`: reply with the file's bytes, or 403 and the error if it cannot be read.
     Read(&'a str),
+    /// `connect:<host:port>`: try a TCP connection; reply `connected` or `error: <reason>`.
+    Connect(&'a str),
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -59,6 +61,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
             .map(Command::Status),
         ("log", Some(t)) => Some(Command::Log(t)),
         ("read", Some(path)) => Some(Command::Read(path)),
+        ("connect", Some(addr)) => Some(Command::Connect(addr)),
         ("barrier", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
             let n = usize::try_from(number(n)?).ok()?;
             (!dir.is_empty()).then_some(Command::Barrier { dir, n })

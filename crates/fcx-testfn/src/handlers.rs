@@ -155,6 +155,7 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             Response::new(200, "logged")
         }
         Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
+        Command::Connect(addr) => Response::new(200, connect(addr)),
         Command::Read(path) => match std::fs::read(path) {
             Ok(bytes) => Response::new(200, bytes),
             Err(e) => Response::new(403, format!("cannot read {path}: {e}")),
@@ -205,6 +206,20 @@ fn barrier(cfg: &Config, dir: &Path, n: usize) -> Response {
             return Response::new(200, "barrier timeout");
         }
         thread::sleep(BARRIER_POLL);
+    }
+}
+
+/// Tries a TCP connection with a short timeout, for isolation tests.
+fn connect(addr: &str) -> String {
+    use std::net::ToSocketAddrs;
+    let target = match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return format!("error: {addr} resolves to nothing"),
+        Err(e) => return format!("error: {e}"),
+    };
+    match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(2)) {
+        Ok(_) => "connected".to_owned(),
+        Err(e) => format!("error: {e}"),
     }
 }
 

@@ -1,0 +1,231 @@
+//! Instances: network namespace isolation, identity and environment, lifecycle across
+//! updates, deletes, shutdown and a crash of the server itself.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::procs::eventually;
+use support::Server;
+
+#[test]
+fn two_instances_of_one_function_both_listen_on_9000() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("pair", json!({})));
+    let barrier = support::scratch_dir("pair");
+    let cmd = format!("barrier:{}:2", barrier.path().display());
+    let responses: Vec<support::Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| server.invoke("pair", cmd.as_bytes())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids = Vec::new();
+    for r in &responses {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.header("x-fc-instance-id").unwrap().to_owned();
+        assert_eq!(r.text(), format!("released {id}"));
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "both requests were served by one instance");
+    assert_eq!(server.instance_pids().len(), 2);
+}
+
+#[test]
+fn instances_get_fc_environment_and_context_headers() {
+    let server = Server::start();
+    let created = server.create_function(support::testfn_function(
+        "envy",
+        json!({"MY_VAR": "my value"}),
+    ));
+    let env = server.invoke("envy", b"env").text();
+    let instance_id = server
+        .invoke("envy", b"echo:x")
+        .header("x-fc-instance-id")
+        .unwrap()
+        .to_owned();
+    let account = created["functionArn"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    for line in [
+        "FC_FUNCTION_NAME=envy".to_owned(),
+        "FC_FUNCTION_MEMORY_SIZE=512".to_owned(),
+        "FC_FUNCTION_HANDLER=index.handler".to_owned(),
+        "FC_CUSTOM_LISTEN_PORT=9000".to_owned(),
+        "FC_REGION=local".to_owned(),
+        format!("FC_ACCOUNT_ID={account}"),
+        format!("FC_INSTANCE_ID={instance_id}"),
+        "MY_VAR=my value".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "missing {line} in:\n{env}");
+    }
+    let code_path = env
+        .lines()
+        .find_map(|l| l.strip_prefix("FC_FUNC_CODE_PATH="))
+        .expect("FC_FUNC_CODE_PATH");
+    assert!(std::path::Path::new(code_path).join("bootstrap").exists());
+
+    let headers = server.invoke("envy", b"headers").text();
+    for line in [
+        "x-fc-function-name: envy",
+        "x-fc-function-memory: 512",
+        "x-fc-function-timeout: 10",
+        "x-fc-function-handler: index.handler",
+        "x-fc-region: local",
+        "x-fc-qualifier: LATEST",
+        "x-fc-version-id: LATEST",
+        "x-fc-control-path: /invoke",
+        "content-type: application/octet-stream",
+    ] {
+        assert!(
+            headers.lines().any(|l| l == line),
+            "missing {line} in:\n{headers}"
+        );
+    }
+    assert!(headers.contains(&format!("x-fc-account-id: {account}")));
+    assert!(headers.lines().any(|l| l.starts_with("x-fc-request-id: ")));
+}
+
+#[test]
+fn instances_run_unprivileged_and_cannot_read_the_data_dir() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("jailed", json!({})));
+    assert_eq!(
+        server.invoke("jailed", b"whoami").text(),
+        "uid=65534 gid=65534"
+    );
+    let db = server.data_dir.path().join("fcx.db");
+    assert!(db.exists());
+    let r = server.invoke("jailed", format!("read:{}", db.display()).as_bytes());
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Permission denied"), "{}", r.text());
+}
+
+#[test]
+fn instances_have_loopback_only_and_cannot_reach_host_services() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("netless", json!({})));
+    // fcx's own API listens on the host's loopback; inside the namespace that address is empty.
+    let r = server.invoke("netless", format!("connect:{}", server.addr).as_bytes());
+    assert!(r.text().starts_with("error: "), "{}", r.text());
+    // The instance's own loopback works (its server listens there).
+    let r = server.invoke("netless", b"connect:127.0.0.1:9000");
+    assert_eq!(r.text(), "connected");
+    let r = server.invoke("netless", b"connect:1.1.1.1:53");
+    assert!(r.text().starts_with("error: "), "{}", r.text());
+}
+
+#[test]
+fn update_moves_new_requests_to_new_instances_and_stops_old_ones() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("rolling", json!({"V": "1"})));
+    let before = server.invoke("rolling", b"env");
+    assert!(before.text().lines().any(|l| l == "V=1"));
+    let old_pids = server.instance_pids();
+    assert_eq!(old_pids.len(), 1);
+
+    let r = server.request(
+        "PUT",
+        "/2023-03-30/functions/rolling",
+        &[],
+        json!({"environmentVariables": {"V": "2"}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = server.invoke("rolling", b"env");
+    assert!(after.text().lines().any(|l| l == "V=2"), "{}", after.text());
+    assert_ne!(
+        after.header("x-fc-instance-id"),
+        before.header("x-fc-instance-id")
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !server
+            .instance_pids()
+            .contains(&old_pids[0])),
+        "old instance still running"
+    );
+
+    let r = server.request("DELETE", "/2023-03-30/functions/rolling", &[], b"");
+    assert_eq!(r.status, 204);
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .instance_pids()
+            .is_empty()),
+        "instances of a deleted function still running: {:?}",
+        server.instance_pids()
+    );
+}
+
+#[test]
+fn graceful_shutdown_stops_every_instance() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("a", json!({})));
+    server.create_function(support::testfn_function("b", json!({})));
+    assert_eq!(server.invoke("a", b"echo:1").status, 200);
+    assert_eq!(server.invoke("b", b"echo:1").status, 200);
+    assert_eq!(server.instance_pids().len(), 2);
+    let run_dir = server.run_dir.clone();
+    let pid = server.pid();
+    support::procs::terminate(pid, Duration::from_secs(15));
+    assert!(
+        eventually(Duration::from_secs(5), || support::procs::under(&run_dir)
+            .is_empty()),
+        "instances outlived the server"
+    );
+    drop(server);
+}
+
+#[test]
+fn restart_after_kill_keeps_functions_and_leaves_no_orphans() {
+    let mut server = Server::start();
+    server.create_function(support::testfn_function("survivor", json!({})));
+    let first = server.invoke("survivor", b"echo:before");
+    assert_eq!(first.text(), "before");
+    assert_eq!(server.instance_pids().len(), 1);
+
+    server.crash_and_restart();
+    let after = server.invoke("survivor", b"echo:after");
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(after.text(), "after");
+    assert_ne!(
+        after.header("x-fc-instance-id"),
+        first.header("x-fc-instance-id")
+    );
+    let got = server.request("GET", "/2023-03-30/functions/survivor", &[], b"");
+    assert_eq!(got.status, 200);
+    // Only the new instance runs: the old one died with its server or was reaped at start.
+    assert!(
+        eventually(Duration::from_secs(5), || server.instance_pids().len() == 1),
+        "leftover processes: {:?}",
+        server.instance_pids()
+    );
+    let pidfiles = std::fs::read_dir(server.run_dir.join("instances"))
+        .unwrap()
+        .count();
+    assert_eq!(pidfiles, 1, "stale pid files left behind");
+}
+
+#[test]
+fn servers_side_by_side_do_not_touch_each_others_instances() {
+    let a = Server::start();
+    let b = Server::start();
+    assert_ne!(a.run_dir, b.run_dir);
+    a.create_function(support::testfn_function("same", json!({})));
+    b.create_function(support::testfn_function("same", json!({})));
+    assert_eq!(a.invoke("same", b"echo:a").text(), "a");
+    assert_eq!(b.invoke("same", b"echo:b").text(), "b");
+    let a_pids = a.instance_pids();
+    drop(b);
+    assert_eq!(
+        a.instance_pids(),
+        a_pids,
+        "stopping one server touched the other's instances"
+    );
+    assert_eq!(a.invoke("same", b"echo:still").text(), "still");
+}

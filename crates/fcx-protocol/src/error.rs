@@ -181,7 +181,7 @@ impl FcError {
 }
 
 /// The seed's FAQ answer, appended to 404s and PathNotSupported: browsers hit event functions.
-pub const EVENT_VS_HTTP: &str = "Event functions are invoked with POST /2023-03-30/functions/{functionName}/invocations (an SDK, `fcx invoke` or curl -X POST); a browser GET or an arbitrary path reaches no function. To serve browsers, use an HTTP function with an HTTP trigger";
+pub const EVENT_VS_HTTP: &str = "Event functions are invoked with POST /2023-03-30/functions/{functionName}/invocations (an FC SDK, or curl -X POST); a browser GET or an arbitrary path reaches no function. To serve browsers, use an HTTP function with an HTTP trigger";
 
 #[cfg(test)]
 mod tests {

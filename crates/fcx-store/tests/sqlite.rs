@@ -1,0 +1,64 @@
+//! The SQLite store against a real database file.
+
+use fcx_model::Function;
+use fcx_store::{SqliteStore, Store, StoreError};
+
+fn function(name: &str) -> Function {
+    let body = serde_json::json!({
+        "functionName": name, "runtime": "custom", "handler": "h",
+        "code": {"zipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+    });
+    let input = fcx_model::parse_create(body.to_string().as_bytes()).unwrap();
+    Function::from_create(input, "id".into(), "local", "1", "2026-01-01T00:00:00Z").unwrap()
+}
+
+#[test]
+fn functions_survive_reopening_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fcx.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.create_function(&function("a")).unwrap();
+        store.set_meta("account_id", "42").unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get_function("a").unwrap(), Some(function("a")));
+    assert_eq!(store.meta("account_id").unwrap().as_deref(), Some("42"));
+}
+
+#[test]
+fn duplicate_create_and_missing_update_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("fcx.db")).unwrap();
+    store.create_function(&function("a")).unwrap();
+    assert!(matches!(
+        store.create_function(&function("a")),
+        Err(StoreError::AlreadyExists(n)) if n == "a"
+    ));
+    assert!(matches!(
+        store.update_function(&function("b")),
+        Err(StoreError::NotFound(n)) if n == "b"
+    ));
+    assert!(store.delete_function("a").unwrap());
+    assert!(!store.delete_function("a").unwrap());
+}
+
+#[test]
+fn list_filters_by_prefix_literally_and_pages_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("fcx.db")).unwrap();
+    for name in ["a_1", "ab1", "a_2", "b"] {
+        store.create_function(&function(name)).unwrap();
+    }
+    let names = |v: Vec<Function>| v.into_iter().map(|f| f.function_name).collect::<Vec<_>>();
+    // '_' is not a wildcard.
+    assert_eq!(
+        names(store.list_functions(Some("a_"), None, 10).unwrap()),
+        ["a_1", "a_2"]
+    );
+    assert_eq!(
+        names(store.list_functions(None, Some("a_2"), 2).unwrap()),
+        ["ab1", "b"]
+    );
+    assert_eq!(names(store.list_functions(None, None, 1).unwrap()), ["a_1"]);
+}

@@ -7,6 +7,7 @@ pub mod error;
 mod functions;
 mod invoke;
 mod routes;
+mod scaling;
 pub mod server;
 mod state;
 mod time;

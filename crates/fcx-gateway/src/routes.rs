@@ -10,7 +10,7 @@ use fcx_protocol::{ApiFlavor, FcError};
 
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
-use crate::{functions, invoke};
+use crate::{functions, invoke, scaling};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -29,6 +29,34 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/2023-03-30/functions/{name}/invocations",
             not_supported(post(invoke::invoke_fc3)),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/concurrency",
+            not_supported(
+                get(scaling::get_concurrency)
+                    .put(scaling::put_concurrency)
+                    .delete(|s, p, q| scaling::delete_config(s, p, q, scaling::CONCURRENCY)),
+            ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/provision-config",
+            not_supported(
+                get(scaling::get_provision)
+                    .put(scaling::put_provision)
+                    .delete(|s, p, q| scaling::delete_config(s, p, q, scaling::PROVISION)),
+            ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/scaling-config",
+            not_supported(
+                get(scaling::get_scaling)
+                    .put(scaling::put_scaling)
+                    .delete(|s, p, q| scaling::delete_config(s, p, q, scaling::SCALING)),
+            ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/instances",
+            not_supported(get(scaling::list_instances)),
         )
         .route(
             "/2016-08-15/services/{service}/functions/{name}/invocations",

@@ -1,6 +1,7 @@
 //! Server start-up and shutdown: data and run directories, store, leftover reaping, the
 //! scheduler with every stored function, and the HTTP listener.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,14 @@ pub struct ServerConfig {
     /// User instances run as: a name or `UID:GID`.
     pub instance_user: String,
     pub region: String,
+    /// Idle time after which instances are reclaimed (a function's `idleTimeout` wins).
+    pub idle_timeout: Duration,
+    /// Idle time after which instances are frozen (`None`: never).
+    pub freeze_after: Option<Duration>,
+    /// Most instances running at once on this server.
+    pub max_instances: u32,
+    /// How long shutdown waits for in-flight requests before stopping instances anyway.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +103,9 @@ pub async fn run(
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
     }
 
-    let reaped = fcx_runtime::pidfile::reap(&run_dir);
+    let cgroups = fcx_runtime::CgroupRoot::open(&prefix);
+    let reaped =
+        fcx_runtime::pidfile::reap(&run_dir) + cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
     if reaped > 0 {
         tracing::warn!(
             count = reaped,
@@ -110,6 +121,7 @@ pub async fn run(
         log_dir: data_dir.join("logs"),
         uid,
         gid,
+        cgroups,
     });
     let scheduler = Scheduler::new(
         backend,
@@ -118,6 +130,9 @@ pub async fn run(
             region: config.region.clone(),
             account_id: account_id.clone(),
             start_timeout: config.start_timeout,
+            idle_timeout: config.idle_timeout,
+            freeze_after: config.freeze_after,
+            max_instances: config.max_instances,
         },
     );
     let app = Arc::new(App {
@@ -128,6 +143,8 @@ pub async fn run(
         account_id,
     });
     load_functions(&app)?;
+    crate::scaling::apply_all(&app)?;
+    app.scheduler.start_maintenance();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -142,12 +159,42 @@ pub async fn run(
         run_dir.display()
     );
     let router = crate::routes::router(Arc::clone(&app));
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    tracing::info!("shutting down: stopping instances");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
+    tokio::pin!(serving);
+    let served = tokio::select! {
+        result = &mut serving => Some(result),
+        () = shutdown => None,
+    };
+    let served = match served {
+        Some(result) => result,
+        None => {
+            // Stop accepting, let in-flight requests finish (bounded), then stop instances.
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?config.shutdown_timeout,
+                        "in-flight requests did not finish in time; stopping instances anyway"
+                    );
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    tracing::info!("stopping instances");
     app.scheduler.shutdown().await;
-    served.map_err(io("serving HTTP"))
+    served
+        .map_err(|e| ServerError::Refused(format!("server task failed: {e}")))?
+        .map_err(io("serving HTTP"))
 }
 
 /// Every stored function goes to the scheduler, so a restart serves what was deployed.

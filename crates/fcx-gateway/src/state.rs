@@ -9,7 +9,7 @@ use fcx_store::{CodeStore, Store};
 pub struct App {
     pub store: Arc<dyn Store>,
     pub code: CodeStore,
-    pub scheduler: Scheduler,
+    pub scheduler: Arc<Scheduler>,
     pub region: String,
     pub account_id: String,
 }

@@ -16,6 +16,7 @@
 mod function;
 mod input;
 mod parse;
+pub mod scaling;
 mod validate;
 
 pub use function::{

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::watch;
 
+use crate::cgroup::Cgroup;
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::spec::ExitReason;
@@ -32,6 +33,9 @@ pub struct Instance {
     exit: watch::Receiver<Option<ExitReason>>,
     idle_conns: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     pidfile: PathBuf,
+    cgroup: Option<Cgroup>,
+    /// When the instance was started, in ms since the Unix epoch.
+    pub created_ms: u64,
 }
 
 impl Instance {
@@ -43,7 +47,12 @@ impl Instance {
         log: Arc<InstanceLog>,
         exit: watch::Receiver<Option<ExitReason>>,
         pidfile: PathBuf,
+        cgroup: Option<Cgroup>,
     ) -> Instance {
+        let created_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         Instance {
             id,
             pid,
@@ -53,6 +62,26 @@ impl Instance {
             exit,
             idle_conns: Mutex::default(),
             pidfile,
+            cgroup,
+            created_ms,
+        }
+    }
+
+    /// Freezes every process of the instance (cgroup freezer).
+    pub async fn freeze(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.freeze().await,
+            None => Err(std::io::Error::other(
+                "freezing needs a cgroup v2 mount, which this host lacks",
+            )),
+        }
+    }
+
+    /// Thaws a frozen instance.
+    pub async fn thaw(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.thaw().await,
+            None => Ok(()),
         }
     }
 
@@ -132,8 +161,11 @@ impl Instance {
         Ok(sender)
     }
 
-    /// Kills the instance's processes at once.
+    /// Kills the instance's processes at once (its cgroup, or its process group).
     pub fn kill(&self) {
+        if let Some(c) = &self.cgroup {
+            c.kill();
+        }
         sys::kill_group(self.pid as i32, libc::SIGKILL);
     }
 
@@ -155,6 +187,14 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.pidfile);
+        if let Some(cgroup) = self.cgroup.take() {
+            // The group can only be removed once the kernel has reaped its processes.
+            let remove = move || cgroup.remove_when_empty(Duration::from_secs(5));
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(remove)),
+                Err(_) => remove(),
+            }
+        }
     }
 }
 

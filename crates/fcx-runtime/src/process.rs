@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::instance::Instance;
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
@@ -29,6 +30,8 @@ pub struct ProcessConfig {
     /// Unprivileged user and group instances run as.
     pub uid: u32,
     pub gid: u32,
+    /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
+    pub cgroups: Option<CgroupRoot>,
 }
 
 /// Starts instances as host processes.
@@ -44,6 +47,22 @@ struct Spawned {
     log: Arc<InstanceLog>,
     exit: watch::Receiver<Option<ExitReason>>,
     pidfile: PathBuf,
+    cgroup: Option<Cgroup>,
+}
+
+impl Spawned {
+    fn into_instance(self, port: u16) -> Instance {
+        Instance::new(
+            self.id,
+            self.pid,
+            port,
+            self.netns,
+            self.log,
+            self.exit,
+            self.pidfile,
+            self.cgroup,
+        )
+    }
 }
 
 impl ProcessBackend {
@@ -93,11 +112,16 @@ impl ProcessBackend {
             None => cmd.stdout(Stdio::from(write_end)),
         };
         cmd.stderr(Stdio::from(stderr));
+        let cgroup = match &self.config.cgroups {
+            Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
+            None => None,
+        };
         sys::prepare_instance_command(
             &mut cmd,
             netns.fd().as_raw_fd(),
             self.config.uid,
             self.config.gid,
+            cgroup.as_ref().map(|c| c.procs.clone()),
         );
         let mut child = cmd
             .spawn()
@@ -128,6 +152,7 @@ impl ProcessBackend {
                 log,
                 exit: exit_rx,
                 pidfile,
+                cgroup,
             },
             child_stdout,
         ))
@@ -137,7 +162,7 @@ impl ProcessBackend {
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
         let started = Instant::now();
         let (s, _) = self.spawn(spec, &[], None)?;
-        let instance = Instance::new(s.id, s.pid, spec.port, s.netns, s.log, s.exit, s.pidfile);
+        let instance = s.into_instance(spec.port);
         wait_listening(&instance, spec, started).await?;
         Ok(instance)
     }
@@ -157,7 +182,7 @@ impl ProcessBackend {
             &[("FC_CUSTOM_CONTAINER_EVENT", event)],
             Some(stdout_write),
         )?;
-        let instance = Instance::new(s.id, s.pid, spec.port, s.netns, s.log, s.exit, s.pidfile);
+        let instance = s.into_instance(spec.port);
         let log = Arc::clone(instance.log());
         log.begin(request_id, &fcx_protocol::logs::invoke_start(request_id));
         let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));

@@ -51,10 +51,27 @@ pub fn loopback_up() -> io::Result<()> {
 /// unprivileged user, and die with the thread that spawned it (if fcx is killed).
 ///
 /// Only async-signal-safe syscalls: this runs between `fork` and `exec`.
-pub fn enter_instance(netns: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+pub fn enter_instance(
+    netns: RawFd,
+    uid: u32,
+    gid: u32,
+    cgroup_procs: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
     // SAFETY: called in the child between fork and exec; every call below is
     // async-signal-safe and touches only this process's own state.
     unsafe {
+        if let Some(path) = cgroup_procs {
+            // Joining before exec puts every later fork of the instance in its group too.
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         check(libc::setsid())?;
         check(libc::setgroups(0, std::ptr::null()))?;
@@ -169,16 +186,18 @@ pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
-/// Makes `cmd`'s child join the namespace `netns` and drop to `uid:gid` before `exec`.
+/// Makes `cmd`'s child join its cgroup and the namespace `netns`, and drop to `uid:gid`,
+/// before `exec`.
 pub fn prepare_instance_command(
     cmd: &mut tokio::process::Command,
     netns: RawFd,
     uid: u32,
     gid: u32,
+    cgroup_procs: Option<std::ffi::CString>,
 ) {
     // SAFETY: the closure only calls async-signal-safe syscalls (see `enter_instance`) and
     // allocates nothing; `netns` stays open in the parent until spawn returns.
     unsafe {
-        cmd.pre_exec(move || enter_instance(netns, uid, gid));
+        cmd.pre_exec(move || enter_instance(netns, uid, gid, cgroup_procs.as_deref()));
     }
 }

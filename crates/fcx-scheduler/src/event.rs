@@ -20,6 +20,8 @@ pub async fn invoke(
     req: InvokeRequest,
 ) -> Result<InvokeResponse, FcError> {
     check_event(&req.payload)?;
+    // Each run is an instance of its own and counts against the server's instance cap.
+    let _ticket = sched.budget.take()?;
     let deployed = &pool.deployed;
     let f = &deployed.function;
     let zip = deployed.code_zip.as_ref().ok_or_else(|| {

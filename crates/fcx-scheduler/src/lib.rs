@@ -1,16 +1,20 @@
-//! Runs invocations: per-function instance pools (concurrency slots, cold starts, the
-//! initializer once per instance, crash and timeout replacement) and the mapping of what an
-//! instance did into FC's answer. The gateway calls [`Scheduler::invoke`]; backends start
-//! the instances.
+//! Runs invocations: per-function instance pools (concurrency slots, de-duplicated cold
+//! starts, the initializer once per instance, crash and timeout replacement), limits that
+//! throttle with FC's 429, minimum instances, idle reclaim and freezing with their lifecycle
+//! hooks, and the mapping of what an instance did into FC's answer. The gateway calls
+//! [`Scheduler::invoke`]; backends start the instances.
 
 mod context;
 mod event;
+mod lifecycle;
+mod limits;
+mod maintain;
 mod pool;
 mod web;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +22,7 @@ use fcx_model::Function;
 use fcx_protocol::FcError;
 use fcx_runtime::{CodeCache, ProcessBackend};
 
+use crate::limits::{FunctionLimits, InstanceBudget};
 use crate::pool::Pool;
 
 /// A function as deployed: its resolved record and where its code package is.
@@ -35,6 +40,12 @@ pub struct SchedulerConfig {
     pub account_id: String,
     /// How long a new instance has to start listening.
     pub start_timeout: Duration,
+    /// Idle time after which an instance is reclaimed (a function's `idleTimeout` wins).
+    pub idle_timeout: Duration,
+    /// Idle time after which an instance is frozen (`None`: never).
+    pub freeze_after: Option<Duration>,
+    /// Most instances this server runs at once.
+    pub max_instances: u32,
 }
 
 /// One invocation as the gateway hands it over.
@@ -61,62 +72,137 @@ pub struct InvokeResponse {
     pub log_tail: Option<Vec<u8>>,
 }
 
-/// Owns every function's instance pool.
+/// A running instance, as ListInstances shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub qualifier: String,
+    pub version_id: String,
+    pub status: &'static str,
+    pub created_time_ms: u64,
+}
+
+/// Owns every function's instance pool and limits.
 pub struct Scheduler {
     backend: Arc<ProcessBackend>,
     code: Arc<CodeCache>,
     config: SchedulerConfig,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
+    limits: Mutex<HashMap<String, Arc<FunctionLimits>>>,
+    budget: Arc<InstanceBudget>,
 }
 
 impl Scheduler {
-    pub fn new(backend: ProcessBackend, code: CodeCache, config: SchedulerConfig) -> Scheduler {
-        Scheduler {
+    pub fn new(
+        backend: ProcessBackend,
+        code: CodeCache,
+        config: SchedulerConfig,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
             backend: Arc::new(backend),
             code: Arc::new(code),
+            budget: InstanceBudget::new(config.max_instances),
             config,
             pools: Mutex::default(),
-        }
+            limits: Mutex::default(),
+        })
+    }
+
+    /// Starts the background loop (minimum instances, idle reclaim, freezing, dead instances).
+    pub fn start_maintenance(self: &Arc<Self>) {
+        tokio::spawn(maintain::run(Arc::downgrade(self)));
+    }
+
+    fn pools(&self) -> MutexGuard<'_, HashMap<String, Arc<Pool>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn limits_of(&self, name: &str) -> Arc<FunctionLimits> {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(limits.entry(name.to_owned()).or_default())
+    }
+
+    fn pool(&self, name: &str) -> Result<Arc<Pool>, FcError> {
+        self.pools()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| FcError::function_not_found(name))
     }
 
     /// Makes `deployed` the version new invocations of its function use. Instances of the
     /// previous version finish their requests and stop.
     pub fn deploy(&self, deployed: Deployed) {
         let name = deployed.function.function_name.clone();
-        let pool = Arc::new(Pool::new(Arc::new(deployed)));
-        let old = self.lock().insert(name, pool);
+        let pool = Arc::new(Pool::new(Arc::new(deployed), self.limits_of(&name)));
+        let old = self.pools().insert(name, pool);
         if let Some(old) = old {
-            old.retire();
+            old.retire()
+                .into_iter()
+                .for_each(lifecycle::stop_in_background);
         }
     }
 
-    /// Stops a deleted function's instances.
+    /// Stops a deleted function's instances and forgets its limits.
     pub fn remove(&self, name: &str) {
-        if let Some(old) = self.lock().remove(name) {
-            old.retire();
+        let old = self.pools().remove(name);
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if let Some(old) = old {
+            old.retire()
+                .into_iter()
+                .for_each(lifecycle::stop_in_background);
         }
     }
 
-    /// Stops every instance (server shutdown).
+    /// Sets a function's reserved concurrency (`None`: no limit).
+    pub fn set_reserved_concurrency(&self, name: &str, reserved: Option<u32>) {
+        self.limits_of(name).set_reserved(reserved);
+    }
+
+    /// Sets how many instances are kept running (provisioned / minimum instances).
+    pub fn set_min_instances(&self, name: &str, min: u32) {
+        self.limits_of(name)
+            .min_instances
+            .store(min, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Live instances of a function.
+    pub fn list_instances(&self, name: &str) -> Result<Vec<InstanceInfo>, FcError> {
+        let pool = self.pool(name)?;
+        Ok(pool
+            .slots()
+            .into_iter()
+            .map(|s| InstanceInfo {
+                instance_id: s.instance.id.clone(),
+                qualifier: "LATEST".into(),
+                version_id: "0".into(),
+                status: if s.is_frozen() { "Frozen" } else { "Running" },
+                created_time_ms: s.instance.created_ms,
+            })
+            .collect())
+    }
+
+    /// Stops every instance, calling pre-stop hooks (server shutdown).
     pub async fn shutdown(&self) {
-        let pools: Vec<Arc<Pool>> = self.lock().drain().map(|(_, p)| p).collect();
+        let pools: Vec<Arc<Pool>> = self.pools().drain().map(|(_, p)| p).collect();
+        let mut stopping = Vec::new();
         for pool in pools {
-            pool.retire();
-            pool.stop_all(Duration::from_secs(2)).await;
+            for slot in pool.drain_all() {
+                stopping.push(tokio::spawn(lifecycle::stop(slot, lifecycle::STOP_GRACE)));
+            }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Pool>>> {
-        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+        for task in stopping {
+            let _ = task.await;
+        }
     }
 
     /// Runs one synchronous invocation of function `name`.
     pub async fn invoke(&self, name: &str, req: InvokeRequest) -> Result<InvokeResponse, FcError> {
-        let pool = self
-            .lock()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| FcError::function_not_found(name))?;
+        let pool = self.pool(name)?;
+        let _admission = pool.limits.admit(name)?;
         if pool.deployed.function.web_server_mode() {
             web::invoke(self, &pool, req).await
         } else {

@@ -1,27 +1,87 @@
-//! One function version's instances and their concurrency slots.
+//! One deployed function version's instances and their concurrency slots.
+//!
+//! A request takes a free slot on the busiest live instance. Without one it either waits for
+//! an instance already starting (when that start has a spare slot for it) or starts one
+//! itself, so N simultaneous first requests start `ceil(N / instanceConcurrency)` instances.
+//! The lock is a plain mutex never held across an `await`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fcx_runtime::Instance;
+use tokio::sync::Notify;
 
+use crate::lifecycle::HookContext;
+use crate::limits::{FunctionLimits, InstanceTicket};
 use crate::Deployed;
 
-/// How long a stopping instance gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// An instance and how many requests it is serving.
+/// An instance in a pool.
 pub struct Slot {
     pub instance: Instance,
-    inflight: Mutex<u32>,
     dead: AtomicBool,
+    /// Set once `/pre-stop` was called (it is called at most once per instance).
+    pub(crate) pre_stop_called: AtomicBool,
+    /// Whether the instance's processes are frozen right now.
+    pub(crate) frozen: AtomicBool,
+    /// Serializes freezing (with its hook) and thawing of this instance.
+    pub(crate) power: tokio::sync::Mutex<()>,
+    /// Started to keep the function's minimum instance count.
+    pub provisioned: bool,
+    /// What lifecycle hook calls need (function, region, account).
+    pub(crate) hooks: Arc<HookContext>,
+    _ticket: InstanceTicket,
+}
+
+impl Slot {
+    pub fn new(
+        instance: Instance,
+        ticket: InstanceTicket,
+        provisioned: bool,
+        hooks: Arc<HookContext>,
+    ) -> Slot {
+        Slot {
+            instance,
+            dead: AtomicBool::new(false),
+            pre_stop_called: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
+            power: tokio::sync::Mutex::new(()),
+            provisioned,
+            hooks,
+            _ticket: ticket,
+        }
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || self.instance.exited().is_some()
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+}
+
+struct Entry {
+    slot: Arc<Slot>,
+    inflight: u32,
+    idle_since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    entries: Vec<Entry>,
+    /// Cold starts under way.
+    starting: u32,
+    /// Requests waiting for a slot of an instance that is starting.
+    waiting: u32,
 }
 
 /// The instances of one deployed function version.
 pub struct Pool {
     pub deployed: Arc<Deployed>,
-    slots: Mutex<Vec<Arc<Slot>>>,
+    pub limits: Arc<FunctionLimits>,
+    state: Mutex<State>,
+    changed: Notify,
     retired: AtomicBool,
 }
 
@@ -37,104 +97,251 @@ impl Drop for Lease {
     }
 }
 
+/// The right (and duty) to start one instance; cancels the start on drop.
+pub struct StartPermit {
+    pool: Arc<Pool>,
+    done: bool,
+}
+
+impl StartPermit {
+    /// Adds the started instance; the caller takes one slot of it unless `provisioned`.
+    pub fn complete(mut self, slot: Slot) -> Option<Lease> {
+        self.done = true;
+        let provisioned = slot.provisioned;
+        let slot = Arc::new(slot);
+        {
+            let mut st = self.pool.lock();
+            st.starting -= 1;
+            st.entries.push(Entry {
+                slot: Arc::clone(&slot),
+                inflight: u32::from(!provisioned),
+                idle_since: Instant::now(),
+            });
+        }
+        self.pool.changed.notify_waiters();
+        (!provisioned).then(|| Lease {
+            pool: Arc::clone(&self.pool),
+            slot,
+        })
+    }
+}
+
+impl Drop for StartPermit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.pool.lock().starting -= 1;
+            // Waiters counted on this start: let them re-decide (one will start instead).
+            self.pool.changed.notify_waiters();
+        }
+    }
+}
+
+/// What [`Pool::acquire`] gives a request.
+pub enum Acquired {
+    Warm(Lease),
+    Start(StartPermit),
+}
+
 impl Pool {
-    pub fn new(deployed: Arc<Deployed>) -> Pool {
+    pub fn new(deployed: Arc<Deployed>, limits: Arc<FunctionLimits>) -> Pool {
         Pool {
             deployed,
-            slots: Mutex::default(),
+            limits,
+            state: Mutex::default(),
+            changed: Notify::new(),
             retired: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Slot>>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn concurrency(&self) -> u32 {
         self.deployed.function.instance_concurrency.max(1)
     }
 
-    /// A free slot on a live instance, preferring the busiest so idle ones can be reclaimed.
-    pub fn acquire_warm(self: &Arc<Self>) -> Option<Lease> {
-        let limit = self.concurrency();
-        let mut slots = self.lock();
-        slots.retain(|s| !s.is_dead());
-        let best = slots
-            .iter()
-            .filter_map(|s| {
-                let n = *s.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                (n < limit).then_some((n, s))
-            })
-            .max_by_key(|(n, _)| *n)
-            .map(|(_, s)| Arc::clone(s))?;
-        *best.inflight.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// A slot on a warm instance, else a permit to start one, waiting (until `deadline`) for
+    /// an instance being started when it has a slot to spare. `None` at the deadline.
+    pub async fn acquire(self: &Arc<Self>, deadline: tokio::time::Instant) -> Option<Acquired> {
+        let concurrency = self.concurrency();
+        let mut counted = false;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a change between the look and the wait wakes us.
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if std::mem::take(&mut counted) {
+                    st.waiting -= 1;
+                }
+                st.entries.retain(|e| !e.slot.is_dead());
+                if let Some(lease) = self.take_slot(&mut st, concurrency) {
+                    return Some(Acquired::Warm(lease));
+                }
+                // Each start in flight serves its starter plus `concurrency - 1` others.
+                let spare = st.starting * (concurrency - 1);
+                if st.waiting < spare {
+                    st.waiting += 1;
+                    counted = true;
+                } else {
+                    st.starting += 1;
+                    return Some(Acquired::Start(StartPermit {
+                        pool: Arc::clone(self),
+                        done: false,
+                    }));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.lock().waiting -= 1;
+                return None;
+            }
+        }
+    }
+
+    /// Takes a slot on the busiest live instance that still has one.
+    fn take_slot(self: &Arc<Self>, st: &mut State, concurrency: u32) -> Option<Lease> {
+        let best = st
+            .entries
+            .iter_mut()
+            .filter(|e| e.inflight < concurrency)
+            .max_by_key(|e| e.inflight)?;
+        best.inflight += 1;
         Some(Lease {
             pool: Arc::clone(self),
-            slot: best,
+            slot: Arc::clone(&best.slot),
         })
     }
 
-    /// Adds a freshly started (and initialized) instance with one slot taken by the caller.
-    pub fn add_started(self: &Arc<Self>, instance: Instance) -> Lease {
-        let slot = Arc::new(Slot {
-            instance,
-            inflight: Mutex::new(1),
-            dead: AtomicBool::new(false),
-        });
-        self.lock().push(Arc::clone(&slot));
-        Lease {
+    /// A permit to start a provisioned instance (no request waits for it).
+    pub fn start_provisioned(self: &Arc<Self>) -> StartPermit {
+        self.lock().starting += 1;
+        StartPermit {
             pool: Arc::clone(self),
-            slot,
+            done: false,
         }
     }
 
     fn release(&self, slot: &Arc<Slot>) {
-        let left = {
-            let mut n = slot.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            *n = n.saturating_sub(1);
-            *n
+        let stop = {
+            let mut st = self.lock();
+            let Some(pos) = st.entries.iter().position(|e| Arc::ptr_eq(&e.slot, slot)) else {
+                return;
+            };
+            let e = &mut st.entries[pos];
+            e.inflight = e.inflight.saturating_sub(1);
+            if e.inflight == 0 {
+                e.idle_since = Instant::now();
+            }
+            let stop = e.inflight == 0 && (self.is_retired() || slot.is_dead());
+            if stop {
+                st.entries.remove(pos);
+            }
+            stop
         };
-        if left == 0 && (self.retired.load(Ordering::Acquire) || slot.is_dead()) {
-            self.lock().retain(|s| !Arc::ptr_eq(s, slot));
-            stop_in_background(Arc::clone(slot));
+        self.changed.notify_waiters();
+        if stop {
+            crate::lifecycle::stop_in_background(Arc::clone(slot));
         }
     }
 
-    /// Takes an instance out of service at once (crashed, timed out, failed its initializer).
+    /// Takes an instance out of service at once (crashed, timed out, failed its hook).
     pub fn discard(&self, slot: &Arc<Slot>) {
         slot.dead.store(true, Ordering::Release);
         slot.instance.kill();
-        self.lock().retain(|s| !Arc::ptr_eq(s, slot));
+        self.lock().entries.retain(|e| !Arc::ptr_eq(&e.slot, slot));
+        self.changed.notify_waiters();
     }
 
-    /// No new requests: idle instances stop now, busy ones when their requests finish.
-    pub fn retire(&self) {
+    /// Removes an instance whose process ended on its own (no request noticed yet).
+    pub fn forget_dead(&self) -> usize {
+        let mut st = self.lock();
+        let before = st.entries.len();
+        st.entries.retain(|e| !e.slot.is_dead());
+        before - st.entries.len()
+    }
+
+    /// No new requests: idle instances are returned for stopping now; busy ones stop when
+    /// their last request ends.
+    pub fn retire(&self) -> Vec<Arc<Slot>> {
         self.retired.store(true, Ordering::Release);
-        let mut slots = self.lock();
-        slots.retain(|s| {
-            let idle = *s.inflight.lock().unwrap_or_else(|p| p.into_inner()) == 0;
-            if idle {
-                stop_in_background(Arc::clone(s));
+        let mut st = self.lock();
+        let (idle, busy): (Vec<Entry>, Vec<Entry>) =
+            st.entries.drain(..).partition(|e| e.inflight == 0);
+        st.entries = busy;
+        drop(st);
+        self.changed.notify_waiters();
+        idle.into_iter().map(|e| e.slot).collect()
+    }
+
+    /// Every instance, busy or not (server shutdown).
+    pub fn drain_all(&self) -> Vec<Arc<Slot>> {
+        self.retired.store(true, Ordering::Release);
+        let slots = self.lock().entries.drain(..).map(|e| e.slot).collect();
+        self.changed.notify_waiters();
+        slots
+    }
+
+    /// Live instances plus starts under way.
+    pub fn size(&self) -> u32 {
+        let st = self.lock();
+        st.entries.iter().filter(|e| !e.slot.is_dead()).count() as u32 + st.starting
+    }
+
+    /// Removes and returns instances idle for at least `idle`, keeping `keep` instances.
+    pub fn take_idle(&self, idle: Duration, keep: u32) -> Vec<Arc<Slot>> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let mut alive = st.entries.len() as u32 + st.starting;
+        let mut out = Vec::new();
+        // Oldest idle first, so the most recently used instances stay warm.
+        st.entries.sort_by_key(|e| e.idle_since);
+        st.entries.retain(|e| {
+            let expired = e.inflight == 0 && now.duration_since(e.idle_since) >= idle;
+            if expired && alive > keep {
+                alive -= 1;
+                out.push(Arc::clone(&e.slot));
+                false
+            } else {
+                true
             }
-            !idle
         });
+        out
     }
 
-    /// Stops every instance, busy or not, and waits for them.
-    pub async fn stop_all(&self, grace: Duration) {
-        let slots: Vec<Arc<Slot>> = self.lock().drain(..).collect();
-        for s in slots {
-            s.instance.stop(grace).await;
-        }
+    /// Idle, unfrozen instances that have been idle for at least `after`.
+    pub fn freeze_candidates(&self, after: Duration) -> Vec<Arc<Slot>> {
+        let now = Instant::now();
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| {
+                e.inflight == 0 && !e.slot.is_frozen() && now.duration_since(e.idle_since) >= after
+            })
+            .map(|e| Arc::clone(&e.slot))
+            .collect()
     }
-}
 
-impl Slot {
-    fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.instance.exited().is_some()
+    /// Whether `slot` is still idle in this pool (re-checked before freezing it).
+    pub fn is_idle(&self, slot: &Arc<Slot>) -> bool {
+        self.lock()
+            .entries
+            .iter()
+            .any(|e| Arc::ptr_eq(&e.slot, slot) && e.inflight == 0)
     }
-}
 
-fn stop_in_background(slot: Arc<Slot>) {
-    tokio::spawn(async move { slot.instance.stop(STOP_GRACE).await });
+    /// Every live instance (ListInstances).
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| !e.slot.is_dead())
+            .map(|e| Arc::clone(&e.slot))
+            .collect()
+    }
 }

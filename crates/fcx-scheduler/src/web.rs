@@ -10,7 +10,8 @@ use fcx_protocol::{logs, outcome, ErrorCode, FcError, Outcome};
 use fcx_runtime::{Instance, StartError};
 use http_body_util::Full;
 
-use crate::pool::{Lease, Pool};
+use crate::lifecycle::{self, HookContext};
+use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
 use crate::{context, InvokeRequest, InvokeResponse, Scheduler};
 
 /// How long fcx waits for a process whose connection broke to report its exit.
@@ -98,16 +99,61 @@ impl From<FcError> for Stop {
     }
 }
 
-/// A warm slot, or a new instance started and initialized for this request. Returns the
-/// initializer's log when one ran.
+/// A warm slot (thawed if it was frozen), or a new instance started and initialized for this
+/// request. Returns the initializer's log when one ran.
 async fn lease(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &InvokeRequest,
 ) -> Result<(Lease, Option<Vec<u8>>), Stop> {
-    if let Some(lease) = pool.acquire_warm() {
-        return Ok((lease, None));
+    let deadline = tokio::time::Instant::now() + sched.config.start_timeout;
+    match pool.acquire(deadline).await {
+        None => Err(Stop::Error(FcError::new(
+            ErrorCode::FunctionNotStarted,
+            format!(
+                "The CA's http server cannot be started: no instance of function '{}' became \
+                 ready within the start timeout of {}s",
+                pool.deployed.function.function_name,
+                sched.config.start_timeout.as_secs()
+            ),
+        ))),
+        Some(Acquired::Warm(lease)) => {
+            if let Err(e) = lifecycle::thaw_if_frozen(&lease.slot).await {
+                pool.discard(&lease.slot);
+                return Err(Stop::Error(FcError::internal(format!(
+                    "cannot thaw instance {}: {e}",
+                    lease.slot.instance.id
+                ))));
+            }
+            Ok((lease, None))
+        }
+        Some(Acquired::Start(permit)) => {
+            let ticket = sched.budget.take()?;
+            let (instance, init_log) = start_instance(sched, pool, req).await?;
+            let slot = Slot::new(instance, ticket, false, hook_context(sched, pool));
+            match permit.complete(slot) {
+                Some(lease) => Ok((lease, init_log)),
+                None => Err(Stop::Error(FcError::internal(
+                    "started instance was not leased",
+                ))),
+            }
+        }
     }
+}
+
+fn hook_context(sched: &Scheduler, pool: &Pool) -> Arc<HookContext> {
+    Arc::new(HookContext {
+        deployed: Arc::clone(&pool.deployed),
+        config: sched.config.clone(),
+    })
+}
+
+/// Unpacks the code (once per package), starts an instance, and runs its initializer.
+async fn start_instance(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    req: &InvokeRequest,
+) -> Result<(Instance, Option<Vec<u8>>), Stop> {
     let deployed = &pool.deployed;
     let zip = deployed.code_zip.as_ref().ok_or_else(|| {
         FcError::invalid_argument(format!(
@@ -131,7 +177,48 @@ async fn lease(
         Some(hook) => Some(initialize(sched, pool, req, &instance, hook.timeout).await?),
         None => None,
     };
-    Ok((pool.add_started(instance), init_log))
+    Ok((instance, init_log))
+}
+
+/// Starts one provisioned instance (no request waits on it) under `permit`.
+pub async fn start_provisioned(
+    sched: &Scheduler,
+    pool: &Arc<Pool>,
+    permit: StartPermit,
+) -> Result<(), FcError> {
+    let result = async {
+        let ticket = sched.budget.take()?;
+        let req = InvokeRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            qualifier: "LATEST".into(),
+            payload: Bytes::new(),
+            tail_log: false,
+            service_name: None,
+        };
+        let (instance, _) = start_instance(sched, pool, &req)
+            .await
+            .map_err(|s| match s {
+                Stop::Error(e) => e,
+                Stop::Respond(r) => FcError::internal(format!(
+                    "the initializer failed: {}",
+                    String::from_utf8_lossy(&r.body)
+                )),
+            })?;
+        Ok(Slot::new(instance, ticket, true, hook_context(sched, pool)))
+    }
+    .await;
+    match result {
+        Ok(slot) => {
+            permit.complete(slot);
+            Ok(())
+        }
+        Err(e) => {
+            // Hold the permit a little, so the maintenance loop does not retry at once.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(permit);
+            Err(e)
+        }
+    }
 }
 
 /// Calls `POST /initialize` on a new instance. On failure the instance is not used again

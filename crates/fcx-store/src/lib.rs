@@ -37,8 +37,15 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Function>, StoreError>;
     fn update_function(&self, f: &Function) -> Result<(), StoreError>;
-    /// Returns whether a function was deleted.
+    /// Returns whether a function was deleted (its config documents go with it).
     fn delete_function(&self, name: &str) -> Result<bool, StoreError>;
+    /// A per-function config document of `kind` (`concurrency`, `provision`, `scaling`).
+    fn function_config(&self, name: &str, kind: &str) -> Result<Option<String>, StoreError>;
+    fn put_function_config(&self, name: &str, kind: &str, doc: &str) -> Result<(), StoreError>;
+    /// Returns whether a document was deleted.
+    fn delete_function_config(&self, name: &str, kind: &str) -> Result<bool, StoreError>;
+    /// Every (function name, document) of `kind`, for loading at start.
+    fn function_configs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;

@@ -14,6 +14,13 @@ pub const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     );",
+    // 2: per-function scaling documents (concurrency, provision-config, scaling-config).
+    "CREATE TABLE function_configs (
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (name, kind)
+    );",
 ];
 
 pub fn apply(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

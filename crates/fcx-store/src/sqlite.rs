@@ -101,10 +101,49 @@ impl Store for SqliteStore {
     }
 
     fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])? > 0;
+        tx.execute("DELETE FROM function_configs WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn function_config(&self, name: &str, kind: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()
-            .execute("DELETE FROM functions WHERE name = ?1", [name])?
-            > 0)
+            .query_row(
+                "SELECT doc FROM function_configs WHERE name = ?1 AND kind = ?2",
+                [name, kind],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_function_config(&self, name: &str, kind: &str, doc: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO function_configs (name, kind, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name, kind) DO UPDATE SET doc = excluded.doc",
+            params![name, kind, doc],
+        )?;
+        Ok(())
+    }
+
+    fn delete_function_config(&self, name: &str, kind: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().execute(
+            "DELETE FROM function_configs WHERE name = ?1 AND kind = ?2",
+            [name, kind],
+        )? > 0)
+    }
+
+    fn function_configs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT name, doc FROM function_configs WHERE kind = ?1")?;
+        let rows = stmt
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -49,6 +49,18 @@ struct ServerArgs {
     /// Region reported to functions (FC_REGION, x-fc-region).
     #[arg(long, env = "FCX_REGION", default_value = "local")]
     region: String,
+    /// Seconds an instance may stay idle before it is stopped (a function's idleTimeout wins).
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Freeze instances idle this many seconds (cgroup freezer; off unless given).
+    #[arg(long)]
+    freeze_idle_after: Option<u64>,
+    /// Most instances running at once; more cold starts get 429 ResourceExhausted.
+    #[arg(long, default_value_t = 100)]
+    max_instances: u32,
+    /// Seconds shutdown waits for in-flight requests before stopping instances anyway.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +94,10 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         insecure_listen: args.insecure_listen,
         instance_user: args.instance_user,
         region: args.region,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        freeze_after: args.freeze_idle_after.map(Duration::from_secs),
+        max_instances: args.max_instances,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

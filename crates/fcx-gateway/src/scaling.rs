@@ -1,0 +1,292 @@
+//! Per-function scaling APIs (FC 3.0): concurrency (reserved concurrency), provision-config
+//! (provisioned instances), scaling-config (minimum instances) and ListInstances. Documents
+//! are stored, then applied to the scheduler; they are re-applied at start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fcx_model::scaling::{self, ProvisionInput, ScalingInput};
+use fcx_model::ModelError;
+use fcx_protocol::{headers, ApiFlavor, FcError};
+use http::{HeaderValue, StatusCode};
+use serde_json::{json, Value};
+
+use crate::body::read_limited;
+use crate::error::ApiError;
+use crate::state::{new_request_id, App};
+
+/// Document kinds in the store.
+pub const CONCURRENCY: &str = "concurrency";
+pub const PROVISION: &str = "provision";
+pub const SCALING: &str = "scaling";
+
+/// Largest body these APIs take.
+const BODY_MAX: usize = 64 * 1024;
+
+type Reply = Result<Response, ApiError>;
+
+struct Ctx {
+    rid: String,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        Ctx {
+            rid: new_request_id(),
+        }
+    }
+
+    fn fail(&self, e: FcError) -> ApiError {
+        ApiError::new(e, ApiFlavor::Fc3, &self.rid)
+    }
+
+    fn ok(&self, status: StatusCode, body: Option<Value>) -> Response {
+        let mut r = match body {
+            Some(b) => (status, Json(b)).into_response(),
+            None => status.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&self.rid) {
+            r.headers_mut().insert(headers::REQUEST_ID, v);
+        }
+        r
+    }
+
+    /// The function's ARN, or FunctionNotFound.
+    fn function_arn(&self, app: &App, name: &str) -> Result<String, ApiError> {
+        app.store
+            .get_function(name)
+            .map_err(|e| self.fail(FcError::internal(e.to_string())))?
+            .map(|f| f.function_arn)
+            .ok_or_else(|| self.fail(FcError::function_not_found(name)))
+    }
+
+    fn qualifier(&self, query: &HashMap<String, String>) -> Result<(), ApiError> {
+        match query.get("qualifier").map(String::as_str) {
+            None | Some("LATEST") => Ok(()),
+            Some(q) => Err(self.fail(
+                FcError::invalid_argument(format!(
+                    "qualifier: '{q}' is not available: this fcx server serves LATEST only"
+                ))
+                .with_detail("Field", "qualifier"),
+            )),
+        }
+    }
+
+    fn model(&self, e: ModelError) -> ApiError {
+        self.fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
+    }
+
+    fn internal(&self, e: impl ToString) -> ApiError {
+        self.fail(FcError::internal(e.to_string()))
+    }
+}
+
+fn stored<T: serde::de::DeserializeOwned + Default>(app: &App, name: &str, kind: &str) -> T {
+    app.store
+        .function_config(name, kind)
+        .ok()
+        .flatten()
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default()
+}
+
+/// Re-applies a function's limits from its stored documents.
+pub fn apply(app: &App, name: &str) {
+    let reserved = app
+        .store
+        .function_config(name, CONCURRENCY)
+        .ok()
+        .flatten()
+        .and_then(|d| serde_json::from_str::<scaling::ConcurrencyInput>(&d).ok())
+        .and_then(|c| c.reserved_concurrency);
+    app.scheduler.set_reserved_concurrency(name, reserved);
+    let provision: ProvisionInput = stored(app, name, PROVISION);
+    let scaling: ScalingInput = stored(app, name, SCALING);
+    let min = provision
+        .instances()
+        .max(scaling.min_instances.unwrap_or(0));
+    app.scheduler.set_min_instances(name, min);
+}
+
+/// Applies every stored document (server start).
+pub fn apply_all(app: &App) -> Result<(), fcx_store::StoreError> {
+    let mut names = std::collections::BTreeSet::new();
+    for kind in [CONCURRENCY, PROVISION, SCALING] {
+        names.extend(
+            app.store
+                .function_configs(kind)?
+                .into_iter()
+                .map(|(n, _)| n),
+        );
+    }
+    for name in names {
+        apply(app, &name);
+    }
+    Ok(())
+}
+
+fn live_instances(app: &App, name: &str) -> usize {
+    app.scheduler
+        .list_instances(name)
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+pub async fn put_concurrency(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
+    let input = scaling::parse_concurrency(&bytes).map_err(|e| c.model(e))?;
+    let doc = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
+    app.store
+        .put_function_config(&name, CONCURRENCY, &doc)
+        .map_err(|e| c.internal(e))?;
+    apply(&app, &name);
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(json!({"functionArn": arn, "reservedConcurrency": input.reserved_concurrency})),
+    ))
+}
+
+pub async fn get_concurrency(State(app): State<Arc<App>>, Path(name): Path<String>) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    let mut body = json!({ "functionArn": arn });
+    if let Some(doc) = app
+        .store
+        .function_config(&name, CONCURRENCY)
+        .map_err(|e| c.internal(e))?
+    {
+        let input: scaling::ConcurrencyInput =
+            serde_json::from_str(&doc).map_err(|e| c.internal(e))?;
+        body["reservedConcurrency"] = json!(input.reserved_concurrency);
+    }
+    Ok(c.ok(StatusCode::OK, Some(body)))
+}
+
+pub async fn delete_config(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    kind: &'static str,
+) -> Reply {
+    let c = Ctx::new();
+    c.function_arn(&app, &name)?;
+    c.qualifier(&query)?;
+    app.store
+        .delete_function_config(&name, kind)
+        .map_err(|e| c.internal(e))?;
+    apply(&app, &name);
+    Ok(c.ok(StatusCode::NO_CONTENT, None))
+}
+
+fn provision_body(app: &App, name: &str, arn: &str, input: &ProvisionInput) -> Value {
+    let mut body = serde_json::to_value(input).unwrap_or_else(|_| json!({}));
+    body["functionArn"] = json!(arn);
+    body["target"] = json!(input.instances());
+    body["defaultTarget"] = json!(input.instances());
+    body["current"] = json!(live_instances(app, name));
+    body
+}
+
+pub async fn put_provision(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    c.qualifier(&query)?;
+    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
+    let input = scaling::parse_provision(&bytes).map_err(|e| c.model(e))?;
+    let doc = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
+    app.store
+        .put_function_config(&name, PROVISION, &doc)
+        .map_err(|e| c.internal(e))?;
+    apply(&app, &name);
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(provision_body(&app, &name, &arn, &input)),
+    ))
+}
+
+pub async fn get_provision(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    c.qualifier(&query)?;
+    let input: ProvisionInput = stored(&app, &name, PROVISION);
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(provision_body(&app, &name, &arn, &input)),
+    ))
+}
+
+fn scaling_body(app: &App, name: &str, arn: &str, input: &ScalingInput) -> Value {
+    let mut body = serde_json::to_value(input).unwrap_or_else(|_| json!({}));
+    let min = input.min_instances.unwrap_or(0);
+    body["functionArn"] = json!(arn);
+    body["minInstances"] = json!(min);
+    body["targetInstances"] = json!(min);
+    body["currentInstances"] = json!(live_instances(app, name));
+    body
+}
+
+pub async fn put_scaling(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    c.qualifier(&query)?;
+    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
+    let input = scaling::parse_scaling(&bytes).map_err(|e| c.model(e))?;
+    let doc = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
+    app.store
+        .put_function_config(&name, SCALING, &doc)
+        .map_err(|e| c.internal(e))?;
+    apply(&app, &name);
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(scaling_body(&app, &name, &arn, &input)),
+    ))
+}
+
+pub async fn get_scaling(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(&app, &name)?;
+    c.qualifier(&query)?;
+    let input: ScalingInput = stored(&app, &name, SCALING);
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(scaling_body(&app, &name, &arn, &input)),
+    ))
+}
+
+pub async fn list_instances(State(app): State<Arc<App>>, Path(name): Path<String>) -> Reply {
+    let c = Ctx::new();
+    c.function_arn(&app, &name)?;
+    let instances = app.scheduler.list_instances(&name).map_err(|e| c.fail(e))?;
+    Ok(c.ok(
+        StatusCode::OK,
+        Some(json!({"instances": instances, "requestId": c.rid})),
+    ))
+}

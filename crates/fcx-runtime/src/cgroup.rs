@@ -1,0 +1,139 @@
+//! Per-instance cgroup v2 groups (`<cgroup2 mount>/fcx/<prefix>/<instance>`): every process of
+//! an instance, forks included, is in its group, so fcx can freeze and thaw it
+//! (`cgroup.freeze`), kill all of it at once (`cgroup.kill`), and find leftovers after a crash.
+//! Works on a pure cgroup v2 host and on hybrid hosts with a cgroup2 mount (no controllers needed).
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The directory under which one server keeps its instances' groups.
+#[derive(Debug, Clone)]
+pub struct CgroupRoot {
+    dir: PathBuf,
+}
+
+/// One instance's group.
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+    /// `<dir>/cgroup.procs`, ready for the child to write itself into before `exec`.
+    pub(crate) procs: CString,
+}
+
+/// Where cgroup2 is mounted, read from `/proc/self/mountinfo`.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+impl CgroupRoot {
+    /// `<cgroup2>/fcx/<prefix>`, created; `None` when the host has no writable cgroup2 mount.
+    pub fn open(prefix: &str) -> Option<CgroupRoot> {
+        let dir = cgroup2_mount()?.join("fcx").join(prefix);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(CgroupRoot { dir }),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "no cgroup for instances: freezing is unavailable");
+                None
+            }
+        }
+    }
+
+    /// Creates the group of instance `id`.
+    pub fn create(&self, id: &str) -> io::Result<Cgroup> {
+        let dir = self.dir.join(id);
+        std::fs::create_dir(&dir)?;
+        let procs = CString::new(
+            dir.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .map_err(|_| io::Error::other("cgroup path contains NUL"))?;
+        Ok(Cgroup { dir, procs })
+    }
+
+    /// Kills and removes every group left by a previous run; returns how many had processes.
+    pub fn reap(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut reaped = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let group = Cgroup {
+                procs: CString::default(),
+                dir,
+            };
+            if group.has_processes() {
+                reaped += 1;
+            }
+            group.kill();
+            group.remove_when_empty(Duration::from_secs(2));
+        }
+        reaped
+    }
+}
+
+impl Cgroup {
+    fn write(&self, file: &str, value: &str) -> io::Result<()> {
+        std::fs::write(self.dir.join(file), value)
+    }
+
+    pub fn has_processes(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false)
+    }
+
+    /// SIGKILL to every process in the group.
+    pub fn kill(&self) {
+        let _ = self.write("cgroup.kill", "1");
+    }
+
+    /// Freezes the group and waits (bounded) until the kernel reports it frozen.
+    pub async fn freeze(&self) -> io::Result<()> {
+        self.write("cgroup.freeze", "1")?;
+        self.wait_frozen(true).await
+    }
+
+    pub async fn thaw(&self) -> io::Result<()> {
+        self.write("cgroup.freeze", "0")?;
+        self.wait_frozen(false).await
+    }
+
+    async fn wait_frozen(&self, frozen: bool) -> io::Result<()> {
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        for _ in 0..1000 {
+            let events = std::fs::read_to_string(self.dir.join("cgroup.events"))?;
+            if events.lines().any(|l| l == want) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Err(io::Error::other(format!("cgroup did not reach '{want}'")))
+    }
+
+    /// Removes the group once its processes are gone (bounded wait).
+    pub fn remove_when_empty(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.has_processes() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}

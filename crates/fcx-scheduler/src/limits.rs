@@ -1,0 +1,157 @@
+//! Admission limits: a function's reserved concurrency and the server-wide instance cap.
+//! Both refuse at once with FC's 429 `ResourceExhausted`, never queue.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fcx_protocol::{ErrorCode, FcError};
+
+/// No reserved concurrency configured.
+const UNLIMITED: u64 = u64::MAX;
+
+/// Per-function limits, shared by every deployed version of the function.
+#[derive(Debug)]
+pub struct FunctionLimits {
+    /// `reservedConcurrency` (or [`UNLIMITED`]).
+    reserved: AtomicU64,
+    /// Requests of this function in flight (admitted, not yet answered).
+    inflight: AtomicU32,
+    /// Instances kept running: max(provision-config target, scaling-config minInstances).
+    pub min_instances: AtomicU32,
+}
+
+impl Default for FunctionLimits {
+    fn default() -> Self {
+        FunctionLimits {
+            reserved: AtomicU64::new(UNLIMITED),
+            inflight: AtomicU32::new(0),
+            min_instances: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A request's place within its function's reserved concurrency; released on drop.
+pub struct Admission(Arc<FunctionLimits>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl FunctionLimits {
+    pub fn set_reserved(&self, reserved: Option<u32>) {
+        let v = reserved.map(u64::from).unwrap_or(UNLIMITED);
+        self.reserved.store(v, Ordering::Release);
+    }
+
+    /// Admits one request, or refuses it when the function's reserved concurrency is in use.
+    pub fn admit(self: &Arc<Self>, function: &str) -> Result<Admission, FcError> {
+        let before = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let reserved = self.reserved.load(Ordering::Acquire);
+        if u64::from(before) >= reserved {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Err(throttled(format!(
+                "Reserved concurrency of function '{function}' exhausted: \
+                 reservedConcurrency is {reserved} and {before} requests are in flight"
+            ))
+            .with_detail("Limit", reserved)
+            .with_detail("LimitName", "reservedConcurrency"));
+        }
+        Ok(Admission(Arc::clone(self)))
+    }
+}
+
+/// The server-wide cap on running instances (`--max-instances`).
+#[derive(Debug)]
+pub struct InstanceBudget {
+    max: u32,
+    used: AtomicU32,
+}
+
+/// One instance's share of the budget; returned when the instance is gone.
+#[derive(Debug)]
+pub struct InstanceTicket(Arc<InstanceBudget>);
+
+impl Drop for InstanceTicket {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl InstanceBudget {
+    pub fn new(max: u32) -> Arc<InstanceBudget> {
+        Arc::new(InstanceBudget {
+            max,
+            used: AtomicU32::new(0),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, FcError> {
+        let before = self.used.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max {
+            self.used.fetch_sub(1, Ordering::AcqRel);
+            return Err(throttled(format!(
+                "Instance limit of this fcx server reached: {} instances are running \
+                 (server flag --max-instances)",
+                self.max
+            ))
+            .with_detail("Limit", self.max)
+            .with_detail("LimitName", "maxInstances"));
+        }
+        Ok(InstanceTicket(Arc::clone(self)))
+    }
+}
+
+fn throttled(message: String) -> FcError {
+    let mut e = FcError::new(ErrorCode::ResourceExhausted, message);
+    e.retry_after = Some(1);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_concurrency_admits_up_to_the_limit() {
+        let l = Arc::new(FunctionLimits::default());
+        l.set_reserved(Some(2));
+        let a = l.admit("f").unwrap();
+        let _b = l.admit("f").unwrap();
+        let e = l.admit("f").err().unwrap();
+        assert_eq!(e.code, ErrorCode::ResourceExhausted);
+        assert_eq!(e.retry_after, Some(1));
+        assert!(
+            e.message.contains("reservedConcurrency is 2"),
+            "{}",
+            e.message
+        );
+        drop(a);
+        assert!(l.admit("f").is_ok());
+    }
+
+    #[test]
+    fn zero_reserved_concurrency_refuses_everything() {
+        let l = Arc::new(FunctionLimits::default());
+        l.set_reserved(Some(0));
+        assert!(l.admit("f").is_err());
+        l.set_reserved(None);
+        assert!(l.admit("f").is_ok());
+    }
+
+    #[test]
+    fn instance_budget_is_returned_on_drop() {
+        let b = InstanceBudget::new(1);
+        let t = b.take().unwrap();
+        assert!(b.take().is_err());
+        drop(t);
+        assert_eq!(b.used(), 0);
+        assert!(b.take().is_ok());
+    }
+}

@@ -1,0 +1,571 @@
+//! Warm-path benchmark: the same tiny echo server (`fcx-testfn`, `POST /invoke` with
+//! `echo:hello` answers `hello`) measured with `wrk` in one run,
+//!
+//! - (a) direct: the echo server on the host at `127.0.0.1:<port>`;
+//! - (b) nginx: a keep-alive reverse proxy in front of it;
+//! - (c) fcx: `POST /2023-03-30/functions/bench/invocations` on a warm instance of the same
+//!   binary, run by fcx in its own network namespace,
+//!
+//! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
+//! lasts `FCX_BENCH_SECS` seconds (default 5). Timings are never asserted: the bench exits
+//! non-zero only when something failed to run (a tool missing, a process that did not start,
+//! wrk failing or counting non-2xx responses). Run it with `bash scripts/bench.sh`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// Connection counts measured for every target.
+const CONNS: [u32; 2] = [1, 64];
+/// Length of the unreported warm-up run (64 connections) before each target is measured.
+const WARMUP_SECS: u64 = 1;
+/// The function name used in fcx.
+const FUNCTION: &str = "bench";
+
+/// A child process stopped and reaped when dropped, also on panic: `graceful` (if any) first,
+/// SIGKILL after 5 s. nginx needs SIGTERM: a SIGKILLed master leaves its workers running.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+    graceful: Option<i32>,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has already exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("{} exited: {status}", self.name)),
+            Err(e) => Err(format!("{}: wait failed: {e}", self.name)),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Only the process this bench started, by its own pid (not yet reaped, so not reused).
+        if let (Some(sig), Ok(None)) = (self.graceful, self.child.try_wait()) {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on the live child this bench spawned.
+            unsafe {
+                libc::kill(self.child.id() as i32, sig);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One wrk run's results.
+#[derive(Debug, Default, Clone)]
+struct Run {
+    target: &'static str,
+    conns: u32,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    requests: u64,
+    non_2xx: u64,
+    socket_errors: String,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("warm_path: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when some wrk run failed but the others were reported.
+fn run() -> Result<bool, String> {
+    let secs: u64 = match std::env::var("FCX_BENCH_SECS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| format!("FCX_BENCH_SECS={v:?}: expected a positive number"))?,
+        _ => 5,
+    };
+    let wrk = which("wrk").ok_or("wrk not found (apt-get install wrk, or run scripts/bench.sh)")?;
+    let nginx = which("nginx")
+        .ok_or("nginx not found (apt-get install nginx-light, or run scripts/bench.sh)")?;
+    ensure_release_testfn()?;
+    let testfn = support::testfn_bin();
+
+    println!("# fcx warm-path benchmark");
+    println!();
+    println!(
+        "machine: {} CPUs, kernel {}; {}; {}; {} s per run",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        read_trimmed("/proc/sys/kernel/osrelease"),
+        tool_version(&nginx, "-v"),
+        tool_version(&wrk, "-v"),
+        secs
+    );
+
+    let scratch = tempfile::Builder::new()
+        .prefix("fcx-bench-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+
+    // (a) the echo server, directly on the host.
+    let (mut echo, echo_addr) = start_echo(&testfn)?;
+    eprintln!("echo server: pid {} on {echo_addr}", echo.pid());
+
+    // (b) nginx in front of it.
+    let (mut proxy, nginx_addr) = start_nginx(&nginx, scratch.path(), echo_addr)?;
+    eprintln!("nginx: pid {} on {nginx_addr}", proxy.pid());
+
+    // (c) fcx with a warm instance of the same binary.
+    let server = support::Server::start();
+    let mut function = support::testfn_function(FUNCTION, json!({}));
+    function["instanceConcurrency"] = json!(200);
+    server.create_function(function);
+    let warm = server.invoke(FUNCTION, b"echo:hello");
+    if warm.status != 200 || warm.body != b"hello" {
+        return Err(format!(
+            "warm-up invoke failed: {} {}",
+            warm.status,
+            warm.text()
+        ));
+    }
+    eprintln!(
+        "fcx: pid {} on {}, instance {}",
+        server.pid(),
+        server.addr,
+        warm.header("x-fc-instance-id").unwrap_or("?")
+    );
+
+    let lua = scratch.path().join("post.lua");
+    std::fs::write(
+        &lua,
+        "wrk.method = \"POST\"\n\
+         wrk.body = \"echo:hello\"\n\
+         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
+    )
+    .map_err(|e| format!("write {}: {e}", lua.display()))?;
+
+    let targets: [(&'static str, String); 3] = [
+        ("direct", format!("http://{echo_addr}/invoke")),
+        ("nginx", format!("http://{nginx_addr}/invoke")),
+        (
+            "fcx",
+            server.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
+        ),
+    ];
+
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    for (target, url) in &targets {
+        echo.check_alive()?;
+        proxy.check_alive()?;
+        // Unreported warm-up: opens the proxies' upstream connections, faults pages in.
+        if let Err(e) = wrk_run(&wrk, &lua, url, 64, WARMUP_SECS) {
+            failures.push(format!("{target} warm-up: {e}"));
+        }
+        for &conns in &CONNS {
+            eprintln!("wrk: {target}, {conns} connection(s), {secs} s");
+            match wrk_run(&wrk, &lua, url, conns, secs) {
+                Ok(out) => match parse_wrk(&out) {
+                    Some(mut r) => {
+                        r.target = target;
+                        r.conns = conns;
+                        if r.non_2xx > 0 {
+                            failures.push(format!(
+                                "{target} at {conns} conns: {} non-2xx responses",
+                                r.non_2xx
+                            ));
+                        }
+                        runs.push(r);
+                    }
+                    None => failures.push(format!(
+                        "{target} at {conns} conns: cannot parse wrk output:\n{out}"
+                    )),
+                },
+                Err(e) => failures.push(format!("{target} at {conns} conns: {e}")),
+            }
+        }
+    }
+    let instances = server.instance_pids().len();
+
+    print_report(&runs, instances);
+    if failures.is_empty() {
+        Ok(true)
+    } else {
+        println!();
+        println!("FAILED:");
+        for f in &failures {
+            println!("- {f}");
+        }
+        Ok(false)
+    }
+}
+
+/// Makes sure `fcx-testfn` sits next to the release `fcx` binary: under `cargo bench`,
+/// `support::testfn_bin()` looks there and would otherwise build a debug binary elsewhere.
+fn ensure_release_testfn() -> Result<(), String> {
+    let path = support::fcx_bin().with_file_name("fcx-testfn");
+    if path.exists() {
+        return Ok(());
+    }
+    eprintln!("building fcx-testfn (release) for {}", path.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "fcx-testfn"])
+        .status()
+        .map_err(|e| format!("run cargo build --release -p fcx-testfn: {e}"))?;
+    if !status.success() || !path.exists() {
+        return Err(format!(
+            "cargo build --release -p fcx-testfn failed ({status}), or {} is still missing",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the echo server on an ephemeral loopback port and reads the port from its startup line.
+fn start_echo(testfn: &Path) -> Result<(ChildGuard, SocketAddr), String> {
+    let child = Command::new(testfn)
+        .env("TESTFN_MODE", "listen-localhost")
+        .env("TESTFN_PORT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", testfn.display()))?;
+    let mut guard = ChildGuard {
+        name: "echo server",
+        child,
+        graceful: None,
+    };
+    let stdout = guard.child.stdout.take().ok_or("echo server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match lines.next() {
+        Some(Ok(line)) => line,
+        other => return Err(format!("echo server printed no startup line: {other:?}")),
+    };
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let addr: SocketAddr = line
+        .strip_prefix("testfn: listening on ")
+        .and_then(|a| a.trim().parse().ok())
+        .ok_or_else(|| format!("unexpected echo server startup line: {line:?}"))?;
+    wait_connectable(&mut guard, addr)?;
+    Ok((guard, addr))
+}
+
+/// Writes an nginx config under `dir` and starts nginx in the foreground on a free port.
+fn start_nginx(
+    nginx: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+) -> Result<(ChildGuard, SocketAddr), String> {
+    use std::os::unix::fs::PermissionsExt;
+    // nginx's workers run as `nobody`; they must reach the temp paths.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    let addr = free_port()?;
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes auto;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    upstream echo {{
+        server {upstream};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {addr};
+        location / {{
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| format!("write nginx.conf: {e}"))?;
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", nginx.display()))?;
+    let mut guard = ChildGuard {
+        name: "nginx",
+        child,
+        graceful: Some(libc::SIGTERM),
+    };
+    if let Err(e) = wait_connectable(&mut guard, addr) {
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        return Err(format!("{e}\nnginx error.log:\n{log}"));
+    }
+    Ok((guard, addr))
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_port() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    l.local_addr().map_err(|e| format!("local_addr: {e}"))
+}
+
+/// Waits up to 10 s until `addr` accepts connections while `child` is alive.
+fn wait_connectable(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        child.check_alive()?;
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{} does not accept on {addr}", child.name));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs wrk once (bounded by `-d` plus a generous margin) and returns its stdout.
+fn wrk_run(wrk: &Path, lua: &Path, url: &str, conns: u32, secs: u64) -> Result<String, String> {
+    let threads = conns.min(2);
+    let mut child = Command::new(wrk)
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{conns}"))
+        .arg(format!("-d{secs}s"))
+        .args(["--timeout", "5s", "--latency", "-s"])
+        .arg(lua)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start wrk: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("wrk stdout")?;
+    let mut stderr = child.stderr.take().ok_or("wrk stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs + 30);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("wrk did not finish in time; killed".into());
+            }
+            Err(e) => return Err(format!("wait for wrk: {e}")),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("wrk failed ({status}): {err}{out}"));
+    }
+    Ok(out)
+}
+
+/// Parses wrk's `--latency` output.
+fn parse_wrk(out: &str) -> Option<Run> {
+    let mut run = Run::default();
+    let mut in_dist = false;
+    let (mut rps, mut p50, mut p99) = (None, None, None);
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().ok();
+        } else if t.starts_with("Latency Distribution") {
+            in_dist = true;
+        } else if in_dist && t.starts_with("50%") {
+            p50 = t.split_whitespace().nth(1).and_then(duration_us);
+        } else if in_dist && t.starts_with("99%") {
+            p99 = t.split_whitespace().nth(1).and_then(duration_us);
+            in_dist = false;
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            run.non_2xx = v.trim().parse().unwrap_or(u64::MAX);
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            run.socket_errors = v.trim().to_string();
+        } else if t.contains(" requests in ") {
+            run.requests = t.split_whitespace().next()?.parse().ok()?;
+        }
+    }
+    run.rps = rps?;
+    run.p50_us = p50?;
+    run.p99_us = p99?;
+    Some(run)
+}
+
+/// `45.00us`, `1.20ms`, `2.00s`, `1.00m` → microseconds.
+fn duration_us(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        "h" => 3600e6,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn print_report(runs: &[Run], fcx_instances: usize) {
+    println!();
+    println!("| target | conns | req/s | p50 | p99 | requests | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for r in runs {
+        let mut errors = Vec::new();
+        if r.non_2xx > 0 {
+            errors.push(format!("{} non-2xx", r.non_2xx));
+        }
+        if !r.socket_errors.is_empty() {
+            errors.push(format!("socket: {}", r.socket_errors));
+        }
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} |",
+            r.target,
+            r.conns,
+            r.rps,
+            fmt_us(r.p50_us),
+            fmt_us(r.p99_us),
+            r.requests,
+            if errors.is_empty() {
+                "none".to_string()
+            } else {
+                errors.join("; ")
+            }
+        );
+    }
+    let get =
+        |target: &str, conns: u32| runs.iter().find(|r| r.target == target && r.conns == conns);
+    println!();
+    println!("Ratios:");
+    for conns in CONNS {
+        if let (Some(f), Some(n), Some(d)) =
+            (get("fcx", conns), get("nginx", conns), get("direct", conns))
+        {
+            println!(
+                "- throughput at {conns} conn(s): fcx/nginx = {:.2}, fcx/direct = {:.2}, \
+                 nginx/direct = {:.2}",
+                f.rps / n.rps,
+                f.rps / d.rps,
+                n.rps / d.rps
+            );
+        }
+    }
+    if let (Some(f), Some(n), Some(d)) = (get("fcx", 1), get("nginx", 1), get("direct", 1)) {
+        println!(
+            "- added p50 at 1 conn (vs direct): fcx +{}, nginx +{} (ratio {:.2})",
+            fmt_us(f.p50_us - d.p50_us),
+            fmt_us(n.p50_us - d.p50_us),
+            (f.p50_us - d.p50_us) / (n.p50_us - d.p50_us)
+        );
+    }
+    if let (Some(f), Some(n)) = (get("fcx", 64), get("nginx", 64)) {
+        println!(
+            "- p99 at 64 conns: fcx {} vs nginx {} (ratio {:.2})",
+            fmt_us(f.p99_us),
+            fmt_us(n.p99_us),
+            f.p99_us / n.p99_us
+        );
+    }
+    println!("- fcx instances running after the runs: {fcx_instances}");
+}
+
+/// First line of `<tool> <flag>` (stdout or stderr), e.g. `nginx version: nginx/1.22.1`.
+fn tool_version(tool: &Path, flag: &str) -> String {
+    Command::new(tool)
+        .arg(flag)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stderr),
+                String::from_utf8_lossy(&o.stdout)
+            );
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("{} (version unknown)", tool.display()))
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The first executable `name` on `PATH` (plus the sbin directories, for nginx).
+fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}

@@ -23,6 +23,17 @@ pub enum CallError {
     Connection(String),
 }
 
+/// What a backend hands over when it has spawned an instance's process.
+pub(crate) struct Parts {
+    pub id: String,
+    pub pid: u32,
+    pub netns: NetNs,
+    pub log: Arc<InstanceLog>,
+    pub exit: watch::Receiver<Option<ExitReason>>,
+    pub pidfile: PathBuf,
+    pub cgroup: Option<Cgroup>,
+}
+
 /// A live instance. Dropping it kills its processes.
 pub struct Instance {
     pub id: String,
@@ -39,30 +50,21 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn new(
-        id: String,
-        pid: u32,
-        port: u16,
-        netns: NetNs,
-        log: Arc<InstanceLog>,
-        exit: watch::Receiver<Option<ExitReason>>,
-        pidfile: PathBuf,
-        cgroup: Option<Cgroup>,
-    ) -> Instance {
+    pub(crate) fn new(parts: Parts, port: u16) -> Instance {
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Instance {
-            id,
-            pid,
+            id: parts.id,
+            pid: parts.pid,
             port,
-            netns,
-            log,
-            exit,
+            netns: parts.netns,
+            log: parts.log,
+            exit: parts.exit,
             idle_conns: Mutex::default(),
-            pidfile,
-            cgroup,
+            pidfile: parts.pidfile,
+            cgroup: parts.cgroup,
             created_ms,
         }
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::cgroup::{Cgroup, CgroupRoot};
-use crate::instance::Instance;
+use crate::cgroup::CgroupRoot;
+use crate::instance::{Instance, Parts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::pidfile;
@@ -39,32 +39,6 @@ pub struct ProcessBackend {
     config: ProcessConfig,
 }
 
-/// A spawned process with its namespace and log, before it is known to be ready.
-struct Spawned {
-    id: String,
-    pid: u32,
-    netns: NetNs,
-    log: Arc<InstanceLog>,
-    exit: watch::Receiver<Option<ExitReason>>,
-    pidfile: PathBuf,
-    cgroup: Option<Cgroup>,
-}
-
-impl Spawned {
-    fn into_instance(self, port: u16) -> Instance {
-        Instance::new(
-            self.id,
-            self.pid,
-            port,
-            self.netns,
-            self.log,
-            self.exit,
-            self.pidfile,
-            self.cgroup,
-        )
-    }
-}
-
 impl ProcessBackend {
     pub fn new(config: ProcessConfig) -> ProcessBackend {
         ProcessBackend { config }
@@ -79,7 +53,7 @@ impl ProcessBackend {
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
-    ) -> Result<(Spawned, Option<tokio::process::ChildStdout>), StartError> {
+    ) -> Result<Parts, StartError> {
         let id = Self::new_instance_id();
         let log = InstanceLog::create(
             &self
@@ -106,7 +80,6 @@ impl ProcessBackend {
         }
         let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
         let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
-        let piped_stdout = stdout.is_none();
         match stdout {
             Some(fd) => cmd.stdout(Stdio::from(fd)),
             None => cmd.stdout(Stdio::from(write_end)),
@@ -131,11 +104,6 @@ impl ProcessBackend {
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
-        let child_stdout = if piped_stdout {
-            None
-        } else {
-            child.stdout.take()
-        };
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
             let reason = match child.wait().await {
@@ -144,25 +112,21 @@ impl ProcessBackend {
             };
             let _ = exit_tx.send(Some(reason));
         });
-        Ok((
-            Spawned {
-                id,
-                pid,
-                netns,
-                log,
-                exit: exit_rx,
-                pidfile,
-                cgroup,
-            },
-            child_stdout,
-        ))
+        Ok(Parts {
+            id,
+            pid,
+            netns,
+            log,
+            exit: exit_rx,
+            pidfile,
+            cgroup,
+        })
     }
 
     /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
         let started = Instant::now();
-        let (s, _) = self.spawn(spec, &[], None)?;
-        let instance = s.into_instance(spec.port);
+        let instance = Instance::new(self.spawn(spec, &[], None)?, spec.port);
         wait_listening(&instance, spec, started).await?;
         Ok(instance)
     }
@@ -177,12 +141,12 @@ impl ProcessBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
-        let (s, _) = self.spawn(
+        let parts = self.spawn(
             spec,
             &[("FC_CUSTOM_CONTAINER_EVENT", event)],
             Some(stdout_write),
         )?;
-        let instance = s.into_instance(spec.port);
+        let instance = Instance::new(parts, spec.port);
         let log = Arc::clone(instance.log());
         log.begin(request_id, &fcx_protocol::logs::invoke_start(request_id));
         let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));

@@ -10,6 +10,7 @@ const NOT_STARTED_PREFIX: &str = "The CA's http server cannot be started:Contain
 fn quick_start_server() -> Server {
     Server::start_with(Options {
         start_timeout_secs: 2,
+        ..Options::default()
     })
 }
 

@@ -51,12 +51,24 @@ pub fn repo_root() -> PathBuf {
 #[derive(Clone)]
 pub struct Options {
     pub start_timeout_secs: u64,
+    /// More `fcx server` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             start_timeout_secs: 20,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    pub fn with_args(args: &[&str]) -> Options {
+        Options {
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            ..Options::default()
         }
     }
 }
@@ -157,6 +169,29 @@ impl Server {
     pub fn instance_pids(&self) -> Vec<u32> {
         procs::under(&self.run_dir)
     }
+
+    /// ListInstances: the instance ids the server reports for `name`.
+    pub fn instance_ids(&self, name: &str) -> Vec<String> {
+        let r = self.request(
+            "GET",
+            &format!("/2023-03-30/functions/{name}/instances"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "ListInstances: {}", r.text());
+        let mut ids: Vec<String> = r.json()["instances"]
+            .as_array()
+            .expect("instances array")
+            .iter()
+            .map(|i| i["instanceId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.request("PUT", path, &[], body.to_string().as_bytes())
+    }
 }
 
 impl Drop for Server {
@@ -179,6 +214,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(["--start-timeout", &options.start_timeout_secs.to_string()])
+        .args(&options.extra_args)
         .env("FCX_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -8,10 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
-use fcx_scheduler::{InvokeRequest, InvokeResponse};
+use fcx_scheduler::{CallContext, InvokeRequest, InvokeResponse};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
 
-use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
 
@@ -108,22 +108,37 @@ async fn invoke(
             ))
         }
     };
-    let payload = read_limited(body, limits::SYNC_PAYLOAD_MAX)
-        .await
-        .map_err(fail)?;
+    let payload = streamed_payload(req_headers, body).map_err(fail)?;
     let req = InvokeRequest {
-        request_id: rid.clone(),
-        qualifier,
+        context: CallContext {
+            request_id: rid.clone(),
+            qualifier,
+            tail_log,
+            service_name,
+        },
         payload,
-        tail_log,
-        service_name,
     };
     let resp = app.scheduler.invoke(name, req).await.map_err(fail)?;
     Ok(respond(&rid, resp))
 }
 
+/// The event as a stream with the 32 MB limit enforced as it flows; a declared length over
+/// the limit is refused before anything is read.
+fn streamed_payload(req_headers: &HeaderMap, body: Body) -> Result<fcx_runtime::Body, FcError> {
+    let declared = req_headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits::SYNC_PAYLOAD_MAX as u64) {
+        return Err(FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX));
+    }
+    Ok(Limited::new(body, limits::SYNC_PAYLOAD_MAX)
+        .map_err(fcx_runtime::body::BoxError::from)
+        .boxed_unsync())
+}
+
 fn respond(rid: &str, resp: InvokeResponse) -> Response {
-    let mut r = (StatusCode::OK, resp.body).into_response();
+    let mut r = (StatusCode::OK, Body::new(resp.body)).into_response();
     let h = r.headers_mut();
     let content_type = resp
         .content_type

@@ -1,14 +1,14 @@
 //! A running instance: its process, namespace, log, and pooled keep-alive connections into it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::watch;
 
+use crate::body::{is_too_large, Body, ConnPool, ResponseBody};
 use crate::cgroup::Cgroup;
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
@@ -21,6 +21,9 @@ pub enum CallError {
     /// The connection broke or could not be made (the process may have died).
     #[error("connection to the instance failed: {0}")]
     Connection(String),
+    /// The client's request body passed the payload limit while it streamed in.
+    #[error("the request body exceeds the payload limit")]
+    RequestTooLarge,
 }
 
 /// What a backend hands over when it has spawned an instance's process.
@@ -42,7 +45,7 @@ pub struct Instance {
     netns: NetNs,
     log: Arc<InstanceLog>,
     exit: watch::Receiver<Option<ExitReason>>,
-    idle_conns: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle_conns: ConnPool,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
     /// When the instance was started, in ms since the Unix epoch.
@@ -62,7 +65,7 @@ impl Instance {
             netns: parts.netns,
             log: parts.log,
             exit: parts.exit,
-            idle_conns: Mutex::default(),
+            idle_conns: ConnPool::default(),
             pidfile: parts.pidfile,
             cgroup: parts.cgroup,
             created_ms,
@@ -110,43 +113,51 @@ impl Instance {
         }
     }
 
-    /// Sends `req` to the instance's server over a pooled keep-alive connection and reads
-    /// the whole response.
+    /// Sends `req` to the instance's server over a pooled keep-alive connection. The
+    /// response body streams; the connection returns to the pool when it has been read.
     pub async fn call(
         &self,
-        req: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Bytes>, CallError> {
+        req: http::Request<Body>,
+    ) -> Result<http::Response<ResponseBody>, CallError> {
         let mut sender = self.connection().await?;
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| CallError::Connection(describe(&e)))?;
+        let response = sender.send_request(req).await.map_err(|e| {
+            if is_too_large(&e) {
+                CallError::RequestTooLarge
+            } else {
+                CallError::Connection(describe(&e))
+            }
+        })?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| CallError::Connection(describe(&e)))?
-            .to_bytes();
-        if sender.is_ready() {
-            self.idle_conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(sender);
-        }
+        let body = ResponseBody::new(body, sender, Arc::clone(&self.idle_conns));
         Ok(http::Response::from_parts(parts, body))
     }
 
-    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+    /// Sends `req` and reads the whole (small) response: initializer and hook calls.
+    pub async fn call_collect(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let (parts, body) = self.call(req).await?.into_parts();
+        let bytes = crate::body::collect(body)
+            .await
+            .map_err(|e| CallError::Connection(e.to_string()))?;
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    async fn connection(&self) -> Result<SendRequest<Body>, CallError> {
         loop {
             let pooled = self
                 .idle_conns
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop();
-            match pooled {
-                Some(s) if s.is_ready() => return Ok(s),
-                Some(_) => continue,
-                None => break,
+            let Some(mut sender) = pooled else { break };
+            if sender.is_closed() {
+                continue;
+            }
+            // A connection whose previous exchange just ended is ready at once.
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
+                return Ok(sender);
             }
         }
         let stream =

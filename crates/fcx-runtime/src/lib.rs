@@ -2,6 +2,7 @@
 //! namespace, as an unprivileged user), code unpacking, per-instance logs, and connections
 //! into an instance's namespace. The scheduler drives it; nothing here knows about HTTP routes.
 
+pub mod body;
 pub mod cgroup;
 pub mod code;
 mod instance;
@@ -15,6 +16,7 @@ mod sys;
 
 use std::time::Duration;
 
+pub use body::{Body, BodyError, ResponseBody};
 pub use cgroup::CgroupRoot;
 pub use code::{CodeCache, CodeError};
 pub use instance::{CallError, Instance};

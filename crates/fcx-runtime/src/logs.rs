@@ -119,6 +119,15 @@ impl InstanceLog {
         state.captures.remove(request_id).unwrap_or_default()
     }
 
+    /// Like [`end`](Self::end) without waiting for unread output (a streamed answer ends
+    /// in synchronous code).
+    pub fn end_now(&self, request_id: &str, marker: &str) {
+        let mut state = self.lock();
+        append(&mut state, marker.as_bytes());
+        append(&mut state, b"\n");
+        state.captures.remove(request_id);
+    }
+
     /// Waits (briefly, bounded) until the output pipe holds no unread bytes.
     pub async fn settle(&self) {
         for _ in 0..200 {

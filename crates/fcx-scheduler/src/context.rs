@@ -7,7 +7,7 @@ use fcx_model::Function;
 use fcx_protocol::headers::context as h;
 use fcx_runtime::InstanceSpec;
 
-use crate::{InvokeRequest, SchedulerConfig};
+use crate::{CallContext, SchedulerConfig};
 
 /// PATH for instances: the system directories, never fcx's or root's own.
 const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -62,7 +62,7 @@ fn command(f: &Function) -> Vec<String> {
 /// FC's common request headers for a call of kind `control_path`.
 pub fn headers(
     f: &Function,
-    req: &InvokeRequest,
+    req: &CallContext,
     config: &SchedulerConfig,
     control_path: &str,
 ) -> Vec<(&'static str, String)> {

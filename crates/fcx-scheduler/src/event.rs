@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fcx_protocol::limits::EVENT_ENV_PAYLOAD_MAX;
+use fcx_protocol::limits::{self, EVENT_ENV_PAYLOAD_MAX};
 use fcx_protocol::{outcome, FcError};
+use fcx_runtime::body::{self, BodyError};
 use fcx_runtime::StartError;
 
 use crate::pool::Pool;
@@ -19,7 +20,15 @@ pub async fn invoke(
     pool: &Arc<Pool>,
     req: InvokeRequest,
 ) -> Result<InvokeResponse, FcError> {
-    check_event(&req.payload)?;
+    let InvokeRequest {
+        context: req,
+        payload,
+    } = req;
+    let payload = body::collect(payload).await.map_err(|e| match e {
+        BodyError::TooLarge => FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX),
+        BodyError::Broken(m) => FcError::invalid_argument(m),
+    })?;
+    check_event(&payload)?;
     // Each run is an instance of its own and counts against the server's instance cap.
     let _ticket = sched.budget.take()?;
     let deployed = &pool.deployed;
@@ -39,7 +48,7 @@ pub async fn invoke(
     let timeout = Duration::from_secs(f.timeout.into());
     let run = sched
         .backend
-        .run_event(&spec, &req.payload, timeout, &req.request_id)
+        .run_event(&spec, &payload, timeout, &req.request_id)
         .await
         .map_err(|e| match e {
             StartError::NotStarted { cause, .. } => {
@@ -58,14 +67,14 @@ pub async fn invoke(
     };
     Ok(match failure {
         None => InvokeResponse {
-            body: run.stdout.into(),
+            body: body::full(run.stdout),
             content_type: None,
             instance_id: run.instance_id,
             error_type: None,
             log_tail: tail,
         },
         Some((error_type, message)) => InvokeResponse {
-            body: error_body(error_type, &message, &run.log).into(),
+            body: body::full(error_body(error_type, &message, &run.log)),
             content_type: Some("application/json".into()),
             instance_id: run.instance_id,
             error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),

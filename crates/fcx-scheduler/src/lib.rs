@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod maintain;
 mod pool;
+mod stream;
 mod web;
 
 use std::collections::HashMap;
@@ -17,9 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use fcx_model::Function;
 use fcx_protocol::FcError;
+use fcx_runtime::body::Body;
 use fcx_runtime::{CodeCache, ProcessBackend};
 
 use crate::limits::{FunctionLimits, InstanceBudget};
@@ -49,21 +50,39 @@ pub struct SchedulerConfig {
 }
 
 /// One invocation as the gateway hands it over.
-#[derive(Debug, Clone)]
 pub struct InvokeRequest {
+    pub context: CallContext,
+    /// The event; it streams into web-server instances without being buffered.
+    pub payload: Body,
+}
+
+/// Everything about a call but its body: what the context headers are made of.
+#[derive(Debug, Clone)]
+pub struct CallContext {
     pub request_id: String,
     pub qualifier: String,
-    pub payload: Bytes,
     /// Return the log tail (`x-fc-log-type: Tail`).
     pub tail_log: bool,
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
     pub service_name: Option<String>,
 }
 
+impl CallContext {
+    /// A call fcx makes on its own (hooks, provisioned starts), with a fresh request id.
+    pub fn internal() -> CallContext {
+        CallContext {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            qualifier: "LATEST".into(),
+            tail_log: false,
+            service_name: None,
+        }
+    }
+}
+
 /// The answer to an invocation that reached the function (it may still be a function error).
-#[derive(Debug, Clone)]
 pub struct InvokeResponse {
-    pub body: Bytes,
+    /// The result; streamed from the instance when no log tail was asked for.
+    pub body: Body,
     pub content_type: Option<String>,
     pub instance_id: String,
     /// `Some(UnhandledInvocationError)` when the function failed.

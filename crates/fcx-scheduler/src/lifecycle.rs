@@ -5,13 +5,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fcx_model::LifecycleHook;
 use fcx_protocol::headers::control_path;
-use http_body_util::Full;
 
 use crate::pool::Slot;
-use crate::{context, Deployed, InvokeRequest, SchedulerConfig};
+use crate::{context, CallContext, Deployed, SchedulerConfig};
 
 /// Time between SIGTERM and SIGKILL when an instance stops.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -35,18 +33,12 @@ pub enum HookOutcome {
 /// Calls `GET <path>` on the instance with the hook's timeout.
 pub async fn call_hook(slot: &Slot, path: &str, hook: &LifecycleHook) -> HookOutcome {
     let ctx = &slot.hooks;
-    let req = InvokeRequest {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        qualifier: "LATEST".into(),
-        payload: Bytes::new(),
-        tail_log: false,
-        service_name: None,
-    };
+    let req = CallContext::internal();
     let mut builder = http::Request::get(path).header(http::header::HOST, "127.0.0.1");
     for (name, value) in context::headers(&ctx.deployed.function, &req, &ctx.config, path) {
         builder = builder.header(name, value);
     }
-    let Ok(request) = builder.body(Full::new(Bytes::new())) else {
+    let Ok(request) = builder.body(fcx_runtime::body::empty()) else {
         return HookOutcome::Failed("cannot build the hook request".into());
     };
     let log = slot.instance.log();
@@ -56,7 +48,7 @@ pub async fn call_hook(slot: &Slot, path: &str, hook: &LifecycleHook) -> HookOut
         req.request_id
     ));
     let timeout = Duration::from_secs(hook.timeout.max(1).into());
-    let result = tokio::time::timeout(timeout, slot.instance.call(request)).await;
+    let result = tokio::time::timeout(timeout, slot.instance.call_collect(request)).await;
     log.line(&format!(
         "FC {} End RequestId: {}",
         hook_name(path),

@@ -91,6 +91,13 @@ pub struct Lease {
     pub slot: Arc<Slot>,
 }
 
+impl Lease {
+    /// Takes the leased instance out of service (it broke or overran its timeout).
+    pub fn discard(&self) {
+        self.pool.discard(&self.slot);
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.pool.release(&self.slot);

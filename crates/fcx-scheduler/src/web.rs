@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fcx_protocol::headers::control_path;
-use fcx_protocol::{logs, outcome, ErrorCode, FcError, Outcome};
-use fcx_runtime::{Instance, StartError};
-use http_body_util::Full;
+use fcx_protocol::{limits, logs, outcome, ErrorCode, FcError, Outcome};
+use fcx_runtime::body::{self, Body};
+use fcx_runtime::{CallError, Instance, StartError};
+use http_body_util::BodyExt;
 
 use crate::lifecycle::{self, HookContext};
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
-use crate::{context, InvokeRequest, InvokeResponse, Scheduler};
+use crate::stream::InvocationBody;
+use crate::{context, CallContext, InvokeRequest, InvokeResponse, Scheduler};
 
 /// How long fcx waits for a process whose connection broke to report its exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -22,67 +23,103 @@ pub async fn invoke(
     pool: &Arc<Pool>,
     req: InvokeRequest,
 ) -> Result<InvokeResponse, FcError> {
+    let InvokeRequest {
+        context: req,
+        payload,
+    } = req;
     let (lease, init_log) = match lease(sched, pool, &req).await {
         Ok(leased) => leased,
         Err(Stop::Error(e)) => return Err(e),
         Err(Stop::Respond(r)) => return Ok(r),
     };
+    let timeout_secs = pool.deployed.function.timeout;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs.into());
+    let instance = &lease.slot.instance;
+    let log = instance.log();
+    let rid = req.request_id.clone();
+    log.begin(&rid, &logs::invoke_start(&rid));
+    let call = instance.call(request(sched, pool, &req, control_path::INVOKE, payload));
+    let resp = match tokio::time::timeout_at(deadline, call).await {
+        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
+        Ok(Err(CallError::RequestTooLarge)) => {
+            log.end(&rid, &logs::invoke_end(&rid)).await;
+            return Err(FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX));
+        }
+        Ok(Err(e)) => {
+            log.end(&rid, &logs::invoke_end(&rid)).await;
+            return Err(broken_connection(pool, &lease, e.to_string()).await);
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let x_fc_status = resp
+        .headers()
+        .get(fcx_protocol::headers::STATUS)
+        .and_then(|v| v.to_str().ok());
+    let failed =
+        outcome::classify_invoke_response(resp.status().as_u16(), x_fc_status) == Outcome::Failure;
+    let content_type = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let error_type = failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR);
+    let instance_id = instance.id.clone();
+    if !req.tail_log && !failed {
+        // The common case streams the answer; the lease is held until it has been sent.
+        let body = InvocationBody::new(resp.into_body(), lease, deadline, rid, timeout_secs);
+        return Ok(InvokeResponse {
+            body: body.boxed_unsync(),
+            content_type,
+            instance_id,
+            error_type,
+            log_tail: None,
+        });
+    }
+    // The log tail (a header) is only known once the whole answer is in.
+    let bytes = match tokio::time::timeout_at(deadline, body::collect(resp.into_body())).await {
+        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
+        Ok(Err(e)) => {
+            log.end(&rid, &logs::invoke_end(&rid)).await;
+            return Err(broken_connection(pool, &lease, e.to_string()).await);
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    let mut tail = init_log.unwrap_or_default();
+    tail.extend(log.end(&rid, &logs::invoke_end(&rid)).await);
+    Ok(InvokeResponse {
+        body: body::full(bytes),
+        content_type,
+        instance_id,
+        error_type,
+        log_tail: req.tail_log.then_some(tail),
+    })
+}
+
+/// The function ran past its timeout: the instance may be stuck in user code, so it is
+/// replaced, and the caller gets FC's timeout error.
+async fn timed_out(
+    pool: &Pool,
+    lease: &Lease,
+    req: &CallContext,
+    init_log: Option<Vec<u8>>,
+) -> InvokeResponse {
     let f = &pool.deployed.function;
     let instance = &lease.slot.instance;
     let log = instance.log();
-    log.begin(&req.request_id, &logs::invoke_start(&req.request_id));
-    let call = instance.call(request(
-        sched,
-        pool,
-        &req,
-        control_path::INVOKE,
-        req.payload.clone(),
-    ));
-    let result = tokio::time::timeout(Duration::from_secs(f.timeout.into()), call).await;
-    if result.is_err() {
-        // The instance may be stuck in user code: it cannot be trusted with the next request.
-        pool.discard(&lease.slot);
-        log.line(&format!(
-            "fcx: {} (request {})",
-            outcome::timeout_message(f.timeout),
-            req.request_id
-        ));
-    }
+    pool.discard(&lease.slot);
+    let message = outcome::timeout_message(f.timeout);
+    log.line(&format!("fcx: {message} (request {})", req.request_id));
     let mut tail = init_log.unwrap_or_default();
     tail.extend(
         log.end(&req.request_id, &logs::invoke_end(&req.request_id))
             .await,
     );
-    let tail = req.tail_log.then_some(tail);
-    let response = match result {
-        Err(_) => function_error(
-            instance,
-            "FunctionTimeout",
-            &outcome::timeout_message(f.timeout),
-            tail,
-        ),
-        Ok(Err(e)) => return Err(broken_connection(pool, &lease, e.to_string()).await),
-        Ok(Ok(resp)) => {
-            let x_fc_status = resp
-                .headers()
-                .get(fcx_protocol::headers::STATUS)
-                .and_then(|v| v.to_str().ok());
-            let failed = outcome::classify_invoke_response(resp.status().as_u16(), x_fc_status)
-                == Outcome::Failure;
-            InvokeResponse {
-                content_type: resp
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                body: resp.into_body(),
-                instance_id: instance.id.clone(),
-                error_type: failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
-                log_tail: tail,
-            }
-        }
-    };
-    Ok(response)
+    function_error(
+        instance,
+        "FunctionTimeout",
+        &message,
+        req.tail_log.then_some(tail),
+    )
 }
 
 /// Why an invocation ends before `/invoke` is called.
@@ -104,7 +141,7 @@ impl From<FcError> for Stop {
 async fn lease(
     sched: &Scheduler,
     pool: &Arc<Pool>,
-    req: &InvokeRequest,
+    req: &CallContext,
 ) -> Result<(Lease, Option<Vec<u8>>), Stop> {
     let deadline = tokio::time::Instant::now() + sched.config.start_timeout;
     match pool.acquire(deadline).await {
@@ -152,7 +189,7 @@ fn hook_context(sched: &Scheduler, pool: &Pool) -> Arc<HookContext> {
 async fn start_instance(
     sched: &Scheduler,
     pool: &Arc<Pool>,
-    req: &InvokeRequest,
+    req: &CallContext,
 ) -> Result<(Instance, Option<Vec<u8>>), Stop> {
     let deployed = &pool.deployed;
     let zip = deployed.code_zip.as_ref().ok_or_else(|| {
@@ -188,21 +225,14 @@ pub async fn start_provisioned(
 ) -> Result<(), FcError> {
     let result = async {
         let ticket = sched.budget.take()?;
-        let req = InvokeRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            qualifier: "LATEST".into(),
-            payload: Bytes::new(),
-            tail_log: false,
-            service_name: None,
-        };
+        let req = CallContext::internal();
         let (instance, _) = start_instance(sched, pool, &req)
             .await
             .map_err(|s| match s {
                 Stop::Error(e) => e,
-                Stop::Respond(r) => FcError::internal(format!(
-                    "the initializer failed: {}",
-                    String::from_utf8_lossy(&r.body)
-                )),
+                Stop::Respond(_) => {
+                    FcError::internal("the initializer failed; the instance log has its output")
+                }
             })?;
         Ok(Slot::new(instance, ticket, true, hook_context(sched, pool)))
     }
@@ -226,19 +256,19 @@ pub async fn start_provisioned(
 async fn initialize(
     sched: &Scheduler,
     pool: &Arc<Pool>,
-    req: &InvokeRequest,
+    req: &CallContext,
     instance: &Instance,
     timeout_secs: u32,
 ) -> Result<Vec<u8>, Stop> {
     let log = instance.log();
     let rid = &req.request_id;
     log.begin(rid, &logs::initialize_start(rid));
-    let call = instance.call(request(
+    let call = instance.call_collect(request(
         sched,
         pool,
         req,
         control_path::INITIALIZE,
-        Bytes::new(),
+        body::empty(),
     ));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, &logs::initialize_end(rid)).await;
@@ -281,7 +311,7 @@ fn function_error(
     log_tail: Option<Vec<u8>>,
 ) -> InvokeResponse {
     InvokeResponse {
-        body: outcome::function_error_body(error_type, message).into(),
+        body: body::full(outcome::function_error_body(error_type, message)),
         content_type: Some("application/json".into()),
         instance_id: instance.id.clone(),
         error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
@@ -338,10 +368,10 @@ fn start_error(e: StartError) -> FcError {
 fn request(
     sched: &Scheduler,
     pool: &Pool,
-    req: &InvokeRequest,
+    req: &CallContext,
     path: &str,
-    body: Bytes,
-) -> http::Request<Full<Bytes>> {
+    body: Body,
+) -> http::Request<Body> {
     let mut builder = http::Request::post(path)
         .header(http::header::HOST, "127.0.0.1")
         .header(http::header::CONTENT_TYPE, "application/octet-stream");
@@ -349,6 +379,6 @@ fn request(
         builder = builder.header(name, value);
     }
     builder
-        .body(Full::new(body))
-        .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+        .body(body)
+        .unwrap_or_else(|_| http::Request::new(body::empty()))
 }

@@ -1,0 +1,134 @@
+//! Bodies on the instance path: requests stream into the instance and responses stream out
+//! of it without being buffered, and a response body hands its keep-alive connection back to
+//! the instance's pool once it has been read to the end.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Any request or response body on the instance path.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Idle keep-alive connections into one instance.
+pub(crate) type ConnPool = Arc<Mutex<Vec<SendRequest<Body>>>>;
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("payload size exceeds maximum allowed size")]
+    TooLarge,
+    #[error("cannot read the body: {0}")]
+    Broken(String),
+}
+
+/// Whether `e` (or any error it wraps) is a body length limit being hit.
+pub fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Reads a whole body into memory (for small bodies: events, hooks, the log tail case).
+pub async fn collect<B>(body: B) -> Result<Bytes, BodyError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match body.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            let e: BoxError = e.into();
+            if is_too_large(e.as_ref()) {
+                Err(BodyError::TooLarge)
+            } else {
+                Err(BodyError::Broken(e.to_string()))
+            }
+        }
+    }
+}
+
+/// An instance's response body; returns its connection to the pool once read to the end.
+pub struct ResponseBody {
+    inner: Incoming,
+    conn: Option<SendRequest<Body>>,
+    pool: ConnPool,
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, conn: SendRequest<Body>, pool: ConnPool) -> ResponseBody {
+        ResponseBody {
+            inner,
+            conn: Some(conn),
+            pool,
+        }
+    }
+
+    fn recycle(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.recycle(),
+            // A broken body means a broken connection: never reuse it.
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Consumers may skip polling a body that is already complete (e.g. empty).
+        if self.inner.is_end_stream() {
+            self.recycle();
+        }
+    }
+}

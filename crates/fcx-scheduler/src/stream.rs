@@ -1,0 +1,107 @@
+//! The streamed answer of an invocation: forwards the instance's response body as it comes,
+//! keeps the request's concurrency slot until the last byte, enforces the function timeout
+//! on the body too, and writes the request's end marker into the instance log when done.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use fcx_protocol::{logs, outcome};
+use fcx_runtime::body::BoxError;
+use fcx_runtime::ResponseBody;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::pool::Lease;
+
+pub struct InvocationBody {
+    inner: ResponseBody,
+    deadline: Pin<Box<Sleep>>,
+    lease: Option<Lease>,
+    request_id: String,
+    timeout_secs: u32,
+}
+
+impl InvocationBody {
+    pub fn new(
+        inner: ResponseBody,
+        lease: Lease,
+        deadline: Instant,
+        request_id: String,
+        timeout_secs: u32,
+    ) -> InvocationBody {
+        InvocationBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            lease: Some(lease),
+            request_id,
+            timeout_secs,
+        }
+    }
+
+    /// Ends the request: end marker, slot released.
+    fn finish(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease
+                .slot
+                .instance
+                .log()
+                .end_now(&self.request_id, &logs::invoke_end(&self.request_id));
+        }
+    }
+}
+
+impl HttpBody for InvocationBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(lease) = &self.lease {
+                    lease.discard();
+                }
+                self.finish();
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            Poll::Ready(None) => {
+                self.finish();
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let message = outcome::timeout_message(self.timeout_secs);
+            if let Some(lease) = &self.lease {
+                lease
+                    .slot
+                    .instance
+                    .log()
+                    .line(&format!("fcx: {message} (request {})", self.request_id));
+                lease.discard();
+            }
+            self.finish();
+            return Poll::Ready(Some(Err(message.into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for InvocationBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -196,6 +196,7 @@ pub async fn delete(State(app): State<Arc<App>>, Path(name): Path<String>) -> Re
         return Err(fail(FcError::function_not_found(&name)));
     }
     app.scheduler.remove(&name);
+    app.asyncs.set_config(&name, None);
     tracing::info!(function = %name, "function deleted");
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = rid.parse() {

@@ -12,6 +12,7 @@ use fcx_scheduler::{CallContext, InvokeRequest, InvokeResponse};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
+use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
 
@@ -82,19 +83,19 @@ async fn invoke(
         ));
     }
     let header = |n: &str| req_headers.get(n).and_then(|v| v.to_str().ok());
-    match header(headers::INVOCATION_TYPE) {
-        None | Some("Sync") | Some("sync") => {}
+    let asynchronous = match header(headers::INVOCATION_TYPE) {
+        None | Some("Sync") | Some("sync") => false,
+        Some("Async") | Some("async") => true,
         Some(other) => {
             return Err(fail(
                 FcError::invalid_argument(format!(
-                    "{}: '{other}' is not supported by this fcx server (only Sync; asynchronous \
-                     invocation is not implemented yet)",
+                    "{}: must be Sync or Async, got '{other}'",
                     headers::INVOCATION_TYPE
                 ))
                 .with_detail("Field", headers::INVOCATION_TYPE),
             ))
         }
-    }
+    };
     let tail_log = match header(headers::LOG_TYPE) {
         None | Some("None") => false,
         Some("Tail") => true,
@@ -108,6 +109,12 @@ async fn invoke(
             ))
         }
     };
+    if asynchronous {
+        let task_id = header(ASYNC_TASK_ID)
+            .or(header(FC2_ASYNC_TASK_ID))
+            .map(str::to_owned);
+        return accept_async(app, flavor, name, &qualifier, task_id, body, rid).await;
+    }
     let payload = streamed_payload(req_headers, body).map_err(fail)?;
     let req = InvokeRequest {
         context: CallContext {
@@ -120,6 +127,56 @@ async fn invoke(
     };
     let resp = app.scheduler.invoke(name, req).await.map_err(fail)?;
     Ok(respond(&rid, resp))
+}
+
+/// Caller-chosen async task id (FC 3.0) and its FC 2.0 spelling.
+const ASYNC_TASK_ID: &str = "x-fc-async-task-id";
+const FC2_ASYNC_TASK_ID: &str = "x-fc-stateful-async-invocation-id";
+
+/// `x-fc-invocation-type: Async`: the event (≤ 128 KB) is committed to the durable queue
+/// before the 202 is sent.
+async fn accept_async(
+    app: &App,
+    flavor: ApiFlavor,
+    name: &str,
+    qualifier: &str,
+    task_id: Option<String>,
+    body: Body,
+    rid: String,
+) -> Result<Response, ApiError> {
+    let fail = |e| ApiError::new(e, flavor, &rid);
+    if let Some(id) = &task_id {
+        fcx_model::async_config::validate_task_id(id).map_err(|e| {
+            fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
+        })?;
+    }
+    if !app.scheduler.has_function(name) {
+        return Err(fail(FcError::function_not_found(name)));
+    }
+    let payload = read_limited(body, limits::ASYNC_PAYLOAD_MAX)
+        .await
+        .map_err(fail)?;
+    let accepted = app
+        .asyncs
+        .enqueue(name, qualifier, payload.to_vec(), rid.clone(), task_id)
+        .await
+        .map_err(fail)?;
+    let mut r = StatusCode::ACCEPTED.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {
+        h.insert(headers::REQUEST_ID, v);
+    }
+    if let Some(id) = accepted
+        .task_id
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        h.insert(ASYNC_TASK_ID, id.clone());
+        if flavor == ApiFlavor::Fc2 {
+            h.insert(FC2_ASYNC_TASK_ID, id);
+        }
+    }
+    Ok(r)
 }
 
 /// The event as a stream with the 32 MB limit enforced as it flows; a declared length over

@@ -2,6 +2,7 @@
 //! FC 2.0 paths), body limits, FC-shaped errors, and server start-up. Handlers parse requests
 //! into typed calls on the store and the scheduler; they never reach into instances.
 
+mod async_api;
 mod body;
 pub mod error;
 mod functions;

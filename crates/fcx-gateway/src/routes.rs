@@ -10,7 +10,7 @@ use fcx_protocol::{ApiFlavor, FcError};
 
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
-use crate::{functions, invoke, scaling};
+use crate::{async_api, functions, invoke, scaling};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -53,6 +53,26 @@ pub fn router(app: Arc<App>) -> Router {
                     .put(scaling::put_scaling)
                     .delete(|s, p, q| scaling::delete_config(s, p, q, scaling::SCALING)),
             ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/async-invoke-config",
+            not_supported(
+                get(async_api::get_config)
+                    .put(async_api::put_config)
+                    .delete(async_api::delete_config),
+            ),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/async-tasks",
+            not_supported(get(async_api::list_tasks)),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/async-tasks/{task_id}",
+            not_supported(get(async_api::get_task)),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/async-tasks/{task_id}/stop",
+            not_supported(axum::routing::put(async_api::stop_task)),
         )
         .route(
             "/2023-03-30/functions/{name}/instances",

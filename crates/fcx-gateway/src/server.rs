@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub max_instances: u32,
     /// How long shutdown waits for in-flight requests before stopping instances anyway.
     pub shutdown_timeout: Duration,
+    /// Async invocations run at once.
+    pub async_workers: usize,
+    /// First retry delay of a failed async invocation (doubles per attempt).
+    pub async_retry_base: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +117,9 @@ pub async fn run(
         );
     }
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("fcx.db"))?);
+    let db = data_dir.join("fcx.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    let queue = fcx_store::queue::Queue::open(&db)?;
     let code = CodeStore::open(&data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
     let backend = ProcessBackend::new(ProcessConfig {
@@ -135,16 +141,30 @@ pub async fn run(
             max_instances: config.max_instances,
         },
     );
+    let asyncs = fcx_async::AsyncService::new(
+        queue,
+        Arc::clone(&scheduler),
+        fcx_async::AsyncSettings {
+            workers: config.async_workers,
+            retry_base: config.async_retry_base,
+            region: config.region.clone(),
+            account_id: account_id.clone(),
+        },
+    );
     let app = Arc::new(App {
         store,
         code,
         scheduler,
+        asyncs,
         region: config.region.clone(),
         account_id,
     });
     load_functions(&app)?;
     crate::scaling::apply_all(&app)?;
+    crate::async_api::load_all(&app)?;
     app.scheduler.start_maintenance();
+    // Resumes whatever the queue holds from before a restart.
+    app.asyncs.start();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -191,6 +211,7 @@ pub async fn run(
         }
     };
     tracing::info!("stopping instances");
+    app.asyncs.shutdown();
     app.scheduler.shutdown().await;
     served
         .map_err(|e| ServerError::Refused(format!("server task failed: {e}")))?

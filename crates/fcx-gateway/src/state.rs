@@ -10,6 +10,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub code: CodeStore,
     pub scheduler: Arc<Scheduler>,
+    pub asyncs: Arc<fcx_async::AsyncService>,
     pub region: String,
     pub account_id: String,
 }

@@ -13,6 +13,7 @@
 //! Base64 code is not decoded here: the gateway decodes `code.zipFile` and fills in
 //! [`Function::code_size`] and [`Function::code_checksum`].
 
+pub mod async_config;
 mod function;
 mod input;
 mod parse;

@@ -188,6 +188,11 @@ impl Scheduler {
             .store(min, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether a function is deployed.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.pools().contains_key(name)
+    }
+
     /// Live instances of a function.
     pub fn list_instances(&self, name: &str) -> Result<Vec<InstanceInfo>, FcError> {
         let pool = self.pool(name)?;

@@ -4,6 +4,7 @@
 
 mod code;
 mod migrations;
+pub mod queue;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};

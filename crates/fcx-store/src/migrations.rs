@@ -21,6 +21,30 @@ pub const MIGRATIONS: &[&str] = &[
         doc TEXT NOT NULL,
         PRIMARY KEY (name, kind)
     );",
+    // 3: the durable async invocation queue; one row per invocation (= async task).
+    "CREATE TABLE async_tasks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL UNIQUE,
+        request_id TEXT NOT NULL,
+        function TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        is_task INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_run_ms INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        ended_ms INTEGER,
+        instance_id TEXT,
+        error TEXT,
+        return_payload BLOB,
+        destination_status TEXT,
+        events TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX async_tasks_ready ON async_tasks (status, next_run_ms);
+    CREATE INDEX async_tasks_function ON async_tasks (function, created_ms);",
 ];
 
 pub fn apply(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

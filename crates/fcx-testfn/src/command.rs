@@ -31,6 +31,11 @@ pub enum Command<'a> {
     Read(&'a str),
     /// `connect:<host:port>`: try a TCP connection; reply `connected` or `error: <reason>`.
     Connect(&'a str),
+    /// `record:<path>`: append the request's `x-fc-request-id` and a newline to the file.
+    Record(&'a str),
+    /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
+    /// counting attempts in files under `<dir>`, then succeed.
+    Flaky { dir: &'a str, n: usize },
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -62,6 +67,10 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("log", Some(t)) => Some(Command::Log(t)),
         ("read", Some(path)) => Some(Command::Read(path)),
         ("connect", Some(addr)) => Some(Command::Connect(addr)),
+        ("record", Some(path)) => Some(Command::Record(path)),
+        ("flaky", Some(rest)) => rest
+            .rsplit_once(':')
+            .and_then(|(dir, n)| number(n).map(|n| Command::Flaky { dir, n: n as usize })),
         ("barrier", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
             let n = usize::try_from(number(n)?).ok()?;
             (!dir.is_empty()).then_some(Command::Barrier { dir, n })

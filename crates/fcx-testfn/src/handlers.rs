@@ -156,6 +156,8 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         }
         Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
         Command::Connect(addr) => Response::new(200, connect(addr)),
+        Command::Record(path) => record(path, request_id(head)),
+        Command::Flaky { dir, n } => flaky(Path::new(dir), n, request_id(head)),
         Command::Read(path) => match std::fs::read(path) {
             Ok(bytes) => Response::new(200, bytes),
             Err(e) => Response::new(403, format!("cannot read {path}: {e}")),
@@ -168,6 +170,50 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         Command::Raw => Response::new(200, body),
     };
     Outcome::Respond(resp)
+}
+
+fn request_id(head: &Head) -> &str {
+    head.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("x-fc-request-id"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("none")
+}
+
+/// Appends the request id as one line (one `write` with O_APPEND, so lines never interleave).
+fn record(path: &str, request_id: &str) -> Response {
+    use std::io::Write;
+    let line = format!("{request_id}\n");
+    let written = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    match written {
+        Ok(()) => Response::new(200, format!("recorded {request_id}")),
+        Err(e) => Response::new(500, format!("cannot record to {path}: {e}")),
+    }
+}
+
+/// Fails the first `n` attempts of a request id, then succeeds.
+fn flaky(dir: &Path, n: usize, request_id: &str) -> Response {
+    let counter = dir.join(request_id);
+    let seen = fs::read_to_string(&counter)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if let Err(e) = fs::write(&counter, (seen + 1).to_string()) {
+        return Response::new(
+            500,
+            format!("cannot count attempts in {}: {e}", counter.display()),
+        );
+    }
+    if seen < n {
+        Response::new(404, format!("flaky failure {} of {n}", seen + 1))
+            .with_header("x-fc-status", "404")
+    } else {
+        Response::new(200, format!("succeeded after {seen} failures"))
+    }
 }
 
 /// `(uid, gid)`: the first value of the `Uid:` and `Gid:` lines of /proc/self/status.

@@ -111,16 +111,24 @@ fn run() -> Result<bool, String> {
         .ok_or("nginx not found (apt-get install nginx-light, or run scripts/bench.sh)")?;
     ensure_release_testfn()?;
     let testfn = support::testfn_bin();
+    let pinning = pin_servers()?;
 
     println!("# fcx warm-path benchmark");
     println!();
     println!(
-        "machine: {} CPUs, kernel {}; {}; {}; {} s per run",
+        "machine: {} CPUs, kernel {}; {}; {}; {} s per run; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         read_trimmed("/proc/sys/kernel/osrelease"),
         tool_version(&nginx, "-v"),
         tool_version(&wrk, "-v"),
-        secs
+        secs,
+        match &pinning {
+            Some(p) => format!(
+                "servers pinned to CPU {}, wrk to CPU(s) {:?} (FCX_BENCH_PIN=0 to disable)",
+                p.server, p.wrk
+            ),
+            None => "not pinned".to_string(),
+        }
     );
 
     let scratch = tempfile::Builder::new()
@@ -180,12 +188,13 @@ fn run() -> Result<bool, String> {
         echo.check_alive()?;
         proxy.check_alive()?;
         // Unreported warm-up: opens the proxies' upstream connections, faults pages in.
-        if let Err(e) = wrk_run(&wrk, &lua, url, 64, WARMUP_SECS) {
+        let wrk_cpus = pinning.as_ref().map(|p| p.wrk.as_slice());
+        if let Err(e) = wrk_run(&wrk, wrk_cpus, &lua, url, 64, WARMUP_SECS) {
             failures.push(format!("{target} warm-up: {e}"));
         }
         for &conns in &CONNS {
             eprintln!("wrk: {target}, {conns} connection(s), {secs} s");
-            match wrk_run(&wrk, &lua, url, conns, secs) {
+            match wrk_run(&wrk, wrk_cpus, &lua, url, conns, secs) {
                 Ok(out) => match parse_wrk(&out) {
                     Some(mut r) => {
                         r.target = target;
@@ -218,6 +227,77 @@ fn run() -> Result<bool, String> {
             println!("- {f}");
         }
         Ok(false)
+    }
+}
+
+/// Where the processes run when pinned.
+struct Pinning {
+    /// The one CPU the echo server, nginx, fcx and its instance share.
+    server: usize,
+    /// The CPUs wrk runs on.
+    wrk: Vec<usize>,
+}
+
+/// Unless `FCX_BENCH_PIN=0` or fewer than 2 CPUs are allowed, pins this thread (and so every
+/// server started from it: echo server, nginx, fcx, and fcx's instances) to the first allowed
+/// CPU and leaves the others to wrk. Unpinned, 1-connection results on a small VM swing by 3-4x
+/// depending on whether the scheduler puts client and server on the same CPU.
+fn pin_servers() -> Result<Option<Pinning>, String> {
+    if std::env::var("FCX_BENCH_PIN").is_ok_and(|v| v.trim() == "0") {
+        return Ok(None);
+    }
+    let allowed = allowed_cpus()?;
+    if allowed.len() < 2 {
+        return Ok(None);
+    }
+    let pinning = Pinning {
+        server: allowed[0],
+        wrk: allowed[1..].to_vec(),
+    };
+    let set = cpu_set(&[pinning.server]);
+    #[allow(unsafe_code)]
+    // SAFETY: sched_setaffinity(2) on the calling thread with a valid cpu_set_t.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if ret != 0 {
+        return Err(format!(
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(Some(pinning))
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Result<Vec<usize>, String> {
+    #[allow(unsafe_code)]
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity(2) fills it.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(format!(
+                "sched_getaffinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        set
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: CPU_ISSET reads the set within CPU_SETSIZE.
+    let cpus = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect();
+    Ok(cpus)
+}
+
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    #[allow(unsafe_code)]
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        set
     }
 }
 
@@ -364,10 +444,35 @@ fn wait_connectable(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), Stri
     }
 }
 
-/// Runs wrk once (bounded by `-d` plus a generous margin) and returns its stdout.
-fn wrk_run(wrk: &Path, lua: &Path, url: &str, conns: u32, secs: u64) -> Result<String, String> {
+/// Runs wrk once (bounded by `-d` plus a generous margin), on `cpus` if given, and returns its
+/// stdout.
+fn wrk_run(
+    wrk: &Path,
+    cpus: Option<&[usize]>,
+    lua: &Path,
+    url: &str,
+    conns: u32,
+    secs: u64,
+) -> Result<String, String> {
     let threads = conns.min(2);
-    let mut child = Command::new(wrk)
+    let mut cmd = Command::new(wrk);
+    if let Some(cpus) = cpus {
+        let cpus = cpus.to_vec();
+        use std::os::unix::process::CommandExt;
+        #[allow(unsafe_code)]
+        // SAFETY: the closure only calls sched_setaffinity(2), async-signal-safe, on a
+        // cpu_set_t built before the fork.
+        unsafe {
+            let set = cpu_set(&cpus);
+            cmd.pre_exec(move || {
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{secs}s"))

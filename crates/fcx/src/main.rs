@@ -61,6 +61,12 @@ struct ServerArgs {
     /// Seconds shutdown waits for in-flight requests before stopping instances anyway.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Async invocations run at once by this server.
+    #[arg(long, default_value_t = 32)]
+    async_workers: usize,
+    /// Milliseconds before the first retry of a failed async invocation (doubles per attempt).
+    #[arg(long, default_value_t = 1000)]
+    async_retry_base_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         freeze_after: args.freeze_idle_after.map(Duration::from_secs),
         max_instances: args.max_instances,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        async_workers: args.async_workers,
+        async_retry_base: Duration::from_millis(args.async_retry_base_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -38,30 +38,39 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to fcx");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
+    try_request(addr, method, path, headers, body).expect("HTTP request to fcx")
+}
+
+/// Like [`request`], but a refused or broken connection is an error instead of a panic.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(head.as_bytes())?;
     // The server may answer (e.g. 400 EntityTooLarge) before reading a big body.
     let _ = stream.write_all(body);
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).expect("read status");
+    reader.read_line(&mut status_line)?;
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {status_line:?}"));
+        .ok_or_else(|| std::io::Error::other(format!("bad status line: {status_line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        reader.read_line(&mut line).expect("read header");
+        reader.read_line(&mut line)?;
         let line = line.trim_end();
         if line.is_empty() {
             break;
@@ -78,15 +87,15 @@ pub fn request(
     match len {
         Some(n) => {
             body.resize(n, 0);
-            reader.read_exact(&mut body).expect("read body");
+            reader.read_exact(&mut body)?;
         }
         None => {
             let _ = reader.read_to_end(&mut body);
         }
     }
-    Response {
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }

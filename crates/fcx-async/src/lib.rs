@@ -1,0 +1,208 @@
+//! Durable asynchronous invocation: accepts events into the store's queue (committed before
+//! the caller's 202), runs them through the scheduler with the same instances and limits as
+//! synchronous calls, retries with exponential backoff and jitter, drops events past their
+//! max age, delivers records to destinations, and answers the async task APIs.
+
+mod destination;
+mod task_view;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use fcx_model::async_config::AsyncConfig;
+use fcx_protocol::FcError;
+use fcx_scheduler::Scheduler;
+use fcx_store::queue::{Enqueued, NewTask, Queue, TaskFilter};
+use tokio::sync::{oneshot, Notify};
+
+pub use task_view::task_json;
+
+/// Settings of the async machinery.
+#[derive(Debug, Clone)]
+pub struct AsyncSettings {
+    /// Invocations run at once by this node.
+    pub workers: usize,
+    /// First retry delay; doubles per failed attempt (with ±25 % jitter).
+    pub retry_base: Duration,
+    pub region: String,
+    pub account_id: String,
+}
+
+/// An accepted invocation.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub request_id: String,
+    /// Shown to the caller when the function has async tasks enabled or the id was given.
+    pub task_id: Option<String>,
+}
+
+pub struct AsyncService {
+    queue: Arc<Queue>,
+    scheduler: Arc<Scheduler>,
+    settings: AsyncSettings,
+    configs: Mutex<HashMap<String, AsyncConfig>>,
+    /// Stop signals of tasks running on this node.
+    running: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    wake: Notify,
+    /// Set at shutdown: nothing new is leased, and outcomes of runs cut short by the
+    /// stopping instances are not recorded (the tasks run again after the restart).
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl AsyncService {
+    pub fn new(
+        queue: Queue,
+        scheduler: Arc<Scheduler>,
+        settings: AsyncSettings,
+    ) -> Arc<AsyncService> {
+        Arc::new(AsyncService {
+            queue: Arc::new(queue),
+            scheduler,
+            settings,
+            configs: Mutex::default(),
+            running: Mutex::default(),
+            wake: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the workers (resuming whatever the queue holds).
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(worker::run(Arc::clone(self)));
+    }
+
+    /// Stops leasing; call before the scheduler stops its instances.
+    pub fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn configs(&self) -> MutexGuard<'_, HashMap<String, AsyncConfig>> {
+        self.configs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self, function: &str) -> AsyncConfig {
+        self.configs().get(function).cloned().unwrap_or_default()
+    }
+
+    pub fn set_config(&self, function: &str, config: Option<AsyncConfig>) {
+        match config {
+            Some(c) => self.configs().insert(function.to_owned(), c),
+            None => self.configs().remove(function),
+        };
+    }
+
+    /// Durably enqueues an invocation of `function`; returns once it is on disk.
+    pub async fn enqueue(
+        &self,
+        function: &str,
+        qualifier: &str,
+        payload: Vec<u8>,
+        request_id: String,
+        task_id: Option<String>,
+    ) -> Result<Accepted, FcError> {
+        let task_enabled = self.config(function).task_enabled() || task_id.is_some();
+        let id = task_id.unwrap_or_else(|| request_id.clone());
+        let outcome = self
+            .queue
+            .enqueue(NewTask {
+                task_id: id.clone(),
+                request_id: request_id.clone(),
+                function: function.to_owned(),
+                qualifier: qualifier.to_owned(),
+                payload,
+                is_task: task_enabled,
+                now_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| FcError::internal(format!("cannot enqueue: {e}")))?;
+        self.wake.notify_one();
+        let request_id = match outcome {
+            Enqueued::New => request_id,
+            Enqueued::Duplicate { request_id } => request_id,
+        };
+        Ok(Accepted {
+            request_id,
+            task_id: task_enabled.then_some(id),
+        })
+    }
+
+    /// GetAsyncTask.
+    pub fn get_task(
+        &self,
+        function: &str,
+        task_id: &str,
+    ) -> Result<Option<serde_json::Value>, FcError> {
+        let row = self
+            .queue
+            .get(function, task_id)
+            .map_err(|e| FcError::internal(e.to_string()))?;
+        Ok(row.map(|r| task_json(&r, &self.settings, true)))
+    }
+
+    /// ListAsyncTasks: tasks and the next page token.
+    pub fn list_tasks(
+        &self,
+        function: &str,
+        filter: &TaskFilter,
+        include_payload: bool,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), FcError> {
+        let mut rows = self
+            .queue
+            .list(
+                function,
+                &TaskFilter {
+                    limit: filter.limit + 1,
+                    ..filter.clone()
+                },
+            )
+            .map_err(|e| FcError::internal(e.to_string()))?;
+        let next = (rows.len() > filter.limit).then(|| {
+            rows.truncate(filter.limit);
+            rows.last().map(|(seq, _)| seq.to_string())
+        });
+        let tasks = rows
+            .iter()
+            .map(|(_, r)| task_json(r, &self.settings, include_payload))
+            .collect();
+        Ok((tasks, next.flatten()))
+    }
+
+    /// StopAsyncTask: an enqueued task stops at once, a running one is cancelled.
+    pub async fn stop_task(
+        &self,
+        function: &str,
+        task_id: &str,
+    ) -> Result<Option<String>, FcError> {
+        let status = self
+            .queue
+            .stop(function, task_id, now_ms())
+            .await
+            .map_err(|e| FcError::internal(e.to_string()))?;
+        if status.as_deref() == Some("Stopping") {
+            let cancel = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(task_id);
+            if let Some(cancel) = cancel {
+                let _ = cancel.send(());
+            }
+        }
+        Ok(status)
+    }
+}

@@ -1,0 +1,332 @@
+//! The workers: lease runnable tasks, run each through the scheduler, record the outcome
+//! (success, retry with backoff, failure, expiry, stop) and deliver destination records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fcx_protocol::{ErrorCode, FcError};
+use fcx_runtime::body;
+use fcx_scheduler::{CallContext, InvokeRequest};
+use fcx_store::queue::{Finish, Leased};
+use serde_json::json;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::destination;
+use crate::{now_ms, AsyncService};
+
+/// How long a lease lasts. On the embedded store leases only matter after a crash, and start-up
+/// clears them, so this only bounds how long a stuck run blocks its task.
+const LEASE_MS: i64 = 60 * 60 * 1000;
+/// How often an idle worker loop looks for retries that have become due.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Retry delay of a throttled run (it does not consume an attempt).
+const THROTTLE_DELAY_MS: i64 = 500;
+
+pub async fn run(svc: Arc<AsyncService>) {
+    let slots = Arc::new(Semaphore::new(svc.settings.workers.max(1)));
+    while !svc.is_stopping() {
+        let free = slots.available_permits();
+        if free == 0 {
+            // Wait until a run ends.
+            if let Ok(p) = Arc::clone(&slots).acquire_owned().await {
+                drop(p);
+            }
+            continue;
+        }
+        let leased = match svc.queue.lease(now_ms(), LEASE_MS, free).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lease async invocations");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if leased.is_empty() {
+            let _ = tokio::time::timeout(IDLE_POLL, svc.wake.notified()).await;
+            continue;
+        }
+        for task in leased {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let svc = Arc::clone(&svc);
+            tokio::spawn(async move {
+                run_task(&svc, task).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// What one run of a task came to.
+enum RunResult {
+    Succeeded { instance_id: String, body: Vec<u8> },
+    FunctionError { instance_id: String, body: Vec<u8> },
+    Platform(FcError),
+    Stopped,
+}
+
+async fn run_task(svc: &AsyncService, t: Leased) {
+    let config = svc.config(&t.function);
+    let now = now_ms();
+    let age_ms = now - t.created_ms;
+    if age_ms > i64::from(config.max_age_secs()) * 1000 {
+        let message = format!(
+            "event expired: {age_ms} ms old, older than maxAsyncEventAgeInSeconds ({})",
+            config.max_age_secs()
+        );
+        finish(
+            svc,
+            &t,
+            "Expired",
+            t.attempts,
+            now,
+            None,
+            Some(message),
+            None,
+            None,
+        )
+        .await;
+        return;
+    }
+    let (cancel_tx, cancel_rx) = oneshot::channel();
+    svc.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(t.task_id.clone(), cancel_tx);
+    let result = tokio::select! {
+        r = invoke(svc, &t) => r,
+        _ = cancel_rx => RunResult::Stopped,
+    };
+    svc.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&t.task_id);
+    if svc.is_stopping() {
+        return;
+    }
+    let now = now_ms();
+    match result {
+        RunResult::Stopped => {
+            finish(
+                svc,
+                &t,
+                "Stopped",
+                t.attempts,
+                now,
+                None,
+                Some("stopped by user".into()),
+                None,
+                None,
+            )
+            .await;
+        }
+        RunResult::Succeeded { instance_id, body } => {
+            let dest = config
+                .destination_config
+                .as_ref()
+                .and_then(|d| d.on_success.as_ref());
+            let dest_status = match dest {
+                Some(d) => Some(
+                    destination::deliver(svc, &d.destination, &t, "Success", &body, t.attempts + 1)
+                        .await,
+                ),
+                None => None,
+            };
+            finish(
+                svc,
+                &t,
+                "Succeeded",
+                t.attempts,
+                now,
+                Some(instance_id),
+                None,
+                Some(body),
+                dest_status,
+            )
+            .await;
+        }
+        RunResult::Platform(e) if e.code == ErrorCode::ResourceExhausted => {
+            // Throttled: try again soon, without consuming an attempt.
+            retry(
+                svc,
+                &t,
+                t.attempts,
+                now + jitter(THROTTLE_DELAY_MS),
+                e.to_string(),
+                None,
+            )
+            .await;
+        }
+        RunResult::Platform(e) if e.code == ErrorCode::FunctionNotFound => {
+            finish(
+                svc,
+                &t,
+                "Invalid",
+                t.attempts,
+                now,
+                None,
+                Some(e.to_string()),
+                None,
+                None,
+            )
+            .await;
+        }
+        RunResult::Platform(e) => {
+            failed_attempt(svc, &t, &config, e.to_string(), None, Vec::new()).await
+        }
+        RunResult::FunctionError { instance_id, body } => {
+            let message = format!(
+                "UnhandledInvocationError: {}",
+                String::from_utf8_lossy(&body[..body.len().min(1024)])
+            );
+            failed_attempt(svc, &t, &config, message, Some(instance_id), body).await;
+        }
+    }
+}
+
+async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
+    let req = InvokeRequest {
+        context: CallContext {
+            request_id: t.request_id.clone(),
+            qualifier: t.qualifier.clone(),
+            tail_log: false,
+            service_name: None,
+        },
+        payload: body::full(t.payload.clone()),
+    };
+    let resp = match svc.scheduler.invoke(&t.function, req).await {
+        Ok(r) => r,
+        Err(e) => return RunResult::Platform(e),
+    };
+    let failed = resp.error_type.is_some();
+    let bytes = match body::collect(resp.body).await {
+        Ok(b) => b.to_vec(),
+        Err(e) => return RunResult::Platform(FcError::new(ErrorCode::BadResponse, e.to_string())),
+    };
+    if failed {
+        RunResult::FunctionError {
+            instance_id: resp.instance_id,
+            body: bytes,
+        }
+    } else {
+        RunResult::Succeeded {
+            instance_id: resp.instance_id,
+            body: bytes,
+        }
+    }
+}
+
+async fn failed_attempt(
+    svc: &AsyncService,
+    t: &Leased,
+    config: &fcx_model::async_config::AsyncConfig,
+    message: String,
+    instance_id: Option<String>,
+    body: Vec<u8>,
+) {
+    let attempts = t.attempts + 1;
+    let now = now_ms();
+    if attempts > config.retry_attempts() {
+        let dest = config
+            .destination_config
+            .as_ref()
+            .and_then(|d| d.on_failure.as_ref());
+        let dest_status = match dest {
+            Some(d) => Some(
+                destination::deliver(
+                    svc,
+                    &d.destination,
+                    t,
+                    "UnhandledInvocationError",
+                    &body,
+                    attempts,
+                )
+                .await,
+            ),
+            None => None,
+        };
+        finish(
+            svc,
+            t,
+            "Failed",
+            attempts,
+            now,
+            instance_id,
+            Some(message),
+            Some(body),
+            dest_status,
+        )
+        .await;
+    } else {
+        let base = svc.settings.retry_base.as_millis() as i64;
+        let delay = base.saturating_mul(1 << (attempts - 1).min(16));
+        retry(svc, t, attempts, now + jitter(delay), message, instance_id).await;
+    }
+}
+
+/// `ms` ± 25 %, so retries of many failed events do not arrive together.
+fn jitter(ms: i64) -> i64 {
+    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as i64; // 0..999
+    ms + ms * (r - 500) / 2000
+}
+
+async fn retry(
+    svc: &AsyncService,
+    t: &Leased,
+    attempts: u32,
+    next_run_ms: i64,
+    message: String,
+    instance_id: Option<String>,
+) {
+    record(
+        svc,
+        Finish {
+            seq: t.seq,
+            status: "Retrying",
+            attempts,
+            next_run_ms,
+            ended_ms: None,
+            instance_id,
+            error: Some(message.clone()),
+            return_payload: None,
+            destination_status: None,
+            event: json!({"status": "Retrying", "timestamp": now_ms(), "eventDetail": message}),
+        },
+    )
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    svc: &AsyncService,
+    t: &Leased,
+    status: &'static str,
+    attempts: u32,
+    now: i64,
+    instance_id: Option<String>,
+    error: Option<String>,
+    return_payload: Option<Vec<u8>>,
+    destination_status: Option<String>,
+) {
+    record(svc, Finish {
+        seq: t.seq,
+        status,
+        attempts,
+        next_run_ms: now,
+        ended_ms: Some(now),
+        instance_id,
+        event: json!({"status": status, "timestamp": now, "eventDetail": error.clone().unwrap_or_default()}),
+        error,
+        return_payload,
+        destination_status,
+    })
+    .await;
+}
+
+async fn record(svc: &AsyncService, f: Finish) {
+    if let Err(e) = svc.queue.finish(f).await {
+        // The lease expires and the task runs again: at-least-once.
+        tracing::error!(error = %e, "cannot record an async invocation's outcome");
+    }
+}

@@ -1,0 +1,507 @@
+//! The durable async invocation queue in SQLite. One writer thread owns the write connection
+//! and commits whatever requests have piled up in one transaction (group commit), so many
+//! concurrent enqueues share one fsync; every caller gets its answer only after the commit.
+//! Reads (task queries) use their own connection (WAL lets them run beside the writer).
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// Most writes committed in one transaction.
+const BATCH_MAX: usize = 512;
+
+/// An invocation to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task_id: String,
+    pub request_id: String,
+    pub function: String,
+    pub qualifier: String,
+    pub payload: Vec<u8>,
+    /// Whether the caller asked for a stateful async task (shown in `x-fc-async-task-id`).
+    pub is_task: bool,
+    pub now_ms: i64,
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    New,
+    /// A task with this id existed already (caller-given ids are de-duplicated).
+    Duplicate {
+        request_id: String,
+    },
+}
+
+/// A task a worker has leased.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub seq: i64,
+    pub task_id: String,
+    pub request_id: String,
+    pub function: String,
+    pub qualifier: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub created_ms: i64,
+}
+
+/// How a run ended, as the worker records it.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub seq: i64,
+    pub status: &'static str,
+    pub attempts: u32,
+    /// For `Retrying`: when to run again.
+    pub next_run_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub instance_id: Option<String>,
+    pub error: Option<String>,
+    pub return_payload: Option<Vec<u8>>,
+    pub destination_status: Option<String>,
+    pub event: Value,
+}
+
+/// A stored task (GetAsyncTask / ListAsyncTasks).
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub task_id: String,
+    pub request_id: String,
+    pub function: String,
+    pub qualifier: String,
+    pub payload: Vec<u8>,
+    pub status: String,
+    pub attempts: u32,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub instance_id: Option<String>,
+    pub error: Option<String>,
+    pub return_payload: Option<Vec<u8>>,
+    pub destination_status: Option<String>,
+    pub events: Value,
+}
+
+/// Filters of ListAsyncTasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    pub prefix: Option<String>,
+    pub started_begin_ms: Option<i64>,
+    pub started_end_ms: Option<i64>,
+    /// Continue after this sequence number (the page token).
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+    pub newest_first: bool,
+}
+
+enum Write {
+    Enqueue(NewTask, oneshot::Sender<Result<Enqueued, StoreError>>),
+    Lease {
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Leased>, StoreError>>,
+    },
+    Finish(Finish, oneshot::Sender<Result<(), StoreError>>),
+    /// Marks a task `Stopping` if it has not ended; returns its status afterwards.
+    Stop(
+        String,
+        String,
+        i64,
+        oneshot::Sender<Result<Option<String>, StoreError>>,
+    ),
+}
+
+pub struct Queue {
+    tx: mpsc::Sender<Write>,
+    read: Mutex<Connection>,
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (fsync) before enqueue answers.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Queue {
+    /// Opens the queue in the store database at `path` (already migrated by `SqliteStore`).
+    /// On the embedded single-node store, every lease belongs to a previous run of this
+    /// server, so leases are cleared and interrupted stops completed.
+    pub fn open(path: &Path) -> Result<Queue, StoreError> {
+        let write = open(path)?;
+        write.execute(
+            "UPDATE async_tasks SET lease_until_ms = 0 WHERE status IN ('Running', 'Retrying')",
+            [],
+        )?;
+        write.execute(
+            "UPDATE async_tasks SET status = 'Stopped' WHERE status = 'Stopping'",
+            [],
+        )?;
+        let read = open(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("fcx-queue-writer".into())
+            .spawn(move || writer(write, rx))?;
+        Ok(Queue {
+            tx,
+            read: Mutex::new(read),
+        })
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| StoreError::Corrupt("queue writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Corrupt("queue writer stopped".into()))?
+    }
+
+    /// Durably enqueues (committed and synced when this returns).
+    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued, StoreError> {
+        self.send(|r| Write::Enqueue(task, r)).await
+    }
+
+    /// Leases up to `limit` runnable tasks for `lease_ms`, marking them Running.
+    pub async fn lease(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Leased>, StoreError> {
+        self.send(|reply| Write::Lease {
+            now_ms,
+            lease_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn finish(&self, finish: Finish) -> Result<(), StoreError> {
+        self.send(|r| Write::Finish(finish, r)).await
+    }
+
+    /// Asks a task to stop: returns its status afterwards, `None` if there is no such task.
+    pub async fn stop(
+        &self,
+        function: &str,
+        task_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let (f, t) = (function.to_owned(), task_id.to_owned());
+        self.send(|r| Write::Stop(f, t, now_ms, r)).await
+    }
+
+    pub fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM async_tasks WHERE function = ?1 AND task_id = ?2"),
+                [function, task_id],
+                task_row,
+            )
+            .optional()?)
+    }
+
+    /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
+    pub fn list(
+        &self,
+        function: &str,
+        filter: &TaskFilter,
+    ) -> Result<Vec<(i64, TaskRow)>, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let cmp = if filter.newest_first { "<" } else { ">" };
+        let sql = format!(
+            "SELECT seq, {COLUMNS} FROM async_tasks
+             WHERE function = ?1
+               AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR substr(task_id, 1, length(?3)) = ?3)
+               AND (?4 IS NULL OR created_ms >= ?4)
+               AND (?5 IS NULL OR created_ms <= ?5)
+               AND (?6 IS NULL OR seq {cmp} ?6)
+             ORDER BY seq {order} LIMIT ?7"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    function,
+                    filter.status,
+                    filter.prefix,
+                    filter.started_begin_ms,
+                    filter.started_end_ms,
+                    filter.after_seq,
+                    filter.limit as i64
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, task_row_at(r, 1)?)),
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+const COLUMNS: &str = "task_id, request_id, function, qualifier, payload, status, attempts, \
+    created_ms, started_ms, ended_ms, instance_id, error, return_payload, destination_status, events";
+
+fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    task_row_at(r, 0)
+}
+
+fn task_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<TaskRow> {
+    let events: String = r.get(o + 14)?;
+    Ok(TaskRow {
+        task_id: r.get(o)?,
+        request_id: r.get(o + 1)?,
+        function: r.get(o + 2)?,
+        qualifier: r.get(o + 3)?,
+        payload: r.get(o + 4)?,
+        status: r.get(o + 5)?,
+        attempts: r.get(o + 6)?,
+        created_ms: r.get(o + 7)?,
+        started_ms: r.get(o + 8)?,
+        ended_ms: r.get(o + 9)?,
+        instance_id: r.get(o + 10)?,
+        error: r.get(o + 11)?,
+        return_payload: r.get(o + 12)?,
+        destination_status: r.get(o + 13)?,
+        events: serde_json::from_str(&events).unwrap_or(Value::Array(vec![])),
+    })
+}
+
+/// The writer thread: block for one request, take every other one already waiting, run them
+/// all in one transaction, commit (one fsync), then answer each.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                fail_all(batch, &e.to_string());
+                continue;
+            }
+        };
+        let mut replies = Vec::with_capacity(batch.len());
+        for w in batch {
+            replies.push(apply(&tx, w));
+        }
+        match tx.commit() {
+            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Err(e) => replies.into_iter().for_each(|r| r.fail(&e.to_string())),
+        }
+    }
+}
+
+/// A computed answer, sent only after the commit.
+enum Reply {
+    Enqueue(
+        oneshot::Sender<Result<Enqueued, StoreError>>,
+        Result<Enqueued, StoreError>,
+    ),
+    Lease(
+        oneshot::Sender<Result<Vec<Leased>, StoreError>>,
+        Result<Vec<Leased>, StoreError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    Stop(
+        oneshot::Sender<Result<Option<String>, StoreError>>,
+        Result<Option<String>, StoreError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Enqueue(tx, r) => drop(tx.send(r)),
+            Reply::Lease(tx, r) => drop(tx.send(r)),
+            Reply::Unit(tx, r) => drop(tx.send(r)),
+            Reply::Stop(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, e: &str) {
+        let err = || StoreError::Corrupt(format!("queue commit failed: {e}"));
+        match self {
+            Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Unit(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Stop(tx, _) => drop(tx.send(Err(err()))),
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Write>, e: &str) {
+    for w in batch {
+        let reply = match w {
+            Write::Enqueue(_, tx) => Reply::Enqueue(tx, Ok(Enqueued::New)),
+            Write::Lease { reply, .. } => Reply::Lease(reply, Ok(vec![])),
+            Write::Finish(_, tx) => Reply::Unit(tx, Ok(())),
+            Write::Stop(_, _, _, tx) => Reply::Stop(tx, Ok(None)),
+        };
+        reply.fail(e);
+    }
+}
+
+fn event(status: &str, now_ms: i64, detail: &str) -> String {
+    serde_json::json!({"status": status, "timestamp": now_ms, "eventDetail": detail}).to_string()
+}
+
+const APPEND_EVENT: &str = "json_insert(events, '$[#]', json(?))";
+
+fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
+    match w {
+        Write::Enqueue(t, reply) => {
+            let result = (|| {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT request_id FROM async_tasks WHERE task_id = ?1",
+                        [&t.task_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(request_id) = existing {
+                    return Ok(Enqueued::Duplicate { request_id });
+                }
+                tx.execute(
+                    "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
+                        is_task, status, next_run_ms, created_ms, events)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, json_array(json(?8)))",
+                    params![
+                        t.task_id,
+                        t.request_id,
+                        t.function,
+                        t.qualifier,
+                        t.payload,
+                        t.is_task,
+                        t.now_ms,
+                        event("Enqueued", t.now_ms, "")
+                    ],
+                )?;
+                Ok(Enqueued::New)
+            })();
+            Reply::Enqueue(reply, result)
+        }
+        Write::Lease {
+            now_ms,
+            lease_ms,
+            limit,
+            reply,
+        } => {
+            let result = (|| {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "UPDATE async_tasks
+                     SET status = 'Running', lease_until_ms = ?2,
+                         started_ms = coalesce(started_ms, ?1),
+                         events = {APPEND_EVENT}
+                     WHERE seq IN (
+                         SELECT seq FROM async_tasks
+                         WHERE status IN ('Enqueued', 'Retrying', 'Running')
+                           AND next_run_ms <= ?1 AND lease_until_ms <= ?1
+                         ORDER BY next_run_ms LIMIT ?4)
+                     RETURNING seq, task_id, request_id, function, qualifier, payload,
+                               attempts, created_ms"
+                ))?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            now_ms,
+                            now_ms + lease_ms,
+                            event("Running", now_ms, ""),
+                            limit as i64
+                        ],
+                        |r| {
+                            Ok(Leased {
+                                seq: r.get(0)?,
+                                task_id: r.get(1)?,
+                                request_id: r.get(2)?,
+                                function: r.get(3)?,
+                                qualifier: r.get(4)?,
+                                payload: r.get(5)?,
+                                attempts: r.get(6)?,
+                                created_ms: r.get(7)?,
+                            })
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })();
+            Reply::Lease(reply, result)
+        }
+        Write::Finish(f, reply) => {
+            let result = tx
+                .execute(
+                    &format!(
+                        "UPDATE async_tasks
+                         SET status = ?2, attempts = ?3, next_run_ms = ?4, lease_until_ms = 0,
+                             ended_ms = ?5, instance_id = coalesce(?6, instance_id),
+                             error = ?7, return_payload = ?8,
+                             destination_status = coalesce(?9, destination_status),
+                             events = {APPEND_EVENT}
+                         WHERE seq = ?1 AND status NOT IN ('Stopped', 'Succeeded', 'Failed', 'Expired', 'Invalid')"
+                    ),
+                    params![
+                        f.seq,
+                        f.status,
+                        f.attempts,
+                        f.next_run_ms,
+                        f.ended_ms,
+                        f.instance_id,
+                        f.error,
+                        f.return_payload,
+                        f.destination_status,
+                        f.event.to_string()
+                    ],
+                )
+                .map(|_| ())
+                .map_err(StoreError::from);
+            Reply::Unit(reply, result)
+        }
+        Write::Stop(function, task_id, now_ms, reply) => {
+            let result = (|| {
+                // Not started yet: stopped at once. Running: Stopping until the worker ends it.
+                tx.execute(
+                    &format!(
+                        "UPDATE async_tasks
+                         SET status = CASE WHEN status = 'Running' THEN 'Stopping' ELSE 'Stopped' END,
+                             ended_ms = CASE WHEN status = 'Running' THEN ended_ms ELSE ?3 END,
+                             events = {APPEND_EVENT}
+                         WHERE function = ?1 AND task_id = ?2
+                           AND status IN ('Enqueued', 'Retrying', 'Running')"
+                    ),
+                    params![function, task_id, now_ms, event("Stopping", now_ms, "stopped by user")],
+                )?;
+                Ok(tx
+                    .query_row(
+                        "SELECT status FROM async_tasks WHERE function = ?1 AND task_id = ?2",
+                        [&function, &task_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })();
+            Reply::Stop(reply, result)
+        }
+    }
+}

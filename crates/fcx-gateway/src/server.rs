@@ -108,6 +108,7 @@ pub async fn run(
     }
 
     let cgroups = fcx_runtime::CgroupRoot::open(&prefix);
+    let cgroup_root = cgroups.clone();
     let reaped =
         fcx_runtime::pidfile::reap(&run_dir) + cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
     if reaped > 0 {
@@ -213,6 +214,11 @@ pub async fn run(
     tracing::info!("stopping instances");
     app.asyncs.shutdown();
     app.scheduler.shutdown().await;
+    if let Some(root) = cgroup_root {
+        tokio::task::spawn_blocking(move || root.remove())
+            .await
+            .ok();
+    }
     served
         .map_err(|e| ServerError::Refused(format!("server task failed: {e}")))?
         .map_err(io("serving HTTP"))

@@ -85,6 +85,14 @@ impl CgroupRoot {
     }
 }
 
+impl CgroupRoot {
+    /// Removes the (emptied) groups and the server's own directory (clean shutdown).
+    pub fn remove(&self) {
+        self.reap();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 impl Cgroup {
     fn write(&self, file: &str, value: &str) -> io::Result<()> {
         std::fs::write(self.dir.join(file), value)

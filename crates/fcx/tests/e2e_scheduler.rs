@@ -476,8 +476,14 @@ fn killing_instances_under_load_gives_only_successes_or_documented_502s() {
         }
     }
     assert!(ok > 0, "no request succeeded");
-    // The pool recovers: the next request is served.
-    assert_eq!(server.invoke("victim", b"echo:alive").text(), "alive");
+    // The pool recovers. (A request racing the last kill may still get the 502.)
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .invoke("victim", b"echo:alive")
+            .text()
+            == "alive"),
+        "the pool did not recover after the kills"
+    );
 }
 
 #[test]

@@ -206,6 +206,7 @@ impl Drop for Server {
             procs::kill(pid);
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
+        procs::remove_cgroups(&self.run_dir);
     }
 }
 

@@ -71,3 +71,34 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Removes the server's instance cgroups (`<cgroup2>/fcx/<prefix>`, prefix = run dir name),
+/// killing anything still inside.
+pub fn remove_cgroups(run_dir: &Path) {
+    let Some(prefix) = run_dir.file_name() else {
+        return;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let Some(mount) = info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+    }) else {
+        return;
+    };
+    let root = Path::new(&mount).join("fcx").join(prefix);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let dir = e.path();
+            if dir.is_dir() {
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                let _ = eventually(Duration::from_secs(5), || {
+                    std::fs::remove_dir(&dir).is_ok() || !dir.exists()
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&root);
+}

@@ -2,10 +2,12 @@
 # Warm-path benchmark (docs/benchmarks.md): the same echo server measured directly, behind
 # nginx (keep-alive reverse proxy) and through fcx's InvokeFunction with a warm instance, at 1
 # and 64 connections, with wrk. Each run lasts FCX_BENCH_SECS seconds (default 5); the whole
-# bench takes about 6 x FCX_BENCH_SECS + 15 s after the build.
+# bench takes about 6 x FCX_BENCH_SECS + 15 s after the build. FCX_BENCH_ROUNDS=N (default 1)
+# repeats the set N times, interleaved, and reports medians (this machine class is noisy).
 #
 #   bash scripts/bench.sh
 #   FCX_BENCH_SECS=10 bash scripts/bench.sh
+#   FCX_BENCH_ROUNDS=3 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,5 +52,5 @@ fi
 
 say "building fcx-testfn (release; the bench runs it directly and as the function)"
 cargo build --release --locked -p fcx-testfn
-say "cargo bench -p fcx --bench warm_path (FCX_BENCH_SECS=${FCX_BENCH_SECS:-5})"
+say "cargo bench -p fcx --bench warm_path (FCX_BENCH_SECS=${FCX_BENCH_SECS:-5} FCX_BENCH_ROUNDS=${FCX_BENCH_ROUNDS:-1})"
 FCX_BENCH_SECS="${FCX_BENCH_SECS:-5}" cargo bench --locked -p fcx --bench warm_path

@@ -375,21 +375,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
     match w {
         Write::Enqueue(t, reply) => {
             let result = (|| {
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT request_id FROM async_tasks WHERE task_id = ?1",
-                        [&t.task_id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(request_id) = existing {
-                    return Ok(Enqueued::Duplicate { request_id });
-                }
-                tx.execute(
-                    "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
-                        is_task, status, next_run_ms, created_ms, events)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, json_array(json(?8)))",
-                    params![
+                // One cached statement per row; a taken task id inserts nothing.
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
+                            is_task, status, next_run_ms, created_ms, events)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, ?8)
+                         ON CONFLICT (task_id) DO NOTHING",
+                    )?
+                    .execute(params![
                         t.task_id,
                         t.request_id,
                         t.function,
@@ -397,10 +391,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                         t.payload,
                         t.is_task,
                         t.now_ms,
-                        event("Enqueued", t.now_ms, "")
-                    ],
-                )?;
-                Ok(Enqueued::New)
+                        format!("[{}]", event("Enqueued", t.now_ms, ""))
+                    ])?;
+                if inserted == 1 {
+                    return Ok(Enqueued::New);
+                }
+                let request_id: String = tx
+                    .prepare_cached("SELECT request_id FROM async_tasks WHERE task_id = ?1")?
+                    .query_row([&t.task_id], |r| r.get(0))?;
+                Ok(Enqueued::Duplicate { request_id })
             })();
             Reply::Enqueue(reply, result)
         }
@@ -452,8 +451,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
         }
         Write::Finish(f, reply) => {
             let result = tx
-                .execute(
-                    &format!(
+                .prepare_cached(&format!(
                         "UPDATE async_tasks
                          SET status = ?2, attempts = ?3, next_run_ms = ?4, lease_until_ms = 0,
                              ended_ms = ?5, instance_id = coalesce(?6, instance_id),
@@ -461,8 +459,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                              destination_status = coalesce(?9, destination_status),
                              events = {APPEND_EVENT}
                          WHERE seq = ?1 AND status NOT IN ('Stopped', 'Succeeded', 'Failed', 'Expired', 'Invalid')"
-                    ),
-                    params![
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         f.seq,
                         f.status,
                         f.attempts,
@@ -473,8 +472,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                         f.return_payload,
                         f.destination_status,
                         f.event.to_string()
-                    ],
-                )
+                    ])
+                })
                 .map(|_| ())
                 .map_err(StoreError::from);
             Reply::Unit(reply, result)

@@ -7,7 +7,8 @@
 //!   binary, run by fcx in its own network namespace,
 //!
 //! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
-//! lasts `FCX_BENCH_SECS` seconds (default 5). Timings are never asserted: the bench exits
+//! lasts `FCX_BENCH_SECS` seconds (default 5); `FCX_BENCH_ROUNDS` (default 1) repeats the
+//! whole set, interleaved, and reports per-cell medians. Timings are never asserted: the bench exits
 //! non-zero only when something failed to run (a tool missing, a process that did not start,
 //! wrk failing or counting non-2xx responses). Run it with `bash scripts/bench.sh`.
 
@@ -77,6 +78,8 @@ struct Run {
     target: &'static str,
     conns: u32,
     rps: f64,
+    /// Lowest and highest req/s over the rounds.
+    rps_range: (f64, f64),
     p50_us: f64,
     p99_us: f64,
     requests: u64,
@@ -97,38 +100,24 @@ fn main() -> ExitCode {
 
 /// Runs everything; `Ok(false)` when some wrk run failed but the others were reported.
 fn run() -> Result<bool, String> {
-    let secs: u64 = match std::env::var("FCX_BENCH_SECS") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| format!("FCX_BENCH_SECS={v:?}: expected a positive number"))?,
-        _ => 5,
-    };
+    let secs = env_count("FCX_BENCH_SECS", 5)?;
+    let rounds = env_count("FCX_BENCH_ROUNDS", 1)?;
     let wrk = which("wrk").ok_or("wrk not found (apt-get install wrk, or run scripts/bench.sh)")?;
     let nginx = which("nginx")
         .ok_or("nginx not found (apt-get install nginx-light, or run scripts/bench.sh)")?;
     ensure_release_testfn()?;
     let testfn = support::testfn_bin();
-    let pinning = pin_servers()?;
 
     println!("# fcx warm-path benchmark");
     println!();
     println!(
-        "machine: {} CPUs, kernel {}; {}; {}; {} s per run; {}",
+        "machine: {} CPUs, kernel {}; {}; {}; {} s per run, {} round(s)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         read_trimmed("/proc/sys/kernel/osrelease"),
         tool_version(&nginx, "-v"),
         tool_version(&wrk, "-v"),
         secs,
-        match &pinning {
-            Some(p) => format!(
-                "servers pinned to CPU {}, wrk to CPU(s) {:?} (FCX_BENCH_PIN=0 to disable)",
-                p.server, p.wrk
-            ),
-            None => "not pinned".to_string(),
-        }
+        rounds
     );
 
     let scratch = tempfile::Builder::new()
@@ -184,40 +173,44 @@ fn run() -> Result<bool, String> {
 
     let mut runs = Vec::new();
     let mut failures = Vec::new();
-    for (target, url) in &targets {
-        echo.check_alive()?;
-        proxy.check_alive()?;
-        // Unreported warm-up: opens the proxies' upstream connections, faults pages in.
-        let wrk_cpus = pinning.as_ref().map(|p| p.wrk.as_slice());
-        if let Err(e) = wrk_run(&wrk, wrk_cpus, &lua, url, 64, WARMUP_SECS) {
-            failures.push(format!("{target} warm-up: {e}"));
-        }
-        for &conns in &CONNS {
-            eprintln!("wrk: {target}, {conns} connection(s), {secs} s");
-            match wrk_run(&wrk, wrk_cpus, &lua, url, conns, secs) {
-                Ok(out) => match parse_wrk(&out) {
-                    Some(mut r) => {
-                        r.target = target;
-                        r.conns = conns;
-                        if r.non_2xx > 0 {
-                            failures.push(format!(
-                                "{target} at {conns} conns: {} non-2xx responses",
-                                r.non_2xx
-                            ));
+    // Rounds interleave the targets so that a slow spell of the machine hits all of them.
+    for round in 1..=rounds {
+        for (target, url) in &targets {
+            echo.check_alive()?;
+            proxy.check_alive()?;
+            if round == 1 {
+                // Unreported warm-up: opens the proxies' upstream connections, faults pages in.
+                if let Err(e) = wrk_run(&wrk, &lua, url, 64, WARMUP_SECS) {
+                    failures.push(format!("{target} warm-up: {e}"));
+                }
+            }
+            for &conns in &CONNS {
+                eprintln!("wrk: round {round}/{rounds}, {target}, {conns} connection(s), {secs} s");
+                match wrk_run(&wrk, &lua, url, conns, secs) {
+                    Ok(out) => match parse_wrk(&out) {
+                        Some(mut r) => {
+                            r.target = target;
+                            r.conns = conns;
+                            if r.non_2xx > 0 {
+                                failures.push(format!(
+                                    "{target} at {conns} conns: {} non-2xx responses",
+                                    r.non_2xx
+                                ));
+                            }
+                            runs.push(r);
                         }
-                        runs.push(r);
-                    }
-                    None => failures.push(format!(
-                        "{target} at {conns} conns: cannot parse wrk output:\n{out}"
-                    )),
-                },
-                Err(e) => failures.push(format!("{target} at {conns} conns: {e}")),
+                        None => failures.push(format!(
+                            "{target} at {conns} conns: cannot parse wrk output:\n{out}"
+                        )),
+                    },
+                    Err(e) => failures.push(format!("{target} at {conns} conns: {e}")),
+                }
             }
         }
     }
     let instances = server.instance_pids().len();
 
-    print_report(&runs, instances);
+    print_report(&summarize(&runs, rounds), rounds, instances);
     if failures.is_empty() {
         Ok(true)
     } else {
@@ -227,77 +220,6 @@ fn run() -> Result<bool, String> {
             println!("- {f}");
         }
         Ok(false)
-    }
-}
-
-/// Where the processes run when pinned.
-struct Pinning {
-    /// The one CPU the echo server, nginx, fcx and its instance share.
-    server: usize,
-    /// The CPUs wrk runs on.
-    wrk: Vec<usize>,
-}
-
-/// Unless `FCX_BENCH_PIN=0` or fewer than 2 CPUs are allowed, pins this thread (and so every
-/// server started from it: echo server, nginx, fcx, and fcx's instances) to the first allowed
-/// CPU and leaves the others to wrk. Unpinned, 1-connection results on a small VM swing by 3-4x
-/// depending on whether the scheduler puts client and server on the same CPU.
-fn pin_servers() -> Result<Option<Pinning>, String> {
-    if std::env::var("FCX_BENCH_PIN").is_ok_and(|v| v.trim() == "0") {
-        return Ok(None);
-    }
-    let allowed = allowed_cpus()?;
-    if allowed.len() < 2 {
-        return Ok(None);
-    }
-    let pinning = Pinning {
-        server: allowed[0],
-        wrk: allowed[1..].to_vec(),
-    };
-    let set = cpu_set(&[pinning.server]);
-    #[allow(unsafe_code)]
-    // SAFETY: sched_setaffinity(2) on the calling thread with a valid cpu_set_t.
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if ret != 0 {
-        return Err(format!(
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(Some(pinning))
-}
-
-/// The CPUs this thread may run on.
-fn allowed_cpus() -> Result<Vec<usize>, String> {
-    #[allow(unsafe_code)]
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity(2) fills it.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Err(format!(
-                "sched_getaffinity: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        set
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: CPU_ISSET reads the set within CPU_SETSIZE.
-    let cpus = (0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect();
-    Ok(cpus)
-}
-
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
-    #[allow(unsafe_code)]
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        set
     }
 }
 
@@ -444,35 +366,10 @@ fn wait_connectable(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), Stri
     }
 }
 
-/// Runs wrk once (bounded by `-d` plus a generous margin), on `cpus` if given, and returns its
-/// stdout.
-fn wrk_run(
-    wrk: &Path,
-    cpus: Option<&[usize]>,
-    lua: &Path,
-    url: &str,
-    conns: u32,
-    secs: u64,
-) -> Result<String, String> {
+/// Runs wrk once (bounded by `-d` plus a generous margin) and returns its stdout.
+fn wrk_run(wrk: &Path, lua: &Path, url: &str, conns: u32, secs: u64) -> Result<String, String> {
     let threads = conns.min(2);
-    let mut cmd = Command::new(wrk);
-    if let Some(cpus) = cpus {
-        let cpus = cpus.to_vec();
-        use std::os::unix::process::CommandExt;
-        #[allow(unsafe_code)]
-        // SAFETY: the closure only calls sched_setaffinity(2), async-signal-safe, on a
-        // cpu_set_t built before the fork.
-        unsafe {
-            let set = cpu_set(&cpus);
-            cmd.pre_exec(move || {
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd
+    let mut child = Command::new(wrk)
         .arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{secs}s"))
@@ -517,6 +414,69 @@ fn wrk_run(
     Ok(out)
 }
 
+/// A positive integer from the environment, or `default` when unset or empty.
+fn env_count(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name}={v:?}: expected a positive integer")),
+        _ => Ok(default),
+    }
+}
+
+/// One row per (target, conns): the median of each metric over the rounds (upper median for
+/// an even count), request and error counts summed.
+fn summarize(runs: &[Run], rounds: u64) -> Vec<Run> {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    let mut rows: Vec<Run> = Vec::new();
+    for r in runs {
+        if rows
+            .iter()
+            .any(|x| x.target == r.target && x.conns == r.conns)
+        {
+            continue;
+        }
+        let same: Vec<&Run> = runs
+            .iter()
+            .filter(|x| x.target == r.target && x.conns == r.conns)
+            .collect();
+        let rps: Vec<f64> = same.iter().map(|x| x.rps).collect();
+        let mut socket_errors: Vec<&str> = same
+            .iter()
+            .map(|x| x.socket_errors.as_str())
+            .filter(|e| !e.is_empty())
+            .collect();
+        socket_errors.dedup();
+        rows.push(Run {
+            target: r.target,
+            conns: r.conns,
+            rps: median(rps.clone()),
+            rps_range: (
+                rps.iter().copied().fold(f64::INFINITY, f64::min),
+                rps.iter().copied().fold(0.0, f64::max),
+            ),
+            p50_us: median(same.iter().map(|x| x.p50_us).collect()),
+            p99_us: median(same.iter().map(|x| x.p99_us).collect()),
+            requests: same.iter().map(|x| x.requests).sum(),
+            non_2xx: same.iter().map(|x| x.non_2xx).sum(),
+            socket_errors: socket_errors.join(" / "),
+        });
+    }
+    if rounds > 1 {
+        eprintln!(
+            "{} runs summarized as medians over {rounds} rounds",
+            runs.len()
+        );
+    }
+    rows
+}
+
 /// Parses wrk's `--latency` output.
 fn parse_wrk(out: &str) -> Option<Run> {
     let mut run = Run::default();
@@ -542,6 +502,7 @@ fn parse_wrk(out: &str) -> Option<Run> {
         }
     }
     run.rps = rps?;
+    run.rps_range = (run.rps, run.rps);
     run.p50_us = p50?;
     run.p99_us = p99?;
     Some(run)
@@ -571,10 +532,17 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
-fn print_report(runs: &[Run], fcx_instances: usize) {
+fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
     println!();
-    println!("| target | conns | req/s | p50 | p99 | requests | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    if rounds > 1 {
+        println!("Medians over {rounds} rounds; req/s range = lowest-highest round.");
+        println!();
+        println!("| target | conns | req/s | req/s range | p50 | p99 | requests | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    } else {
+        println!("| target | conns | req/s | p50 | p99 | requests | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---|");
+    }
     for r in runs {
         let mut errors = Vec::new();
         if r.non_2xx > 0 {
@@ -583,8 +551,13 @@ fn print_report(runs: &[Run], fcx_instances: usize) {
         if !r.socket_errors.is_empty() {
             errors.push(format!("socket: {}", r.socket_errors));
         }
+        let range = if rounds > 1 {
+            format!(" {:.0}-{:.0} |", r.rps_range.0, r.rps_range.1)
+        } else {
+            String::new()
+        };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} |{range} {} | {} | {} | {} |",
             r.target,
             r.conns,
             r.rps,

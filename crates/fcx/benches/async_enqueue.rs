@@ -6,7 +6,7 @@
 //! Run with `bash scripts/bench.sh` (installs wrk) or `cargo bench -p fcx --bench async_enqueue`.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::process::{Command, ExitCode};

@@ -82,6 +82,8 @@ struct Run {
     rps_range: (f64, f64),
     p50_us: f64,
     p99_us: f64,
+    /// CPU time (user + system) of the server-side processes per request, in µs.
+    cpu_us_per_req: f64,
     requests: u64,
     non_2xx: u64,
     socket_errors: String,
@@ -186,11 +188,31 @@ fn run() -> Result<bool, String> {
             }
             for &conns in &CONNS {
                 eprintln!("wrk: round {round}/{rounds}, {target}, {conns} connection(s), {secs} s");
-                match wrk_run(&wrk, &lua, url, conns, secs) {
+                // Server side of this target: the echo server, plus nginx's processes or
+                // fcx and its instance(s).
+                let pids: Vec<u32> = match *target {
+                    "nginx" => with_children(proxy.pid())
+                        .into_iter()
+                        .chain([echo.pid()])
+                        .collect(),
+                    "fcx" => [server.pid()]
+                        .into_iter()
+                        .chain(server.instance_pids())
+                        .collect(),
+                    _ => vec![echo.pid()],
+                };
+                let cpu_before = cpu_ticks(&pids);
+                let result = wrk_run(&wrk, &lua, url, conns, secs);
+                let cpu_ticks_used = cpu_ticks(&pids).saturating_sub(cpu_before);
+                match result {
                     Ok(out) => match parse_wrk(&out) {
                         Some(mut r) => {
                             r.target = target;
                             r.conns = conns;
+                            if r.requests > 0 {
+                                r.cpu_us_per_req =
+                                    cpu_ticks_used as f64 * 1e6 / clk_tck() / r.requests as f64;
+                            }
                             if r.non_2xx > 0 {
                                 failures.push(format!(
                                     "{target} at {conns} conns: {} non-2xx responses",
@@ -463,6 +485,7 @@ fn summarize(runs: &[Run], rounds: u64) -> Vec<Run> {
             ),
             p50_us: median(same.iter().map(|x| x.p50_us).collect()),
             p99_us: median(same.iter().map(|x| x.p99_us).collect()),
+            cpu_us_per_req: median(same.iter().map(|x| x.cpu_us_per_req).collect()),
             requests: same.iter().map(|x| x.requests).sum(),
             non_2xx: same.iter().map(|x| x.non_2xx).sum(),
             socket_errors: socket_errors.join(" / "),
@@ -537,11 +560,13 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
     if rounds > 1 {
         println!("Medians over {rounds} rounds; req/s range = lowest-highest round.");
         println!();
-        println!("| target | conns | req/s | req/s range | p50 | p99 | requests | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        println!(
+            "| target | conns | req/s | req/s range | p50 | p99 | server CPU/req | requests | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     } else {
-        println!("| target | conns | req/s | p50 | p99 | requests | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---|");
+        println!("| target | conns | req/s | p50 | p99 | server CPU/req | requests | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
     }
     for r in runs {
         let mut errors = Vec::new();
@@ -557,12 +582,13 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
             String::new()
         };
         println!(
-            "| {} | {} | {:.0} |{range} {} | {} | {} | {} |",
+            "| {} | {} | {:.0} |{range} {} | {} | {:.0} µs | {} | {} |",
             r.target,
             r.conns,
             r.rps,
             fmt_us(r.p50_us),
             fmt_us(r.p99_us),
+            r.cpu_us_per_req,
             r.requests,
             if errors.is_empty() {
                 "none".to_string()
@@ -604,7 +630,20 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
             f.p99_us / n.p99_us
         );
     }
+    if let (Some(f), Some(n), Some(d)) = (get("fcx", 64), get("nginx", 64), get("direct", 64)) {
+        println!(
+            "- proxy CPU per request at 64 conns (server-side CPU/req minus direct's): \
+             fcx {:.0} µs, nginx {:.0} µs (ratio {:.2})",
+            f.cpu_us_per_req - d.cpu_us_per_req,
+            n.cpu_us_per_req - d.cpu_us_per_req,
+            (f.cpu_us_per_req - d.cpu_us_per_req) / (n.cpu_us_per_req - d.cpu_us_per_req)
+        );
+    }
     println!("- fcx instances running after the runs: {fcx_instances}");
+    println!(
+        "- server CPU/req: user + system CPU of the echo server (direct), nginx's processes + \
+         the echo server (nginx), fcx + its instance (fcx), divided by the requests served"
+    );
 }
 
 /// First line of `<tool> <flag>` (stdout or stderr), e.g. `nginx version: nginx/1.22.1`.
@@ -626,6 +665,55 @@ fn tool_version(tool: &Path, flag: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| format!("{} (version unknown)", tool.display()))
+}
+
+/// Utime + stime (clock ticks, all threads, reaped children excluded) summed over `pids`;
+/// processes that are gone count as 0.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after "pid (comm) ": state is the 1st, utime the 12th, stime the 13th.
+            let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+            let utime: u64 = rest.nth(11)?.parse().ok()?;
+            let stime: u64 = rest.next()?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
+}
+
+/// `pid` and its direct children (nginx's master and workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if ppid == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids
+}
+
+/// Clock ticks per second for /proc/<pid>/stat times.
+fn clk_tck() -> f64 {
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf(3) with a valid name has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }
 
 fn read_trimmed(path: &str) -> String {

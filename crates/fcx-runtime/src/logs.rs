@@ -101,10 +101,13 @@ impl InstanceLog {
         append(&mut state, b"\n");
     }
 
-    /// Starts collecting output for `request_id` and writes `marker`.
-    pub fn begin(&self, request_id: &str, marker: &str) {
+    /// Writes `marker` and, when `capture` is set, starts collecting output for `request_id`
+    /// (only callers that return a log tail need it: every open capture costs each line a copy).
+    pub fn begin(&self, request_id: &str, marker: &str, capture: bool) {
         let mut state = self.lock();
-        state.captures.insert(request_id.to_owned(), Vec::new());
+        if capture {
+            state.captures.insert(request_id.to_owned(), Vec::new());
+        }
         append(&mut state, marker.as_bytes());
         append(&mut state, b"\n");
     }
@@ -112,7 +115,10 @@ impl InstanceLog {
     /// Waits until output the process wrote so far is read, writes `marker`, and returns the
     /// request's collected output.
     pub async fn end(&self, request_id: &str, marker: &str) -> Vec<u8> {
-        self.settle().await;
+        let capturing = self.lock().captures.contains_key(request_id);
+        if capturing {
+            self.settle().await;
+        }
         let mut state = self.lock();
         append(&mut state, marker.as_bytes());
         append(&mut state, b"\n");

@@ -148,7 +148,11 @@ impl ProcessBackend {
         )?;
         let instance = Instance::new(parts, spec.port);
         let log = Arc::clone(instance.log());
-        log.begin(request_id, &fcx_protocol::logs::invoke_start(request_id));
+        log.begin(
+            request_id,
+            &fcx_protocol::logs::invoke_start(request_id),
+            true,
+        );
         let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
         let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
             Ok(reason) => reason,

@@ -197,43 +197,6 @@ fn provision_body(app: &App, name: &str, arn: &str, input: &ProvisionInput) -> V
     body
 }
 
-pub async fn put_provision(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    body: Body,
-) -> Reply {
-    let c = Ctx::new();
-    let arn = c.function_arn(&app, &name)?;
-    c.qualifier(&query)?;
-    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
-    let input = scaling::parse_provision(&bytes).map_err(|e| c.model(e))?;
-    let doc = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
-    app.store
-        .put_function_config(&name, PROVISION, &doc)
-        .map_err(|e| c.internal(e))?;
-    apply(&app, &name);
-    Ok(c.ok(
-        StatusCode::OK,
-        Some(provision_body(&app, &name, &arn, &input)),
-    ))
-}
-
-pub async fn get_provision(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Reply {
-    let c = Ctx::new();
-    let arn = c.function_arn(&app, &name)?;
-    c.qualifier(&query)?;
-    let input: ProvisionInput = stored(&app, &name, PROVISION);
-    Ok(c.ok(
-        StatusCode::OK,
-        Some(provision_body(&app, &name, &arn, &input)),
-    ))
-}
-
 fn scaling_body(app: &App, name: &str, arn: &str, input: &ScalingInput) -> Value {
     let mut body = serde_json::to_value(input).unwrap_or_else(|_| json!({}));
     let min = input.min_instances.unwrap_or(0);
@@ -244,26 +207,82 @@ fn scaling_body(app: &App, name: &str, arn: &str, input: &ScalingInput) -> Value
     body
 }
 
+/// A per-function document with Put and Get: its store kind, parser and answer shape.
+struct Doc<T> {
+    kind: &'static str,
+    parse: fn(&[u8]) -> Result<T, ModelError>,
+    show: fn(&App, &str, &str, &T) -> Value,
+}
+
+const PROVISION_DOC: Doc<ProvisionInput> = Doc {
+    kind: PROVISION,
+    parse: scaling::parse_provision,
+    show: provision_body,
+};
+
+const SCALING_DOC: Doc<ScalingInput> = Doc {
+    kind: SCALING,
+    parse: scaling::parse_scaling,
+    show: scaling_body,
+};
+
+async fn put_doc<T: serde::Serialize>(
+    app: &App,
+    name: &str,
+    query: &HashMap<String, String>,
+    body: Body,
+    doc: Doc<T>,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(app, name)?;
+    c.qualifier(query)?;
+    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
+    let input = (doc.parse)(&bytes).map_err(|e| c.model(e))?;
+    let text = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
+    app.store
+        .put_function_config(name, doc.kind, &text)
+        .map_err(|e| c.internal(e))?;
+    apply(app, name);
+    Ok(c.ok(StatusCode::OK, Some((doc.show)(app, name, &arn, &input))))
+}
+
+fn get_doc<T: serde::de::DeserializeOwned + Default>(
+    app: &App,
+    name: &str,
+    query: &HashMap<String, String>,
+    doc: Doc<T>,
+) -> Reply {
+    let c = Ctx::new();
+    let arn = c.function_arn(app, name)?;
+    c.qualifier(query)?;
+    let input: T = stored(app, name, doc.kind);
+    Ok(c.ok(StatusCode::OK, Some((doc.show)(app, name, &arn, &input))))
+}
+
+pub async fn put_provision(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Reply {
+    put_doc(&app, &name, &query, body, PROVISION_DOC).await
+}
+
+pub async fn get_provision(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    get_doc(&app, &name, &query, PROVISION_DOC)
+}
+
 pub async fn put_scaling(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Body,
 ) -> Reply {
-    let c = Ctx::new();
-    let arn = c.function_arn(&app, &name)?;
-    c.qualifier(&query)?;
-    let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
-    let input = scaling::parse_scaling(&bytes).map_err(|e| c.model(e))?;
-    let doc = serde_json::to_string(&input).map_err(|e| c.internal(e))?;
-    app.store
-        .put_function_config(&name, SCALING, &doc)
-        .map_err(|e| c.internal(e))?;
-    apply(&app, &name);
-    Ok(c.ok(
-        StatusCode::OK,
-        Some(scaling_body(&app, &name, &arn, &input)),
-    ))
+    put_doc(&app, &name, &query, body, SCALING_DOC).await
 }
 
 pub async fn get_scaling(
@@ -271,14 +290,7 @@ pub async fn get_scaling(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Reply {
-    let c = Ctx::new();
-    let arn = c.function_arn(&app, &name)?;
-    c.qualifier(&query)?;
-    let input: ScalingInput = stored(&app, &name, SCALING);
-    Ok(c.ok(
-        StatusCode::OK,
-        Some(scaling_body(&app, &name, &arn, &input)),
-    ))
+    get_doc(&app, &name, &query, SCALING_DOC)
 }
 
 pub async fn list_instances(State(app): State<Arc<App>>, Path(name): Path<String>) -> Reply {

@@ -67,8 +67,9 @@ fn unpack_into_cache(root: &Path, checksum: &str, zip: &Path) -> Result<PathBuf,
         source,
     };
     std::fs::create_dir_all(root).map_err(io_err)?;
-    let tmp = root.join(format!(".tmp-{checksum}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    // A unique scratch name: an unpack whose caller was cancelled may still be running in
+    // its blocking thread while another caller unpacks the same package.
+    let tmp = root.join(format!(".tmp-{checksum}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&tmp).map_err(io_err)?;
     set_mode(&tmp, 0o755).map_err(io_err)?;
     if let Err(e) = unpack(zip, &tmp, checksum) {
@@ -76,7 +77,13 @@ fn unpack_into_cache(root: &Path, checksum: &str, zip: &Path) -> Result<PathBuf,
         return Err(e);
     }
     let dir = root.join(checksum);
-    std::fs::rename(&tmp, &dir).map_err(io_err)?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another unpack of the same package won the race: its result is identical.
+        if !dir.is_dir() {
+            return Err(io_err(e));
+        }
+    }
     Ok(dir)
 }
 

@@ -38,9 +38,12 @@ impl CodeStore {
         let checksum = hex(&Sha256::digest(bytes));
         let path = self.path(&checksum);
         if !path.exists() {
-            let tmp = self
-                .dir
-                .join(format!(".tmp-{checksum}-{}", std::process::id()));
+            // Unique per call: two uploads of the same package may race.
+            let tmp = self.dir.join(format!(
+                ".tmp-{checksum}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;

@@ -6,6 +6,7 @@ use std::path::Path;
 use fcx_model::Function;
 use fcx_protocol::headers::context as h;
 use fcx_runtime::InstanceSpec;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::{CallContext, SchedulerConfig};
 
@@ -59,31 +60,57 @@ fn command(f: &Function) -> Vec<String> {
     argv
 }
 
-/// FC's common request headers for a call of kind `control_path`.
-pub fn headers(
-    f: &Function,
-    req: &CallContext,
-    config: &SchedulerConfig,
-    control_path: &str,
-) -> Vec<(&'static str, String)> {
-    let mut out = vec![
-        (fcx_protocol::headers::REQUEST_ID, req.request_id.clone()),
-        (h::FUNCTION_NAME, f.function_name.clone()),
-        (h::FUNCTION_MEMORY, f.memory_size.to_string()),
-        (h::FUNCTION_TIMEOUT, f.timeout.to_string()),
-        (h::FUNCTION_HANDLER, f.handler.clone()),
-        (h::REGION, config.region.clone()),
-        (h::ACCOUNT_ID, config.account_id.clone()),
-        (h::QUALIFIER, req.qualifier.clone()),
-        (h::VERSION_ID, "LATEST".into()),
-        (h::CONTROL_PATH, control_path.into()),
-    ];
+/// The context headers that are the same on every call into an instance of `f`, built once
+/// per deployed version (values that are not valid header text are left out).
+pub fn static_headers(f: &Function, config: &SchedulerConfig) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            map.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("host", "127.0.0.1");
+    put(h::FUNCTION_NAME, &f.function_name);
+    put(h::FUNCTION_MEMORY, &f.memory_size.to_string());
+    put(h::FUNCTION_TIMEOUT, &f.timeout.to_string());
+    put(h::FUNCTION_HANDLER, &f.handler);
+    put(h::REGION, &config.region);
+    put(h::ACCOUNT_ID, &config.account_id);
+    put(h::VERSION_ID, "LATEST");
     if let Some(init) = f.initializer() {
-        out.push((h::FUNCTION_INITIALIZER, init.handler.clone()));
-        out.push((h::INITIALIZATION_TIMEOUT, init.timeout.to_string()));
+        put(h::FUNCTION_INITIALIZER, &init.handler);
+        put(h::INITIALIZATION_TIMEOUT, &init.timeout.to_string());
     }
-    if let Some(service) = &req.service_name {
-        out.push((h::SERVICE_NAME, service.clone()));
+    map
+}
+
+/// FC's common request headers for one call of kind `control_path`: the version's static
+/// headers plus the request's own.
+pub fn headers(
+    static_headers: &HeaderMap,
+    req: &CallContext,
+    control_path: &'static str,
+) -> HeaderMap {
+    let mut map = static_headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+        map.insert(
+            HeaderName::from_static(fcx_protocol::headers::REQUEST_ID),
+            v,
+        );
     }
-    out
+    if let Ok(v) = HeaderValue::from_str(&req.qualifier) {
+        map.insert(HeaderName::from_static(h::QUALIFIER), v);
+    }
+    map.insert(
+        HeaderName::from_static(h::CONTROL_PATH),
+        HeaderValue::from_static(control_path),
+    );
+    if let Some(v) = req
+        .service_name
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        map.insert(HeaderName::from_static(h::SERVICE_NAME), v);
+    }
+    map
 }

@@ -153,7 +153,12 @@ impl Scheduler {
     /// previous version finish their requests and stop.
     pub fn deploy(&self, deployed: Deployed) {
         let name = deployed.function.function_name.clone();
-        let pool = Arc::new(Pool::new(Arc::new(deployed), self.limits_of(&name)));
+        let headers = context::static_headers(&deployed.function, &self.config);
+        let pool = Arc::new(Pool::new(
+            Arc::new(deployed),
+            self.limits_of(&name),
+            headers,
+        ));
         let old = self.pools().insert(name, pool);
         if let Some(old) = old {
             old.retire()

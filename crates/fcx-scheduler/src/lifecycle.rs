@@ -31,16 +31,13 @@ pub enum HookOutcome {
 }
 
 /// Calls `GET <path>` on the instance with the hook's timeout.
-pub async fn call_hook(slot: &Slot, path: &str, hook: &LifecycleHook) -> HookOutcome {
+pub async fn call_hook(slot: &Slot, path: &'static str, hook: &LifecycleHook) -> HookOutcome {
     let ctx = &slot.hooks;
     let req = CallContext::internal();
-    let mut builder = http::Request::get(path).header(http::header::HOST, "127.0.0.1");
-    for (name, value) in context::headers(&ctx.deployed.function, &req, &ctx.config, path) {
-        builder = builder.header(name, value);
-    }
-    let Ok(request) = builder.body(fcx_runtime::body::empty()) else {
-        return HookOutcome::Failed("cannot build the hook request".into());
-    };
+    let mut request = http::Request::new(fcx_runtime::body::empty());
+    *request.uri_mut() = http::Uri::from_static(path);
+    let statics = context::static_headers(&ctx.deployed.function, &ctx.config);
+    *request.headers_mut() = context::headers(&statics, &req, path);
     let log = slot.instance.log();
     log.line(&format!(
         "FC {} Start RequestId: {}",

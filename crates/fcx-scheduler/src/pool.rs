@@ -80,6 +80,8 @@ struct State {
 pub struct Pool {
     pub deployed: Arc<Deployed>,
     pub limits: Arc<FunctionLimits>,
+    /// Context headers shared by every call into this version's instances.
+    pub context_headers: http::HeaderMap,
     state: Mutex<State>,
     changed: Notify,
     retired: AtomicBool,
@@ -150,10 +152,15 @@ pub enum Acquired {
 }
 
 impl Pool {
-    pub fn new(deployed: Arc<Deployed>, limits: Arc<FunctionLimits>) -> Pool {
+    pub fn new(
+        deployed: Arc<Deployed>,
+        limits: Arc<FunctionLimits>,
+        context_headers: http::HeaderMap,
+    ) -> Pool {
         Pool {
             deployed,
             limits,
+            context_headers,
             state: Mutex::default(),
             changed: Notify::new(),
             retired: AtomicBool::new(false),
@@ -176,6 +183,14 @@ impl Pool {
     /// an instance being started when it has a slot to spare. `None` at the deadline.
     pub async fn acquire(self: &Arc<Self>, deadline: tokio::time::Instant) -> Option<Acquired> {
         let concurrency = self.concurrency();
+        // Fast path (the warm case): a free slot, without registering as a waiter.
+        {
+            let mut st = self.lock();
+            st.entries.retain(|e| !e.slot.is_dead());
+            if let Some(lease) = self.take_slot(&mut st, concurrency) {
+                return Some(Acquired::Warm(lease));
+            }
+        }
         let mut counted = false;
         loop {
             let notified = self.changed.notified();
@@ -235,8 +250,9 @@ impl Pool {
     }
 
     fn release(&self, slot: &Arc<Slot>) {
-        let stop = {
+        let (stop, waiting) = {
             let mut st = self.lock();
+            let waiting = st.waiting > 0;
             let Some(pos) = st.entries.iter().position(|e| Arc::ptr_eq(&e.slot, slot)) else {
                 return;
             };
@@ -249,9 +265,12 @@ impl Pool {
             if stop {
                 st.entries.remove(pos);
             }
-            stop
+            (stop, waiting)
         };
-        self.changed.notify_waiters();
+        // Only requests counted as waiting sleep on `changed`; skip the wake-up otherwise.
+        if waiting {
+            self.changed.notify_waiters();
+        }
         if stop {
             crate::lifecycle::stop_in_background(Arc::clone(slot));
         }

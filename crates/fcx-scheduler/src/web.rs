@@ -38,7 +38,7 @@ pub async fn invoke(
     let log = instance.log();
     let rid = req.request_id.clone();
     log.begin(&rid, &logs::invoke_start(&rid), req.tail_log);
-    let call = instance.call(request(sched, pool, &req, control_path::INVOKE, payload));
+    let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
         Ok(Err(CallError::RequestTooLarge)) => {
@@ -211,7 +211,7 @@ async fn start_instance(
         .await
         .map_err(|e| Stop::Error(start_error(e)))?;
     let init_log = match deployed.function.initializer() {
-        Some(hook) => Some(initialize(sched, pool, req, &instance, hook.timeout).await?),
+        Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,
     };
     Ok((instance, init_log))
@@ -254,7 +254,6 @@ pub async fn start_provisioned(
 /// Calls `POST /initialize` on a new instance. On failure the instance is not used again
 /// (the caller drops it, which kills it).
 async fn initialize(
-    sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
     instance: &Instance,
@@ -263,13 +262,7 @@ async fn initialize(
     let log = instance.log();
     let rid = &req.request_id;
     log.begin(rid, &logs::initialize_start(rid), req.tail_log);
-    let call = instance.call_collect(request(
-        sched,
-        pool,
-        req,
-        control_path::INITIALIZE,
-        body::empty(),
-    ));
+    let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, &logs::initialize_end(rid)).await;
     let failure = match result {
@@ -365,20 +358,15 @@ fn start_error(e: StartError) -> FcError {
     }
 }
 
-fn request(
-    sched: &Scheduler,
-    pool: &Pool,
-    req: &CallContext,
-    path: &str,
-    body: Body,
-) -> http::Request<Body> {
-    let mut builder = http::Request::post(path)
-        .header(http::header::HOST, "127.0.0.1")
-        .header(http::header::CONTENT_TYPE, "application/octet-stream");
-    for (name, value) in context::headers(&pool.deployed.function, req, &sched.config, path) {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(body)
-        .unwrap_or_else(|_| http::Request::new(body::empty()))
+fn request(pool: &Pool, req: &CallContext, path: &'static str, body: Body) -> http::Request<Body> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = http::Uri::from_static(path);
+    let mut headers = context::headers(&pool.context_headers, req, path);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    *request.headers_mut() = headers;
+    request
 }

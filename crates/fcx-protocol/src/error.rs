@@ -10,6 +10,8 @@ pub enum ErrorCode {
     MissingRequiredHeader,
     PathNotSupported,
     EntityTooLarge,
+    SignatureNotMatch,
+    InvalidAccessKeyID,
     FunctionNotFound,
     FunctionAlreadyExists,
     NotFound,
@@ -27,6 +29,8 @@ impl ErrorCode {
             Self::MissingRequiredHeader => "MissingRequiredHeader",
             Self::PathNotSupported => "PathNotSupported",
             Self::EntityTooLarge => "EntityTooLarge",
+            Self::SignatureNotMatch => "SignatureNotMatch",
+            Self::InvalidAccessKeyID => "InvalidAccessKeyID",
             Self::FunctionNotFound => "FunctionNotFound",
             Self::FunctionAlreadyExists => "FunctionAlreadyExists",
             Self::NotFound => "NotFound",
@@ -44,6 +48,7 @@ impl ErrorCode {
             | Self::MissingRequiredHeader
             | Self::PathNotSupported
             | Self::EntityTooLarge => StatusCode::BAD_REQUEST,
+            Self::SignatureNotMatch | Self::InvalidAccessKeyID => StatusCode::FORBIDDEN,
             Self::FunctionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::FunctionAlreadyExists => StatusCode::CONFLICT,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
@@ -136,6 +141,18 @@ impl FcError {
         Self::new(
             ErrorCode::MissingRequiredHeader,
             format!("required HTTP header {name} was not specified"),
+        )
+    }
+
+    /// A signed request whose signature, body hash, date or nonce does not hold up.
+    pub fn signature_not_match(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::SignatureNotMatch, message)
+    }
+
+    pub fn invalid_access_key_id(id: &str) -> Self {
+        Self::new(
+            ErrorCode::InvalidAccessKeyID,
+            format!("invalid access key ID '{id}'"),
         )
     }
 
@@ -232,6 +249,11 @@ mod tests {
             StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(ErrorCode::ProcessExited.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ErrorCode::SignatureNotMatch.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            FcError::invalid_access_key_id("k").status(),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(
             ErrorCode::PathNotSupported.status(),
             StatusCode::BAD_REQUEST

@@ -3,11 +3,13 @@
 //! A PostgreSQL implementation for multi-node setups will implement the same trait.
 
 mod code;
+pub mod keys;
 mod migrations;
 pub mod queue;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};
+pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
 pub use sqlite::SqliteStore;
 
 use fcx_model::Function;

@@ -45,6 +45,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX async_tasks_ready ON async_tasks (status, next_run_ms);
     CREATE INDEX async_tasks_function ON async_tasks (function, created_ms);",
+    // 4: AccessKeys for signed requests; secrets encrypted with <data dir>/secret.key.
+    "CREATE TABLE access_keys (
+        id TEXT PRIMARY KEY NOT NULL,
+        secret_enc BLOB NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );",
 ];
 
 pub fn apply(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -1,0 +1,257 @@
+//! AccessKeys for signed requests: ids and secrets in the `access_keys` table, each secret
+//! encrypted at rest (ChaCha20-Poly1305, bound to its id) with the data dir's own key,
+//! `<data dir>/secret.key` (32 random bytes, mode 0600, created on first use).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chacha20poly1305::aead::Aead;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{migrations, StoreError};
+
+/// Name of the data-dir key file.
+pub const SECRET_KEY_FILE: &str = "secret.key";
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+/// First byte of every stored secret: the encryption format, so it can change later.
+const FORMAT_V1: u8 = 1;
+const ID_PREFIX: &str = "FCX";
+const ID_RANDOM_LEN: usize = 21;
+const SECRET_LEN: usize = 30;
+
+/// A key as created: the only time its secret is shown.
+#[derive(Debug, Clone)]
+pub struct NewAccessKey {
+    pub id: String,
+    pub secret: String,
+    pub created_at: String,
+}
+
+/// What `fcx keys ls` shows: never the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+/// The access keys of one data dir.
+pub struct KeyStore {
+    conn: Mutex<Connection>,
+    cipher: ChaCha20Poly1305,
+    key_file: PathBuf,
+}
+
+impl KeyStore {
+    /// Opens the keys of `data_dir` (which must exist): its database, migrated if needed, and
+    /// its key file, created if missing.
+    pub fn open(data_dir: &Path) -> Result<KeyStore, StoreError> {
+        let key_file = data_dir.join(SECRET_KEY_FILE);
+        let key = load_or_create_key(&key_file)?;
+        let cipher = ChaCha20Poly1305::new_from_slice(&key)
+            .map_err(|_| StoreError::Corrupt("secret.key has the wrong length".into()))?;
+        let mut conn = Connection::open(data_dir.join("fcx.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&mut conn)?;
+        Ok(KeyStore {
+            conn: Mutex::new(conn),
+            cipher,
+            key_file,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a key with a fresh random id and secret.
+    pub fn create(&self, description: &str) -> Result<NewAccessKey, StoreError> {
+        let id = format!(
+            "{ID_PREFIX}{}",
+            random_string(ID_RANDOM_LEN, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")?
+        );
+        let secret = random_string(
+            SECRET_LEN,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        )?;
+        let sealed = self.seal(&id, secret.as_bytes())?;
+        let created_at: String = self.lock().query_row(
+            "INSERT INTO access_keys (id, secret_enc, description, created_at)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+             RETURNING created_at",
+            params![id, sealed, description],
+            |r| r.get(0),
+        )?;
+        Ok(NewAccessKey {
+            id,
+            secret,
+            created_at,
+        })
+    }
+
+    /// The secret of key `id`, or `None` when there is no such key.
+    pub fn secret(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT secret_enc FROM access_keys WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self.open_sealed(id, &sealed)?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("access key '{id}': secret is not UTF-8")))
+    }
+
+    /// Every key, oldest first.
+    pub fn list(&self) -> Result<Vec<AccessKeyInfo>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, description, created_at FROM access_keys ORDER BY created_at, id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AccessKeyInfo {
+                    id: r.get(0)?,
+                    description: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Whether the data dir has no key at all.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM access_keys", [], |r| r.get(0))?;
+        Ok(n == 0)
+    }
+
+    /// `FORMAT_V1 || nonce || ciphertext+tag`, with the key id as associated data so a
+    /// secret copied onto another row does not decrypt.
+    fn seal(&self, id: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                chacha20poly1305::aead::Payload {
+                    msg: plain,
+                    aad: id.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Corrupt("encrypting an access key failed".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn open_sealed(&self, id: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let undecryptable = || {
+            StoreError::Corrupt(format!(
+                "access key '{id}' cannot be decrypted with {} (was the key file replaced?)",
+                self.key_file.display()
+            ))
+        };
+        if sealed.len() < 1 + NONCE_LEN || sealed[0] != FORMAT_V1 {
+            return Err(undecryptable());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[1..1 + NONCE_LEN]);
+        self.cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                chacha20poly1305::aead::Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad: id.as_bytes(),
+                },
+            )
+            .map_err(|_| undecryptable())
+    }
+}
+
+/// Reads the data-dir key, or creates it (exclusively, mode 0600) when it does not exist.
+fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StoreError> {
+    let mut key = [0u8; KEY_LEN];
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            fill_random(&mut key)?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            return Ok(key);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "the data-dir key was readable by others; made it 0600");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let mut bytes = Vec::with_capacity(KEY_LEN);
+    file.read_to_end(&mut bytes)?;
+    if bytes.len() != KEY_LEN {
+        return Err(StoreError::Corrupt(format!(
+            "{} must hold exactly {KEY_LEN} bytes, it holds {}",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+fn fill_random(buf: &mut [u8]) -> Result<(), StoreError> {
+    getrandom::fill(buf).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
+}
+
+/// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).
+fn random_string(len: usize, alphabet: &[u8]) -> Result<String, StoreError> {
+    let n = alphabet.len();
+    let cutoff = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        fill_random(&mut buf)?;
+        for &b in &buf {
+            if (b as usize) < cutoff && out.len() < len {
+                out.push(alphabet[b as usize % n] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_strings_use_the_alphabet() {
+        let s = random_string(200, b"ab").unwrap();
+        assert_eq!(s.len(), 200);
+        assert!(s.contains('a') && s.contains('b'));
+        assert!(s.chars().all(|c| c == 'a' || c == 'b'));
+    }
+}

@@ -20,9 +20,10 @@ pub async fn invoke_fc3(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    req_headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    // Taking the request whole avoids copying its headers (the HeaderMap extractor clones).
+    let (parts, body) = request.into_parts();
     let qualifier = query.get("qualifier").cloned();
     invoke(
         &app,
@@ -30,7 +31,7 @@ pub async fn invoke_fc3(
         &name,
         qualifier,
         None,
-        &req_headers,
+        &parts.headers,
         body,
     )
     .await
@@ -42,9 +43,10 @@ pub async fn invoke_fc2(
     State(app): State<Arc<App>>,
     Path((service, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    req_headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let req_headers = &parts.headers;
     let (service, qualifier) = match service.split_once('.') {
         Some((s, q)) => (s.to_owned(), Some(q.to_owned())),
         None => (service, query.get("qualifier").cloned()),
@@ -55,7 +57,7 @@ pub async fn invoke_fc2(
         &name,
         qualifier,
         Some(service),
-        &req_headers,
+        req_headers,
         body,
     )
     .await

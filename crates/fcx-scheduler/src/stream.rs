@@ -17,7 +17,10 @@ use crate::pool::Lease;
 
 pub struct InvocationBody {
     inner: ResponseBody,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Armed only if the body is not complete on the first poll (most answers are), so the
+    /// common case registers no timer.
+    timer: Option<Pin<Box<Sleep>>>,
     lease: Option<Lease>,
     request_id: String,
     timeout_secs: u32,
@@ -33,7 +36,8 @@ impl InvocationBody {
     ) -> InvocationBody {
         InvocationBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            timer: None,
             lease: Some(lease),
             request_id,
             timeout_secs,
@@ -75,7 +79,11 @@ impl HttpBody for InvocationBody {
             }
             Poll::Pending => {}
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             let message = outcome::timeout_message(self.timeout_secs);
             if let Some(lease) = &self.lease {
                 lease

@@ -195,7 +195,12 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
         },
         payload: body::full(t.payload.clone()),
     };
-    let resp = match svc.scheduler.invoke(&t.function, req).await {
+    let version = (t.qualifier != "LATEST").then_some(t.qualifier.as_str());
+    let resp = match svc
+        .scheduler
+        .invoke_version(&t.function, version, req)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return RunResult::Platform(e),
     };

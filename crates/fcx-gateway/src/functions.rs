@@ -197,6 +197,7 @@ pub async fn delete(State(app): State<Arc<App>>, Path(name): Path<String>) -> Re
     }
     app.scheduler.remove(&name);
     app.asyncs.set_config(&name, None);
+    app.aliases.forget(&name);
     tracing::info!(function = %name, "function deleted");
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = rid.parse() {

@@ -75,15 +75,8 @@ async fn invoke(
     let rid = new_request_id();
     let fail = |e| ApiError::new(e, flavor, &rid);
     let qualifier = qualifier.unwrap_or_else(|| "LATEST".into());
-    if qualifier != "LATEST" {
-        return Err(fail(
-            FcError::invalid_argument(format!(
-                "qualifier: '{qualifier}' is not available: this fcx server serves LATEST only \
-                 (versions and aliases are not implemented yet)"
-            ))
-            .with_detail("Field", "qualifier"),
-        ));
-    }
+    // LATEST, a version id, or an alias (weighted: the version is drawn per request).
+    let version = crate::versions::resolve(app, name, &qualifier).map_err(fail)?;
     let header = |n: &str| req_headers.get(n).and_then(|v| v.to_str().ok());
     let asynchronous = match header(headers::INVOCATION_TYPE) {
         None | Some("Sync") | Some("sync") => false,
@@ -115,7 +108,9 @@ async fn invoke(
         let task_id = header(ASYNC_TASK_ID)
             .or(header(FC2_ASYNC_TASK_ID))
             .map(str::to_owned);
-        return accept_async(app, flavor, name, &qualifier, task_id, body, rid).await;
+        // The queue keeps the resolved version: a retry runs what the first attempt ran.
+        let resolved = version.as_deref().unwrap_or("LATEST");
+        return accept_async(app, flavor, name, resolved, task_id, body, rid).await;
     }
     let payload = streamed_payload(req_headers, body).map_err(fail)?;
     let req = InvokeRequest {
@@ -127,7 +122,11 @@ async fn invoke(
         },
         payload,
     };
-    let resp = app.scheduler.invoke(name, req).await.map_err(fail)?;
+    let resp = app
+        .scheduler
+        .invoke_version(name, version.as_deref(), req)
+        .await
+        .map_err(fail)?;
     Ok(respond(&rid, resp))
 }
 

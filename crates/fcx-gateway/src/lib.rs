@@ -12,5 +12,6 @@ mod scaling;
 pub mod server;
 mod state;
 mod time;
+mod versions;
 
 pub use server::{prefix_for, run, ServerConfig, ServerError};

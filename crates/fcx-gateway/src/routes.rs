@@ -86,12 +86,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/2021-04-06/services/{service}/functions/{name}/invocations",
             not_supported(post(invoke::invoke_fc2)),
         )
+        .merge(crate::versions::routes())
         .fallback(unknown_path)
         .with_state(app)
 }
 
 /// A known path with a method it does not take (e.g. a browser `GET .../invocations`).
-fn not_supported(router: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {
+pub(crate) fn not_supported(router: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {
     router.fallback(|req: Request| async move {
         let flavor = flavor_of(req.uri().path());
         ApiError::new(

@@ -157,6 +157,7 @@ pub async fn run(
         code,
         scheduler,
         asyncs,
+        aliases: Default::default(),
         region: config.region.clone(),
         account_id,
     });
@@ -233,7 +234,9 @@ fn load_functions(app: &App) -> Result<(), ServerError> {
         let Some(last) = page.last() else { break };
         after = Some(last.function_name.clone());
         for f in page {
+            let name = f.function_name.clone();
             app.deploy(f);
+            crate::versions::load_all(app, &name)?;
             count += 1;
         }
     }

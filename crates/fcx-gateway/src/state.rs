@@ -11,6 +11,8 @@ pub struct App {
     pub code: CodeStore,
     pub scheduler: Arc<Scheduler>,
     pub asyncs: Arc<fcx_async::AsyncService>,
+    /// Aliases, for qualifier resolution on the invoke path.
+    pub aliases: crate::versions::AliasCache,
     pub region: String,
     pub account_id: String,
 }
@@ -20,7 +22,11 @@ impl App {
     pub fn deploy(&self, function: Function) {
         let code_zip = (!function.code_checksum.is_empty() && !function.is_custom_container())
             .then(|| self.code.path(&function.code_checksum));
-        self.scheduler.deploy(Deployed { function, code_zip });
+        self.scheduler.deploy(Deployed {
+            function,
+            version_id: None,
+            code_zip,
+        });
     }
 }
 

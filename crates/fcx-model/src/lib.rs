@@ -19,6 +19,7 @@ mod input;
 mod parse;
 pub mod scaling;
 mod validate;
+pub mod versions;
 
 pub use function::{
     CustomContainerConfig, CustomRuntimeConfig, Function, InstanceLifecycleConfig, LifecycleHook,

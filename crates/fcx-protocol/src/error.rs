@@ -14,6 +14,9 @@ pub enum ErrorCode {
     InvalidAccessKeyID,
     FunctionNotFound,
     FunctionAlreadyExists,
+    VersionNotFound,
+    AliasNotFound,
+    AliasAlreadyExists,
     NotFound,
     ResourceExhausted,
     FunctionNotStarted,
@@ -33,6 +36,9 @@ impl ErrorCode {
             Self::InvalidAccessKeyID => "InvalidAccessKeyID",
             Self::FunctionNotFound => "FunctionNotFound",
             Self::FunctionAlreadyExists => "FunctionAlreadyExists",
+            Self::VersionNotFound => "VersionNotFound",
+            Self::AliasNotFound => "AliasNotFound",
+            Self::AliasAlreadyExists => "AliasAlreadyExists",
             Self::NotFound => "NotFound",
             Self::ResourceExhausted => "ResourceExhausted",
             Self::FunctionNotStarted => "FunctionNotStarted",
@@ -49,8 +55,11 @@ impl ErrorCode {
             | Self::PathNotSupported
             | Self::EntityTooLarge => StatusCode::BAD_REQUEST,
             Self::SignatureNotMatch | Self::InvalidAccessKeyID => StatusCode::FORBIDDEN,
-            Self::FunctionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::FunctionAlreadyExists => StatusCode::CONFLICT,
+            Self::FunctionNotFound
+            | Self::VersionNotFound
+            | Self::AliasNotFound
+            | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::FunctionAlreadyExists | Self::AliasAlreadyExists => StatusCode::CONFLICT,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::FunctionNotStarted | Self::ProcessExited | Self::BadResponse => {
                 StatusCode::BAD_GATEWAY

@@ -8,13 +8,19 @@ use fcx_protocol::headers::context as h;
 use fcx_runtime::InstanceSpec;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::{CallContext, SchedulerConfig};
+use crate::{CallContext, Deployed, SchedulerConfig};
 
 /// PATH for instances: the system directories, never fcx's or root's own.
 const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The launch description of an instance of `f` with code unpacked in `code_dir`.
-pub fn instance_spec(f: &Function, code_dir: &Path, config: &SchedulerConfig) -> InstanceSpec {
+pub fn instance_spec(
+    deployed: &Deployed,
+    code_dir: &Path,
+    config: &SchedulerConfig,
+) -> InstanceSpec {
+    let f = &deployed.function;
+    let version = deployed.version_id.as_deref().unwrap_or("LATEST");
     let port = f.port();
     let code_path = code_dir.display().to_string();
     let mut env: Vec<(String, String)> = vec![
@@ -24,7 +30,7 @@ pub fn instance_spec(f: &Function, code_dir: &Path, config: &SchedulerConfig) ->
         ("FC_FUNCTION_NAME".into(), f.function_name.clone()),
         ("FC_FUNCTION_HANDLER".into(), f.handler.clone()),
         ("FC_FUNCTION_MEMORY_SIZE".into(), f.memory_size.to_string()),
-        ("FC_FUNCTION_VERSION".into(), "LATEST".into()),
+        ("FC_FUNCTION_VERSION".into(), version.into()),
         ("FC_CUSTOM_LISTEN_PORT".into(), port.to_string()),
         ("FC_FUNC_CODE_PATH".into(), code_path),
         ("FC_REGION".into(), config.region.clone()),
@@ -62,7 +68,8 @@ fn command(f: &Function) -> Vec<String> {
 
 /// The context headers that are the same on every call into an instance of `f`, built once
 /// per deployed version (values that are not valid header text are left out).
-pub fn static_headers(f: &Function, config: &SchedulerConfig) -> HeaderMap {
+pub fn static_headers(deployed: &Deployed, config: &SchedulerConfig) -> HeaderMap {
+    let f = &deployed.function;
     let mut map = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -76,7 +83,10 @@ pub fn static_headers(f: &Function, config: &SchedulerConfig) -> HeaderMap {
     put(h::FUNCTION_HANDLER, &f.handler);
     put(h::REGION, &config.region);
     put(h::ACCOUNT_ID, &config.account_id);
-    put(h::VERSION_ID, "LATEST");
+    put(
+        h::VERSION_ID,
+        deployed.version_id.as_deref().unwrap_or("LATEST"),
+    );
     if let Some(init) = f.initializer() {
         put(h::FUNCTION_INITIALIZER, &init.handler);
         put(h::INITIALIZATION_TIMEOUT, &init.timeout.to_string());

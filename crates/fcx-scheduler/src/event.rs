@@ -44,7 +44,7 @@ pub async fn invoke(
         .ensure(&f.code_checksum, zip)
         .await
         .map_err(|e| FcError::internal(e.to_string()))?;
-    let spec = context::instance_spec(f, &code_dir, &sched.config);
+    let spec = context::instance_spec(deployed, &code_dir, &sched.config);
     let timeout = Duration::from_secs(f.timeout.into());
     let run = sched
         .backend

@@ -30,6 +30,8 @@ use crate::pool::Pool;
 #[derive(Debug)]
 pub struct Deployed {
     pub function: Function,
+    /// The published version this is (`None`: LATEST, the unpublished function).
+    pub version_id: Option<String>,
     /// The stored zip of the code (`None` for image-based functions).
     pub code_zip: Option<PathBuf>,
 }
@@ -102,6 +104,14 @@ pub struct InstanceInfo {
     pub created_time_ms: u64,
 }
 
+/// Pools are keyed by function name (LATEST) or `name@version`.
+fn pool_key(name: &str, version: Option<&str>) -> String {
+    match version {
+        None => name.to_owned(),
+        Some(v) => format!("{name}@{v}"),
+    }
+}
+
 /// Owns every function's instance pool and limits.
 pub struct Scheduler {
     backend: Arc<ProcessBackend>,
@@ -149,17 +159,39 @@ impl Scheduler {
             .ok_or_else(|| FcError::function_not_found(name))
     }
 
+    /// The pool of `version` of `name` (LATEST for `None`).
+    fn version_pool(&self, name: &str, version: Option<&str>) -> Result<Arc<Pool>, FcError> {
+        match version {
+            None => self.pool(name),
+            Some(v) => {
+                // Bound first: the pools guard must be gone before `has_function` locks again.
+                let pool = self.pools().get(&pool_key(name, Some(v))).cloned();
+                pool.ok_or_else(|| {
+                    if self.has_function(name) {
+                        FcError::new(
+                            fcx_protocol::ErrorCode::VersionNotFound,
+                            format!("version '{v}' of function '{name}' does not exist"),
+                        )
+                    } else {
+                        FcError::function_not_found(name)
+                    }
+                })
+            }
+        }
+    }
+
     /// Makes `deployed` the version new invocations of its function use. Instances of the
     /// previous version finish their requests and stop.
     pub fn deploy(&self, deployed: Deployed) {
         let name = deployed.function.function_name.clone();
-        let headers = context::static_headers(&deployed.function, &self.config);
+        let key = pool_key(&name, deployed.version_id.as_deref());
+        let headers = context::static_headers(&deployed, &self.config);
         let pool = Arc::new(Pool::new(
             Arc::new(deployed),
             self.limits_of(&name),
             headers,
         ));
-        let old = self.pools().insert(name, pool);
+        let old = self.pools().insert(key, pool);
         if let Some(old) = old {
             old.retire()
                 .into_iter()
@@ -169,12 +201,30 @@ impl Scheduler {
 
     /// Stops a deleted function's instances and forgets its limits.
     pub fn remove(&self, name: &str) {
-        let old = self.pools().remove(name);
+        let old: Vec<Arc<Pool>> = {
+            let mut pools = self.pools();
+            let versions = format!("{name}@");
+            let keys: Vec<String> = pools
+                .keys()
+                .filter(|k| k.as_str() == name || k.starts_with(&versions))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| pools.remove(k)).collect()
+        };
         self.limits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        if let Some(old) = old {
+        for pool in old {
+            pool.retire()
+                .into_iter()
+                .for_each(lifecycle::stop_in_background);
+        }
+    }
+
+    /// Stops the instances of a deleted version.
+    pub fn remove_version(&self, name: &str, version: &str) {
+        if let Some(old) = self.pools().remove(&pool_key(name, Some(version))) {
             old.retire()
                 .into_iter()
                 .for_each(lifecycle::stop_in_background);
@@ -228,9 +278,19 @@ impl Scheduler {
         }
     }
 
-    /// Runs one synchronous invocation of function `name`.
+    /// Runs one synchronous invocation of function `name` (LATEST).
     pub async fn invoke(&self, name: &str, req: InvokeRequest) -> Result<InvokeResponse, FcError> {
-        let pool = self.pool(name)?;
+        self.invoke_version(name, None, req).await
+    }
+
+    /// Runs one synchronous invocation of `version` of function `name` (`None`: LATEST).
+    pub async fn invoke_version(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, FcError> {
+        let pool = self.version_pool(name, version)?;
         let _admission = pool.limits.admit(name)?;
         if pool.deployed.function.web_server_mode() {
             web::invoke(self, &pool, req).await

@@ -31,6 +31,10 @@ pub async fn run(scheduler: Weak<Scheduler>) {
 }
 
 fn keep_minimum(sched: &Arc<Scheduler>, pool: &Arc<Pool>) {
+    // Provisioned and minimum instances are configured for LATEST.
+    if pool.deployed.version_id.is_some() {
+        return;
+    }
     let min = pool.limits.min_instances.load(Ordering::Acquire);
     let missing = min.saturating_sub(pool.size());
     for _ in 0..missing {
@@ -55,7 +59,11 @@ fn reclaim_idle(sched: &Scheduler, pool: &Pool) {
         .filter(|s| *s > 0)
         .map(|s| Duration::from_secs(s.into()))
         .unwrap_or(sched.config.idle_timeout);
-    let keep = pool.limits.min_instances.load(Ordering::Acquire);
+    let keep = if pool.deployed.version_id.is_some() {
+        0
+    } else {
+        pool.limits.min_instances.load(Ordering::Acquire)
+    };
     for slot in pool.take_idle(idle, keep) {
         tracing::info!(function = %f.function_name, instance = %slot.instance.id, "reclaiming idle instance");
         lifecycle::stop_in_background(slot);

@@ -204,7 +204,7 @@ async fn start_instance(
         .ensure(&deployed.function.code_checksum, zip)
         .await
         .map_err(|e| FcError::internal(e.to_string()))?;
-    let spec = context::instance_spec(&deployed.function, &code_dir, &sched.config);
+    let spec = context::instance_spec(deployed, &code_dir, &sched.config);
     let instance = sched
         .backend
         .start(&spec)

@@ -49,6 +49,13 @@ pub trait Store: Send + Sync {
     fn delete_function_config(&self, name: &str, kind: &str) -> Result<bool, StoreError>;
     /// Every (function name, document) of `kind`, for loading at start.
     fn function_configs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Every (kind, document) of function `name` whose kind starts with `kind_prefix`
+    /// (versions are stored as `version:<id>`, aliases as `alias:<name>`).
+    fn function_configs_of(
+        &self,
+        name: &str,
+        kind_prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;

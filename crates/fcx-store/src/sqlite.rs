@@ -136,6 +136,22 @@ impl Store for SqliteStore {
         )? > 0)
     }
 
+    fn function_configs_of(
+        &self,
+        name: &str,
+        kind_prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, doc FROM function_configs
+             WHERE name = ?1 AND substr(kind, 1, length(?2)) = ?2 ORDER BY kind",
+        )?;
+        let rows = stmt
+            .query_map([name, kind_prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn function_configs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.lock();
         let mut stmt =

@@ -284,7 +284,16 @@ fn invoke_header_and_qualifier_errors_are_invalid_argument() {
         &[],
         b"",
     );
-    assert_invalid(&r, "qualifier");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["Code"], "AliasNotFound");
+    let r = server.request(
+        "POST",
+        "/2023-03-30/functions/hdr/invocations?qualifier=7",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["Code"], "VersionNotFound");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README command 1: set up, build, start `fcx server` on its defaults (127.0.0.1:9100, data in
-# ./.fcx), deploy the seed's two sample functions, invoke each once, and keep serving.
+# README command 1: set up, build, start `fcx server` on 127.0.0.1:9100 (data in ./.fcx) in its
+# development mode without request signing (`--auth none`, loopback only), deploy the seed's two
+# sample functions, invoke each once, and keep serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,7 +14,7 @@ LISTEN=${FCX_LISTEN:-127.0.0.1:9100}
 API="http://$LISTEN/2023-03-30"
 
 out=$(mktemp)
-"$FCX" server --listen "$LISTEN" >"$out" &
+"$FCX" server --listen "$LISTEN" --auth none >"$out" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$out"' EXIT
 for _ in $(seq 1 100); do
@@ -55,7 +56,8 @@ curl -s -XPOST "$API/functions/python-event/invocations" -d '{"key":"value"}'
 
 cat <<EOT
 
-fcx is serving on http://$LISTEN (Ctrl-C stops it and its instances). Try:
+fcx is serving on http://$LISTEN without request signing (--auth none; Ctrl-C stops it and its
+instances). Try:
   curl -XPOST $API/functions/express-event/invocations -d '{"hello":"fcx"}'
   curl -i -XPOST $API/functions/express-event/invocations -H 'x-fc-log-type: Tail' -d '{}'
   curl -XPOST $API/functions/python-event/invocations -d '{"hello":"fcx"}'

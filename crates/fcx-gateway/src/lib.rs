@@ -3,6 +3,7 @@
 //! into typed calls on the store and the scheduler; they never reach into instances.
 
 mod async_api;
+pub mod auth;
 mod body;
 pub mod error;
 mod functions;
@@ -14,4 +15,5 @@ mod state;
 mod time;
 mod versions;
 
+pub use auth::AuthMode;
 pub use server::{prefix_for, run, ServerConfig, ServerError};

@@ -8,12 +8,14 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use fcx_protocol::{ApiFlavor, FcError};
 
+use crate::auth::Verifier;
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
 use crate::{async_api, functions, invoke, scaling};
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// Every route; with a verifier, each request (unknown paths too) must be signed.
+pub fn router(app: Arc<App>, verifier: Option<Arc<Verifier>>) -> Router {
+    let router = Router::new()
         .route(
             "/2023-03-30/functions",
             not_supported(post(functions::create).get(functions::list)),
@@ -88,7 +90,11 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .merge(crate::versions::routes())
         .fallback(unknown_path)
-        .with_state(app)
+        .with_state(app);
+    match verifier {
+        Some(v) => crate::auth::layer(router, v),
+        None => router,
+    }
 }
 
 /// A known path with a method it does not take (e.g. a browser `GET .../invocations`).
@@ -111,7 +117,7 @@ async fn unknown_path(req: Request) -> ApiError {
     )
 }
 
-fn flavor_of(path: &str) -> ApiFlavor {
+pub(crate) fn flavor_of(path: &str) -> ApiFlavor {
     if path.starts_with("/2016-08-15/") || path.starts_with("/2021-04-06/") {
         ApiFlavor::Fc2
     } else {

@@ -13,6 +13,7 @@ use fcx_scheduler::{Scheduler, SchedulerConfig};
 use fcx_store::{CodeStore, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 
+use crate::auth::{AuthMode, Keys, Verifier};
 use crate::state::App;
 
 /// Everything `fcx server` is told on its command line.
@@ -23,7 +24,8 @@ pub struct ServerConfig {
     /// Parent of per-server run directories (`<run_root>/<prefix>`).
     pub run_root: PathBuf,
     pub start_timeout: Duration,
-    pub insecure_listen: bool,
+    /// How API requests are authenticated; `None` is refused on non-loopback addresses.
+    pub auth: AuthMode,
     /// User instances run as: a name or `UID:GID`.
     pub instance_user: String,
     pub region: String,
@@ -73,10 +75,11 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    if !config.listen.ip().is_loopback() && !config.insecure_listen {
+    if !config.listen.ip().is_loopback() && config.auth == AuthMode::None {
         return Err(ServerError::Refused(format!(
-            "refusing to listen on {}: requests are not authenticated yet, so fcx listens on \
-             loopback addresses only; pass --insecure-listen to expose it anyway",
+            "refusing to listen on {} with --auth none: unauthenticated requests are allowed \
+             on loopback addresses only (127.0.0.1, ::1); use --auth signature (the default) \
+             to listen on other addresses",
             config.listen
         )));
     }
@@ -123,6 +126,17 @@ pub async fn run(
     let queue = fcx_store::queue::Queue::open(&db)?;
     let code = CodeStore::open(&data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
+    let verifier = match config.auth {
+        AuthMode::Signature => Some(Arc::new(Verifier::new(open_keys(&data_dir)?))),
+        AuthMode::None => {
+            tracing::warn!(
+                listen = %config.listen,
+                "authentication is off (--auth none): anyone who can reach this address can \
+                 deploy and run code"
+            );
+            None
+        }
+    };
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: run_dir.clone(),
         log_dir: data_dir.join("logs"),
@@ -180,7 +194,7 @@ pub async fn run(
         data_dir.display(),
         run_dir.display()
     );
-    let router = crate::routes::router(Arc::clone(&app));
+    let router = crate::routes::router(Arc::clone(&app), verifier);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(
         axum::serve(listener, router)
@@ -223,6 +237,21 @@ pub async fn run(
     served
         .map_err(|e| ServerError::Refused(format!("server task failed: {e}")))?
         .map_err(io("serving HTTP"))
+}
+
+/// The data dir's AccessKeys; a data dir without any gets an admin key, written to
+/// `<data dir>/credentials` (0600).
+fn open_keys(data_dir: &Path) -> Result<Keys, ServerError> {
+    let keys = Keys::new(fcx_store::KeyStore::open(data_dir)?);
+    if let Some(path) = keys.ensure_admin_key(data_dir)? {
+        // stderr: stdout's first line is the startup line scripts read.
+        eprintln!(
+            "fcx: created an admin AccessKey for signed requests; its id and secret are in {} \
+             (readable by root only)",
+            path.display()
+        );
+    }
+    Ok(keys)
 }
 
 /// Every stored function goes to the scheduler, so a restart serves what was deployed.

@@ -20,10 +20,55 @@ struct Cli {
 enum Command {
     /// Run the fcx server: FC 3.0 API (2023-03-30) and instances on this machine.
     #[command(after_help = "Examples:
-  fcx server                                  # 127.0.0.1:9100, data in ./.fcx
-  fcx server --listen 127.0.0.1:0 --data-dir /var/lib/fcx
-  curl -XPOST http://127.0.0.1:9100/2023-03-30/functions/NAME/invocations -d '{\"key\":\"value\"}'")]
+  fcx server                                  # 127.0.0.1:9100, data in ./.fcx, signed requests
+  fcx server --listen 0.0.0.0:9100 --data-dir /var/lib/fcx
+  fcx server --auth none                      # development: no signatures, loopback only
+  curl -XPOST http://127.0.0.1:9100/2023-03-30/functions/NAME/invocations -d '{\"key\":\"value\"}'   # --auth none
+
+With --auth signature (the default) every request is signed as the FC SDKs sign
+(ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
+more keys: fcx keys create.")]
     Server(ServerArgs),
+    /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an AccessKey; its secret is printed this once.
+    #[command(after_help = "Example:
+  fcx keys create --data-dir /var/lib/fcx --description ci
+  # then, in an FC SDK: Config(access_key_id=ID, access_key_secret=SECRET,
+  #                            endpoint=\"127.0.0.1:9100\", protocol=\"http\")")]
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// What the key is for (shown by `fcx keys ls`).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List AccessKey ids (never their secrets).
+    Ls {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(clap::Args)]
+struct DataDirArg {
+    /// The server's data dir (where its keys live).
+    #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
+    data_dir: PathBuf,
+}
+
+/// `--auth`: how the server authenticates API requests.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Auth {
+    /// Every request must be signed with an AccessKey (ACS3-HMAC-SHA256, as the FC SDKs sign).
+    Signature,
+    /// No authentication (development only; loopback listen addresses only).
+    None,
 }
 
 #[derive(clap::Args)]
@@ -40,9 +85,11 @@ struct ServerArgs {
     /// Seconds a new instance has to listen on its port before FunctionNotStarted (FC: 120).
     #[arg(long, default_value_t = fcx_protocol::limits::DEFAULT_START_TIMEOUT_SECS)]
     start_timeout: u64,
-    /// Allow a non-loopback listen address although requests are not authenticated yet.
-    #[arg(long)]
-    insecure_listen: bool,
+    /// How API requests are authenticated. `signature`: signed with an AccessKey as the FC
+    /// SDKs sign (the first start writes an admin key to <data dir>/credentials). `none`:
+    /// no authentication, allowed on loopback addresses only.
+    #[arg(long, env = "FCX_AUTH", value_enum, default_value = "signature")]
+    auth: Auth,
     /// Unprivileged user instances run as (name or UID:GID).
     #[arg(long, default_value = "nobody")]
     instance_user: String,
@@ -81,6 +128,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server(args),
+        Command::Keys(cmd) => keys(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,7 +145,10 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),
-        insecure_listen: args.insecure_listen,
+        auth: match args.auth {
+            Auth::Signature => fcx_gateway::AuthMode::Signature,
+            Auth::None => fcx_gateway::AuthMode::None,
+        },
         instance_user: args.instance_user,
         region: args.region,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
@@ -111,6 +162,41 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(fcx_gateway::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let (KeysCommand::Create { data, .. } | KeysCommand::Ls { data }) = &cmd;
+    let dir = &data.data_dir;
+    if !dir.exists() {
+        // As `fcx server` makes it: code run by functions must not read it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| anyhow::anyhow!("creating the data dir {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let store = fcx_store::KeyStore::open(dir)
+        .map_err(|e| anyhow::anyhow!("opening the keys of {}: {e}", dir.display()))?;
+    match cmd {
+        KeysCommand::Create { description, .. } => {
+            let key = store.create(&description)?;
+            println!("access_key_id={}", key.id);
+            println!("access_key_secret={}", key.secret);
+            eprintln!("fcx: the secret is shown only now; store it safely");
+        }
+        KeysCommand::Ls { .. } => {
+            for k in store.list()? {
+                if k.description.is_empty() {
+                    println!("{}\t{}", k.id, k.created_at);
+                } else {
+                    println!("{}\t{}\t{}", k.id, k.created_at, k.description);
+                }
+            }
+        }
+    }
     Ok(())
 }
 

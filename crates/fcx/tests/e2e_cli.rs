@@ -5,16 +5,37 @@ mod support;
 use std::process::Command;
 
 #[test]
-fn non_loopback_listen_is_refused_without_insecure_listen() {
+fn non_loopback_listen_is_refused_without_authentication() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(support::fcx_bin())
-        .args(["server", "--listen", "0.0.0.0:0", "--data-dir"])
+        .args([
+            "server",
+            "--auth",
+            "none",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
         .arg(data.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to listen on 0.0.0.0:0"), "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 with --auth none"),
+        "{err}"
+    );
+    assert!(err.contains("--auth signature"), "{err}");
+}
+
+#[test]
+fn insecure_listen_flag_is_gone() {
+    let out = Command::new(support::fcx_bin())
+        .args(["server", "--insecure-listen", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--insecure-listen"), "{err}");
 }
 
@@ -24,6 +45,8 @@ fn unknown_instance_user_is_refused() {
     let out = Command::new(support::fcx_bin())
         .args([
             "server",
+            "--auth",
+            "none",
             "--listen",
             "127.0.0.1:0",
             "--instance-user",

@@ -1,5 +1,6 @@
 //! End-to-end harness: starts the real `fcx` binary on `127.0.0.1:0` with a temporary data
-//! dir, reads its address from the startup line, and talks HTTP to it. Dropping a [`Server`]
+//! dir (and `--auth none` unless [`Options::with_auth`]), reads its address from the startup
+//! line, and talks HTTP to it. Dropping a [`Server`]
 //! kills it and every process it started (found by pid files and by working directory under
 //! its run dir), and removes its run dir, even when the test failed.
 #![allow(dead_code)]
@@ -53,6 +54,12 @@ pub struct Options {
     pub start_timeout_secs: u64,
     /// More `fcx server` flags.
     pub extra_args: Vec<String>,
+    /// `--auth signature`: every request must be signed; the first start's admin key is read
+    /// from `<data dir>/credentials` into [`Server::credentials`]. Off by default
+    /// (`--auth none`), so tests send plain requests.
+    pub auth: bool,
+    /// `--listen`.
+    pub listen: String,
 }
 
 impl Default for Options {
@@ -60,6 +67,34 @@ impl Default for Options {
         Options {
             start_timeout_secs: 20,
             extra_args: Vec::new(),
+            auth: false,
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+/// An AccessKey as `<data dir>/credentials` holds it.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Credentials {
+    /// Reads `access_key_id=` / `access_key_secret=` lines.
+    pub fn read(path: &Path) -> Credentials {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{} lacks {name}: {text}", path.display()))
+                .trim()
+                .to_owned()
+        };
+        Credentials {
+            id: field("access_key_id="),
+            secret: field("access_key_secret="),
         }
     }
 }
@@ -71,6 +106,14 @@ impl Options {
             ..Options::default()
         }
     }
+
+    /// Signed requests required (`--auth signature`).
+    pub fn with_auth() -> Options {
+        Options {
+            auth: true,
+            ..Options::default()
+        }
+    }
 }
 
 /// A running `fcx server`.
@@ -79,6 +122,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub run_dir: PathBuf,
+    /// The admin key of a server started with [`Options::with_auth`].
+    pub credentials: Option<Credentials>,
     options: Options,
 }
 
@@ -93,11 +138,16 @@ impl Server {
             .tempdir()
             .expect("temp data dir");
         let (child, addr, run_dir) = spawn(data_dir.path(), &options);
+        // Written before the startup line, so it is there now.
+        let credentials = options
+            .auth
+            .then(|| Credentials::read(&data_dir.path().join("credentials")));
         Server {
             child: Some(child),
             addr,
             data_dir,
             run_dir,
+            credentials,
             options,
         }
     }
@@ -212,8 +262,9 @@ impl Drop for Server {
 
 fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
     let mut child = Command::new(fcx_bin())
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
+        .args(["--auth", if options.auth { "signature" } else { "none" }])
         .args(["--start-timeout", &options.start_timeout_secs.to_string()])
         .args(&options.extra_args)
         .env("FCX_LOG", "warn")

@@ -1,0 +1,309 @@
+//! Verifying one signed request: its headers first (nothing read yet), then its body hash,
+//! then its nonce.
+
+use fcx_protocol::FcError;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use super::canonical::{self, ALGORITHM};
+use super::keys::Keys;
+use super::nonce::{NonceCache, Replay};
+
+/// How far `x-acs-date` may be from the server's clock, either way.
+pub const MAX_SKEW_SECS: i64 = 15 * 60;
+/// Nonces remembered at most (about 40 MB when full).
+pub const NONCE_CAPACITY: usize = 500_000;
+
+pub const AUTHORIZATION: &str = "authorization";
+pub const DATE: &str = "x-acs-date";
+pub const NONCE: &str = "x-acs-signature-nonce";
+pub const CONTENT_SHA256: &str = "x-acs-content-sha256";
+
+/// Headers every signature must cover (the SDKs sign these and more); besides them, every
+/// `x-acs-*` header the request carries must be signed.
+const MUST_SIGN: [&str; 4] = ["host", DATE, NONCE, CONTENT_SHA256];
+
+pub struct Verifier {
+    keys: Keys,
+    nonces: NonceCache,
+}
+
+/// What a request's headers proved; its body and nonce are checked next.
+#[derive(Debug)]
+pub struct Checked {
+    pub key_id: String,
+    nonce: String,
+    content_sha256: String,
+    date: i64,
+}
+
+/// A parsed `Authorization: ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..`.
+struct Authorization<'a> {
+    credential: &'a str,
+    signed_headers: &'a str,
+    signature: &'a str,
+}
+
+impl Verifier {
+    pub fn new(keys: Keys) -> Verifier {
+        Verifier {
+            keys,
+            nonces: NonceCache::new(NONCE_CAPACITY),
+        }
+    }
+
+    /// Checks everything but the body: the signing headers are there, the key exists, the
+    /// date is within the skew window and the signature matches.
+    pub fn check_headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Checked, FcError> {
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or(""));
+        let required = |name: &'static str| {
+            header(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| FcError::missing_required_header(name))
+        };
+        let authorization = header(AUTHORIZATION)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| FcError::missing_required_header("Authorization"))?;
+        let date = required(DATE)?;
+        let nonce = required(NONCE)?;
+        let content_sha256 = required(CONTENT_SHA256)?;
+        let auth = parse_authorization(authorization)?;
+
+        let secret = self
+            .keys
+            .secret(auth.credential)
+            .map_err(|e| FcError::internal(format!("reading access keys: {e}")))?
+            .ok_or_else(|| FcError::invalid_access_key_id(auth.credential))?;
+
+        let date_secs = parse_date(date).ok_or_else(|| {
+            FcError::signature_not_match(format!(
+                "x-acs-date '{date}' is not an ISO 8601 UTC time such as 2026-01-01T00:00:00Z"
+            ))
+        })?;
+        if (date_secs - now).abs() > MAX_SKEW_SECS {
+            return Err(FcError::signature_not_match(format!(
+                "x-acs-date '{date}' is more than {} minutes away from the server's time ({}): \
+                 check the client's clock",
+                MAX_SKEW_SECS / 60,
+                crate::time::format_rfc3339(now.max(0) as u64)
+            )));
+        }
+
+        let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+        if signed
+            .iter()
+            .any(|n| n.is_empty() || *n != n.to_ascii_lowercase())
+            || signed.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(FcError::signature_not_match(format!(
+                "SignedHeaders '{}' must be lowercase header names, sorted, separated by ';'",
+                auth.signed_headers
+            )));
+        }
+        let acs_headers = headers
+            .keys()
+            .map(|n| n.as_str())
+            .filter(|n| n.starts_with("x-acs-"));
+        for name in MUST_SIGN.into_iter().chain(acs_headers) {
+            if signed.binary_search(&name).is_err() {
+                return Err(FcError::signature_not_match(format!(
+                    "header '{name}' must be signed: SignedHeaders is '{}'",
+                    auth.signed_headers
+                )));
+            }
+        }
+
+        let canonical_headers = canonical::canonical_headers(&signed, |name| {
+            headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
+        });
+        let request = canonical::canonical_request(
+            method,
+            path,
+            &canonical::canonical_query(query),
+            &canonical_headers,
+            auth.signed_headers,
+            content_sha256,
+        );
+        let string_to_sign = canonical::string_to_sign(&request);
+        if !canonical::signature_matches(&secret, &string_to_sign, auth.signature) {
+            return Err(FcError::signature_not_match(
+                "the request signature we calculated does not match the signature you \
+                 provided: check your AccessKey secret and signing method",
+            )
+            .with_detail("CanonicalRequest", request)
+            .with_detail("StringToSign", string_to_sign));
+        }
+        Ok(Checked {
+            key_id: auth.credential.to_owned(),
+            nonce: nonce.to_owned(),
+            content_sha256: content_sha256.trim().to_ascii_lowercase(),
+            date: date_secs,
+        })
+    }
+
+    /// The body is the one the signature covers.
+    pub fn check_body(&self, checked: &Checked, body: &[u8]) -> Result<(), FcError> {
+        let actual = hex::encode(Sha256::digest(body));
+        if actual != checked.content_sha256 {
+            return Err(FcError::signature_not_match(format!(
+                "x-acs-content-sha256 '{}' is not the SHA-256 of the body received ({actual}, {} \
+                 bytes)",
+                checked.content_sha256,
+                body.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a nonce this key already used within the skew window.
+    pub fn remember_nonce(&self, checked: &Checked, now: i64) -> Result<(), FcError> {
+        let expires = checked.date + MAX_SKEW_SECS;
+        match self
+            .nonces
+            .check_and_insert(&checked.key_id, &checked.nonce, expires, now)
+        {
+            Ok(()) => Ok(()),
+            Err(Replay::Seen) => Err(FcError::signature_not_match(format!(
+                "x-acs-signature-nonce '{}' was already used: every request needs a new nonce",
+                checked.nonce
+            ))),
+            Err(Replay::TooOld) => Err(FcError::signature_not_match(
+                "x-acs-date is too old for the nonces this server can still remember under the \
+                 current request rate: send the request again with the current time",
+            )),
+        }
+    }
+}
+
+fn parse_authorization(value: &str) -> Result<Authorization<'_>, FcError> {
+    let malformed = || {
+        FcError::signature_not_match(format!(
+            "Authorization must be '{ALGORITHM} Credential=<AccessKeyId>,\
+             SignedHeaders=<a;b;c>,Signature=<hex>'"
+        ))
+    };
+    let (algorithm, rest) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    if algorithm != ALGORITHM {
+        return Err(FcError::signature_not_match(format!(
+            "signature algorithm '{algorithm}' is not supported: fcx verifies {ALGORITHM}"
+        )));
+    }
+    let (mut credential, mut signed_headers, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=').ok_or_else(malformed)?;
+        match k.trim() {
+            "Credential" => credential = Some(v.trim()),
+            "SignedHeaders" => signed_headers = Some(v.trim()),
+            "Signature" => signature = Some(v.trim()),
+            _ => {}
+        }
+    }
+    match (credential, signed_headers, signature) {
+        (Some(c), Some(h), Some(s)) if !c.is_empty() && !h.is_empty() && !s.is_empty() => {
+            Ok(Authorization {
+                credential: c,
+                signed_headers: h,
+                signature: s,
+            })
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (what the SDKs send), optionally with fractional seconds, as unix
+/// seconds.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let s = s.trim().strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let time = time.split_once('.').map_or(time, |(t, frac)| {
+        if frac.bytes().all(|b| b.is_ascii_digit()) {
+            t
+        } else {
+            ""
+        }
+    });
+    let num = |p: &str, len: usize| -> Option<i64> {
+        (p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse().ok())
+            .flatten()
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    let mut t = time.split(':');
+    let (hh, mm, ss) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+    if d.next().is_some()
+        || t.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Howard Hinnant's days-from-civil (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_as_the_sdks_send_them() {
+        assert_eq!(parse_date("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_date("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(parse_date("2026-11-25T13:36:04Z"), Some(1_795_613_764));
+        assert_eq!(parse_date("2026-11-25T13:36:04.250Z"), Some(1_795_613_764));
+        for bad in [
+            "",
+            "2026-11-25 13:36:04Z",
+            "2026-11-25T13:36:04",
+            "2026-13-25T13:36:04Z",
+            "Thu, 06 Feb 2020 07:32:54 GMT",
+            "2026-11-25T13:36Z",
+            "2026-11-25T13:36:04.xZ",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn authorization_parses_and_names_what_is_wrong() {
+        let a = parse_authorization(
+            "ACS3-HMAC-SHA256 Credential=ak,SignedHeaders=host;x-acs-date,Signature=ab",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (a.credential, a.signed_headers, a.signature),
+            ("ak", "host;x-acs-date", "ab")
+        );
+        let e = parse_authorization("ACS3-HMAC-SM3 Credential=ak,SignedHeaders=h,Signature=s")
+            .err()
+            .unwrap();
+        assert!(
+            e.message.contains("'ACS3-HMAC-SM3' is not supported"),
+            "{e}"
+        );
+        assert!(parse_authorization("ACS3-HMAC-SHA256 Credential=ak").is_err());
+        assert!(parse_authorization("Bearer x").is_err());
+    }
+}

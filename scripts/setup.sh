@@ -20,6 +20,8 @@ for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+# `python3 -m venv` (the official FC SDK the signed-request tests run) needs ensurepip.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

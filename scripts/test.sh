@@ -4,5 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+# The official FC 3.0 Python SDK, unmodified: e2e_auth.rs signs requests with it to prove fcx's
+# signature verification against the ground truth. Idempotent.
+SDK_VENV=target/sdk-venv
+if ! "$SDK_VENV/bin/python" -c 'import alibabacloud_fc20230330' >/dev/null 2>&1; then
+  echo "==> installing the official FC 3.0 Python SDK into $SDK_VENV" >&2
+  python3 -m venv "$SDK_VENV"
+  "$SDK_VENV/bin/pip" install -q --disable-pip-version-check \
+    'alibabacloud-fc20230330==4.8.3' 'alibabacloud-tea-openapi==0.4.6'
+fi
+
 echo "==> cargo test --workspace" >&2
 cargo test --workspace --locked

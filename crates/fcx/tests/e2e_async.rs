@@ -547,3 +547,60 @@ fn kill_9_mid_stream_loses_no_accepted_invocation() {
         accepted.len()
     );
 }
+
+/// A loopback HTTP receiver that answers 200 and hands over each request body (bounded).
+fn http_receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16).flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len.min(1 << 20)];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx.send(body).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn success_records_reach_an_http_destination() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("notify", json!({})));
+    let (addr, bodies) = http_receiver();
+    put_config(
+        &server,
+        "notify",
+        json!({"asyncTask": true,
+               "destinationConfig": {"onSuccess": {"destination": format!("http://{addr}/hook")}}}),
+    );
+    let r = invoke_async(&server, "notify", "echo:done", &[]);
+    let id = r.header("x-fc-async-task-id").unwrap().to_owned();
+    let t = wait_status(&server, "notify", &id, "Succeeded");
+    assert_eq!(t["destinationStatus"], "Succeeded", "{t}");
+    let body = bodies
+        .recv_timeout(Duration::from_secs(30))
+        .expect("destination record");
+    let record: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(record["requestContext"]["requestId"], t["requestId"]);
+    assert_eq!(record["requestContext"]["condition"], "Success");
+    assert_eq!(record["requestPayload"], "echo:done");
+    assert_eq!(record["responsePayload"], "done");
+}

@@ -13,6 +13,7 @@ mod scaling;
 pub mod server;
 mod state;
 mod time;
+mod triggers;
 mod versions;
 
 pub use auth::AuthMode;

@@ -89,6 +89,7 @@ pub fn router(app: Arc<App>, verifier: Option<Arc<Verifier>>) -> Router {
             not_supported(post(invoke::invoke_fc2)),
         )
         .merge(crate::versions::routes())
+        .merge(crate::triggers::routes())
         .fallback(unknown_path)
         .with_state(app);
     match verifier {

@@ -18,6 +18,7 @@ mod function;
 mod input;
 mod parse;
 pub mod scaling;
+pub mod triggers;
 mod validate;
 pub mod versions;
 

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     VersionNotFound,
     AliasNotFound,
     AliasAlreadyExists,
+    TriggerNotFound,
+    TriggerAlreadyExists,
     NotFound,
     ResourceExhausted,
     FunctionNotStarted,
@@ -39,6 +41,8 @@ impl ErrorCode {
             Self::VersionNotFound => "VersionNotFound",
             Self::AliasNotFound => "AliasNotFound",
             Self::AliasAlreadyExists => "AliasAlreadyExists",
+            Self::TriggerNotFound => "TriggerNotFound",
+            Self::TriggerAlreadyExists => "TriggerAlreadyExists",
             Self::NotFound => "NotFound",
             Self::ResourceExhausted => "ResourceExhausted",
             Self::FunctionNotStarted => "FunctionNotStarted",
@@ -58,8 +62,11 @@ impl ErrorCode {
             Self::FunctionNotFound
             | Self::VersionNotFound
             | Self::AliasNotFound
+            | Self::TriggerNotFound
             | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::FunctionAlreadyExists | Self::AliasAlreadyExists => StatusCode::CONFLICT,
+            Self::FunctionAlreadyExists | Self::AliasAlreadyExists | Self::TriggerAlreadyExists => {
+                StatusCode::CONFLICT
+            }
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::FunctionNotStarted | Self::ProcessExited | Self::BadResponse => {
                 StatusCode::BAD_GATEWAY

@@ -1,0 +1,153 @@
+//! Triggers (FC 3.0): CreateTrigger / UpdateTrigger bodies and the stored record. fcx stores
+//! triggers and returns them as FC does; running each trigger kind is the triggers issue's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// Trigger kinds FC 3.0 documents.
+pub const TRIGGER_TYPES: &[&str] = &[
+    "http",
+    "timer",
+    "oss",
+    "log",
+    "mns_topic",
+    "cdn_events",
+    "tablestore",
+    "eventbridge",
+];
+
+/// A stored trigger, as GetTrigger returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    pub trigger_name: String,
+    pub trigger_id: String,
+    pub trigger_type: String,
+    /// The kind's configuration as a JSON string (FC's shape).
+    pub trigger_config: String,
+    pub qualifier: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_role: Option<String>,
+    pub target_arn: String,
+    pub status: String,
+    pub created_time: String,
+    pub last_modified_time: String,
+}
+
+/// CreateTrigger body (UpdateTrigger: description, invocationRole, qualifier, triggerConfig).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerInput {
+    #[serde(default)]
+    pub trigger_name: Option<String>,
+    #[serde(default)]
+    pub trigger_type: Option<String>,
+    #[serde(default)]
+    pub trigger_config: Option<String>,
+    #[serde(default)]
+    pub qualifier: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub source_arn: Option<String>,
+    #[serde(default)]
+    pub invocation_role: Option<String>,
+}
+
+/// Parses CreateTrigger (`create`) or UpdateTrigger and checks FC's rules.
+pub fn parse_trigger(body: &[u8], create: bool) -> Result<TriggerInput, ModelError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let input: TriggerInput = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ModelError::new(field, e.into_inner().to_string())
+    })?;
+    if create {
+        let name = input
+            .trigger_name
+            .as_deref()
+            .ok_or_else(|| ModelError::new("triggerName", "is required"))?;
+        crate::validate_function_name(name)
+            .map_err(|e| ModelError::new("triggerName", e.message))?;
+        let kind = input
+            .trigger_type
+            .as_deref()
+            .ok_or_else(|| ModelError::new("triggerType", "is required"))?;
+        if !TRIGGER_TYPES.contains(&kind) {
+            return Err(ModelError::new(
+                "triggerType",
+                format!("'{kind}' is not one of {}", TRIGGER_TYPES.join(", ")),
+            ));
+        }
+        if input.trigger_config.is_none() {
+            return Err(ModelError::new("triggerConfig", "is required"));
+        }
+    } else {
+        for (field, given) in [
+            ("triggerName", input.trigger_name.is_some()),
+            ("triggerType", input.trigger_type.is_some()),
+            ("sourceArn", input.source_arn.is_some()),
+        ] {
+            if given {
+                return Err(ModelError::new(
+                    field,
+                    "cannot be changed; create another trigger",
+                ));
+            }
+        }
+    }
+    if let Some(config) = &input.trigger_config {
+        serde_json::from_str::<serde_json::Value>(config).map_err(|e| {
+            ModelError::new(
+                "triggerConfig",
+                format!("must be a JSON document in a string: {e}"),
+            )
+        })?;
+    }
+    Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_rules() {
+        let ok = br#"{"triggerName":"t","triggerType":"http","triggerConfig":"{\"authType\":\"anonymous\"}"}"#;
+        assert!(parse_trigger(ok, true).is_ok());
+        assert_eq!(
+            parse_trigger(br#"{"triggerType":"http","triggerConfig":"{}"}"#, true)
+                .unwrap_err()
+                .field,
+            "triggerName"
+        );
+        assert_eq!(
+            parse_trigger(
+                br#"{"triggerName":"t","triggerType":"ftp","triggerConfig":"{}"}"#,
+                true
+            )
+            .unwrap_err()
+            .field,
+            "triggerType"
+        );
+        assert_eq!(
+            parse_trigger(
+                br#"{"triggerName":"t","triggerType":"http","triggerConfig":"{not json"}"#,
+                true
+            )
+            .unwrap_err()
+            .field,
+            "triggerConfig"
+        );
+        assert_eq!(
+            parse_trigger(br#"{"triggerType":"timer"}"#, false)
+                .unwrap_err()
+                .field,
+            "triggerType"
+        );
+    }
+}

@@ -135,6 +135,72 @@ def main():
         body = invoked.body.read()
         assert body == b"signed by the SDK", body
         assert invoked.headers.get("x-fc-log-result"), invoked.headers
+        tail = base64.b64decode(invoked.headers["x-fc-log-result"]).decode()
+        assert "FC Invoke Start RequestId:" in tail, tail
+
+        step("InvokeFunction of a failing call: x-fc-error-type, HTTP 200")
+        failed = fc.invoke_function_with_options(
+            "sdk-testfn",
+            fc_models.InvokeFunctionRequest(body=io.BytesIO(b"fail")),
+            fc_models.InvokeFunctionHeaders(),
+            RuntimeOptions(),
+        )
+        assert failed.status_code == 200, failed.status_code
+        assert failed.headers.get("x-fc-error-type") == "UnhandledInvocationError", failed.headers
+
+        step("PublishFunctionVersion, then UpdateFunction so LATEST differs")
+        v1 = fc.publish_function_version(
+            "sdk-testfn",
+            fc_models.PublishFunctionVersionRequest(
+                body=fc_models.PublishVersionInput(description="v1 from the SDK")
+            ),
+        )
+        assert v1.body.version_id == "1", v1.body
+        fc.update_function(
+            "sdk-testfn",
+            fc_models.UpdateFunctionRequest(
+                body=fc_models.UpdateFunctionInput(environment_variables={"STAGE": "latest"})
+            ),
+        )
+        versions = fc.list_function_versions("sdk-testfn", fc_models.ListFunctionVersionsRequest())
+        assert [v.version_id for v in versions.body.versions] == ["1"], versions.body
+
+        step("CreateAlias and InvokeFunction with the alias as qualifier")
+        alias = fc.create_alias(
+            "sdk-testfn",
+            fc_models.CreateAliasRequest(
+                body=fc_models.CreateAliasInput(alias_name="prod", version_id="1")
+            ),
+        )
+        assert alias.body.alias_name == "prod", alias.body
+        env_v1 = fc.invoke_function_with_options(
+            "sdk-testfn",
+            fc_models.InvokeFunctionRequest(body=io.BytesIO(b"env"), qualifier="prod"),
+            fc_models.InvokeFunctionHeaders(),
+            RuntimeOptions(),
+        ).body.read().decode()
+        assert "STAGE=latest" not in env_v1 and "FC_FUNCTION_VERSION=1" in env_v1, env_v1
+        env_latest = fc.invoke_function_with_options(
+            "sdk-testfn",
+            fc_models.InvokeFunctionRequest(body=io.BytesIO(b"env")),
+            fc_models.InvokeFunctionHeaders(),
+            RuntimeOptions(),
+        ).body.read().decode()
+        assert "STAGE=latest" in env_latest, env_latest
+
+        step("InvokeFunction Async: 202 with a request id")
+        queued = fc.invoke_function_with_options(
+            "sdk-testfn",
+            fc_models.InvokeFunctionRequest(body=io.BytesIO(b"echo:later")),
+            fc_models.InvokeFunctionHeaders(x_fc_invocation_type="Async"),
+            RuntimeOptions(),
+        )
+        assert queued.status_code == 202, queued.status_code
+        assert queued.headers.get("x-fc-request-id"), queued.headers
+
+        step("an API fcx does not have answers FC's error shape (404), no hang or 500")
+        err = expect_error_any(lambda: fc.list_layers(fc_models.ListLayersRequest()))
+        assert err.code == "NotFound", err
 
     step("GetFunction of a name the SDK percent-encodes in the path")
     # The path is signed as sent (%2A, %20): a verification failure would be 403, not 404/400.

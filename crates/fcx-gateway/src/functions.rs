@@ -37,8 +37,8 @@ fn store_error(e: StoreError) -> FcError {
     }
 }
 
-/// Decodes, checks and stores `code.zipFile`; returns (checksum, size).
-fn store_code(app: &App, zip_base64: &str) -> Result<(String, u64), FcError> {
+/// Decodes, checks and stores `code.zipFile`.
+fn store_code(app: &App, zip_base64: &str) -> Result<fcx_store::StoredCode, FcError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(zip_base64.trim())
         .map_err(|e| {
@@ -49,11 +49,9 @@ fn store_code(app: &App, zip_base64: &str) -> Result<(String, u64), FcError> {
         FcError::invalid_argument(format!("code.zipFile: not a valid zip archive: {e}"))
             .with_detail("Field", "code.zipFile")
     })?;
-    let stored = app
-        .code
+    app.code
         .put(&bytes)
-        .map_err(|e| FcError::internal(e.to_string()))?;
-    Ok((stored.checksum, stored.size))
+        .map_err(|e| FcError::internal(e.to_string()))
 }
 
 fn ok_json(status: StatusCode, f: &Function, request_id: &str) -> Response {
@@ -82,9 +80,10 @@ pub async fn create(State(app): State<Arc<App>>, body: Body) -> Reply {
     let function_id = uuid::Uuid::new_v4().to_string();
     let mut f = Function::from_create(input, function_id, &app.region, &app.account_id, &now)
         .map_err(|e| fail(model_error(e)))?;
-    if let Some((checksum, size)) = code {
-        f.code_checksum = checksum;
-        f.code_size = size;
+    if let Some(stored) = code {
+        f.code_checksum = stored.crc64;
+        f.code_sha256 = stored.checksum;
+        f.code_size = stored.size;
     }
     warn_unimplemented(&f);
     app.store
@@ -172,9 +171,10 @@ pub async fn update(State(app): State<Arc<App>>, Path(name): Path<String>, body:
         .map_err(fail)?;
     f.apply_update(input, &now_rfc3339())
         .map_err(|e| fail(model_error(e)))?;
-    if let Some((checksum, size)) = code {
-        f.code_checksum = checksum;
-        f.code_size = size;
+    if let Some(stored) = code {
+        f.code_checksum = stored.crc64;
+        f.code_sha256 = stored.checksum;
+        f.code_size = stored.size;
     }
     warn_unimplemented(&f);
     app.store

@@ -18,10 +18,19 @@ pub struct App {
 }
 
 impl App {
+    /// The stored package of `function` (`None` for image-based functions). Records written
+    /// before `codeSha256` existed kept the SHA-256 in `codeChecksum`; they are read as such.
+    pub fn code_zip(&self, function: &mut Function) -> Option<std::path::PathBuf> {
+        if function.code_sha256.is_empty() && function.code_checksum.len() == 64 {
+            function.code_sha256 = function.code_checksum.clone();
+        }
+        (!function.code_sha256.is_empty() && !function.is_custom_container())
+            .then(|| self.code.path(&function.code_sha256))
+    }
+
     /// Hands a stored function to the scheduler, with its code package's path.
-    pub fn deploy(&self, function: Function) {
-        let code_zip = (!function.code_checksum.is_empty() && !function.is_custom_container())
-            .then(|| self.code.path(&function.code_checksum));
+    pub fn deploy(&self, mut function: Function) {
+        let code_zip = self.code_zip(&mut function);
         self.scheduler.deploy(Deployed {
             function,
             version_id: None,

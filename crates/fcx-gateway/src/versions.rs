@@ -110,9 +110,8 @@ pub fn load_all(app: &App, function: &str) -> Result<(), fcx_store::StoreError> 
     Ok(())
 }
 
-fn deploy(app: &App, v: StoredVersion) {
-    let code_zip = (!v.function.code_checksum.is_empty() && !v.function.is_custom_container())
-        .then(|| app.code.path(&v.function.code_checksum));
+fn deploy(app: &App, mut v: StoredVersion) {
+    let code_zip = app.code_zip(&mut v.function);
     app.scheduler.deploy(Deployed {
         function: v.function,
         version_id: Some(v.version.version_id),

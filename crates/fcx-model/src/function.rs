@@ -62,8 +62,11 @@ pub struct Function {
     pub instance_lifecycle_config: InstanceLifecycleConfig,
     /// Size of the decoded code package in bytes (set by the gateway).
     pub code_size: u64,
-    /// Checksum of the code package (set by the gateway).
+    /// CRC-64 of the code package as FC computes it (CRC-64/XZ, decimal; set by the gateway).
     pub code_checksum: String,
+    /// SHA-256 of the code package (fcx: names the stored package and its unpacked copy).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code_sha256: String,
     /// Creation time, RFC 3339 UTC (e.g. `2026-11-25T13:36:04Z`).
     pub created_time: String,
     /// Last modification time, RFC 3339 UTC.
@@ -304,6 +307,7 @@ fn build(
         instance_lifecycle_config: InstanceLifecycleConfig::default(),
         code_size: 0,
         code_checksum: String::new(),
+        code_sha256: String::new(),
         created_time: now.to_string(),
         last_modified_time: now.to_string(),
         state: "Active".to_string(),

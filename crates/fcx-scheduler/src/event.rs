@@ -41,7 +41,7 @@ pub async fn invoke(
     })?;
     let code_dir = sched
         .code
-        .ensure(&f.code_checksum, zip)
+        .ensure(&f.code_sha256, zip)
         .await
         .map_err(|e| FcError::internal(e.to_string()))?;
     let spec = context::instance_spec(deployed, &code_dir, &sched.config);

@@ -201,7 +201,7 @@ async fn start_instance(
     })?;
     let code_dir = sched
         .code
-        .ensure(&deployed.function.code_checksum, zip)
+        .ensure(&deployed.function.code_sha256, zip)
         .await
         .map_err(|e| FcError::internal(e.to_string()))?;
     let spec = context::instance_spec(deployed, &code_dir, &sched.config);

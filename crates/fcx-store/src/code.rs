@@ -11,7 +11,10 @@ use crate::StoreError;
 /// A stored package.
 #[derive(Debug, Clone)]
 pub struct StoredCode {
+    /// SHA-256 (hex): the file's name.
     pub checksum: String,
+    /// CRC-64/XZ (decimal), what FC reports as `codeChecksum`.
+    pub crc64: String,
     pub size: u64,
     pub path: PathBuf,
 }
@@ -50,11 +53,18 @@ impl CodeStore {
             std::fs::rename(&tmp, &path)?;
         }
         Ok(StoredCode {
+            crc64: crc64(bytes).to_string(),
             checksum,
             size: bytes.len() as u64,
             path,
         })
     }
+}
+
+/// CRC-64/XZ (ECMA-182 polynomial, reflected, all-ones init and xorout): the CRC-64 that OSS
+/// and FC report for objects and code packages.
+pub fn crc64(bytes: &[u8]) -> u64 {
+    crc::Crc::<u64>::new(&crc::CRC_64_XZ).checksum(bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -64,6 +74,12 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc64_is_the_xz_variant() {
+        // The CRC catalogue's check value for CRC-64/XZ.
+        assert_eq!(crc64(b"123456789"), 0x995D_C9BB_DF19_39FA);
+    }
 
     #[test]
     fn same_bytes_same_file() {

@@ -5,6 +5,7 @@
 mod async_api;
 pub mod auth;
 mod body;
+mod ctx;
 pub mod error;
 mod functions;
 mod invoke;

@@ -7,17 +7,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use fcx_model::scaling::{self, ProvisionInput, ScalingInput};
 use fcx_model::ModelError;
-use fcx_protocol::{headers, ApiFlavor, FcError};
-use http::{HeaderValue, StatusCode};
+use fcx_protocol::FcError;
+use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::body::read_limited;
+use crate::ctx::{Ctx, Reply};
 use crate::error::ApiError;
-use crate::state::{new_request_id, App};
+use crate::state::App;
 
 /// Document kinds in the store.
 pub const CONCURRENCY: &str = "concurrency";
@@ -27,43 +26,7 @@ pub const SCALING: &str = "scaling";
 /// Largest body these APIs take.
 const BODY_MAX: usize = 64 * 1024;
 
-type Reply = Result<Response, ApiError>;
-
-struct Ctx {
-    rid: String,
-}
-
 impl Ctx {
-    fn new() -> Ctx {
-        Ctx {
-            rid: new_request_id(),
-        }
-    }
-
-    fn fail(&self, e: FcError) -> ApiError {
-        ApiError::new(e, ApiFlavor::Fc3, &self.rid)
-    }
-
-    fn ok(&self, status: StatusCode, body: Option<Value>) -> Response {
-        let mut r = match body {
-            Some(b) => (status, Json(b)).into_response(),
-            None => status.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&self.rid) {
-            r.headers_mut().insert(headers::REQUEST_ID, v);
-        }
-        r
-    }
-
-    /// The function's ARN, or FunctionNotFound.
-    fn function_arn(&self, app: &App, name: &str) -> Result<String, ApiError> {
-        app.store
-            .get_function(name)
-            .map_err(|e| self.fail(FcError::internal(e.to_string())))?
-            .map(|f| f.function_arn)
-            .ok_or_else(|| self.fail(FcError::function_not_found(name)))
-    }
-
     fn qualifier(&self, query: &HashMap<String, String>) -> Result<(), ApiError> {
         match query.get("qualifier").map(String::as_str) {
             None | Some("LATEST") => Ok(()),
@@ -74,14 +37,6 @@ impl Ctx {
                 .with_detail("Field", "qualifier"),
             )),
         }
-    }
-
-    fn model(&self, e: ModelError) -> ApiError {
-        self.fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
-    }
-
-    fn internal(&self, e: impl ToString) -> ApiError {
-        self.fail(FcError::internal(e.to_string()))
     }
 }
 

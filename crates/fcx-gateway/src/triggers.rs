@@ -7,53 +7,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use fcx_model::triggers::{self, Trigger};
 use fcx_model::ModelError;
-use fcx_protocol::{headers, ApiFlavor, ErrorCode, FcError};
-use http::{HeaderValue, StatusCode};
+use fcx_protocol::{ErrorCode, FcError};
+use http::StatusCode;
 use serde_json::json;
 
 use crate::body::read_limited;
+use crate::ctx::{Ctx, Reply};
 use crate::error::ApiError;
-use crate::state::{new_request_id, App};
+use crate::state::App;
 use crate::time::now_rfc3339;
 
 const BODY_MAX: usize = 64 * 1024;
 const LIST_LIMIT_MAX: usize = 100;
 
-type Reply = Result<Response, ApiError>;
-
-struct Ctx(String);
-
 impl Ctx {
-    fn fail(&self, e: FcError) -> ApiError {
-        ApiError::new(e, ApiFlavor::Fc3, &self.0)
-    }
-    fn model(&self, e: ModelError) -> ApiError {
-        self.fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
-    }
-    fn internal(&self, e: impl ToString) -> ApiError {
-        self.fail(FcError::internal(e.to_string()))
-    }
-    fn ok(&self, status: StatusCode, body: Option<serde_json::Value>) -> Response {
-        let mut r = match body {
-            Some(b) => (status, Json(b)).into_response(),
-            None => status.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&self.0) {
-            r.headers_mut().insert(headers::REQUEST_ID, v);
-        }
-        r
-    }
-    fn function_arn(&self, app: &App, name: &str) -> Result<String, ApiError> {
-        app.store
-            .get_function(name)
-            .map_err(|e| self.internal(e))?
-            .map(|f| f.function_arn)
-            .ok_or_else(|| self.fail(FcError::function_not_found(name)))
-    }
     fn trigger(&self, app: &App, name: &str, trigger: &str) -> Result<Trigger, ApiError> {
         let doc = app
             .store
@@ -75,12 +44,8 @@ impl Ctx {
     }
 }
 
-fn ctx() -> Ctx {
-    Ctx(new_request_id())
-}
-
 pub async fn create(State(app): State<Arc<App>>, Path(name): Path<String>, body: Body) -> Reply {
-    let c = ctx();
+    let c = Ctx::new();
     let arn = c.function_arn(&app, &name)?;
     let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
     let input = triggers::parse_trigger(&bytes, true).map_err(|e| c.model(e))?;
@@ -116,7 +81,7 @@ pub async fn get(
     State(app): State<Arc<App>>,
     Path((name, trigger)): Path<(String, String)>,
 ) -> Reply {
-    let c = ctx();
+    let c = Ctx::new();
     c.function_arn(&app, &name)?;
     let t = c.trigger(&app, &name, &trigger)?;
     Ok(c.ok(StatusCode::OK, Some(json!(t))))
@@ -127,7 +92,7 @@ pub async fn list(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Reply {
-    let c = ctx();
+    let c = Ctx::new();
     c.function_arn(&app, &name)?;
     let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
         None => 20,
@@ -165,7 +130,7 @@ pub async fn update(
     Path((name, trigger)): Path<(String, String)>,
     body: Body,
 ) -> Reply {
-    let c = ctx();
+    let c = Ctx::new();
     c.function_arn(&app, &name)?;
     let mut t = c.trigger(&app, &name, &trigger)?;
     let bytes = read_limited(body, BODY_MAX).await.map_err(|e| c.fail(e))?;
@@ -191,7 +156,7 @@ pub async fn delete(
     State(app): State<Arc<App>>,
     Path((name, trigger)): Path<(String, String)>,
 ) -> Reply {
-    let c = ctx();
+    let c = Ctx::new();
     c.function_arn(&app, &name)?;
     c.trigger(&app, &name, &trigger)?;
     app.store

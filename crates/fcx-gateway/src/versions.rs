@@ -7,19 +7,18 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use fcx_model::versions::{self, Alias, Version};
 use fcx_model::{Function, ModelError};
-use fcx_protocol::{headers, ApiFlavor, ErrorCode, FcError};
+use fcx_protocol::{ErrorCode, FcError};
 use fcx_scheduler::Deployed;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::body::read_limited;
+use crate::ctx::{Ctx, Reply};
 use crate::error::ApiError;
-use crate::state::{new_request_id, App};
+use crate::state::App;
 use crate::time::now_rfc3339;
 
 const BODY_MAX: usize = 64 * 1024;
@@ -119,37 +118,7 @@ fn deploy(app: &App, mut v: StoredVersion) {
     });
 }
 
-struct Ctx(String);
-
 impl Ctx {
-    fn new() -> Ctx {
-        Ctx(new_request_id())
-    }
-    fn fail(&self, e: FcError) -> ApiError {
-        ApiError::new(e, ApiFlavor::Fc3, &self.0)
-    }
-    fn model(&self, e: ModelError) -> ApiError {
-        self.fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
-    }
-    fn internal(&self, e: impl ToString) -> ApiError {
-        self.fail(FcError::internal(e.to_string()))
-    }
-    fn ok(&self, status: StatusCode, body: Option<serde_json::Value>) -> Response {
-        let mut r = match body {
-            Some(b) => (status, Json(b)).into_response(),
-            None => status.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&self.0) {
-            r.headers_mut().insert(headers::REQUEST_ID, v);
-        }
-        r
-    }
-    fn function(&self, app: &App, name: &str) -> Result<Function, ApiError> {
-        app.store
-            .get_function(name)
-            .map_err(|e| self.internal(e))?
-            .ok_or_else(|| self.fail(FcError::function_not_found(name)))
-    }
     fn version(&self, app: &App, name: &str, id: &str) -> Result<StoredVersion, ApiError> {
         let doc = app
             .store
@@ -164,8 +133,6 @@ impl Ctx {
         serde_json::from_str(&doc).map_err(|e| self.internal(e))
     }
 }
-
-type Reply = Result<Response, ApiError>;
 
 pub async fn publish(State(app): State<Arc<App>>, Path(name): Path<String>, body: Body) -> Reply {
     let c = Ctx::new();

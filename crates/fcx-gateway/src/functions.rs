@@ -37,8 +37,21 @@ fn store_error(e: StoreError) -> FcError {
     }
 }
 
-/// Decodes, checks and stores `code.zipFile`.
-fn store_code(app: &App, zip_base64: &str) -> Result<fcx_store::StoredCode, FcError> {
+/// Records a stored package on the function: FC's CRC-64, fcx's SHA-256 name, the size.
+fn set_code(f: &mut Function, stored: fcx_store::StoredCode) {
+    f.code_checksum = stored.crc64;
+    f.code_sha256 = stored.checksum;
+    f.code_size = stored.size;
+}
+
+/// Decodes, checks and stores `code.zipFile` when the body has one.
+fn store_code(
+    app: &App,
+    code: Option<&fcx_model::Code>,
+) -> Result<Option<fcx_store::StoredCode>, FcError> {
+    let Some(zip_base64) = code.and_then(|c| c.zip_file.as_deref()) else {
+        return Ok(None);
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(zip_base64.trim())
         .map_err(|e| {
@@ -51,6 +64,7 @@ fn store_code(app: &App, zip_base64: &str) -> Result<fcx_store::StoredCode, FcEr
     })?;
     app.code
         .put(&bytes)
+        .map(Some)
         .map_err(|e| FcError::internal(e.to_string()))
 }
 
@@ -69,21 +83,13 @@ pub async fn create(State(app): State<Arc<App>>, body: Body) -> Reply {
         .await
         .map_err(fail)?;
     let input = fcx_model::parse_create(&bytes).map_err(|e| fail(model_error(e)))?;
-    let code = input
-        .code
-        .as_ref()
-        .and_then(|c| c.zip_file.as_deref())
-        .map(|z| store_code(&app, z))
-        .transpose()
-        .map_err(fail)?;
+    let code = store_code(&app, input.code.as_ref()).map_err(fail)?;
     let now = now_rfc3339();
     let function_id = uuid::Uuid::new_v4().to_string();
     let mut f = Function::from_create(input, function_id, &app.region, &app.account_id, &now)
         .map_err(|e| fail(model_error(e)))?;
     if let Some(stored) = code {
-        f.code_checksum = stored.crc64;
-        f.code_sha256 = stored.checksum;
-        f.code_size = stored.size;
+        set_code(&mut f, stored);
     }
     warn_unimplemented(&f);
     app.store
@@ -162,19 +168,11 @@ pub async fn update(State(app): State<Arc<App>>, Path(name): Path<String>, body:
         .get_function(&name)
         .map_err(|e| fail(store_error(e)))?
         .ok_or_else(|| fail(FcError::function_not_found(&name)))?;
-    let code = input
-        .code
-        .as_ref()
-        .and_then(|c| c.zip_file.as_deref())
-        .map(|z| store_code(&app, z))
-        .transpose()
-        .map_err(fail)?;
+    let code = store_code(&app, input.code.as_ref()).map_err(fail)?;
     f.apply_update(input, &now_rfc3339())
         .map_err(|e| fail(model_error(e)))?;
     if let Some(stored) = code {
-        f.code_checksum = stored.crc64;
-        f.code_sha256 = stored.checksum;
-        f.code_size = stored.size;
+        set_code(&mut f, stored);
     }
     warn_unimplemented(&f);
     app.store

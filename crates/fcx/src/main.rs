@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
 /// machine, with FC's exact contract: its API, headers, errors and limits.
 #[derive(Parser)]
@@ -14,6 +16,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: cli::GlobalArgs,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +36,8 @@ more keys: fcx keys create.")]
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(KeysCommand),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,6 +135,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server(args),
         Command::Keys(cmd) => keys(cmd),
+        Command::Client(cmd) => return cli::run(cmd, cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,385 @@
+//! A small signed HTTP client for the FC 3.0 API (2023-03-30): requests are signed with
+//! ACS3-HMAC-SHA256 as the FC SDKs sign them (or sent unsigned to `--auth none` servers).
+
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use anyhow::{anyhow, Context as _};
+use bytes::Bytes;
+use fcx_gateway::auth::canonical;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+
+/// The API version every request names.
+pub const API_VERSION: &str = "2023-03-30";
+
+/// Where the server is and how to sign.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoint: String,
+    /// (AccessKey id, secret); `None` sends unsigned requests.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Reads `access_key_id=` / `access_key_secret=` lines (the server's credentials file).
+pub fn read_credentials_file(path: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading credentials file {}", path.display()))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| anyhow!("{} has no {name} line", path.display()))
+    };
+    Ok((field("access_key_id=")?, field("access_key_secret=")?))
+}
+
+/// An FC error body (`{"Code","Message","RequestId"}`) with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if !self.request_id.is_empty() {
+            write!(f, " (request {})", self.request_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// Whether the request was refused for its signature or AccessKey.
+    pub fn is_auth(&self) -> bool {
+        self.status == 401
+            || self.status == 403
+            || ["Signature", "AccessKey", "Authorization", "Nonce"]
+                .iter()
+                .any(|w| self.code.contains(w))
+            // An unsigned request to a server that wants signatures.
+            || (self.code == "MissingRequiredHeader"
+                && (self.message.contains("Authorization") || self.message.contains("x-acs-")))
+    }
+
+    pub fn from_response(r: &Response) -> ApiError {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+        let mut e = ApiError {
+            status: r.status,
+            code: s("Code"),
+            message: s("Message"),
+            request_id: s("RequestId"),
+        };
+        if e.code.is_empty() {
+            e.code = format!("HTTP{}", r.status);
+            e.message = String::from_utf8_lossy(&r.body).trim().to_owned();
+        }
+        if e.request_id.is_empty() {
+            e.request_id = r.header("x-fc-request-id").unwrap_or("").to_owned();
+        }
+        e
+    }
+}
+
+/// A response: status, headers, whole body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        if self.body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&self.body).context("the server answered with invalid JSON")
+    }
+}
+
+/// The signed client; blocking calls on its own small runtime.
+pub struct Client {
+    config: Config,
+    scheme: String,
+    authority: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Called with (bytes sent, total) while a request body is uploaded.
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+impl Client {
+    pub fn new(config: Config) -> anyhow::Result<Client> {
+        let uri: http::Uri = config
+            .endpoint
+            .parse()
+            .with_context(|| format!("invalid endpoint {:?}", config.endpoint))?;
+        let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+        if scheme != "http" {
+            anyhow::bail!("endpoint {}: only http:// is supported", config.endpoint);
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow!("endpoint {} has no host", config.endpoint))?
+            .to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Client {
+            config,
+            scheme,
+            authority,
+            runtime,
+        })
+    }
+
+    /// Sends a request; non-2xx answers become [`ApiError`] unless `raw`.
+    pub fn call(
+        &self,
+        method: &str,
+        action: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Response> {
+        self.call_with_progress(method, action, path, query, headers, body, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_with_progress(
+        &self,
+        method: &str,
+        action: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        progress: Option<Progress>,
+    ) -> anyhow::Result<Response> {
+        let r = self.send(method, action, path, query, headers, body, progress)?;
+        if !(200..300).contains(&r.status) {
+            return Err(ApiError::from_response(&r).into());
+        }
+        Ok(r)
+    }
+
+    /// Sends a request and returns any answer as it is.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &self,
+        method: &str,
+        action: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        progress: Option<Progress>,
+    ) -> anyhow::Result<Response> {
+        let raw_query: String = query
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    canonical::percent_encode(k),
+                    canonical::percent_encode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let uri = if raw_query.is_empty() {
+            format!("{}://{}{}", self.scheme, self.authority, path)
+        } else {
+            format!("{}://{}{}?{}", self.scheme, self.authority, path, raw_query)
+        };
+        let hashed = hex::encode(Sha256::digest(&body));
+        let date = utc_now();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let mut signed: Vec<(&str, &str)> = vec![
+            ("host", &self.authority),
+            ("x-acs-action", action),
+            ("x-acs-content-sha256", &hashed),
+            ("x-acs-date", &date),
+            ("x-acs-signature-nonce", &nonce),
+            ("x-acs-version", API_VERSION),
+        ];
+        let mut builder = http::Request::builder().method(method).uri(&uri);
+        for (k, v) in &signed {
+            if *k != "host" {
+                builder = builder.header(*k, *v);
+            }
+        }
+        builder = builder.header("host", &self.authority);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            builder = builder.header("content-type", "application/json");
+        }
+        builder = builder.header("user-agent", concat!("fcx/", env!("CARGO_PKG_VERSION")));
+        if let Some((id, secret)) = &self.config.credentials {
+            signed.sort_unstable();
+            let auth = canonical::authorization(
+                method,
+                path,
+                (!raw_query.is_empty()).then_some(raw_query.as_str()),
+                &signed,
+                &hashed,
+                id,
+                secret,
+            );
+            builder = builder.header("authorization", auth);
+        }
+        let request = builder.body(ProgressBody::new(body, progress))?;
+        let endpoint = self.config.endpoint.clone();
+        self.runtime.block_on(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<ProgressBody>();
+            let resp = client
+                .request(request)
+                .await
+                .map_err(|e| anyhow!("cannot reach {endpoint}: {e}"))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| anyhow!("reading the answer of {endpoint}: {e}"))?
+                .to_bytes();
+            Ok(Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        })
+    }
+}
+
+/// Percent-encodes a path segment (function, alias names).
+pub fn seg(s: &str) -> String {
+    canonical::percent_encode(s)
+}
+
+/// A request body sent in chunks, reporting progress.
+pub struct ProgressBody {
+    data: Bytes,
+    sent: usize,
+    progress: Option<Progress>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ProgressBody {
+    fn new(data: Vec<u8>, progress: Option<Progress>) -> Self {
+        ProgressBody {
+            data: Bytes::from(data),
+            sent: 0,
+            progress,
+        }
+    }
+}
+
+impl Body for ProgressBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.sent >= this.data.len() {
+            return Poll::Ready(None);
+        }
+        let end = (this.sent + CHUNK).min(this.data.len());
+        let chunk = this.data.slice(this.sent..end);
+        this.sent = end;
+        if let Some(p) = this.progress.as_mut() {
+            p(this.sent as u64, this.data.len() as u64);
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.data.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
+
+/// Now as `%Y-%m-%dT%H:%M:%SZ` (UTC).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+fn format_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+    }
+
+    #[test]
+    fn reads_error_bodies() {
+        let r = Response {
+            status: 404,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(
+                br#"{"Code":"FunctionNotFound","Message":"no f","RequestId":"r1"}"#,
+            ),
+        };
+        let e = ApiError::from_response(&r);
+        assert_eq!(e.to_string(), "FunctionNotFound: no f (request r1)");
+        assert!(!e.is_auth());
+    }
+}

@@ -299,3 +299,66 @@ resources:
     let unsigned = fcx(&server, &["ls"]);
     assert_eq!(unsigned.status.code(), Some(3), "{}", describe(&unsigned));
 }
+
+#[test]
+fn invoke_reads_stdin_and_async_prints_the_request_id() {
+    use std::io::Write;
+    let server = Server::start();
+    server.create_function(support::testfn_function("echo", json!({})));
+    let mut child = Command::new(support::fcx_bin())
+        .args(["invoke", "echo"])
+        .env("FCX_ENDPOINT", format!("http://{}", server.addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo:from-stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("from-stdin"),
+        "{}",
+        describe(&out)
+    );
+
+    let a = fcx(
+        &server,
+        &[
+            "invoke", "echo", "--event", "echo:x", "--async", "--output", "json",
+        ],
+    );
+    assert_eq!(a.status.code(), Some(0), "{}", describe(&a));
+    let v: Value = serde_json::from_slice(&a.stdout).expect("async json");
+    assert!(!v["requestId"].as_str().unwrap_or("").is_empty(), "{v}");
+
+    // Aliases with an additional version weight.
+    for _ in 0..2 {
+        let p = fcx(&server, &["versions", "publish", "echo"]);
+        assert_eq!(p.status.code(), Some(0), "{}", describe(&p));
+    }
+    let vs = fcx(&server, &["versions", "echo", "--output", "json"]);
+    let versions: Value = serde_json::from_slice(&vs.stdout).expect("versions json");
+    assert_eq!(versions.as_array().map(Vec::len), Some(2), "{versions}");
+    let s = fcx(
+        &server,
+        &["alias", "set", "echo", "live", "1", "--weight", "2=0.2"],
+    );
+    assert_eq!(s.status.code(), Some(0), "{}", describe(&s));
+    let ls = fcx(&server, &["alias", "ls", "echo", "--output", "json"]);
+    let aliases: Value = serde_json::from_slice(&ls.stdout).expect("alias json");
+    assert_eq!(
+        aliases[0]["additionalVersionWeight"]["2"],
+        json!(0.2),
+        "{aliases}"
+    );
+    let s = fcx(&server, &["alias", "set", "echo", "live", "2"]);
+    assert_eq!(s.status.code(), Some(0), "{}", describe(&s));
+    let rm = fcx(&server, &["alias", "rm", "echo", "live"]);
+    assert_eq!(rm.status.code(), Some(0), "{}", describe(&rm));
+}

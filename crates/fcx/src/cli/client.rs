@@ -257,7 +257,7 @@ impl Client {
             let resp = client
                 .request(request)
                 .await
-                .map_err(|e| anyhow!("cannot reach {endpoint}: {e}"))?;
+                .map_err(|e| anyhow!("cannot reach {endpoint}: {}", chain(&e)))?;
             let (parts, body) = resp.into_parts();
             let body = body
                 .collect()
@@ -271,6 +271,18 @@ impl Client {
             })
         })
     }
+}
+
+/// An error and its sources, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// Percent-encodes a path segment (function, alias names).

@@ -123,6 +123,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth refused, 4 the function failed.")]
         #[command(subcommand)]
         action: Option<VersionsAction>,
         /// Function name (list).
+        #[arg(required = true)]
         name: Option<String>,
     },
     /// Manage a function's aliases.

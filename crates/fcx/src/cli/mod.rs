@@ -148,7 +148,12 @@ is zipped (modes and symlinks kept), `triggers:` are created, `${env(NAME)}` and
 in a warning; `region` is ignored (fcx has one region).")]
     Deploy {
         /// The project file.
-        #[arg(short = 'f', long = "template", default_value = "s.yaml")]
+        #[arg(
+            short = 'f',
+            long = "template",
+            short_alias = 't',
+            default_value = "s.yaml"
+        )]
         file: PathBuf,
     },
 }

@@ -9,6 +9,7 @@ mod ctx;
 pub mod error;
 mod functions;
 mod invoke;
+mod logs;
 mod routes;
 mod scaling;
 pub mod server;

@@ -11,7 +11,7 @@ use fcx_protocol::{ApiFlavor, FcError};
 use crate::auth::Verifier;
 use crate::error::ApiError;
 use crate::state::{new_request_id, App};
-use crate::{async_api, functions, invoke, scaling};
+use crate::{async_api, functions, invoke, logs, scaling};
 
 /// Every route; with a verifier, each request (unknown paths too) must be signed.
 pub fn router(app: Arc<App>, verifier: Option<Arc<Verifier>>) -> Router {
@@ -75,6 +75,10 @@ pub fn router(app: Arc<App>, verifier: Option<Arc<Verifier>>) -> Router {
         .route(
             "/2023-03-30/functions/{name}/async-tasks/{task_id}/stop",
             not_supported(axum::routing::put(async_api::stop_task)),
+        )
+        .route(
+            "/2023-03-30/functions/{name}/logs",
+            not_supported(get(logs::get_logs)),
         )
         .route(
             "/2023-03-30/functions/{name}/instances",

@@ -172,6 +172,7 @@ pub async fn run(
         scheduler,
         asyncs,
         aliases: Default::default(),
+        log_dir: data_dir.join("logs"),
         region: config.region.clone(),
         account_id,
     });
@@ -233,6 +234,10 @@ pub async fn run(
         tokio::task::spawn_blocking(move || root.remove())
             .await
             .ok();
+    }
+    // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing behind.
+    if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+        tracing::warn!(dir = %run_dir.display(), error = %e, "cannot remove the run dir");
     }
     served
         .map_err(|e| ServerError::Refused(format!("server task failed: {e}")))?

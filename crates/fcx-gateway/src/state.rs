@@ -13,6 +13,8 @@ pub struct App {
     pub asyncs: Arc<fcx_async::AsyncService>,
     /// Aliases, for qualifier resolution on the invoke path.
     pub aliases: crate::versions::AliasCache,
+    /// `<data dir>/logs`: one directory per function, one file per instance.
+    pub log_dir: std::path::PathBuf,
     pub region: String,
     pub account_id: String,
 }

@@ -134,6 +134,28 @@ impl InstanceLog {
         state.captures.remove(request_id);
     }
 
+    /// Ends a request from synchronous code (a streamed answer's end): when every byte the
+    /// process wrote is already read (the usual case: one `FIONREAD`), the marker is written
+    /// at once; otherwise a task writes it once the reader caught up, so the request's lines
+    /// stay between its markers in the stored log.
+    pub fn end_when_settled(self: &Arc<Self>, request_id: &str, marker: String) {
+        let settled = {
+            let fd = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
+            let _state = self.lock();
+            fd.map(sys::pending_bytes).unwrap_or(0) == 0
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if !settled => {
+                let (log, rid) = (Arc::clone(self), request_id.to_owned());
+                rt.spawn(async move {
+                    log.settle().await;
+                    log.end_now(&rid, &marker);
+                });
+            }
+            _ => self.end_now(request_id, &marker),
+        }
+    }
+
     /// Waits (briefly, bounded) until the output pipe holds no unread bytes.
     pub async fn settle(&self) {
         for _ in 0..200 {
@@ -148,6 +170,14 @@ impl InstanceLog {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Writes buffered lines (markers above all) to the log file. The scheduler calls it
+    /// periodically, so the hot path never waits on a file write.
+    pub fn flush(&self) {
+        if let Some(f) = self.lock().file.as_mut() {
+            let _ = f.flush();
         }
     }
 

@@ -22,6 +22,9 @@ pub async fn run(scheduler: Weak<Scheduler>) {
         };
         let pools: Vec<Arc<Pool>> = sched.pools().values().cloned().collect();
         for pool in pools {
+            for slot in pool.slots() {
+                slot.instance.log().flush();
+            }
             pool.forget_dead();
             keep_minimum(&sched, &pool);
             reclaim_idle(&sched, &pool);

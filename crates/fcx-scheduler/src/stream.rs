@@ -51,7 +51,7 @@ impl InvocationBody {
                 .slot
                 .instance
                 .log()
-                .end_now(&self.request_id, &logs::invoke_end(&self.request_id));
+                .end_when_settled(&self.request_id, logs::invoke_end(&self.request_id));
         }
     }
 }

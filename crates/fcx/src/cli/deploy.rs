@@ -392,7 +392,27 @@ fn add_dir(
 }
 
 /// Deploys every fc3 resource of `file`.
+/// `fcx deploy`: applies the project and prints one line (or JSON object) per resource.
 pub fn deploy(client: &Client, file: &Path, json_out: bool) -> anyhow::Result<u8> {
+    let results = apply(client, file)?;
+    if json_out {
+        print_json(&Value::Array(results));
+    } else {
+        for r in &results {
+            println!(
+                "{}\t{}\t{}",
+                r["resource"].as_str().unwrap_or(""),
+                r["functionName"].as_str().unwrap_or(""),
+                r["action"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Creates or updates every fc3 resource of the project file; one JSON object per resource
+/// (`resource`, `functionName`, `action`, `function`, `triggers`).
+pub fn apply(client: &Client, file: &Path) -> anyhow::Result<Vec<Value>> {
     let project = load(file)?;
     for w in &project.warnings {
         eprintln!("{} {w}", paint_err("warning:", "1;33"));
@@ -501,19 +521,7 @@ pub fn deploy(client: &Client, file: &Path, json_out: bool) -> anyhow::Result<u8
             "triggers": trigger_names,
         }));
     }
-    if json_out {
-        print_json(&Value::Array(results));
-    } else {
-        for r in &results {
-            println!(
-                "{}\t{}\t{}",
-                r["resource"].as_str().unwrap_or(""),
-                r["functionName"].as_str().unwrap_or(""),
-                r["action"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(0)
+    Ok(results)
 }
 
 /// An upload progress bar, when stderr is a terminal.

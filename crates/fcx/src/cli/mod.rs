@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod deploy;
+pub mod local;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -135,6 +136,27 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth refused, 4 the function failed.")]
   fcx alias rm my-fn prod"
     )]
     Alias(AliasAction),
+    /// Print a function's logs: instance output with FC's per-request markers.
+    #[command(after_help = "Examples:
+  fcx logs my-fn                                  # the last 200 lines
+  fcx logs my-fn --request-id 1f0c2d9e-...        # one request, Start to End marker
+  fcx logs my-fn --follow                         # keep printing new lines (Ctrl-C stops)")]
+    Logs {
+        /// Function name.
+        name: String,
+        /// Only the lines of this request (between its FC Invoke Start/End markers).
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Keep polling and print new lines as they are written.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many of the latest lines to print first.
+        #[arg(long, default_value_t = 200)]
+        tail: usize,
+    },
+    /// Run a function without a server (`local invoke`).
+    #[command(subcommand)]
+    Local(LocalAction),
     /// Deploy the fc3 resources of a Serverless Devs project file (s.yaml).
     #[command(after_help = "Examples:
   fcx deploy                         # ./s.yaml
@@ -155,6 +177,48 @@ in a warning; `region` is ignored (fcx has one region).")]
             default_value = "s.yaml"
         )]
         file: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum LocalAction {
+    /// Invoke a code folder or an s.yaml project once, on a private server that is started
+    /// and stopped around the call (needs root, like `fcx server`).
+    #[command(after_help = "Examples:
+  fcx local invoke --code examples/express-event --initializer --event '{\"k\":1}' -- node server.js
+  fcx local invoke --code examples/python-event --non-web-server --event '{\"k\":1}' -- python3 main.py
+  fcx local invoke -f examples/sdeploy/s.yaml --event '{}' --tail")]
+    Invoke {
+        /// Project file to deploy (its fc3 functions); choose one with --function.
+        #[arg(short = 'f', long = "template", conflicts_with = "code")]
+        template: Option<PathBuf>,
+        /// Function to invoke (with -f), or the name to give the code folder's function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Code folder to run (with the start command after `--`).
+        #[arg(long)]
+        code: Option<PathBuf>,
+        /// Port the server in the folder listens on.
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Call POST /initialize once before the invocation.
+        #[arg(long)]
+        initializer: bool,
+        /// Non-web-server mode: run the command once with FC_CUSTOM_CONTAINER_EVENT.
+        #[arg(long = "non-web-server")]
+        non_web: bool,
+        /// The event, as given.
+        #[arg(long, conflicts_with = "event_file")]
+        event: Option<String>,
+        /// Read the event from this file.
+        #[arg(long)]
+        event_file: Option<PathBuf>,
+        /// Print the function's log to stderr.
+        #[arg(long)]
+        tail: bool,
+        /// Start command of the code folder (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
     },
 }
 
@@ -547,6 +611,123 @@ fn execute(cmd: ClientCommand, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         ClientCommand::Alias(action) => alias(&client, action, json_out),
         ClientCommand::Deploy { file } => deploy::deploy(&client, &file, json_out),
+        ClientCommand::Logs {
+            name,
+            request_id,
+            follow,
+            tail,
+        } => logs(
+            &client,
+            &name,
+            request_id.as_deref(),
+            follow,
+            tail,
+            json_out,
+        ),
+        ClientCommand::Local(LocalAction::Invoke {
+            template,
+            function,
+            code,
+            port,
+            initializer,
+            non_web,
+            event,
+            event_file,
+            tail,
+            command,
+        }) => {
+            let spec = local::LocalFunction {
+                template: template.as_deref(),
+                function: function.as_deref(),
+                code: code.as_deref(),
+                command: &command,
+                port,
+                initializer,
+                non_web,
+            };
+            if spec.template.is_none() && spec.command.is_empty() {
+                return Err(anyhow!(
+                    "give the folder's start command after `--`, e.g. -- node server.js"
+                ));
+            }
+            let server = local::start_server()?;
+            let name = local::deploy_local(&server, &spec)?;
+            let private = GlobalArgs {
+                endpoint: server.endpoint.clone(),
+                access_key_id: None,
+                access_key_secret: None,
+                credentials: None,
+                output: global.output,
+            };
+            execute(
+                ClientCommand::Invoke {
+                    name,
+                    event,
+                    event_file,
+                    qualifier: None,
+                    is_async: false,
+                    tail,
+                },
+                &private,
+            )
+        }
+    }
+}
+
+/// `fcx logs`: prints the lines, then with `follow` polls for new ones every second.
+fn logs(
+    client: &Client,
+    name: &str,
+    request_id: Option<&str>,
+    follow: bool,
+    tail: usize,
+    json_out: bool,
+) -> anyhow::Result<u8> {
+    let tail = tail.clamp(1, 10_000).to_string();
+    let mut since: Option<String> = None;
+    loop {
+        let mut q: Vec<(&str, &str)> = vec![("tail", &tail)];
+        if let Some(r) = request_id {
+            q.push(("requestId", r));
+        }
+        if let Some(s) = &since {
+            q.push(("since", s));
+        }
+        let v = client
+            .call(
+                "GET",
+                "GetFunctionLogs",
+                &format!("{}/logs", fn_path(name)),
+                &q,
+                &[],
+                Vec::new(),
+            )?
+            .json()?;
+        for line in v
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if json_out {
+                let _ = writeln!(std::io::stdout(), "{line}");
+            } else {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{} {}",
+                    paint_out(str_of(line, "instanceId"), "2"),
+                    str_of(line, "line")
+                );
+            }
+        }
+        if !follow {
+            return Ok(0);
+        }
+        since = v
+            .get("nextToken")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 

@@ -142,3 +142,33 @@ fn logs_show_a_request_between_its_markers_and_follow_new_lines() {
     let nofn = server.request("GET", "/2023-03-30/functions/none/logs", &[], b"");
     assert_eq!(nofn.status, 404);
 }
+
+#[test]
+fn readme_shows_the_current_help_of_every_command() {
+    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
+    for cmd in [
+        "",
+        "server",
+        "keys create",
+        "invoke",
+        "ls",
+        "get",
+        "rm",
+        "versions",
+        "alias",
+        "deploy",
+        "logs",
+        "local invoke",
+    ] {
+        let out = Command::new(support::fcx_bin())
+            .args(cmd.split_whitespace())
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            readme.contains(help.trim_end()),
+            "README.md lacks the current `fcx {cmd} --help`; regenerate that section"
+        );
+    }
+}

@@ -64,5 +64,12 @@ instances). Try:
   curl $API/functions
   curl $API/functions/express-event
   curl $API/functions/express-event/invocations      # a browser GET: 400 PathNotSupported
+  $FCX --endpoint http://$LISTEN invoke express-event --event '{"k":1}' --tail
+  $FCX --endpoint http://$LISTEN logs express-event
+
+This server runs with --auth none (development). Without it, fcx checks the signature the
+FC SDKs send: the first start writes <data dir>/credentials, and
+  $FCX --credentials .fcx/credentials invoke NAME --event '{}'
+or any FC 3.0 SDK with that AccessKey works unchanged (README: Authentication).
 EOT
 wait "$server"

@@ -89,12 +89,7 @@ fn check_destination(field: &str, d: &Option<Destination>) -> Result<(), ModelEr
 
 /// Parses and validates a PutAsyncInvokeConfig body.
 pub fn parse_async_config(body: &[u8]) -> Result<AsyncConfig, ModelError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let config: AsyncConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ModelError::new(field, e.into_inner().to_string())
-    })?;
+    let config: AsyncConfig = crate::parse_body(body)?;
     if let Some(n) = config.max_async_retry_attempts {
         if n > MAX_RETRY_ATTEMPTS {
             return Err(ModelError::new(

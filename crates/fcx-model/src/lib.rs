@@ -78,3 +78,14 @@ impl ModelError {
         }
     }
 }
+
+/// Deserializes a JSON request body, naming the offending field path in the error (`body`
+/// when the document itself is wrong). Shared by every body parser of this crate.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ModelError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ModelError::new(field, e.into_inner().to_string())
+    })
+}

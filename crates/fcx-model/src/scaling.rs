@@ -73,12 +73,7 @@ pub struct ScalingInput {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ModelError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ModelError::new(field, e.into_inner().to_string())
-    })
+    crate::parse_body(body)
 }
 
 fn at_most(field: &str, value: Option<u32>, max: u32) -> Result<(), ModelError> {

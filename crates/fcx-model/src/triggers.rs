@@ -60,12 +60,7 @@ pub struct TriggerInput {
 
 /// Parses CreateTrigger (`create`) or UpdateTrigger and checks FC's rules.
 pub fn parse_trigger(body: &[u8], create: bool) -> Result<TriggerInput, ModelError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: TriggerInput = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ModelError::new(field, e.into_inner().to_string())
-    })?;
+    let input: TriggerInput = crate::parse_body(body)?;
     if create {
         let name = input
             .trigger_name

@@ -56,12 +56,7 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Model
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ModelError::new(field, e.into_inner().to_string())
-    })
+    crate::parse_body(body)
 }
 
 pub fn parse_publish(body: &[u8]) -> Result<PublishVersionInput, ModelError> {

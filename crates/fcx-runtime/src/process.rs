@@ -281,6 +281,7 @@ mod tests {
             env: vec![],
             port: 9000,
             start_timeout: Duration::from_secs(2),
+            internet_access: false,
         }
     }
 

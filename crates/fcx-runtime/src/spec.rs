@@ -18,6 +18,9 @@ pub struct InstanceSpec {
     pub port: u16,
     /// How long the server may take to listen.
     pub start_timeout: Duration,
+    /// Whether the instance gets outbound networking (`internetAccess`); otherwise its
+    /// namespace has loopback only.
+    pub internet_access: bool,
 }
 
 /// Why a process ended.

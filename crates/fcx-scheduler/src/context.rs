@@ -49,6 +49,7 @@ pub fn instance_spec(
         env,
         port,
         start_timeout: config.start_timeout,
+        internet_access: f.internet_access,
     }
 }
 

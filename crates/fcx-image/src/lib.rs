@@ -1,0 +1,51 @@
+//! OCI images: pull from registries (anonymous, basic and bearer-token auth), import OCI image
+//! layouts and `docker save` archives, verify every blob's digest, and unpack layers (whiteouts,
+//! opaque directories, links kept inside the rootfs) into a digest-keyed rootfs cache shared by
+//! all instances. Also builds images from files ([`build`]), which tests and benchmarks use
+//! to make real images without Docker.
+
+pub mod build;
+mod error;
+
+pub use error::ImageError;
+
+use std::path::PathBuf;
+
+/// What the OCI backend needs from an image: its unpacked root filesystem and the parts of
+/// its config that shape the container's process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Image {
+    /// Manifest digest (`sha256:<hex>`): the cache key.
+    pub digest: String,
+    /// The unpacked, flattened rootfs (read-only by convention: instances mount it as an
+    /// overlay lower directory).
+    pub rootfs: PathBuf,
+    pub config: ImageConfig,
+}
+
+/// The process-shaping part of an image config (`config` in the OCI image config JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub working_dir: String,
+    /// `user`, `uid`, `user:group` or `uid:gid`; empty means root.
+    pub user: String,
+    /// `os/architecture`, e.g. `linux/amd64`.
+    pub platform: String,
+}
+
+/// Per-function registry settings (FC 3.0's `customContainerConfig.registryConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// `authConfig.userName` / `authConfig.password`; `None`: anonymous (bearer tokens
+    /// are still fetched anonymously when the registry asks for them).
+    pub credentials: Option<(String, String)>,
+    /// `certConfig.insecure`: accept any TLS certificate.
+    pub insecure: bool,
+    /// `certConfig.rootCaCertBase64`, decoded: an extra PEM root certificate.
+    pub root_ca_pem: Option<Vec<u8>>,
+}

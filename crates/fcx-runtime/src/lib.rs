@@ -5,6 +5,8 @@
 pub mod body;
 pub mod cgroup;
 pub mod code;
+pub mod egress;
+pub mod host;
 mod instance;
 pub mod logs;
 pub mod netns;

@@ -6,8 +6,12 @@
 
 pub mod build;
 mod error;
+pub mod media;
+mod registry;
 
+pub use build::{push_index, Compression, ImageBuilder, Layer};
 pub use error::ImageError;
+pub use registry::{is_loopback_registry, parse_reference};
 
 use std::path::PathBuf;
 

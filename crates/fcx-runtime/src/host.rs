@@ -1,1 +1,502 @@
-//! placeholder (host checks work)
+//! Can this host run OCI (custom-container) instances? Each check tries the real thing where
+//! it can (runs the runtime, mounts an overlay, creates a network namespace) and says exactly
+//! what to run when it fails. The server calls [`ensure_oci_ready`] before it starts the OCI
+//! backend; `fcx doctor` prints [`check_host`]'s list and can apply [`fix_hybrid_cgroups`].
+
+mod cgroups;
+mod probe;
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+pub use cgroups::{
+    hybrid_fix_command, parse_controllers, parse_mountinfo, Layout as CgroupLayout, MountEntry,
+};
+pub use probe::find_executable;
+
+/// Check names, in the order [`check_host`] returns them.
+pub const ROOT: &str = "root";
+pub const RUNTIME: &str = "oci runtime";
+pub const CGROUPS: &str = "cgroups";
+pub const CONTROLLERS: &str = "cgroup controllers";
+pub const OVERLAYFS: &str = "overlayfs";
+pub const NETNS: &str = "network namespaces";
+pub const PASTA: &str = "pasta";
+
+/// Controllers the OCI backend puts limits on (memorySize, cpu, process count).
+const CONTROLLERS_NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// How long `<runtime> --version` may take.
+const VERSION_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// What fails when a check fails: the whole OCI backend, or only instances with
+/// `internetAccess: true` (the server decides what is fatal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Oci,
+    Egress,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found, or what went wrong.
+    pub detail: String,
+    /// The command (or step) that fixes a Warn or Fail.
+    pub fix: Option<String>,
+    pub need: Need,
+    /// [`fix_hybrid_cgroups`] (`fcx doctor --fix`) applies `fix`.
+    pub fixable: bool,
+}
+
+impl Check {
+    fn new(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            status,
+            detail: detail.into(),
+            fix: None,
+            need: Need::Oci,
+            fixable: false,
+        }
+    }
+
+    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+        Check::new(name, Status::Ok, detail)
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check::new(name, Status::Fail, detail).with_fix(fix)
+    }
+
+    fn with_fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Runs every host check for the OCI backend with `runtime` (`crun`, `runc`, `youki` or a
+/// path), testing overlay mounts on the filesystem of `data_dir` (or of its nearest existing
+/// parent when it does not exist yet).
+pub fn check_host(runtime: &str, data_dir: &Path) -> Vec<Check> {
+    let root = crate::sys::is_root();
+    let layout = cgroups::Layout::current();
+    vec![
+        check_root(root),
+        check_runtime(runtime),
+        check_cgroups(&layout, runtime),
+        check_controllers(&layout),
+        check_overlay(data_dir, root),
+        check_netns(root),
+        check_pasta(),
+    ]
+}
+
+/// Moves every controller a hybrid host's cgroup2 mount still owns to a v1 hierarchy of its
+/// own (`mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), so crun accepts the host.
+/// Idempotent: `Ok(false)` when nothing needed changing. Lasts until the next reboot.
+pub fn fix_hybrid_cgroups() -> io::Result<bool> {
+    cgroups::fix_hybrid()
+}
+
+/// `Err` with every failing check needed by the OCI backend and its fix, one per line: the
+/// server refuses to start the OCI backend with this message.
+pub fn ensure_oci_ready(runtime: &str, data_dir: &Path) -> Result<(), String> {
+    match failure_report(&check_host(runtime, data_dir), Need::Oci) {
+        Some(report) => Err(report),
+        None => Ok(()),
+    }
+}
+
+/// The failing checks of `checks` needed for `need`, with their fixes; `None` when none fail.
+pub fn failure_report(checks: &[Check], need: Need) -> Option<String> {
+    let failed: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status == Status::Fail && c.need == need)
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let mut out = match need {
+        Need::Oci => "this host cannot run OCI (custom-container) instances:\n".to_string(),
+        Need::Egress => "instances with internetAccess cannot reach the network:\n".to_string(),
+    };
+    for c in &failed {
+        let _ = writeln!(out, "  - {}: {}", c.name, c.detail);
+        if let Some(fix) = &c.fix {
+            let _ = writeln!(out, "    fix: {fix}");
+        }
+    }
+    out.push_str("`fcx doctor` checks the host again");
+    if failed.iter().any(|c| c.fixable) {
+        out.push_str("; `fcx doctor --fix` applies the cgroup fix");
+    }
+    out.push('.');
+    Some(out)
+}
+
+fn check_root(root: bool) -> Check {
+    if root {
+        Check::ok(ROOT, "running as root (uid 0)")
+    } else {
+        Check::fail(
+            ROOT,
+            "not running as root: containers need mounts, namespaces and cgroups",
+            "run fcx as root (sudo fcx ...)",
+        )
+    }
+}
+
+fn install_hint(runtime: &str) -> String {
+    match runtime {
+        "crun" | "runc" => format!("apt-get install -y {runtime}"),
+        "youki" => "install youki from https://github.com/youki-dev/youki/releases into \
+                    /usr/local/bin, or use crun: apt-get install -y crun"
+            .to_string(),
+        _ => {
+            format!("put an OCI runtime binary at {runtime}, or use crun: apt-get install -y crun")
+        }
+    }
+}
+
+fn check_runtime(runtime: &str) -> Check {
+    let Some(bin) = probe::find_executable(runtime) else {
+        let detail = if runtime.contains('/') {
+            format!("OCI runtime {runtime} not found (no executable file there)")
+        } else {
+            format!("OCI runtime '{runtime}' not found in $PATH or /usr/sbin, /usr/bin, /sbin")
+        };
+        return Check::fail(RUNTIME, detail, install_hint(runtime));
+    };
+    match probe::version_line(&bin, VERSION_LIMIT) {
+        Ok(version) if !version.is_empty() => {
+            Check::ok(RUNTIME, format!("{}: {version}", bin.display()))
+        }
+        Ok(_) => Check::fail(
+            RUNTIME,
+            format!(
+                "{} --version printed nothing: not an OCI runtime?",
+                bin.display()
+            ),
+            install_hint(runtime),
+        ),
+        Err(e) => Check::fail(RUNTIME, e, install_hint(runtime)),
+    }
+}
+
+fn is_crun(runtime: &str) -> bool {
+    Path::new(runtime)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("crun"))
+}
+
+fn check_cgroups(layout: &io::Result<cgroups::Layout>, runtime: &str) -> Check {
+    use cgroups::Layout;
+    let layout = match layout {
+        Ok(l) => l,
+        Err(e) => {
+            return Check::fail(
+                CGROUPS,
+                format!("cannot read /proc/self/mountinfo: {e}"),
+                "mount -t proc proc /proc",
+            )
+        }
+    };
+    let Layout::Hybrid { unified, .. } = layout else {
+        return match layout {
+            Layout::None => Check::fail(
+                CGROUPS,
+                layout.describe(),
+                "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
+            ),
+            _ => Check::ok(CGROUPS, layout.describe()),
+        };
+    };
+    let owned = match cgroups::hybrid_v2_controllers(unified) {
+        Ok(c) => c,
+        Err(e) => {
+            return Check::new(
+                CGROUPS,
+                Status::Warn,
+                format!(
+                    "{}; cannot read {}/cgroup.controllers: {e}",
+                    layout.describe(),
+                    unified.display()
+                ),
+            )
+        }
+    };
+    if owned.is_empty() {
+        return Check::ok(
+            CGROUPS,
+            format!("{} (owns no controllers)", layout.describe()),
+        );
+    }
+    // crun refuses any container on such a host; runc copes with it.
+    let status = if is_crun(runtime) {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
+    let mut check = Check::new(
+        CGROUPS,
+        status,
+        format!(
+            "{}, which still owns controllers: {}. crun refuses every container here \
+             (\"cgroups in hybrid mode not supported, drop all controllers from cgroupv2\")",
+            layout.describe(),
+            owned.join(" ")
+        ),
+    )
+    .with_fix(hybrid_fix_command(&layout.v1_parent(), &owned));
+    check.fixable = true;
+    check
+}
+
+/// `/proc/cgroups`: which controllers the kernel has, and whether each is enabled.
+fn kernel_controllers() -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.first()?.to_string(), *f.get(3)? == "1"))
+        })
+        .collect()
+}
+
+fn check_controllers(layout: &io::Result<cgroups::Layout>) -> Check {
+    let Ok(layout) = layout else {
+        return Check::fail(
+            CONTROLLERS,
+            "cgroup layout unknown",
+            "see the cgroups check",
+        );
+    };
+    let v2 = match layout {
+        cgroups::Layout::Unified { mount } => {
+            cgroups::hybrid_v2_controllers(mount).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let missing: Vec<String> = CONTROLLERS_NEEDED
+        .iter()
+        .filter(|c| !layout.has_controller(c, &v2))
+        .map(|c| c.to_string())
+        .collect();
+    let version = match layout {
+        cgroups::Layout::Unified { .. } => "v2",
+        _ => "v1",
+    };
+    if missing.is_empty() {
+        return Check::ok(
+            CONTROLLERS,
+            format!("{} available ({version})", CONTROLLERS_NEEDED.join(", ")),
+        );
+    }
+    let kernel = kernel_controllers();
+    let disabled: Vec<&String> = missing
+        .iter()
+        .filter(|m| !kernel.iter().any(|(k, on)| k == *m && *on))
+        .collect();
+    let detail = format!("missing: {} (limits need them)", missing.join(", "));
+    let fix = if !disabled.is_empty() {
+        format!(
+            "the kernel lacks or disables {}: boot without cgroup_disable=... on the kernel \
+             command line (or with a kernel built with them)",
+            disabled
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if version == "v1" {
+        hybrid_fix_command(&layout.v1_parent(), &missing)
+    } else {
+        "boot with the controllers enabled (systemd.unified_cgroup_hierarchy=1)".to_string()
+    };
+    Check::fail(CONTROLLERS, detail, fix)
+}
+
+/// The filesystem type `path` lives on (longest mount point prefix).
+fn fstype_of(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let path = path.canonicalize().ok()?;
+    parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .map(|m| m.fstype)
+}
+
+fn check_overlay(data_dir: &Path, root: bool) -> Check {
+    let listed = std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+    });
+    let base = probe::existing_ancestor(data_dir);
+    let fs = fstype_of(&base).unwrap_or_else(|| "unknown fs".to_string());
+    let place = if std::path::absolute(data_dir).is_ok_and(|abs| abs == base) {
+        format!("{} ({fs})", base.display())
+    } else {
+        format!(
+            "{} ({fs}; the data dir {} does not exist yet)",
+            base.display(),
+            data_dir.display()
+        )
+    };
+    match probe::overlay_mount(&base) {
+        Ok(()) => Check::ok(
+            OVERLAYFS,
+            format!("test overlay mounted and written in {place}"),
+        ),
+        Err(e) => {
+            let fix = if !root {
+                "run fcx as root".to_string()
+            } else if !listed {
+                "modprobe overlay".to_string()
+            } else {
+                format!("use a data dir on ext4, xfs or tmpfs (not {fs}): --data-dir /var/lib/fcx")
+            };
+            let listed = if listed {
+                ""
+            } else {
+                "; overlay is not in /proc/filesystems"
+            };
+            Check::fail(
+                OVERLAYFS,
+                format!("test mount in {place} failed: {e}{listed}"),
+                fix,
+            )
+        }
+    }
+}
+
+fn check_netns(root: bool) -> Check {
+    match probe::network_namespace() {
+        Ok(()) => Check::ok(NETNS, "created one with loopback up"),
+        Err(e) => Check::fail(
+            NETNS,
+            e,
+            if root {
+                "allow network namespaces (sysctl user.max_net_namespaces > 0; in a container, \
+                 run it with CAP_SYS_ADMIN / --privileged)"
+            } else {
+                "run fcx as root"
+            },
+        ),
+    }
+}
+
+fn check_pasta() -> Check {
+    let mut check = match probe::find_executable("pasta") {
+        Some(bin) => {
+            let version = probe::version_line(&bin, VERSION_LIMIT).unwrap_or_default();
+            Check::ok(
+                PASTA,
+                format!("{} {version} (egress for internetAccess)", bin.display())
+                    .replace("  (", " ("),
+            )
+        }
+        None => Check::fail(
+            PASTA,
+            "pasta not found: instances with internetAccess true cannot reach the network",
+            "apt-get install -y passt",
+        ),
+    };
+    check.need = Need::Egress;
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_host_on_this_machine_lists_every_check_with_fixes_for_failures() {
+        let data = std::env::temp_dir().join("fcx-host-test-no-such-dir");
+        let checks = check_host("crun", &data);
+        let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [ROOT, RUNTIME, CGROUPS, CONTROLLERS, OVERLAYFS, NETNS, PASTA]
+        );
+        for c in &checks {
+            assert!(!c.detail.is_empty(), "{c:?}");
+            if c.status == Status::Fail {
+                assert!(
+                    c.fix.is_some(),
+                    "a failing check must say how to fix it: {c:?}"
+                );
+            }
+        }
+        if crate::sys::is_root() {
+            assert_eq!(checks[0].status, Status::Ok);
+            // Root can always create a network namespace on Linux.
+            assert_eq!(checks[5].status, Status::Ok, "{:?}", checks[5]);
+        }
+        // The overlay probe cleans up after itself, and did not create the data dir.
+        assert!(!data.exists());
+        let leftovers = std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".fcx-host-check-{}-", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+        match ensure_oci_ready("crun", &data) {
+            Ok(()) => assert!(failure_report(&checks, Need::Oci).is_none()),
+            Err(report) => assert!(report.contains("fix: "), "{report}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_runtime_fails_with_what_to_install() {
+        let c = check_runtime("/nonexistent/rt");
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("/nonexistent/rt"), "{}", c.detail);
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("apt-get install -y crun"));
+        let c = check_runtime("runc-that-is-not-installed");
+        assert!(c.detail.contains("not found in $PATH"), "{}", c.detail);
+    }
+
+    #[test]
+    fn failure_report_lists_each_failure_with_its_fix_and_only_for_its_need() {
+        let mut cg = Check::fail(CGROUPS, "hybrid", "mount -t cgroup -o hugetlb ...");
+        cg.fixable = true;
+        let mut pasta = Check::fail(PASTA, "pasta not found", "apt-get install -y passt");
+        pasta.need = Need::Egress;
+        let checks = vec![Check::ok(ROOT, "root"), cg, pasta];
+        let report = failure_report(&checks, Need::Oci).unwrap_or_default();
+        assert!(report.contains("  - cgroups: hybrid\n    fix: mount -t cgroup -o hugetlb ..."));
+        assert!(report.contains("fcx doctor --fix"));
+        assert!(!report.contains("pasta"));
+        let egress = failure_report(&checks, Need::Egress).unwrap_or_default();
+        assert!(egress.contains("apt-get install -y passt"));
+        assert!(failure_report(&checks[..1], Need::Oci).is_none());
+    }
+
+    #[test]
+    fn hybrid_trap_is_fatal_for_crun_only() {
+        assert!(is_crun("crun") && is_crun("/usr/local/bin/crun"));
+        assert!(!is_crun("runc") && !is_crun("/opt/youki"));
+    }
+}

@@ -201,3 +201,43 @@ pub fn prepare_instance_command(
         cmd.pre_exec(move || enter_instance(netns, uid, gid, cgroup_procs.as_deref()));
     }
 }
+
+/// `mount(2)`: `source` on `target` as `fstype` with `flags` (`MS_*`) and fs-specific `data`
+/// (e.g. overlay's `lowerdir=..,upperdir=..,workdir=..`, or a cgroup v1 controller name).
+pub fn mount(
+    source: &str,
+    target: &std::path::Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "mount argument contains NUL");
+    let source = std::ffi::CString::new(source).map_err(nul)?;
+    let target = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(nul)?;
+    let fstype = std::ffi::CString::new(fstype).map_err(nul)?;
+    let data = data.map(std::ffi::CString::new).transpose().map_err(nul)?;
+    let data_ptr = data
+        .as_ref()
+        .map_or(std::ptr::null(), |d| d.as_ptr().cast());
+    // SAFETY: every pointer is a NUL-terminated string (or null for data) alive for the call.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data_ptr,
+        )
+    })
+}
+
+/// `umount2(2)` of `target`; `detach` makes it lazy (MNT_DETACH) for a busy mount.
+pub fn umount(target: &std::path::Path, detach: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let flags = if detach { libc::MNT_DETACH } else { 0 };
+    // SAFETY: target is a NUL-terminated path alive for the call.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })
+}

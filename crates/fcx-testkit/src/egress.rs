@@ -1,1 +1,425 @@
-//! placeholder
+//! Things for instances to reach (or fail to reach) in egress tests: an [`EgressTarget`] in a
+//! network namespace of its own, joined to the host by a veth pair with link-local addresses,
+//! so it stands for "the internet" without any; a [`HostLoopbackServer`] on the host's
+//! 127.0.0.1 that counts who got through; and [`bound_sockets`] / [`children_named`] to check
+//! what a pasta process listens on and which ones remain. Drop removes everything (server
+//! threads, veth, namespace), also when the test panics.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the target's TCP server writes to every connection before closing it.
+pub const GREETING: &str = "egress-ok\n";
+
+/// How often server threads look at their stop flag.
+const POLL: Duration = Duration::from_millis(10);
+
+/// /30 subnets of 169.254.77.0/24 handed out to targets (64 of them).
+const SUBNETS: u32 = 64;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A TCP server (answers [`GREETING`]) and a UDP echo server, both on the same port of
+/// `169.254.77.<4k+2>` inside namespace `fcxt-<pid>-<k>`, routed from the host through veth
+/// `fcxt<k>h` (`169.254.77.<4k+1>/30`).
+pub struct EgressTarget {
+    netns: Option<String>,
+    host_veth: Option<String>,
+    addr: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EgressTarget {
+    /// Creates the namespace, veth and servers; panics (after cleaning up) if it cannot.
+    pub fn start() -> EgressTarget {
+        let mut target = EgressTarget {
+            netns: None,
+            host_veth: None,
+            addr: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            accepted: Arc::new(AtomicUsize::new(0)),
+            threads: Vec::new(),
+        };
+        if let Err(e) = target.build() {
+            drop(target);
+            panic!("cannot set up the egress target: {e}");
+        }
+        target
+    }
+
+    /// Where the TCP and UDP servers listen.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// TCP connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn build(&mut self) -> std::io::Result<()> {
+        let pid = std::process::id();
+        let start = pid
+            .wrapping_mul(7)
+            .wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst));
+        let netns = format!("fcxt-{pid}-{}", start % 1000);
+        ip(&["netns", "add", &netns])?;
+        self.netns = Some(netns.clone());
+        // Creating the host end is the atomic claim on subnet k: names are unique per host.
+        let mut claimed = None;
+        for i in 0..SUBNETS {
+            let k = (start + i) % SUBNETS;
+            let host_veth = format!("fcxt{k}h");
+            let ns_veth = format!("fcxt{k}n");
+            let created = ip(&[
+                "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth, "netns",
+                &netns,
+            ]);
+            if created.is_ok() {
+                self.host_veth = Some(host_veth.clone());
+                claimed = Some((k, host_veth, ns_veth));
+                break;
+            }
+        }
+        let (k, host_veth, ns_veth) = claimed.ok_or_else(|| {
+            std::io::Error::other("every 169.254.77.0/24 subnet is taken (stale fcxt* veths?)")
+        })?;
+        let host_ip = Ipv4Addr::new(169, 254, 77, (4 * k + 1) as u8);
+        let ns_ip = Ipv4Addr::new(169, 254, 77, (4 * k + 2) as u8);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_veth])?;
+        ip(&["link", "set", &host_veth, "up"])?;
+        ip(&[
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &ns_veth,
+        ])?;
+        ip(&["-n", &netns, "link", "set", &ns_veth, "up"])?;
+        ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        self.serve(&netns, ns_ip)
+    }
+
+    /// Starts the server threads inside the namespace and waits until both are bound.
+    fn serve(&mut self, netns: &str, ip: Ipv4Addr) -> std::io::Result<()> {
+        let ns_file = std::fs::File::open(format!("/run/netns/{netns}"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::clone(&self.stop);
+        let accepted = Arc::clone(&self.accepted);
+        let tcp = std::thread::spawn(move || {
+            let setup = || -> std::io::Result<(TcpListener, UdpSocket)> {
+                enter_netns(&ns_file)?;
+                let listener = TcpListener::bind((ip, 0))?;
+                listener.set_nonblocking(true)?;
+                let udp = UdpSocket::bind(listener.local_addr()?)?;
+                udp.set_read_timeout(Some(POLL))?;
+                Ok((listener, udp))
+            };
+            let (listener, udp) = match setup() {
+                Ok(pair) => pair,
+                Err(e) => return drop(tx.send(Err(e))),
+            };
+            let _ = tx.send(listener.local_addr());
+            let udp_stop = Arc::clone(&stop);
+            let echo = std::thread::spawn(move || udp_echo(&udp, &udp_stop));
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.write_all(GREETING.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+            let _ = echo.join();
+        });
+        self.threads.push(tcp);
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| std::io::Error::other("the target's server thread did not start"))??;
+        self.addr = Some(addr);
+        Ok(())
+    }
+}
+
+impl Drop for EgressTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // Deleting one end of a veth pair deletes the other.
+        if let Some(veth) = self.host_veth.take() {
+            let _ = ip(&["link", "del", &veth]);
+        }
+        if let Some(netns) = self.netns.take() {
+            let _ = ip(&["netns", "del", &netns]);
+        }
+    }
+}
+
+fn udp_echo(sock: &UdpSocket, stop: &AtomicBool) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    }
+}
+
+/// Moves the calling thread into the namespace `ns` refers to.
+fn enter_netns(ns: &std::fs::File) -> std::io::Result<()> {
+    // SAFETY: setns only changes the calling (dedicated) thread's namespace membership.
+    #[allow(unsafe_code)]
+    let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Runs `ip <args>`, turning a failure into an error that carries its stderr.
+fn ip(args: &[&str]) -> std::io::Result<()> {
+    let out = Command::new("ip").args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// A TCP server on the host's `127.0.0.1:<free port>` that accepts and counts connections:
+/// an instance must never get one.
+pub struct HostLoopbackServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HostLoopbackServer {
+    pub fn start() -> HostLoopbackServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let port = listener.local_addr().expect("local addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (thread_stop, thread_accepted) = (Arc::clone(&stop), Arc::clone(&accepted));
+        let thread = std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        thread_accepted.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.write_all(b"host-loopback\n");
+                    }
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+        });
+        HostLoopbackServer {
+            port,
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HostLoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sockets of process `pid` that wait for peers: TCP in LISTEN and UDP bound but unconnected,
+/// as `tcp 0.0.0.0:9000`-style strings (addresses in the kernel's hex notation).
+pub fn bound_sockets(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut out = Vec::new();
+    // TCP LISTEN is state 0A; an unconnected UDP socket is state 07 (TCP_CLOSE).
+    for (table, waiting) in [("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == waiting && inodes.iter().any(|i| i == cols[9]) {
+                out.push(format!("{table} {}", cols[1]));
+            }
+        }
+    }
+    out
+}
+
+/// Live (non-zombie) children of `parent` whose command name is `comm`.
+pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let name = head.split_once(" (").map_or("", |(_, n)| n);
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().unwrap_or("Z");
+            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+            name == comm && state != "Z" && ppid == Some(parent)
+        })
+        .collect()
+}
+
+/// Whether process `pid` still runs (exists and is not a zombie), with command name `comm`.
+pub fn runs_as(pid: u32, comm: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ").is_some_and(|(head, rest)| {
+            head.ends_with(&format!("({comm}")) && !rest.starts_with('Z')
+        })
+    })
+}
+
+/// The host's IPv4 default gateway (pasta gives namespaces the same one).
+pub fn host_gateway() -> Option<Ipv4Addr> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 8 || cols[1] != "00000000" || cols[7] != "00000000" {
+            return None;
+        }
+        let hex = u32::from_str_radix(cols[2], 16).ok()?;
+        Some(Ipv4Addr::from(hex.to_le_bytes()))
+    })
+}
+
+/// Reads what a TCP server at `addr` says first (up to a line), with a bounded wait.
+pub fn read_greeting(addr: SocketAddr) -> std::io::Result<String> {
+    let conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = Vec::new();
+    let _ = conn.take(256).read_to_end(&mut buf);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+    }
+
+    #[test]
+    fn target_answers_over_tcp_and_udp_from_the_host_and_leaves_nothing_behind() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let target = EgressTarget::start();
+        let addr = target.addr();
+        assert_eq!(read_greeting(addr).unwrap(), GREETING);
+        assert_eq!(target.accepted(), 1);
+        let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        udp.send_to(b"ping", addr).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        let (netns, veth) = (
+            target.netns.clone().unwrap(),
+            target.host_veth.clone().unwrap(),
+        );
+        drop(target);
+        assert!(!std::path::Path::new(&format!("/run/netns/{netns}")).exists());
+        assert!(!std::path::Path::new(&format!("/sys/class/net/{veth}")).exists());
+    }
+
+    #[test]
+    fn two_targets_get_different_subnets() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let a = EgressTarget::start();
+        let b = EgressTarget::start();
+        assert_ne!(a.addr().ip(), b.addr().ip());
+        assert_eq!(read_greeting(b.addr()).unwrap(), GREETING);
+    }
+
+    #[test]
+    fn host_loopback_server_counts_connections() {
+        let server = HostLoopbackServer::start();
+        assert_eq!(server.accepted(), 0);
+        assert_eq!(read_greeting(server.addr()).unwrap(), "host-loopback\n");
+        assert_eq!(server.accepted(), 1);
+    }
+
+    #[test]
+    fn parses_our_own_process() {
+        let me = std::process::id();
+        assert!(runs_as(
+            me,
+            &std::fs::read_to_string("/proc/self/comm").unwrap().trim()[..]
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sockets = bound_sockets(me);
+        assert!(
+            sockets.iter().any(|s| s.ends_with(&format!(":{port:04X}"))),
+            "{sockets:?}"
+        );
+    }
+}

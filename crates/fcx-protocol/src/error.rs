@@ -24,6 +24,16 @@ pub enum ErrorCode {
     FunctionNotStarted,
     ProcessExited,
     BadResponse,
+    ImageNotFound,
+    ImageAccessDenied,
+    RegistryUnreachable,
+    ImagePlatformNotSupported,
+    ImageInvalid,
+    EntrypointNotFound,
+    EntrypointNotExecutable,
+    MemoryLimitExceeded,
+    RuntimeUnavailable,
+    CgroupSetupFailed,
     InternalServerError,
 }
 
@@ -48,6 +58,16 @@ impl ErrorCode {
             Self::FunctionNotStarted => "FunctionNotStarted",
             Self::ProcessExited => "ProcessExited",
             Self::BadResponse => "BadResponse",
+            Self::ImageNotFound => "ImageNotFound",
+            Self::ImageAccessDenied => "ImageAccessDenied",
+            Self::RegistryUnreachable => "RegistryUnreachable",
+            Self::ImagePlatformNotSupported => "ImagePlatformNotSupported",
+            Self::ImageInvalid => "ImageInvalid",
+            Self::EntrypointNotFound => "EntrypointNotFound",
+            Self::EntrypointNotExecutable => "EntrypointNotExecutable",
+            Self::MemoryLimitExceeded => "MemoryLimitExceeded",
+            Self::RuntimeUnavailable => "RuntimeUnavailable",
+            Self::CgroupSetupFailed => "CgroupSetupFailed",
             Self::InternalServerError => "InternalServerError",
         }
     }
@@ -68,9 +88,18 @@ impl ErrorCode {
                 StatusCode::CONFLICT
             }
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Self::FunctionNotStarted | Self::ProcessExited | Self::BadResponse => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::FunctionNotStarted
+            | Self::ProcessExited
+            | Self::BadResponse
+            | Self::ImageNotFound
+            | Self::ImageAccessDenied
+            | Self::RegistryUnreachable
+            | Self::ImagePlatformNotSupported
+            | Self::ImageInvalid
+            | Self::EntrypointNotFound
+            | Self::EntrypointNotExecutable
+            | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
+            Self::RuntimeUnavailable | Self::CgroupSetupFailed => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,7 +107,14 @@ impl ErrorCode {
     /// Errors caused by the function's own process carry `x-fc-error-type` as well, so
     /// clients that only look at that header still see a function error.
     pub fn is_function_fault(self) -> bool {
-        matches!(self, Self::FunctionNotStarted | Self::ProcessExited)
+        matches!(
+            self,
+            Self::FunctionNotStarted
+                | Self::ProcessExited
+                | Self::EntrypointNotFound
+                | Self::EntrypointNotExecutable
+                | Self::MemoryLimitExceeded
+        )
     }
 }
 

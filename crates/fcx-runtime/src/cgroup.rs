@@ -94,6 +94,17 @@ impl CgroupRoot {
 }
 
 impl Cgroup {
+    /// A group made by someone else (an OCI runtime), for freezing and removal.
+    pub fn existing(dir: PathBuf) -> Cgroup {
+        let procs = CString::new(
+            dir.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap_or_default();
+        Cgroup { dir, procs }
+    }
+
     fn write(&self, file: &str, value: &str) -> io::Result<()> {
         std::fs::write(self.dir.join(file), value)
     }

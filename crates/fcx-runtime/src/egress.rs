@@ -1,1 +1,433 @@
-//! placeholder (egress work)
+//! Outbound networking for instances with `internetAccess`: one `pasta` process (Debian's
+//! `passt` package) per instance, attached to the instance's network namespace.
+//!
+//! pasta gives the namespace a tap interface with the host's address and default route and
+//! relays what leaves through it over ordinary host sockets, so outbound TCP and UDP (DNS
+//! included) work without host routes, bridges or address ranges. Nothing is forwarded
+//! inwards (`-t/-u none`), nothing bound inside appears on the host (`-T/-U none`), and the
+//! gateway is not mapped to the host's loopback (`--no-map-gw`): the host's 127.0.0.1, where
+//! fcx's API listens, stays out of reach. pasta ends when its [`Egress`] drops, and through
+//! `PR_SET_PDEATHSIG` when fcx dies: it holds the namespace open, so it would never notice the
+//! instance going away by itself.
+
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Where Debian 12 installs pasta.
+pub const PASTA: &str = "/usr/bin/pasta";
+
+/// How long pasta may take to configure a namespace (it takes milliseconds).
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running pasta serving one namespace. Dropping it ends pasta.
+pub struct Egress {
+    pid: u32,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// pasta has been reaped, so its pid may belong to someone else now.
+    reaped: bool,
+    /// The `Egress` was dropped: pasta's end is expected.
+    stopping: bool,
+}
+
+impl Egress {
+    /// Starts pasta for the namespace at `netns_path` and waits (bounded) until the namespace
+    /// has its interface and default route. `name` labels pasta's thread and log lines.
+    pub fn attach(netns_path: &Path, name: &str) -> io::Result<Egress> {
+        attach_with(Path::new(PASTA), netns_path, name)
+    }
+
+    /// pasta's pid (for diagnostics and tests).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.stopping = true;
+        // pasta keeps no state worth a graceful stop; the supervising thread reaps it.
+        if !state.reaped {
+            sys::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress> {
+    if !pasta.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} not found: outbound networking (internetAccess) needs pasta; \
+                 install the passt package",
+                pasta.display()
+            ),
+        ));
+    }
+    let netns = File::open(netns_path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open network namespace {}: {e}",
+                netns_path.display()
+            ),
+        )
+    })?;
+    let mut cmd = Command::new(pasta);
+    cmd.args(pasta_args(netns_path))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let state = Arc::new(Mutex::new(State::default()));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread_state = Arc::clone(&state);
+    let label = name.to_owned();
+    // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so pasta is spawned by a thread
+    // that lives exactly as long as pasta.
+    std::thread::Builder::new()
+        .name(format!("egress-{name}"))
+        .stack_size(128 * 1024)
+        .spawn(move || supervise(cmd, netns, ready_tx, thread_state, label))?;
+    let pid = ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("the pasta thread ended before reporting"))??;
+    Ok(Egress { pid, state })
+}
+
+/// pasta's command line: join `netns_path`, configure it, forward nothing in either
+/// direction, keep the host's loopback unmapped.
+fn pasta_args(netns_path: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        // As root pasta would otherwise drop to `nobody`, who cannot join the namespace.
+        "--runas",
+        "0:0",
+        "--foreground",
+        "--quiet",
+        "--config-net",
+        "--no-map-gw",
+        "--tcp-ports",
+        "none",
+        "--udp-ports",
+        "none",
+        "--tcp-ns",
+        "none",
+        "--udp-ns",
+        "none",
+        // fcx ends pasta itself; the path is under /proc, where pasta's watch sees nothing.
+        "--no-netns-quit",
+        "--netns",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(netns_path.into());
+    args
+}
+
+/// Runs on pasta's own thread: spawns it, reports readiness, then relays its stderr to the
+/// log until it ends and reaps it.
+fn supervise(
+    mut cmd: Command,
+    netns: File,
+    ready: mpsc::Sender<io::Result<u32>>,
+    state: Arc<Mutex<State>>,
+    name: String,
+) {
+    sys::kill_with_spawning_thread(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(
+                e.kind(),
+                format!("cannot start pasta: {e}"),
+            )));
+            return;
+        }
+    };
+    let pid = child.id();
+    let stderr = child.stderr.take();
+    if let Err(e) = wait_ready(&mut child, &netns) {
+        let _ = child.kill();
+        let _ = child.wait();
+        let said = stderr.map(read_tail).unwrap_or_default();
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!("; pasta said: {said}")
+        };
+        let _ = ready.send(Err(io::Error::new(e.kind(), format!("{e}{said}"))));
+        return;
+    }
+    drop(netns);
+    if ready.send(Ok(pid)).is_err() {
+        // Nobody will own an `Egress` for this pasta.
+        state.lock().unwrap_or_else(|p| p.into_inner()).stopping = true;
+        sys::kill(pid, libc::SIGKILL);
+    }
+    if let Some(stderr) = stderr {
+        for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !is_noise(&line) {
+                tracing::warn!(egress = %name, "pasta: {line}");
+            }
+        }
+    }
+    // Reap only under the lock, so `Egress::drop` never signals a pid that was reused.
+    let _ = sys::wait_exited_unreaped(pid);
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let status = child.wait();
+    state.reaped = true;
+    if !state.stopping {
+        let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        tracing::warn!(egress = %name, "pasta ended ({how}): the instance lost outbound networking");
+    }
+}
+
+/// Waits until pasta has configured the namespace: a default route exists there and pasta has
+/// moved into its own mount namespace, which it does only once configuration is done.
+fn wait_ready(child: &mut Child, netns: &File) -> io::Result<()> {
+    // This thread only waits and relays from now on, so it may as well live in the
+    // namespace: then its /proc/thread-self/net shows the namespace's routing tables.
+    sys::setns_net(netns.as_raw_fd())?;
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "pasta exited ({status}) before configuring the namespace"
+            )));
+        }
+        let routed = ["route", "ipv6_route"].iter().any(|table| {
+            std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))
+                .is_ok_and(|text| has_default_route(table, &text))
+        });
+        if routed && isolated(child.id()) {
+            return Ok(());
+        }
+        if started.elapsed() >= READY_TIMEOUT {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("pasta did not configure the namespace within {READY_TIMEOUT:?}"),
+            ));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Whether a `/proc/net/route` (`table` = "route") or `/proc/net/ipv6_route` text has a
+/// default route through an interface other than `lo`.
+fn has_default_route(table: &str, text: &str) -> bool {
+    text.lines().any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if table == "route" {
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            cols.len() >= 8 && cols[0] != "lo" && cols[1] == "00000000" && cols[7] == "00000000"
+        } else {
+            // Destination PrefixLen Source SrcPrefixLen NextHop Metric RefCnt Use Flags Iface
+            cols.len() >= 10
+                && cols[9] != "lo"
+                && cols[1] == "00"
+                && cols[0].bytes().all(|b| b == b'0')
+        }
+    })
+}
+
+/// Whether process `pid` is in a mount namespace other than ours.
+fn isolated(pid: u32) -> bool {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt"));
+    let ours = std::fs::read_link("/proc/self/ns/mnt");
+    matches!((theirs, ours), (Ok(t), Ok(o)) if t != o)
+}
+
+/// Lines Debian's pasta prints when it finds no syslog socket, before each real message.
+fn is_noise(line: &str) -> bool {
+    line.starts_with("Failed to send") && line.ends_with("to syslog")
+}
+
+/// The last part of what pasta printed, without the syslog noise.
+fn read_tail(mut stderr: std::process::ChildStderr) -> String {
+    let mut bytes = Vec::new();
+    let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !is_noise(l)).collect();
+    let joined = lines.join(" | ");
+    let start = joined.len().saturating_sub(1024);
+    let start = (start..joined.len())
+        .find(|i| joined.is_char_boundary(*i))
+        .unwrap_or(0);
+    joined[start..].to_owned()
+}
+
+/// The `/etc/resolv.conf` an instance with egress should see (for backends that give instances
+/// their own, such as containers): the host's, without loopback nameservers, which cannot work
+/// from the namespace (its 127.0.0.1 is its own and the gateway is not mapped to the host).
+/// Process instances already see the host's file; its non-loopback nameservers are reached
+/// through pasta like any other UDP destination. On a host whose only nameserver is a local
+/// stub (systemd-resolved), the stub's upstream list is used instead.
+pub fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let usable = resolv_conf_from(&host);
+    if usable.lines().any(|l| l.starts_with("nameserver")) {
+        return usable;
+    }
+    let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default();
+    resolv_conf_from(&upstream)
+}
+
+/// `host` (a resolv.conf text) with comments and loopback nameservers removed.
+pub fn resolv_conf_from(host: &str) -> String {
+    let mut out = String::new();
+    for line in host.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        let keep = match words.next() {
+            Some("nameserver") => words
+                .next()
+                .and_then(|a| a.split('%').next()?.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| !a.is_loopback() && !a.is_unspecified()),
+            Some("search" | "domain" | "options" | "sortlist") => true,
+            _ => false,
+        };
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_default_routes_but_not_loopback_ones() {
+        let v4 =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert!(has_default_route("route", v4));
+        let subnet_only = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                           eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert!(!has_default_route("route", subnet_only));
+        let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                  fd000000000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n";
+        assert!(has_default_route("ipv6_route", v6));
+        let v6_lo = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                     00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
+        assert!(!has_default_route("ipv6_route", v6_lo));
+        assert!(!has_default_route("route", ""));
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_nameservers_and_comments() {
+        let host = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n\
+                    nameserver ::1\nnameserver fe80::1%eth0\nsearch example.org\n\
+                    options edns0 trust-ad\nnameserver bogus\n";
+        assert_eq!(
+            resolv_conf_from(host),
+            "nameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch example.org\n\
+             options edns0 trust-ad\n"
+        );
+        assert_eq!(resolv_conf_from("nameserver 127.0.0.1\n"), "");
+    }
+
+    #[test]
+    fn missing_pasta_says_which_package_to_install() {
+        let Err(e) = attach_with(
+            Path::new("/nonexistent/pasta"),
+            Path::new("/proc/self/ns/net"),
+            "t",
+        ) else {
+            panic!("attached without pasta");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("install the passt package"), "{e}");
+    }
+
+    #[test]
+    fn pasta_args_forward_nothing_and_keep_the_gateway_unmapped() {
+        let args: Vec<String> = pasta_args(Path::new("/proc/1/ns/net"))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let text = args.join(" ");
+        for want in [
+            "--runas 0:0",
+            "--no-map-gw",
+            "--tcp-ports none",
+            "--udp-ports none",
+            "--tcp-ns none",
+            "--udp-ns none",
+            "--netns /proc/1/ns/net",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+    }
+
+    /// Real pasta on a real namespace; needs root and the passt package.
+    fn can_run() -> bool {
+        let ok = sys::is_root() && Path::new(PASTA).exists();
+        if !ok {
+            eprintln!("skipped: needs root and {PASTA}");
+        }
+        ok
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| !r.starts_with('Z')))
+    }
+
+    /// Waits (bounded) for `cond`.
+    fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cond()
+    }
+
+    #[test]
+    fn attach_configures_the_namespace_and_drop_ends_pasta() {
+        if !can_run() {
+            return;
+        }
+        let netns = crate::netns::NetNs::create("egress-test").unwrap();
+        let egress = Egress::attach(&netns.path(), "egress-test").unwrap();
+        let pid = egress.pid();
+        assert!(alive(pid));
+        let tid_dir = netns.path().parent().unwrap().parent().unwrap().to_owned();
+        let routes = std::fs::read_to_string(tid_dir.join("net/route")).unwrap();
+        assert!(has_default_route("route", &routes), "{routes}");
+        drop(egress);
+        let gone = eventually(|| !alive(pid));
+        if !gone {
+            sys::kill(pid, libc::SIGKILL);
+        }
+        assert!(gone, "pasta {pid} outlived its Egress");
+    }
+
+    #[test]
+    fn a_path_that_is_no_namespace_fails_with_pastas_reason() {
+        if !can_run() {
+            return;
+        }
+        let Err(e) = Egress::attach(Path::new("/etc/hostname"), "egress-bad") else {
+            panic!("attached to a regular file");
+        };
+        assert!(e.to_string().contains("pasta exited"), "{e}");
+    }
+}

@@ -1,6 +1,6 @@
 //! A running instance: its process, namespace, log, and pooled keep-alive connections into it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +10,11 @@ use tokio::sync::watch;
 
 use crate::body::{is_too_large, Body, ConnPool, ResponseBody};
 use crate::cgroup::Cgroup;
+use crate::egress::Egress;
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
+use crate::oci::Container;
+use crate::procnet::{self, Listener};
 use crate::spec::ExitReason;
 use crate::sys;
 
@@ -35,6 +38,10 @@ pub(crate) struct Parts {
     pub exit: watch::Receiver<Option<ExitReason>>,
     pub pidfile: PathBuf,
     pub cgroup: Option<Cgroup>,
+    /// The instance's outbound networking (`internetAccess`), if any.
+    pub egress: Option<Egress>,
+    /// Set for OCI instances: the container and its host-side parts.
+    pub container: Option<Arc<Container>>,
 }
 
 /// A live instance. Dropping it kills its processes.
@@ -48,6 +55,9 @@ pub struct Instance {
     idle_conns: ConnPool,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
+    /// Only held: pasta runs exactly as long as the instance.
+    _egress: Option<Egress>,
+    container: Option<Arc<Container>>,
     /// When the instance was started, in ms since the Unix epoch.
     pub created_ms: u64,
 }
@@ -68,6 +78,8 @@ impl Instance {
             idle_conns: ConnPool::default(),
             pidfile: parts.pidfile,
             cgroup: parts.cgroup,
+            _egress: parts.egress,
+            container: parts.container,
             created_ms,
         }
     }
@@ -92,6 +104,15 @@ impl Instance {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The TCP sockets listening in the instance's network namespace.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let path = self.netns.path();
+        match path.parent().and_then(Path::parent) {
+            Some(task_dir) => procnet::listeners_in(task_dir),
+            None => procnet::listeners(self.pid),
+        }
     }
 
     pub fn log(&self) -> &Arc<InstanceLog> {
@@ -176,6 +197,9 @@ impl Instance {
 
     /// Kills the instance's processes at once (its cgroup, or its process group).
     pub fn kill(&self) {
+        if let Some(c) = &self.container {
+            c.signal(libc::SIGKILL);
+        }
         if let Some(c) = &self.cgroup {
             c.kill();
         }
@@ -185,7 +209,10 @@ impl Instance {
     /// SIGTERM, then SIGKILL after `grace` if still running.
     pub async fn stop(&self, grace: Duration) {
         if self.exited().is_none() {
-            sys::kill_group(self.pid as i32, libc::SIGTERM);
+            match &self.container {
+                Some(c) => c.signal(libc::SIGTERM),
+                None => sys::kill_group(self.pid as i32, libc::SIGTERM),
+            }
             if self.wait_exit(grace).await.is_none() {
                 self.kill();
                 self.wait_exit(Duration::from_secs(5)).await;
@@ -199,7 +226,17 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_file(&self.pidfile);
+        if let Some(container) = self.container.take() {
+            let exit = self.exit.clone();
+            let teardown = move || container.teardown(&exit);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(teardown)),
+                Err(_) => teardown(),
+            }
+        }
+        if !self.pidfile.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.pidfile);
+        }
         if let Some(cgroup) = self.cgroup.take() {
             // The group can only be removed once the kernel has reaped its processes.
             let remove = move || cgroup.remove_when_empty(Duration::from_secs(5));

@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -20,13 +21,15 @@ type DialReply = oneshot::Sender<io::Result<std::net::TcpStream>>;
 /// A network namespace kept alive by its own thread (and by the processes inside it).
 pub struct NetNs {
     fd: OwnedFd,
+    /// Kernel id of the namespace thread, which stays in the namespace while `self` lives.
+    tid: u32,
     dial_tx: mpsc::Sender<(u16, DialReply)>,
 }
 
 impl NetNs {
     /// Creates a namespace with only `lo`, up.
     pub fn create(name: &str) -> io::Result<NetNs> {
-        let (init_tx, init_rx) = mpsc::channel::<io::Result<OwnedFd>>();
+        let (init_tx, init_rx) = mpsc::channel::<io::Result<(OwnedFd, u32)>>();
         let (dial_tx, dial_rx) = mpsc::channel::<(u16, DialReply)>();
         std::thread::Builder::new()
             .name(format!("netns-{name}"))
@@ -35,7 +38,7 @@ impl NetNs {
                 let init = sys::unshare_netns()
                     .and_then(|()| sys::loopback_up())
                     .and_then(|()| std::fs::File::open("/proc/thread-self/ns/net"))
-                    .map(OwnedFd::from);
+                    .map(|f| (OwnedFd::from(f), sys::gettid()));
                 let ok = init.is_ok();
                 if init_tx.send(init).is_err() || !ok {
                     return;
@@ -46,10 +49,20 @@ impl NetNs {
                     let _ = reply.send(std::net::TcpStream::connect(addr));
                 }
             })?;
-        let fd = init_rx.recv().map_err(|_| {
+        let (fd, tid) = init_rx.recv().map_err(|_| {
             io::Error::other("network namespace thread ended before reporting its namespace")
         })??;
-        Ok(NetNs { fd, dial_tx })
+        Ok(NetNs { fd, tid, dial_tx })
+    }
+
+    /// A path naming the namespace while `self` lives (the namespace thread's
+    /// `/proc/<pid>/task/<tid>/ns/net`), for tools that join it by path, such as pasta.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/task/{}/ns/net",
+            std::process::id(),
+            self.tid
+        ))
     }
 
     /// The namespace fd, for `setns` in a child process.

@@ -11,11 +11,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::cgroup::CgroupRoot;
+use crate::egress::Egress;
 use crate::instance::{Instance, Parts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::pidfile;
-use crate::procnet::{self, Listener};
+use crate::procnet::Listener;
 use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
 use crate::sys;
 use crate::StartError;
@@ -63,6 +64,11 @@ impl ProcessBackend {
                 .join(format!("{id}.log")),
         );
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let egress = spec
+            .internet_access
+            .then(|| Egress::attach(&netns.path(), &id))
+            .transpose()
+            .map_err(StartError::Namespace)?;
         let (program, args) = spec
             .command
             .split_first()
@@ -120,6 +126,8 @@ impl ProcessBackend {
             exit: exit_rx,
             pidfile,
             cgroup,
+            egress,
+            container: None,
         })
     }
 
@@ -147,32 +155,43 @@ impl ProcessBackend {
             Some(stdout_write),
         )?;
         let instance = Instance::new(parts, spec.port);
-        let log = Arc::clone(instance.log());
-        log.begin(
-            request_id,
-            &fcx_protocol::logs::invoke_start(request_id),
-            true,
-        );
-        let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
-        let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
-            Ok(reason) => reason,
-            Err(_) => {
-                instance.kill();
-                None
-            }
-        };
-        // Children may keep stdout open; the group kill ends them so the reader sees EOF.
-        instance.kill();
-        let stdout = reader.await.unwrap_or_default();
-        let log_bytes = log
-            .end(request_id, &fcx_protocol::logs::invoke_end(request_id))
-            .await;
-        Ok(EventOutcome {
-            instance_id: instance.id.clone(),
-            exit,
-            stdout,
-            log: log_bytes,
-        })
+        Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
+    }
+}
+
+/// Drives a non-web-server instance to its end: collects its stdout and log, and kills it
+/// at `timeout` (then `exit` is `None`).
+pub(crate) async fn run_to_exit(
+    instance: Instance,
+    stdout_read: OwnedFd,
+    timeout: Duration,
+    request_id: &str,
+) -> EventOutcome {
+    let log = Arc::clone(instance.log());
+    log.begin(
+        request_id,
+        &fcx_protocol::logs::invoke_start(request_id),
+        true,
+    );
+    let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
+    let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
+        Ok(reason) => reason,
+        Err(_) => {
+            instance.kill();
+            None
+        }
+    };
+    // Children may keep stdout open; the group kill ends them so the reader sees EOF.
+    instance.kill();
+    let stdout = reader.await.unwrap_or_default();
+    let log_bytes = log
+        .end(request_id, &fcx_protocol::logs::invoke_end(request_id))
+        .await;
+    EventOutcome {
+        instance_id: instance.id.clone(),
+        exit,
+        stdout,
+        log: log_bytes,
     }
 }
 
@@ -208,14 +227,14 @@ async fn read_stdout(fd: OwnedFd, log: Arc<InstanceLog>) -> Vec<u8> {
 
 /// Polls the instance's listening sockets until the server listens on the wildcard address
 /// at its port, the process exits, or the start timeout passes.
-async fn wait_listening(
+pub(crate) async fn wait_listening(
     instance: &Instance,
     spec: &InstanceSpec,
     started: Instant,
 ) -> Result<(), StartError> {
     let mut delay = Duration::from_millis(1);
     loop {
-        let listeners = procnet::listeners(instance.pid());
+        let listeners = instance.listeners();
         if listeners
             .iter()
             .any(|l| l.port == spec.port && l.is_wildcard())
@@ -282,6 +301,7 @@ mod tests {
             port: 9000,
             start_timeout: Duration::from_secs(2),
             internet_access: false,
+            container: None,
         }
     }
 

@@ -28,9 +28,15 @@ impl std::fmt::Display for Listener {
 
 /// Listening sockets in the network namespace of `pid` (empty if the process is gone).
 pub fn listeners(pid: u32) -> Vec<Listener> {
+    listeners_in(std::path::Path::new(&format!("/proc/{pid}")))
+}
+
+/// Listening sockets in the network namespace of the process or thread whose `/proc`
+/// directory is `proc_dir` (e.g. `/proc/<pid>/task/<tid>`).
+pub fn listeners_in(proc_dir: &std::path::Path) -> Vec<Listener> {
     let mut out = Vec::new();
     for file in ["tcp", "tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
+        if let Ok(text) = std::fs::read_to_string(proc_dir.join("net").join(file)) {
             out.extend(parse(&text));
         }
     }

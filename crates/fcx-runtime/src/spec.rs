@@ -21,6 +21,26 @@ pub struct InstanceSpec {
     /// Whether the instance gets outbound networking (`internetAccess`); otherwise its
     /// namespace has loopback only.
     pub internet_access: bool,
+    /// Set for custom-container functions: they run on the OCI backend.
+    pub container: Option<ContainerSpec>,
+}
+
+/// What an OCI instance needs beyond [`InstanceSpec`]: the image's unpacked rootfs and the
+/// parts of its config that are not already merged into `command` and `env`.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// The cached image rootfs (the read-only lower layer).
+    pub rootfs: PathBuf,
+    /// The working directory (the image's `WorkingDir`, or `/`).
+    pub working_dir: String,
+    /// The image's `User` (empty: root).
+    pub user: String,
+    /// `memorySize` in MB.
+    pub memory_mb: u32,
+    /// `cpu` in vCPUs.
+    pub cpu: Option<f64>,
+    /// `diskSize` in MB (the `/tmp` tmpfs).
+    pub disk_mb: u32,
 }
 
 /// Why a process ended.
@@ -28,6 +48,8 @@ pub struct InstanceSpec {
 pub enum ExitReason {
     Code(i32),
     Signal(i32),
+    /// Killed by the kernel for exceeding `memorySize` (MB).
+    OutOfMemory(u32),
 }
 
 impl ExitReason {
@@ -50,6 +72,11 @@ impl std::fmt::Display for ExitReason {
         match *self {
             ExitReason::Code(c) => write!(f, "exit code {c}"),
             ExitReason::Signal(s) => write!(f, "signal {s} ({})", signal_name(s)),
+            ExitReason::OutOfMemory(mb) => write!(
+                f,
+                "signal 9 (SIGKILL) from the kernel's OOM killer: the instance used more than \
+                 its memorySize of {mb} MB"
+            ),
         }
     }
 }

@@ -241,3 +241,63 @@ pub fn umount(target: &std::path::Path, detach: bool) -> io::Result<()> {
     // SAFETY: target is a NUL-terminated path alive for the call.
     check(unsafe { libc::umount2(target.as_ptr(), flags) })
 }
+
+/// The calling thread's kernel id (names `/proc/<pid>/task/<tid>`).
+pub fn gettid() -> u32 {
+    // SAFETY: gettid cannot fail and has no side effects.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Moves the calling thread into the network namespace `fd` refers to.
+pub fn setns_net(fd: RawFd) -> io::Result<()> {
+    // SAFETY: setns only changes the calling thread's namespace membership.
+    check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
+}
+
+/// Makes `cmd`'s child get SIGKILL when the thread that spawns it ends (or fcx dies).
+pub fn kill_with_spawning_thread(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
+    }
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped so its pid cannot be reused yet.
+pub fn wait_exited_unreaped(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain old data; waitid writes only into it.
+        let ret = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        match check(ret) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sends `signal` to the single process `pid`.
+pub fn kill(pid: u32, signal: i32) {
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill has no memory effects.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Makes a tokio `cmd`'s child get SIGKILL when fcx dies (the OCI runtime of an instance).
+pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
+    }
+}

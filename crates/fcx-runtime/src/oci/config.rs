@@ -1,0 +1,183 @@
+//! The `config.json` of an instance's OCI bundle: the process (argv, env, cwd, user) the
+//! scheduler resolved, the namespaces (the instance's own network namespace by path), the
+//! resource limits, the security profile, and the mounts of an FC instance.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::profile;
+
+/// Everything `config.json` is made of.
+#[derive(Debug, Clone)]
+pub struct BundleConfig<'a> {
+    pub args: &'a [String],
+    /// `KEY=VALUE` entries.
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: &'a [u32],
+    pub hostname: &'a str,
+    /// Path of the instance's network namespace, made by fcx.
+    pub netns: &'a Path,
+    /// Cgroup path relative to every hierarchy's root.
+    pub cgroups_path: &'a str,
+    /// Memory limit in MB; `None` when fcx enforces it on the parent group.
+    pub memory_mb: Option<u32>,
+    /// vCPUs (CPU quota); `None`: unlimited.
+    pub cpu: Option<f64>,
+    pub pids_limit: i64,
+    /// Size of the `/tmp` tmpfs in MB (FC's `diskSize`).
+    pub tmp_mb: u32,
+    /// Host files bind-mounted read-only at `/etc/resolv.conf` and `/etc/hosts`.
+    pub resolv_conf: &'a Path,
+    pub hosts: &'a Path,
+}
+
+/// The CFS period the CPU quota is expressed in.
+const CPU_PERIOD_US: u64 = 100_000;
+
+pub fn render(c: &BundleConfig<'_>) -> Value {
+    let caps = profile::CAPABILITIES;
+    let mut resources = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "pids": {"limit": c.pids_limit},
+    });
+    if let Some(mb) = c.memory_mb {
+        let bytes = u64::from(mb) * 1024 * 1024;
+        resources["memory"] = json!({"limit": bytes, "swap": bytes});
+    }
+    if let Some(cpu) = c.cpu {
+        let quota = (cpu * CPU_PERIOD_US as f64).round() as i64;
+        resources["cpu"] = json!({"quota": quota.max(1000), "period": CPU_PERIOD_US});
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": c.uid, "gid": c.gid, "additionalGids": c.additional_gids},
+            "args": c.args,
+            "env": c.env,
+            "cwd": c.cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": c.hostname,
+        "mounts": mounts(c),
+        "linux": {
+            "namespaces": [
+                {"type": "pid"},
+                {"type": "mount"},
+                {"type": "ipc"},
+                {"type": "uts"},
+                {"type": "network", "path": c.netns},
+            ],
+            "cgroupsPath": c.cgroups_path,
+            "resources": resources,
+            "maskedPaths": profile::MASKED_PATHS,
+            "readonlyPaths": profile::READONLY_PATHS,
+            "seccomp": profile::seccomp(),
+        },
+    })
+}
+
+fn mounts(c: &BundleConfig<'_>) -> Value {
+    let tmp_size = format!("size={}m", c.tmp_mb);
+    json!([
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=1777", tmp_size]},
+        {"destination": "/etc/resolv.conf", "type": "bind", "source": c.resolv_conf,
+         "options": ["rbind", "ro"]},
+        {"destination": "/etc/hosts", "type": "bind", "source": c.hosts,
+         "options": ["rbind", "ro"]},
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(args: &'a [String], env: &'a [String]) -> BundleConfig<'a> {
+        BundleConfig {
+            args,
+            env,
+            cwd: "/app",
+            uid: 65534,
+            gid: 65534,
+            additional_gids: &[],
+            hostname: "c-1",
+            netns: Path::new("/proc/1/task/2/ns/net"),
+            cgroups_path: "/fcx/p/c-1/ctr",
+            memory_mb: Some(128),
+            cpu: Some(0.35),
+            pids_limit: 256,
+            tmp_mb: 512,
+            resolv_conf: Path::new("/run/r"),
+            hosts: Path::new("/run/h"),
+        }
+    }
+
+    #[test]
+    fn limits_namespaces_and_profile() {
+        let args = vec!["node".to_string(), "server.js".to_string()];
+        let env = vec!["A=1".to_string()];
+        let v = render(&sample(&args, &env));
+        assert_eq!(v["process"]["args"][1], "server.js");
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 128u64 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 35_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 256);
+        let ns: Vec<&str> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["pid", "mount", "ipc", "uts", "network"]);
+        assert_eq!(v["linux"]["namespaces"][4]["path"], "/proc/1/task/2/ns/net");
+        let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+        let tmp = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/tmp")
+            .unwrap();
+        assert!(tmp["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "size=512m"));
+    }
+
+    #[test]
+    fn no_memory_limit_when_the_parent_group_enforces_it() {
+        let mut c = sample(&[], &[]);
+        c.memory_mb = None;
+        c.cpu = None;
+        let v = render(&c);
+        assert!(v["linux"]["resources"].get("memory").is_none());
+        assert!(v["linux"]["resources"].get("cpu").is_none());
+    }
+}

@@ -1,0 +1,94 @@
+//! A running OCI container of one instance and everything fcx set up for it: the bundle
+//! directory, the overlay rootfs and its writable layer, and fcx's cgroup. `teardown`
+//! removes all of it once the runtime process has ended.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::group::InstanceGroup;
+use super::rootfs::Rootfs;
+use crate::spec::ExitReason;
+use crate::sys;
+
+/// The host-side parts of a container.
+#[derive(Debug)]
+pub struct Container {
+    /// Runtime binary and state root, for the fallback `delete -f`.
+    pub(crate) runtime: PathBuf,
+    pub(crate) state_root: PathBuf,
+    pub(crate) name: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) rootfs: Rootfs,
+    pub(crate) group: InstanceGroup,
+    init_pid: OnceLock<i32>,
+}
+
+impl Container {
+    pub(crate) fn new(
+        runtime: PathBuf,
+        state_root: PathBuf,
+        name: String,
+        bundle: PathBuf,
+        rootfs: Rootfs,
+        group: InstanceGroup,
+    ) -> Container {
+        Container {
+            runtime,
+            state_root,
+            name,
+            bundle,
+            rootfs,
+            group,
+            init_pid: OnceLock::new(),
+        }
+    }
+
+    /// The container's init process on the host (from the runtime's pid file), once known.
+    pub fn init_pid(&self) -> Option<i32> {
+        if let Some(pid) = self.init_pid.get() {
+            return Some(*pid);
+        }
+        let text = std::fs::read_to_string(self.bundle.join("pid")).ok()?;
+        let pid: i32 = text.trim().parse().ok().filter(|p| *p > 1)?;
+        Some(*self.init_pid.get_or_init(|| pid))
+    }
+
+    /// Signals the container's init. Killing the init of a PID namespace kills every
+    /// process in it; SIGTERM reaches it only if the program handles it (as in Docker).
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.init_pid() {
+            sys::kill(pid as u32, signal);
+        }
+    }
+
+    /// Whether the memory limit was hit (an unexplained SIGKILL then is an OOM kill).
+    pub fn hit_memory_limit(&self) -> bool {
+        self.group.hit_memory_limit()
+    }
+
+    /// Removes everything once the runtime process has ended (`exit` set), waiting at most
+    /// a few seconds for it; blocking.
+    pub fn teardown(&self, exit: &watch::Receiver<Option<ExitReason>>) {
+        self.signal(libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while exit.borrow().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if exit.borrow().is_none() || self.state_root.join(&self.name).exists() {
+            // The runtime did not clean up after itself (killed, or still hanging).
+            let _ = std::process::Command::new(&self.runtime)
+                .arg("--root")
+                .arg(&self.state_root)
+                .args(["delete", "--force", &self.name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        self.rootfs.remove();
+        self.group.remove();
+        let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}

@@ -1,0 +1,157 @@
+//! The cgroup an OCI instance lives under: fcx makes `/fcx/<prefix>/<id>` with the memory
+//! limit, and the runtime puts the container in `<that>/ctr` with the CPU and pids limits.
+//! The limit sits on fcx's own group because the runtime deletes the container's group when
+//! the container ends, taking its counters with it; fcx's group survives long enough to tell
+//! an out-of-memory kill from any other SIGKILL. Works with cgroup v1 (and hybrid hosts,
+//! where the memory controller is v1) and with a pure cgroup v2 host.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One cgroup mount: its directory and whether it is cgroup2.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    mount: PathBuf,
+    v2: bool,
+    memory: bool,
+}
+
+fn hierarchies() -> Vec<Hierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut r = right.split_whitespace();
+            let fstype = r.next()?;
+            let _source = r.next();
+            let options = r.next().unwrap_or("");
+            let mount = PathBuf::from(left.split_whitespace().nth(4)?);
+            match fstype {
+                "cgroup" => Some(Hierarchy {
+                    memory: options.split(',').any(|o| o == "memory"),
+                    mount,
+                    v2: false,
+                }),
+                "cgroup2" => Some(Hierarchy {
+                    memory: false,
+                    mount,
+                    v2: true,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// fcx's group of one OCI instance.
+#[derive(Debug)]
+pub struct InstanceGroup {
+    /// `fcx/<prefix>/<id>`, relative to every hierarchy's root.
+    rel: PathBuf,
+    /// The group holding the memory limit and its counters.
+    memory_dir: Option<(PathBuf, bool)>,
+}
+
+impl InstanceGroup {
+    /// Creates the group and sets its memory limit (`memory_mb`; swap included).
+    pub fn create(rel: &Path, memory_mb: u32) -> io::Result<InstanceGroup> {
+        let all = hierarchies();
+        let bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        let mut group = InstanceGroup {
+            rel: rel.to_owned(),
+            memory_dir: None,
+        };
+        if let Some(h) = all.iter().find(|h| h.memory) {
+            let dir = h.mount.join(rel);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("memory.limit_in_bytes"), &bytes)?;
+            // Present only with swap accounting; without it there is no swap to limit.
+            let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), &bytes);
+            group.memory_dir = Some((dir, false));
+        } else if let Some(h) = all.iter().find(|h| h.v2) {
+            let dir = h.mount.join(rel);
+            std::fs::create_dir_all(&dir)?;
+            enable_controllers(&h.mount, rel)?;
+            std::fs::write(dir.join("memory.max"), &bytes)?;
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            group.memory_dir = Some((dir, true));
+        }
+        Ok(group)
+    }
+
+    /// The container's group path for `config.json`.
+    pub fn container_path(&self) -> String {
+        format!("/{}/ctr", self.rel.display())
+    }
+
+    /// The container's group in the cgroup2 hierarchy (freezing), when the host has one.
+    pub fn container_v2_dir(&self) -> Option<PathBuf> {
+        hierarchies()
+            .into_iter()
+            .find(|h| h.v2)
+            .map(|h| h.mount.join(&self.rel).join("ctr"))
+    }
+
+    /// Whether the memory limit was hit: a SIGKILL then is the kernel's OOM killer.
+    pub fn hit_memory_limit(&self) -> bool {
+        let Some((dir, v2)) = &self.memory_dir else {
+            return false;
+        };
+        let count = |file: &str, key: Option<&str>| -> u64 {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            match key {
+                None => text.trim().parse().unwrap_or(0),
+                Some(k) => text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
+                    .unwrap_or(0),
+            }
+        };
+        if *v2 {
+            count("memory.events", Some("oom_kill ")) > 0
+                || count("memory.events", Some("max ")) > 0
+        } else {
+            count("memory.failcnt", None) > 0
+        }
+    }
+
+    /// Removes the group (and a container group the runtime left) in every hierarchy.
+    pub fn remove(&self) {
+        for h in hierarchies() {
+            let dir = h.mount.join(&self.rel);
+            let _ = std::fs::remove_dir(dir.join("ctr"));
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Enables the memory, cpu and pids controllers on the path down to `rel` (cgroup v2 only
+/// hands a controller to children whose parent lists it in `cgroup.subtree_control`).
+fn enable_controllers(mount: &Path, rel: &Path) -> io::Result<()> {
+    let mut dir = mount.to_path_buf();
+    for part in rel.iter() {
+        let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids +cpu");
+        dir.push(part);
+    }
+    let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids +cpu");
+    Ok(())
+}
+
+/// Removes every group under `fcx/<prefix>` in every hierarchy (deepest first): what a
+/// crashed server left. The processes in them must be gone already.
+pub fn remove_tree(rel: &Path) {
+    for h in hierarchies() {
+        remove_dirs(&h.mount.join(rel));
+    }
+}
+
+fn remove_dirs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_dirs(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

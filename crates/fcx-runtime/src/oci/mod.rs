@@ -1,0 +1,455 @@
+//! The `oci` backend: each instance is an OCI container run by an OCI runtime CLI (`crun`
+//! by default; `runc` and `youki` take the same commands), from a bundle fcx generates:
+//! the cached image as the read-only lower layer of an overlay rootfs, the function's
+//! process, pid/mount/ipc/uts namespaces plus the instance's own network namespace (made
+//! by fcx, reached by the netns dialing thread), cgroup limits from `memorySize`, `cpu` and
+//! a pids limit, and Docker's default security profile.
+
+mod config;
+mod container;
+mod group;
+mod profile;
+mod rootfs;
+mod user;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use container::Container;
+
+use crate::egress::Egress;
+use crate::instance::{Instance, Parts};
+use crate::logs::InstanceLog;
+use crate::netns::NetNs;
+use crate::spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
+use crate::{process, StartError, StartFailure};
+
+/// Where the OCI backend keeps its files and which runtime it drives.
+#[derive(Debug, Clone)]
+pub struct OciConfig {
+    /// The OCI runtime binary (`crun`, `runc`, `youki`, or a path).
+    pub runtime: PathBuf,
+    /// Per-server run directory: bundles in `oci/`, the runtime's state in `oci-state/`.
+    pub run_dir: PathBuf,
+    /// Where instances' writable layers go (on disk, under the data dir).
+    pub layer_dir: PathBuf,
+    /// Directory of instance log files.
+    pub log_dir: PathBuf,
+    /// The server's prefix (`fcx-<8 hex>`): container names and cgroup paths carry it.
+    pub prefix: String,
+    /// Most processes one instance may have (fork bombs stop here).
+    pub pids_limit: i64,
+    /// `/etc/resolv.conf` for instances with outbound networking.
+    pub resolv_conf: String,
+}
+
+/// Starts instances as OCI containers.
+pub struct OciBackend {
+    config: OciConfig,
+    state_root: PathBuf,
+}
+
+impl OciBackend {
+    pub fn new(config: OciConfig) -> OciBackend {
+        let state_root = config.run_dir.join("oci-state");
+        OciBackend { config, state_root }
+    }
+
+    pub fn runtime(&self) -> &Path {
+        &self.config.runtime
+    }
+
+    /// Removes what a previous run of this server left: containers in its runtime state
+    /// root, overlay mounts and bundles under its run dir, writable layers, cgroups.
+    /// Returns how many containers were still there.
+    pub fn reap(&self) -> usize {
+        let mut reaped = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.state_root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(&self.config.prefix) {
+                    continue;
+                }
+                reaped += 1;
+                let _ = std::process::Command::new(&self.config.runtime)
+                    .arg("--root")
+                    .arg(&self.state_root)
+                    .args(["delete", "--force", &name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let bundles = self.config.run_dir.join("oci");
+        for m in rootfs::mounts_under(&bundles) {
+            rootfs::unmount(&m);
+        }
+        let _ = std::fs::remove_dir_all(&bundles);
+        for m in rootfs::mounts_under(&self.config.layer_dir) {
+            rootfs::unmount(&m);
+        }
+        let _ = std::fs::remove_dir_all(&self.config.layer_dir);
+        group::remove_tree(&self.cgroup_root());
+        reaped
+    }
+
+    fn cgroup_root(&self) -> PathBuf {
+        Path::new("fcx").join(&self.config.prefix)
+    }
+
+    /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
+    pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let parts = self.spawn(spec, &[], None).await?;
+        let instance = Instance::new(parts, spec.port);
+        match process::wait_listening(&instance, spec, started).await {
+            Ok(()) => Ok(instance),
+            Err(e) => Err(explain(e, &instance)),
+        }
+    }
+
+    /// Runs one non-web-server invocation: a container with the event in
+    /// `FC_CUSTOM_CONTAINER_EVENT`, until it exits or `timeout` passes.
+    pub async fn run_event(
+        &self,
+        spec: &InstanceSpec,
+        event: &[u8],
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<EventOutcome, StartError> {
+        let (stdout_read, stdout_write) = crate::sys::pipe().map_err(StartError::Namespace)?;
+        let parts = self
+            .spawn(
+                spec,
+                &[("FC_CUSTOM_CONTAINER_EVENT", event)],
+                Some(stdout_write),
+            )
+            .await?;
+        let instance = Instance::new(parts, spec.port);
+        let outcome = process::run_to_exit(instance, stdout_read, timeout, request_id).await;
+        Ok(outcome)
+    }
+
+    async fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        extra_env: &[(&str, &[u8])],
+        stdout: Option<OwnedFd>,
+    ) -> Result<Parts, StartError> {
+        let c = spec.container.as_ref().ok_or_else(|| {
+            StartError::failed(
+                StartFailure::Sandbox,
+                "the OCI backend got a function without an image".into(),
+            )
+        })?;
+        let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        let name = format!("{}-{id}", self.config.prefix);
+        let log = InstanceLog::create(
+            &self
+                .config
+                .log_dir
+                .join(&spec.function_name)
+                .join(format!("{id}.log")),
+        );
+        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let egress = match spec.internet_access {
+            true => Some(Egress::attach(&netns.path(), &id).map_err(StartError::Namespace)?),
+            false => None,
+        };
+        let bundle = self.config.run_dir.join("oci").join(&id);
+        let layer_dir = self.config.layer_dir.join(&id);
+        let prepared = {
+            let (bundle, layer_dir, rootfs) = (bundle.clone(), layer_dir.clone(), c.rootfs.clone());
+            tokio::task::spawn_blocking(move || -> std::io::Result<rootfs::Rootfs> {
+                std::fs::create_dir_all(&bundle)?;
+                rootfs::Rootfs::mount(&rootfs, &layer_dir, &bundle.join("rootfs"))
+            })
+            .await
+            .map_err(|e| StartError::Namespace(std::io::Error::other(e)))?
+        };
+        let rootfs = prepared.map_err(|e| {
+            let _ = std::fs::remove_dir_all(&bundle);
+            StartError::failed(
+                StartFailure::Sandbox,
+                format!("cannot mount the instance's rootfs: {e}"),
+            )
+        })?;
+        let group_rel = self.cgroup_root().join(&id);
+        let group = match group::InstanceGroup::create(&group_rel, c.memory_mb) {
+            Ok(g) => g,
+            Err(e) => {
+                rootfs.remove();
+                let _ = std::fs::remove_dir_all(&bundle);
+                return Err(StartError::failed(
+                    StartFailure::CgroupRefused,
+                    format!(
+                        "cannot create the instance's cgroup {} with its memory limit: {e}; \
+                         run `fcx doctor` to check the host's cgroups",
+                        group_rel.display()
+                    ),
+                ));
+            }
+        };
+        let container = Container::new(
+            self.config.runtime.clone(),
+            self.state_root.clone(),
+            name.clone(),
+            bundle.clone(),
+            rootfs,
+            group,
+        );
+        if let Err(message) = self.write_bundle(
+            spec,
+            c,
+            &container,
+            &id,
+            &netns,
+            extra_env,
+            egress.is_some(),
+        ) {
+            container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
+            return Err(StartError::failed(StartFailure::Sandbox, message));
+        }
+        let (read_end, write_end) = crate::sys::pipe().map_err(StartError::Namespace)?;
+        let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
+        let mut cmd = tokio::process::Command::new(&self.config.runtime);
+        cmd.arg("--root")
+            .arg(&self.state_root)
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
+            .arg(&name)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .process_group(0);
+        match stdout {
+            Some(fd) => cmd.stdout(Stdio::from(fd)),
+            None => cmd.stdout(Stdio::from(write_end)),
+        };
+        crate::sys::die_with_fcx(&mut cmd);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
+                return Err(StartError::failed(
+                    StartFailure::RuntimeMissing,
+                    format!(
+                        "cannot run the OCI runtime {}: {e}; install it (apt-get install -y crun) \
+                         or pick another with `fcx server --oci-runtime`, and run `fcx doctor`",
+                        self.config.runtime.display()
+                    ),
+                ));
+            }
+        };
+        drop(cmd);
+        log.attach(read_end, &id);
+        let pid = child.id().unwrap_or(0);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let memory_mb = c.memory_mb;
+        let container = std::sync::Arc::new(container);
+        let watcher = std::sync::Arc::clone(&container);
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => runtime_exit(ExitReason::from_status(status)),
+                Err(_) => ExitReason::Code(-1),
+            };
+            let reason = match reason {
+                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
+                    ExitReason::OutOfMemory(memory_mb)
+                }
+                other => other,
+            };
+            let _ = exit_tx.send(Some(reason));
+        });
+        Ok(Parts {
+            id,
+            pid,
+            netns,
+            log,
+            exit: exit_rx,
+            pidfile: PathBuf::new(),
+            cgroup: container
+                .group
+                .container_v2_dir()
+                .map(crate::cgroup::Cgroup::existing),
+            egress,
+            container: Some(container),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_bundle(
+        &self,
+        spec: &InstanceSpec,
+        c: &ContainerSpec,
+        container: &Container,
+        id: &str,
+        _netns: &NetNs,
+        extra_env: &[(&str, &[u8])],
+        egress: bool,
+    ) -> Result<(), String> {
+        let user = user::resolve(&c.rootfs, &c.user)?;
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("FC_INSTANCE_ID={id}"));
+        for (k, v) in extra_env {
+            env.push(format!("{k}={}", String::from_utf8_lossy(v)));
+        }
+        let resolv = container.bundle.join("resolv.conf");
+        let hosts = container.bundle.join("hosts");
+        let resolv_text = if egress {
+            self.config.resolv_conf.as_str()
+        } else {
+            ""
+        };
+        std::fs::write(&resolv, resolv_text).map_err(|e| e.to_string())?;
+        std::fs::write(
+            &hosts,
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{id}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let netns_path = _netns.path();
+        let cgroups_path = container.group.container_path();
+        let cwd = if c.working_dir.is_empty() {
+            "/"
+        } else {
+            c.working_dir.as_str()
+        };
+        let doc = config::render(&config::BundleConfig {
+            args: &spec.command,
+            env: &env,
+            cwd,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: &user.additional_gids,
+            hostname: id,
+            netns: &netns_path,
+            cgroups_path: &cgroups_path,
+            memory_mb: None,
+            cpu: c.cpu,
+            pids_limit: self.config.pids_limit,
+            tmp_mb: c.disk_mb,
+            resolv_conf: &resolv,
+            hosts: &hosts,
+        });
+        let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(container.bundle.join("config.json"), text).map_err(|e| e.to_string())
+    }
+}
+
+/// OCI runtimes exit with 128+N when the container's init died of signal N.
+fn runtime_exit(reason: ExitReason) -> ExitReason {
+    match reason {
+        ExitReason::Code(c) if c > 128 && c <= 128 + 64 => ExitReason::Signal(c - 128),
+        other => other,
+    }
+}
+
+/// Turns "the container exited before listening" into the runtime's own diagnosis when its
+/// log says why (bad entrypoint, cgroup refusal, out of memory).
+fn explain(e: StartError, instance: &Instance) -> StartError {
+    let StartError::NotStarted {
+        elapsed,
+        cause,
+        logs,
+    } = e
+    else {
+        return e;
+    };
+    if let Some(ExitReason::OutOfMemory(mb)) = instance.exited() {
+        return StartError::failed(
+            StartFailure::OutOfMemory,
+            format!("the instance was killed for exceeding its memorySize of {mb} MB while starting; raise memorySize"),
+        )
+        .with_logs(logs);
+    }
+    match classify_runtime_error(&logs) {
+        Some((kind, message)) => StartError::failed(kind, message).with_logs(logs),
+        None => StartError::NotStarted {
+            elapsed,
+            cause,
+            logs,
+        },
+    }
+}
+
+/// Recognizes the OCI runtime's own errors in the instance's output.
+pub fn classify_runtime_error(logs: &str) -> Option<(StartFailure, String)> {
+    let line = |needle: &str| logs.lines().find(|l| l.contains(needle)).map(str::trim);
+    if let Some(l) = line("cgroups in hybrid mode") {
+        return Some((
+            StartFailure::CgroupRefused,
+            format!(
+                "the OCI runtime refused the host's cgroups: {l}. Fix, as root: \
+                 mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup \
+                 /sys/fs/cgroup/hugetlb (or run `fcx doctor --fix`)"
+            ),
+        ));
+    }
+    if let Some(l) = line("not found in $PATH")
+        .or_else(|| line("No such file or directory").filter(|l| l.contains("exec")))
+    {
+        return Some((
+            StartFailure::EntrypointNotFound,
+            format!(
+                "the container's command does not exist in the image: {l}. Check \
+                 customContainerConfig.entrypoint/command and the image's ENTRYPOINT/CMD"
+            ),
+        ));
+    }
+    if let Some(l) = line("Exec format error") {
+        return Some((
+            StartFailure::EntrypointNotExecutable,
+            format!(
+                "the container's command cannot be executed: {l}. It must be a linux/amd64 \
+                 binary or a script starting with #!"
+            ),
+        ));
+    }
+    if let Some(l) = line("Permission denied").filter(|l| l.contains("exec")) {
+        return Some((
+            StartFailure::EntrypointNotExecutable,
+            format!("the container's command is not executable: {l}. Make it executable (chmod +x) in the image"),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_are_recognized() {
+        let k = |s: &str| classify_runtime_error(s).map(|(k, _)| k);
+        assert_eq!(
+            k("executable file `nosuch` not found in $PATH: No such file or directory"),
+            Some(StartFailure::EntrypointNotFound)
+        );
+        assert_eq!(
+            k("exec container process `/bin/bad`: Exec format error"),
+            Some(StartFailure::EntrypointNotExecutable)
+        );
+        assert_eq!(
+            k("cgroups in hybrid mode not supported, drop all controllers from cgroupv2"),
+            Some(StartFailure::CgroupRefused)
+        );
+        assert_eq!(k("listening on 8080"), None);
+    }
+
+    #[test]
+    fn signal_exit_codes_become_signals() {
+        assert_eq!(runtime_exit(ExitReason::Code(137)), ExitReason::Signal(9));
+        assert_eq!(runtime_exit(ExitReason::Code(1)), ExitReason::Code(1));
+    }
+}

@@ -1,0 +1,135 @@
+//! An instance's root filesystem: the cached image, read-only, as the lower layer of an
+//! overlay whose upper layer is a per-instance directory on disk, discarded when the
+//! instance stops.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// A mounted overlay rootfs; unmounted and deleted on [`Rootfs::remove`].
+#[derive(Debug)]
+pub struct Rootfs {
+    /// Where the overlay is mounted (the bundle's `rootfs`).
+    pub target: PathBuf,
+    /// The instance's writable layer (`upper`) and overlay work directory (`work`).
+    layer_dir: PathBuf,
+}
+
+impl Rootfs {
+    /// Mounts `lower` + a fresh writable layer in `layer_dir` at `target`.
+    pub fn mount(lower: &Path, layer_dir: &Path, target: &Path) -> io::Result<Rootfs> {
+        let upper = layer_dir.join("upper");
+        let work = layer_dir.join("work");
+        for dir in [&upper, &work, &target.to_path_buf()] {
+            std::fs::create_dir_all(dir)?;
+        }
+        for p in [lower, &upper, &work] {
+            // Overlay options are comma- and colon-separated; fcx's own paths never hold
+            // either, but a data dir chosen by the user might.
+            let s = p.to_string_lossy();
+            if s.contains(',') || s.contains(':') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("overlay paths cannot contain ',' or ':': {s}"),
+                ));
+            }
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .map_err(|e| io::Error::other(format!("overlay mount at {}: {e}", target.display())))?;
+        Ok(Rootfs {
+            target: target.to_owned(),
+            layer_dir: layer_dir.to_owned(),
+        })
+    }
+
+    /// Unmounts the overlay and deletes the writable layer (blocking: the layer may be big).
+    pub fn remove(&self) {
+        unmount(&self.target);
+        let _ = std::fs::remove_dir_all(&self.layer_dir);
+    }
+}
+
+/// Detaches a mount (if any) at `target`; the kernel finishes once nothing uses it.
+pub fn unmount(target: &Path) {
+    let _ = umount2(target, MntFlags::MNT_DETACH);
+}
+
+/// Mount points under `dir`, read from `/proc/self/mountinfo` (deepest first), for reaping
+/// what a crashed server left mounted.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn overlay_writes_go_to_the_instance_layer_only() {
+        if !crate::is_root() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let lower = d.path().join("lower");
+        std::fs::create_dir_all(&lower).unwrap();
+        std::fs::write(lower.join("f"), "image").unwrap();
+        let rootfs = Rootfs::mount(&lower, &d.path().join("layer"), &d.path().join("root"))
+            .expect("overlay mount (run as root on a host with overlayfs)");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("root/f")).unwrap(),
+            "image"
+        );
+        std::fs::write(d.path().join("root/f"), "changed").unwrap();
+        assert_eq!(std::fs::read_to_string(lower.join("f")).unwrap(), "image");
+        assert!(mounts_under(d.path()).contains(&d.path().join("root")));
+        rootfs.remove();
+        assert!(!d.path().join("layer").exists());
+        assert!(mounts_under(d.path()).is_empty());
+    }
+}

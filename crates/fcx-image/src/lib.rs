@@ -5,13 +5,50 @@
 //! to make real images without Docker.
 
 pub mod build;
+mod config;
 mod error;
+mod import;
 pub mod media;
+mod pull;
 mod registry;
+mod store;
+mod unpack;
 
 pub use build::{push_index, Compression, ImageBuilder, Layer};
 pub use error::ImageError;
 pub use registry::{is_loopback_registry, parse_reference};
+pub use store::{ImageStore, ImageSummary};
+
+/// Receives [`Progress`] events of a pull or import.
+pub type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+
+/// What a pull or import is doing, for progress bars and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The reference resolved to this manifest digest with these layers.
+    Resolved {
+        reference: String,
+        digest: String,
+        layers: usize,
+        total_bytes: u64,
+    },
+    /// Bytes of one layer downloaded so far.
+    Layer {
+        digest: String,
+        done_bytes: u64,
+        total_bytes: u64,
+    },
+    /// A layer is being unpacked into the rootfs.
+    Unpacking { digest: String },
+    /// The image was already in the cache: no download, no unpack.
+    Cached { digest: String },
+}
+
+pub(crate) fn report(progress: Option<&ProgressFn>, event: Progress) {
+    if let Some(f) = progress {
+        f(&event);
+    }
+}
 
 use std::path::PathBuf;
 

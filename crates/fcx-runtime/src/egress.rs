@@ -84,8 +84,10 @@ fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress
             ),
         )
     })?;
+    // pasta gets the namespace as an inherited fd, named through its own /proc/self: it
+    // drops capabilities early, after which it may not open another process's ns files.
     let mut cmd = Command::new(pasta);
-    cmd.args(pasta_args(netns_path))
+    cmd.args(pasta_args(netns.as_raw_fd()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -101,14 +103,20 @@ fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress
         .spawn(move || supervise(cmd, netns, ready_tx, thread_state, label))?;
     let pid = ready_rx
         .recv()
-        .map_err(|_| io::Error::other("the pasta thread ended before reporting"))??;
+        .map_err(|_| io::Error::other("the pasta thread ended before reporting"))?
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("egress for {}: {e}", netns_path.display()),
+            )
+        })?;
     Ok(Egress { pid, state })
 }
 
-/// pasta's command line: join `netns_path`, configure it, forward nothing in either
-/// direction, keep the host's loopback unmapped.
-fn pasta_args(netns_path: &Path) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = [
+/// pasta's command line: join the namespace it inherits as fd `netns_fd`, configure it,
+/// forward nothing in either direction, keep the host's loopback unmapped.
+fn pasta_args(netns_fd: i32) -> Vec<String> {
+    let mut args: Vec<String> = [
         // As root pasta would otherwise drop to `nobody`, who cannot join the namespace.
         "--runas",
         "0:0",
@@ -129,9 +137,9 @@ fn pasta_args(netns_path: &Path) -> Vec<std::ffi::OsString> {
         "--netns",
     ]
     .iter()
-    .map(Into::into)
+    .map(|a| a.to_string())
     .collect();
-    args.push(netns_path.into());
+    args.push(format!("/proc/self/fd/{netns_fd}"));
     args
 }
 
@@ -144,7 +152,7 @@ fn supervise(
     state: Arc<Mutex<State>>,
     name: String,
 ) {
-    sys::kill_with_spawning_thread(&mut cmd);
+    sys::prepare_helper_command(&mut cmd, netns.as_raw_fd());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -198,7 +206,8 @@ fn supervise(
 fn wait_ready(child: &mut Child, netns: &File) -> io::Result<()> {
     // This thread only waits and relays from now on, so it may as well live in the
     // namespace: then its /proc/thread-self/net shows the namespace's routing tables.
-    sys::setns_net(netns.as_raw_fd())?;
+    sys::setns_net(netns.as_raw_fd())
+        .map_err(|e| io::Error::new(e.kind(), format!("not a network namespace (setns: {e})")))?;
     let started = Instant::now();
     let mut delay = Duration::from_millis(1);
     loop {
@@ -221,7 +230,7 @@ fn wait_ready(child: &mut Child, netns: &File) -> io::Result<()> {
             ));
         }
         std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(20));
+        delay = (delay * 2).min(Duration::from_millis(5));
     }
 }
 
@@ -356,11 +365,7 @@ mod tests {
 
     #[test]
     fn pasta_args_forward_nothing_and_keep_the_gateway_unmapped() {
-        let args: Vec<String> = pasta_args(Path::new("/proc/1/ns/net"))
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let text = args.join(" ");
+        let text = pasta_args(7).join(" ");
         for want in [
             "--runas 0:0",
             "--no-map-gw",
@@ -368,7 +373,7 @@ mod tests {
             "--udp-ports none",
             "--tcp-ns none",
             "--udp-ns none",
-            "--netns /proc/1/ns/net",
+            "--netns /proc/self/fd/7",
         ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
@@ -421,13 +426,13 @@ mod tests {
     }
 
     #[test]
-    fn a_path_that_is_no_namespace_fails_with_pastas_reason() {
+    fn a_path_that_is_no_namespace_is_refused() {
         if !can_run() {
             return;
         }
         let Err(e) = Egress::attach(Path::new("/etc/hostname"), "egress-bad") else {
             panic!("attached to a regular file");
         };
-        assert!(e.to_string().contains("pasta exited"), "{e}");
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
     }
 }

@@ -254,12 +254,17 @@ pub fn setns_net(fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }
 
-/// Makes `cmd`'s child get SIGKILL when the thread that spawns it ends (or fcx dies).
-pub fn kill_with_spawning_thread(cmd: &mut std::process::Command) {
+/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns) and get
+/// SIGKILL when the thread that spawns it ends (or fcx dies).
+pub fn prepare_helper_command(cmd: &mut std::process::Command, keep_fd: RawFd) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    // SAFETY: fcntl and prctl are async-signal-safe and touch only the child's own state
+    // (its copy of the fd table).
     unsafe {
-        cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
+        cmd.pre_exec(move || {
+            check(libc::fcntl(keep_fd, libc::F_SETFD, 0))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
+        });
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Command<'a> {
     Read(&'a str),
     /// `connect:<host:port>`: try a TCP connection; reply `connected` or `error: <reason>`.
     Connect(&'a str),
+    /// `tcp:<host:port>`: connect, reply `got: <what the peer sent first>` or `error: <reason>`.
+    Tcp(&'a str),
+    /// `udp:<host:port>`: send `udp-probe`, reply `got: <the answer>` or `error: <reason>`.
+    Udp(&'a str),
     /// `record:<path>`: append the request's `x-fc-request-id` and a newline to the file.
     Record(&'a str),
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
@@ -67,6 +71,8 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("log", Some(t)) => Some(Command::Log(t)),
         ("read", Some(path)) => Some(Command::Read(path)),
         ("connect", Some(addr)) => Some(Command::Connect(addr)),
+        ("tcp", Some(addr)) => Some(Command::Tcp(addr)),
+        ("udp", Some(addr)) => Some(Command::Udp(addr)),
         ("record", Some(path)) => Some(Command::Record(path)),
         ("flaky", Some(rest)) => rest
             .rsplit_once(':')
@@ -153,6 +159,8 @@ mod tests {
         assert_eq!(parse(b"size:1048576"), Command::Size(1_048_576));
         assert_eq!(parse(b"status:503"), Command::Status(503));
         assert_eq!(parse(b"log:hello world"), Command::Log("hello world"));
+        assert_eq!(parse(b"tcp:10.0.0.1:80"), Command::Tcp("10.0.0.1:80"));
+        assert_eq!(parse(b"udp:10.0.0.1:53"), Command::Udp("10.0.0.1:53"));
         assert_eq!(
             parse(b"barrier:/tmp/a:b:3"),
             Command::Barrier {

@@ -7,6 +7,7 @@
 mod command;
 mod handlers;
 mod http;
+mod probe;
 mod response;
 mod server;
 

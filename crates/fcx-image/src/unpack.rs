@@ -161,8 +161,9 @@ impl Unpacker {
         let host = self.root.join(&rel);
         let header = entry.header();
         let mode = header.mode().map_err(|e| bad_tar(digest, e))? & 0o7777;
-        let uid = header.uid().map_err(|e| bad_tar(digest, e))?;
-        let gid = header.gid().map_err(|e| bad_tar(digest, e))?;
+        // Empty numeric fields mean 0, as Go's archive/tar (Docker) reads them.
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
         let mtime = header.mtime().unwrap_or(0);
         let owner = (
             u32::try_from(uid).map_err(|_| unsafe_layer(digest, &raw_path, "uid out of range"))?,

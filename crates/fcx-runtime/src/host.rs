@@ -239,7 +239,10 @@ fn check_cgroups(layout: &io::Result<cgroups::Layout>, runtime: &str) -> Check {
     if owned.is_empty() {
         return Check::ok(
             CGROUPS,
-            format!("{} (owns no controllers)", layout.describe()),
+            format!(
+                "{}, which owns no controllers (as crun needs)",
+                layout.describe()
+            ),
         );
     }
     // crun refuses any container on such a host; runc copes with it.
@@ -402,10 +405,17 @@ fn check_pasta() -> Check {
     let mut check = match probe::find_executable("pasta") {
         Some(bin) => {
             let version = probe::version_line(&bin, VERSION_LIMIT).unwrap_or_default();
+            let version = if version.is_empty() {
+                String::new()
+            } else {
+                format!(": {version}")
+            };
             Check::ok(
                 PASTA,
-                format!("{} {version} (egress for internetAccess)", bin.display())
-                    .replace("  (", " ("),
+                format!(
+                    "{}{version} (egress of internetAccess instances)",
+                    bin.display()
+                ),
             )
         }
         None => Check::fail(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod doctor;
 
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
 /// machine, with FC's exact contract: its API, headers, errors and limits.
@@ -36,6 +37,15 @@ more keys: fcx keys create.")]
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check that this host can run OCI (custom-container) instances, and how to fix it.
+    #[command(after_help = "Examples:
+  fcx doctor                                   # crun, data dir ./.fcx
+  fcx doctor --runtime runc --data-dir /var/lib/fcx
+  sudo fcx doctor --fix                        # apply the hybrid-cgroup mount, then check again
+
+Each failed check prints the command that fixes it.
+Exit codes: 0 every check passed (warnings allowed), 1 a check failed.")]
+    Doctor(doctor::DoctorArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -135,6 +145,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server(args),
         Command::Keys(cmd) => keys(cmd),
+        Command::Doctor(args) => return doctor::run(args),
         Command::Client(cmd) => return cli::run(cmd, cli.global),
     };
     match result {

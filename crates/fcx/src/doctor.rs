@@ -1,0 +1,129 @@
+//! `fcx doctor`: prints the host checks of the OCI backend (`fcx_runtime::host`), one line
+//! each with the command that fixes a failure, and with `--fix` applies the fixes that are
+//! safe to automate (the hybrid-cgroup mount) before checking again.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fcx_runtime::host::{self, Check, Need, Status};
+
+/// Flags of `fcx doctor`.
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// OCI runtime to check: crun, runc, youki, or the path of a runtime binary (as
+    /// `fcx server --oci-runtime`).
+    #[arg(
+        long,
+        alias = "oci-runtime",
+        env = "FCX_OCI_RUNTIME",
+        default_value = "crun"
+    )]
+    runtime: String,
+    /// The server's data dir; the overlay test mount is made on its filesystem.
+    #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
+    data_dir: PathBuf,
+    /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount), then check
+    /// again.
+    #[arg(long)]
+    fix: bool,
+}
+
+pub fn run(args: DoctorArgs) -> ExitCode {
+    println!(
+        "fcx doctor: can this host run OCI (custom-container) instances?\n\
+         runtime: {}   data dir: {}\n",
+        args.runtime,
+        args.data_dir.display()
+    );
+    let mut checks = host::check_host(&args.runtime, &args.data_dir);
+    if args.fix {
+        apply_fixes(&checks);
+        checks = host::check_host(&args.runtime, &args.data_dir);
+    }
+    print_checks(&checks, args.fix);
+    summary(&checks)
+}
+
+/// Applies the fix of every fixable check that is not OK, saying what happened.
+fn apply_fixes(checks: &[Check]) {
+    let fixable: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.fixable && c.status != Status::Ok)
+        .collect();
+    if fixable.is_empty() {
+        println!("--fix: nothing here that fcx doctor fixes by itself\n");
+        return;
+    }
+    for c in fixable {
+        let command = c.fix.as_deref().unwrap_or("");
+        match host::fix_hybrid_cgroups() {
+            Ok(true) => println!(
+                "--fix: {}: ran `{command}` (lasts until the next reboot)\n",
+                c.name
+            ),
+            Ok(false) => println!("--fix: {}: nothing left to change\n", c.name),
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (run it as root: sudo fcx doctor --fix)"
+                } else {
+                    ""
+                };
+                println!(
+                    "--fix: {}: could not apply `{command}`: {e}{hint}\n",
+                    c.name
+                );
+            }
+        }
+    }
+}
+
+fn print_checks(checks: &[Check], fixed: bool) {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let indent = " ".repeat(2 + 6 + width + 2);
+    for c in checks {
+        let label = match c.status {
+            Status::Ok => "OK",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        let scope = match (c.status, c.need) {
+            (Status::Ok, _) | (_, Need::Oci) => "",
+            (_, Need::Egress) => " (only instances with internetAccess need it)",
+        };
+        println!("  {label:<6}{:<width$}  {}{scope}", c.name, c.detail);
+        if c.status == Status::Ok {
+            continue;
+        }
+        if let Some(fix) = &c.fix {
+            println!("{indent}fix: {fix}");
+        }
+        if c.fixable && !fixed {
+            println!("{indent}`fcx doctor --fix` applies it (until the next reboot)");
+        }
+    }
+    println!();
+}
+
+/// The closing line and the exit code: 1 when any check failed (warnings pass).
+fn summary(checks: &[Check]) -> ExitCode {
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
+    if failed == 0 {
+        let warnings = match warned {
+            0 => String::new(),
+            n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
+        };
+        println!("All checks passed{warnings}: this host can run OCI instances.");
+        return ExitCode::SUCCESS;
+    }
+    let s = if failed == 1 { "" } else { "s" };
+    let mut next = format!(
+        "{failed} check{s} failed. Run the fix{} above, then `fcx doctor` again",
+        if failed == 1 { "" } else { "es" }
+    );
+    if checks.iter().any(|c| c.fixable && c.status == Status::Fail) {
+        next.push_str(" (or `fcx doctor --fix`, which applies the cgroup fix)");
+    }
+    println!("{next}.");
+    ExitCode::FAILURE
+}

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what fcx needs to build, run its examples and pass its tests on Debian 12:
-# system packages (only those missing), the Rust toolchain check, and the Express example's
-# npm dependencies. Idempotent: safe to run again.
+# system packages (only those missing, including the OCI backend's crun and pasta and its
+# tests' registry, busybox and htpasswd), the hybrid-cgroup fix crun needs, the Rust toolchain
+# check, and the Express example's npm dependencies. Idempotent, and silent when nothing is
+# needed: safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+warn() { printf 'setup: warning: %s\n' "$*" >&2; }
+changed=0
 
 [ "$(id -u)" = 0 ] || die "run as root: fcx creates network namespaces and installs packages (try: sudo $0)"
 
@@ -14,12 +18,18 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 declare -A wanted=(
   [node]=nodejs [npm]=npm [python3]=python3 [zip]=zip [curl]=curl
   [cc]=gcc [make]=make [pkg-config]=pkg-config [ip]=iproute2
+  # The OCI backend: its runtime and pasta (egress of internetAccess instances); its tests
+  # run a local registry with htpasswd auth and build images around a static busybox.
+  [crun]=crun [pasta]=passt [docker-registry]=docker-registry [htpasswd]=apache2-utils
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+# Test images copy /bin/busybox into themselves: only the static build runs there alone.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
+  || missing+=(busybox-static)
 # `python3 -m venv` (the official FC SDK the signed-request tests run) needs ensurepip.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,7 +37,55 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+  changed=1
 fi
+
+# crun refuses every container on a hybrid host (v1 controllers plus a cgroup2 mount) while
+# the cgroup2 mount still owns a controller ("cgroups in hybrid mode not supported, drop all
+# controllers from cgroupv2"). Mounting each such controller as its own v1 hierarchy moves it
+# off cgroup2. Lasts until reboot; `fcx doctor --fix` does the same.
+fix_hybrid_cgroups() {
+  # mountinfo: field 5 is the mount point, 6 its options, and the fs type follows the "-".
+  local mounts unified parent controllers c dir err
+  mounts=$(awk '{for (i = 7; i <= NF; i++) if ($i == "-") { print $(i+1), $5, $6; break }}' /proc/self/mountinfo)
+  unified=$(awk '$1 == "cgroup2" {print $2; exit}' <<<"$mounts")
+  parent=$(awk '$1 == "cgroup" {print $2; exit}' <<<"$mounts")
+  [ -n "$unified" ] && [ -n "$parent" ] || return 0   # pure v2 or pure v1: nothing to do
+  controllers=$(cat "$unified/cgroup.controllers" 2>/dev/null || true)
+  [ -n "$controllers" ] || return 0
+  parent=$(dirname "$parent")
+  local why="crun refuses containers until cgroup2 at $unified owns no controllers ($controllers);"
+  local instead="or boot with systemd.unified_cgroup_hierarchy=1 (pure cgroup v2)"
+  local parent_opts
+  parent_opts=$(awk -v p="$parent" '$1 == "tmpfs" && $2 == p {print $3; exit}' <<<"$mounts")
+  if [ -z "$parent_opts" ]; then
+    warn "$why $parent is not a tmpfs where v1 hierarchies could be mounted; $instead"
+    return 0
+  fi
+  for c in $controllers; do
+    dir="$parent/$c"
+    say "hybrid cgroups: moving the $c controller off cgroup2: mkdir -p $dir && mount -t cgroup -o $c cgroup $dir"
+    if [ ! -d "$dir" ]; then
+      if [[ ",$parent_opts," == *,ro,* ]]; then
+        # systemd mounts the cgroup tmpfs read-only on hybrid hosts: open it for the mkdir only.
+        mount -o remount,rw "$parent" && mkdir -p "$dir" || true
+        mount -o remount,ro "$parent" || true
+      else
+        mkdir -p "$dir" || true
+      fi
+    fi
+    if [ ! -d "$dir" ]; then
+      warn "$why cannot create $dir; $instead"
+      return 0
+    fi
+    if ! err=$(mount -t cgroup -o "$c" cgroup "$dir" 2>&1); then
+      warn "$why mount -t cgroup -o $c cgroup $dir failed: $err (is $c enabled in a cgroup2 subtree_control?); $instead"
+      return 0
+    fi
+    changed=1
+  done
+}
+fix_hybrid_cgroups
 
 # Debian 12's own rustc (1.63) is too old; fcx needs a rustup toolchain.
 if ! command -v cargo >/dev/null 2>&1; then
@@ -42,5 +100,6 @@ rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
 if [ ! -d examples/express-event/node_modules/express ]; then
   say "installing the Express example's dependencies (npm ci)"
   (cd examples/express-event && npm ci --no-audit --no-fund --loglevel=error)
+  changed=1
 fi
-say "setup complete"
+[ "$changed" = 0 ] || say "setup complete"

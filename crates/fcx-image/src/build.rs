@@ -34,6 +34,7 @@ pub struct ImageBuilder {
     working_dir: String,
     user: String,
     layers: Vec<Layer>,
+    docker_media_types: bool,
 }
 
 impl Default for ImageBuilder {
@@ -82,6 +83,7 @@ impl ImageBuilder {
             working_dir: String::new(),
             user: String::new(),
             layers: Vec::new(),
+            docker_media_types: false,
         }
     }
 
@@ -125,6 +127,14 @@ impl ImageBuilder {
         self
     }
 
+    /// Uses Docker's v2 schema 2 media types (manifest, config, `rootfs.diff.tar[.gzip]`)
+    /// instead of OCI ones, as images built by `docker build` and pushed by `docker push`
+    /// have. Zstd layers keep the OCI type (Docker's schema has none).
+    pub fn docker_media_types(mut self) -> Self {
+        self.docker_media_types = true;
+        self
+    }
+
     /// Appends a layer (layers apply in the order added).
     pub fn layer(mut self, layer: Layer) -> Self {
         self.layers.push(layer);
@@ -145,14 +155,21 @@ impl ImageBuilder {
         for layer in &self.layers {
             let tar = layer.to_tar()?;
             let diff_id = sha256_digest(&tar);
+            let docker = self.docker_media_types;
             let (blob, media_type) = match self.compression {
+                Compression::None if docker => (tar.clone(), media::DOCKER_LAYER_TAR),
                 Compression::None => (tar.clone(), media::OCI_LAYER_TAR),
                 Compression::Gzip => {
                     // GzBuilder writes mtime 0 and no file name: deterministic.
                     let mut enc =
                         flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
                     enc.write_all(&tar)?;
-                    (enc.finish()?, media::OCI_LAYER_GZIP)
+                    let mt = if docker {
+                        media::DOCKER_LAYER_GZIP
+                    } else {
+                        media::OCI_LAYER_GZIP
+                    };
+                    (enc.finish()?, mt)
                 }
                 Compression::Zstd => (zstd::encode_all(&tar[..], 3)?, media::OCI_LAYER_ZSTD),
             };
@@ -167,9 +184,10 @@ impl ImageBuilder {
         }
         let config = self.config_json(&layers)?;
         let config_digest = sha256_digest(&config);
+        let (manifest_type, config_type) = self.manifest_types();
         let manifest = media::manifest_json(
-            media::OCI_MANIFEST,
-            &Descriptor::new(media::OCI_CONFIG, &config_digest, config.len()),
+            manifest_type,
+            &Descriptor::new(config_type, &config_digest, config.len()),
             &layers
                 .iter()
                 .map(|l| Descriptor::new(l.media_type, &l.digest, l.blob.len()))
@@ -183,6 +201,15 @@ impl ImageBuilder {
             manifest,
             manifest_digest,
         })
+    }
+
+    /// (manifest, config) media types.
+    fn manifest_types(&self) -> (&'static str, &'static str) {
+        if self.docker_media_types {
+            (media::DOCKER_MANIFEST, media::DOCKER_CONFIG)
+        } else {
+            (media::OCI_MANIFEST, media::OCI_CONFIG)
+        }
     }
 
     fn config_json(&self, layers: &[BuiltLayer]) -> std::io::Result<Vec<u8>> {
@@ -249,7 +276,7 @@ impl ImageBuilder {
         };
         entries.retain(|e| e["annotations"][media::REF_NAME_ANNOTATION] != tag);
         let mut entry = serde_json::json!({
-            "mediaType": media::OCI_MANIFEST,
+            "mediaType": self.manifest_types().0,
             "digest": built.manifest_digest,
             "size": built.manifest.len(),
             "annotations": { media::REF_NAME_ANNOTATION: tag },
@@ -346,7 +373,7 @@ impl ImageBuilder {
             "schemaVersion": 2,
             "mediaType": media::OCI_INDEX,
             "manifests": [{
-                "mediaType": media::OCI_MANIFEST,
+                "mediaType": self.manifest_types().0,
                 "digest": built.manifest_digest,
                 "size": built.manifest.len(),
                 "annotations": {
@@ -375,7 +402,7 @@ impl ImageBuilder {
     ) -> Result<String, ImageError> {
         let built = self.build()?;
         let conn = registry::Connection::new(reference, opts)?;
-        push_built(&conn, &built, conn.reference()).await?;
+        push_built(&conn, &built, self.manifest_types().0, conn.reference()).await?;
         Ok(built.manifest_digest)
     }
 }
@@ -384,13 +411,14 @@ impl ImageBuilder {
 async fn push_built(
     conn: &registry::Connection,
     built: &Built,
+    manifest_type: &str,
     target: &oci_client::Reference,
 ) -> Result<(), ImageError> {
     for l in &built.layers {
         conn.push_blob(&l.blob, &l.digest).await?;
     }
     conn.push_blob(&built.config, &built.config_digest).await?;
-    conn.push_manifest(target, &built.manifest, media::OCI_MANIFEST)
+    conn.push_manifest(target, &built.manifest, manifest_type)
         .await
 }
 
@@ -408,9 +436,9 @@ pub async fn push_index(
         let by_digest = conn
             .reference()
             .clone_with_digest(built.manifest_digest.clone());
-        push_built(&conn, &built, &by_digest).await?;
+        push_built(&conn, &built, img.manifest_types().0, &by_digest).await?;
         entries.push(serde_json::json!({
-            "mediaType": media::OCI_MANIFEST,
+            "mediaType": img.manifest_types().0,
             "digest": built.manifest_digest,
             "size": built.manifest.len(),
             "platform": img.platform_json(),

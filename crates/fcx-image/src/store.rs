@@ -59,7 +59,6 @@ pub struct ImageStore {
 pub(crate) struct StoreInner {
     pub(crate) root: PathBuf,
     unpacks: AtomicU64,
-    staging_seq: AtomicU64,
     /// Single flight: one async mutex per reference being resolved/pulled in this process.
     pub(crate) inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -113,6 +112,14 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ImageStore {
     /// Opens (creating, 0700) the cache at `root`, e.g. `<data dir>/images`.
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore, ImageError> {
@@ -157,7 +164,6 @@ impl StoreInner {
         let store = StoreInner {
             root,
             unpacks: AtomicU64::new(0),
-            staging_seq: AtomicU64::new(0),
             inflight: Mutex::new(HashMap::new()),
         };
         store.clean_stale_staging();
@@ -182,7 +188,9 @@ impl StoreInner {
     }
 
     pub(crate) fn stage(&self) -> io::Result<Staging> {
-        let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
+        // Process-wide: two stores on one root in one process must not share a name.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = self
             .root
             .join("tmp")

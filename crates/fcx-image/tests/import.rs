@@ -24,10 +24,7 @@ fn base() -> ImageBuilder {
 type Imported = Vec<(Vec<String>, fcx_image::Image)>;
 
 /// Writes the image as an OCI layout in a fresh temp dir and imports it.
-fn import_layout(
-    store: &ImageStore,
-    img: &ImageBuilder,
-) -> Result<(String, Imported), ImageError> {
+fn import_layout(store: &ImageStore, img: &ImageBuilder) -> Result<(String, Imported), ImageError> {
     let dir = tempfile::tempdir().unwrap();
     let digest = img
         .write_oci_layout(dir.path(), "example.com/app:v1")
@@ -419,4 +416,15 @@ fn non_amd64_layout_is_unsupported() {
         ImageError::UnsupportedPlatform { offered, .. } => assert_eq!(offered, "linux/arm64/v8"),
         e => panic!("{e}"),
     }
+}
+
+#[test]
+fn docker_media_types_in_a_layout() {
+    let (_d, store) = store();
+    let img = ImageBuilder::new()
+        .docker_media_types()
+        .layer(Layer::new().file("f", "docker", 0o644));
+    let (digest, out) = import_layout(&store, &img).unwrap();
+    assert_eq!(out[0].1.digest, digest);
+    assert_eq!(read(&out[0].1.rootfs, "f"), "docker");
 }

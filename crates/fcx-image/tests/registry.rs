@@ -90,10 +90,19 @@ async fn concurrent_ensures_share_one_pull() {
     image("v1").push(&reference, &anon()).await.unwrap();
     let (_d, store) = store();
     let store = Arc::new(store);
+    let resolved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let call = || {
         let store = store.clone();
         let reference = reference.clone();
-        tokio::spawn(async move { store.ensure(&reference, &anon(), None).await })
+        let resolved = resolved.clone();
+        tokio::spawn(async move {
+            let progress = move |p: &Progress| {
+                if matches!(p, Progress::Resolved { .. }) {
+                    resolved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            };
+            store.ensure(&reference, &anon(), Some(&progress)).await
+        })
     };
     let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
     let digests: Vec<String> = [a, b, c, d]
@@ -101,6 +110,8 @@ async fn concurrent_ensures_share_one_pull() {
         .map(|r| r.unwrap().unwrap().digest)
         .collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    // One registry resolution and one unpack for all four callers.
+    assert_eq!(resolved.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(store.unpacks(), 1);
 }
 
@@ -239,4 +250,25 @@ async fn index_picks_amd64_and_arm64_only_is_unsupported() {
         Err(ImageError::UnsupportedPlatform { .. })
     ));
     assert_eq!(store.unpacks(), 1);
+}
+
+#[tokio::test]
+async fn docker_v2_media_types_pull() {
+    let reg = TestRegistry::start();
+    let reference = format!("{}/team/docker:v1", reg.addr());
+    let img = image("docker").docker_media_types();
+    let pushed = img.push(&reference, &anon()).await.unwrap();
+    let (_d, store) = store();
+    let got = store.ensure(&reference, &anon(), None).await.unwrap();
+    assert_eq!(got.digest, pushed);
+    assert_eq!(
+        std::fs::read_to_string(got.rootfs.join("etc/marker")).unwrap(),
+        "docker"
+    );
+}
+
+#[test]
+fn store_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<ImageStore>();
 }

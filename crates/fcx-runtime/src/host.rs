@@ -109,8 +109,8 @@ pub fn fix_hybrid_cgroups() -> io::Result<bool> {
     cgroups::fix_hybrid()
 }
 
-/// `Err` with every failing check needed by the OCI backend and its fix, one per line: the
-/// server refuses to start the OCI backend with this message.
+/// `Err` with every failing check needed by the OCI backend and its fix (the lines of
+/// [`failure_report`]): the server refuses to start the OCI backend with this message.
 pub fn ensure_oci_ready(runtime: &str, data_dir: &Path) -> Result<(), String> {
     match failure_report(&check_host(runtime, data_dir), Need::Oci) {
         Some(report) => Err(report),
@@ -118,31 +118,27 @@ pub fn ensure_oci_ready(runtime: &str, data_dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The failing checks of `checks` needed for `need`, with their fixes; `None` when none fail.
+/// The failing checks of `checks` needed for `need`, two lines each (`  - name: detail`,
+/// `    fix: command`, the second marked when `fcx doctor --fix` applies it), for the caller
+/// to put under its own headline; `None` when none fail.
 pub fn failure_report(checks: &[Check], need: Need) -> Option<String> {
-    let failed: Vec<&Check> = checks
+    let lines: Vec<String> = checks
         .iter()
         .filter(|c| c.status == Status::Fail && c.need == need)
+        .map(|c| {
+            let mut line = format!("  - {}: {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                let auto = if c.fixable {
+                    " (or: fcx doctor --fix)"
+                } else {
+                    ""
+                };
+                let _ = write!(line, "\n    fix: {fix}{auto}");
+            }
+            line
+        })
         .collect();
-    if failed.is_empty() {
-        return None;
-    }
-    let mut out = match need {
-        Need::Oci => "this host cannot run OCI (custom-container) instances:\n".to_string(),
-        Need::Egress => "instances with internetAccess cannot reach the network:\n".to_string(),
-    };
-    for c in &failed {
-        let _ = writeln!(out, "  - {}: {}", c.name, c.detail);
-        if let Some(fix) = &c.fix {
-            let _ = writeln!(out, "    fix: {fix}");
-        }
-    }
-    out.push_str("`fcx doctor` checks the host again");
-    if failed.iter().any(|c| c.fixable) {
-        out.push_str("; `fcx doctor --fix` applies the cgroup fix");
-    }
-    out.push('.');
-    Some(out)
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 fn check_root(root: bool) -> Check {
@@ -496,8 +492,10 @@ mod tests {
         pasta.need = Need::Egress;
         let checks = vec![Check::ok(ROOT, "root"), cg, pasta];
         let report = failure_report(&checks, Need::Oci).unwrap_or_default();
-        assert!(report.contains("  - cgroups: hybrid\n    fix: mount -t cgroup -o hugetlb ..."));
-        assert!(report.contains("fcx doctor --fix"));
+        assert_eq!(
+            report,
+            "  - cgroups: hybrid\n    fix: mount -t cgroup -o hugetlb ... (or: fcx doctor --fix)"
+        );
         assert!(!report.contains("pasta"));
         let egress = failure_report(&checks, Need::Egress).unwrap_or_default();
         assert!(egress.contains("apt-get install -y passt"));

@@ -410,10 +410,8 @@ mod tests {
     #[test]
     fn parses_our_own_process() {
         let me = std::process::id();
-        assert!(runs_as(
-            me,
-            &std::fs::read_to_string("/proc/self/comm").unwrap().trim()[..]
-        ));
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(runs_as(me, comm.trim()));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let sockets = bound_sockets(me);

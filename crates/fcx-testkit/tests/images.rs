@@ -81,6 +81,15 @@ fn busybox_web_image_runs_posted_scripts() {
     let r = server.request("POST", "/invoke", &["Expect: 100-continue"], big.as_bytes());
     assert_eq!(r.text().trim(), "200001");
 
+    // Connections are served concurrently: the first request can only finish once the
+    // second has run (a serial server would leave it to curl's timeout).
+    std::thread::scope(|s| {
+        let waiting =
+            s.spawn(|| server.invoke("while [ ! -e /tmp/go ]; do sleep 0.05; done; echo waited"));
+        assert_eq!(server.invoke("touch /tmp/go; echo go").text(), "go\n");
+        assert_eq!(waiting.join().unwrap().text(), "waited\n");
+    });
+
     assert!(
         server.log().contains("oops"),
         "stderr in the log: {}",

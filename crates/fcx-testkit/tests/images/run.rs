@@ -1,10 +1,11 @@
 //! Running a built image with real crun, independently of fcx's runtime: write the OCI
-//! layout, unpack its layers with the host's `tar`, make a bundle from `crun spec` and the
+//! layout, import it with fcx's `ImageStore` (its unpacker makes the rootfs), make a bundle from `crun spec` and the
 //! image config, and run it — in the foreground (non-web-server mode) or detached in a
 //! network namespace of its own with loopback up (web-server mode), reached with
 //! `ip netns exec … curl`. Containers, namespaces and directories go away on drop.
 
 use fcx_image::build::ImageBuilder;
+use fcx_image::{ImageConfig, ImageStore};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -38,12 +39,12 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// An image written as an OCI layout and unpacked to a rootfs, with its config.
+/// An image written as an OCI layout and imported into an fcx image store (so fcx's own
+/// unpacker makes the rootfs), with its config.
 pub struct Unpacked {
     pub dir: tempfile::TempDir,
     pub rootfs: PathBuf,
-    /// The image config's `config` object (Entrypoint, Cmd, Env, WorkingDir).
-    pub config: Value,
+    pub config: ImageConfig,
     /// Sum of the layer blobs as stored (compressed unless built uncompressed).
     pub blob_bytes: u64,
 }
@@ -55,34 +56,31 @@ pub fn unpack(image: &ImageBuilder) -> Unpacked {
         .unwrap();
     let layout = dir.path().join("layout");
     let digest = image.write_oci_layout(&layout, "test").unwrap();
-    let blob = |digest: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
-    let read_json = |digest: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(blob(digest)).unwrap()).unwrap()
-    };
-    let manifest = read_json(&digest);
-    let config = read_json(manifest["config"]["digest"].as_str().unwrap());
-    let rootfs = dir.path().join("bundle/rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    let mut blob_bytes = 0;
-    for layer in manifest["layers"].as_array().unwrap() {
-        blob_bytes += layer["size"].as_u64().unwrap();
-        // GNU tar detects gzip/zstd itself; -p keeps modes such as /tmp's 1777.
-        run_ok(
-            Command::new("tar")
-                .arg("-xpf")
-                .arg(blob(layer["digest"].as_str().unwrap()))
-                .arg("-C")
-                .arg(&rootfs),
-        );
-    }
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let blob_bytes = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let mut imported = store.import(&layout, None).unwrap();
+    assert_eq!(imported.len(), 1);
+    let (_, image) = imported.remove(0);
+    assert_eq!(image.digest, digest);
+    std::fs::create_dir(dir.path().join("bundle")).unwrap();
     Unpacked {
         dir,
-        rootfs,
-        config: config["config"].clone(),
+        rootfs: image.rootfs,
+        config: image.config,
         blob_bytes,
     }
 }
@@ -96,14 +94,13 @@ impl Unpacked {
         let _ = std::fs::remove_file(&spec_file);
         run_ok(Command::new("crun").arg("spec").current_dir(&bundle));
         let mut spec: Value = serde_json::from_slice(&std::fs::read(&spec_file).unwrap()).unwrap();
-        let strings = |v: &Value| -> Vec<Value> { v.as_array().cloned().unwrap_or_default() };
-        let mut args = strings(&self.config["Entrypoint"]);
-        args.extend(strings(&self.config["Cmd"]));
-        let mut env = strings(&self.config["Env"]);
-        env.extend(extra_env.iter().map(|e| json!(e)));
-        let cwd = match self.config["WorkingDir"].as_str() {
-            Some(d) if !d.is_empty() => d.to_string(),
-            _ => "/".to_string(),
+        let mut args = self.config.entrypoint.clone();
+        args.extend(self.config.cmd.iter().cloned());
+        let mut env = self.config.env.clone();
+        env.extend(extra_env.iter().map(|e| e.to_string()));
+        let cwd = match self.config.working_dir.as_str() {
+            "" => "/",
+            d => d,
         };
         spec["process"]["terminal"] = json!(false);
         spec["process"]["args"] = json!(args);

@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub async_workers: usize,
     /// First retry delay of a failed async invocation (doubles per attempt).
     pub async_retry_base: Duration,
+    /// OCI runtime for custom-container functions (`None`: code packages only).
+    pub oci_runtime: Option<String>,
+    /// Most processes one container instance may run.
+    pub pids_limit: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,63 @@ pub fn prefix_for(data_dir: &Path) -> String {
     let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("fcx-{hex}")
+}
+
+/// The OCI backend and image cache, after checking that the host can run containers (the
+/// server refuses to start otherwise, instead of failing every container invocation), with
+/// what a previous run left behind removed.
+fn containers(
+    config: &ServerConfig,
+    data_dir: &Path,
+    run_dir: &Path,
+    prefix: &str,
+) -> Result<Option<fcx_scheduler::Containers>, ServerError> {
+    let Some(runtime) = &config.oci_runtime else {
+        return Ok(None);
+    };
+    fcx_runtime::host::ensure_oci_ready(runtime, data_dir).map_err(|report| {
+        ServerError::Refused(format!(
+            "the OCI backend (--oci-runtime {runtime}) cannot run on this host:\n{report}\n\
+             Fix the above (`fcx doctor --fix` applies the safe fixes), or start with \
+             --oci-runtime none to run code-package functions only."
+        ))
+    })?;
+    let runtime_path = executable(runtime);
+    let images = fcx_image::ImageStore::open(data_dir.join("images"))
+        .map_err(|e| ServerError::Refused(format!("image cache: {e}")))?;
+    let backend = fcx_runtime::OciBackend::new(fcx_runtime::OciConfig {
+        runtime: runtime_path,
+        run_dir: run_dir.to_owned(),
+        layer_dir: data_dir.join("instances").join(prefix),
+        log_dir: data_dir.join("logs"),
+        prefix: prefix.to_owned(),
+        pids_limit: config.pids_limit,
+        resolv_conf: fcx_runtime::egress::resolv_conf(),
+    });
+    let reaped = backend.reap();
+    if reaped > 0 {
+        tracing::warn!(
+            count = reaped,
+            "removed containers left behind by a previous run"
+        );
+    }
+    Ok(Some(fcx_scheduler::Containers {
+        backend: Arc::new(backend),
+        images: Arc::new(images),
+    }))
+}
+
+/// `name` found on PATH (or as given when it holds a `/`).
+fn executable(name: &str) -> PathBuf {
+    if name.contains('/') {
+        return PathBuf::from(name);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Runs the server until `shutdown` completes, then stops every instance.
@@ -144,6 +205,7 @@ pub async fn run(
         gid,
         cgroups,
     });
+    let containers = containers(&config, &data_dir, &run_dir, &prefix)?;
     let scheduler = Scheduler::new(
         backend,
         CodeCache::new(run_dir.join("code")),
@@ -155,6 +217,7 @@ pub async fn run(
             freeze_after: config.freeze_after,
             max_instances: config.max_instances,
         },
+        containers,
     );
     let asyncs = fcx_async::AsyncService::new(
         queue,

@@ -50,6 +50,7 @@ pub fn instance_spec(
         port,
         start_timeout: config.start_timeout,
         internet_access: f.internet_access,
+        container: None,
     }
 }
 

@@ -7,10 +7,9 @@ use std::time::Duration;
 use fcx_protocol::limits::{self, EVENT_ENV_PAYLOAD_MAX};
 use fcx_protocol::{outcome, FcError};
 use fcx_runtime::body::{self, BodyError};
-use fcx_runtime::StartError;
 
 use crate::pool::Pool;
-use crate::{context, InvokeRequest, InvokeResponse, Scheduler};
+use crate::{launch, InvokeRequest, InvokeResponse, Scheduler};
 
 /// How many log lines a failed run's error body carries.
 const ERROR_LOG_LINES: usize = 20;
@@ -33,32 +32,16 @@ pub async fn invoke(
     let _ticket = sched.budget.take()?;
     let deployed = &pool.deployed;
     let f = &deployed.function;
-    let zip = deployed.code_zip.as_ref().ok_or_else(|| {
-        FcError::invalid_argument(format!(
-            "function '{}' runs a container image; this fcx server has no OCI backend yet",
-            f.function_name
-        ))
-    })?;
-    let code_dir = sched
-        .code
-        .ensure(&f.code_sha256, zip)
-        .await
-        .map_err(|e| FcError::internal(e.to_string()))?;
-    let spec = context::instance_spec(deployed, &code_dir, &sched.config);
+    let spec = launch::spec(sched, deployed).await?;
     let timeout = Duration::from_secs(f.timeout.into());
-    let run = sched
-        .backend
-        .run_event(&spec, &payload, timeout, &req.request_id)
-        .await
-        .map_err(|e| match e {
-            StartError::NotStarted { cause, .. } => {
-                FcError::new(fcx_protocol::ErrorCode::FunctionNotStarted, cause)
-            }
-            other => FcError::internal(other.to_string()),
-        })?;
+    let run = launch::run_event(sched, &spec, &payload, timeout, &req.request_id).await?;
     let tail = req.tail_log.then(|| run.log.clone());
     let failure = match run.exit {
         Some(exit) if exit.success() => None,
+        Some(exit @ fcx_runtime::ExitReason::OutOfMemory(_)) => Some((
+            "MemoryLimitExceeded",
+            format!("Process exited with {exit} before completing request"),
+        )),
         Some(exit) => Some((
             "ProcessExitError",
             format!("Process exited with {exit} before completing request"),

@@ -4,8 +4,10 @@
 //! hooks, and the mapping of what an instance did into FC's answer. The gateway calls
 //! [`Scheduler::invoke`]; backends start the instances.
 
+mod container;
 mod context;
 mod event;
+mod launch;
 mod lifecycle;
 mod limits;
 mod maintain;
@@ -120,13 +122,18 @@ pub struct Scheduler {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     limits: Mutex<HashMap<String, Arc<FunctionLimits>>>,
     budget: Arc<InstanceBudget>,
+    /// The OCI backend and image cache (`None`: code packages only).
+    containers: Option<Containers>,
 }
+
+pub use launch::Containers;
 
 impl Scheduler {
     pub fn new(
         backend: ProcessBackend,
         code: CodeCache,
         config: SchedulerConfig,
+        containers: Option<Containers>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             backend: Arc::new(backend),
@@ -135,6 +142,7 @@ impl Scheduler {
             config,
             pools: Mutex::default(),
             limits: Mutex::default(),
+            containers,
         })
     }
 
@@ -275,6 +283,16 @@ impl Scheduler {
         }
         for task in stopping {
             let _ = task.await;
+        }
+        // Container teardowns run in the background when instances drop; finish them (and
+        // anything they missed) before the server removes its run directory.
+        if let Some(c) = &self.containers {
+            let backend = Arc::clone(&c.backend);
+            let _ = tokio::task::spawn_blocking(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                backend.reap()
+            })
+            .await;
         }
     }
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 use fcx_protocol::headers::control_path;
 use fcx_protocol::{limits, logs, outcome, ErrorCode, FcError, Outcome};
 use fcx_runtime::body::{self, Body};
-use fcx_runtime::{CallError, Instance, StartError};
+use fcx_runtime::{CallError, Instance};
 use http_body_util::BodyExt;
 
 use crate::lifecycle::{self, HookContext};
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
 use crate::stream::InvocationBody;
-use crate::{context, CallContext, InvokeRequest, InvokeResponse, Scheduler};
+use crate::{context, launch, CallContext, InvokeRequest, InvokeResponse, Scheduler};
 
 /// How long fcx waits for a process whose connection broke to report its exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -192,24 +192,8 @@ async fn start_instance(
     req: &CallContext,
 ) -> Result<(Instance, Option<Vec<u8>>), Stop> {
     let deployed = &pool.deployed;
-    let zip = deployed.code_zip.as_ref().ok_or_else(|| {
-        FcError::invalid_argument(format!(
-            "function '{}' runs a container image; this fcx server has no OCI backend yet, \
-             so only code packages (runtime custom) can run",
-            deployed.function.function_name
-        ))
-    })?;
-    let code_dir = sched
-        .code
-        .ensure(&deployed.function.code_sha256, zip)
-        .await
-        .map_err(|e| FcError::internal(e.to_string()))?;
-    let spec = context::instance_spec(deployed, &code_dir, &sched.config);
-    let instance = sched
-        .backend
-        .start(&spec)
-        .await
-        .map_err(|e| Stop::Error(start_error(e)))?;
+    let spec = launch::spec(sched, deployed).await?;
+    let instance = launch::start(sched, &spec).await?;
     let init_log = match deployed.function.initializer() {
         Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,
@@ -332,30 +316,16 @@ async fn broken_connection(pool: &Pool, lease: &Lease, cause: String) -> FcError
 }
 
 fn process_exited(exit: fcx_runtime::ExitReason, logs: &str) -> FcError {
+    // The kernel's OOM kill has its own code: the fix is memorySize, not the code.
+    let code = match exit {
+        fcx_runtime::ExitReason::OutOfMemory(_) => ErrorCode::MemoryLimitExceeded,
+        _ => ErrorCode::ProcessExited,
+    };
     FcError::new(
-        ErrorCode::ProcessExited,
+        code,
         format!("Process exited unexpectedly before completing request ({exit})"),
     )
     .with_detail("Logs", logs.to_owned())
-}
-
-fn start_error(e: StartError) -> FcError {
-    match e {
-        StartError::NotStarted {
-            elapsed,
-            cause,
-            logs,
-        } => FcError::new(
-            ErrorCode::FunctionNotStarted,
-            format!(
-                "The CA's http server cannot be started:ContainerStartDuration:{}. \
-                 Ping CA failed due to: {cause} Logs : {logs}",
-                elapsed.as_nanos()
-            ),
-        )
-        .with_detail("Diagnosis", cause),
-        other => FcError::internal(other.to_string()),
-    }
 }
 
 fn request(pool: &Pool, req: &CallContext, path: &'static str, body: Body) -> http::Request<Body> {

@@ -130,6 +130,14 @@ struct ServerArgs {
     /// Milliseconds before the first retry of a failed async invocation (doubles per attempt).
     #[arg(long, default_value_t = 1000)]
     async_retry_base_ms: u64,
+    /// OCI runtime that runs custom-container functions: crun, runc, youki, a path, or
+    /// `none` (code packages only). The server checks the host at start and refuses to
+    /// start when the runtime cannot work (see `fcx doctor`).
+    #[arg(long, env = "FCX_OCI_RUNTIME", default_value = "crun")]
+    oci_runtime: String,
+    /// Most processes one container instance may run (a fork bomb stops here).
+    #[arg(long, default_value_t = 512)]
+    pids_limit: i64,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +183,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         async_workers: args.async_workers,
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
+        oci_runtime: (args.oci_runtime != "none").then_some(args.oci_runtime),
+        pids_limit: args.pids_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

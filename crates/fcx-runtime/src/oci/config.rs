@@ -61,7 +61,6 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
             "env": c.env,
             "cwd": c.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}],
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": false},

@@ -111,7 +111,14 @@ impl InstanceGroup {
             count("memory.events", Some("oom_kill ")) > 0
                 || count("memory.events", Some("max ")) > 0
         } else {
+            // With swap accounting the memory+swap counter (same limit) is the one that
+            // fails; without it, the memory counter.
+            // Some kernels count no failures on the parent when the charge that hits the
+            // limit comes from a child group; the peak usage then tells.
+            let limit = count("memory.limit_in_bytes", None);
             count("memory.failcnt", None) > 0
+                || count("memory.memsw.failcnt", None) > 0
+                || (limit > 0 && count("memory.max_usage_in_bytes", None) >= limit)
         }
     }
 

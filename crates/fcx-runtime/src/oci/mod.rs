@@ -264,6 +264,7 @@ impl OciBackend {
                 Ok(status) => runtime_exit(ExitReason::from_status(status)),
                 Err(_) => ExitReason::Code(-1),
             };
+
             let reason = match reason {
                 ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
                     ExitReason::OutOfMemory(memory_mb)

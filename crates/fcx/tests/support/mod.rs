@@ -5,7 +5,9 @@
 //! its run dir), and removes its run dir, even when the test failed.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod http;
+pub mod images;
 pub mod procs;
 pub mod zipper;
 
@@ -255,6 +257,8 @@ impl Drop for Server {
         for pid in procs::under(&self.run_dir) {
             procs::kill(pid);
         }
+        containers::remove_containers(&self.run_dir);
+        containers::unmount_under(&self.run_dir);
         let _ = std::fs::remove_dir_all(&self.run_dir);
         procs::remove_cgroups(&self.run_dir);
     }

@@ -1,0 +1,352 @@
+//! Custom containers end to end: real OCI images (built from host files, no Docker) pushed
+//! to a real `docker-registry` on loopback, pulled by fcx, run by crun.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{images, Options, Server};
+
+use fcx_testkit::images as fixtures;
+use fcx_testkit::registry::TestRegistry;
+
+fn container_function(name: &str, image: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "functionName": name,
+        "runtime": "custom-container",
+        "handler": "index.handler",
+        "timeout": 30,
+        "memorySize": 256,
+        "customContainerConfig": { "image": image, "port": 9000 },
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            if k == "customContainerConfig" {
+                let cc = b["customContainerConfig"].as_object_mut().unwrap();
+                for (ck, cv) in v.as_object().unwrap() {
+                    cc.insert(ck.clone(), cv.clone());
+                }
+            } else {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    body
+}
+
+fn code(r: &support::http::Response) -> String {
+    r.json()["Code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn seed_express_sample_as_an_image_from_the_registry() {
+    let registry = TestRegistry::start();
+    let app = fixtures::examples_dir().join("express-event");
+    let image = images::push(
+        &registry,
+        "seed/express-event:v1",
+        &fixtures::express_image(&app).expect("express image"),
+    );
+    let server = Server::start();
+    server.create_function(container_function(
+        "express-image",
+        &image,
+        json!({ "instanceLifecycleConfig": { "initializer": { "handler": "i", "timeout": 30 } } }),
+    ));
+    let r = server.invoke("express-image", br#"{"key":"value"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "Hello FunctionCompute, event function\n");
+    // Warm: the same container answers again.
+    let again = server.invoke("express-image", b"{}");
+    assert_eq!(again.text(), "Hello FunctionCompute, event function\n");
+    assert_eq!(
+        again.header("x-fc-instance-id"),
+        r.header("x-fc-instance-id")
+    );
+    let run_dir = server.run_dir.clone();
+    drop(server);
+    assert!(
+        support::containers::mounts_under(&run_dir).is_empty(),
+        "the server left mounts under {}",
+        run_dir.display()
+    );
+}
+
+#[test]
+fn seed_python_sample_as_an_image_in_non_web_server_mode() {
+    let registry = TestRegistry::start();
+    let app = fixtures::examples_dir().join("python-event");
+    let image = images::push(
+        &registry,
+        "seed/python-event:v1",
+        &fixtures::python_event_image(&app).expect("python image"),
+    );
+    let server = Server::start();
+    server.create_function(container_function(
+        "python-image",
+        &image,
+        json!({ "customContainerConfig": { "webServerMode": false } }),
+    ));
+    let r = server.invoke("python-image", br#"{"k":"v"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "Hello serverless image\nFC event is: {\"k\":\"v\"}\n"
+    );
+}
+
+/// A web function whose requests are shell scripts run inside the container.
+fn shell(server: &Server, name: &str, script: &str) -> support::http::Response {
+    server.invoke(name, script.as_bytes())
+}
+
+#[test]
+fn instances_are_isolated_from_the_host_and_each_other() {
+    let registry = TestRegistry::start();
+    let image = images::push(
+        &registry,
+        "test/busybox-web:v1",
+        &fixtures::busybox_web_image("").expect("busybox image"),
+    );
+    let host = fcx_testkit::egress::HostLoopbackServer::start();
+    let server = Server::start();
+    server.create_function(container_function("iso-a", &image, json!({})));
+    server.create_function(container_function(
+        "iso-b",
+        &image,
+        json!({ "internetAccess": false }),
+    ));
+
+    // Only its own processes: pid 1 is the server, nothing of the host shows.
+    let ps = shell(&server, "iso-a", "ps -o pid,comm");
+    assert_eq!(ps.status, 200, "{}", ps.text());
+    let text = ps.text();
+    assert!(
+        text.lines().nth(1).unwrap_or("").trim().starts_with('1'),
+        "{text}"
+    );
+    // Host processes (the fcx server, crun, pasta) would show with their own names.
+    let comms: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        !comms
+            .iter()
+            .any(|c| ["fcx", "crun", "pasta", "systemd", "init"].contains(c)),
+        "{text}"
+    );
+    let procs = shell(&server, "iso-a", "ls /proc | grep -c '^[0-9]'").text();
+    assert!(procs.trim().parse::<u32>().unwrap() < 20, "{procs}");
+
+    // The host's loopback is out of reach, with and without internet access.
+    let port = host.port();
+    for f in ["iso-a", "iso-b"] {
+        let r = shell(
+            &server,
+            f,
+            &format!(
+                "if echo x | nc -w 2 127.0.0.1 {port}; then echo reached; else echo refused; fi"
+            ),
+        );
+        assert_eq!(r.text().trim(), "refused", "{f}: {}", r.text());
+    }
+    assert_eq!(host.accepted(), 0);
+
+    // One instance's files are invisible to another function's instance.
+    let w = shell(
+        &server,
+        "iso-a",
+        "echo s3cret > /marker-a && echo s3cret > /tmp/marker-a && echo ok",
+    );
+    assert_eq!(w.text().trim(), "ok");
+    let r = shell(
+        &server,
+        "iso-b",
+        "ls /marker-a /tmp/marker-a 2>&1; cat /marker-a /tmp/marker-a 2>/dev/null; echo done",
+    );
+    assert!(
+        !r.text().contains("s3cret") && r.text().contains("No such file"),
+        "{}",
+        r.text()
+    );
+    // Nor can it see fcx's data dir or the host's files.
+    let r = shell(&server, "iso-b", "ls / ; cat /etc/passwd");
+    assert!(!r
+        .text()
+        .contains(&server.data_dir.path().display().to_string()));
+    assert!(
+        !r.text().contains("_apt"),
+        "host /etc/passwd leaked: {}",
+        r.text()
+    );
+}
+
+#[test]
+fn fork_bombs_and_memory_hogs_hit_their_limits_while_others_answer() {
+    let registry = TestRegistry::start();
+    let image = images::push(
+        &registry,
+        "test/busybox-web:v1",
+        &fixtures::busybox_web_image("").expect("busybox image"),
+    );
+    let server = Server::start_with(Options::with_args(&["--pids-limit", "64"]));
+    for name in ["bomb", "hog", "calm"] {
+        server.create_function(container_function(
+            name,
+            &image,
+            json!({ "timeout": 8, "memorySize": 128 }),
+        ));
+    }
+    assert_eq!(shell(&server, "calm", "echo up").text().trim(), "up");
+
+    // The fork bomb runs into the pids limit (its group never holds more than 64 tasks)
+    // while another function keeps answering; the request ends by its timeout at the latest
+    // (as an error or a cut-off stream: what it prints depends on which fork failed).
+    let bomb = std::thread::spawn({
+        let addr = server.addr;
+        move || {
+            support::http::try_request(
+                addr,
+                "POST",
+                "/2023-03-30/functions/bomb/invocations",
+                &[],
+                b"b() { b | b & }; b; sleep 6; echo survived",
+            )
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let during = shell(&server, "calm", "echo still-up");
+    assert_eq!(during.status, 200, "{}", during.text());
+    assert_eq!(during.text().trim(), "still-up");
+    let prefix = server.run_dir.file_name().unwrap().to_owned();
+    let groups = std::path::Path::new("/sys/fs/cgroup/pids/fcx").join(prefix);
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&groups).into_iter().flatten().flatten() {
+        let ctr = entry.path().join("ctr");
+        if let Ok(max) = std::fs::read_to_string(ctr.join("pids.max")) {
+            assert_eq!(max.trim(), "64");
+            let current: u32 = std::fs::read_to_string(ctr.join("pids.current"))
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            assert!(current <= 64, "{current} tasks in {}", ctr.display());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 2,
+        "no container pids groups under {}",
+        groups.display()
+    );
+    let _ = bomb.join().unwrap();
+
+    // A memory hog in a request is OOM-killed at the memory limit; its instance and the
+    // other functions go on.
+    let hog = shell(
+        &server,
+        "hog",
+        "x=aaaaaaaa; while true; do x=\"$x$x\"; done",
+    );
+    assert_eq!(hog.status, 200, "{}", hog.text());
+    assert_eq!(shell(&server, "hog", "echo alive").text().trim(), "alive");
+
+    // When the instance's main process is the hog, the whole instance is killed, and the
+    // error says so with its own code.
+    let hog_image = images::push(
+        &registry,
+        "test/busybox-hog:v1",
+        &fixtures::busybox_web_image("x=aaaaaaaa; while true; do x=\"$x$x\"; done")
+            .expect("busybox image"),
+    );
+    server.create_function(container_function(
+        "main-hog",
+        &hog_image,
+        json!({ "timeout": 8, "memorySize": 128 }),
+    ));
+    let hog = shell(&server, "main-hog", "echo never");
+    assert_eq!(hog.status, 502, "{}", hog.text());
+    assert_eq!(code(&hog), "MemoryLimitExceeded", "{}", hog.text());
+    assert!(
+        hog.text().contains("memorySize of 128 MB"),
+        "{}",
+        hog.text()
+    );
+    assert_eq!(shell(&server, "calm", "echo after").text().trim(), "after");
+}
+
+#[test]
+fn private_registry_needs_the_right_credentials() {
+    let registry = TestRegistry::start_with_auth("fcx-user", "s3cret-pw");
+    let image = images::push(
+        &registry,
+        "private/busybox-event:v1",
+        &fixtures::busybox_event_image().expect("busybox image"),
+    );
+    let server = Server::start();
+    let event = |name: &str, auth: Value| {
+        container_function(
+            name,
+            &image,
+            json!({ "customContainerConfig": { "webServerMode": false, "registryConfig": auth } }),
+        )
+    };
+    server.create_function(event("no-creds", json!({})));
+    let r = server.invoke("no-creds", b"hi");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(code(&r), "ImageAccessDenied", "{}", r.text());
+    assert!(r.text().contains("authConfig"), "{}", r.text());
+
+    server.create_function(event(
+        "wrong-creds",
+        json!({ "authConfig": { "userName": "fcx-user", "password": "nope" } }),
+    ));
+    let r = server.invoke("wrong-creds", b"hi");
+    assert_eq!(code(&r), "ImageAccessDenied", "{}", r.text());
+
+    server.create_function(event(
+        "right-creds",
+        json!({ "authConfig": { "userName": "fcx-user", "password": "s3cret-pw" } }),
+    ));
+    let r = server.invoke("right-creds", b"hello-event");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello-event\n");
+}
+
+#[test]
+fn image_and_entrypoint_failures_have_their_own_codes() {
+    let registry = TestRegistry::start();
+    let image = images::push(
+        &registry,
+        "test/busybox-event:v1",
+        &fixtures::busybox_event_image().expect("busybox image"),
+    );
+    let server = Server::start();
+    let missing = format!("{}/test/nothing-here:v1", registry.addr());
+    server.create_function(container_function("missing", &missing, json!({})));
+    let r = server.invoke("missing", b"");
+    assert_eq!(code(&r), "ImageNotFound", "{}", r.text());
+
+    // A loopback port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    server.create_function(container_function(
+        "unreachable",
+        &format!("127.0.0.1:{closed}/x/y:v1"),
+        json!({}),
+    ));
+    let r = server.invoke("unreachable", b"");
+    assert_eq!(code(&r), "RegistryUnreachable", "{}", r.text());
+
+    server.create_function(container_function(
+        "bad-entrypoint",
+        &image,
+        json!({ "customContainerConfig": { "entrypoint": ["/no/such/program"] } }),
+    ));
+    let r = server.invoke("bad-entrypoint", b"");
+    assert_eq!(code(&r), "EntrypointNotFound", "{}", r.text());
+    assert!(r.text().contains("/no/such/program"), "{}", r.text());
+}

@@ -1,7 +1,7 @@
 //! Things for instances to reach (or fail to reach) in egress tests: an [`EgressTarget`] in a
 //! network namespace of its own, joined to the host by a veth pair with link-local addresses,
 //! so it stands for "the internet" without any; a [`HostLoopbackServer`] on the host's
-//! 127.0.0.1 that counts who got through; and [`bound_sockets`] / [`children_named`] to check
+//! 127.0.0.1 that counts who got through; and [`bound_sockets`] / [`children_running`] to check
 //! what a pasta process listens on and which ones remain. Drop removes everything (server
 //! threads, veth, namespace), also when the test panics.
 
@@ -295,37 +295,33 @@ pub fn bound_sockets(pid: u32) -> Vec<String> {
     out
 }
 
-/// Live (non-zombie) children of `parent` whose command name is `comm`.
-pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+/// Live children of `parent` started as `program` (the file name of their `argv[0]`: Debian's
+/// pasta re-executes itself as `passt.avx2`, so the command name does not tell).
+pub fn children_running(parent: u32, program: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((head, rest)) = stat.rsplit_once(") ") else {
-                return false;
-            };
-            let name = head.split_once(" (").map_or("", |(_, n)| n);
-            let mut fields = rest.split_whitespace();
-            let state = fields.next().unwrap_or("Z");
-            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-            name == comm && state != "Z" && ppid == Some(parent)
-        })
+        .filter(|pid| parent_of(*pid) == Some(parent) && runs(*pid, program))
         .collect()
 }
 
-/// Whether process `pid` still runs (exists and is not a zombie), with command name `comm`.
-pub fn runs_as(pid: u32, comm: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ").is_some_and(|(head, rest)| {
-            head.ends_with(&format!("({comm}")) && !rest.starts_with('Z')
-        })
-    })
+/// Whether process `pid` still runs `program` (a zombie has no command line, so it does not).
+pub fn runs(pid: u32, program: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let name = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    !argv0.is_empty() && name == program.as_bytes()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The host's IPv4 default gateway (pasta gives namespaces the same one).
@@ -410,8 +406,10 @@ mod tests {
     #[test]
     fn parses_our_own_process() {
         let me = std::process::id();
-        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
-        assert!(runs_as(me, comm.trim()));
+        let exe = std::env::args().next().unwrap();
+        let name = exe.rsplit('/').next().unwrap();
+        assert!(runs(me, name));
+        assert!(!runs(me, "pasta"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let sockets = bound_sockets(me);

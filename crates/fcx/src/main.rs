@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod doctor;
+mod image;
 
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
 /// machine, with FC's exact contract: its API, headers, errors and limits.
@@ -46,6 +47,10 @@ more keys: fcx keys create.")]
 Each failed check prints the command that fixes it.
 Exit codes: 0 every check passed (warnings allowed), 1 a check failed.")]
     Doctor(doctor::DoctorArgs),
+    /// Pull, import, list and remove the images of custom-container functions (the cache
+    /// in <data dir>/images, shared with a running server).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server(args),
         Command::Keys(cmd) => keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
+        Command::Image(cmd) => return image::run(cmd, cli.global.output),
         Command::Client(cmd) => return cli::run(cmd, cli.global),
     };
     match result {

@@ -98,11 +98,11 @@ pub struct PullArgs {
         long,
         short = 'p',
         env = "FCX_REGISTRY_PASSWORD",
-        hide_env_values = true,
-        conflicts_with = "password_stdin"
+        hide_env_values = true
     )]
     password: Option<String>,
-    /// Read the password from the first line of stdin.
+    /// Read the password from the first line of stdin (instead of --password or
+    /// FCX_REGISTRY_PASSWORD).
     #[arg(long)]
     password_stdin: bool,
     /// Accept any TLS certificate from the registry (self-signed, expired). Loopback
@@ -180,14 +180,8 @@ fn registry_options(args: &PullArgs) -> anyhow::Result<RegistryOptions> {
     let credentials = match (&args.username, password) {
         (Some(user), Some(pass)) => Some((user.clone(), pass)),
         (None, None) => None,
-        (Some(_), None) => return Err(anyhow!(
-            "--username needs a password: --password-stdin (or --password, FCX_REGISTRY_PASSWORD)"
-        )),
-        (None, Some(_)) => {
-            return Err(anyhow!(
-                "a password needs --username (or FCX_REGISTRY_USERNAME)"
-            ))
-        }
+        (Some(_), None) => return Err(anyhow!("--username needs --password-stdin or --password")),
+        (None, Some(_)) => return Err(anyhow!("a password needs --username")),
     };
     let root_ca_pem = match &args.ca_cert {
         Some(file) => Some(

@@ -49,7 +49,16 @@ Exit codes: 0 every check passed (warnings allowed), 1 a check failed.")]
     Doctor(doctor::DoctorArgs),
     /// Pull, import, list and remove the images of custom-container functions (the cache
     /// in <data dir>/images, shared with a running server).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  fcx image pull 127.0.0.1:5000/app:v1 --data-dir /var/lib/fcx
+  fcx image import app.tar                     # `docker save` output, or an OCI layout dir
+  fcx image ls
+  fcx image rm 127.0.0.1:5000/app:v1
+
+These work on <data dir>/images directly: no server has to run."
+    )]
     Image(image::ImageCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),

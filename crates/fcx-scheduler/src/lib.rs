@@ -290,7 +290,7 @@ impl Scheduler {
             let backend = Arc::clone(&c.backend);
             let _ = tokio::task::spawn_blocking(move || {
                 std::thread::sleep(Duration::from_millis(50));
-                backend.reap()
+                backend.remove_all()
             })
             .await;
         }

@@ -109,7 +109,10 @@ fn instances_run_unprivileged_and_cannot_read_the_data_dir() {
 #[test]
 fn instances_have_loopback_only_and_cannot_reach_host_services() {
     let server = Server::start();
-    server.create_function(support::testfn_function("netless", json!({})));
+    // internetAccess false: loopback only (e2e_egress covers the default, true).
+    let mut f = support::testfn_function("netless", json!({}));
+    f["internetAccess"] = json!(false);
+    server.create_function(f);
     // fcx's own API listens on the host's loopback; inside the namespace that address is empty.
     let r = server.invoke("netless", format!("connect:{}", server.addr).as_bytes());
     assert!(r.text().starts_with("error: "), "{}", r.text());

@@ -144,11 +144,25 @@ fn enable_controllers(mount: &Path, rel: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes every group under `fcx/<prefix>` in every hierarchy (deepest first): what a
-/// crashed server left. The processes in them must be gone already.
+/// Removes every instance group under `fcx/<prefix>` in every hierarchy (deepest first):
+/// what a crashed server left. The processes in them must be gone already. `fcx/<prefix>`
+/// itself stays: the process backend keeps its own groups there too.
 pub fn remove_tree(rel: &Path) {
     for h in hierarchies() {
-        remove_dirs(&h.mount.join(rel));
+        if let Ok(entries) = std::fs::read_dir(h.mount.join(rel)) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    remove_dirs(&e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Removes the server's own `fcx/<prefix>` groups (clean shutdown), where empty.
+pub fn remove_root(rel: &Path) {
+    for h in hierarchies() {
+        let _ = std::fs::remove_dir(h.mount.join(rel));
     }
 }
 

@@ -97,6 +97,12 @@ impl OciBackend {
         reaped
     }
 
+    /// Clean shutdown: everything [`OciBackend::reap`] removes, and the server's own groups.
+    pub fn remove_all(&self) {
+        self.reap();
+        group::remove_root(&self.cgroup_root());
+    }
+
     fn cgroup_root(&self) -> PathBuf {
         Path::new("fcx").join(&self.config.prefix)
     }

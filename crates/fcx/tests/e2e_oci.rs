@@ -153,6 +153,18 @@ fn instances_are_isolated_from_the_host_and_each_other() {
     }
     assert_eq!(host.accepted(), 0);
 
+    // Outbound networking follows internetAccess: the target in the test's own namespace
+    // answers iso-a (default true, via pasta), not iso-b (false: loopback only).
+    let target = fcx_testkit::egress::EgressTarget::start();
+    let (ip, tport) = (target.addr().ip(), target.addr().port());
+    let probe = format!("timeout 5 nc {ip} {tport} </dev/null | head -1 | grep . || echo unreachable");
+    let r = shell(&server, "iso-a", &probe);
+    assert_eq!(r.text().lines().next(), Some("egress-ok"), "{}", r.text());
+    let r = shell(&server, "iso-b", &probe);
+    assert_eq!(r.text().lines().next(), Some("unreachable"), "{}", r.text());
+    let resolv = shell(&server, "iso-a", "cat /etc/resolv.conf").text();
+    assert!(!resolv.contains("127.0.0."), "{resolv}");
+
     // One instance's files are invisible to another function's instance.
     let w = shell(
         &server,

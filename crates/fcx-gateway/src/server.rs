@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub oci_runtime: Option<String>,
     /// Most processes one container instance may run.
     pub pids_limit: i64,
+    /// Pre-created sandboxes per custom-container function (0: none).
+    pub sandboxes_per_function: u32,
+    /// Most pre-created sandboxes on this server.
+    pub sandbox_limit: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +220,8 @@ pub async fn run(
             idle_timeout: config.idle_timeout,
             freeze_after: config.freeze_after,
             max_instances: config.max_instances,
+            sandboxes_per_function: config.sandboxes_per_function,
+            sandbox_limit: config.sandbox_limit,
         },
         containers,
     );

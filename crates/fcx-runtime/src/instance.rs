@@ -106,6 +106,11 @@ impl Instance {
         self.pid
     }
 
+    /// The OCI container of an OCI instance.
+    pub(crate) fn container(&self) -> Option<&Arc<Container>> {
+        self.container.as_ref()
+    }
+
     /// The TCP sockets listening in the instance's network namespace.
     pub fn listeners(&self) -> Vec<Listener> {
         let path = self.netns.path();

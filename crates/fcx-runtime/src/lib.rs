@@ -23,7 +23,7 @@ pub use body::{Body, BodyError, ResponseBody};
 pub use cgroup::CgroupRoot;
 pub use code::{CodeCache, CodeError};
 pub use instance::{CallError, Instance};
-pub use oci::{OciBackend, OciConfig};
+pub use oci::{OciBackend, OciConfig, Sandbox};
 pub use process::{ProcessBackend, ProcessConfig};
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
 pub use sys::{is_root, lookup_user};

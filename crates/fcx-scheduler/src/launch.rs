@@ -9,6 +9,7 @@ use fcx_image::{ImageError, ImageStore};
 use fcx_protocol::{ErrorCode, FcError};
 use fcx_runtime::{EventOutcome, Instance, InstanceSpec, OciBackend, StartError, StartFailure};
 
+use crate::pool::Pool;
 use crate::{container, context, Deployed, Scheduler};
 
 /// The OCI backend and the image cache it runs from.
@@ -54,10 +55,36 @@ pub async fn spec(sched: &Scheduler, deployed: &Deployed) -> Result<InstanceSpec
     Ok(container::instance_spec(deployed, &image, &sched.config))
 }
 
-/// Starts a web-server instance on the backend that runs `spec`.
-pub async fn start(sched: &Scheduler, spec: &InstanceSpec) -> Result<Instance, FcError> {
+/// Starts a web-server instance of `pool` on the backend that runs `spec`: from one of the
+/// pool's pre-created sandboxes when it has one.
+pub async fn start(
+    sched: &Scheduler,
+    pool: &Pool,
+    spec: &InstanceSpec,
+) -> Result<Instance, FcError> {
     let started = match (&spec.container, &sched.containers) {
-        (Some(_), Some(c)) => c.backend.start(spec).await,
+        (Some(_), Some(c)) => match pool.sandboxes.take() {
+            Some(sandbox) => match c.backend.start_prepared(sandbox, spec).await {
+                Ok(instance) => Ok(instance),
+                // A user-visible failure (the function's own) is the answer; a broken
+                // sandbox is not: start afresh.
+                Err(
+                    e @ (StartError::NotStarted { .. }
+                    | StartError::Failed {
+                        kind:
+                            StartFailure::EntrypointNotFound
+                            | StartFailure::EntrypointNotExecutable
+                            | StartFailure::OutOfMemory,
+                        ..
+                    }),
+                ) => Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pre-created sandbox failed; starting afresh");
+                    c.backend.start(spec).await
+                }
+            },
+            None => c.backend.start(spec).await,
+        },
         _ => sched.backend.start(spec).await,
     };
     started.map_err(start_error)

@@ -12,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod maintain;
 mod pool;
+mod sandbox;
 mod stream;
 mod web;
 
@@ -51,6 +52,10 @@ pub struct SchedulerConfig {
     pub freeze_after: Option<Duration>,
     /// Most instances this server runs at once.
     pub max_instances: u32,
+    /// Pre-created sandboxes kept per custom-container function (0: none).
+    pub sandboxes_per_function: u32,
+    /// Most pre-created sandboxes on this server.
+    pub sandbox_limit: u32,
 }
 
 /// One invocation as the gateway hands it over.

@@ -21,7 +21,11 @@ pub async fn run(scheduler: Weak<Scheduler>) {
             return;
         };
         let pools: Vec<Arc<Pool>> = sched.pools().values().cloned().collect();
+        let mut sandboxes: usize = pools.iter().map(|p| p.sandboxes.held()).sum();
         for pool in pools {
+            if crate::sandbox::top_up(&sched, &pool, sandboxes) {
+                sandboxes += 1;
+            }
             for slot in pool.slots() {
                 slot.instance.log().flush();
             }

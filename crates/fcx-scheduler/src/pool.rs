@@ -85,6 +85,8 @@ pub struct Pool {
     state: Mutex<State>,
     changed: Notify,
     retired: AtomicBool,
+    /// Containers created ahead of demand (custom-container functions).
+    pub sandboxes: crate::sandbox::Sandboxes,
 }
 
 /// A request's hold on one concurrency slot of an instance; released on drop.
@@ -164,6 +166,7 @@ impl Pool {
             state: Mutex::default(),
             changed: Notify::new(),
             retired: AtomicBool::new(false),
+            sandboxes: Default::default(),
         }
     }
 
@@ -296,6 +299,7 @@ impl Pool {
     /// their last request ends.
     pub fn retire(&self) -> Vec<Arc<Slot>> {
         self.retired.store(true, Ordering::Release);
+        self.sandboxes.clear();
         let mut st = self.lock();
         let (idle, busy): (Vec<Entry>, Vec<Entry>) =
             st.entries.drain(..).partition(|e| e.inflight == 0);
@@ -308,6 +312,7 @@ impl Pool {
     /// Every instance, busy or not (server shutdown).
     pub fn drain_all(&self) -> Vec<Arc<Slot>> {
         self.retired.store(true, Ordering::Release);
+        self.sandboxes.clear();
         let slots = self.lock().entries.drain(..).map(|e| e.slot).collect();
         self.changed.notify_waiters();
         slots

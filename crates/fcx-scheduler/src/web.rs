@@ -193,7 +193,7 @@ async fn start_instance(
 ) -> Result<(Instance, Option<Vec<u8>>), Stop> {
     let deployed = &pool.deployed;
     let spec = launch::spec(sched, deployed).await?;
-    let instance = launch::start(sched, &spec).await?;
+    let instance = launch::start(sched, pool, &spec).await?;
     let init_log = match deployed.function.initializer() {
         Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,

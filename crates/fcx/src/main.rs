@@ -152,6 +152,13 @@ struct ServerArgs {
     /// Most processes one container instance may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
+    /// Containers kept created ahead of demand per custom-container function (web-server
+    /// mode), so a cold start only starts the function's process; 0 turns this off.
+    #[arg(long, default_value_t = 1)]
+    sandboxes_per_function: u32,
+    /// Most pre-created containers on this server (each holds a few MB).
+    #[arg(long, default_value_t = 16)]
+    sandbox_limit: u32,
 }
 
 fn main() -> ExitCode {
@@ -200,6 +207,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
         oci_runtime: (args.oci_runtime != "none").then_some(args.oci_runtime),
         pids_limit: args.pids_limit,
+        sandboxes_per_function: args.sandboxes_per_function,
+        sandbox_limit: args.sandbox_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -157,7 +157,8 @@ fn instances_are_isolated_from_the_host_and_each_other() {
     // answers iso-a (default true, via pasta), not iso-b (false: loopback only).
     let target = fcx_testkit::egress::EgressTarget::start();
     let (ip, tport) = (target.addr().ip(), target.addr().port());
-    let probe = format!("timeout 5 nc {ip} {tport} </dev/null | head -1 | grep . || echo unreachable");
+    let probe =
+        format!("timeout 5 nc {ip} {tport} </dev/null | head -1 | grep . || echo unreachable");
     let r = shell(&server, "iso-a", &probe);
     assert_eq!(r.text().lines().next(), Some("egress-ok"), "{}", r.text());
     let r = shell(&server, "iso-b", &probe);
@@ -361,4 +362,67 @@ fn image_and_entrypoint_failures_have_their_own_codes() {
     let r = server.invoke("bad-entrypoint", b"");
     assert_eq!(code(&r), "EntrypointNotFound", "{}", r.text());
     assert!(r.text().contains("/no/such/program"), "{}", r.text());
+}
+
+/// Ids of the pre-created sandboxes (bundles with a start gate) under a server's run dir.
+fn sandboxes(server: &Server) -> Vec<String> {
+    let dir = server.run_dir.join("oci");
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("start").exists() && !e.path().join("pid").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn cold_starts_use_a_pre_created_sandbox_which_is_refilled_and_removed_with_the_function() {
+    let registry = TestRegistry::start();
+    let image = images::push(
+        &registry,
+        "test/busybox-web:v1",
+        &fixtures::busybox_web_image("").expect("busybox image"),
+    );
+    let server = Server::start();
+    server.create_function(container_function("pre", &image, json!({})));
+    wait_for("a sandbox", || sandboxes(&server).len() == 1);
+    let ready = sandboxes(&server);
+    // No process of the function runs before it is invoked: the container waits at its gate.
+    let r = shell(&server, "pre", "echo warm");
+    assert_eq!(r.text().trim(), "warm");
+    assert_eq!(r.header("x-fc-instance-id"), Some(ready[0].as_str()));
+    // The pool is refilled with a new sandbox.
+    wait_for("a new sandbox", || {
+        let now = sandboxes(&server);
+        now.len() == 1 && now != ready
+    });
+    // Deleting the function removes its sandbox, instance, bundles and mounts.
+    let r = server.request("DELETE", "/2023-03-30/functions/pre", &[], b"");
+    assert!(r.status < 300, "{}", r.text());
+    wait_for("the bundles to go", || {
+        std::fs::read_dir(server.run_dir.join("oci"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    });
+    assert!(support::containers::mounts_under(&server.run_dir).is_empty());
+
+    // Without sandboxes (0 per function) cold starts make their container on demand.
+    let plain = Server::start_with(Options::with_args(&["--sandboxes-per-function", "0"]));
+    plain.create_function(container_function("plain", &image, json!({})));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(sandboxes(&plain).is_empty());
+    assert_eq!(shell(&plain, "plain", "echo ok").text().trim(), "ok");
 }

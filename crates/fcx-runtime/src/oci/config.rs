@@ -33,6 +33,10 @@ pub struct BundleConfig<'a> {
     /// Host files bind-mounted read-only at `/etc/resolv.conf` and `/etc/hosts`.
     pub resolv_conf: &'a Path,
     pub hosts: &'a Path,
+    /// A pre-created sandbox's gate: a `createRuntime` hook (`cat <fifo>`, run by the
+    /// runtime on the host) blocks the container's start until fcx opens and closes the
+    /// fifo. `(cat binary, fifo)`.
+    pub gate: Option<(&'a Path, &'a Path)>,
 }
 
 /// The CFS period the CPU quota is expressed in.
@@ -52,7 +56,7 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
         let quota = (cpu * CPU_PERIOD_US as f64).round() as i64;
         resources["cpu"] = json!({"quota": quota.max(1000), "period": CPU_PERIOD_US});
     }
-    json!({
+    let mut doc = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -80,7 +84,11 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
             "readonlyPaths": profile::READONLY_PATHS,
             "seccomp": profile::seccomp(),
         },
-    })
+    });
+    if let Some((cat, fifo)) = c.gate {
+        doc["hooks"] = json!({"createRuntime": [{"path": cat, "args": ["cat", fifo]}]});
+    }
+    doc
 }
 
 fn mounts(c: &BundleConfig<'_>) -> Value {
@@ -129,6 +137,7 @@ mod tests {
             tmp_mb: 512,
             resolv_conf: Path::new("/run/r"),
             hosts: Path::new("/run/h"),
+            gate: None,
         }
     }
 
@@ -178,5 +187,9 @@ mod tests {
         let v = render(&c);
         assert!(v["linux"]["resources"].get("memory").is_none());
         assert!(v["linux"]["resources"].get("cpu").is_none());
+        assert!(v.get("hooks").is_none());
+        c.gate = Some((Path::new("/usr/bin/cat"), Path::new("/b/start")));
+        let v = render(&c);
+        assert_eq!(v["hooks"]["createRuntime"][0]["args"][1], "/b/start");
     }
 }

@@ -2,6 +2,7 @@
 //! directory, the overlay rootfs and its writable layer, and fcx's cgroup. `teardown`
 //! removes all of it once the runtime process has ended.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -23,6 +24,10 @@ pub struct Container {
     pub(crate) bundle: PathBuf,
     pub(crate) rootfs: Rootfs,
     pub(crate) group: InstanceGroup,
+    /// The start gate of a pre-created sandbox (a fifo its runtime's hook waits on).
+    pub(crate) gate: Option<PathBuf>,
+    /// The runtime process (`crun run`), fcx's child.
+    pub(crate) runtime_pid: std::sync::atomic::AtomicU32,
     init_pid: OnceLock<i32>,
 }
 
@@ -34,6 +39,7 @@ impl Container {
         bundle: PathBuf,
         rootfs: Rootfs,
         group: InstanceGroup,
+        gate: Option<PathBuf>,
     ) -> Container {
         Container {
             runtime,
@@ -42,8 +48,25 @@ impl Container {
             bundle,
             rootfs,
             group,
+            gate,
+            runtime_pid: Default::default(),
             init_pid: OnceLock::new(),
         }
+    }
+
+    /// Lets a pre-created sandbox's container start: opening the gate fifo for writing and
+    /// closing it ends the runtime's blocking hook (`cat` reads end-of-file). Fails with
+    /// `ENXIO` while the hook is not waiting on the fifo yet.
+    pub fn open_gate(&self) -> std::io::Result<()> {
+        let Some(gate) = &self.gate else {
+            return Ok(());
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(gate)?;
+        drop(f);
+        Ok(())
     }
 
     /// The container's init process on the host (from the runtime's pid file), once known.
@@ -73,6 +96,21 @@ impl Container {
     /// a few seconds for it; blocking.
     pub fn teardown(&self, exit: &watch::Receiver<Option<ExitReason>>) {
         self.signal(libc::SIGKILL);
+        if let Some(gate) = &self.gate {
+            if self.init_pid().is_none() {
+                // A sandbox that never started: its runtime waits in the gate hook, before
+                // the pid file exists. Ending the runtime ends the container it set up.
+                let pid = self.runtime_pid.load(std::sync::atomic::Ordering::Acquire);
+                sys::kill(pid, libc::SIGKILL);
+            }
+            // Releases the hook (read-write opens of a fifo never block), so neither the
+            // runtime nor an orphaned hook waits on it.
+            let _ = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(gate);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while exit.borrow().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));

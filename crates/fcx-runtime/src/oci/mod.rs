@@ -51,12 +51,35 @@ pub struct OciConfig {
 pub struct OciBackend {
     config: OciConfig,
     state_root: PathBuf,
+    /// `cat`, the pre-created sandboxes' start-gate hook.
+    cat: PathBuf,
+}
+
+/// A container created ahead of demand (see [`OciBackend::prepare`]). Dropping it removes it.
+pub struct Sandbox {
+    instance: Instance,
+}
+
+impl Sandbox {
+    /// Whether its runtime died while it waited (it is then useless).
+    pub fn is_dead(&self) -> bool {
+        self.instance.exited().is_some()
+    }
 }
 
 impl OciBackend {
     pub fn new(config: OciConfig) -> OciBackend {
         let state_root = config.run_dir.join("oci-state");
-        OciBackend { config, state_root }
+        let cat = ["/usr/bin/cat", "/bin/cat"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("/bin/cat"));
+        OciBackend {
+            config,
+            state_root,
+            cat,
+        }
     }
 
     pub fn runtime(&self) -> &Path {
@@ -110,8 +133,59 @@ impl OciBackend {
     /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
         let started = Instant::now();
-        let parts = self.spawn(spec, &[], None).await?;
+        let parts = self.spawn(spec, &[], None, false).await?;
         let instance = Instance::new(parts, spec.port);
+        match process::wait_listening(&instance, spec, started).await {
+            Ok(()) => Ok(instance),
+            Err(e) => Err(explain(e, &instance)),
+        }
+    }
+
+    /// Creates a sandbox ahead of demand: namespace, egress, rootfs, cgroup, bundle and the
+    /// runtime's container, stopped just before the function's process would start.
+    pub async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
+        let parts = self.spawn(spec, &[], None, true).await?;
+        Ok(Sandbox {
+            instance: Instance::new(parts, spec.port),
+        })
+    }
+
+    /// Starts a sandbox made by [`OciBackend::prepare`] for `spec` and waits until its
+    /// server listens: the cold start left is the function's own.
+    pub async fn start_prepared(
+        &self,
+        sandbox: Sandbox,
+        spec: &InstanceSpec,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let instance = sandbox.instance;
+        let container = instance.container().ok_or_else(|| {
+            StartError::failed(StartFailure::Sandbox, "the sandbox has no container".into())
+        })?;
+        // The hook waits on the gate within milliseconds of `prepare`; wait (bounded) in
+        // case this sandbox is younger than that.
+        let mut delay = Duration::from_micros(200);
+        loop {
+            match container.open_gate() {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && instance.exited().is_none() => {
+                    if started.elapsed() > spec.start_timeout {
+                        return Err(StartError::failed(
+                            StartFailure::Sandbox,
+                            "the pre-created sandbox never reached its start gate".into(),
+                        ));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(StartError::failed(
+                        StartFailure::Sandbox,
+                        format!("cannot open the sandbox's start gate: {e}"),
+                    ))
+                }
+            }
+        }
         match process::wait_listening(&instance, spec, started).await {
             Ok(()) => Ok(instance),
             Err(e) => Err(explain(e, &instance)),
@@ -133,6 +207,7 @@ impl OciBackend {
                 spec,
                 &[("FC_CUSTOM_CONTAINER_EVENT", event)],
                 Some(stdout_write),
+                false,
             )
             .await?;
         let instance = Instance::new(parts, spec.port);
@@ -145,6 +220,7 @@ impl OciBackend {
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
+        gated: bool,
     ) -> Result<Parts, StartError> {
         let c = spec.container.as_ref().ok_or_else(|| {
             StartError::failed(
@@ -207,7 +283,19 @@ impl OciBackend {
             bundle.clone(),
             rootfs,
             group,
+            gated.then(|| bundle.join("start")),
         );
+        if let Some(gate) = &container.gate {
+            if let Err(e) =
+                nix::unistd::mkfifo(gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            {
+                container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
+                return Err(StartError::failed(
+                    StartFailure::Sandbox,
+                    format!("cannot make the sandbox's start gate: {e}"),
+                ));
+            }
+        }
         if let Err(message) = self.write_bundle(
             spec,
             c,
@@ -261,6 +349,9 @@ impl OciBackend {
         drop(cmd);
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
+        container
+            .runtime_pid
+            .store(pid, std::sync::atomic::Ordering::Release);
         let (exit_tx, exit_rx) = watch::channel(None);
         let memory_mb = c.memory_mb;
         let container = std::sync::Arc::new(container);
@@ -348,6 +439,10 @@ impl OciBackend {
             tmp_mb: c.disk_mb,
             resolv_conf: &resolv,
             hosts: &hosts,
+            gate: container
+                .gate
+                .as_deref()
+                .map(|fifo| (self.cat.as_path(), fifo)),
         });
         let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(container.bundle.join("config.json"), text).map_err(|e| e.to_string())

@@ -106,9 +106,22 @@ impl Instance {
         self.pid
     }
 
+    /// Attaches outbound networking made while the instance started.
+    pub(crate) fn set_egress(&mut self, egress: Option<Egress>) {
+        if egress.is_some() {
+            self._egress = egress;
+        }
+    }
+
     /// The OCI container of an OCI instance.
     pub(crate) fn container(&self) -> Option<&Arc<Container>> {
         self.container.as_ref()
+    }
+
+    /// Whether something accepts TCP connections on the instance's port (a connect from
+    /// inside its namespace; the connection is closed at once).
+    pub(crate) async fn accepts_connections(&self) -> bool {
+        self.netns.dial(self.port).await.is_ok()
     }
 
     /// The TCP sockets listening in the instance's network namespace.

@@ -86,7 +86,7 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
         },
     });
     if let Some((cat, fifo)) = c.gate {
-        doc["hooks"] = json!({"createRuntime": [{"path": cat, "args": ["cat", fifo]}]});
+        doc["hooks"] = json!({"createContainer": [{"path": cat, "args": ["cat", fifo]}]});
     }
     doc
 }

@@ -55,6 +55,40 @@ pub struct OciBackend {
     cat: PathBuf,
 }
 
+/// A spawned container and its outbound networking, still being set up.
+struct Spawned {
+    parts: Parts,
+    egress: PendingEgress,
+}
+
+/// pasta configuring the instance's namespace (`None`: no `internetAccess`).
+struct PendingEgress(Option<tokio::task::JoinHandle<std::io::Result<Egress>>>);
+
+impl PendingEgress {
+    async fn ready(self) -> Result<Option<Egress>, StartError> {
+        match self.0 {
+            None => Ok(None),
+            Some(task) => task
+                .await
+                .map_err(|e| StartError::Namespace(std::io::Error::other(e)))?
+                .map(Some)
+                .map_err(StartError::Namespace),
+        }
+    }
+}
+
+impl Parts {
+    fn with_pending(
+        self,
+        egress: Option<tokio::task::JoinHandle<std::io::Result<Egress>>>,
+    ) -> Spawned {
+        Spawned {
+            parts: self,
+            egress: PendingEgress(egress),
+        }
+    }
+}
+
 /// A container created ahead of demand (see [`OciBackend::prepare`]). Dropping it removes it.
 pub struct Sandbox {
     instance: Instance,
@@ -133,9 +167,14 @@ impl OciBackend {
     /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
         let started = Instant::now();
-        let parts = self.spawn(spec, &[], None, false).await?;
-        let instance = Instance::new(parts, spec.port);
-        match process::wait_listening(&instance, spec, started).await {
+        let spawned = self.spawn(spec, &[], None, false).await?;
+        let mut instance = Instance::new(spawned.parts, spec.port);
+        let (listening, egress) = tokio::join!(
+            process::wait_listening(&instance, spec, started),
+            spawned.egress.ready()
+        );
+        instance.set_egress(egress?);
+        match listening {
             Ok(()) => Ok(instance),
             Err(e) => Err(explain(e, &instance)),
         }
@@ -144,10 +183,10 @@ impl OciBackend {
     /// Creates a sandbox ahead of demand: namespace, egress, rootfs, cgroup, bundle and the
     /// runtime's container, stopped just before the function's process would start.
     pub async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
-        let parts = self.spawn(spec, &[], None, true).await?;
-        Ok(Sandbox {
-            instance: Instance::new(parts, spec.port),
-        })
+        let spawned = self.spawn(spec, &[], None, true).await?;
+        let mut instance = Instance::new(spawned.parts, spec.port);
+        instance.set_egress(spawned.egress.ready().await?);
+        Ok(Sandbox { instance })
     }
 
     /// Starts a sandbox made by [`OciBackend::prepare`] for `spec` and waits until its
@@ -202,7 +241,7 @@ impl OciBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = crate::sys::pipe().map_err(StartError::Namespace)?;
-        let parts = self
+        let spawned = self
             .spawn(
                 spec,
                 &[("FC_CUSTOM_CONTAINER_EVENT", event)],
@@ -210,7 +249,8 @@ impl OciBackend {
                 false,
             )
             .await?;
-        let instance = Instance::new(parts, spec.port);
+        let mut instance = Instance::new(spawned.parts, spec.port);
+        instance.set_egress(spawned.egress.ready().await?);
         let outcome = process::run_to_exit(instance, stdout_read, timeout, request_id).await;
         Ok(outcome)
     }
@@ -221,7 +261,7 @@ impl OciBackend {
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
         gated: bool,
-    ) -> Result<Parts, StartError> {
+    ) -> Result<Spawned, StartError> {
         let c = spec.container.as_ref().ok_or_else(|| {
             StartError::failed(
                 StartFailure::Sandbox,
@@ -238,10 +278,12 @@ impl OciBackend {
                 .join(format!("{id}.log")),
         );
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        let egress = match spec.internet_access {
-            true => Some(Egress::attach(&netns.path(), &id).map_err(StartError::Namespace)?),
-            false => None,
-        };
+        // pasta takes tens of milliseconds to configure the namespace: it does so while the
+        // rootfs is mounted and the container starts; the instance is ready only with both.
+        let egress = spec.internet_access.then(|| {
+            let (path, name) = (netns.path(), id.clone());
+            tokio::task::spawn_blocking(move || Egress::attach(&path, &name))
+        });
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);
         let prepared = {
@@ -303,7 +345,7 @@ impl OciBackend {
             &id,
             &netns,
             extra_env,
-            egress.is_some(),
+            spec.internet_access,
         ) {
             container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
             return Err(StartError::failed(StartFailure::Sandbox, message));
@@ -381,9 +423,10 @@ impl OciBackend {
                 .group
                 .container_v2_dir()
                 .map(crate::cgroup::Cgroup::existing),
-            egress,
+            egress: None,
             container: Some(container),
-        })
+        }
+        .with_pending(egress))
     }
 
     #[allow(clippy::too_many_arguments)]

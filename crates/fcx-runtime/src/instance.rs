@@ -119,9 +119,16 @@ impl Instance {
     }
 
     /// Whether something accepts TCP connections on the instance's port (a connect from
-    /// inside its namespace; the connection is closed at once).
+    /// inside its namespace; the connection is reset at once, so it leaves no TIME_WAIT
+    /// socket behind).
     pub(crate) async fn accepts_connections(&self) -> bool {
-        self.netns.dial(self.port).await.is_ok()
+        match self.netns.dial(self.port).await {
+            Ok(stream) => {
+                let _ = stream.set_linger(Some(Duration::ZERO));
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The TCP sockets listening in the instance's network namespace.

@@ -364,14 +364,26 @@ fn image_and_entrypoint_failures_have_their_own_codes() {
     assert!(r.text().contains("/no/such/program"), "{}", r.text());
 }
 
-/// Ids of the pre-created sandboxes (bundles with a start gate) under a server's run dir.
+/// Ids of the pre-created sandboxes waiting at their start gate under a server's run dir:
+/// bundles whose gate fifo a `cat` hook process holds open.
 fn sandboxes(server: &Server) -> Vec<String> {
+    let gates: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("cat ") && c.ends_with("/start "))
+        .collect();
     let dir = server.run_dir.join("oci");
     let mut ids: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("start").exists() && !e.path().join("pid").exists())
+        .filter(|e| {
+            let gate = e.path().join("start").display().to_string();
+            gates.iter().any(|c| c.contains(&gate))
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     ids.sort();
@@ -397,7 +409,12 @@ fn cold_starts_use_a_pre_created_sandbox_which_is_refilled_and_removed_with_the_
         &fixtures::busybox_web_image("").expect("busybox image"),
     );
     let server = Server::start();
-    server.create_function(container_function("pre", &image, json!({})));
+    // No egress: the sandbox is handed to the pool before its hook waits at the gate.
+    server.create_function(container_function(
+        "pre",
+        &image,
+        json!({ "internetAccess": false }),
+    ));
     wait_for("a sandbox", || sandboxes(&server).len() == 1);
     let ready = sandboxes(&server);
     // No process of the function runs before it is invoked: the container waits at its gate.

@@ -190,6 +190,6 @@ mod tests {
         assert!(v.get("hooks").is_none());
         c.gate = Some((Path::new("/usr/bin/cat"), Path::new("/b/start")));
         let v = render(&c);
-        assert_eq!(v["hooks"]["createRuntime"][0]["args"][1], "/b/start");
+        assert_eq!(v["hooks"]["createContainer"][0]["args"][1], "/b/start");
     }
 }

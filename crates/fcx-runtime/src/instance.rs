@@ -124,6 +124,8 @@ impl Instance {
     pub(crate) async fn accepts_connections(&self) -> bool {
         match self.netns.dial(self.port).await {
             Ok(stream) => {
+                // Deprecated because a non-zero linger blocks on drop; zero resets at once.
+                #[allow(deprecated)]
                 let _ = stream.set_linger(Some(Duration::ZERO));
                 true
             }

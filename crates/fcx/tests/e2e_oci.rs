@@ -443,3 +443,62 @@ fn cold_starts_use_a_pre_created_sandbox_which_is_refilled_and_removed_with_the_
     assert!(sandboxes(&plain).is_empty());
     assert_eq!(shell(&plain, "plain", "echo ok").text().trim(), "ok");
 }
+
+#[test]
+fn a_restarted_server_reaps_the_containers_and_mounts_a_crashed_run_left() {
+    let registry = TestRegistry::start();
+    let image = images::push(
+        &registry,
+        "test/busybox-web:v1",
+        &fixtures::busybox_web_image("").expect("busybox image"),
+    );
+    let mut server = Server::start();
+    server.create_function(container_function("survivor", &image, json!({})));
+    let r = shell(&server, "survivor", "echo $$; hostname");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let old_instance = r.header("x-fc-instance-id").unwrap().to_owned();
+    let state = server.run_dir.join("oci-state");
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.iter().any(|n| n.ends_with(&old_instance)), "{left:?}");
+
+    // SIGKILL: the server cleans nothing up itself.
+    server.crash_and_restart();
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(&old_instance)),
+        "the old container is still in the runtime state: {names:?}"
+    );
+    let old_bundle = server.run_dir.join("oci").join(&old_instance);
+    assert!(!old_bundle.exists(), "{} survived", old_bundle.display());
+    assert!(
+        !support::containers::mounts_under(&server.run_dir)
+            .iter()
+            .any(|m| m.starts_with(&old_bundle)),
+        "the old rootfs is still mounted"
+    );
+    // No process of the old container is left (its init was the busybox server).
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("environ")).ok())
+        .filter(|env| env.contains(&format!("FC_INSTANCE_ID={old_instance}")))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{} processes of the old instance",
+        leftovers.len()
+    );
+    // And the function runs again.
+    let r = shell(&server, "survivor", "echo back");
+    assert_eq!(r.text().trim(), "back");
+}

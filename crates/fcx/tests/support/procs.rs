@@ -101,4 +101,31 @@ pub fn remove_cgroups(run_dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(&root);
+    remove_v1_groups(&info, Path::new(prefix));
+}
+
+/// Container instances also have groups in every cgroup v1 hierarchy (`fcx/<prefix>/<id>/ctr`,
+/// made by the OCI runtime): removed deepest first once their processes are gone.
+fn remove_v1_groups(mountinfo: &str, prefix: &Path) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    remove_tree(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split_whitespace().next() != Some("cgroup") {
+            continue;
+        }
+        if let Some(mount) = left.split_whitespace().nth(4) {
+            remove_tree(&Path::new(mount).join("fcx").join(prefix));
+        }
+    }
 }

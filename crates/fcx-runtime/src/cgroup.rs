@@ -22,16 +22,12 @@ pub struct Cgroup {
     pub(crate) procs: CString,
 }
 
-/// Where cgroup2 is mounted, read from `/proc/self/mountinfo`.
+/// Where cgroup2 is mounted.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        left.split_whitespace().nth(4).map(PathBuf::from)
-    })
+    crate::mountinfo::current()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.mount_point)
 }
 
 impl CgroupRoot {

@@ -9,6 +9,7 @@ pub mod egress;
 pub mod host;
 mod instance;
 pub mod logs;
+pub mod mountinfo;
 pub mod netns;
 pub mod oci;
 pub mod pidfile;

@@ -17,28 +17,19 @@ struct Hierarchy {
 }
 
 fn hierarchies() -> Vec<Hierarchy> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut r = right.split_whitespace();
-            let fstype = r.next()?;
-            let _source = r.next();
-            let options = r.next().unwrap_or("");
-            let mount = PathBuf::from(left.split_whitespace().nth(4)?);
-            match fstype {
-                "cgroup" => Some(Hierarchy {
-                    memory: options.split(',').any(|o| o == "memory"),
-                    mount,
-                    v2: false,
-                }),
-                "cgroup2" => Some(Hierarchy {
-                    memory: false,
-                    mount,
-                    v2: true,
-                }),
-                _ => None,
-            }
+    crate::mountinfo::current()
+        .into_iter()
+        .filter_map(|m| {
+            let v2 = match m.fstype.as_str() {
+                "cgroup" => false,
+                "cgroup2" => true,
+                _ => return None,
+            };
+            Some(Hierarchy {
+                memory: !v2 && m.super_options.split(',').any(|o| o == "memory"),
+                mount: m.mount_point,
+                v2,
+            })
         })
         .collect()
 }

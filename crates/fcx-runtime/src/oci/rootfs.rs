@@ -67,48 +67,20 @@ pub fn unmount(target: &Path) {
     let _ = umount2(target, MntFlags::MNT_DETACH);
 }
 
-/// Mount points under `dir`, read from `/proc/self/mountinfo` (deepest first), for reaping
-/// what a crashed server left mounted.
+/// Mount points under `dir` (deepest first), for reaping what a crashed server left mounted.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+    let mut found: Vec<PathBuf> = crate::mountinfo::current()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v as char);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i] as char);
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 
     #[test]
     fn overlay_writes_go_to_the_instance_layer_only() {

@@ -78,35 +78,29 @@ pub fn remove_cgroups(run_dir: &Path) {
     let Some(prefix) = run_dir.file_name() else {
         return;
     };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let Some(mount) = info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2")
-            .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
-    }) else {
-        return;
-    };
-    let root = Path::new(&mount).join("fcx").join(prefix);
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let dir = e.path();
-            if dir.is_dir() {
-                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-                let _ = eventually(Duration::from_secs(5), || {
-                    std::fs::remove_dir(&dir).is_ok() || !dir.exists()
-                });
+    let mounts = fcx_runtime::mountinfo::current();
+    if let Some(mount) = mounts.iter().find(|m| m.fstype == "cgroup2") {
+        let root = mount.mount_point.join("fcx").join(prefix);
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let dir = e.path();
+                if dir.is_dir() {
+                    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                    let _ = eventually(Duration::from_secs(5), || {
+                        std::fs::remove_dir(&dir).is_ok() || !dir.exists()
+                    });
+                }
             }
         }
+        let _ = std::fs::remove_dir(&root);
     }
-    let _ = std::fs::remove_dir(&root);
-    remove_v1_groups(&info, Path::new(prefix));
+    // After the kill above: v1 groups can only go once their processes have.
+    remove_v1_groups(&mounts, Path::new(prefix));
 }
 
 /// Container instances also have groups in every cgroup v1 hierarchy (`fcx/<prefix>/<id>/ctr`,
 /// made by the OCI runtime): removed deepest first once their processes are gone.
-fn remove_v1_groups(mountinfo: &str, prefix: &Path) {
+fn remove_v1_groups(mounts: &[fcx_runtime::mountinfo::MountEntry], prefix: &Path) {
     fn remove_tree(dir: &Path) {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
@@ -117,15 +111,7 @@ fn remove_v1_groups(mountinfo: &str, prefix: &Path) {
         }
         let _ = std::fs::remove_dir(dir);
     }
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if right.split_whitespace().next() != Some("cgroup") {
-            continue;
-        }
-        if let Some(mount) = left.split_whitespace().nth(4) {
-            remove_tree(&Path::new(mount).join("fcx").join(prefix));
-        }
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup") {
+        remove_tree(&m.mount_point.join("fcx").join(prefix));
     }
 }

@@ -29,6 +29,11 @@ pub enum CallError {
     RequestTooLarge,
 }
 
+/// A new instance id (`c-` and 20 hex digits), the same shape on every backend.
+pub(crate) fn new_id() -> String {
+    format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
+}
+
 /// What a backend hands over when it has spawned an instance's process.
 pub(crate) struct Parts {
     pub id: String,

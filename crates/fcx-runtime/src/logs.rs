@@ -35,6 +35,12 @@ pub struct InstanceLog {
 }
 
 impl InstanceLog {
+    /// The log of instance `id` of `function`: `<log_dir>/<function>/<id>.log`, where
+    /// `fcx logs` reads it.
+    pub fn for_instance(log_dir: &Path, function: &str, id: &str) -> Arc<InstanceLog> {
+        Self::create(&log_dir.join(function).join(format!("{id}.log")))
+    }
+
     /// A log written to `path` (created with its parent directories); in memory only if that fails.
     pub fn create(path: &Path) -> Arc<InstanceLog> {
         let file = path

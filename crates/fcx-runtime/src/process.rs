@@ -45,24 +45,14 @@ impl ProcessBackend {
         ProcessBackend { config }
     }
 
-    fn new_instance_id() -> String {
-        format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
-    }
-
     fn spawn(
         &self,
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
     ) -> Result<Parts, StartError> {
-        let id = Self::new_instance_id();
-        let log = InstanceLog::create(
-            &self
-                .config
-                .log_dir
-                .join(&spec.function_name)
-                .join(format!("{id}.log")),
-        );
+        let id = crate::instance::new_id();
+        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
         let egress = spec
             .internet_access

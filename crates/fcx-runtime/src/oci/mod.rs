@@ -268,15 +268,9 @@ impl OciBackend {
                 "the OCI backend got a function without an image".into(),
             )
         })?;
-        let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
-        let log = InstanceLog::create(
-            &self
-                .config
-                .log_dir
-                .join(&spec.function_name)
-                .join(format!("{id}.log")),
-        );
+        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
         // pasta takes tens of milliseconds to configure the namespace: it does so while the
         // rootfs is mounted and the container starts; the instance is ready only with both.

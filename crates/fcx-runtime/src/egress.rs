@@ -315,6 +315,27 @@ pub fn resolv_conf_from(host: &str) -> String {
     out
 }
 
+/// pasta configuring an instance's namespace in the background (`None`: no
+/// `internetAccess`): it takes tens of milliseconds, so backends start the instance
+/// meanwhile; the instance is ready only with both.
+pub(crate) struct PendingEgress(Option<tokio::task::JoinHandle<io::Result<Egress>>>);
+
+impl PendingEgress {
+    pub(crate) fn start(netns: &crate::netns::NetNs, name: &str, wanted: bool) -> PendingEgress {
+        PendingEgress(wanted.then(|| {
+            let (path, name) = (netns.path(), name.to_owned());
+            tokio::task::spawn_blocking(move || Egress::attach(&path, &name))
+        }))
+    }
+
+    pub(crate) async fn ready(self) -> io::Result<Option<Egress>> {
+        match self.0 {
+            None => Ok(None),
+            Some(task) => task.await.map_err(io::Error::other)?.map(Some),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::body::{is_too_large, Body, ConnPool, ResponseBody};
 use crate::cgroup::Cgroup;
-use crate::egress::Egress;
+use crate::egress::{Egress, PendingEgress};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::oci::Container;
@@ -43,10 +43,23 @@ pub(crate) struct Parts {
     pub exit: watch::Receiver<Option<ExitReason>>,
     pub pidfile: PathBuf,
     pub cgroup: Option<Cgroup>,
-    /// The instance's outbound networking (`internetAccess`), if any.
-    pub egress: Option<Egress>,
     /// Set for OCI instances: the container and its host-side parts.
     pub container: Option<Arc<Container>>,
+}
+
+impl Parts {
+    pub(crate) fn with_egress(self, egress: PendingEgress) -> Spawned {
+        Spawned {
+            parts: self,
+            egress,
+        }
+    }
+}
+
+/// A spawned instance and its outbound networking, still being set up.
+pub(crate) struct Spawned {
+    pub parts: Parts,
+    pub egress: PendingEgress,
 }
 
 /// A live instance. Dropping it kills its processes.
@@ -83,7 +96,7 @@ impl Instance {
             idle_conns: ConnPool::default(),
             pidfile: parts.pidfile,
             cgroup: parts.cgroup,
-            _egress: parts.egress,
+            _egress: None,
             container: parts.container,
             created_ms,
         }

@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::cgroup::CgroupRoot;
-use crate::egress::Egress;
-use crate::instance::{Instance, Parts};
+use crate::egress::PendingEgress;
+use crate::instance::{Instance, Parts, Spawned};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::pidfile;
@@ -50,15 +50,11 @@ impl ProcessBackend {
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
-    ) -> Result<Parts, StartError> {
+    ) -> Result<Spawned, StartError> {
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        let egress = spec
-            .internet_access
-            .then(|| Egress::attach(&netns.path(), &id))
-            .transpose()
-            .map_err(StartError::Namespace)?;
+        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
         let (program, args) = spec
             .command
             .split_first()
@@ -116,16 +112,22 @@ impl ProcessBackend {
             exit: exit_rx,
             pidfile,
             cgroup,
-            egress,
             container: None,
-        })
+        }
+        .with_egress(egress))
     }
 
     /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
         let started = Instant::now();
-        let instance = Instance::new(self.spawn(spec, &[], None)?, spec.port);
-        wait_listening(&instance, spec, started).await?;
+        let spawned = self.spawn(spec, &[], None)?;
+        let mut instance = Instance::new(spawned.parts, spec.port);
+        let (listening, egress) = tokio::join!(
+            wait_listening(&instance, spec, started),
+            spawned.egress.ready()
+        );
+        instance.set_egress(egress.map_err(StartError::Namespace)?);
+        listening?;
         Ok(instance)
     }
 
@@ -139,12 +141,19 @@ impl ProcessBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
-        let parts = self.spawn(
+        let spawned = self.spawn(
             spec,
             &[("FC_CUSTOM_CONTAINER_EVENT", event)],
             Some(stdout_write),
         )?;
-        let instance = Instance::new(parts, spec.port);
+        let mut instance = Instance::new(spawned.parts, spec.port);
+        instance.set_egress(
+            spawned
+                .egress
+                .ready()
+                .await
+                .map_err(StartError::Namespace)?,
+        );
         Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 }

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 
 pub use container::Container;
 
-use crate::egress::Egress;
-use crate::instance::{Instance, Parts};
+use crate::egress::PendingEgress;
+use crate::instance::{Instance, Parts, Spawned};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
@@ -53,40 +53,6 @@ pub struct OciBackend {
     state_root: PathBuf,
     /// `cat`, the pre-created sandboxes' start-gate hook.
     cat: PathBuf,
-}
-
-/// A spawned container and its outbound networking, still being set up.
-struct Spawned {
-    parts: Parts,
-    egress: PendingEgress,
-}
-
-/// pasta configuring the instance's namespace (`None`: no `internetAccess`).
-struct PendingEgress(Option<tokio::task::JoinHandle<std::io::Result<Egress>>>);
-
-impl PendingEgress {
-    async fn ready(self) -> Result<Option<Egress>, StartError> {
-        match self.0 {
-            None => Ok(None),
-            Some(task) => task
-                .await
-                .map_err(|e| StartError::Namespace(std::io::Error::other(e)))?
-                .map(Some)
-                .map_err(StartError::Namespace),
-        }
-    }
-}
-
-impl Parts {
-    fn with_pending(
-        self,
-        egress: Option<tokio::task::JoinHandle<std::io::Result<Egress>>>,
-    ) -> Spawned {
-        Spawned {
-            parts: self,
-            egress: PendingEgress(egress),
-        }
-    }
 }
 
 /// A container created ahead of demand (see [`OciBackend::prepare`]). Dropping it removes it.
@@ -173,7 +139,7 @@ impl OciBackend {
             process::wait_listening(&instance, spec, started),
             spawned.egress.ready()
         );
-        instance.set_egress(egress?);
+        instance.set_egress(egress.map_err(StartError::Namespace)?);
         match listening {
             Ok(()) => Ok(instance),
             Err(e) => Err(explain(e, &instance)),
@@ -185,7 +151,13 @@ impl OciBackend {
     pub async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
         let spawned = self.spawn(spec, &[], None, true).await?;
         let mut instance = Instance::new(spawned.parts, spec.port);
-        instance.set_egress(spawned.egress.ready().await?);
+        instance.set_egress(
+            spawned
+                .egress
+                .ready()
+                .await
+                .map_err(StartError::Namespace)?,
+        );
         Ok(Sandbox { instance })
     }
 
@@ -250,7 +222,13 @@ impl OciBackend {
             )
             .await?;
         let mut instance = Instance::new(spawned.parts, spec.port);
-        instance.set_egress(spawned.egress.ready().await?);
+        instance.set_egress(
+            spawned
+                .egress
+                .ready()
+                .await
+                .map_err(StartError::Namespace)?,
+        );
         let outcome = process::run_to_exit(instance, stdout_read, timeout, request_id).await;
         Ok(outcome)
     }
@@ -274,10 +252,7 @@ impl OciBackend {
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
         // pasta takes tens of milliseconds to configure the namespace: it does so while the
         // rootfs is mounted and the container starts; the instance is ready only with both.
-        let egress = spec.internet_access.then(|| {
-            let (path, name) = (netns.path(), id.clone());
-            tokio::task::spawn_blocking(move || Egress::attach(&path, &name))
-        });
+        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);
         let prepared = {
@@ -417,10 +392,9 @@ impl OciBackend {
                 .group
                 .container_v2_dir()
                 .map(crate::cgroup::Cgroup::existing),
-            egress: None,
             container: Some(container),
         }
-        .with_pending(egress))
+        .with_egress(egress))
     }
 
     #[allow(clippy::too_many_arguments)]

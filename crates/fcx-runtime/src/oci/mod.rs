@@ -404,7 +404,7 @@ impl OciBackend {
         c: &ContainerSpec,
         container: &Container,
         id: &str,
-        _netns: &NetNs,
+        netns: &NetNs,
         extra_env: &[(&str, &[u8])],
         egress: bool,
     ) -> Result<(), String> {
@@ -427,7 +427,7 @@ impl OciBackend {
             format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{id}\n"),
         )
         .map_err(|e| e.to_string())?;
-        let netns_path = _netns.path();
+        let netns_path = netns.path();
         let cgroups_path = container.group.container_path();
         let cwd = if c.working_dir.is_empty() {
             "/"

@@ -1,14 +1,13 @@
 //! Signed requests: the `ACS3-HMAC-SHA256` scheme of the official FC 3.0 SDKs, verified in
 //! front of every route (`fcx server --auth signature`, the default), with AccessKeys kept
-//! in the store and their secrets encrypted at rest.
+//! in the store and their secrets encrypted at rest. The scheme itself (canonical request,
+//! string to sign, HMAC, `x-acs-date`) is the `fcx-sign` crate, which the CLI's client uses too.
 //!
-//! - `canonical`: the canonical request, string to sign and signature, as the SDKs build them
 //! - `verify`: the checks on one request (headers, date window, body hash, nonce)
 //! - `nonce`: replay protection in bounded memory
 //! - `keys`: secrets by AccessKey id, the admin key and credentials file of a new data dir
 //! - `middleware`: the axum layer
 
-pub mod canonical;
 pub mod keys;
 mod middleware;
 mod nonce;

@@ -2,10 +2,9 @@
 //! then its nonce.
 
 use fcx_protocol::FcError;
+use fcx_sign::{header, ALGORITHM};
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 
-use super::canonical::{self, ALGORITHM};
 use super::keys::Keys;
 use super::nonce::{NonceCache, Replay};
 
@@ -14,10 +13,7 @@ pub const MAX_SKEW_SECS: i64 = 15 * 60;
 /// Nonces remembered at most (about 40 MB when full).
 pub const NONCE_CAPACITY: usize = 500_000;
 
-pub const AUTHORIZATION: &str = "authorization";
-pub const DATE: &str = "x-acs-date";
-pub const NONCE: &str = "x-acs-signature-nonce";
-pub const CONTENT_SHA256: &str = "x-acs-content-sha256";
+pub use header::{AUTHORIZATION, CONTENT_SHA256, DATE, NONCE};
 
 /// Headers every signature must cover (the SDKs sign these and more); besides them, every
 /// `x-acs-*` header the request carries must be signed.
@@ -82,7 +78,7 @@ impl Verifier {
             .map_err(|e| FcError::internal(format!("reading access keys: {e}")))?
             .ok_or_else(|| FcError::invalid_access_key_id(auth.credential))?;
 
-        let date_secs = parse_date(date).ok_or_else(|| {
+        let date_secs = fcx_sign::parse_date(date).ok_or_else(|| {
             FcError::signature_not_match(format!(
                 "x-acs-date '{date}' is not an ISO 8601 UTC time such as 2026-01-01T00:00:00Z"
             ))
@@ -92,7 +88,7 @@ impl Verifier {
                 "x-acs-date '{date}' is more than {} minutes away from the server's time ({}): \
                  check the client's clock",
                 MAX_SKEW_SECS / 60,
-                crate::time::format_rfc3339(now.max(0) as u64)
+                fcx_sign::format_date(now.max(0) as u64)
             )));
         }
 
@@ -120,19 +116,19 @@ impl Verifier {
             }
         }
 
-        let canonical_headers = canonical::canonical_headers(&signed, |name| {
+        let canonical_headers = fcx_sign::canonical_headers(&signed, |name| {
             headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
         });
-        let request = canonical::canonical_request(
+        let request = fcx_sign::canonical_request(
             method,
             path,
-            &canonical::canonical_query(query),
+            &fcx_sign::canonical_query(query),
             &canonical_headers,
             auth.signed_headers,
             content_sha256,
         );
-        let string_to_sign = canonical::string_to_sign(&request);
-        if !canonical::signature_matches(&secret, &string_to_sign, auth.signature) {
+        let string_to_sign = fcx_sign::string_to_sign(&request);
+        if !fcx_sign::signature_matches(&secret, &string_to_sign, auth.signature) {
             return Err(FcError::signature_not_match(
                 "the request signature we calculated does not match the signature you \
                  provided: check your AccessKey secret and signing method",
@@ -150,7 +146,7 @@ impl Verifier {
 
     /// The body is the one the signature covers.
     pub fn check_body(&self, checked: &Checked, body: &[u8]) -> Result<(), FcError> {
-        let actual = hex::encode(Sha256::digest(body));
+        let actual = fcx_sign::hashed_payload(body);
         if actual != checked.content_sha256 {
             return Err(FcError::signature_not_match(format!(
                 "x-acs-content-sha256 '{}' is not the SHA-256 of the body received ({actual}, {} \
@@ -217,73 +213,9 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, FcError> {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (what the SDKs send), optionally with fractional seconds, as unix
-/// seconds.
-pub fn parse_date(s: &str) -> Option<i64> {
-    let s = s.trim().strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let time = time.split_once('.').map_or(time, |(t, frac)| {
-        if frac.bytes().all(|b| b.is_ascii_digit()) {
-            t
-        } else {
-            ""
-        }
-    });
-    let num = |p: &str, len: usize| -> Option<i64> {
-        (p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| p.parse().ok())
-            .flatten()
-    };
-    let mut d = date.split('-');
-    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
-    let mut t = time.split(':');
-    let (hh, mm, ss) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
-    if d.next().is_some()
-        || t.next().is_some()
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&day)
-        || hh > 23
-        || mm > 59
-        || ss > 60
-    {
-        return None;
-    }
-    Some(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss)
-}
-
-/// Howard Hinnant's days-from-civil (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_parse_as_the_sdks_send_them() {
-        assert_eq!(parse_date("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_date("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(parse_date("2026-11-25T13:36:04Z"), Some(1_795_613_764));
-        assert_eq!(parse_date("2026-11-25T13:36:04.250Z"), Some(1_795_613_764));
-        for bad in [
-            "",
-            "2026-11-25 13:36:04Z",
-            "2026-11-25T13:36:04",
-            "2026-13-25T13:36:04Z",
-            "Thu, 06 Feb 2020 07:32:54 GMT",
-            "2026-11-25T13:36Z",
-            "2026-11-25T13:36:04.xZ",
-        ] {
-            assert_eq!(parse_date(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn authorization_parses_and_names_what_is_wrong() {

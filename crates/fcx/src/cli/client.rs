@@ -7,10 +7,8 @@ use std::task::{Context, Poll};
 
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
-use fcx_gateway::auth::canonical;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use sha2::{Digest, Sha256};
 
 /// The API version every request names.
 pub const API_VERSION: &str = "2023-03-30";
@@ -195,8 +193,8 @@ impl Client {
             .map(|(k, v)| {
                 format!(
                     "{}={}",
-                    canonical::percent_encode(k),
-                    canonical::percent_encode(v)
+                    fcx_sign::percent_encode(k),
+                    fcx_sign::percent_encode(v)
                 )
             })
             .collect::<Vec<_>>()
@@ -206,10 +204,10 @@ impl Client {
         } else {
             format!("{}://{}{}?{}", self.scheme, self.authority, path, raw_query)
         };
-        let hashed = hex::encode(Sha256::digest(&body));
-        let date = utc_now();
+        let hashed = fcx_sign::hashed_payload(&body);
+        let date = fcx_sign::now_date();
         let nonce = uuid::Uuid::new_v4().to_string();
-        let mut signed: Vec<(&str, &str)> = vec![
+        let signed: Vec<(&str, &str)> = vec![
             ("host", &self.authority),
             ("x-acs-action", action),
             ("x-acs-content-sha256", &hashed),
@@ -236,16 +234,14 @@ impl Client {
         }
         builder = builder.header("user-agent", concat!("fcx/", env!("CARGO_PKG_VERSION")));
         if let Some((id, secret)) = &self.config.credentials {
-            signed.sort_unstable();
-            let auth = canonical::authorization(
+            let auth = fcx_sign::Request {
                 method,
                 path,
-                (!raw_query.is_empty()).then_some(raw_query.as_str()),
-                &signed,
-                &hashed,
-                id,
-                secret,
-            );
+                raw_query: (!raw_query.is_empty()).then_some(raw_query.as_str()),
+                headers: &signed,
+                hashed_payload: &hashed,
+            }
+            .authorization(&fcx_sign::AccessKey { id, secret });
             builder = builder.header("authorization", auth);
         }
         let request = builder.body(ProgressBody::new(body, progress))?;
@@ -287,7 +283,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Percent-encodes a path segment (function, alias names).
 pub fn seg(s: &str) -> String {
-    canonical::percent_encode(s)
+    fcx_sign::percent_encode(s)
 }
 
 /// A request body sent in chunks, reporting progress.
@@ -339,47 +335,9 @@ impl Body for ProgressBody {
     }
 }
 
-/// Now as `%Y-%m-%dT%H:%M:%SZ` (UTC).
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_utc(secs)
-}
-
-fn format_utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_utc_dates() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_utc(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(format_utc(951_782_400 + 3661), "2000-02-29T01:01:01Z");
-    }
 
     #[test]
     fn reads_error_bodies() {

@@ -11,6 +11,7 @@ use chacha20poly1305::aead::Aead;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::sqlite::Db;
 use crate::{migrations, StoreError};
 
 /// Name of the data-dir key file.
@@ -54,11 +55,11 @@ impl KeyStore {
         let key = load_or_create_key(&key_file)?;
         let cipher = ChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| StoreError::Corrupt("secret.key has the wrong length".into()))?;
-        let mut conn = Connection::open(data_dir.join("fcx.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations::apply(&mut conn)?;
+        let mut conn = Connection::open(data_dir.join("fcx.db")).db()?;
+        conn.pragma_update(None, "journal_mode", "WAL").db()?;
+        conn.pragma_update(None, "synchronous", "FULL").db()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
+        migrations::apply(&mut conn).db()?;
         Ok(KeyStore {
             conn: Mutex::new(conn),
             cipher,
@@ -81,13 +82,16 @@ impl KeyStore {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
         )?;
         let sealed = self.seal(&id, secret.as_bytes())?;
-        let created_at: String = self.lock().query_row(
-            "INSERT INTO access_keys (id, secret_enc, description, created_at)
+        let created_at: String = self
+            .lock()
+            .query_row(
+                "INSERT INTO access_keys (id, secret_enc, description, created_at)
              VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
              RETURNING created_at",
-            params![id, sealed, description],
-            |r| r.get(0),
-        )?;
+                params![id, sealed, description],
+                |r| r.get(0),
+            )
+            .db()?;
         Ok(NewAccessKey {
             id,
             secret,
@@ -104,7 +108,8 @@ impl KeyStore {
                 [id],
                 |r| r.get(0),
             )
-            .optional()?;
+            .optional()
+            .db()?;
         let Some(sealed) = sealed else {
             return Ok(None);
         };
@@ -117,9 +122,9 @@ impl KeyStore {
     /// Every key, oldest first.
     pub fn list(&self) -> Result<Vec<AccessKeyInfo>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT id, description, created_at FROM access_keys ORDER BY created_at, id",
-        )?;
+        let mut stmt = conn
+            .prepare("SELECT id, description, created_at FROM access_keys ORDER BY created_at, id")
+            .db()?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(AccessKeyInfo {
@@ -127,8 +132,10 @@ impl KeyStore {
                     description: r.get(1)?,
                     created_at: r.get(2)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            })
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
         Ok(rows)
     }
 
@@ -136,7 +143,8 @@ impl KeyStore {
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let n: i64 = self
             .lock()
-            .query_row("SELECT count(*) FROM access_keys", [], |r| r.get(0))?;
+            .query_row("SELECT count(*) FROM access_keys", [], |r| r.get(0))
+            .db()?;
         Ok(n == 0)
     }
 

@@ -14,18 +14,36 @@ pub use sqlite::SqliteStore;
 
 use fcx_model::Function;
 
+/// The cause of a database failure, whichever implementation raised it.
+pub type DatabaseCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a store operation failed on. No database crate's type appears here: an
+/// implementation's own errors become [`StoreError::Database`] with the cause kept as its
+/// source, so SQLite and a later PostgreSQL store fit behind the same [`Store`] trait.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A create found the name taken.
     #[error("function '{0}' already exists")]
     AlreadyExists(String),
+    /// An update found no such function.
     #[error("function '{0}' does not exist")]
     NotFound(String),
+    /// The database refused or failed (locked, disk full, constraint, connection lost...).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] DatabaseCause),
+    /// A stored record cannot be read back (bad JSON, undecryptable secret, ...).
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// A file beside the database (code packages, key file) could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// A database failure with `cause` kept as the error's source.
+    pub fn database(cause: impl Into<DatabaseCause>) -> StoreError {
+        StoreError::Database(cause.into())
+    }
 }
 
 /// Function records and small server metadata. Implementations are safe to share.

@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::sqlite::Db;
 use crate::StoreError;
 
 /// Most writes committed in one transaction.
@@ -125,11 +126,11 @@ pub struct Queue {
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let conn = Connection::open(path).db()?;
+    conn.pragma_update(None, "journal_mode", "WAL").db()?;
     // FULL: a commit is on disk (fsync) before enqueue answers.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "FULL").db()?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).db()?;
     Ok(conn)
 }
 
@@ -139,14 +140,18 @@ impl Queue {
     /// server, so leases are cleared and interrupted stops completed.
     pub fn open(path: &Path) -> Result<Queue, StoreError> {
         let write = open(path)?;
-        write.execute(
-            "UPDATE async_tasks SET lease_until_ms = 0 WHERE status IN ('Running', 'Retrying')",
-            [],
-        )?;
-        write.execute(
-            "UPDATE async_tasks SET status = 'Stopped' WHERE status = 'Stopping'",
-            [],
-        )?;
+        write
+            .execute(
+                "UPDATE async_tasks SET lease_until_ms = 0 WHERE status IN ('Running', 'Retrying')",
+                [],
+            )
+            .db()?;
+        write
+            .execute(
+                "UPDATE async_tasks SET status = 'Stopped' WHERE status = 'Stopping'",
+                [],
+            )
+            .db()?;
         let read = open(path)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -208,13 +213,13 @@ impl Queue {
 
     pub fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
         let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM async_tasks WHERE function = ?1 AND task_id = ?2"),
-                [function, task_id],
-                task_row,
-            )
-            .optional()?)
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM async_tasks WHERE function = ?1 AND task_id = ?2"),
+            [function, task_id],
+            task_row,
+        )
+        .optional()
+        .db()
     }
 
     /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
@@ -236,7 +241,7 @@ impl Queue {
                AND (?6 IS NULL OR seq {cmp} ?6)
              ORDER BY seq {order} LIMIT ?7"
         );
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql).db()?;
         let rows = stmt
             .query_map(
                 params![
@@ -249,8 +254,10 @@ impl Queue {
                     filter.limit as i64
                 ],
                 |r| Ok((r.get::<_, i64>(0)?, task_row_at(r, 1)?)),
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
+            )
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
         Ok(rows)
     }
 }
@@ -382,7 +389,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                             is_task, status, next_run_ms, created_ms, events)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, ?8)
                          ON CONFLICT (task_id) DO NOTHING",
-                    )?
+                    ).db()?
                     .execute(params![
                         t.task_id,
                         t.request_id,
@@ -392,13 +399,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                         t.is_task,
                         t.now_ms,
                         format!("[{}]", event("Enqueued", t.now_ms, ""))
-                    ])?;
+                    ]).db()?;
                 if inserted == 1 {
                     return Ok(Enqueued::New);
                 }
                 let request_id: String = tx
-                    .prepare_cached("SELECT request_id FROM async_tasks WHERE task_id = ?1")?
-                    .query_row([&t.task_id], |r| r.get(0))?;
+                    .prepare_cached("SELECT request_id FROM async_tasks WHERE task_id = ?1")
+                    .db()?
+                    .query_row([&t.task_id], |r| r.get(0))
+                    .db()?;
                 Ok(Enqueued::Duplicate { request_id })
             })();
             Reply::Enqueue(reply, result)
@@ -410,8 +419,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
             reply,
         } => {
             let result = (|| {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "UPDATE async_tasks
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "UPDATE async_tasks
                      SET status = 'Running', lease_until_ms = ?2,
                          started_ms = coalesce(started_ms, ?1),
                          events = {APPEND_EVENT}
@@ -422,7 +432,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                          ORDER BY next_run_ms LIMIT ?4)
                      RETURNING seq, task_id, request_id, function, qualifier, payload,
                                attempts, created_ms"
-                ))?;
+                    ))
+                    .db()?;
                 let rows = stmt
                     .query_map(
                         params![
@@ -443,8 +454,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                                 created_ms: r.get(7)?,
                             })
                         },
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    )
+                    .db()?
+                    .collect::<Result<Vec<_>, _>>()
+                    .db()?;
                 Ok(rows)
             })();
             Reply::Lease(reply, result)
@@ -475,7 +488,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                     ])
                 })
                 .map(|_| ())
-                .map_err(StoreError::from);
+                .db();
             Reply::Unit(reply, result)
         }
         Write::Stop(function, task_id, now_ms, reply) => {
@@ -491,14 +504,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                            AND status IN ('Enqueued', 'Retrying', 'Running')"
                     ),
                     params![function, task_id, now_ms, event("Stopping", now_ms, "stopped by user")],
-                )?;
-                Ok(tx
-                    .query_row(
-                        "SELECT status FROM async_tasks WHERE function = ?1 AND task_id = ?2",
-                        [&function, &task_id],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
+                ).db()?;
+                tx.query_row(
+                    "SELECT status FROM async_tasks WHERE function = ?1 AND task_id = ?2",
+                    [&function, &task_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db()
             })();
             Reply::Stop(reply, result)
         }

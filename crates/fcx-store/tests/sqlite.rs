@@ -62,3 +62,17 @@ fn list_filters_by_prefix_literally_and_pages_by_name() {
     );
     assert_eq!(names(store.list_functions(None, None, 1).unwrap()), ["a_1"]);
 }
+
+#[test]
+fn a_database_failure_keeps_its_cause_as_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    // The parent directory does not exist, so SQLite cannot open the file.
+    let err = match SqliteStore::open(&dir.path().join("missing/fcx.db")) {
+        Err(e) => e,
+        Ok(_) => panic!("opened a database in a directory that does not exist"),
+    };
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    let cause = std::error::Error::source(&err).expect("the cause is kept as the source");
+    assert_eq!(err.to_string(), format!("database error: {cause}"));
+    assert!(cause.to_string().contains("unable to open"), "{cause}");
+}

@@ -30,7 +30,8 @@ pub use input::{
     InstanceLifecycleConfigInput, LifecycleHookInput, UpdateFunctionInput,
 };
 pub use parse::{
-    parse_create, parse_update, UNIMPLEMENTED_CREATE_FIELDS, UNIMPLEMENTED_UPDATE_FIELDS,
+    is_create_function_field, parse_create, parse_update, CREATE_ONLY_FIELDS,
+    UNIMPLEMENTED_CREATE_FIELDS,
 };
 pub use validate::validate_function_name;
 

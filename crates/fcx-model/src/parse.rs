@@ -14,7 +14,7 @@ use crate::input::{
 use crate::validate::{self, show};
 use crate::ModelError;
 
-/// Top-level names fcx implements (FC 3.0 names plus the FC 2.0 aliases).
+/// FC 3.0 CreateFunction fields fcx implements.
 const IMPLEMENTED_FIELDS: &[&str] = &[
     "functionName",
     "runtime",
@@ -32,11 +32,10 @@ const IMPLEMENTED_FIELDS: &[&str] = &[
     "customContainerConfig",
     "instanceLifecycleConfig",
     "code",
-    // FC 2.0 aliases
-    "initializer",
-    "initializationTimeout",
-    "caPort",
 ];
+
+/// FC 2.0 spellings accepted at the top level and mapped onto their FC 3.0 places.
+const FC2_ALIASES: &[&str] = &["initializer", "initializationTimeout", "caPort"];
 
 /// FC 3.0 CreateFunctionInput fields fcx accepts, stores in `extra` and returns, without
 /// implementing them (from the FC 3.0 SDK models).
@@ -62,27 +61,15 @@ pub const UNIMPLEMENTED_CREATE_FIELDS: &[&str] = &[
     "vpcConfig",
 ];
 
-/// FC 3.0 UpdateFunctionInput fields fcx stores without implementing: the create list without
-/// `tags` and `resourceGroupId`, which UpdateFunction does not take.
-pub const UNIMPLEMENTED_UPDATE_FIELDS: &[&str] = &[
-    "customDNS",
-    "disableInjectCredentials",
-    "disableOndemand",
-    "enableLongLiving",
-    "gpuConfig",
-    "instanceIsolationMode",
-    "juiceFsConfig",
-    "layers",
-    "logConfig",
-    "nasConfig",
-    "ossMountConfig",
-    "polarFsConfig",
-    "role",
-    "sessionAffinity",
-    "sessionAffinityConfig",
-    "tracingConfig",
-    "vpcConfig",
-];
+/// Fields of [`UNIMPLEMENTED_CREATE_FIELDS`] that UpdateFunction does not take.
+pub const CREATE_ONLY_FIELDS: &[&str] = &["tags", "resourceGroupId"];
+
+/// Whether `name` is a request field of FC 3.0 CreateFunction (API 2023-03-30): one fcx
+/// implements or one it stores without implementing. FC 2.0 aliases are not. This is the one
+/// list of those fields; the CLI's `s.yaml` loader uses it too.
+pub fn is_create_function_field(name: &str) -> bool {
+    IMPLEMENTED_FIELDS.contains(&name) || UNIMPLEMENTED_CREATE_FIELDS.contains(&name)
+}
 
 #[derive(Clone, Copy)]
 enum Op {
@@ -98,11 +85,16 @@ impl Op {
         }
     }
 
-    fn unimplemented(self) -> &'static [&'static str] {
-        match self {
-            Op::Create => UNIMPLEMENTED_CREATE_FIELDS,
-            Op::Update => UNIMPLEMENTED_UPDATE_FIELDS,
-        }
+    /// The FC 3.0 fields of this operation that fcx stores without implementing.
+    fn unimplemented(self) -> impl Iterator<Item = &'static str> {
+        UNIMPLEMENTED_CREATE_FIELDS
+            .iter()
+            .copied()
+            .filter(move |k| matches!(self, Op::Create) || !CREATE_ONLY_FIELDS.contains(k))
+    }
+
+    fn is_unimplemented(self, key: &str) -> bool {
+        self.unimplemented().any(|k| k == key)
     }
 }
 
@@ -284,10 +276,10 @@ fn parse_raw(body: &[u8], op: Op) -> Result<(RawInput, Map<String, Value>), Mode
     let keys: Vec<String> = map.keys().cloned().collect();
     let mut extra = Map::new();
     for key in keys {
-        if IMPLEMENTED_FIELDS.contains(&key.as_str()) {
+        if IMPLEMENTED_FIELDS.contains(&key.as_str()) || FC2_ALIASES.contains(&key.as_str()) {
             continue;
         }
-        if op.unimplemented().contains(&key.as_str()) {
+        if op.is_unimplemented(&key) {
             if let Some(v) = map.remove(&key) {
                 extra.insert(key, v);
             }
@@ -304,6 +296,8 @@ fn unknown_field(key: &str, op: Op) -> ModelError {
     let mut message = format!("unknown field, not an FC 3.0 {} field", op.api());
     let suggestion = IMPLEMENTED_FIELDS
         .iter()
+        .chain(FC2_ALIASES)
+        .copied()
         .chain(op.unimplemented())
         .find(|k| k.eq_ignore_ascii_case(key));
     if let Some(s) = suggestion {

@@ -538,3 +538,26 @@ fn oddities_do_not_panic() {
     // Nulls read as "not given".
     assert!(create(&with(custom_body(), "timeout", json!(null))).is_ok());
 }
+
+#[test]
+fn create_function_fields_are_the_fc3_names_only() {
+    for name in [
+        "functionName",
+        "code",
+        "customContainerConfig",
+        "vpcConfig",
+        "tags",
+    ] {
+        assert!(fcx_model::is_create_function_field(name), "{name}");
+    }
+    // FC 2.0 aliases are parsed, but are not CreateFunction fields; case matters.
+    for name in [
+        "caPort",
+        "initializer",
+        "initializationTimeout",
+        "functionname",
+        "region",
+    ] {
+        assert!(!fcx_model::is_create_function_field(name), "{name}");
+    }
+}

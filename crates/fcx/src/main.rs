@@ -37,7 +37,7 @@ more keys: fcx keys create.")]
     Server(ServerArgs),
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(cli::KeysCommand),
     /// Check that this host can run OCI (custom-container) instances, and how to fix it.
     #[command(after_help = "Examples:
   fcx doctor                                   # crun, data dir ./.fcx
@@ -62,34 +62,6 @@ These work on <data dir>/images directly: no server has to run."
     Image(image::ImageCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create an AccessKey; its secret is printed this once.
-    #[command(after_help = "Example:
-  fcx keys create --data-dir /var/lib/fcx --description ci
-  # then, in an FC SDK: Config(access_key_id=ID, access_key_secret=SECRET,
-  #                            endpoint=\"127.0.0.1:9100\", protocol=\"http\")")]
-    Create {
-        #[command(flatten)]
-        data: DataDirArg,
-        /// What the key is for (shown by `fcx keys ls`).
-        #[arg(long, default_value = "")]
-        description: String,
-    },
-    /// List AccessKey ids (never their secrets).
-    Ls {
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-}
-
-#[derive(clap::Args)]
-struct DataDirArg {
-    /// The server's data dir (where its keys live).
-    #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
-    data_dir: PathBuf,
 }
 
 /// `--auth`: how the server authenticates API requests.
@@ -173,7 +145,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server(args),
-        Command::Keys(cmd) => keys(cmd),
+        Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),
         Command::Client(cmd) => return cli::run(cmd, cli.global),
@@ -214,41 +186,6 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(fcx_gateway::run(config, shutdown_signal()))?;
-    Ok(())
-}
-
-fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let (KeysCommand::Create { data, .. } | KeysCommand::Ls { data }) = &cmd;
-    let dir = &data.data_dir;
-    if !dir.exists() {
-        // As `fcx server` makes it: code run by functions must not read it.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| anyhow::anyhow!("creating the data dir {}: {e}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    let store = fcx_store::KeyStore::open(dir)
-        .map_err(|e| anyhow::anyhow!("opening the keys of {}: {e}", dir.display()))?;
-    match cmd {
-        KeysCommand::Create { description, .. } => {
-            let key = store.create(&description)?;
-            println!("access_key_id={}", key.id);
-            println!("access_key_secret={}", key.secret);
-            eprintln!("fcx: the secret is shown only now; store it safely");
-        }
-        KeysCommand::Ls { .. } => {
-            for k in store.list()? {
-                if k.description.is_empty() {
-                    println!("{}\t{}", k.id, k.created_at);
-                } else {
-                    println!("{}\t{}\t{}", k.id, k.created_at, k.description);
-                }
-            }
-        }
-    }
     Ok(())
 }
 

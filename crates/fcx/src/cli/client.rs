@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
+use fcx_sign::header;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
@@ -145,50 +146,50 @@ impl Client {
         })
     }
 
-    /// Sends a request; non-2xx answers become [`ApiError`] unless `raw`.
-    pub fn call(
+    /// A request for `action` (the `x-acs-action` it is signed with) at `path`; add a query,
+    /// headers and a body, then [`RequestBuilder::call`] or [`RequestBuilder::send`] it.
+    pub fn request(
         &self,
-        method: &str,
-        action: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> anyhow::Result<Response> {
-        self.call_with_progress(method, action, path, query, headers, body, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn call_with_progress(
-        &self,
-        method: &str,
-        action: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-        progress: Option<Progress>,
-    ) -> anyhow::Result<Response> {
-        let r = self.send(method, action, path, query, headers, body, progress)?;
-        if !(200..300).contains(&r.status) {
-            return Err(ApiError::from_response(&r).into());
+        method: http::Method,
+        action: &'static str,
+        path: impl Into<String>,
+    ) -> RequestBuilder<'_> {
+        RequestBuilder {
+            client: self,
+            method,
+            action,
+            path: path.into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            progress: None,
         }
-        Ok(r)
     }
 
-    /// Sends a request and returns any answer as it is.
-    #[allow(clippy::too_many_arguments)]
-    pub fn send(
-        &self,
-        method: &str,
-        action: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-        progress: Option<Progress>,
-    ) -> anyhow::Result<Response> {
-        let raw_query: String = query
+    /// A GET request (see [`Client::request`]).
+    pub fn get(&self, action: &'static str, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(http::Method::GET, action, path)
+    }
+
+    /// A POST request (see [`Client::request`]).
+    pub fn post(&self, action: &'static str, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(http::Method::POST, action, path)
+    }
+
+    /// A PUT request (see [`Client::request`]).
+    pub fn put(&self, action: &'static str, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(http::Method::PUT, action, path)
+    }
+
+    /// A DELETE request (see [`Client::request`]).
+    pub fn delete(&self, action: &'static str, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(http::Method::DELETE, action, path)
+    }
+
+    /// Signs and sends `req`; any answer comes back as it is.
+    fn execute(&self, req: RequestBuilder<'_>) -> anyhow::Result<Response> {
+        let raw_query: String = req
+            .query
             .iter()
             .map(|(k, v)| {
                 format!(
@@ -200,33 +201,36 @@ impl Client {
             .collect::<Vec<_>>()
             .join("&");
         let uri = if raw_query.is_empty() {
-            format!("{}://{}{}", self.scheme, self.authority, path)
+            format!("{}://{}{}", self.scheme, self.authority, req.path)
         } else {
-            format!("{}://{}{}?{}", self.scheme, self.authority, path, raw_query)
+            format!(
+                "{}://{}{}?{}",
+                self.scheme, self.authority, req.path, raw_query
+            )
         };
-        let hashed = fcx_sign::hashed_payload(&body);
+        let hashed = fcx_sign::hashed_payload(&req.body);
         let date = fcx_sign::now_date();
         let nonce = uuid::Uuid::new_v4().to_string();
         let signed: Vec<(&str, &str)> = vec![
             ("host", &self.authority),
-            ("x-acs-action", action),
-            ("x-acs-content-sha256", &hashed),
-            ("x-acs-date", &date),
-            ("x-acs-signature-nonce", &nonce),
-            ("x-acs-version", API_VERSION),
+            (header::ACTION, req.action),
+            (header::CONTENT_SHA256, &hashed),
+            (header::DATE, &date),
+            (header::NONCE, &nonce),
+            (header::VERSION, API_VERSION),
         ];
-        let mut builder = http::Request::builder().method(method).uri(&uri);
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(&uri);
         for (k, v) in &signed {
-            if *k != "host" {
-                builder = builder.header(*k, *v);
-            }
-        }
-        builder = builder.header("host", &self.authority);
-        for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        if !body.is_empty()
-            && !headers
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v);
+        }
+        if !req.body.is_empty()
+            && !req
+                .headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
@@ -235,16 +239,16 @@ impl Client {
         builder = builder.header("user-agent", concat!("fcx/", env!("CARGO_PKG_VERSION")));
         if let Some((id, secret)) = &self.config.credentials {
             let auth = fcx_sign::Request {
-                method,
-                path,
+                method: req.method.as_str(),
+                path: &req.path,
                 raw_query: (!raw_query.is_empty()).then_some(raw_query.as_str()),
                 headers: &signed,
                 hashed_payload: &hashed,
             }
             .authorization(&fcx_sign::AccessKey { id, secret });
-            builder = builder.header("authorization", auth);
+            builder = builder.header(header::AUTHORIZATION, auth);
         }
-        let request = builder.body(ProgressBody::new(body, progress))?;
+        let request = builder.body(ProgressBody::new(req.body, req.progress))?;
         let endpoint = self.config.endpoint.clone();
         self.runtime.block_on(async move {
             let client =
@@ -269,6 +273,73 @@ impl Client {
     }
 }
 
+/// One API request being put together: `client.get("GetFunction", path).call()`.
+#[must_use = "a request does nothing until it is sent with .call() or .send()"]
+pub struct RequestBuilder<'c> {
+    client: &'c Client,
+    method: http::Method,
+    action: &'static str,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    progress: Option<Progress>,
+}
+
+impl RequestBuilder<'_> {
+    /// Adds a query parameter (percent-encoded and signed).
+    pub fn query(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.query.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Adds a query parameter when `value` is `Some`.
+    pub fn query_opt(self, key: &str, value: Option<impl Into<String>>) -> Self {
+        match value {
+            Some(v) => self.query(key, v),
+            None => self,
+        }
+    }
+
+    /// Adds a header (sent, not signed: fcx signs `host` and the `x-acs-*` headers).
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The body as it is (`content-type` defaults to `application/json` for a non-empty one).
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A JSON body.
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        self.body(value.to_string().into_bytes())
+    }
+
+    /// Reports upload progress of the body to `progress`.
+    pub fn progress(mut self, progress: Option<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Sends the request and returns any answer as it is (callers that read function errors
+    /// from non-2xx answers, such as InvokeFunction).
+    pub fn send(self) -> anyhow::Result<Response> {
+        self.client.execute(self)
+    }
+
+    /// Sends the request; a non-2xx answer becomes an [`ApiError`].
+    pub fn call(self) -> anyhow::Result<Response> {
+        let r = self.send()?;
+        if !(200..300).contains(&r.status) {
+            return Err(ApiError::from_response(&r).into());
+        }
+        Ok(r)
+    }
+}
+
 /// An error and its sources, `a: b: c`.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -284,6 +355,16 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// Percent-encodes a path segment (function, alias names).
 pub fn seg(s: &str) -> String {
     fcx_sign::percent_encode(s)
+}
+
+/// `/2023-03-30/functions`.
+pub fn functions_path() -> String {
+    format!("/{API_VERSION}/functions")
+}
+
+/// `/2023-03-30/functions/<name>`, the name percent-encoded.
+pub fn function_path(name: &str) -> String {
+    format!("{}/{}", functions_path(), seg(name))
 }
 
 /// A request body sent in chunks, reporting progress.

@@ -1,29 +1,11 @@
-//! `fcx local invoke`: one invocation of a code folder or an s.yaml project without a
-//! running server (like `s local invoke`). It starts a private `fcx server --auth none` on a
-//! free loopback port with a temporary data dir, deploys, invokes once through the same API,
-//! and stops the server (and so its instances), so the invocation behaves exactly as served.
+//! The private server of `fcx local invoke`: `fcx server --auth none` on a free loopback port
+//! with a temporary data dir, stopped (and so its instances) and removed when dropped.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{anyhow, Context as _};
-use base64::Engine;
-use serde_json::json;
-
-use super::client::{self, Client, Config};
-use super::deploy;
-
-/// What to run.
-pub struct LocalFunction<'a> {
-    pub template: Option<&'a Path>,
-    pub function: Option<&'a str>,
-    pub code: Option<&'a Path>,
-    pub command: &'a [String],
-    pub port: u16,
-    pub initializer: bool,
-    pub non_web: bool,
-}
 
 /// The private server; stopped (SIGTERM, then SIGKILL) and its data dir removed on drop.
 pub struct LocalServer {
@@ -103,60 +85,4 @@ pub fn start_server() -> anyhow::Result<LocalServer> {
     let mut s = server(child);
     s.endpoint = format!("http://{addr}");
     Ok(s)
-}
-
-/// Deploys `f` to the private server and returns the function name to invoke.
-pub fn deploy_local(server: &LocalServer, f: &LocalFunction<'_>) -> anyhow::Result<String> {
-    let client = Client::new(Config {
-        endpoint: server.endpoint.clone(),
-        credentials: None,
-    })?;
-    if let Some(template) = f.template {
-        let results = deploy::apply(&client, template)?;
-        let names: Vec<String> = results
-            .iter()
-            .filter_map(|r| r["functionName"].as_str().map(str::to_owned))
-            .collect();
-        return match f.function {
-            Some(name) if names.iter().any(|n| n == name) => Ok(name.to_owned()),
-            Some(name) => Err(anyhow!(
-                "{} deploys no function named '{name}' (it has: {})",
-                template.display(),
-                names.join(", ")
-            )),
-            None if names.len() == 1 => Ok(names[0].clone()),
-            None => Err(anyhow!(
-                "{} deploys {} functions ({}): choose one with --function",
-                template.display(),
-                names.len(),
-                names.join(", ")
-            )),
-        };
-    }
-    let dir = f.code.ok_or_else(|| {
-        anyhow!("give a project file (-f s.yaml) or a code folder (--code DIR -- COMMAND...)")
-    })?;
-    let zip = deploy::zip_path(dir)?;
-    let name = f.function.unwrap_or("local");
-    let mut body = json!({
-        "functionName": name,
-        "runtime": "custom.debian12",
-        "handler": "index.handler",
-        "timeout": 60,
-        "code": {"zipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
-        "customRuntimeConfig": {"command": f.command, "port": f.port, "webServerMode": !f.non_web},
-    });
-    if f.initializer {
-        body["instanceLifecycleConfig"] =
-            json!({"initializer": {"handler": "index.initializer", "timeout": 60}});
-    }
-    client.call(
-        "POST",
-        "CreateFunction",
-        &format!("/{}/functions", client::API_VERSION),
-        &[],
-        &[("content-type", "application/json")],
-        serde_json::to_vec(&body)?,
-    )?;
-    Ok(name.to_owned())
 }

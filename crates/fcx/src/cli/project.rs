@@ -1,4 +1,6 @@
-//! `fcx deploy`: the `fc3` resources of a Serverless Devs project file (s.yaml).
+//! The `s.yaml` loader: the `fc3` resources of a Serverless Devs project file, checked and
+//! turned into FC 3.0 CreateFunction / CreateTrigger bodies, with no server involved. The API
+//! calls are `commands/deploy.rs`; which props are CreateFunction fields is fcx-model's list.
 //!
 //! ```yaml
 //! edition: 3.0.0
@@ -16,50 +18,13 @@
 //!       triggers: [ { triggerName: http, triggerType: http, triggerConfig: {...} } ]
 //! ```
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::client::{seg, ApiError, Client, API_VERSION};
-use super::{paint_err, print_json};
-
-/// The request fields of FC 3.0 CreateFunction (API 2023-03-30).
-pub const CREATE_FUNCTION_FIELDS: &[&str] = &[
-    "functionName",
-    "description",
-    "runtime",
-    "handler",
-    "code",
-    "timeout",
-    "memorySize",
-    "cpu",
-    "diskSize",
-    "instanceConcurrency",
-    "environmentVariables",
-    "internetAccess",
-    "idleTimeout",
-    "customRuntimeConfig",
-    "customContainerConfig",
-    "customDNS",
-    "instanceLifecycleConfig",
-    "layers",
-    "logConfig",
-    "nasConfig",
-    "ossMountConfig",
-    "role",
-    "vpcConfig",
-    "gpuConfig",
-    "tracingConfig",
-    "tags",
-    "sessionAffinity",
-    "sessionAffinityConfig",
-    "instanceIsolationMode",
-    "disableOndemand",
-    "resourceGroupId",
-];
+use super::package;
 
 /// Keys of `props` fcx handles itself (not sent as CreateFunction fields).
 const HANDLED_PROPS: &[&str] = &["region", "triggers"];
@@ -86,6 +51,36 @@ pub struct Plan {
     pub function: Map<String, Value>,
     pub code_dir: Option<PathBuf>,
     pub triggers: Vec<Map<String, Value>>,
+}
+
+impl Plan {
+    /// The function's name (the loader checked it is there).
+    pub fn function_name(&self) -> &str {
+        self.function
+            .get("functionName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The CreateFunction body, with a `code: ./dir` zipped into `code.zipFile`.
+    pub fn function_body(&self) -> anyhow::Result<Map<String, Value>> {
+        let mut body = self.function.clone();
+        if let Some(dir) = &self.code_dir {
+            let zip =
+                package::zip_path(dir).with_context(|| format!("packing {}", dir.display()))?;
+            eprintln!(
+                "fcx: {}: packed {} ({} KiB)",
+                self.id,
+                dir.display(),
+                zip.len().div_ceil(1024)
+            );
+            body.insert(
+                "code".into(),
+                json!({ "zipFile": base64::engine::general_purpose::STANDARD.encode(&zip) }),
+            );
+        }
+        Ok(body)
+    }
 }
 
 /// What a project file asks for, and what fcx cannot do from it.
@@ -179,7 +174,7 @@ pub fn load(file: &Path) -> anyhow::Result<Project> {
         let mut function = Map::new();
         let mut unknown = Vec::new();
         for (k, v) in props {
-            if CREATE_FUNCTION_FIELDS.contains(&k.as_str()) {
+            if fcx_model::is_create_function_field(k) {
                 function.insert(k.clone(), v.clone());
             } else if !HANDLED_PROPS.contains(&k.as_str()) {
                 unknown.push(k.as_str());
@@ -330,220 +325,6 @@ fn interpolate(s: &str, vars: &Value) -> anyhow::Result<String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// A zip of `path` (a directory's contents, or one file), unix modes and symlinks kept.
-pub fn zip_path(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use zip::write::SimpleFileOptions;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        add_dir(&mut w, path, path)?;
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("{}: no file name", path.display()))?
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(".zip") {
-            return Ok(std::fs::read(path)?);
-        }
-        let opts = SimpleFileOptions::default().unix_permissions(meta.permissions().mode() & 0o777);
-        w.start_file(name, opts)?;
-        w.write_all(&std::fs::read(path)?)?;
-    }
-    Ok(w.finish()?.into_inner())
-}
-
-fn add_dir(
-    w: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>,
-    root: &Path,
-    dir: &Path,
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    use zip::write::SimpleFileOptions;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
-        let meta = std::fs::symlink_metadata(&path)?;
-        let mode = meta.permissions().mode() & 0o777;
-        let opts = SimpleFileOptions::default()
-            .unix_permissions(mode)
-            .large_file(meta.len() >= 0xFFFF_FFFF);
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path)?;
-            w.add_symlink(rel, target.to_string_lossy(), opts)?;
-        } else if meta.is_dir() {
-            w.add_directory(format!("{rel}/"), opts)?;
-            add_dir(w, root, &path)?;
-        } else {
-            w.start_file(rel, opts)?;
-            w.write_all(
-                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Deploys every fc3 resource of `file`.
-/// `fcx deploy`: applies the project and prints one line (or JSON object) per resource.
-pub fn deploy(client: &Client, file: &Path, json_out: bool) -> anyhow::Result<u8> {
-    let results = apply(client, file)?;
-    if json_out {
-        print_json(&Value::Array(results));
-    } else {
-        for r in &results {
-            println!(
-                "{}\t{}\t{}",
-                r["resource"].as_str().unwrap_or(""),
-                r["functionName"].as_str().unwrap_or(""),
-                r["action"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(0)
-}
-
-/// Creates or updates every fc3 resource of the project file; one JSON object per resource
-/// (`resource`, `functionName`, `action`, `function`, `triggers`).
-pub fn apply(client: &Client, file: &Path) -> anyhow::Result<Vec<Value>> {
-    let project = load(file)?;
-    for w in &project.warnings {
-        eprintln!("{} {w}", paint_err("warning:", "1;33"));
-    }
-    let mut results = Vec::new();
-    for plan in project.plans {
-        let name = plan
-            .function
-            .get("functionName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let mut body = plan.function.clone();
-        if let Some(dir) = &plan.code_dir {
-            let zip = zip_path(dir).with_context(|| format!("packing {}", dir.display()))?;
-            eprintln!(
-                "fcx: {}: packed {} ({} KiB)",
-                plan.id,
-                dir.display(),
-                zip.len().div_ceil(1024)
-            );
-            body.insert(
-                "code".into(),
-                json!({ "zipFile": base64::engine::general_purpose::STANDARD.encode(&zip) }),
-            );
-        }
-        let payload = Value::Object(body.clone()).to_string().into_bytes();
-        let functions = format!("/{API_VERSION}/functions");
-        let created = client.call_with_progress(
-            "POST",
-            "CreateFunction",
-            &functions,
-            &[],
-            &[],
-            payload,
-            progress_bar(&name),
-        );
-        let (action, v) = match created {
-            Ok(r) => ("created", r.json()?),
-            Err(e)
-                if e.downcast_ref::<ApiError>()
-                    .is_some_and(|a| a.code == "FunctionAlreadyExists") =>
-            {
-                body.remove("functionName");
-                let payload = Value::Object(body).to_string().into_bytes();
-                let r = client.call_with_progress(
-                    "PUT",
-                    "UpdateFunction",
-                    &format!("{functions}/{}", seg(&name)),
-                    &[],
-                    &[],
-                    payload,
-                    progress_bar(&name),
-                )?;
-                ("updated", r.json()?)
-            }
-            Err(e) => return Err(e.context(format!("deploying {}", plan.id))),
-        };
-        eprintln!("fcx: {}: function {name} {action}", plan.id);
-        let mut trigger_names = Vec::new();
-        for t in &plan.triggers {
-            let tname = t
-                .get("triggerName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let tpath = format!("{functions}/{}/triggers", seg(&name));
-            let r = client.call(
-                "POST",
-                "CreateTrigger",
-                &tpath,
-                &[],
-                &[],
-                Value::Object(t.clone()).to_string().into_bytes(),
-            );
-            let taction = match r {
-                Ok(_) => "created",
-                Err(e)
-                    if e.downcast_ref::<ApiError>()
-                        .is_some_and(|a| a.code == "TriggerAlreadyExists") =>
-                {
-                    let mut u = t.clone();
-                    for k in ["triggerName", "triggerType", "sourceArn"] {
-                        u.remove(k);
-                    }
-                    client.call(
-                        "PUT",
-                        "UpdateTrigger",
-                        &format!("{tpath}/{}", seg(&tname)),
-                        &[],
-                        &[],
-                        Value::Object(u).to_string().into_bytes(),
-                    )?;
-                    "updated"
-                }
-                Err(e) => return Err(e.context(format!("{}: trigger {tname}", plan.id))),
-            };
-            eprintln!("fcx: {}: trigger {tname} {taction}", plan.id);
-            trigger_names.push(tname);
-        }
-        results.push(json!({
-            "resource": plan.id,
-            "functionName": name,
-            "action": action,
-            "function": v,
-            "triggers": trigger_names,
-        }));
-    }
-    Ok(results)
-}
-
-/// An upload progress bar, when stderr is a terminal.
-fn progress_bar(name: &str) -> Option<super::client::Progress> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} ({bytes_per_sec})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("uploading {name}"));
-    Some(Box::new(move |sent, total| {
-        bar.set_length(total);
-        bar.set_position(sent);
-        if sent >= total {
-            bar.finish_and_clear();
-        }
-    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,52 @@
+//! `fcx ls`: ListFunctions, every page, as a table or a JSON array.
+
+use serde_json::Value;
+
+use crate::cli::args::LsArgs;
+use crate::cli::client::{functions_path, Client};
+use crate::cli::output::{print_header, print_json, str_of};
+
+pub fn run(client: &Client, args: &LsArgs, json: bool) -> anyhow::Result<u8> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let v = client
+            .get("ListFunctions", functions_path())
+            .query("limit", "100")
+            .query_opt("prefix", args.prefix.as_deref())
+            .query_opt("nextToken", token.as_deref())
+            .call()?
+            .json()?;
+        if let Some(fs) = v.get("functions").and_then(Value::as_array) {
+            all.extend(fs.iter().cloned());
+        }
+        token = v
+            .get("nextToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    if json {
+        print_json(&Value::Array(all));
+        return Ok(0);
+    }
+    print_header(&format!(
+        "{:<32} {:<18} {:>7} {:<25}",
+        "NAME", "RUNTIME", "MEMORY", "MODIFIED"
+    ));
+    for f in &all {
+        println!(
+            "{:<32} {:<18} {:>7} {:<25}",
+            str_of(f, "functionName"),
+            str_of(f, "runtime"),
+            f.get("memorySize")
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            str_of(f, "lastModifiedTime"),
+        );
+    }
+    Ok(0)
+}

@@ -2,28 +2,42 @@
 //! a target outside its namespace over TCP and UDP through pasta; without it, nothing beyond
 //! its loopback. Either way the host's loopback stays out of reach, nothing inside is exposed
 //! on the host, and no pasta outlives its instance or its server.
+//!
+//! A `harness = false` target (see `fcx_testkit::skip`): on a host without root or pasta the
+//! tests are reported `ignored (needs ...)`, not passed.
 
 mod support;
 
 use std::time::Duration;
 
 use fcx_testkit::egress::{self, EgressTarget, HostLoopbackServer, GREETING};
+use fcx_testkit::skip::{self, Needs};
 use serde_json::json;
 use support::procs::eventually;
 use support::Server;
 
-/// Egress needs root (namespaces) and Debian's pasta.
-fn can_run() -> bool {
-    let ok = std::path::Path::new("/usr/bin/pasta").exists()
-        && std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-        });
-    if !ok {
-        eprintln!("skipped: needs root and /usr/bin/pasta (package passt)");
-    }
-    ok
+fn main() -> std::process::ExitCode {
+    // Egress needs root (namespaces) and Debian's pasta.
+    let needs = Needs::new()
+        .root()
+        .executable("/usr/bin/pasta", "package passt");
+    skip::run(vec![
+        skip::test(
+            "with_internet_access_an_instance_reaches_the_target_but_not_the_host_loopback",
+            &needs,
+            with_internet_access_an_instance_reaches_the_target_but_not_the_host_loopback,
+        ),
+        skip::test(
+            "without_internet_access_an_instance_has_loopback_only",
+            &needs,
+            without_internet_access_an_instance_has_loopback_only,
+        ),
+        skip::test(
+            "pasta_ends_with_a_stopped_or_killed_server",
+            &needs,
+            pasta_ends_with_a_stopped_or_killed_server,
+        ),
+    ])
 }
 
 /// A test-function body with `internetAccess` set.
@@ -81,11 +95,7 @@ fn assert_host_loopback_unreachable(server: &Server, name: &str, host: &HostLoop
     );
 }
 
-#[test]
 fn with_internet_access_an_instance_reaches_the_target_but_not_the_host_loopback() {
-    if !can_run() {
-        return;
-    }
     let target = EgressTarget::start();
     let host = HostLoopbackServer::start();
     let server = Server::start();
@@ -127,11 +137,7 @@ fn with_internet_access_an_instance_reaches_the_target_but_not_the_host_loopback
     );
 }
 
-#[test]
 fn without_internet_access_an_instance_has_loopback_only() {
-    if !can_run() {
-        return;
-    }
     let target = EgressTarget::start();
     let host = HostLoopbackServer::start();
     let server = Server::start();
@@ -148,11 +154,7 @@ fn without_internet_access_an_instance_has_loopback_only() {
     assert_eq!(pastas_of(&server, &mut reaper), Vec::<u32>::new());
 }
 
-#[test]
 fn pasta_ends_with_a_stopped_or_killed_server() {
-    if !can_run() {
-        return;
-    }
     let target = EgressTarget::start();
     let mut server = Server::start();
     let mut reaper = PastaReaper(Vec::new());

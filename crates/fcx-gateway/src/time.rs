@@ -1,4 +1,5 @@
-//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime`, without a date library.
+//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime`, without a date library
+//! (the formatter is fcx-sign's `x-acs-date` one).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,30 +12,10 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(secs)
 }
 
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`: the same format as the signing date, so one
+/// formatter (`fcx_sign::format_date`) serves both.
 pub fn format_rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    fcx_sign::format_date(secs)
 }
 
 #[cfg(test)]

@@ -136,15 +136,12 @@ impl BodyCommand for UpdateAlias {
         cp.function(&name)?;
         let mut alias = cp.alias(&name, &self.alias_name)?;
         let input = versions::parse_alias(body, false)?;
-        if let Some(v) = input.version_id {
-            alias.version_id = v;
-        }
-        if let Some(d) = input.description {
-            alias.description = d;
-        }
-        if let Some(w) = input.additional_version_weight {
-            alias.additional_version_weight = w;
-        }
+        crate::given(&mut alias.version_id, input.version_id);
+        crate::given(&mut alias.description, input.description);
+        crate::given(
+            &mut alias.additional_version_weight,
+            input.additional_version_weight,
+        );
         alias.last_modified_time = now_rfc3339();
         cp.save_alias(&name, &alias)?;
         Ok(alias)

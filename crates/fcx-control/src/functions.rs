@@ -182,10 +182,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aliases::CreateAlias;
-    use crate::asyncs::PutAsyncConfig;
     use crate::testing::{function_body, Call, Fixture};
-    use crate::versions::PublishVersion;
 
     fn update(fx: &Fixture, name: &str, body: serde_json::Value) -> Result<Function, ControlError> {
         fx.run_body(
@@ -254,13 +251,7 @@ mod tests {
     fn update_redeploys_latest_from_the_store_and_leaves_versions_alone() {
         let fx = Fixture::new();
         fx.create("f");
-        fx.run_body(
-            PublishVersion {
-                function_name: "f".into(),
-            },
-            json!({}),
-        )
-        .unwrap();
+        fx.publish("f");
         fx.node.take();
         let updated = update(&fx, "f", json!({"description": "v2", "timeout": 9})).unwrap();
         assert_eq!((updated.timeout, updated.description.as_str()), (9, "v2"));
@@ -291,27 +282,9 @@ mod tests {
     fn delete_takes_the_function_its_documents_and_its_node_state() {
         let fx = Fixture::new();
         fx.create("f");
-        fx.run_body(
-            PublishVersion {
-                function_name: "f".into(),
-            },
-            json!({}),
-        )
-        .unwrap();
-        fx.run_body(
-            CreateAlias {
-                function_name: "f".into(),
-            },
-            json!({"aliasName": "prod", "versionId": "1"}),
-        )
-        .unwrap();
-        fx.run_body(
-            PutAsyncConfig {
-                function_name: "f".into(),
-            },
-            json!({"maxAsyncRetryAttempts": 1}),
-        )
-        .unwrap();
+        fx.publish("f");
+        fx.create_alias("f", json!({"aliasName": "prod", "versionId": "1"}));
+        fx.put_async_config("f", json!({"maxAsyncRetryAttempts": 1}));
         assert_eq!(fx.cp.resolve("f", "prod").unwrap().as_deref(), Some("1"));
         fx.node.take();
 

@@ -98,9 +98,7 @@ fn uniform() -> f64 {
 mod tests {
     use serde_json::json;
 
-    use crate::aliases::CreateAlias;
     use crate::testing::Fixture;
-    use crate::versions::PublishVersion;
     use crate::ControlError;
 
     /// splitmix64: a seeded, deterministic stream of uniform numbers in `[0, 1)`.
@@ -118,21 +116,11 @@ mod tests {
     fn with_versions_and_alias(weights: serde_json::Value) -> Fixture {
         let fx = Fixture::new();
         fx.create("f");
-        for _ in 0..2 {
-            let publish = PublishVersion {
-                function_name: "f".into(),
-            };
-            fx.run_body(publish, json!({})).unwrap();
-        }
+        fx.publish("f");
+        fx.publish("f");
         let alias =
             json!({"aliasName": "canary", "versionId": "1", "additionalVersionWeight": weights});
-        fx.run_body(
-            CreateAlias {
-                function_name: "f".into(),
-            },
-            alias,
-        )
-        .unwrap();
+        fx.create_alias("f", alias);
         fx
     }
 

@@ -35,7 +35,7 @@ pub mod scaling;
 mod sync;
 #[cfg(test)]
 mod testing;
-mod time;
+pub mod time;
 pub mod triggers;
 pub mod versions;
 
@@ -116,5 +116,12 @@ impl ControlPlane {
     /// The function's ARN, or FunctionNotFound.
     fn function_arn(&self, name: &str) -> Result<String, ControlError> {
         self.function(name).map(|f| f.function_arn)
+    }
+}
+
+/// An update's field: it replaces the stored value when the update names it.
+fn given<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
 }

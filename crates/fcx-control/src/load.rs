@@ -89,32 +89,17 @@ mod tests {
     use fcx_model::scaling::ScalingInput;
     use serde_json::json;
 
-    use crate::aliases::CreateAlias;
-    use crate::asyncs::PutAsyncConfig;
     use crate::keys;
-    use crate::scaling::{PutConcurrency, PutConfig};
+    use crate::scaling::{PutConcurrency, PutConfig, Scope};
     use crate::testing::{Call, Fixture};
-    use crate::versions::PublishVersion;
 
     #[test]
     fn a_restart_serves_everything_the_store_holds() {
         let fx = Fixture::new();
         let f = fx.create("f");
         let g = fx.create("g");
-        fx.run_body(
-            PublishVersion {
-                function_name: "f".into(),
-            },
-            json!({}),
-        )
-        .unwrap();
-        fx.run_body(
-            CreateAlias {
-                function_name: "f".into(),
-            },
-            json!({"aliasName": "prod", "versionId": "1"}),
-        )
-        .unwrap();
+        fx.publish("f");
+        fx.create_alias("f", json!({"aliasName": "prod", "versionId": "1"}));
         fx.run_body(
             PutConcurrency {
                 function_name: "g".into(),
@@ -122,19 +107,13 @@ mod tests {
             json!({"reservedConcurrency": 4}),
         )
         .unwrap();
-        let min = PutConfig::<ScalingInput> {
+        let scope = Scope {
             function_name: "g".into(),
             qualifier: None,
-            doc: PhantomData,
         };
+        let min = PutConfig::<ScalingInput>(scope, PhantomData);
         fx.run_body(min, json!({"minInstances": 2})).unwrap();
-        fx.run_body(
-            PutAsyncConfig {
-                function_name: "f".into(),
-            },
-            json!({"asyncTask": true}),
-        )
-        .unwrap();
+        fx.put_async_config("f", json!({"asyncTask": true}));
 
         let fx = fx.restart();
         assert!(
@@ -174,13 +153,7 @@ mod tests {
     fn a_corrupt_document_is_left_out_and_the_rest_still_loads() {
         let fx = Fixture::new();
         fx.create("f");
-        fx.run_body(
-            PublishVersion {
-                function_name: "f".into(),
-            },
-            json!({}),
-        )
-        .unwrap();
+        fx.publish("f");
         fx.cp
             .store
             .put_function_config("f", &keys::version("2"), "{not json")

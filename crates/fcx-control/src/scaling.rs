@@ -4,7 +4,8 @@
 
 use std::marker::PhantomData;
 
-use fcx_model::scaling::{self, ConcurrencyInput, ProvisionInput, ScalingInput};
+use fcx_model::scaling;
+pub use fcx_model::scaling::{ConcurrencyInput, ProvisionInput, ScalingInput};
 use fcx_model::ModelError;
 use fcx_scheduler::InstanceInfo;
 use serde::de::DeserializeOwned;
@@ -67,17 +68,6 @@ impl Shown for ScalingInput {
         body["targetInstances"] = json!(min);
         body["currentInstances"] = json!(current);
         body
-    }
-}
-
-/// Provisioned and minimum instances are kept for LATEST only.
-fn check_qualifier(qualifier: Option<&str>) -> Result<(), ControlError> {
-    match qualifier {
-        None | Some("LATEST") => Ok(()),
-        Some(q) => Err(ControlError::invalid(
-            "qualifier",
-            format!("'{q}' is not available: this fcx server serves LATEST only"),
-        )),
     }
 }
 
@@ -147,27 +137,44 @@ impl Command for GetConcurrency {
     }
 }
 
+/// The function and qualifier a scaling document API names.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    pub function_name: String,
+    pub qualifier: Option<String>,
+}
+
+impl Scope {
+    /// The function's ARN, once the qualifier is one fcx keeps documents for: provisioned
+    /// and minimum instances are kept for LATEST only.
+    fn check(&self, cp: &ControlPlane) -> Result<String, ControlError> {
+        let arn = cp.function_arn(&self.function_name)?;
+        match self.qualifier.as_deref() {
+            None | Some("LATEST") => Ok(arn),
+            Some(q) => Err(ControlError::invalid(
+                "qualifier",
+                format!("'{q}' is not available: this fcx server serves LATEST only"),
+            )),
+        }
+    }
+}
+
 /// PutProvisionConfig (`PutConfig<ProvisionInput>`) or PutScalingConfig
 /// (`PutConfig<ScalingInput>`); the body is the document.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", bound = "")]
-pub struct PutConfig<D> {
-    pub function_name: String,
-    pub qualifier: Option<String>,
-    #[serde(skip)]
-    pub doc: PhantomData<fn() -> D>,
-}
+#[serde(transparent, bound = "")]
+pub struct PutConfig<D>(pub Scope, #[serde(skip)] pub PhantomData<fn() -> D>);
 
 impl<D: Shown> BodyCommand for PutConfig<D> {
     type Output = Value;
 
     fn run(self, cp: &ControlPlane, body: &[u8], _: OffWorker) -> Result<Value, ControlError> {
-        let name = self.function_name;
-        let arn = cp.function_arn(&name)?;
-        check_qualifier(self.qualifier.as_deref())?;
+        let arn = self.0.check(cp)?;
         let input = D::parse(body)?;
-        let text = encode(D::KEY, &input)?;
-        cp.store.put_function_config(&name, D::KEY, &text)?;
+        let name = self.0.function_name;
+        cp.store
+            .put_function_config(&name, D::KEY, &encode(D::KEY, &input)?)?;
         cp.apply(Change::Limits(name.clone()))?;
         Ok(input.view(&arn, cp.live_instances(&name)))
     }
@@ -176,48 +183,32 @@ impl<D: Shown> BodyCommand for PutConfig<D> {
 /// GetProvisionConfig (`GetConfig<ProvisionInput>`) or GetScalingConfig
 /// (`GetConfig<ScalingInput>`): the stored document, or the defaults.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", bound = "")]
-pub struct GetConfig<D> {
-    pub function_name: String,
-    pub qualifier: Option<String>,
-    #[serde(skip)]
-    pub doc: PhantomData<fn() -> D>,
-}
+#[serde(transparent, bound = "")]
+pub struct GetConfig<D>(pub Scope, #[serde(skip)] pub PhantomData<fn() -> D>);
 
 impl<D: Shown> Command for GetConfig<D> {
     type Output = Value;
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<Value, ControlError> {
-        let name = self.function_name;
-        let arn = cp.function_arn(&name)?;
-        check_qualifier(self.qualifier.as_deref())?;
-        let input: D = cp
-            .document(&name, D::KEY)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        Ok(input.view(&arn, cp.live_instances(&name)))
+        let arn = self.0.check(cp)?;
+        let name = &self.0.function_name;
+        let input: D = cp.document(name, D::KEY).ok().flatten().unwrap_or_default();
+        Ok(input.view(&arn, cp.live_instances(name)))
     }
 }
 
 /// DeleteConcurrencyConfig, DeleteProvisionConfig or DeleteScalingConfig, by the document
 /// type `D`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", bound = "")]
-pub struct DeleteConfig<D> {
-    pub function_name: String,
-    pub qualifier: Option<String>,
-    #[serde(skip)]
-    pub doc: PhantomData<fn() -> D>,
-}
+#[serde(transparent, bound = "")]
+pub struct DeleteConfig<D>(pub Scope, #[serde(skip)] pub PhantomData<fn() -> D>);
 
 impl<D: Document> Command for DeleteConfig<D> {
     type Output = ();
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<(), ControlError> {
-        let name = self.function_name;
-        cp.function_arn(&name)?;
-        check_qualifier(self.qualifier.as_deref())?;
+        self.0.check(cp)?;
+        let name = self.0.function_name;
         cp.store.delete_function_config(&name, D::KEY)?;
         cp.apply(Change::Limits(name))
     }
@@ -253,14 +244,14 @@ mod tests {
         qualifier: Option<&str>,
         body: Value,
     ) -> Result<Value, ControlError> {
-        fx.run_body(
-            PutConfig::<D> {
-                function_name: "f".into(),
-                qualifier: qualifier.map(Into::into),
-                doc: PhantomData,
-            },
-            body,
-        )
+        fx.run_body(PutConfig::<D>(scope(qualifier), PhantomData), body)
+    }
+
+    fn scope(qualifier: Option<&str>) -> Scope {
+        Scope {
+            function_name: "f".into(),
+            qualifier: qualifier.map(Into::into),
+        }
     }
 
     fn limits(reserved: Option<u32>, min_instances: u32) -> Call {
@@ -287,12 +278,8 @@ mod tests {
             fx.node.take(),
             [limits(None, 2), limits(None, 5), limits(None, 7)]
         );
-        fx.run(DeleteConfig::<ProvisionInput> {
-            function_name: "f".into(),
-            qualifier: None,
-            doc: PhantomData,
-        })
-        .unwrap();
+        fx.run(DeleteConfig::<ProvisionInput>(scope(None), PhantomData))
+            .unwrap();
         assert_eq!(fx.node.take(), [limits(None, 5)]);
     }
 
@@ -317,12 +304,8 @@ mod tests {
             (f.function_arn, Some(3))
         );
         assert_eq!(get().reserved_concurrency, Some(3));
-        fx.run(DeleteConfig::<ConcurrencyInput> {
-            function_name: "f".into(),
-            qualifier: None,
-            doc: PhantomData,
-        })
-        .unwrap();
+        fx.run(DeleteConfig::<ConcurrencyInput>(scope(None), PhantomData))
+            .unwrap();
         assert_eq!(fx.node.take(), [limits(Some(3), 0), limits(None, 0)]);
     }
 

@@ -17,7 +17,12 @@ use fcx_scheduler::{Deployed, InstanceInfo, Scheduler, SchedulerConfig};
 use fcx_store::{CodeStore, SqliteStore, Store};
 use serde_json::{json, Value};
 
+use fcx_model::versions::{Alias, Version};
+
+use crate::aliases::CreateAlias;
+use crate::asyncs::PutAsyncConfig;
 use crate::node::Node;
+use crate::versions::PublishVersion;
 use crate::{
     BodyCommand, Command, ControlError, ControlPlane, OffWorker, Paths, SchedulerError, WithBody,
 };
@@ -211,6 +216,27 @@ impl Fixture {
     pub fn create(&self, name: &str) -> Function {
         self.run_body(crate::functions::CreateFunction {}, function_body(name))
             .unwrap()
+    }
+
+    pub fn publish(&self, function: &str) -> Version {
+        let command = PublishVersion {
+            function_name: function.into(),
+        };
+        self.run_body(command, json!({})).unwrap()
+    }
+
+    pub fn create_alias(&self, function: &str, alias: Value) -> Alias {
+        let command = CreateAlias {
+            function_name: function.into(),
+        };
+        self.run_body(command, alias).unwrap()
+    }
+
+    pub fn put_async_config(&self, function: &str, config: Value) -> Value {
+        let command = PutAsyncConfig {
+            function_name: function.into(),
+        };
+        self.run_body(command, config).unwrap()
     }
 }
 

@@ -1,4 +1,5 @@
-//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime`, without a date library.
+//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime` and date messages, without a
+//! date library.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

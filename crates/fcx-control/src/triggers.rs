@@ -160,18 +160,10 @@ impl BodyCommand for UpdateTrigger {
         cp.function_arn(&name)?;
         let mut t = cp.trigger(&name, &self.trigger_name)?;
         let input = triggers::parse_trigger(body, false)?;
-        if let Some(v) = input.trigger_config {
-            t.trigger_config = v;
-        }
-        if let Some(v) = input.qualifier {
-            t.qualifier = v;
-        }
-        if let Some(v) = input.description {
-            t.description = v;
-        }
-        if input.invocation_role.is_some() {
-            t.invocation_role = input.invocation_role;
-        }
+        crate::given(&mut t.trigger_config, input.trigger_config);
+        crate::given(&mut t.qualifier, input.qualifier);
+        crate::given(&mut t.description, input.description);
+        crate::given(&mut t.invocation_role, input.invocation_role.map(Some));
         t.last_modified_time = now_rfc3339();
         cp.save_trigger(&name, &t)?;
         Ok(t)

@@ -194,7 +194,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aliases::{CreateAlias, DeleteAlias};
+    use crate::aliases::DeleteAlias;
     use crate::functions::UpdateFunction;
     use crate::testing::{Call, Fixture};
 
@@ -290,13 +290,7 @@ mod tests {
         let fx = Fixture::new();
         fx.create("f");
         publish(&fx, "f").unwrap();
-        fx.run_body(
-            CreateAlias {
-                function_name: "f".into(),
-            },
-            json!({"aliasName": "prod", "versionId": "1"}),
-        )
-        .unwrap();
+        fx.create_alias("f", json!({"aliasName": "prod", "versionId": "1"}));
         fx.node.take();
         match delete(&fx, "1") {
             Err(ControlError::Invalid(e)) => {

@@ -7,7 +7,7 @@
 //!   triggers and per-function configs (`functions`, `versions`, `aliases`, `triggers`,
 //!   `scaling`, `asyncs`), and the answers about them (`logs` too);
 //! - keeping the store and what this node runs consistent, in one place (`sync`: every write
-//!   is followed by a [`sync`] change that the node applies from the store);
+//!   is followed by a change that the node applies from the store);
 //! - the store's key scheme (`keys`) and the alias cache with qualifier resolution
 //!   (`alias_cache`), which no other crate knows;
 //! - the invoke entry (`invoke`: qualifier → scheduler or durable queue), the hot path;

@@ -1,8 +1,50 @@
-//! The one place platform errors become HTTP responses.
+//! The one place errors become HTTP responses: every layer's error is mapped to FC's code,
+//! status and message here ([`ToFc`]), and answered in the body shape of the API the request
+//! came in on ([`ApiError`]).
 
 use axum::response::{IntoResponse, Response};
-use fcx_protocol::{headers, ApiFlavor, FcError};
-use http::{HeaderValue, StatusCode};
+use fcx_control::ControlError;
+use fcx_protocol::{headers, ApiFlavor, ErrorCode, FcError};
+use http::HeaderValue;
+
+/// An error as FC reports it.
+pub trait ToFc {
+    fn to_fc(self) -> FcError;
+}
+
+impl ToFc for FcError {
+    fn to_fc(self) -> FcError {
+        self
+    }
+}
+
+impl ToFc for ControlError {
+    fn to_fc(self) -> FcError {
+        let message = self.to_string();
+        let code = match self {
+            ControlError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            ControlError::FunctionExists(_) => ErrorCode::FunctionAlreadyExists,
+            ControlError::VersionNotFound { .. } => ErrorCode::VersionNotFound,
+            ControlError::AliasNotFound { .. } => ErrorCode::AliasNotFound,
+            ControlError::AliasExists { .. } => ErrorCode::AliasAlreadyExists,
+            ControlError::TriggerNotFound { .. } => ErrorCode::TriggerNotFound,
+            ControlError::TriggerExists { .. } => ErrorCode::TriggerAlreadyExists,
+            ControlError::AsyncConfigNotFound(_) | ControlError::TaskNotFound { .. } => {
+                ErrorCode::NotFound
+            }
+            ControlError::Invalid(e) => {
+                return FcError::invalid_argument(message).with_detail("Field", e.field)
+            }
+            ControlError::Scheduler(e) | ControlError::Async(e) => return e.to_fc(),
+            ControlError::Store(_)
+            | ControlError::Corrupt { .. }
+            | ControlError::Encode { .. }
+            | ControlError::Io { .. }
+            | ControlError::Interrupted(_) => ErrorCode::InternalServerError,
+        };
+        FcError::new(code, message)
+    }
+}
 
 /// An `FcError` answered for one request, in the body shape of the API it came in on.
 #[derive(Debug)]
@@ -53,7 +95,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Status of a platform error (for logs and tests).
-pub fn status_of(e: &FcError) -> StatusCode {
-    e.status()
+#[cfg(test)]
+mod tests {
+    use fcx_model::ModelError;
+
+    use super::*;
+
+    #[test]
+    fn control_errors_keep_fc_codes_and_messages() {
+        let cases = [
+            (
+                ControlError::FunctionNotFound("f".into()),
+                FcError::function_not_found("f"),
+            ),
+            (
+                ControlError::FunctionExists("f".into()),
+                FcError::function_already_exists("f"),
+            ),
+            (
+                ControlError::AliasNotFound {
+                    function: "f".into(),
+                    alias: "prod".into(),
+                },
+                FcError::new(
+                    ErrorCode::AliasNotFound,
+                    "alias 'prod' of function 'f' does not exist",
+                ),
+            ),
+            (
+                ControlError::TaskNotFound {
+                    function: "f".into(),
+                    task: "t".into(),
+                },
+                FcError::new(
+                    ErrorCode::NotFound,
+                    "async task 't' of function 'f' does not exist",
+                ),
+            ),
+            (
+                ControlError::Invalid(ModelError::new("limit", "must be a number")),
+                FcError::invalid_argument("limit: must be a number").with_detail("Field", "limit"),
+            ),
+        ];
+        for (control, fc) in cases {
+            assert_eq!(control.to_fc(), fc);
+        }
+        let store = ControlError::Store(fcx_store::StoreError::Corrupt("x".into())).to_fc();
+        assert_eq!(store.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

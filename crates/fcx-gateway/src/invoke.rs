@@ -1,4 +1,6 @@
-//! InvokeFunction: `POST /2023-03-30/functions/{name}/invocations` and the FC 2.0 forms.
+//! InvokeFunction: `POST /2023-03-30/functions/{name}/invocations` and the FC 2.0 forms. The
+//! hot path: headers and qualifier are checked here, the control plane resolves the qualifier
+//! and runs the call (or queues it); the body stays a stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,17 +9,18 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use fcx_control::invoke::{AsyncInvocation, BoxError, CallContext, InvokeRequest, InvokeResponse};
+use fcx_control::ControlPlane;
 use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
-use fcx_scheduler::{CallContext, InvokeRequest, InvokeResponse};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::read_limited;
 use crate::error::ApiError;
-use crate::state::{new_request_id, App};
+use crate::reply::Api;
 
 pub async fn invoke_fc3(
-    State(app): State<Arc<App>>,
+    State(control): State<Arc<ControlPlane>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     request: axum::extract::Request,
@@ -25,164 +28,167 @@ pub async fn invoke_fc3(
     // Taking the request whole avoids copying its headers (the HeaderMap extractor clones).
     let (parts, body) = request.into_parts();
     let qualifier = query.get("qualifier").cloned();
-    invoke(
-        &app,
-        ApiFlavor::Fc3,
-        &name,
-        qualifier,
-        None,
-        &parts.headers,
-        body,
-    )
-    .await
+    let call = Call {
+        api: Api::new(ApiFlavor::Fc3),
+        name: &name,
+        service_name: None,
+        headers: &parts.headers,
+    };
+    call.run(&control, qualifier, body).await
 }
 
 /// `/2016-08-15/services/{service}[.{qualifier}]/functions/{name}/invocations` and
 /// `/2021-04-06/services/{service}/functions/{name}/invocations`.
 pub async fn invoke_fc2(
-    State(app): State<Arc<App>>,
+    State(control): State<Arc<ControlPlane>>,
     Path((service, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let req_headers = &parts.headers;
     let (service, qualifier) = match service.split_once('.') {
         Some((s, q)) => (s.to_owned(), Some(q.to_owned())),
         None => (service, query.get("qualifier").cloned()),
     };
-    invoke(
-        &app,
-        ApiFlavor::Fc2,
-        &name,
-        qualifier,
-        Some(service),
-        req_headers,
-        body,
-    )
-    .await
-}
-
-async fn invoke(
-    app: &App,
-    flavor: ApiFlavor,
-    name: &str,
-    qualifier: Option<String>,
-    service_name: Option<String>,
-    req_headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let rid = new_request_id();
-    let fail = |e| ApiError::new(e, flavor, &rid);
-    let qualifier = qualifier.unwrap_or_else(|| "LATEST".into());
-    // LATEST, a version id, or an alias (weighted: the version is drawn per request).
-    let version = crate::versions::resolve(app, name, &qualifier).map_err(fail)?;
-    let header = |n: &str| req_headers.get(n).and_then(|v| v.to_str().ok());
-    let asynchronous = match header(headers::INVOCATION_TYPE) {
-        None | Some("Sync") | Some("sync") => false,
-        Some("Async") | Some("async") => true,
-        Some(other) => {
-            return Err(fail(
-                FcError::invalid_argument(format!(
-                    "{}: must be Sync or Async, got '{other}'",
-                    headers::INVOCATION_TYPE
-                ))
-                .with_detail("Field", headers::INVOCATION_TYPE),
-            ))
-        }
+    let call = Call {
+        api: Api::new(ApiFlavor::Fc2),
+        name: &name,
+        service_name: Some(service),
+        headers: &parts.headers,
     };
-    let tail_log = match header(headers::LOG_TYPE) {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(fail(
-                FcError::invalid_argument(format!(
-                    "{}: must be None or Tail, got '{other}'",
-                    headers::LOG_TYPE
-                ))
-                .with_detail("Field", headers::LOG_TYPE),
-            ))
-        }
-    };
-    if asynchronous {
-        let task_id = header(ASYNC_TASK_ID)
-            .or(header(FC2_ASYNC_TASK_ID))
-            .map(str::to_owned);
-        // The queue keeps the resolved version: a retry runs what the first attempt ran.
-        let resolved = version.as_deref().unwrap_or("LATEST");
-        return accept_async(app, flavor, name, resolved, task_id, body, rid).await;
-    }
-    let payload = streamed_payload(req_headers, body).map_err(fail)?;
-    let req = InvokeRequest {
-        context: CallContext {
-            request_id: rid.clone(),
-            qualifier,
-            tail_log,
-            service_name,
-        },
-        payload,
-    };
-    let resp = app
-        .scheduler
-        .invoke_version(name, version.as_deref(), req)
-        .await
-        .map_err(fail)?;
-    Ok(respond(&rid, resp))
+    call.run(&control, qualifier, body).await
 }
 
 /// Caller-chosen async task id (FC 3.0) and its FC 2.0 spelling.
 const ASYNC_TASK_ID: &str = "x-fc-async-task-id";
 const FC2_ASYNC_TASK_ID: &str = "x-fc-stateful-async-invocation-id";
 
-/// `x-fc-invocation-type: Async`: the event (≤ 128 KB) is committed to the durable queue
-/// before the 202 is sent.
-async fn accept_async(
-    app: &App,
-    flavor: ApiFlavor,
-    name: &str,
-    qualifier: &str,
-    task_id: Option<String>,
-    body: Body,
-    rid: String,
-) -> Result<Response, ApiError> {
-    let fail = |e| ApiError::new(e, flavor, &rid);
-    if let Some(id) = &task_id {
-        fcx_model::async_config::validate_task_id(id).map_err(|e| {
-            fail(FcError::invalid_argument(e.to_string()).with_detail("Field", e.field))
-        })?;
+/// One invocation request, parsed.
+struct Call<'a> {
+    api: Api,
+    name: &'a str,
+    /// FC 2.0 service name, passed on as `x-fc-service-name`.
+    service_name: Option<String>,
+    headers: &'a HeaderMap,
+}
+
+impl Call<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-    if !app.scheduler.has_function(name) {
-        return Err(fail(FcError::function_not_found(name)));
-    }
-    let payload = read_limited(body, limits::ASYNC_PAYLOAD_MAX)
-        .await
-        .map_err(fail)?;
-    let accepted = app
-        .asyncs
-        .enqueue(name, qualifier, payload.to_vec(), rid.clone(), task_id)
-        .await
-        .map_err(fail)?;
-    let mut r = StatusCode::ACCEPTED.into_response();
-    let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {
-        h.insert(headers::REQUEST_ID, v);
-    }
-    if let Some(id) = accepted
-        .task_id
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        h.insert(ASYNC_TASK_ID, id.clone());
-        if flavor == ApiFlavor::Fc2 {
-            h.insert(FC2_ASYNC_TASK_ID, id);
+
+    /// A two-valued header: `on` or `off` spellings (absent is off), anything else refused
+    /// naming what it takes.
+    fn switch(
+        &self,
+        header: &str,
+        on: &[&str],
+        off: &[&str],
+        takes: &str,
+    ) -> Result<bool, ApiError> {
+        match self.header(header) {
+            None => Ok(false),
+            Some(v) if on.contains(&v) => Ok(true),
+            Some(v) if off.contains(&v) => Ok(false),
+            Some(other) => Err(self.api.fail(
+                FcError::invalid_argument(format!("{header}: must be {takes}, got '{other}'"))
+                    .with_detail("Field", header),
+            )),
         }
     }
-    Ok(r)
+
+    async fn run(
+        self,
+        control: &ControlPlane,
+        qualifier: Option<String>,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        let qualifier = qualifier.unwrap_or_else(|| "LATEST".into());
+        // LATEST, a version id, or an alias (weighted: the version is drawn per request).
+        let version = control
+            .resolve(self.name, &qualifier)
+            .map_err(|e| self.api.fail(e))?;
+        let asynchronous = self.switch(
+            headers::INVOCATION_TYPE,
+            &["Async", "async"],
+            &["Sync", "sync"],
+            "Sync or Async",
+        )?;
+        let tail_log = self.switch(headers::LOG_TYPE, &["Tail"], &["None"], "None or Tail")?;
+        if asynchronous {
+            // The queue keeps the resolved version: a retry runs what the first attempt ran.
+            let resolved = version.as_deref().unwrap_or("LATEST");
+            return self.accept_async(control, resolved, body).await;
+        }
+        let payload = streamed_payload(self.headers, body).map_err(|e| self.api.fail(e))?;
+        let request = InvokeRequest {
+            context: CallContext {
+                request_id: self.api.rid.clone(),
+                qualifier,
+                tail_log,
+                service_name: self.service_name,
+            },
+            payload,
+        };
+        let resp = control
+            .invoke(self.name, version.as_deref(), request)
+            .await
+            .map_err(|e| self.api.fail(e))?;
+        Ok(respond(&self.api, resp))
+    }
+
+    /// `x-fc-invocation-type: Async`: the event (≤ 128 KB) is committed to the durable queue
+    /// before the 202 is sent.
+    async fn accept_async(
+        self,
+        control: &ControlPlane,
+        qualifier: &str,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        let api = &self.api;
+        let task_id = self
+            .header(ASYNC_TASK_ID)
+            .or(self.header(FC2_ASYNC_TASK_ID))
+            .map(str::to_owned);
+        control
+            .accepts_async(self.name, task_id.as_deref())
+            .map_err(|e| api.fail(e))?;
+        let payload = read_limited(body, limits::ASYNC_PAYLOAD_MAX)
+            .await
+            .map_err(|e| api.fail(e))?;
+        let job = AsyncInvocation {
+            function: self.name,
+            qualifier,
+            payload: payload.to_vec(),
+            request_id: api.rid.clone(),
+            task_id,
+        };
+        let accepted = control.enqueue(job).await.map_err(|e| api.fail(e))?;
+        let mut r = StatusCode::ACCEPTED.into_response();
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {
+            h.insert(headers::REQUEST_ID, v);
+        }
+        if let Some(id) = accepted
+            .task_id
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            h.insert(ASYNC_TASK_ID, id.clone());
+            if api.flavor() == ApiFlavor::Fc2 {
+                h.insert(FC2_ASYNC_TASK_ID, id);
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// The event as a stream with the 32 MB limit enforced as it flows; a declared length over
 /// the limit is refused before anything is read.
-fn streamed_payload(req_headers: &HeaderMap, body: Body) -> Result<fcx_runtime::Body, FcError> {
+fn streamed_payload(
+    req_headers: &HeaderMap,
+    body: Body,
+) -> Result<fcx_control::invoke::Body, FcError> {
     let declared = req_headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -191,11 +197,11 @@ fn streamed_payload(req_headers: &HeaderMap, body: Body) -> Result<fcx_runtime::
         return Err(FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX));
     }
     Ok(Limited::new(body, limits::SYNC_PAYLOAD_MAX)
-        .map_err(fcx_runtime::body::BoxError::from)
+        .map_err(BoxError::from)
         .boxed_unsync())
 }
 
-fn respond(rid: &str, resp: InvokeResponse) -> Response {
+fn respond(api: &Api, resp: InvokeResponse) -> Response {
     let mut r = (StatusCode::OK, Body::new(resp.body)).into_response();
     let h = r.headers_mut();
     let content_type = resp
@@ -204,9 +210,6 @@ fn respond(rid: &str, resp: InvokeResponse) -> Response {
         .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     h.insert(http::header::CONTENT_TYPE, content_type);
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        h.insert(headers::REQUEST_ID, v);
-    }
     if let Ok(v) = HeaderValue::from_str(&resp.instance_id) {
         h.insert(headers::INSTANCE_ID, v);
     }
@@ -220,5 +223,5 @@ fn respond(rid: &str, resp: InvokeResponse) -> Response {
             h.insert(headers::LOG_RESULT, v);
         }
     }
-    r
+    api.with_id(r)
 }

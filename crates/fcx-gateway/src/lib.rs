@@ -1,22 +1,19 @@
-//! The HTTP front of fcx: FC 3.0 management API for functions, InvokeFunction (FC 3.0 and
-//! FC 2.0 paths), body limits, FC-shaped errors, and server start-up. Handlers parse requests
-//! into typed calls on the store and the scheduler; they never reach into instances.
+//! The HTTP front of fcx: request signature verification (`auth`), the routes (FC 3.0
+//! management API, InvokeFunction on the FC 3.0 and FC 2.0 paths), request parsing into the
+//! control plane's typed commands (`params`, `handlers`, `invoke`), body limits, the one
+//! reply helper (`reply`) and error mapping (`error`), and serving with a bounded draining
+//! shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
 
-mod async_api;
 pub mod auth;
 mod body;
-mod ctx;
 pub mod error;
-mod functions;
+mod handlers;
 mod invoke;
-mod logs;
+mod params;
+mod reply;
 mod routes;
-mod scaling;
-pub mod server;
+mod serve;
 mod state;
-mod time;
-mod triggers;
-mod versions;
 
 pub use auth::AuthMode;
-pub use server::{prefix_for, run, ServerConfig, ServerError};
+pub use serve::{serve, HttpConfig, ServeError};

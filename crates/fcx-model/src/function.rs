@@ -60,9 +60,9 @@ pub struct Function {
     /// Lifecycle hooks (always present; each hook optional).
     #[serde(default)]
     pub instance_lifecycle_config: InstanceLifecycleConfig,
-    /// Size of the decoded code package in bytes (set by the gateway).
+    /// Size of the decoded code package in bytes (set by the control plane).
     pub code_size: u64,
-    /// CRC-64 of the code package as FC computes it (CRC-64/XZ, decimal; set by the gateway).
+    /// CRC-64 of the code package as FC computes it (CRC-64/XZ, decimal; set by the control plane).
     pub code_checksum: String,
     /// SHA-256 of the code package (fcx: names the stored package and its unpacked copy).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -191,9 +191,10 @@ fn default_hook_timeout() -> u32 {
 
 impl Function {
     /// Build the record from a create input. `now` is the timestamp string; region/account for
-    /// the ARN; function_id given by caller. `code_size` / `code_checksum` start at 0 / "" for the
-    /// gateway to fill in. All rules are re-checked except that `code` must be present for custom
-    /// runtimes ([`crate::parse_create`] checks that): the caller may take `code` out first.
+    /// the ARN; function_id given by caller. `code_size` / `code_checksum` start at 0 / "" for
+    /// the control plane to fill in. All rules are re-checked except that `code` must be present
+    /// for custom runtimes ([`crate::parse_create`] checks that): the caller may take `code` out
+    /// first.
     pub fn from_create(
         input: CreateFunctionInput,
         function_id: String,

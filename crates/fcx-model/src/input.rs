@@ -87,7 +87,7 @@ pub struct UpdateFunctionInput {
     pub instance_lifecycle_config: Option<InstanceLifecycleConfigInput>,
     /// FC 2.0 `caPort`: overrides the port of whichever config the function has.
     pub ca_port: Option<u32>,
-    /// New code package (the gateway decodes it and updates code size and checksum).
+    /// New code package (the control plane decodes it and updates code size and checksum).
     pub code: Option<Code>,
     /// FC 3.0 fields fcx stores without implementing; a `null` value removes the stored field.
     #[serde(flatten)]
@@ -154,7 +154,7 @@ pub struct Code {
     pub oss_bucket_name: Option<String>,
     /// OSS object of the package (not supported by fcx).
     pub oss_object_name: Option<String>,
-    /// Client-computed CRC-64 of the package, checked by the gateway if given.
+    /// Client-computed CRC-64 of the package (accepted; fcx does not check it yet).
     pub checksum: Option<String>,
 }
 

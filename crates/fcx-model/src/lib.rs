@@ -10,7 +10,7 @@
 //! `instanceLifecycleConfig.preFreeze`, `customContainerConfig.args` / `instanceID` /
 //! `webServerMode`) are accepted as aliases. Numeric ranges follow the FC 3.0 SDK models.
 //!
-//! Base64 code is not decoded here: the gateway decodes `code.zipFile` and fills in
+//! Base64 code is not decoded here: the control plane decodes `code.zipFile` and fills in
 //! [`Function::code_size`] and [`Function::code_checksum`].
 
 pub mod async_config;

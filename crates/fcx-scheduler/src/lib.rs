@@ -1,7 +1,7 @@
 //! Runs invocations: per-function instance pools (concurrency slots, de-duplicated cold
 //! starts, the initializer once per instance, crash and timeout replacement), limits that
 //! throttle with FC's 429, minimum instances, idle reclaim and freezing with their lifecycle
-//! hooks, and the mapping of what an instance did into FC's answer. The gateway calls
+//! hooks, and the mapping of what an instance did into FC's answer. The control plane calls
 //! [`Scheduler::invoke`]; backends start the instances.
 
 mod container;
@@ -58,7 +58,7 @@ pub struct SchedulerConfig {
     pub sandbox_limit: u32,
 }
 
-/// One invocation as the gateway hands it over.
+/// One invocation as the control plane hands it over.
 pub struct InvokeRequest {
     pub context: CallContext,
     /// The event; it streams into web-server instances without being buffered.

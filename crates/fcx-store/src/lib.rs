@@ -1,4 +1,4 @@
-//! Persistence: the [`Store`] trait the gateway and scheduler use, its embedded SQLite
+//! Persistence: the [`Store`] trait the control plane uses, its embedded SQLite
 //! implementation (WAL, versioned migrations), and the code-package files beside it.
 //! A PostgreSQL implementation for multi-node setups will implement the same trait.
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -160,21 +161,25 @@ fn main() -> ExitCode {
 }
 
 fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let config = fcx_gateway::ServerConfig {
+    let http = fcx_gateway::HttpConfig {
         listen: args.listen,
-        data_dir: args.data_dir,
-        run_root: args.run_dir,
-        start_timeout: Duration::from_secs(args.start_timeout.max(1)),
         auth: match args.auth {
             Auth::Signature => fcx_gateway::AuthMode::Signature,
             Auth::None => fcx_gateway::AuthMode::None,
         },
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
+    // Refused before the core touches the host.
+    http.check()?;
+    let core = fcx_control::CoreConfig {
+        data_dir: args.data_dir,
+        run_root: args.run_dir,
+        start_timeout: Duration::from_secs(args.start_timeout.max(1)),
         instance_user: args.instance_user,
         region: args.region,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         freeze_after: args.freeze_idle_after.map(Duration::from_secs),
         max_instances: args.max_instances,
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         async_workers: args.async_workers,
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
         oci_runtime: (args.oci_runtime != "none").then_some(args.oci_runtime),
@@ -185,8 +190,12 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(fcx_gateway::run(config, shutdown_signal()))?;
-    Ok(())
+    runtime.block_on(async {
+        let control = fcx_control::ControlPlane::start(core).await?;
+        let served = fcx_gateway::serve(Arc::clone(&control), http, shutdown_signal()).await;
+        control.shutdown().await;
+        Ok(served?)
+    })
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -1,5 +1,5 @@
-//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime`, without a date library
-//! (the formatter is fcx-sign's `x-acs-date` one).
+//! RFC 3339 UTC timestamps for `createdTime` / `lastModifiedTime` and date messages, without a
+//! date library (the formatter is fcx-sign's `x-acs-date` one).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

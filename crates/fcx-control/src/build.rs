@@ -1,0 +1,284 @@
+//! Assembling the core from a [`CoreConfig`]: data and run directories, leftover reaping, the
+//! store and the async queue, the backends (process; OCI with the image cache after the host
+//! checks), the scheduler, the async service, and everything the store holds. And stopping
+//! it again.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fcx_async::{AsyncService, AsyncSettings};
+use fcx_runtime::{CgroupRoot, CodeCache, ProcessBackend, ProcessConfig};
+use fcx_scheduler::{Containers, Scheduler, SchedulerConfig};
+use fcx_store::{CodeStore, SqliteStore, Store, StoreError};
+use sha2::{Digest, Sha256};
+
+use crate::node::Live;
+use crate::{ControlPlane, Paths};
+
+/// Everything the core of `fcx server` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub data_dir: PathBuf,
+    /// Parent of per-server run directories (`<run_root>/<prefix>`).
+    pub run_root: PathBuf,
+    pub start_timeout: Duration,
+    /// User instances run as: a name or `UID:GID`.
+    pub instance_user: String,
+    pub region: String,
+    /// Idle time after which instances are reclaimed (a function's `idleTimeout` wins).
+    pub idle_timeout: Duration,
+    /// Idle time after which instances are frozen (`None`: never).
+    pub freeze_after: Option<Duration>,
+    /// Most instances running at once on this server.
+    pub max_instances: u32,
+    /// Async invocations run at once.
+    pub async_workers: usize,
+    /// First retry delay of a failed async invocation (doubles per attempt).
+    pub async_retry_base: Duration,
+    /// OCI runtime for custom-container functions (`None`: code packages only).
+    pub oci_runtime: Option<String>,
+    /// Most processes one container instance may run.
+    pub pids_limit: i64,
+    /// Pre-created sandboxes per custom-container function (0: none).
+    pub sandboxes_per_function: u32,
+    /// Most pre-created sandboxes on this server.
+    pub sandbox_limit: u32,
+}
+
+/// Why the core did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("loading what the store holds: {0}")]
+    Load(#[source] crate::ControlError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// The name that marks what one server creates, derived from its data dir, so servers side
+/// by side never touch each other's instances.
+pub fn prefix_for(data_dir: &Path) -> String {
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("fcx-{hex}")
+}
+
+impl ControlPlane {
+    /// Assembles the core, loads what the store holds, and starts the background work
+    /// (minimum instances, idle reclaim, async workers resuming the queue).
+    pub async fn start(config: CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
+        let control = tokio::task::spawn_blocking(move || assemble(&config))
+            .await
+            .map_err(|e| StartError::Refused(format!("start-up did not finish: {e}")))??;
+        control.scheduler.start_maintenance();
+        control.asyncs.start();
+        Ok(control)
+    }
+
+    /// Stops the async workers, then every instance (with its pre-stop hook), and removes
+    /// what this server created at run time.
+    pub async fn shutdown(&self) {
+        tracing::info!("stopping instances");
+        self.asyncs.shutdown();
+        self.scheduler.shutdown().await;
+        let cgroups = self.cgroups.clone();
+        let run_dir = self.paths.run_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(root) = cgroups {
+                root.remove();
+            }
+            // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing.
+            if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+                tracing::warn!(dir = %run_dir.display(), error = %e, "cannot remove the run dir");
+            }
+        })
+        .await;
+    }
+}
+
+/// Everything but the background tasks; blocking (file system, host checks, SQLite).
+fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
+    if !fcx_runtime::is_root() {
+        return Err(StartError::Refused(
+            "fcx server must run as root: it creates a network namespace per instance and \
+             starts instances as an unprivileged user"
+                .into(),
+        ));
+    }
+    let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
+        .map_err(io(format!("instance user '{}'", config.instance_user)))?;
+    let (paths, prefix) = directories(config)?;
+
+    let cgroups = CgroupRoot::open(&prefix);
+    let reaped = fcx_runtime::pidfile::reap(&paths.run_dir)
+        + cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
+    if reaped > 0 {
+        tracing::warn!(
+            count = reaped,
+            "stopped instances left behind by a previous run"
+        );
+    }
+
+    let db = paths.data_dir.join("fcx.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    let queue = fcx_store::queue::Queue::open(&db)?;
+    let code = CodeStore::open(&paths.data_dir.join("code"))?;
+    let account_id = account_id(store.as_ref())?;
+    let backend = ProcessBackend::new(ProcessConfig {
+        run_dir: paths.run_dir.clone(),
+        log_dir: paths.log_dir.clone(),
+        uid,
+        gid,
+        cgroups: cgroups.clone(),
+    });
+    let containers = containers(config, &paths, &prefix)?;
+    let scheduler = Scheduler::new(
+        backend,
+        CodeCache::new(paths.run_dir.join("code")),
+        SchedulerConfig {
+            region: config.region.clone(),
+            account_id: account_id.clone(),
+            start_timeout: config.start_timeout,
+            idle_timeout: config.idle_timeout,
+            freeze_after: config.freeze_after,
+            max_instances: config.max_instances,
+            sandboxes_per_function: config.sandboxes_per_function,
+            sandbox_limit: config.sandbox_limit,
+        },
+        containers,
+    );
+    let asyncs = AsyncService::new(
+        queue,
+        Arc::clone(&scheduler),
+        AsyncSettings {
+            workers: config.async_workers,
+            retry_base: config.async_retry_base,
+            region: config.region.clone(),
+            account_id: account_id.clone(),
+        },
+    );
+    let control = Arc::new(ControlPlane {
+        store,
+        code,
+        node: Arc::new(Live {
+            scheduler: Arc::clone(&scheduler),
+            asyncs: Arc::clone(&asyncs),
+        }),
+        scheduler,
+        asyncs,
+        aliases: Default::default(),
+        publishing: Mutex::new(()),
+        paths,
+        region: config.region.clone(),
+        account_id,
+        cgroups,
+    });
+    control.load().map_err(StartError::Load)?;
+    Ok(control)
+}
+
+/// The data dir (0700: function code runs as another user and must not read keys or the
+/// database) and this server's run dir (0755: the instance user reaches the unpacked code).
+fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .map_err(io("resolving the data dir"))?;
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("securing the data dir"))?;
+    let prefix = prefix_for(&data_dir);
+    let run_dir = config.run_root.join(&prefix);
+    for dir in [&config.run_root, &run_dir, &run_dir.join("code")] {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("setting permissions of {}", dir.display())))?;
+    }
+    let paths = Paths {
+        log_dir: data_dir.join("logs"),
+        data_dir,
+        run_dir,
+    };
+    Ok((paths, prefix))
+}
+
+/// The OCI backend and image cache, after checking that the host can run containers (the
+/// server refuses to start otherwise, instead of failing every container invocation), with
+/// what a previous run left behind removed.
+fn containers(
+    config: &CoreConfig,
+    paths: &Paths,
+    prefix: &str,
+) -> Result<Option<Containers>, StartError> {
+    let Some(runtime) = &config.oci_runtime else {
+        return Ok(None);
+    };
+    let data_dir = &paths.data_dir;
+    fcx_runtime::host::ensure_oci_ready(runtime, data_dir).map_err(|report| {
+        StartError::Refused(format!(
+            "the OCI backend (--oci-runtime {runtime}) cannot run on this host:\n{report}\n\
+             Fix the above (`fcx doctor --fix` applies the safe fixes), or start with \
+             --oci-runtime none to run code-package functions only."
+        ))
+    })?;
+    let images = fcx_image::ImageStore::open(data_dir.join("images"))
+        .map_err(|e| StartError::Refused(format!("image cache: {e}")))?;
+    let backend = fcx_runtime::OciBackend::new(fcx_runtime::OciConfig {
+        runtime: executable(runtime),
+        run_dir: paths.run_dir.clone(),
+        layer_dir: data_dir.join("instances").join(prefix),
+        log_dir: paths.log_dir.clone(),
+        prefix: prefix.to_owned(),
+        pids_limit: config.pids_limit,
+        resolv_conf: fcx_runtime::egress::resolv_conf(),
+    });
+    let reaped = backend.reap();
+    if reaped > 0 {
+        tracing::warn!(
+            count = reaped,
+            "removed containers left behind by a previous run"
+        );
+    }
+    Ok(Some(Containers {
+        backend: Arc::new(backend),
+        images: Arc::new(images),
+    }))
+}
+
+/// `name` found on PATH (or as given when it holds a `/`).
+fn executable(name: &str) -> PathBuf {
+    if name.contains('/') {
+        return PathBuf::from(name);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A 16-digit account id, generated once per data dir.
+fn account_id(store: &dyn Store) -> Result<String, StoreError> {
+    if let Some(id) = store.meta("account_id")? {
+        return Ok(id);
+    }
+    let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000_000 + 1_000_000_000_000_000;
+    let id = n.to_string();
+    store.set_meta("account_id", &id)?;
+    Ok(id)
+}

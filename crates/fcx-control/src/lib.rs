@@ -1,0 +1,127 @@
+//! The control plane: the one way into fcx's core, as firecracker's `VmmAction` is into its
+//! VMM. The gateway turns an HTTP request into a typed [`Command`] (or an invocation) and
+//! calls [`ControlPlane`]; nothing else reaches the store, the scheduler or the async service.
+//!
+//! It owns:
+//! - deploying, updating and deleting functions (with their code packages), versions, aliases,
+//!   triggers and per-function configs (`functions`, `versions`, `aliases`, `triggers`,
+//!   `scaling`, `asyncs`), and the answers about them (`logs` too);
+//! - keeping the store and what this node runs consistent, in one place (`sync`: every write
+//!   is followed by a change that the node applies from the store);
+//! - the store's key scheme (`keys`) and the alias cache with qualifier resolution
+//!   (`alias_cache`), which no other crate knows;
+//! - the invoke entry (`invoke`: qualifier → scheduler or durable queue), the hot path;
+//! - assembling the core from a [`CoreConfig`] and stopping it (`build`), and loading what
+//!   the store holds at start (`load`).
+//!
+//! Management commands run on tokio's blocking pool ([`ControlPlane::execute`]), so store
+//! calls never block an async worker; the invoke path touches memory only.
+
+mod alias_cache;
+pub mod aliases;
+pub mod asyncs;
+mod build;
+mod command;
+mod error;
+pub mod functions;
+pub mod invoke;
+mod keys;
+mod load;
+pub mod logs;
+mod node;
+mod package;
+mod params;
+pub mod scaling;
+mod sync;
+#[cfg(test)]
+mod testing;
+pub mod time;
+pub mod triggers;
+pub mod versions;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use fcx_async::AsyncService;
+use fcx_runtime::CgroupRoot;
+use fcx_scheduler::Scheduler;
+use fcx_store::{CodeStore, Store};
+
+pub use build::{prefix_for, CoreConfig, StartError};
+pub use command::{BodyCommand, Command, OffWorker, WithBody};
+pub use error::{AsyncError, ControlError, SchedulerError};
+
+use crate::alias_cache::AliasCache;
+use crate::node::Node;
+
+/// The core of one fcx server: the store, the scheduler, the async service, and the
+/// in-memory views the invoke path reads. Shared by every request (`Arc`).
+pub struct ControlPlane {
+    store: Arc<dyn Store>,
+    code: CodeStore,
+    /// What this node runs (the scheduler and async service in production).
+    node: Arc<dyn Node>,
+    scheduler: Arc<Scheduler>,
+    asyncs: Arc<AsyncService>,
+    aliases: AliasCache,
+    /// Held while a version id is taken, so concurrent publishes never share one.
+    publishing: Mutex<()>,
+    paths: Paths,
+    region: String,
+    account_id: String,
+    /// Removed at shutdown (`None`: no cgroup2 on this host).
+    cgroups: Option<CgroupRoot>,
+}
+
+/// Where one server keeps things.
+#[derive(Debug, Clone)]
+struct Paths {
+    data_dir: PathBuf,
+    /// `<run root>/<prefix>`: unpacked code and pid files, removed at a clean stop.
+    run_dir: PathBuf,
+    /// `<data dir>/logs`: one directory per function, one file per instance.
+    log_dir: PathBuf,
+}
+
+impl ControlPlane {
+    /// Runs a management command on the blocking pool (it may read and write the store) and
+    /// returns its answer.
+    pub async fn execute<C: Command>(
+        self: &Arc<Self>,
+        command: C,
+    ) -> Result<C::Output, ControlError> {
+        let control = Arc::clone(self);
+        tokio::task::spawn_blocking(move || command.run(&control, OffWorker(())))
+            .await
+            .map_err(ControlError::Interrupted)?
+    }
+
+    /// The data dir, canonical (keys, database, code packages, logs, images).
+    pub fn data_dir(&self) -> &Path {
+        &self.paths.data_dir
+    }
+
+    /// This server's run dir (`<run root>/<prefix>`).
+    pub fn run_dir(&self) -> &Path {
+        &self.paths.run_dir
+    }
+
+    /// The function's record, or FunctionNotFound.
+    fn function(&self, name: &str) -> Result<fcx_model::Function, ControlError> {
+        self.store
+            .get_function(name)?
+            .ok_or_else(|| ControlError::FunctionNotFound(name.to_owned()))
+    }
+
+    /// The function's ARN, or FunctionNotFound.
+    fn function_arn(&self, name: &str) -> Result<String, ControlError> {
+        self.function(name).map(|f| f.function_arn)
+    }
+}
+
+/// An update's field: it replaces the stored value when the update names it.
+fn given<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}

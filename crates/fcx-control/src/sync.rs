@@ -1,0 +1,135 @@
+//! Keeping the store and what this node runs consistent, in one place. A command writes the
+//! store, then hands [`ControlPlane::apply`] a [`Change`] naming what it wrote; `apply`
+//! reads that state back from the store and brings the node (pools, limits, async configs)
+//! and the alias cache in line with it. Because a change names things instead of carrying
+//! them, applying it is idempotent and the last one applied always matches the store,
+//! whatever order concurrent commands finish in.
+//!
+//! This is where other nodes get told when the store is shared (PostgreSQL): `apply` will
+//! also publish the change (`NOTIFY`), and each node's listener will call `apply` with the
+//! changes the others publish.
+
+use fcx_model::scaling::{ConcurrencyInput, ProvisionInput, ScalingInput};
+use fcx_model::versions::Alias;
+use fcx_model::Function;
+use fcx_scheduler::Deployed;
+
+use crate::error::decode;
+use crate::versions::StoredVersion;
+use crate::{keys, package, ControlError, ControlPlane};
+
+/// What a command changed in the store, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A function record was created, updated or deleted (deleting takes everything of it).
+    Function(String),
+    Version {
+        function: String,
+        version: String,
+    },
+    Alias {
+        function: String,
+        alias: String,
+    },
+    /// Its concurrency, provision or scaling document.
+    Limits(String),
+    AsyncConfig(String),
+}
+
+impl ControlPlane {
+    /// Brings this node in line with the store after `change`.
+    pub(crate) fn apply(&self, change: Change) -> Result<(), ControlError> {
+        tracing::debug!(?change, "applying");
+        match change {
+            Change::Function(name) => match self.store.get_function(&name)? {
+                Some(f) => self.deploy(f, None),
+                None => {
+                    self.node.remove_function(&name);
+                    self.aliases.forget(&name);
+                }
+            },
+            Change::Version { function, version } => {
+                match self
+                    .store
+                    .function_config(&function, &keys::version(&version))?
+                {
+                    Some(doc) => self.deploy_version(decode_version(&function, &version, &doc)?),
+                    None => self.node.remove_version(&function, &version),
+                }
+            }
+            Change::Alias { function, alias } => {
+                match self
+                    .store
+                    .function_config(&function, &keys::alias(&alias))?
+                {
+                    Some(doc) => {
+                        let what = || format!("alias '{alias}' of function '{function}'");
+                        self.aliases.put(&function, decode::<Alias>(what, &doc)?);
+                    }
+                    None => self.aliases.remove(&function, &alias),
+                }
+            }
+            Change::Limits(name) => self.apply_limits(&name)?,
+            Change::AsyncConfig(name) => {
+                let config = match self.store.function_config(&name, keys::ASYNC)? {
+                    Some(doc) => Some(crate::asyncs::decode_config(&name, &doc)?),
+                    None => None,
+                };
+                self.node.set_async_config(&name, config);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a function record (LATEST, or the snapshot of `version`) to the node, with its
+    /// code package's path.
+    pub(crate) fn deploy(&self, mut function: Function, version: Option<String>) {
+        let code_zip = package::zip_of(&self.code, &mut function);
+        self.node.deploy(Deployed {
+            function,
+            version_id: version,
+            code_zip,
+        });
+    }
+
+    pub(crate) fn deploy_version(&self, stored: StoredVersion) {
+        self.deploy(stored.function, Some(stored.version.version_id));
+    }
+
+    /// A function's limits from its documents: reserved concurrency, and
+    /// max(provisioned target, minimum instances) kept running.
+    pub(crate) fn apply_limits(&self, name: &str) -> Result<(), ControlError> {
+        let concurrency: Option<ConcurrencyInput> = self.document(name, keys::CONCURRENCY)?;
+        let provision: ProvisionInput = self.document(name, keys::PROVISION)?.unwrap_or_default();
+        let scaling: ScalingInput = self.document(name, keys::SCALING)?.unwrap_or_default();
+        let min = provision
+            .instances()
+            .max(scaling.min_instances.unwrap_or(0));
+        self.node
+            .set_limits(name, concurrency.and_then(|c| c.reserved_concurrency), min);
+        Ok(())
+    }
+
+    /// A function's document of `kind`, decoded (`None` when there is none).
+    pub(crate) fn document<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        kind: &str,
+    ) -> Result<Option<T>, ControlError> {
+        self.store
+            .function_config(name, kind)?
+            .map(|doc| decode(|| format!("{kind} document of function '{name}'"), &doc))
+            .transpose()
+    }
+}
+
+pub(crate) fn decode_version(
+    function: &str,
+    version: &str,
+    doc: &str,
+) -> Result<StoredVersion, ControlError> {
+    decode(
+        || format!("version '{version}' of function '{function}'"),
+        doc,
+    )
+}

@@ -1,0 +1,144 @@
+//! Serving HTTP in front of a started control plane: the AccessKeys for signed requests, the
+//! listener and its startup line, the router, and a bounded draining shutdown.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fcx_control::ControlPlane;
+
+use crate::auth::{AuthMode, Keys, Verifier};
+
+/// What the HTTP front is told on `fcx server`'s command line.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// How API requests are authenticated; `None` is refused on non-loopback addresses.
+    pub auth: AuthMode,
+    /// How long shutdown waits for in-flight requests before the core stops instances anyway.
+    pub shutdown_timeout: Duration,
+}
+
+/// Why the HTTP front did not serve (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Refused(String),
+    /// The AccessKeys of signed requests could not be read or made.
+    #[error("store: {0}")]
+    Keys(#[from] fcx_store::StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the bound address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("server task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl HttpConfig {
+    /// Refuses what must never be served; call it before starting the core.
+    pub fn check(&self) -> Result<(), ServeError> {
+        if !self.listen.ip().is_loopback() && self.auth == AuthMode::None {
+            return Err(ServeError::Refused(format!(
+                "refusing to listen on {} with --auth none: unauthenticated requests are allowed \
+                 on loopback addresses only (127.0.0.1, ::1); use --auth signature (the default) \
+                 to listen on other addresses",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Serves `control` until `shutdown` completes, then stops accepting and lets in-flight
+/// requests finish (bounded by the shutdown timeout). Stopping the core is the caller's
+/// ([`ControlPlane::shutdown`]), after this returns.
+pub async fn serve(
+    control: Arc<ControlPlane>,
+    config: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.check()?;
+    let verifier = match config.auth {
+        AuthMode::Signature => {
+            let data_dir = control.data_dir().to_owned();
+            let keys = tokio::task::spawn_blocking(move || open_keys(&data_dir))
+                .await
+                .map_err(ServeError::Task)??;
+            Some(Arc::new(Verifier::new(keys)))
+        }
+        AuthMode::None => {
+            tracing::warn!(
+                listen = %config.listen,
+                "authentication is off (--auth none): anyone who can reach this address can \
+                 deploy and run code"
+            );
+            None
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    // Tests and scripts read this line to find the server.
+    println!(
+        "fcx server listening on http://{local} (data dir {}, run dir {})",
+        control.data_dir().display(),
+        control.run_dir().display()
+    );
+    let router = crate::routes::router(control, verifier);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
+    tokio::pin!(serving);
+    let served = tokio::select! {
+        result = &mut serving => result,
+        () = shutdown => {
+            // Stop accepting, let in-flight requests finish (bounded), then return.
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?config.shutdown_timeout,
+                        "in-flight requests did not finish in time; stopping instances anyway"
+                    );
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
+}
+
+/// The data dir's AccessKeys; a data dir without any gets an admin key, written to
+/// `<data dir>/credentials` (0600).
+fn open_keys(data_dir: &Path) -> Result<Keys, ServeError> {
+    let keys = Keys::new(fcx_store::KeyStore::open(data_dir)?);
+    if let Some(path) = keys.ensure_admin_key(data_dir)? {
+        // stderr: stdout's first line is the startup line scripts read.
+        eprintln!(
+            "fcx: created an admin AccessKey for signed requests; its id and secret are in {} \
+             (readable by root only)",
+            path.display()
+        );
+    }
+    Ok(keys)
+}

@@ -26,7 +26,7 @@ impl Ctx {
         }
     }
 
-    pub fn fail(&self, e: FcError) -> ApiError {
+    pub fn fail(&self, e: impl crate::error::IntoFcError) -> ApiError {
         ApiError::new(e, ApiFlavor::Fc3, &self.rid)
     }
 

@@ -126,7 +126,7 @@ async fn invoke(
         .scheduler
         .invoke_version(name, version.as_deref(), req)
         .await
-        .map_err(fail)?;
+        .map_err(|e| ApiError::new(e, flavor, &rid))?;
     Ok(respond(&rid, resp))
 }
 
@@ -161,7 +161,7 @@ async fn accept_async(
         .asyncs
         .enqueue(name, qualifier, payload.to_vec(), rid.clone(), task_id)
         .await
-        .map_err(fail)?;
+        .map_err(|e| ApiError::new(e, flavor, &rid))?;
     let mut r = StatusCode::ACCEPTED.into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fcx_runtime::{CodeCache, ProcessBackend, ProcessConfig};
-use fcx_scheduler::{Scheduler, SchedulerConfig};
+use fcx_runtime::{Backend, CodeCache, ProcessBackend, ProcessConfig};
+use fcx_scheduler::{Backends, Scheduler, SchedulerConfig};
 use fcx_store::{CodeStore, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 
@@ -86,7 +86,7 @@ fn containers(
     data_dir: &Path,
     run_dir: &Path,
     prefix: &str,
-) -> Result<Option<fcx_scheduler::Containers>, ServerError> {
+) -> Result<Option<(Arc<dyn Backend>, Arc<fcx_image::ImageStore>)>, ServerError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
     };
@@ -116,10 +116,7 @@ fn containers(
             "removed containers left behind by a previous run"
         );
     }
-    Ok(Some(fcx_scheduler::Containers {
-        backend: Arc::new(backend),
-        images: Arc::new(images),
-    }))
+    Ok(Some((Arc::new(backend), Arc::new(images))))
 }
 
 /// `name` found on PATH (or as given when it holds a `/`).
@@ -175,10 +172,14 @@ pub async fn run(
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
     }
 
-    let cgroups = fcx_runtime::CgroupRoot::open(&prefix);
-    let cgroup_root = cgroups.clone();
-    let reaped =
-        fcx_runtime::pidfile::reap(&run_dir) + cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
+    let backend = ProcessBackend::new(ProcessConfig {
+        run_dir: run_dir.clone(),
+        log_dir: data_dir.join("logs"),
+        uid,
+        gid,
+        cgroups: fcx_runtime::CgroupRoot::open(&prefix),
+    });
+    let reaped = backend.reap();
     if reaped > 0 {
         tracing::warn!(
             count = reaped,
@@ -202,16 +203,14 @@ pub async fn run(
             None
         }
     };
-    let backend = ProcessBackend::new(ProcessConfig {
-        run_dir: run_dir.clone(),
-        log_dir: data_dir.join("logs"),
-        uid,
-        gid,
-        cgroups,
-    });
-    let containers = containers(&config, &data_dir, &run_dir, &prefix)?;
+    let mut backends = Backends::new().with(Arc::new(backend));
+    let mut images = None;
+    if let Some((oci, image_store)) = containers(&config, &data_dir, &run_dir, &prefix)? {
+        backends = backends.with(oci);
+        images = Some(image_store);
+    }
     let scheduler = Scheduler::new(
-        backend,
+        backends,
         CodeCache::new(run_dir.join("code")),
         SchedulerConfig {
             region: config.region.clone(),
@@ -223,7 +222,7 @@ pub async fn run(
             sandboxes_per_function: config.sandboxes_per_function,
             sandbox_limit: config.sandbox_limit,
         },
-        containers,
+        images,
     );
     let asyncs = fcx_async::AsyncService::new(
         queue,
@@ -233,6 +232,7 @@ pub async fn run(
             retry_base: config.async_retry_base,
             region: config.region.clone(),
             account_id: account_id.clone(),
+            error_text: crate::error::async_error_text,
         },
     );
     let app = Arc::new(App {
@@ -298,12 +298,8 @@ pub async fn run(
     };
     tracing::info!("stopping instances");
     app.asyncs.shutdown();
+    // Stops every instance, then each backend removes what it made (groups, bundles).
     app.scheduler.shutdown().await;
-    if let Some(root) = cgroup_root {
-        tokio::task::spawn_blocking(move || root.remove())
-            .await
-            .ok();
-    }
     // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing behind.
     if let Err(e) = std::fs::remove_dir_all(&run_dir) {
         tracing::warn!(dir = %run_dir.display(), error = %e, "cannot remove the run dir");

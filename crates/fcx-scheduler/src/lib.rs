@@ -16,6 +16,8 @@ mod maintain;
 mod pool;
 mod sandbox;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod web;
 
 use std::collections::HashMap;

@@ -28,12 +28,18 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `by`, firing the timers due on the way, and lets the tasks
-    /// they wake run.
+    /// they wake run. A timer armed for "now" (an interval's first tick) fires only at the
+    /// next advance: the clock must move past it.
     pub async fn advance(&self, by: Duration) {
         tokio::time::advance(by).await;
-        for _ in 0..16 {
+        for _ in 0..64 {
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Lets a little real time pass (loopback I/O completing) with the clock standing still.
+    pub async fn let_io_run(&self) {
+        let _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(2))).await;
     }
 
     /// Moves the clock forward by `by` in steps of `step`, so periodic work (a maintenance

@@ -6,6 +6,8 @@
 mod destination;
 mod error;
 mod task_view;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;

@@ -148,7 +148,9 @@ async fn a_succeeding_event_runs_once_and_is_recorded_succeeded() {
     h.deploy("f");
     h.svc.start();
     h.enqueue("f", "hello", "t1").await;
-    let row = h.wait_status(None, Duration::ZERO, "f", "t1", "Succeeded").await;
+    let row = h
+        .wait_status(None, Duration::ZERO, "f", "t1", "Succeeded")
+        .await;
     assert_eq!(row.attempts, 0);
     assert_eq!(row.return_payload.as_deref(), Some(&b"hello"[..]));
     let invokes = h.fake.recorder().requests("/invoke");
@@ -175,7 +177,11 @@ async fn retries_back_off_exponentially_and_count_attempts_up_to_the_maximum() {
         .wait_status(Some(&clock), Duration::from_millis(60), "f", "t1", "Failed")
         .await;
     assert_eq!(row.attempts, 3, "the first run and two retries");
-    assert!(row.error.as_deref().unwrap().starts_with("UnhandledInvocationError: "));
+    assert!(row
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("UnhandledInvocationError: "));
     let at: Vec<_> = h
         .fake
         .recorder()
@@ -185,8 +191,16 @@ async fn retries_back_off_exponentially_and_count_attempts_up_to_the_maximum() {
         .collect();
     assert_eq!(at.len(), 3);
     // Backoff: base (1 s) x 2^(attempt-1), within the ±25 % jitter, on the paused clock.
-    assert!(at[1] - at[0] >= Duration::from_millis(750), "{:?}", at[1] - at[0]);
-    assert!(at[2] - at[1] >= Duration::from_millis(1500), "{:?}", at[2] - at[1]);
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(750),
+        "{:?}",
+        at[1] - at[0]
+    );
+    assert!(
+        at[2] - at[1] >= Duration::from_millis(1500),
+        "{:?}",
+        at[2] - at[1]
+    );
 }
 
 #[tokio::test]
@@ -207,7 +221,13 @@ async fn throttled_runs_retry_without_consuming_attempts() {
     // Throttled a few times: still Retrying with no attempt used, though retries are 0.
     for _ in 0..3 {
         let row = h
-            .wait_status(Some(&clock), Duration::from_millis(60), "f", "t1", "Retrying")
+            .wait_status(
+                Some(&clock),
+                Duration::from_millis(60),
+                "f",
+                "t1",
+                "Retrying",
+            )
             .await;
         assert_eq!(row.attempts, 0);
         clock.advance(Duration::from_millis(700)).await;
@@ -222,12 +242,20 @@ async fn throttled_runs_retry_without_consuming_attempts() {
         .filter_map(|e| e["eventDetail"].as_str().map(str::to_owned))
         .collect();
     assert!(
-        details.iter().any(|d| d.starts_with("Mapped: Reserved concurrency")),
+        details
+            .iter()
+            .any(|d| d.starts_with("Mapped: Reserved concurrency")),
         "throttle text comes from the gateway's mapping: {details:?}"
     );
     h.sched.set_reserved_concurrency("f", None);
     let row = h
-        .wait_status(Some(&clock), Duration::from_millis(60), "f", "t1", "Succeeded")
+        .wait_status(
+            Some(&clock),
+            Duration::from_millis(60),
+            "f",
+            "t1",
+            "Succeeded",
+        )
         .await;
     assert_eq!(row.attempts, 0);
     assert_eq!(h.fake.recorder().requests("/invoke").len(), 1);
@@ -249,7 +277,13 @@ async fn an_event_older_than_its_max_age_expires_without_running() {
     clock.advance(Duration::from_secs(2)).await;
     h.svc.start();
     let row = h
-        .wait_status(Some(&clock), Duration::from_millis(60), "f", "t1", "Expired")
+        .wait_status(
+            Some(&clock),
+            Duration::from_millis(60),
+            "f",
+            "t1",
+            "Expired",
+        )
         .await;
     assert!(row.error.unwrap().contains("maxAsyncEventAgeInSeconds"));
     assert!(h.fake.recorder().requests("/invoke").is_empty());
@@ -260,7 +294,9 @@ async fn a_task_of_a_function_that_is_gone_becomes_invalid() {
     let h = Harness::new();
     h.svc.start();
     h.enqueue("gone", "x", "t1").await;
-    let row = h.wait_status(None, Duration::ZERO, "gone", "t1", "Invalid").await;
+    let row = h
+        .wait_status(None, Duration::ZERO, "gone", "t1", "Invalid")
+        .await;
     assert_eq!(
         row.error.as_deref(),
         Some("Mapped: function 'gone' does not exist")
@@ -283,7 +319,9 @@ async fn a_platform_error_is_a_failed_attempt_recorded_with_the_mapped_text() {
     );
     h.svc.start();
     h.enqueue("f", "x", "t1").await;
-    let row = h.wait_status(None, Duration::ZERO, "f", "t1", "Failed").await;
+    let row = h
+        .wait_status(None, Duration::ZERO, "f", "t1", "Failed")
+        .await;
     assert_eq!(row.attempts, 1);
     let error = row.error.unwrap();
     assert!(
@@ -308,7 +346,9 @@ async fn stopping_a_running_task_cancels_it() {
         .await;
     let status = h.svc.stop_task("f", "t1").await.unwrap();
     assert_eq!(status.as_deref(), Some("Stopping"));
-    let row = h.wait_status(None, Duration::ZERO, "f", "t1", "Stopped").await;
+    let row = h
+        .wait_status(None, Duration::ZERO, "f", "t1", "Stopped")
+        .await;
     assert_eq!(row.error.as_deref(), Some("stopped by user"));
 }
 
@@ -341,14 +381,15 @@ async fn a_failed_task_sends_its_record_to_the_on_failure_destination() {
     );
     h.svc.start();
     let rid = h.enqueue("f", "the event", "t1").await;
-    let row = h.wait_status(None, Duration::ZERO, "f", "t1", "Failed").await;
+    let row = h
+        .wait_status(None, Duration::ZERO, "f", "t1", "Failed")
+        .await;
     assert_eq!(row.destination_status.as_deref(), Some("Succeeded"));
     h.fake
         .recorder()
         .wait_until("the destination ran", |c| {
-            c.iter().any(|c| {
-                matches!(c, fcx_runtime::fake::Call::Request(r) if r.function == "dest")
-            })
+            c.iter()
+                .any(|c| matches!(c, fcx_runtime::fake::Call::Request(r) if r.function == "dest"))
         })
         .await;
     let record = h
@@ -385,13 +426,13 @@ async fn a_succeeded_task_sends_its_response_to_the_on_success_destination() {
     );
     h.svc.start();
     h.enqueue("f", "echo me", "t1").await;
-    h.wait_status(None, Duration::ZERO, "f", "t1", "Succeeded").await;
+    h.wait_status(None, Duration::ZERO, "f", "t1", "Succeeded")
+        .await;
     h.fake
         .recorder()
         .wait_until("the destination ran", |c| {
-            c.iter().any(|c| {
-                matches!(c, fcx_runtime::fake::Call::Request(r) if r.function == "dest")
-            })
+            c.iter()
+                .any(|c| matches!(c, fcx_runtime::fake::Call::Request(r) if r.function == "dest"))
         })
         .await;
     let record = h
@@ -414,7 +455,8 @@ async fn a_repeated_task_id_is_enqueued_and_run_once() {
     let second = h.enqueue("f", "x", "same").await;
     assert_eq!(first, second, "the duplicate gets the first request id");
     h.svc.start();
-    h.wait_status(None, Duration::ZERO, "f", "same", "Succeeded").await;
+    h.wait_status(None, Duration::ZERO, "f", "same", "Succeeded")
+        .await;
     // Give a second run every chance to show up (it must not).
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -78,6 +78,9 @@ pub fn prefix_for(data_dir: &Path) -> String {
     format!("fcx-{hex}")
 }
 
+/// The OCI backend and the image cache it runs from.
+type Containers = (Arc<dyn Backend>, Arc<fcx_image::ImageStore>);
+
 /// The OCI backend and image cache, after checking that the host can run containers (the
 /// server refuses to start otherwise, instead of failing every container invocation), with
 /// what a previous run left behind removed.
@@ -86,7 +89,7 @@ fn containers(
     data_dir: &Path,
     run_dir: &Path,
     prefix: &str,
-) -> Result<Option<(Arc<dyn Backend>, Arc<fcx_image::ImageStore>)>, ServerError> {
+) -> Result<Option<Containers>, ServerError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
     };

@@ -209,9 +209,10 @@ impl Instance {
                 return Ok(sender);
             }
         }
-        let stream = self.dial.connect().await.map_err(|e| {
-            CallError::Connection(format!("connect {}: {e}", self.dial.describe()))
-        })?;
+        let stream =
+            self.dial.connect().await.map_err(|e| {
+                CallError::Connection(format!("connect {}: {e}", self.dial.describe()))
+            })?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await

@@ -166,7 +166,10 @@ impl Backend for ProcessBackend {
             &[("FC_CUSTOM_CONTAINER_EVENT", event)],
             Some(stdout_write),
         )?;
-        attach_egress(&instance, egress.ready().await.map_err(StartError::Namespace)?);
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
+        );
         Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 

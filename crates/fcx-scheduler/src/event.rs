@@ -36,14 +36,8 @@ pub async fn invoke(
     let f = &deployed.function;
     let (backend, spec) = launch::spec(sched, deployed).await?;
     let timeout = Duration::from_secs(f.timeout.into());
-    let run = launch::run_event(
-        backend.as_ref(),
-        &spec,
-        &payload,
-        timeout,
-        &req.request_id,
-    )
-    .await?;
+    let run =
+        launch::run_event(backend.as_ref(), &spec, &payload, timeout, &req.request_id).await?;
     let tail = req.tail_log.then(|| run.log.clone());
     let failure = match run.exit {
         Some(exit) if exit.success() => None,

@@ -78,7 +78,5 @@ pub async fn run_event(
     timeout: Duration,
     request_id: &str,
 ) -> Result<EventOutcome, SchedulerError> {
-    Ok(backend
-        .run_event(spec, event, timeout, request_id)
-        .await?)
+    Ok(backend.run_event(spec, event, timeout, request_id).await?)
 }

@@ -33,7 +33,9 @@ use fcx_runtime::CodeCache;
 pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
 pub use fcx_image::ImageError;
-pub use fcx_runtime::{Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure};
+pub use fcx_runtime::{
+    Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
+};
 
 use crate::limits::{FunctionLimits, InstanceBudget};
 use crate::pool::Pool;
@@ -182,11 +184,7 @@ impl Scheduler {
     }
 
     /// The pool of `version` of `name` (LATEST for `None`).
-    fn version_pool(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<Arc<Pool>, SchedulerError> {
+    fn version_pool(&self, name: &str, version: Option<&str>) -> Result<Arc<Pool>, SchedulerError> {
         match version {
             None => self.pool(name),
             Some(v) => {

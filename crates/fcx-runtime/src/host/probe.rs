@@ -152,8 +152,8 @@ pub fn network_namespace() -> Result<(), String> {
         sys::loopback_up().map_err(|e| format!("bringing lo up in a new namespace: {e}"))
     })
     .map_err(|e| format!("spawning a thread: {e}"))?
-        .join()
-        .unwrap_or_else(|_| Err("the namespace probe thread panicked".to_string()))
+    .join()
+    .unwrap_or_else(|_| Err("the namespace probe thread panicked".to_string()))
 }
 
 #[cfg(test)]

@@ -405,7 +405,10 @@ impl Backend for OciBackend {
     /// runtime's container, stopped just before the function's process would start.
     async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
         let (instance, egress) = self.spawn(spec, &[], None, true).await?;
-        attach_egress(&instance, egress.ready().await.map_err(StartError::Namespace)?);
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
+        );
         Ok(Sandbox::new(instance))
     }
 
@@ -450,7 +453,10 @@ impl Backend for OciBackend {
                 false,
             )
             .await?;
-        attach_egress(&instance, egress.ready().await.map_err(StartError::Namespace)?);
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
+        );
         Ok(process::run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 

@@ -10,7 +10,8 @@ use super::*;
 async fn a_crash_mid_request_answers_process_exited_and_replaces_the_instance() {
     let h = Harness::new();
     h.deploy(function("f"));
-    h.fake.script(|s| s.on_invoke(|_| Reply::Crash(ExitReason::Code(7))));
+    h.fake
+        .script(|s| s.on_invoke(|_| Reply::Crash(ExitReason::Code(7))));
     let e = h.invoke("f", "x").await.err().expect("crash");
     let SchedulerError::ProcessExited {
         exit, instance_id, ..
@@ -21,7 +22,8 @@ async fn a_crash_mid_request_answers_process_exited_and_replaces_the_instance() 
     assert_eq!(*exit, ExitReason::Code(7));
     let crashed = instance_id.clone().expect("the instance is named");
     assert!(e.to_string().contains("exit code 7"), "{e}");
-    h.fake.script(|s| s.on_invoke(|r| Reply::ok(r.body.clone())));
+    h.fake
+        .script(|s| s.on_invoke(|r| Reply::ok(r.body.clone())));
     let next = h.invoke("f", "y").await.unwrap();
     assert_ne!(next.instance_id, crashed);
     assert_eq!(h.rec().starts().len(), 2);
@@ -67,7 +69,8 @@ async fn a_closed_connection_with_a_live_process_answers_connection_broken() {
     );
     assert!(e.to_string().contains("broke the connection"), "{e}");
     // The instance is replaced all the same.
-    h.fake.script(|s| s.on_invoke(|r| Reply::ok(r.body.clone())));
+    h.fake
+        .script(|s| s.on_invoke(|r| Reply::ok(r.body.clone())));
     let next = h.invoke("f", "y").await.unwrap();
     assert_eq!(read(next).await, "y");
     assert_eq!(h.rec().starts().len(), 2);
@@ -148,10 +151,7 @@ async fn a_request_waiting_on_a_failed_start_starts_one_itself() {
     assert!(a.await.unwrap().is_err());
     assert!(b.await.unwrap().is_err());
     // The waiter did not wait out the start timeout: it started (and failed) itself.
-    assert_eq!(
-        h.rec().count(|c| matches!(c, Call::StartFailed { .. })),
-        2
-    );
+    assert_eq!(h.rec().count(|c| matches!(c, Call::StartFailed { .. })), 2);
 }
 
 #[tokio::test]
@@ -177,7 +177,10 @@ async fn non_web_server_runs_get_the_event_and_map_exits_to_function_errors() {
     let resp = h.invoke("ev", "again").await.unwrap();
     assert!(resp.error_type.is_some());
     let body = String::from_utf8_lossy(&read(resp).await).into_owned();
-    assert!(body.contains("ProcessExitError") && body.contains("exit code 2"), "{body}");
+    assert!(
+        body.contains("ProcessExitError") && body.contains("exit code 2"),
+        "{body}"
+    );
     let events: Vec<Vec<u8>> = h
         .rec()
         .calls()

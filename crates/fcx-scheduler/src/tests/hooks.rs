@@ -21,7 +21,7 @@ async fn initialize_is_called_once_per_instance_before_its_first_invoke() {
     let h = Harness::new();
     h.deploy(with_hooks("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(&[gate.clone()])));
+    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     gate.open();
@@ -52,7 +52,10 @@ async fn a_failing_initializer_answers_initialization_error_and_discards_the_ins
     h.deploy(with_hooks("f"));
     h.fake
         .script(|s| s.initialize = Reply::status(500, "init broke"));
-    let resp = h.invoke("f", "x").await.expect("a function error, not a platform one");
+    let resp = h
+        .invoke("f", "x")
+        .await
+        .expect("a function error, not a platform one");
     assert_eq!(
         resp.error_type,
         Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR)
@@ -72,9 +75,8 @@ async fn a_failing_initializer_answers_initialization_error_and_discards_the_ins
 async fn an_initializer_that_crashes_the_process_answers_process_exited() {
     let h = Harness::new();
     h.deploy(with_hooks("f"));
-    h.fake.script(|s| {
-        s.initialize = Reply::Crash(fcx_runtime::ExitReason::Signal(libc::SIGSEGV))
-    });
+    h.fake
+        .script(|s| s.initialize = Reply::Crash(fcx_runtime::ExitReason::Signal(libc::SIGSEGV)));
     let e = h.invoke("f", "x").await.err().expect("platform error");
     assert!(
         matches!(

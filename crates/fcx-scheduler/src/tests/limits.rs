@@ -12,7 +12,7 @@ async fn reserved_concurrency_refuses_the_request_over_the_limit_with_the_limit_
     h.deploy(f);
     h.sched.set_reserved_concurrency("f", Some(2));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(&[gate.clone()])));
+    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     let refused = h.invoke("f", "x").await.err().expect("refused");
@@ -20,7 +20,11 @@ async fn reserved_concurrency_refuses_the_request_over_the_limit_with_the_limit_
     assert!(
         matches!(
             refused,
-            SchedulerError::ReservedConcurrency { reserved: 2, inflight: 2, .. }
+            SchedulerError::ReservedConcurrency {
+                reserved: 2,
+                inflight: 2,
+                ..
+            }
         ),
         "{refused:?}"
     );
@@ -41,12 +45,19 @@ async fn a_streaming_answer_counts_against_reserved_concurrency_until_its_last_b
     h.deploy(f);
     h.sched.set_reserved_concurrency("f", Some(1));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(&[gate.clone()])));
+    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     // The answer's head is back; its body is still streaming.
     let streaming = h.invoke("f", "hold:0").await.unwrap();
     assert_eq!(h.pool("f").limits.inflight(), 1);
-    let refused = h.invoke("f", "x").await.err().expect("refused while streaming");
-    assert!(matches!(refused, SchedulerError::ReservedConcurrency { .. }));
+    let refused = h
+        .invoke("f", "x")
+        .await
+        .err()
+        .expect("refused while streaming");
+    assert!(matches!(
+        refused,
+        SchedulerError::ReservedConcurrency { .. }
+    ));
     gate.open();
     assert_eq!(read(streaming).await, "hold:0");
     assert_eq!(h.pool("f").limits.inflight(), 0);
@@ -73,10 +84,13 @@ async fn the_instance_cap_refuses_a_cold_start_with_max_instances_named() {
     });
     h.deploy(function("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(&[gate.clone()])));
+    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let busy = h.invoke("f", "hold:0").await.unwrap();
     let refused = h.invoke("f", "x").await.err().expect("refused");
-    assert!(matches!(refused, SchedulerError::InstanceLimit { max: 1 }), "{refused:?}");
+    assert!(
+        matches!(refused, SchedulerError::InstanceLimit { max: 1 }),
+        "{refused:?}"
+    );
     assert!(refused.is_throttle());
     assert!(refused.to_string().contains("--max-instances"));
     assert_eq!(h.rec().starts().len(), 1);

@@ -68,7 +68,7 @@ async fn idle_instances_are_reclaimed_but_the_minimum_is_kept() {
         .await;
     // Two requests at once: the provisioned instance and a second one serve them.
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(&[gate.clone()])));
+    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     assert_ne!(a.instance_id, b.instance_id);
@@ -77,10 +77,14 @@ async fn idle_instances_are_reclaimed_but_the_minimum_is_kept() {
     read(b).await;
     assert_eq!(live(&h, "f"), 2);
     // Not yet idle for the idle timeout (300 s): nothing is reclaimed.
-    clock.advance_in_steps(Duration::from_secs(290), Duration::from_secs(10)).await;
+    clock
+        .advance_in_steps(Duration::from_secs(290), Duration::from_secs(10))
+        .await;
     assert_eq!(live(&h, "f"), 2);
     assert!(h.rec().requests("/pre-stop").is_empty());
-    clock.advance_in_steps(Duration::from_secs(20), Duration::from_secs(10)).await;
+    clock
+        .advance_in_steps(Duration::from_secs(20), Duration::from_secs(10))
+        .await;
     h.wait_requests("/pre-stop", 1).await;
     h.rec()
         .wait_until("one instance stopped", |c| {
@@ -88,7 +92,9 @@ async fn idle_instances_are_reclaimed_but_the_minimum_is_kept() {
         })
         .await;
     assert_eq!(live(&h, "f"), 1, "the minimum stays");
-    clock.advance_in_steps(Duration::from_secs(600), Duration::from_secs(10)).await;
+    clock
+        .advance_in_steps(Duration::from_secs(600), Duration::from_secs(10))
+        .await;
     assert_eq!(live(&h, "f"), 1);
     assert_eq!(h.rec().requests("/pre-stop").len(), 1);
 }
@@ -140,4 +146,3 @@ async fn a_provisioned_start_that_fails_is_retried_by_a_later_tick() {
         "no retry while the failed permit was held"
     );
 }
-

@@ -168,7 +168,10 @@ pub fn holding(gates: &[Gate]) -> impl Fn(&Received) -> Reply + Send + Sync + 's
     let gates = gates.to_vec();
     move |r: &Received| {
         let text = String::from_utf8_lossy(&r.body).into_owned();
-        match text.strip_prefix("hold:").and_then(|n| n.parse::<usize>().ok()) {
+        match text
+            .strip_prefix("hold:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => Reply::ok(text.clone()).held_by(&gates[n]),
             None => Reply::ok(text),
         }

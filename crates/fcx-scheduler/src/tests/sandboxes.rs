@@ -36,19 +36,19 @@ async fn a_cold_start_uses_a_pre_created_sandbox_and_the_loop_refills_it() {
         .wait_until("a sandbox was prepared", |c| prepared(c) >= 1)
         .await;
     read(h.invoke("f", "x").await.unwrap()).await;
-    assert!(h
-        .rec()
-        .calls()
-        .iter()
-        .any(|c| matches!(c, Call::Start { from_sandbox: true, .. })));
+    assert!(h.rec().calls().iter().any(|c| matches!(
+        c,
+        Call::Start {
+            from_sandbox: true,
+            ..
+        }
+    )));
     clock.advance(TICK).await;
     h.rec()
         .wait_until("the sandbox was refilled", |c| prepared(c) >= 2)
         .await;
     // Never more than sandboxes_per_function at once.
-    clock
-        .advance_in_steps(Duration::from_secs(2), TICK)
-        .await;
+    clock.advance_in_steps(Duration::from_secs(2), TICK).await;
     assert_eq!(prepared(&h.rec().calls()), 2);
 }
 
@@ -67,9 +67,13 @@ async fn a_broken_sandbox_falls_back_to_a_fresh_start() {
     assert_eq!(read(resp).await, "x");
     let calls = h.rec().calls();
     assert!(calls.iter().any(|c| matches!(c, Call::StartFailed { .. })));
-    assert!(calls
-        .iter()
-        .any(|c| matches!(c, Call::Start { from_sandbox: false, .. })));
+    assert!(calls.iter().any(|c| matches!(
+        c,
+        Call::Start {
+            from_sandbox: false,
+            ..
+        }
+    )));
 }
 
 #[tokio::test]
@@ -82,9 +86,7 @@ async fn a_backend_without_sandboxes_gets_none_prepared() {
     });
     h.deploy(function("f"));
     start_loop(&h, &clock).await;
-    clock
-        .advance_in_steps(Duration::from_secs(1), TICK)
-        .await;
+    clock.advance_in_steps(Duration::from_secs(1), TICK).await;
     read(h.invoke("f", "x").await.unwrap()).await;
     assert_eq!(prepared(&h.rec().calls()), 0);
 }

@@ -21,7 +21,8 @@ async fn initialize_is_called_once_per_instance_before_its_first_invoke() {
     let h = Harness::new();
     h.deploy(with_hooks("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     gate.open();

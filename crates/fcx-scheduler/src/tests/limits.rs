@@ -12,7 +12,8 @@ async fn reserved_concurrency_refuses_the_request_over_the_limit_with_the_limit_
     h.deploy(f);
     h.sched.set_reserved_concurrency("f", Some(2));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     let refused = h.invoke("f", "x").await.err().expect("refused");
@@ -45,7 +46,8 @@ async fn a_streaming_answer_counts_against_reserved_concurrency_until_its_last_b
     h.deploy(f);
     h.sched.set_reserved_concurrency("f", Some(1));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     // The answer's head is back; its body is still streaming.
     let streaming = h.invoke("f", "hold:0").await.unwrap();
     assert_eq!(h.pool("f").limits.inflight(), 1);
@@ -84,7 +86,8 @@ async fn the_instance_cap_refuses_a_cold_start_with_max_instances_named() {
     });
     h.deploy(function("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let busy = h.invoke("f", "hold:0").await.unwrap();
     let refused = h.invoke("f", "x").await.err().expect("refused");
     assert!(

@@ -68,7 +68,8 @@ async fn idle_instances_are_reclaimed_but_the_minimum_is_kept() {
         .await;
     // Two requests at once: the provisioned instance and a second one serve them.
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let a = h.invoke("f", "hold:0").await.unwrap();
     let b = h.invoke("f", "hold:0").await.unwrap();
     assert_ne!(a.instance_id, b.instance_id);

@@ -25,7 +25,8 @@ async fn n_simultaneous_first_requests_start_ceil_n_over_concurrency_instances()
     f.instance_concurrency = 4;
     h.deploy(f);
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let tasks: Vec<_> = (0..10).map(|_| h.spawn_invoke("f", "hold:0")).collect();
     // Every answer is held, so all ten requests hold a slot at once.
     h.wait_requests("/invoke", 10).await;
@@ -91,7 +92,8 @@ async fn a_busy_single_slot_instance_makes_the_next_request_start_another() {
     let h = Harness::new();
     h.deploy(function("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let first = h.invoke("f", "hold:0").await.unwrap();
     let second = h.invoke("f", "free").await.unwrap();
     assert_ne!(first.instance_id, second.instance_id);
@@ -108,7 +110,8 @@ async fn dropping_an_unread_answer_releases_its_slot() {
     let h = Harness::new();
     h.deploy(function("f"));
     let gate = Gate::new();
-    h.fake.script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
+    h.fake
+        .script(|s| s.on_invoke(holding(std::slice::from_ref(&gate))));
     let held = h.invoke("f", "hold:0").await.unwrap();
     let first = held.instance_id.clone();
     drop(held);

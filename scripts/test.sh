@@ -17,3 +17,7 @@ fi
 
 echo "==> cargo test --workspace" >&2
 cargo test --workspace --locked
+
+# The scheduler's and async layer's unit tests run on the fake backend: check they need no
+# privilege by running them once more as nobody.
+bash scripts/unprivileged-tests.sh

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
-use crate::{now_ms, AsyncService};
+use crate::AsyncService;
 
 /// FC's destination record.
 fn record(
@@ -25,7 +25,7 @@ fn record(
         s.region, s.account_id, t.function
     );
     let value = json!({
-        "timestamp": now_ms(),
+        "timestamp": svc.now_ms(),
         "requestContext": {
             "requestId": t.request_id,
             "functionArn": arn,

@@ -4,7 +4,10 @@
 //! max age, delivers records to destinations, and answers the async task APIs.
 
 mod destination;
+mod error;
 mod task_view;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -12,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use fcx_model::async_config::AsyncConfig;
-use fcx_protocol::FcError;
 use fcx_scheduler::Scheduler;
 use fcx_store::queue::{Enqueued, NewTask, Queue, TaskFilter};
 use tokio::sync::{oneshot, Notify};
 
+pub use error::{AsyncError, ErrorText};
 pub use task_view::task_json;
 
 /// Settings of the async machinery.
@@ -28,6 +31,9 @@ pub struct AsyncSettings {
     pub retry_base: Duration,
     pub region: String,
     pub account_id: String,
+    /// How a failed run's error reads in its task record: the gateway's one mapping of
+    /// errors to FC codes (`Code: message`).
+    pub error_text: ErrorText,
 }
 
 /// An accepted invocation.
@@ -49,13 +55,27 @@ pub struct AsyncService {
     /// Set at shutdown: nothing new is leased, and outcomes of runs cut short by the
     /// stopping instances are not recorded (the tasks run again after the restart).
     stopping: std::sync::atomic::AtomicBool,
+    clock: Clock,
 }
 
+/// Wall-clock time in ms since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Where the service reads the time (created, due and end times of tasks).
+enum Clock {
+    Wall,
+    /// Wall-clock time at `base` plus tokio's time since then: tests move it with tokio's
+    /// paused clock.
+    #[cfg(test)]
+    Tokio {
+        base_ms: i64,
+        base: tokio::time::Instant,
+    },
 }
 
 impl AsyncService {
@@ -72,7 +92,39 @@ impl AsyncService {
             running: Mutex::default(),
             wake: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            clock: Clock::Wall,
         })
+    }
+
+    /// Like [`AsyncService::new`], on tokio's clock (which a test may pause and move).
+    #[cfg(test)]
+    pub(crate) fn on_tokio_clock(
+        queue: Queue,
+        scheduler: Arc<Scheduler>,
+        settings: AsyncSettings,
+    ) -> Arc<AsyncService> {
+        Arc::new(AsyncService {
+            queue: Arc::new(queue),
+            scheduler,
+            settings,
+            configs: Mutex::default(),
+            running: Mutex::default(),
+            wake: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            clock: Clock::Tokio {
+                base_ms: now_ms(),
+                base: tokio::time::Instant::now(),
+            },
+        })
+    }
+
+    /// The time now, in ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> i64 {
+        match &self.clock {
+            Clock::Wall => now_ms(),
+            #[cfg(test)]
+            Clock::Tokio { base_ms, base } => base_ms + base.elapsed().as_millis() as i64,
+        }
     }
 
     /// Starts the workers (resuming whatever the queue holds).
@@ -114,7 +166,7 @@ impl AsyncService {
         payload: Vec<u8>,
         request_id: String,
         task_id: Option<String>,
-    ) -> Result<Accepted, FcError> {
+    ) -> Result<Accepted, AsyncError> {
         let task_enabled = self.config(function).task_enabled() || task_id.is_some();
         let id = task_id.unwrap_or_else(|| request_id.clone());
         let outcome = self
@@ -126,10 +178,10 @@ impl AsyncService {
                 qualifier: qualifier.to_owned(),
                 payload,
                 is_task: task_enabled,
-                now_ms: now_ms(),
+                now_ms: self.now_ms(),
             })
             .await
-            .map_err(|e| FcError::internal(format!("cannot enqueue: {e}")))?;
+            .map_err(AsyncError::Enqueue)?;
         self.wake.notify_one();
         let request_id = match outcome {
             Enqueued::New => request_id,
@@ -146,11 +198,11 @@ impl AsyncService {
         &self,
         function: &str,
         task_id: &str,
-    ) -> Result<Option<serde_json::Value>, FcError> {
+    ) -> Result<Option<serde_json::Value>, AsyncError> {
         let row = self
             .queue
             .get(function, task_id)
-            .map_err(|e| FcError::internal(e.to_string()))?;
+            .map_err(AsyncError::Store)?;
         Ok(row.map(|r| task_json(&r, &self.settings, true)))
     }
 
@@ -160,7 +212,7 @@ impl AsyncService {
         function: &str,
         filter: &TaskFilter,
         include_payload: bool,
-    ) -> Result<(Vec<serde_json::Value>, Option<String>), FcError> {
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), AsyncError> {
         let mut rows = self
             .queue
             .list(
@@ -170,7 +222,7 @@ impl AsyncService {
                     ..filter.clone()
                 },
             )
-            .map_err(|e| FcError::internal(e.to_string()))?;
+            .map_err(AsyncError::Store)?;
         let next = (rows.len() > filter.limit).then(|| {
             rows.truncate(filter.limit);
             rows.last().map(|(seq, _)| seq.to_string())
@@ -187,12 +239,12 @@ impl AsyncService {
         &self,
         function: &str,
         task_id: &str,
-    ) -> Result<Option<String>, FcError> {
+    ) -> Result<Option<String>, AsyncError> {
         let status = self
             .queue
-            .stop(function, task_id, now_ms())
+            .stop(function, task_id, self.now_ms())
             .await
-            .map_err(|e| FcError::internal(e.to_string()))?;
+            .map_err(AsyncError::Store)?;
         if status.as_deref() == Some("Stopping") {
             let cancel = self
                 .running

@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fcx_protocol::{ErrorCode, FcError};
 use fcx_runtime::body;
-use fcx_scheduler::{CallContext, InvokeRequest};
+use fcx_scheduler::{CallContext, InvokeRequest, SchedulerError};
 use fcx_store::queue::{Finish, Leased};
 use serde_json::json;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::destination;
-use crate::{now_ms, AsyncService};
+use crate::{AsyncError, AsyncService};
 
 /// How long a lease lasts. On the embedded store leases only matter after a crash, and start-up
 /// clears them, so this only bounds how long a stuck run blocks its task.
@@ -33,7 +32,7 @@ pub async fn run(svc: Arc<AsyncService>) {
             }
             continue;
         }
-        let leased = match svc.queue.lease(now_ms(), LEASE_MS, free).await {
+        let leased = match svc.queue.lease(svc.now_ms(), LEASE_MS, free).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot lease async invocations");
@@ -62,13 +61,13 @@ pub async fn run(svc: Arc<AsyncService>) {
 enum RunResult {
     Succeeded { instance_id: String, body: Vec<u8> },
     FunctionError { instance_id: String, body: Vec<u8> },
-    Platform(FcError),
+    Platform(AsyncError),
     Stopped,
 }
 
 async fn run_task(svc: &AsyncService, t: Leased) {
     let config = svc.config(&t.function);
-    let now = now_ms();
+    let now = svc.now_ms();
     let age_ms = now - t.created_ms;
     if age_ms > i64::from(config.max_age_secs()) * 1000 {
         let message = format!(
@@ -105,7 +104,7 @@ async fn run_task(svc: &AsyncService, t: Leased) {
     if svc.is_stopping() {
         return;
     }
-    let now = now_ms();
+    let now = svc.now_ms();
     match result {
         RunResult::Stopped => {
             finish(
@@ -146,19 +145,21 @@ async fn run_task(svc: &AsyncService, t: Leased) {
             )
             .await;
         }
-        RunResult::Platform(e) if e.code == ErrorCode::ResourceExhausted => {
+        RunResult::Platform(AsyncError::Run(e)) if e.is_throttle() => {
             // Throttled: try again soon, without consuming an attempt.
+            let text = (svc.settings.error_text)(&AsyncError::Run(e));
             retry(
                 svc,
                 &t,
                 t.attempts,
                 now + jitter(THROTTLE_DELAY_MS),
-                e.to_string(),
+                text,
                 None,
             )
             .await;
         }
-        RunResult::Platform(e) if e.code == ErrorCode::FunctionNotFound => {
+        RunResult::Platform(AsyncError::Run(e @ SchedulerError::FunctionNotFound { .. })) => {
+            let text = (svc.settings.error_text)(&AsyncError::Run(e));
             finish(
                 svc,
                 &t,
@@ -166,14 +167,15 @@ async fn run_task(svc: &AsyncService, t: Leased) {
                 t.attempts,
                 now,
                 None,
-                Some(e.to_string()),
+                Some(text),
                 None,
                 None,
             )
             .await;
         }
         RunResult::Platform(e) => {
-            failed_attempt(svc, &t, &config, e.to_string(), None, Vec::new()).await
+            let text = (svc.settings.error_text)(&e);
+            failed_attempt(svc, &t, &config, text, None, Vec::new()).await
         }
         RunResult::FunctionError { instance_id, body } => {
             let message = format!(
@@ -202,12 +204,12 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
         .await
     {
         Ok(r) => r,
-        Err(e) => return RunResult::Platform(e),
+        Err(e) => return RunResult::Platform(AsyncError::Run(e)),
     };
     let failed = resp.error_type.is_some();
     let bytes = match body::collect(resp.body).await {
         Ok(b) => b.to_vec(),
-        Err(e) => return RunResult::Platform(FcError::new(ErrorCode::BadResponse, e.to_string())),
+        Err(e) => return RunResult::Platform(AsyncError::ResponseBroken(e)),
     };
     if failed {
         RunResult::FunctionError {
@@ -231,7 +233,7 @@ async fn failed_attempt(
     body: Vec<u8>,
 ) {
     let attempts = t.attempts + 1;
-    let now = now_ms();
+    let now = svc.now_ms();
     if attempts > config.retry_attempts() {
         let dest = config
             .destination_config
@@ -296,7 +298,7 @@ async fn retry(
             error: Some(message.clone()),
             return_payload: None,
             destination_status: None,
-            event: json!({"status": "Retrying", "timestamp": now_ms(), "eventDetail": message}),
+            event: json!({"status": "Retrying", "timestamp": svc.now_ms(), "eventDetail": message}),
         },
     )
     .await;

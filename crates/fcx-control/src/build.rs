@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fcx_async::{AsyncService, AsyncSettings};
-use fcx_runtime::{CgroupRoot, CodeCache, ProcessBackend, ProcessConfig};
-use fcx_scheduler::{Containers, Scheduler, SchedulerConfig};
+use fcx_runtime::{Backend, CgroupRoot, CodeCache, ProcessBackend, ProcessConfig};
+use fcx_scheduler::{Backends, Scheduler, SchedulerConfig};
 use fcx_store::{CodeStore, SqliteStore, Store, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -45,6 +45,9 @@ pub struct CoreConfig {
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
     pub sandbox_limit: u32,
+    /// How a failed async run reads in its task record (`Code: message`): the gateway's one
+    /// mapping of errors to FC codes, handed in by the binary.
+    pub async_error_text: fn(&fcx_async::AsyncError) -> String,
 }
 
 /// Why the core did not start.
@@ -94,13 +97,10 @@ impl ControlPlane {
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
         self.asyncs.shutdown();
+        // Stops every instance, then each backend removes what it made (groups, bundles).
         self.scheduler.shutdown().await;
-        let cgroups = self.cgroups.clone();
         let run_dir = self.paths.run_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(root) = cgroups {
-                root.remove();
-            }
             // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing.
             if let Err(e) = std::fs::remove_dir_all(&run_dir) {
                 tracing::warn!(dir = %run_dir.display(), error = %e, "cannot remove the run dir");
@@ -123,9 +123,14 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         .map_err(io(format!("instance user '{}'", config.instance_user)))?;
     let (paths, prefix) = directories(config)?;
 
-    let cgroups = CgroupRoot::open(&prefix);
-    let reaped = fcx_runtime::pidfile::reap(&paths.run_dir)
-        + cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
+    let backend = ProcessBackend::new(ProcessConfig {
+        run_dir: paths.run_dir.clone(),
+        log_dir: paths.log_dir.clone(),
+        uid,
+        gid,
+        cgroups: CgroupRoot::open(&prefix),
+    });
+    let reaped = backend.reap();
     if reaped > 0 {
         tracing::warn!(
             count = reaped,
@@ -138,16 +143,14 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let queue = fcx_store::queue::Queue::open(&db)?;
     let code = CodeStore::open(&paths.data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
-    let backend = ProcessBackend::new(ProcessConfig {
-        run_dir: paths.run_dir.clone(),
-        log_dir: paths.log_dir.clone(),
-        uid,
-        gid,
-        cgroups: cgroups.clone(),
-    });
-    let containers = containers(config, &paths, &prefix)?;
+    let mut backends = Backends::new().with(Arc::new(backend));
+    let mut images = None;
+    if let Some((oci, image_store)) = containers(config, &paths, &prefix)? {
+        backends = backends.with(oci);
+        images = Some(image_store);
+    }
     let scheduler = Scheduler::new(
-        backend,
+        backends,
         CodeCache::new(paths.run_dir.join("code")),
         SchedulerConfig {
             region: config.region.clone(),
@@ -159,7 +162,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             sandboxes_per_function: config.sandboxes_per_function,
             sandbox_limit: config.sandbox_limit,
         },
-        containers,
+        images,
     );
     let asyncs = AsyncService::new(
         queue,
@@ -169,6 +172,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             retry_base: config.async_retry_base,
             region: config.region.clone(),
             account_id: account_id.clone(),
+            error_text: config.async_error_text,
         },
     );
     let control = Arc::new(ControlPlane {
@@ -185,7 +189,6 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
-        cgroups,
     });
     control.load().map_err(StartError::Load)?;
     Ok(control)
@@ -215,6 +218,9 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
     };
     Ok((paths, prefix))
 }
+
+/// The OCI backend and the image cache it runs from.
+type Containers = (Arc<dyn Backend>, Arc<fcx_image::ImageStore>);
 
 /// The OCI backend and image cache, after checking that the host can run containers (the
 /// server refuses to start otherwise, instead of failing every container invocation), with
@@ -253,10 +259,7 @@ fn containers(
             "removed containers left behind by a previous run"
         );
     }
-    Ok(Some(Containers {
-        backend: Arc::new(backend),
-        images: Arc::new(images),
-    }))
+    Ok(Some((Arc::new(backend), Arc::new(images))))
 }
 
 /// `name` found on PATH (or as given when it holds a `/`).

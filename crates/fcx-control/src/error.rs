@@ -4,10 +4,8 @@
 use fcx_model::ModelError;
 use fcx_store::StoreError;
 
-/// The scheduler's own errors, passed through untouched (the invoke path, ListInstances).
-pub type SchedulerError = fcx_protocol::FcError;
-/// The async service's own errors, passed through untouched (enqueue, async task APIs).
-pub type AsyncError = fcx_protocol::FcError;
+pub use fcx_async::AsyncError;
+pub use fcx_scheduler::SchedulerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {

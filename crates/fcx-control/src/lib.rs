@@ -43,13 +43,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use fcx_async::AsyncService;
-use fcx_runtime::CgroupRoot;
 use fcx_scheduler::Scheduler;
 use fcx_store::{CodeStore, Store};
 
 pub use build::{prefix_for, CoreConfig, StartError};
 pub use command::{BodyCommand, Command, OffWorker, WithBody};
 pub use error::{AsyncError, ControlError, SchedulerError};
+
+/// The core's error types, for the gateway's one mapping of errors to FC codes.
+pub mod errors {
+    pub use fcx_async::AsyncError;
+    pub use fcx_scheduler::{ExitReason, ImageError, SchedulerError, StartError, StartFailure};
+}
 
 use crate::alias_cache::AliasCache;
 use crate::node::Node;
@@ -69,8 +74,6 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
-    /// Removed at shutdown (`None`: no cgroup2 on this host).
-    cgroups: Option<CgroupRoot>,
 }
 
 /// Where one server keeps things.

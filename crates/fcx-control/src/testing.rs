@@ -13,7 +13,7 @@ use fcx_async::{AsyncService, AsyncSettings};
 use fcx_model::async_config::AsyncConfig;
 use fcx_model::Function;
 use fcx_runtime::{CodeCache, ProcessBackend, ProcessConfig};
-use fcx_scheduler::{Deployed, InstanceInfo, Scheduler, SchedulerConfig};
+use fcx_scheduler::{Backends, Deployed, InstanceInfo, Scheduler, SchedulerConfig};
 use fcx_store::{CodeStore, SqliteStore, Store};
 use serde_json::{json, Value};
 
@@ -115,7 +115,9 @@ impl Node for Recorder {
         if self.has_function(function) {
             Ok(Vec::new())
         } else {
-            Err(fcx_protocol::FcError::function_not_found(function))
+            Err(SchedulerError::FunctionNotFound {
+                function: function.to_owned(),
+            })
         }
     }
 }
@@ -152,13 +154,13 @@ impl Fixture {
         };
         // Never asked to start anything: the recorder stands in for it.
         let scheduler = Scheduler::new(
-            ProcessBackend::new(ProcessConfig {
+            Backends::new().with(Arc::new(ProcessBackend::new(ProcessConfig {
                 run_dir: paths.run_dir.clone(),
                 log_dir: paths.log_dir.clone(),
                 uid: 65534,
                 gid: 65534,
                 cgroups: None,
-            }),
+            }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {
                 region: "test".into(),
@@ -180,6 +182,7 @@ impl Fixture {
                 retry_base: Duration::from_secs(1),
                 region: "test".into(),
                 account_id: "1234567890123456".into(),
+                error_text: |e| e.to_string(),
             },
         );
         let node = Arc::new(Recorder::default());
@@ -194,7 +197,6 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
-            cgroups: None,
         });
         Fixture { cp, node, dir }
     }

@@ -1,8 +1,12 @@
-//! The one place errors become HTTP responses: every layer's error is mapped to FC's code,
-//! status and message here ([`ToFc`]), and answered in the body shape of the API the request
-//! came in on ([`ApiError`]).
+//! The one place errors become HTTP responses: every layer's error (the control plane's, the
+//! scheduler's, the async layer's) is mapped to FC's code, status, message and extra fields
+//! here ([`ToFc`]), and answered in the body shape of the API the request came in on
+//! ([`ApiError`]).
 
 use axum::response::{IntoResponse, Response};
+use fcx_control::errors::{
+    AsyncError, ExitReason, ImageError, SchedulerError, StartError, StartFailure,
+};
 use fcx_control::ControlError;
 use fcx_protocol::{headers, ApiFlavor, ErrorCode, FcError};
 use http::HeaderValue;
@@ -35,7 +39,8 @@ impl ToFc for ControlError {
             ControlError::Invalid(e) => {
                 return FcError::invalid_argument(message).with_detail("Field", e.field)
             }
-            ControlError::Scheduler(e) | ControlError::Async(e) => return e.to_fc(),
+            ControlError::Scheduler(e) => return e.to_fc(),
+            ControlError::Async(e) => return e.to_fc(),
             ControlError::Store(_)
             | ControlError::Corrupt { .. }
             | ControlError::Encode { .. }
@@ -43,6 +48,147 @@ impl ToFc for ControlError {
             | ControlError::Interrupted(_) => ErrorCode::InternalServerError,
         };
         FcError::new(code, message)
+    }
+}
+
+impl ToFc for SchedulerError {
+    fn to_fc(self) -> FcError {
+        scheduler_error(&self)
+    }
+}
+
+impl ToFc for AsyncError {
+    fn to_fc(self) -> FcError {
+        async_error(&self)
+    }
+}
+
+/// FC's answer to a scheduler error.
+pub fn scheduler_error(e: &SchedulerError) -> FcError {
+    use SchedulerError as E;
+    let text = e.to_string();
+    match e {
+        E::FunctionNotFound { function } => FcError::function_not_found(function),
+        E::VersionNotFound { .. } => FcError::new(ErrorCode::VersionNotFound, text),
+        E::ReservedConcurrency { reserved, .. } => throttled(text)
+            .with_detail("Limit", *reserved)
+            .with_detail("LimitName", "reservedConcurrency"),
+        E::InstanceLimit { max } => throttled(text)
+            .with_detail("Limit", *max)
+            .with_detail("LimitName", "maxInstances"),
+        E::NoInstanceReady { .. } => FcError::new(ErrorCode::FunctionNotStarted, text),
+        E::Start(start) => start_error(start),
+        E::Image(image) => image_error(image),
+        E::BackendUnavailable { .. } => FcError::new(ErrorCode::RuntimeUnavailable, text),
+        E::RegistryConfig(_) | E::PayloadUnreadable(_) | E::EventHasNul => {
+            FcError::invalid_argument(text)
+        }
+        E::EventTooLarge { limit, .. } => {
+            FcError::invalid_argument(text).with_detail("Limit", *limit)
+        }
+        E::PayloadTooLarge { limit } => FcError::entity_too_large(*limit),
+        E::ProcessExited {
+            exit,
+            logs,
+            instance_id,
+        } => {
+            // The kernel's OOM kill has its own code: the fix is memorySize, not the code.
+            let code = match exit {
+                ExitReason::OutOfMemory(_) => ErrorCode::MemoryLimitExceeded,
+                _ => ErrorCode::ProcessExited,
+            };
+            let err = FcError::new(code, text).with_detail("Logs", logs.clone());
+            match instance_id {
+                Some(id) => err.with_detail("InstanceId", id.clone()),
+                None => err,
+            }
+        }
+        E::ConnectionBroken {
+            logs, instance_id, ..
+        } => FcError::new(ErrorCode::BadResponse, text)
+            .with_detail("Logs", logs.clone())
+            .with_detail("InstanceId", instance_id.clone()),
+        E::InitializerBroken(_) => FcError::new(ErrorCode::BadResponse, text),
+        E::Code(_)
+        | E::NoCodeOrImage { .. }
+        | E::Thaw { .. }
+        | E::ProvisionedInitializerFailed
+        | E::Internal(_) => FcError::internal(text),
+    }
+}
+
+/// FC's answer to an async-layer error.
+pub fn async_error(e: &AsyncError) -> FcError {
+    match e {
+        AsyncError::Run(e) => scheduler_error(e),
+        AsyncError::ResponseBroken(_) => FcError::new(ErrorCode::BadResponse, e.to_string()),
+        AsyncError::Enqueue(_) | AsyncError::Store(_) => FcError::internal(e.to_string()),
+    }
+}
+
+/// How a failed async run reads in its task record (`Code: message`); handed to the
+/// async service, so task records and HTTP answers share this one mapping.
+pub fn async_error_text(e: &AsyncError) -> String {
+    async_error(e).to_string()
+}
+
+fn throttled(message: String) -> FcError {
+    let mut e = FcError::new(ErrorCode::ResourceExhausted, message);
+    e.retry_after = Some(1);
+    e
+}
+
+/// FC's answer to an image that could not be had.
+fn image_error(e: &ImageError) -> FcError {
+    let code = match e {
+        ImageError::NotFound { .. } => ErrorCode::ImageNotFound,
+        ImageError::Unauthorized { .. } => ErrorCode::ImageAccessDenied,
+        ImageError::Unreachable { .. } => ErrorCode::RegistryUnreachable,
+        ImageError::UnsupportedPlatform { .. } => ErrorCode::ImagePlatformNotSupported,
+        ImageError::DigestMismatch { .. }
+        | ImageError::UnsafeLayer { .. }
+        | ImageError::Invalid { .. } => ErrorCode::ImageInvalid,
+        ImageError::Io(_) => ErrorCode::InternalServerError,
+    };
+    FcError::new(code, e.to_string())
+}
+
+/// FC's answer to an instance that did not start.
+fn start_error(e: &StartError) -> FcError {
+    match e {
+        StartError::NotStarted {
+            elapsed,
+            cause,
+            logs,
+        } => FcError::new(
+            ErrorCode::FunctionNotStarted,
+            format!(
+                "The CA's http server cannot be started:ContainerStartDuration:{}. \
+                 Ping CA failed due to: {cause} Logs : {logs}",
+                elapsed.as_nanos()
+            ),
+        )
+        .with_detail("Diagnosis", cause.clone()),
+        StartError::Failed {
+            kind,
+            message,
+            logs,
+        } => {
+            let code = match kind {
+                StartFailure::EntrypointNotFound => ErrorCode::EntrypointNotFound,
+                StartFailure::EntrypointNotExecutable => ErrorCode::EntrypointNotExecutable,
+                StartFailure::RuntimeMissing => ErrorCode::RuntimeUnavailable,
+                StartFailure::CgroupRefused => ErrorCode::CgroupSetupFailed,
+                StartFailure::OutOfMemory => ErrorCode::MemoryLimitExceeded,
+                StartFailure::Sandbox => ErrorCode::InternalServerError,
+            };
+            let mut err = FcError::new(code, message.clone());
+            if !logs.is_empty() {
+                err = err.with_detail("Logs", logs.clone());
+            }
+            err
+        }
+        other => FcError::internal(other.to_string()),
     }
 }
 
@@ -55,9 +201,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(error: FcError, flavor: ApiFlavor, request_id: &str) -> ApiError {
+    pub fn new(error: impl ToFc, flavor: ApiFlavor, request_id: &str) -> ApiError {
         ApiError {
-            error,
+            error: error.to_fc(),
             flavor,
             request_id: request_id.to_owned(),
         }

@@ -151,4 +151,67 @@ impl Cgroup {
     pub fn path(&self) -> &Path {
         &self.dir
     }
+
+    /// Memory and CPU use from the group's `memory.current`, `memory.peak` and `cpu.stat`
+    /// (memory files exist only where the memory controller is enabled for the group).
+    pub fn stats(&self) -> crate::InstanceStats {
+        let number = |file: &str| -> Option<u64> {
+            std::fs::read_to_string(self.dir.join(file))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let cpu = std::fs::read_to_string(self.dir.join("cpu.stat"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+            })
+            .map(Duration::from_micros);
+        crate::InstanceStats {
+            memory_current_bytes: number("memory.current"),
+            memory_peak_bytes: number("memory.peak"),
+            cpu_usage: cpu,
+        }
+    }
+}
+
+/// Removes `cgroup` once the kernel has reaped its processes, off the async workers.
+pub(crate) fn remove_in_background(cgroup: Cgroup) {
+    let remove = move || cgroup.remove_when_empty(Duration::from_secs(5));
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(remove)),
+        Err(_) => remove(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_read_memory_and_cpu_of_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.current"), "4096\n").unwrap();
+        std::fs::write(dir.path().join("memory.peak"), "8192\n").unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        )
+        .unwrap();
+        let stats = Cgroup::existing(dir.path().to_owned()).stats();
+        assert_eq!(stats.memory_current_bytes, Some(4096));
+        assert_eq!(stats.memory_peak_bytes, Some(8192));
+        assert_eq!(stats.cpu_usage, Some(Duration::from_micros(1500)));
+    }
+
+    #[test]
+    fn stats_without_a_memory_controller_say_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cpu.stat"), "usage_usec 7\n").unwrap();
+        let stats = Cgroup::existing(dir.path().to_owned()).stats();
+        assert_eq!(stats.memory_current_bytes, None);
+        assert_eq!(stats.cpu_usage, Some(Duration::from_micros(7)));
+    }
 }

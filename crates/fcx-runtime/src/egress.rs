@@ -97,10 +97,12 @@ fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress
     let label = name.to_owned();
     // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so pasta is spawned by a thread
     // that lives exactly as long as pasta.
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("egress-{name}"))
-        .stack_size(128 * 1024)
-        .spawn(move || supervise(cmd, netns, ready_tx, thread_state, label))?;
+        .stack_size(128 * 1024);
+    sys::spawn_namespace_thread(thread, move |own| {
+        supervise(own, cmd, netns, ready_tx, thread_state, label)
+    })?;
     let pid = ready_rx
         .recv()
         .map_err(|_| io::Error::other("the pasta thread ended before reporting"))?
@@ -146,6 +148,7 @@ fn pasta_args(netns_fd: i32) -> Vec<String> {
 /// Runs on pasta's own thread: spawns it, reports readiness, then relays its stderr to the
 /// log until it ends and reaps it.
 fn supervise(
+    own: &sys::OwnThread,
     mut cmd: Command,
     netns: File,
     ready: mpsc::Sender<io::Result<u32>>,
@@ -165,7 +168,7 @@ fn supervise(
     };
     let pid = child.id();
     let stderr = child.stderr.take();
-    if let Err(e) = wait_ready(&mut child, &netns) {
+    if let Err(e) = wait_ready(own, &mut child, &netns) {
         let _ = child.kill();
         let _ = child.wait();
         let said = stderr.map(read_tail).unwrap_or_default();
@@ -203,10 +206,10 @@ fn supervise(
 
 /// Waits until pasta has configured the namespace: a default route exists there and pasta has
 /// moved into its own mount namespace, which it does only once configuration is done.
-fn wait_ready(child: &mut Child, netns: &File) -> io::Result<()> {
+fn wait_ready(own: &sys::OwnThread, child: &mut Child, netns: &File) -> io::Result<()> {
     // This thread only waits and relays from now on, so it may as well live in the
     // namespace: then its /proc/thread-self/net shows the namespace's routing tables.
-    sys::setns_net(netns.as_raw_fd())
+    sys::setns_net(own, netns.as_raw_fd())
         .map_err(|e| io::Error::new(e.kind(), format!("not a network namespace (setns: {e})")))?;
     let started = Instant::now();
     let mut delay = Duration::from_millis(1);

@@ -1,6 +1,8 @@
-//! A running instance: its process, namespace, log, and pooled keep-alive connections into it.
+//! A running instance, whatever its backend: how to reach its server (a dial target), its
+//! log and exit status, its pooled keep-alive connections, and the backend's control handles.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,15 +10,12 @@ use bytes::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::watch;
 
+use crate::backend::Control;
 use crate::body::{is_too_large, Body, ConnPool, ResponseBody};
-use crate::cgroup::Cgroup;
-use crate::egress::{Egress, PendingEgress};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
-use crate::oci::Container;
 use crate::procnet::{self, Listener};
 use crate::spec::ExitReason;
-use crate::sys;
 
 /// A failed call into an instance.
 #[derive(Debug, thiserror::Error)]
@@ -34,113 +33,93 @@ pub(crate) fn new_id() -> String {
     format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }
 
-/// What a backend hands over when it has spawned an instance's process.
-pub(crate) struct Parts {
-    pub id: String,
-    pub pid: u32,
-    pub netns: NetNs,
-    pub log: Arc<InstanceLog>,
-    pub exit: watch::Receiver<Option<ExitReason>>,
-    pub pidfile: PathBuf,
-    pub cgroup: Option<Cgroup>,
-    /// Set for OCI instances: the container and its host-side parts.
-    pub container: Option<Arc<Container>>,
+/// How the scheduler reaches an instance's server. Dialled once per new keep-alive
+/// connection; warm calls reuse pooled connections.
+pub enum Dial {
+    /// `127.0.0.1:<port>` inside the instance's own network namespace, connected from the
+    /// namespace's thread (process and OCI instances).
+    Netns { netns: NetNs, port: u16 },
+    /// A plain TCP address on the host (the test fake's loopback servers).
+    Tcp(SocketAddr),
 }
 
-impl Parts {
-    pub(crate) fn with_egress(self, egress: PendingEgress) -> Spawned {
-        Spawned {
-            parts: self,
-            egress,
+impl Dial {
+    async fn connect(&self) -> std::io::Result<tokio::net::TcpStream> {
+        match self {
+            Dial::Netns { netns, port } => netns.dial(*port).await,
+            Dial::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Dial::Netns { port, .. } => format!("127.0.0.1:{port}"),
+            Dial::Tcp(addr) => addr.to_string(),
         }
     }
 }
 
-/// A spawned instance and its outbound networking, still being set up.
-pub(crate) struct Spawned {
-    pub parts: Parts,
-    pub egress: PendingEgress,
+/// Everything a backend hands over to make an [`Instance`].
+pub struct InstanceParts {
+    pub id: String,
+    pub dial: Dial,
+    pub log: Arc<InstanceLog>,
+    /// Set once the instance's main process has ended, with how.
+    pub exit: watch::Receiver<Option<ExitReason>>,
+    pub control: Box<dyn Control>,
 }
 
-/// A live instance. Dropping it kills its processes.
+/// A live instance. Dropping it kills its processes and tears down what its backend made.
 pub struct Instance {
     pub id: String,
-    pid: u32,
-    port: u16,
-    netns: NetNs,
+    dial: Dial,
     log: Arc<InstanceLog>,
     exit: watch::Receiver<Option<ExitReason>>,
     idle_conns: ConnPool,
-    pidfile: PathBuf,
-    cgroup: Option<Cgroup>,
-    /// Only held: pasta runs exactly as long as the instance.
-    _egress: Option<Egress>,
-    container: Option<Arc<Container>>,
+    control: Box<dyn Control>,
     /// When the instance was started, in ms since the Unix epoch.
     pub created_ms: u64,
 }
 
 impl Instance {
-    pub(crate) fn new(parts: Parts, port: u16) -> Instance {
+    pub fn new(parts: InstanceParts) -> Instance {
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Instance {
             id: parts.id,
-            pid: parts.pid,
-            port,
-            netns: parts.netns,
+            dial: parts.dial,
             log: parts.log,
             exit: parts.exit,
             idle_conns: ConnPool::default(),
-            pidfile: parts.pidfile,
-            cgroup: parts.cgroup,
-            _egress: None,
-            container: parts.container,
+            control: parts.control,
             created_ms,
         }
     }
 
-    /// Freezes every process of the instance (cgroup freezer).
-    pub async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
+    /// The backend's handles of this instance.
+    pub fn control(&self) -> &dyn Control {
+        self.control.as_ref()
+    }
+
+    /// The namespace of a namespaced instance.
+    pub(crate) fn netns(&self) -> Option<&NetNs> {
+        match &self.dial {
+            Dial::Netns { netns, .. } => Some(netns),
+            Dial::Tcp(_) => None,
         }
-    }
-
-    /// Thaws a frozen instance.
-    pub async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// Attaches outbound networking made while the instance started.
-    pub(crate) fn set_egress(&mut self, egress: Option<Egress>) {
-        if egress.is_some() {
-            self._egress = egress;
-        }
-    }
-
-    /// The OCI container of an OCI instance.
-    pub(crate) fn container(&self) -> Option<&Arc<Container>> {
-        self.container.as_ref()
     }
 
     /// Whether something accepts TCP connections on the instance's port (a connect from
     /// inside its namespace; the connection is reset at once, so it leaves no TIME_WAIT
     /// socket behind).
     pub(crate) async fn accepts_connections(&self) -> bool {
-        match self.netns.dial(self.port).await {
+        match self.dial.connect().await {
             Ok(stream) => {
                 // Deprecated because a non-zero linger blocks on drop; zero resets at once.
                 #[allow(deprecated)]
@@ -151,12 +130,16 @@ impl Instance {
         }
     }
 
-    /// The TCP sockets listening in the instance's network namespace.
-    pub fn listeners(&self) -> Vec<Listener> {
-        let path = self.netns.path();
+    /// The TCP sockets listening in the instance's network namespace (none known for an
+    /// instance without one).
+    pub(crate) fn listeners(&self) -> Vec<Listener> {
+        let Some(netns) = self.netns() else {
+            return Vec::new();
+        };
+        let path = netns.path();
         match path.parent().and_then(Path::parent) {
             Some(task_dir) => procnet::listeners_in(task_dir),
-            None => procnet::listeners(self.pid),
+            None => Vec::new(),
         }
     }
 
@@ -227,8 +210,8 @@ impl Instance {
             }
         }
         let stream =
-            self.netns.dial(self.port).await.map_err(|e| {
-                CallError::Connection(format!("connect 127.0.0.1:{}: {e}", self.port))
+            self.dial.connect().await.map_err(|e| {
+                CallError::Connection(format!("connect {}: {e}", self.dial.describe()))
             })?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
@@ -240,56 +223,30 @@ impl Instance {
         Ok(sender)
     }
 
-    /// Kills the instance's processes at once (its cgroup, or its process group).
+    /// Kills the instance's processes at once.
     pub fn kill(&self) {
-        if let Some(c) = &self.container {
-            c.signal(libc::SIGKILL);
-        }
-        if let Some(c) = &self.cgroup {
-            c.kill();
-        }
-        sys::kill_group(self.pid as i32, libc::SIGKILL);
+        self.control.kill();
     }
+}
 
-    /// SIGTERM, then SIGKILL after `grace` if still running.
-    pub async fn stop(&self, grace: Duration) {
-        if self.exited().is_none() {
-            match &self.container {
-                Some(c) => c.signal(libc::SIGTERM),
-                None => sys::kill_group(self.pid as i32, libc::SIGTERM),
-            }
-            if self.wait_exit(grace).await.is_none() {
-                self.kill();
-                self.wait_exit(Duration::from_secs(5)).await;
-            }
+/// SIGTERM (or the backend's equivalent), then a kill after `grace` if still running: what
+/// [`Backend::stop`](crate::Backend::stop) does unless a backend says otherwise.
+pub(crate) async fn stop(instance: &Instance, grace: Duration) {
+    if instance.exited().is_none() {
+        instance.control.terminate();
+        if instance.wait_exit(grace).await.is_none() {
+            instance.kill();
+            instance.wait_exit(Duration::from_secs(5)).await;
         }
-        // Children that outlived the main process still get the group kill.
-        self.kill();
     }
+    // Children that outlived the main process still get the group kill.
+    instance.kill();
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        self.kill();
-        if let Some(container) = self.container.take() {
-            let exit = self.exit.clone();
-            let teardown = move || container.teardown(&exit);
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn_blocking(teardown)),
-                Err(_) => teardown(),
-            }
-        }
-        if !self.pidfile.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.pidfile);
-        }
-        if let Some(cgroup) = self.cgroup.take() {
-            // The group can only be removed once the kernel has reaped its processes.
-            let remove = move || cgroup.remove_when_empty(Duration::from_secs(5));
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn_blocking(remove)),
-                Err(_) => remove(),
-            }
-        }
+        // The control's own drop then removes what the backend set up.
+        self.control.kill();
     }
 }
 

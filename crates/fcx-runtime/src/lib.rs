@@ -1,11 +1,16 @@
-//! Instances and how they run: the `process` backend (host processes, each in its own network
-//! namespace, as an unprivileged user), code unpacking, per-instance logs, and connections
-//! into an instance's namespace. The scheduler drives it; nothing here knows about HTTP routes.
+//! Instances and how they run: the [`Backend`] trait and its `process` (host processes, each
+//! in its own network namespace, as an unprivileged user) and `oci` (containers under an OCI
+//! runtime) implementations, plus a recording fake for unit tests (feature `fake`); code
+//! unpacking, per-instance logs, and connections into an instance. The scheduler drives it;
+//! nothing here knows about HTTP routes.
 
+mod backend;
 pub mod body;
 pub mod cgroup;
 pub mod code;
 pub mod egress;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod host;
 mod instance;
 pub mod logs;
@@ -20,11 +25,13 @@ mod sys;
 
 use std::time::Duration;
 
+pub use backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
 pub use body::{Body, BodyError, ResponseBody};
 pub use cgroup::CgroupRoot;
 pub use code::{CodeCache, CodeError};
-pub use instance::{CallError, Instance};
-pub use oci::{OciBackend, OciConfig, Sandbox};
+pub use instance::{CallError, Dial, Instance, InstanceParts};
+pub use logs::InstanceLog;
+pub use oci::{OciBackend, OciConfig};
 pub use process::{ProcessBackend, ProcessConfig};
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
 pub use sys::{is_root, lookup_user};
@@ -49,6 +56,12 @@ pub enum StartError {
         message: String,
         logs: String,
     },
+    /// The backend does not do what was asked (e.g. pre-created sandboxes).
+    #[error("the {backend} backend does not support {what}")]
+    Unsupported {
+        backend: BackendKind,
+        what: &'static str,
+    },
 }
 
 /// Start failures that each have their own error code.
@@ -69,7 +82,24 @@ pub enum StartFailure {
 }
 
 impl StartError {
-    pub(crate) fn failed(kind: StartFailure, message: String) -> StartError {
+    /// Whether the function itself is to blame (its server never listened, its entrypoint is
+    /// bad, it ran out of memory): the answer to the request, rather than a reason to try
+    /// another way of starting it.
+    pub fn blames_function(&self) -> bool {
+        matches!(
+            self,
+            StartError::NotStarted { .. }
+                | StartError::Failed {
+                    kind: StartFailure::EntrypointNotFound
+                        | StartFailure::EntrypointNotExecutable
+                        | StartFailure::OutOfMemory,
+                    ..
+                }
+        )
+    }
+
+    /// A failure of kind `kind`; for backends.
+    pub fn failed(kind: StartFailure, message: String) -> StartError {
         StartError::Failed {
             kind,
             message,
@@ -88,7 +118,8 @@ impl StartError {
         }
     }
 
-    fn not_started(elapsed: Duration, cause: String, logs: String) -> StartError {
+    /// The server did not come up after `elapsed`; for backends.
+    pub fn not_started(elapsed: Duration, cause: String, logs: String) -> StartError {
         StartError::NotStarted {
             elapsed,
             cause,

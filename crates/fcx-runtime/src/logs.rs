@@ -41,6 +41,14 @@ impl InstanceLog {
         Self::create(&log_dir.join(function).join(format!("{id}.log")))
     }
 
+    /// A log kept in memory only (instances without a log file, such as the test fake's).
+    pub fn in_memory() -> Arc<InstanceLog> {
+        Arc::new(InstanceLog {
+            state: Mutex::new(State::default()),
+            pipe: Mutex::new(None),
+        })
+    }
+
     /// A log written to `path` (created with its parent directories); in memory only if that fails.
     pub fn create(path: &Path) -> Arc<InstanceLog> {
         let file = path

@@ -31,24 +31,24 @@ impl NetNs {
     pub fn create(name: &str) -> io::Result<NetNs> {
         let (init_tx, init_rx) = mpsc::channel::<io::Result<(OwnedFd, u32)>>();
         let (dial_tx, dial_rx) = mpsc::channel::<(u16, DialReply)>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("netns-{name}"))
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                let init = sys::unshare_netns()
-                    .and_then(|()| sys::loopback_up())
-                    .and_then(|()| std::fs::File::open("/proc/thread-self/ns/net"))
-                    .map(|f| (OwnedFd::from(f), sys::gettid()));
-                let ok = init.is_ok();
-                if init_tx.send(init).is_err() || !ok {
-                    return;
-                }
-                // Loopback connects complete or fail at once, so blocking here is brief.
-                while let Ok((port, reply)) = dial_rx.recv() {
-                    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-                    let _ = reply.send(std::net::TcpStream::connect(addr));
-                }
-            })?;
+            .stack_size(128 * 1024);
+        sys::spawn_namespace_thread(thread, move |own| {
+            let init = sys::unshare_netns(own)
+                .and_then(|()| sys::loopback_up())
+                .and_then(|()| std::fs::File::open("/proc/thread-self/ns/net"))
+                .map(|f| (OwnedFd::from(f), sys::gettid()));
+            let ok = init.is_ok();
+            if init_tx.send(init).is_err() || !ok {
+                return;
+            }
+            // Loopback connects complete or fail at once, so blocking here is brief.
+            while let Ok((port, reply)) = dial_rx.recv() {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                let _ = reply.send(std::net::TcpStream::connect(addr));
+            }
+        })?;
         let (fd, tid) = init_rx.recv().map_err(|_| {
             io::Error::other("network namespace thread ended before reporting its namespace")
         })??;

@@ -7,12 +7,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::cgroup::CgroupRoot;
-use crate::egress::PendingEgress;
-use crate::instance::{Instance, Parts, Spawned};
+use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
+use crate::cgroup::{Cgroup, CgroupRoot};
+use crate::egress::{Egress, PendingEgress};
+use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::pidfile;
@@ -50,7 +52,7 @@ impl ProcessBackend {
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
-    ) -> Result<Spawned, StartError> {
+    ) -> Result<(Instance, PendingEgress), StartError> {
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
@@ -104,36 +106,54 @@ impl ProcessBackend {
             };
             let _ = exit_tx.send(Some(reason));
         });
-        Ok(Parts {
-            id,
+        let control = ProcessControl {
             pid,
-            netns,
-            log,
-            exit: exit_rx,
             pidfile,
             cgroup,
-            container: None,
-        }
-        .with_egress(egress))
+            egress: std::sync::OnceLock::new(),
+        };
+        let instance = Instance::new(InstanceParts {
+            id,
+            dial: Dial::Netns {
+                netns,
+                port: spec.port,
+            },
+            log,
+            exit: exit_rx,
+            control: Box::new(control),
+        });
+        Ok((instance, egress))
+    }
+}
+
+#[async_trait]
+impl Backend for ProcessBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Process
     }
 
     /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
-    pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
+    async fn start(
+        &self,
+        spec: &InstanceSpec,
+        sandbox: Option<Sandbox>,
+    ) -> Result<Instance, StartError> {
+        if sandbox.is_some() {
+            return Err(StartError::Unsupported {
+                backend: BackendKind::Process,
+                what: "pre-created sandboxes",
+            });
+        }
         let started = Instant::now();
-        let spawned = self.spawn(spec, &[], None)?;
-        let mut instance = Instance::new(spawned.parts, spec.port);
-        let (listening, egress) = tokio::join!(
-            wait_listening(&instance, spec, started),
-            spawned.egress.ready()
-        );
-        instance.set_egress(egress.map_err(StartError::Namespace)?);
+        let (instance, egress) = self.spawn(spec, &[], None)?;
+        let (listening, egress) =
+            tokio::join!(wait_listening(&instance, spec, started), egress.ready());
+        attach_egress(&instance, egress.map_err(StartError::Namespace)?);
         listening?;
         Ok(instance)
     }
 
-    /// Runs one non-web-server invocation: the command with the event in
-    /// `FC_CUSTOM_CONTAINER_EVENT`, until it exits or `timeout` passes.
-    pub async fn run_event(
+    async fn run_event(
         &self,
         spec: &InstanceSpec,
         event: &[u8],
@@ -141,20 +161,98 @@ impl ProcessBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
-        let spawned = self.spawn(
+        let (instance, egress) = self.spawn(
             spec,
             &[("FC_CUSTOM_CONTAINER_EVENT", event)],
             Some(stdout_write),
         )?;
-        let mut instance = Instance::new(spawned.parts, spec.port);
-        instance.set_egress(
-            spawned
-                .egress
-                .ready()
-                .await
-                .map_err(StartError::Namespace)?,
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
         );
         Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
+    }
+
+    /// Kills what a previous run left: instances named by pid files, and their cgroups.
+    fn reap(&self) -> usize {
+        pidfile::reap(&self.config.run_dir)
+            + self.config.cgroups.as_ref().map(|c| c.reap()).unwrap_or(0)
+    }
+
+    /// Removes the (emptied) instance groups and the server's own cgroup directory.
+    fn remove_all(&self) {
+        if let Some(root) = &self.config.cgroups {
+            root.remove();
+        }
+    }
+}
+
+fn attach_egress(instance: &Instance, egress: Option<Egress>) {
+    if let (Some(egress), Some(c)) = (
+        egress,
+        instance.control().as_any().downcast_ref::<ProcessControl>(),
+    ) {
+        let _ = c.egress.set(egress);
+    }
+}
+
+/// A process instance's handles: its process group, its cgroup, its pid file and its
+/// outbound networking.
+struct ProcessControl {
+    pid: u32,
+    pidfile: PathBuf,
+    cgroup: Option<Cgroup>,
+    /// Only held: pasta runs exactly as long as the instance.
+    egress: std::sync::OnceLock<Egress>,
+}
+
+#[async_trait]
+impl Control for ProcessControl {
+    /// Kills the instance's processes at once (its cgroup, and its process group).
+    fn kill(&self) {
+        if let Some(c) = &self.cgroup {
+            c.kill();
+        }
+        sys::kill_group(self.pid as i32, libc::SIGKILL);
+    }
+
+    fn terminate(&self) {
+        sys::kill_group(self.pid as i32, libc::SIGTERM);
+    }
+
+    async fn freeze(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.freeze().await,
+            None => Err(std::io::Error::other(
+                "freezing needs a cgroup v2 mount, which this host lacks",
+            )),
+        }
+    }
+
+    async fn thaw(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.thaw().await,
+            None => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> std::io::Result<InstanceStats> {
+        Ok(self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for ProcessControl {
+    fn drop(&mut self) {
+        if !self.pidfile.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.pidfile);
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            crate::cgroup::remove_in_background(cgroup);
+        }
     }
 }
 

@@ -1,9 +1,32 @@
 //! The only module with `unsafe`: thin wrappers over the namespace, credential and signal
 //! syscalls fcx needs (`unshare`, `setns`, `ioctl`, `setsid`, `setuid`, `prctl`, `kill`).
+//!
+//! Changing a thread's network namespace is safe for memory but a hazard for fcx: a tokio
+//! worker left in an instance's namespace would open every later connection there. So the
+//! namespace changes take an [`OwnThread`], which only [`spawn_namespace_thread`] hands out,
+//! on a thread of its own; what runs between `fork` and `exec` is an `unsafe fn`.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
+
+/// Proof that the code holding it runs on a thread made for one namespace job by
+/// [`spawn_namespace_thread`], never on a tokio worker or another shared thread. Neither
+/// `Send` nor `Sync`, so it cannot leave that thread.
+pub struct OwnThread(PhantomData<*const ()>);
+
+/// Spawns a thread for a job that changes its own namespace; `job` gets the proof.
+pub fn spawn_namespace_thread<F, T>(
+    builder: std::thread::Builder,
+    job: F,
+) -> io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce(&OwnThread) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    builder.spawn(move || job(&OwnThread(PhantomData)))
+}
 
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret == -1 {
@@ -13,8 +36,8 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Moves the calling thread into a new network namespace.
-pub fn unshare_netns() -> io::Result<()> {
+/// Moves the calling thread (one made for it, see [`OwnThread`]) into a new network namespace.
+pub fn unshare_netns(_on: &OwnThread) -> io::Result<()> {
     // SAFETY: unshare only changes the calling thread's namespace membership; no memory is shared.
     check(unsafe { libc::unshare(libc::CLONE_NEWNET) })
 }
@@ -51,7 +74,14 @@ pub fn loopback_up() -> io::Result<()> {
 /// unprivileged user, and die with the thread that spawned it (if fcx is killed).
 ///
 /// Only async-signal-safe syscalls: this runs between `fork` and `exec`.
-pub fn enter_instance(
+///
+/// # Safety
+///
+/// Call it only in a freshly forked child before `exec` (a `pre_exec` hook): it changes the
+/// calling process's namespace, session and credentials for good, which in fcx itself (or on
+/// any thread of a running tokio runtime) would move that thread into the instance's
+/// namespace and drop fcx's privileges.
+unsafe fn enter_instance(
     netns: RawFd,
     uid: u32,
     gid: u32,
@@ -195,10 +225,15 @@ pub fn prepare_instance_command(
     gid: u32,
     cgroup_procs: Option<std::ffi::CString>,
 ) {
-    // SAFETY: the closure only calls async-signal-safe syscalls (see `enter_instance`) and
+    let hook = move || {
+        // SAFETY: pre_exec runs this in the forked child before exec, which is exactly
+        // enter_instance's contract.
+        unsafe { enter_instance(netns, uid, gid, cgroup_procs.as_deref()) }
+    };
+    // SAFETY: the hook only calls async-signal-safe syscalls (see `enter_instance`) and
     // allocates nothing; `netns` stays open in the parent until spawn returns.
     unsafe {
-        cmd.pre_exec(move || enter_instance(netns, uid, gid, cgroup_procs.as_deref()));
+        cmd.pre_exec(hook);
     }
 }
 
@@ -248,8 +283,9 @@ pub fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-/// Moves the calling thread into the network namespace `fd` refers to.
-pub fn setns_net(fd: RawFd) -> io::Result<()> {
+/// Moves the calling thread (one made for it, see [`OwnThread`]) into the network namespace
+/// `fd` refers to.
+pub fn setns_net(_on: &OwnThread, fd: RawFd) -> io::Result<()> {
     // SAFETY: setns only changes the calling thread's namespace membership.
     check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }

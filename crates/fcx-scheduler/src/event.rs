@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fcx_protocol::limits::{self, EVENT_ENV_PAYLOAD_MAX};
-use fcx_protocol::{outcome, FcError};
+use fcx_protocol::outcome;
 use fcx_runtime::body::{self, BodyError};
 
 use crate::pool::Pool;
-use crate::{launch, InvokeRequest, InvokeResponse, Scheduler};
+use crate::{launch, InvokeRequest, InvokeResponse, Scheduler, SchedulerError};
 
 /// How many log lines a failed run's error body carries.
 const ERROR_LOG_LINES: usize = 20;
@@ -18,23 +18,26 @@ pub async fn invoke(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: InvokeRequest,
-) -> Result<InvokeResponse, FcError> {
+) -> Result<InvokeResponse, SchedulerError> {
     let InvokeRequest {
         context: req,
         payload,
     } = req;
     let payload = body::collect(payload).await.map_err(|e| match e {
-        BodyError::TooLarge => FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX),
-        BodyError::Broken(m) => FcError::invalid_argument(m),
+        BodyError::TooLarge => SchedulerError::PayloadTooLarge {
+            limit: limits::SYNC_PAYLOAD_MAX,
+        },
+        BodyError::Broken(m) => SchedulerError::PayloadUnreadable(m),
     })?;
     check_event(&payload)?;
     // Each run is an instance of its own and counts against the server's instance cap.
     let _ticket = sched.budget.take()?;
     let deployed = &pool.deployed;
     let f = &deployed.function;
-    let spec = launch::spec(sched, deployed).await?;
+    let (backend, spec) = launch::spec(sched, deployed).await?;
     let timeout = Duration::from_secs(f.timeout.into());
-    let run = launch::run_event(sched, &spec, &payload, timeout, &req.request_id).await?;
+    let run =
+        launch::run_event(backend.as_ref(), &spec, &payload, timeout, &req.request_id).await?;
     let tail = req.tail_log.then(|| run.log.clone());
     let failure = match run.exit {
         Some(exit) if exit.success() => None,
@@ -67,20 +70,15 @@ pub async fn invoke(
 }
 
 /// The kernel passes the event as one environment string: no NUL bytes, bounded length.
-fn check_event(payload: &[u8]) -> Result<(), FcError> {
+fn check_event(payload: &[u8]) -> Result<(), SchedulerError> {
     if payload.contains(&0) {
-        return Err(FcError::invalid_argument(
-            "payload: a non-web-server function receives its event in the environment \
-             variable FC_CUSTOM_CONTAINER_EVENT, which cannot hold NUL bytes",
-        ));
+        return Err(SchedulerError::EventHasNul);
     }
     if payload.len() > EVENT_ENV_PAYLOAD_MAX {
-        return Err(FcError::invalid_argument(format!(
-            "payload: {} bytes exceed the {EVENT_ENV_PAYLOAD_MAX} bytes the kernel allows in \
-             the environment variable FC_CUSTOM_CONTAINER_EVENT of a non-web-server function",
-            payload.len()
-        ))
-        .with_detail("Limit", EVENT_ENV_PAYLOAD_MAX));
+        return Err(SchedulerError::EventTooLarge {
+            len: payload.len(),
+            limit: EVENT_ENV_PAYLOAD_MAX,
+        });
     }
     Ok(())
 }
@@ -106,6 +104,6 @@ mod tests {
         assert!(check_event(b"a\0b").is_err());
         assert!(check_event(&vec![b'x'; EVENT_ENV_PAYLOAD_MAX]).is_ok());
         let e = check_event(&vec![b'x'; EVENT_ENV_PAYLOAD_MAX + 1]).unwrap_err();
-        assert!(e.message.contains(&EVENT_ENV_PAYLOAD_MAX.to_string()));
+        assert!(e.to_string().contains(&EVENT_ENV_PAYLOAD_MAX.to_string()));
     }
 }

@@ -1,11 +1,14 @@
 //! Runs invocations: per-function instance pools (concurrency slots, de-duplicated cold
 //! starts, the initializer once per instance, crash and timeout replacement), limits that
 //! throttle with FC's 429, minimum instances, idle reclaim and freezing with their lifecycle
-//! hooks, and the mapping of what an instance did into FC's answer. The control plane calls
-//! [`Scheduler::invoke`]; backends start the instances.
+//! hooks, and what an instance did as an answer or a [`SchedulerError`]. The control plane
+//! calls [`Scheduler::invoke`]; the [`Backend`]s in its registry ([`Backends`]) start the
+//! instances.
 
+mod backends;
 mod container;
 mod context;
+mod error;
 mod event;
 mod launch;
 mod lifecycle;
@@ -14,6 +17,8 @@ mod maintain;
 mod pool;
 mod sandbox;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod web;
 
 use std::collections::HashMap;
@@ -21,10 +26,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use fcx_image::ImageStore;
 use fcx_model::Function;
-use fcx_protocol::FcError;
 use fcx_runtime::body::Body;
-use fcx_runtime::{CodeCache, ProcessBackend};
+use fcx_runtime::CodeCache;
+
+pub use crate::backends::Backends;
+pub use crate::error::{Cause, SchedulerError};
+pub use fcx_image::ImageError;
+pub use fcx_runtime::{
+    Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
+};
 
 use crate::limits::{FunctionLimits, InstanceBudget};
 use crate::pool::Pool;
@@ -121,33 +133,31 @@ fn pool_key(name: &str, version: Option<&str>) -> String {
 
 /// Owns every function's instance pool and limits.
 pub struct Scheduler {
-    backend: Arc<ProcessBackend>,
+    backends: Backends,
     code: Arc<CodeCache>,
+    /// The image cache custom-container functions run from (`None`: code packages only).
+    images: Option<Arc<ImageStore>>,
     config: SchedulerConfig,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     limits: Mutex<HashMap<String, Arc<FunctionLimits>>>,
     budget: Arc<InstanceBudget>,
-    /// The OCI backend and image cache (`None`: code packages only).
-    containers: Option<Containers>,
 }
-
-pub use launch::Containers;
 
 impl Scheduler {
     pub fn new(
-        backend: ProcessBackend,
+        backends: Backends,
         code: CodeCache,
         config: SchedulerConfig,
-        containers: Option<Containers>,
+        images: Option<Arc<ImageStore>>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            backend: Arc::new(backend),
+            backends,
             code: Arc::new(code),
+            images,
             budget: InstanceBudget::new(config.max_instances),
             config,
             pools: Mutex::default(),
             limits: Mutex::default(),
-            containers,
         })
     }
 
@@ -165,15 +175,17 @@ impl Scheduler {
         Arc::clone(limits.entry(name.to_owned()).or_default())
     }
 
-    fn pool(&self, name: &str) -> Result<Arc<Pool>, FcError> {
+    fn pool(&self, name: &str) -> Result<Arc<Pool>, SchedulerError> {
         self.pools()
             .get(name)
             .cloned()
-            .ok_or_else(|| FcError::function_not_found(name))
+            .ok_or_else(|| SchedulerError::FunctionNotFound {
+                function: name.to_owned(),
+            })
     }
 
     /// The pool of `version` of `name` (LATEST for `None`).
-    fn version_pool(&self, name: &str, version: Option<&str>) -> Result<Arc<Pool>, FcError> {
+    fn version_pool(&self, name: &str, version: Option<&str>) -> Result<Arc<Pool>, SchedulerError> {
         match version {
             None => self.pool(name),
             Some(v) => {
@@ -181,12 +193,14 @@ impl Scheduler {
                 let pool = self.pools().get(&pool_key(name, Some(v))).cloned();
                 pool.ok_or_else(|| {
                     if self.has_function(name) {
-                        FcError::new(
-                            fcx_protocol::ErrorCode::VersionNotFound,
-                            format!("version '{v}' of function '{name}' does not exist"),
-                        )
+                        SchedulerError::VersionNotFound {
+                            function: name.to_owned(),
+                            version: v.to_owned(),
+                        }
                     } else {
-                        FcError::function_not_found(name)
+                        SchedulerError::FunctionNotFound {
+                            function: name.to_owned(),
+                        }
                     }
                 })
             }
@@ -262,7 +276,7 @@ impl Scheduler {
     }
 
     /// Live instances of a function.
-    pub fn list_instances(&self, name: &str) -> Result<Vec<InstanceInfo>, FcError> {
+    pub fn list_instances(&self, name: &str) -> Result<Vec<InstanceInfo>, SchedulerError> {
         let pool = self.pool(name)?;
         Ok(pool
             .slots()
@@ -289,20 +303,36 @@ impl Scheduler {
         for task in stopping {
             let _ = task.await;
         }
-        // Container teardowns run in the background when instances drop; finish them (and
-        // anything they missed) before the server removes its run directory.
-        if let Some(c) = &self.containers {
-            let backend = Arc::clone(&c.backend);
-            let _ = tokio::task::spawn_blocking(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                backend.remove_all()
-            })
-            .await;
-        }
+        // Teardowns run in the background when instances drop; finish them (and anything
+        // they missed) before the server removes its run directory. Last registered first:
+        // the process backend's cgroup root holds the other backends' groups.
+        let backends = self.backends.all().to_vec();
+        let _ = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            backends.iter().rev().for_each(|b| b.remove_all());
+        })
+        .await;
+    }
+
+    /// Memory and CPU use of the live instances of function `name` (LATEST), by instance id.
+    pub fn instance_stats(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, std::io::Result<fcx_runtime::InstanceStats>)>, SchedulerError> {
+        let pool = self.pool(name)?;
+        Ok(pool
+            .slots()
+            .into_iter()
+            .map(|s| (s.instance.id.clone(), s.backend.stats(&s.instance)))
+            .collect())
     }
 
     /// Runs one synchronous invocation of function `name` (LATEST).
-    pub async fn invoke(&self, name: &str, req: InvokeRequest) -> Result<InvokeResponse, FcError> {
+    pub async fn invoke(
+        &self,
+        name: &str,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, SchedulerError> {
         self.invoke_version(name, None, req).await
     }
 
@@ -312,11 +342,12 @@ impl Scheduler {
         name: &str,
         version: Option<&str>,
         req: InvokeRequest,
-    ) -> Result<InvokeResponse, FcError> {
+    ) -> Result<InvokeResponse, SchedulerError> {
         let pool = self.version_pool(name, version)?;
-        let _admission = pool.limits.admit(name)?;
+        // Held until the answer's last byte: a streamed answer is still in flight.
+        let admission = pool.limits.admit(name)?;
         if pool.deployed.function.web_server_mode() {
-            web::invoke(self, &pool, req).await
+            web::invoke(self, &pool, req, admission).await
         } else {
             event::invoke(self, &pool, req).await
         }

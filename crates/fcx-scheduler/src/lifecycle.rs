@@ -92,7 +92,7 @@ pub async fn stop(slot: Arc<Slot>, grace: Duration) {
         }
     }
     let _ = thaw_if_frozen(&slot).await;
-    slot.instance.stop(grace).await;
+    slot.backend.stop(&slot.instance, grace).await;
 }
 
 pub fn stop_in_background(slot: Arc<Slot>) {
@@ -106,7 +106,7 @@ pub async fn thaw_if_frozen(slot: &Slot) -> std::io::Result<()> {
     }
     let _power = slot.power.lock().await;
     if slot.frozen.load(Ordering::Acquire) {
-        slot.instance.thaw().await?;
+        slot.backend.thaw(&slot.instance).await?;
         slot.frozen.store(false, Ordering::Release);
     }
     Ok(())
@@ -133,7 +133,7 @@ pub async fn freeze(slot: &Slot, is_idle: impl Fn() -> bool) -> HookOutcome {
             other => return other,
         }
     }
-    match slot.instance.freeze().await {
+    match slot.backend.freeze(&slot.instance).await {
         Ok(()) => {
             slot.frozen.store(true, Ordering::Release);
             HookOutcome::Ok

@@ -1,10 +1,10 @@
 //! Admission limits: a function's reserved concurrency and the server-wide instance cap.
-//! Both refuse at once with FC's 429 `ResourceExhausted`, never queue.
+//! Both refuse at once (the gateway answers FC's 429 `ResourceExhausted`), never queue.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fcx_protocol::{ErrorCode, FcError};
+use crate::SchedulerError;
 
 /// No reserved concurrency configured.
 const UNLIMITED: u64 = u64::MAX;
@@ -46,19 +46,24 @@ impl FunctionLimits {
     }
 
     /// Admits one request, or refuses it when the function's reserved concurrency is in use.
-    pub fn admit(self: &Arc<Self>, function: &str) -> Result<Admission, FcError> {
+    pub fn admit(self: &Arc<Self>, function: &str) -> Result<Admission, SchedulerError> {
         let before = self.inflight.fetch_add(1, Ordering::AcqRel);
         let reserved = self.reserved.load(Ordering::Acquire);
         if u64::from(before) >= reserved {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return Err(throttled(format!(
-                "Reserved concurrency of function '{function}' exhausted: \
-                 reservedConcurrency is {reserved} and {before} requests are in flight"
-            ))
-            .with_detail("Limit", reserved)
-            .with_detail("LimitName", "reservedConcurrency"));
+            return Err(SchedulerError::ReservedConcurrency {
+                function: function.to_owned(),
+                reserved,
+                inflight: before,
+            });
         }
         Ok(Admission(Arc::clone(self)))
+    }
+
+    /// Requests of the function in flight now.
+    #[cfg(test)]
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Acquire)
     }
 }
 
@@ -92,26 +97,14 @@ impl InstanceBudget {
         self.used.load(Ordering::Acquire)
     }
 
-    pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, FcError> {
+    pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, SchedulerError> {
         let before = self.used.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {
             self.used.fetch_sub(1, Ordering::AcqRel);
-            return Err(throttled(format!(
-                "Instance limit of this fcx server reached: {} instances are running \
-                 (server flag --max-instances)",
-                self.max
-            ))
-            .with_detail("Limit", self.max)
-            .with_detail("LimitName", "maxInstances"));
+            return Err(SchedulerError::InstanceLimit { max: self.max });
         }
         Ok(InstanceTicket(Arc::clone(self)))
     }
-}
-
-fn throttled(message: String) -> FcError {
-    let mut e = FcError::new(ErrorCode::ResourceExhausted, message);
-    e.retry_after = Some(1);
-    e
 }
 
 #[cfg(test)]
@@ -125,13 +118,12 @@ mod tests {
         let a = l.admit("f").unwrap();
         let _b = l.admit("f").unwrap();
         let e = l.admit("f").err().unwrap();
-        assert_eq!(e.code, ErrorCode::ResourceExhausted);
-        assert_eq!(e.retry_after, Some(1));
+        assert!(e.is_throttle(), "{e}");
         assert!(
-            e.message.contains("reservedConcurrency is 2"),
-            "{}",
-            e.message
+            matches!(e, SchedulerError::ReservedConcurrency { reserved: 2, .. }),
+            "{e:?}"
         );
+        assert!(e.to_string().contains("reservedConcurrency is 2"), "{e}");
         drop(a);
         assert!(l.admit("f").is_ok());
     }

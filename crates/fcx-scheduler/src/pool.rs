@@ -7,10 +7,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fcx_runtime::Instance;
+use fcx_runtime::{Backend, Instance};
 use tokio::sync::Notify;
+// tokio's clock (the real one outside tests), so tests can move it forward.
+use tokio::time::Instant;
 
 use crate::lifecycle::HookContext;
 use crate::limits::{FunctionLimits, InstanceTicket};
@@ -19,6 +21,8 @@ use crate::Deployed;
 /// An instance in a pool.
 pub struct Slot {
     pub instance: Instance,
+    /// The backend that started it, which stops, freezes and thaws it.
+    pub backend: Arc<dyn Backend>,
     dead: AtomicBool,
     /// Set once `/pre-stop` was called (it is called at most once per instance).
     pub(crate) pre_stop_called: AtomicBool,
@@ -36,12 +40,14 @@ pub struct Slot {
 impl Slot {
     pub fn new(
         instance: Instance,
+        backend: Arc<dyn Backend>,
         ticket: InstanceTicket,
         provisioned: bool,
         hooks: Arc<HookContext>,
     ) -> Slot {
         Slot {
             instance,
+            backend,
             dead: AtomicBool::new(false),
             pre_stop_called: AtomicBool::new(false),
             frozen: AtomicBool::new(false),

@@ -1,17 +1,18 @@
-//! Pre-created sandboxes: for each deployed custom-container function in web-server mode, a
-//! few containers created ahead of demand (namespace, egress, rootfs, cgroup, the runtime's
-//! container) and stopped just before the function's process starts, so a cold start only
-//! starts the process. Refilled by the maintenance loop after use; bounded per function and
+//! Pre-created sandboxes: for each deployed web-server function whose backend makes them
+//! (`Backend::prepare`; the OCI backend: namespace, egress, rootfs, cgroup, the runtime's
+//! container, stopped just before the function's process starts), a few made ahead of
+//! demand, so a cold start only starts the process. Refilled by the maintenance loop after use; bounded per function and
 //! per server, so idle functions hold a fixed, small amount of memory.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fcx_runtime::Sandbox;
+use tokio::time::Instant;
 
 use crate::pool::Pool;
-use crate::{launch, Scheduler};
+use crate::{launch, Scheduler, SchedulerError};
 
 /// How long a function whose sandbox could not be made (image missing, say) waits before
 /// the next attempt: invocations report the error; the loop must not hammer the registry.
@@ -53,15 +54,16 @@ impl Sandboxes {
     }
 }
 
-/// Whether `pool`'s function runs from pre-created sandboxes.
+/// Whether `pool`'s function runs from pre-created sandboxes: its backend makes them and it
+/// runs in web-server mode.
 fn wants_sandboxes(sched: &Scheduler, pool: &Pool) -> bool {
-    let f = &pool.deployed.function;
     sched.config.sandboxes_per_function > 0
-        && sched.containers.is_some()
-        && f.custom_container_config
-            .as_ref()
-            .is_some_and(|c| c.web_server_mode)
+        && pool.deployed.function.web_server_mode()
         && !pool.is_retired()
+        && sched
+            .backends
+            .for_function(&pool.deployed)
+            .is_ok_and(|b| b.prepares_sandboxes())
 }
 
 /// Starts making a sandbox for `pool` when it has fewer than it should and the server
@@ -105,14 +107,7 @@ pub fn top_up(sched: &Arc<Scheduler>, pool: &Arc<Pool>, server_total: usize) -> 
     true
 }
 
-async fn make(sched: &Scheduler, pool: &Pool) -> Result<Sandbox, String> {
-    let spec = launch::spec(sched, &pool.deployed)
-        .await
-        .map_err(|e| e.to_string())?;
-    let containers = sched.containers.as_ref().ok_or("no OCI backend")?;
-    containers
-        .backend
-        .prepare(&spec)
-        .await
-        .map_err(|e| e.to_string())
+async fn make(sched: &Scheduler, pool: &Pool) -> Result<Sandbox, SchedulerError> {
+    let (backend, spec) = launch::spec(sched, &pool.deployed).await?;
+    Ok(backend.prepare(&spec).await?)
 }

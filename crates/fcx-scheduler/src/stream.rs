@@ -1,6 +1,7 @@
 //! The streamed answer of an invocation: forwards the instance's response body as it comes,
-//! keeps the request's concurrency slot until the last byte, enforces the function timeout
-//! on the body too, and writes the request's end marker into the instance log when done.
+//! keeps the request's concurrency slot and its reserved-concurrency admission until the
+//! last byte, enforces the function timeout on the body too, and writes the request's end
+//! marker into the instance log when done.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use fcx_runtime::ResponseBody;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::limits::Admission;
 use crate::pool::Lease;
 
 pub struct InvocationBody {
@@ -22,6 +24,9 @@ pub struct InvocationBody {
     /// common case registers no timer.
     timer: Option<Pin<Box<Sleep>>>,
     lease: Option<Lease>,
+    /// The request's place in its function's reserved concurrency: the request is in
+    /// flight until its answer's last byte.
+    admission: Option<Admission>,
     request_id: String,
     timeout_secs: u32,
 }
@@ -30,6 +35,7 @@ impl InvocationBody {
     pub fn new(
         inner: ResponseBody,
         lease: Lease,
+        admission: Admission,
         deadline: Instant,
         request_id: String,
         timeout_secs: u32,
@@ -39,13 +45,15 @@ impl InvocationBody {
             deadline,
             timer: None,
             lease: Some(lease),
+            admission: Some(admission),
             request_id,
             timeout_secs,
         }
     }
 
-    /// Ends the request: end marker, slot released.
+    /// Ends the request: end marker, slot and admission released.
     fn finish(&mut self) {
+        self.admission.take();
         if let Some(lease) = self.lease.take() {
             lease
                 .slot

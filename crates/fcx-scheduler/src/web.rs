@@ -1,19 +1,23 @@
 //! Web-server mode: a pooled instance answers `POST /initialize` once and `POST /invoke` per
-//! event; its answer, a crash, or a timeout becomes FC's response.
+//! event; its answer, a crash, or a timeout becomes the response or a [`SchedulerError`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fcx_protocol::headers::control_path;
-use fcx_protocol::{limits, logs, outcome, ErrorCode, FcError, Outcome};
+use fcx_protocol::{limits, logs, outcome, Outcome};
 use fcx_runtime::body::{self, Body};
-use fcx_runtime::{CallError, Instance};
+use fcx_runtime::{Backend, CallError, Instance};
 use http_body_util::BodyExt;
 
+use crate::error::Cause;
 use crate::lifecycle::{self, HookContext};
+use crate::limits::Admission;
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
 use crate::stream::InvocationBody;
-use crate::{context, launch, CallContext, InvokeRequest, InvokeResponse, Scheduler};
+use crate::{
+    context, launch, CallContext, InvokeRequest, InvokeResponse, Scheduler, SchedulerError,
+};
 
 /// How long fcx waits for a process whose connection broke to report its exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -22,7 +26,8 @@ pub async fn invoke(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: InvokeRequest,
-) -> Result<InvokeResponse, FcError> {
+    admission: Admission,
+) -> Result<InvokeResponse, SchedulerError> {
     let InvokeRequest {
         context: req,
         payload,
@@ -43,11 +48,13 @@ pub async fn invoke(
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
         Ok(Err(CallError::RequestTooLarge)) => {
             log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(FcError::entity_too_large(limits::SYNC_PAYLOAD_MAX));
+            return Err(SchedulerError::PayloadTooLarge {
+                limit: limits::SYNC_PAYLOAD_MAX,
+            });
         }
         Ok(Err(e)) => {
             log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(broken_connection(pool, &lease, e.to_string()).await);
+            return Err(broken_connection(pool, &lease, Box::new(e)).await);
         }
         Ok(Ok(resp)) => resp,
     };
@@ -65,8 +72,16 @@ pub async fn invoke(
     let error_type = failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR);
     let instance_id = instance.id.clone();
     if !req.tail_log && !failed {
-        // The common case streams the answer; the lease is held until it has been sent.
-        let body = InvocationBody::new(resp.into_body(), lease, deadline, rid, timeout_secs);
+        // The common case streams the answer; the lease and the admission are held until it
+        // has been sent.
+        let body = InvocationBody::new(
+            resp.into_body(),
+            lease,
+            admission,
+            deadline,
+            rid,
+            timeout_secs,
+        );
         return Ok(InvokeResponse {
             body: body.boxed_unsync(),
             content_type,
@@ -80,7 +95,7 @@ pub async fn invoke(
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
         Ok(Err(e)) => {
             log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(broken_connection(pool, &lease, e.to_string()).await);
+            return Err(broken_connection(pool, &lease, Box::new(e)).await);
         }
         Ok(Ok(bytes)) => bytes,
     };
@@ -125,13 +140,13 @@ async fn timed_out(
 /// Why an invocation ends before `/invoke` is called.
 enum Stop {
     /// A platform error (4xx/5xx).
-    Error(FcError),
+    Error(SchedulerError),
     /// A function error answered as FC does (a failed initializer).
     Respond(InvokeResponse),
 }
 
-impl From<FcError> for Stop {
-    fn from(e: FcError) -> Stop {
+impl From<SchedulerError> for Stop {
+    fn from(e: SchedulerError) -> Stop {
         Stop::Error(e)
     }
 }
@@ -145,32 +160,27 @@ async fn lease(
 ) -> Result<(Lease, Option<Vec<u8>>), Stop> {
     let deadline = tokio::time::Instant::now() + sched.config.start_timeout;
     match pool.acquire(deadline).await {
-        None => Err(Stop::Error(FcError::new(
-            ErrorCode::FunctionNotStarted,
-            format!(
-                "The CA's http server cannot be started: no instance of function '{}' became \
-                 ready within the start timeout of {}s",
-                pool.deployed.function.function_name,
-                sched.config.start_timeout.as_secs()
-            ),
-        ))),
+        None => Err(Stop::Error(SchedulerError::NoInstanceReady {
+            function: pool.deployed.function.function_name.clone(),
+            start_timeout: sched.config.start_timeout,
+        })),
         Some(Acquired::Warm(lease)) => {
-            if let Err(e) = lifecycle::thaw_if_frozen(&lease.slot).await {
+            if let Err(source) = lifecycle::thaw_if_frozen(&lease.slot).await {
                 pool.discard(&lease.slot);
-                return Err(Stop::Error(FcError::internal(format!(
-                    "cannot thaw instance {}: {e}",
-                    lease.slot.instance.id
-                ))));
+                return Err(Stop::Error(SchedulerError::Thaw {
+                    instance: lease.slot.instance.id.clone(),
+                    source,
+                }));
             }
             Ok((lease, None))
         }
         Some(Acquired::Start(permit)) => {
             let ticket = sched.budget.take()?;
-            let (instance, init_log) = start_instance(sched, pool, req).await?;
-            let slot = Slot::new(instance, ticket, false, hook_context(sched, pool));
+            let (backend, instance, init_log) = start_instance(sched, pool, req).await?;
+            let slot = Slot::new(instance, backend, ticket, false, hook_context(sched, pool));
             match permit.complete(slot) {
                 Some(lease) => Ok((lease, init_log)),
-                None => Err(Stop::Error(FcError::internal(
+                None => Err(Stop::Error(SchedulerError::Internal(
                     "started instance was not leased",
                 ))),
             }
@@ -185,20 +195,23 @@ fn hook_context(sched: &Scheduler, pool: &Pool) -> Arc<HookContext> {
     })
 }
 
+/// The backend and the instance it started, with the initializer's log when one ran.
+type Started = (Arc<dyn Backend>, Instance, Option<Vec<u8>>);
+
 /// Unpacks the code (once per package), starts an instance, and runs its initializer.
 async fn start_instance(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
-) -> Result<(Instance, Option<Vec<u8>>), Stop> {
+) -> Result<Started, Stop> {
     let deployed = &pool.deployed;
-    let spec = launch::spec(sched, deployed).await?;
-    let instance = launch::start(sched, pool, &spec).await?;
+    let (backend, spec) = launch::spec(sched, deployed).await?;
+    let instance = launch::start(backend.as_ref(), pool, &spec).await?;
     let init_log = match deployed.function.initializer() {
         Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,
     };
-    Ok((instance, init_log))
+    Ok((backend, instance, init_log))
 }
 
 /// Starts one provisioned instance (no request waits on it) under `permit`.
@@ -206,19 +219,24 @@ pub async fn start_provisioned(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     permit: StartPermit,
-) -> Result<(), FcError> {
+) -> Result<(), SchedulerError> {
     let result = async {
         let ticket = sched.budget.take()?;
         let req = CallContext::internal();
-        let (instance, _) = start_instance(sched, pool, &req)
-            .await
-            .map_err(|s| match s {
-                Stop::Error(e) => e,
-                Stop::Respond(_) => {
-                    FcError::internal("the initializer failed; the instance log has its output")
-                }
-            })?;
-        Ok(Slot::new(instance, ticket, true, hook_context(sched, pool)))
+        let (backend, instance, _) =
+            start_instance(sched, pool, &req)
+                .await
+                .map_err(|s| match s {
+                    Stop::Error(e) => e,
+                    Stop::Respond(_) => SchedulerError::ProvisionedInitializerFailed,
+                })?;
+        Ok(Slot::new(
+            instance,
+            backend,
+            ticket,
+            true,
+            hook_context(sched, pool),
+        ))
     }
     .await;
     match result {
@@ -253,8 +271,12 @@ async fn initialize(
         Err(_) => format!("Function initialization time out after {timeout_secs} seconds"),
         Ok(Err(e)) => {
             return Err(Stop::Error(match instance.wait_exit(EXIT_GRACE).await {
-                Some(exit) => process_exited(exit, &log.recent(2048)),
-                None => FcError::new(ErrorCode::BadResponse, format!("initializer: {e}")),
+                Some(exit) => SchedulerError::ProcessExited {
+                    exit,
+                    logs: log.recent(2048),
+                    instance_id: None,
+                },
+                None => SchedulerError::InitializerBroken(e),
             }))
         }
         Ok(Ok(resp)) => {
@@ -296,36 +318,27 @@ fn function_error(
     }
 }
 
-/// The connection to the instance broke mid-request: a crash (502 ProcessExited) or a server
-/// that closed the connection (502 BadResponse). Either way the instance is replaced.
-async fn broken_connection(pool: &Pool, lease: &Lease, cause: String) -> FcError {
+/// The connection to the instance broke mid-request: a crash (the process exited) or a
+/// server that closed the connection. Either way the instance is replaced.
+async fn broken_connection(pool: &Pool, lease: &Lease, cause: Cause) -> SchedulerError {
     let instance = &lease.slot.instance;
     let exit = instance.wait_exit(EXIT_GRACE).await;
     pool.discard(&lease.slot);
     instance.log().settle().await;
     let logs = instance.log().recent(2048);
+    let instance_id = instance.id.clone();
     match exit {
-        Some(exit) => process_exited(exit, &logs),
-        None => FcError::new(
-            ErrorCode::BadResponse,
-            format!("the function's server broke the connection before answering: {cause}"),
-        )
-        .with_detail("Logs", logs),
+        Some(exit) => SchedulerError::ProcessExited {
+            exit,
+            logs,
+            instance_id: Some(instance_id),
+        },
+        None => SchedulerError::ConnectionBroken {
+            source: cause,
+            logs,
+            instance_id,
+        },
     }
-    .with_detail("InstanceId", instance.id.clone())
-}
-
-fn process_exited(exit: fcx_runtime::ExitReason, logs: &str) -> FcError {
-    // The kernel's OOM kill has its own code: the fix is memorySize, not the code.
-    let code = match exit {
-        fcx_runtime::ExitReason::OutOfMemory(_) => ErrorCode::MemoryLimitExceeded,
-        _ => ErrorCode::ProcessExited,
-    };
-    FcError::new(
-        code,
-        format!("Process exited unexpectedly before completing request ({exit})"),
-    )
-    .with_detail("Logs", logs.to_owned())
 }
 
 fn request(pool: &Pool, req: &CallContext, path: &'static str, body: Body) -> http::Request<Body> {

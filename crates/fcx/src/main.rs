@@ -186,6 +186,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         pids_limit: args.pids_limit,
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
+        async_error_text: fcx_gateway::error::async_error_text,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -144,16 +144,16 @@ fn try_overlay(dir: &Path) -> Result<(), String> {
 /// Creates a network namespace in a throwaway thread (so no other thread changes namespace)
 /// and brings its loopback up, as every instance's sandbox does.
 pub fn network_namespace() -> Result<(), String> {
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("host-check-netns".into())
-        .stack_size(64 * 1024)
-        .spawn(|| {
-            sys::unshare_netns().map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
-            sys::loopback_up().map_err(|e| format!("bringing lo up in a new namespace: {e}"))
-        })
-        .map_err(|e| format!("spawning a thread: {e}"))?
-        .join()
-        .unwrap_or_else(|_| Err("the namespace probe thread panicked".to_string()))
+        .stack_size(64 * 1024);
+    sys::spawn_namespace_thread(thread, |own| {
+        sys::unshare_netns(own).map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        sys::loopback_up().map_err(|e| format!("bringing lo up in a new namespace: {e}"))
+    })
+    .map_err(|e| format!("spawning a thread: {e}"))?
+    .join()
+    .unwrap_or_else(|_| Err("the namespace probe thread panicked".to_string()))
 }
 
 #[cfg(test)]

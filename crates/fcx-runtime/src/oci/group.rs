@@ -113,6 +113,28 @@ impl InstanceGroup {
         }
     }
 
+    /// Current and peak memory use of the instance (bytes), from the group with its limit.
+    pub fn memory_usage(&self) -> (Option<u64>, Option<u64>) {
+        let Some((dir, v2)) = &self.memory_dir else {
+            return (None, None);
+        };
+        let read = |file: &str| -> Option<u64> {
+            std::fs::read_to_string(dir.join(file))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        if *v2 {
+            (read("memory.current"), read("memory.peak"))
+        } else {
+            (
+                read("memory.usage_in_bytes"),
+                read("memory.max_usage_in_bytes"),
+            )
+        }
+    }
+
     /// Removes the group (and a container group the runtime left) in every hierarchy.
     pub fn remove(&self) {
         for h in hierarchies() {

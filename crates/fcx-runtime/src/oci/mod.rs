@@ -15,18 +15,22 @@ mod user;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use container::Container;
 
-use crate::egress::PendingEgress;
-use crate::instance::{Instance, Parts, Spawned};
+use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
+use crate::cgroup::Cgroup;
+use crate::egress::{Egress, PendingEgress};
+use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
-use crate::{process, StartError, StartFailure};
+use crate::{process, sys, StartError, StartFailure};
 
 /// Where the OCI backend keeps its files and which runtime it drives.
 #[derive(Debug, Clone)]
@@ -55,18 +59,6 @@ pub struct OciBackend {
     cat: PathBuf,
 }
 
-/// A container created ahead of demand (see [`OciBackend::prepare`]). Dropping it removes it.
-pub struct Sandbox {
-    instance: Instance,
-}
-
-impl Sandbox {
-    /// Whether its runtime died while it waited (it is then useless).
-    pub fn is_dead(&self) -> bool {
-        self.instance.exited().is_some()
-    }
-}
-
 impl OciBackend {
     pub fn new(config: OciConfig) -> OciBackend {
         let state_root = config.run_dir.join("oci-state");
@@ -89,7 +81,7 @@ impl OciBackend {
     /// Removes what a previous run of this server left: containers in its runtime state
     /// root, overlay mounts and bundles under its run dir, writable layers, cgroups.
     /// Returns how many containers were still there.
-    pub fn reap(&self) -> usize {
+    fn reap_leftovers(&self) -> usize {
         let mut reaped = 0;
         if let Ok(entries) = std::fs::read_dir(&self.state_root) {
             for e in entries.flatten() {
@@ -120,117 +112,8 @@ impl OciBackend {
         reaped
     }
 
-    /// Clean shutdown: everything [`OciBackend::reap`] removes, and the server's own groups.
-    pub fn remove_all(&self) {
-        self.reap();
-        group::remove_root(&self.cgroup_root());
-    }
-
     fn cgroup_root(&self) -> PathBuf {
         Path::new("fcx").join(&self.config.prefix)
-    }
-
-    /// Starts a web-server instance and waits until it listens on `0.0.0.0:<port>`.
-    pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, StartError> {
-        let started = Instant::now();
-        let spawned = self.spawn(spec, &[], None, false).await?;
-        let mut instance = Instance::new(spawned.parts, spec.port);
-        let (listening, egress) = tokio::join!(
-            process::wait_listening(&instance, spec, started),
-            spawned.egress.ready()
-        );
-        instance.set_egress(egress.map_err(StartError::Namespace)?);
-        match listening {
-            Ok(()) => Ok(instance),
-            Err(e) => Err(explain(e, &instance)),
-        }
-    }
-
-    /// Creates a sandbox ahead of demand: namespace, egress, rootfs, cgroup, bundle and the
-    /// runtime's container, stopped just before the function's process would start.
-    pub async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
-        let spawned = self.spawn(spec, &[], None, true).await?;
-        let mut instance = Instance::new(spawned.parts, spec.port);
-        instance.set_egress(
-            spawned
-                .egress
-                .ready()
-                .await
-                .map_err(StartError::Namespace)?,
-        );
-        Ok(Sandbox { instance })
-    }
-
-    /// Starts a sandbox made by [`OciBackend::prepare`] for `spec` and waits until its
-    /// server listens: the cold start left is the function's own.
-    pub async fn start_prepared(
-        &self,
-        sandbox: Sandbox,
-        spec: &InstanceSpec,
-    ) -> Result<Instance, StartError> {
-        let started = Instant::now();
-        let instance = sandbox.instance;
-        let container = instance.container().ok_or_else(|| {
-            StartError::failed(StartFailure::Sandbox, "the sandbox has no container".into())
-        })?;
-        // The hook waits on the gate within milliseconds of `prepare`; wait (bounded) in
-        // case this sandbox is younger than that.
-        let mut delay = Duration::from_micros(200);
-        loop {
-            match container.open_gate() {
-                Ok(()) => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && instance.exited().is_none() => {
-                    if started.elapsed() > spec.start_timeout {
-                        return Err(StartError::failed(
-                            StartFailure::Sandbox,
-                            "the pre-created sandbox never reached its start gate".into(),
-                        ));
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(5));
-                }
-                Err(e) => {
-                    return Err(StartError::failed(
-                        StartFailure::Sandbox,
-                        format!("cannot open the sandbox's start gate: {e}"),
-                    ))
-                }
-            }
-        }
-        match process::wait_listening(&instance, spec, started).await {
-            Ok(()) => Ok(instance),
-            Err(e) => Err(explain(e, &instance)),
-        }
-    }
-
-    /// Runs one non-web-server invocation: a container with the event in
-    /// `FC_CUSTOM_CONTAINER_EVENT`, until it exits or `timeout` passes.
-    pub async fn run_event(
-        &self,
-        spec: &InstanceSpec,
-        event: &[u8],
-        timeout: Duration,
-        request_id: &str,
-    ) -> Result<EventOutcome, StartError> {
-        let (stdout_read, stdout_write) = crate::sys::pipe().map_err(StartError::Namespace)?;
-        let spawned = self
-            .spawn(
-                spec,
-                &[("FC_CUSTOM_CONTAINER_EVENT", event)],
-                Some(stdout_write),
-                false,
-            )
-            .await?;
-        let mut instance = Instance::new(spawned.parts, spec.port);
-        instance.set_egress(
-            spawned
-                .egress
-                .ready()
-                .await
-                .map_err(StartError::Namespace)?,
-        );
-        let outcome = process::run_to_exit(instance, stdout_read, timeout, request_id).await;
-        Ok(outcome)
     }
 
     async fn spawn(
@@ -239,7 +122,7 @@ impl OciBackend {
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
         gated: bool,
-    ) -> Result<Spawned, StartError> {
+    ) -> Result<(Instance, PendingEgress), StartError> {
         let c = spec.container.as_ref().ok_or_else(|| {
             StartError::failed(
                 StartFailure::Sandbox,
@@ -365,8 +248,8 @@ impl OciBackend {
             .store(pid, std::sync::atomic::Ordering::Release);
         let (exit_tx, exit_rx) = watch::channel(None);
         let memory_mb = c.memory_mb;
-        let container = std::sync::Arc::new(container);
-        let watcher = std::sync::Arc::clone(&container);
+        let container = Arc::new(container);
+        let watcher = Arc::clone(&container);
         tokio::spawn(async move {
             let reason = match child.wait().await {
                 Ok(status) => runtime_exit(ExitReason::from_status(status)),
@@ -381,20 +264,68 @@ impl OciBackend {
             };
             let _ = exit_tx.send(Some(reason));
         });
-        Ok(Parts {
+        let control = OciControl {
+            runtime_pid: pid,
+            cgroup: container.group.container_v2_dir().map(Cgroup::existing),
+            container,
+            exit: exit_rx.clone(),
+            egress: OnceLock::new(),
+        };
+        let instance = Instance::new(InstanceParts {
             id,
-            pid,
-            netns,
+            dial: Dial::Netns {
+                netns,
+                port: spec.port,
+            },
             log,
             exit: exit_rx,
-            pidfile: PathBuf::new(),
-            cgroup: container
-                .group
-                .container_v2_dir()
-                .map(crate::cgroup::Cgroup::existing),
-            container: Some(container),
+            control: Box::new(control),
+        });
+        Ok((instance, egress))
+    }
+
+    /// Starts a sandbox made by [`Backend::prepare`] and waits until its server listens:
+    /// the cold start left is the function's own.
+    async fn start_prepared(
+        &self,
+        sandbox: Sandbox,
+        spec: &InstanceSpec,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let instance = sandbox.into_instance();
+        let container = &control_of(&instance)
+            .ok_or_else(|| {
+                StartError::failed(StartFailure::Sandbox, "the sandbox has no container".into())
+            })?
+            .container;
+        // The hook waits on the gate within milliseconds of `prepare`; wait (bounded) in
+        // case this sandbox is younger than that.
+        let mut delay = Duration::from_micros(200);
+        loop {
+            match container.open_gate() {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && instance.exited().is_none() => {
+                    if started.elapsed() > spec.start_timeout {
+                        return Err(StartError::failed(
+                            StartFailure::Sandbox,
+                            "the pre-created sandbox never reached its start gate".into(),
+                        ));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(StartError::failed(
+                        StartFailure::Sandbox,
+                        format!("cannot open the sandbox's start gate: {e}"),
+                    ))
+                }
+            }
         }
-        .with_egress(egress))
+        match process::wait_listening(&instance, spec, started).await {
+            Ok(()) => Ok(instance),
+            Err(e) => Err(explain(e, &instance)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -457,6 +388,169 @@ impl OciBackend {
         });
         let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(container.bundle.join("config.json"), text).map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl Backend for OciBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Oci
+    }
+
+    fn prepares_sandboxes(&self) -> bool {
+        true
+    }
+
+    /// Creates a sandbox ahead of demand: namespace, egress, rootfs, cgroup, bundle and the
+    /// runtime's container, stopped just before the function's process would start.
+    async fn prepare(&self, spec: &InstanceSpec) -> Result<Sandbox, StartError> {
+        let (instance, egress) = self.spawn(spec, &[], None, true).await?;
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
+        );
+        Ok(Sandbox::new(instance))
+    }
+
+    /// Starts a web-server instance (from a pre-created sandbox when given) and waits until
+    /// it listens on `0.0.0.0:<port>`.
+    async fn start(
+        &self,
+        spec: &InstanceSpec,
+        sandbox: Option<Sandbox>,
+    ) -> Result<Instance, StartError> {
+        if let Some(sandbox) = sandbox {
+            return self.start_prepared(sandbox, spec).await;
+        }
+        let started = Instant::now();
+        let (instance, egress) = self.spawn(spec, &[], None, false).await?;
+        let (listening, egress) = tokio::join!(
+            process::wait_listening(&instance, spec, started),
+            egress.ready()
+        );
+        attach_egress(&instance, egress.map_err(StartError::Namespace)?);
+        match listening {
+            Ok(()) => Ok(instance),
+            Err(e) => Err(explain(e, &instance)),
+        }
+    }
+
+    /// Runs one non-web-server invocation: a container with the event in
+    /// `FC_CUSTOM_CONTAINER_EVENT`, until it exits or `timeout` passes.
+    async fn run_event(
+        &self,
+        spec: &InstanceSpec,
+        event: &[u8],
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<EventOutcome, StartError> {
+        let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
+        let (instance, egress) = self
+            .spawn(
+                spec,
+                &[("FC_CUSTOM_CONTAINER_EVENT", event)],
+                Some(stdout_write),
+                false,
+            )
+            .await?;
+        attach_egress(
+            &instance,
+            egress.ready().await.map_err(StartError::Namespace)?,
+        );
+        Ok(process::run_to_exit(instance, stdout_read, timeout, request_id).await)
+    }
+
+    fn reap(&self) -> usize {
+        self.reap_leftovers()
+    }
+
+    /// Clean shutdown: everything `reap` removes, and the server's own groups.
+    fn remove_all(&self) {
+        self.reap_leftovers();
+        group::remove_root(&self.cgroup_root());
+    }
+}
+
+/// An OCI instance's handles: the container and its host-side parts, the runtime process,
+/// the container's cgroup2 group (freezing) and its outbound networking.
+struct OciControl {
+    container: Arc<Container>,
+    /// `crun run`, fcx's child, leading its own process group.
+    runtime_pid: u32,
+    cgroup: Option<Cgroup>,
+    exit: watch::Receiver<Option<ExitReason>>,
+    /// Only held: pasta runs exactly as long as the instance.
+    egress: OnceLock<Egress>,
+}
+
+fn control_of(instance: &Instance) -> Option<&OciControl> {
+    instance.control().as_any().downcast_ref::<OciControl>()
+}
+
+fn attach_egress(instance: &Instance, egress: Option<Egress>) {
+    if let (Some(egress), Some(c)) = (egress, control_of(instance)) {
+        let _ = c.egress.set(egress);
+    }
+}
+
+#[async_trait]
+impl Control for OciControl {
+    /// SIGKILL to the container's init (its whole pid namespace goes), its group and the
+    /// runtime's process group.
+    fn kill(&self) {
+        self.container.signal(libc::SIGKILL);
+        if let Some(c) = &self.cgroup {
+            c.kill();
+        }
+        sys::kill_group(self.runtime_pid as i32, libc::SIGKILL);
+    }
+
+    /// SIGTERM to the container's init: a pid-namespace init ignores signals it does not
+    /// handle, as in Docker.
+    fn terminate(&self) {
+        self.container.signal(libc::SIGTERM);
+    }
+
+    async fn freeze(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.freeze().await,
+            None => Err(std::io::Error::other(
+                "freezing needs a cgroup v2 mount, which this host lacks",
+            )),
+        }
+    }
+
+    async fn thaw(&self) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.thaw().await,
+            None => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> std::io::Result<InstanceStats> {
+        let mut stats = self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default();
+        let (current, peak) = self.container.group.memory_usage();
+        stats.memory_current_bytes = stats.memory_current_bytes.or(current);
+        stats.memory_peak_bytes = stats.memory_peak_bytes.or(peak);
+        Ok(stats)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for OciControl {
+    fn drop(&mut self) {
+        let (container, exit) = (Arc::clone(&self.container), self.exit.clone());
+        let teardown = move || container.teardown(&exit);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(teardown)),
+            Err(_) => teardown(),
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            crate::cgroup::remove_in_background(cgroup);
+        }
     }
 }
 

@@ -1,0 +1,162 @@
+//! Why an invocation did not reach (or not come back from) the function: the scheduler's
+//! errors, each keeping its cause. FC codes and HTTP statuses are not decided here: the
+//! gateway maps these variants (`fcx-gateway/src/error.rs`), in one place.
+
+use std::time::Duration;
+
+use fcx_image::ImageError;
+use fcx_runtime::{BackendKind, CallError, CodeError, ExitReason, StartError};
+
+/// A boxed cause (a broken connection or body).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("function '{function}' does not exist")]
+    FunctionNotFound { function: String },
+
+    #[error("version '{version}' of function '{function}' does not exist")]
+    VersionNotFound { function: String, version: String },
+
+    /// The function's `reservedConcurrency` is in use.
+    #[error(
+        "Reserved concurrency of function '{function}' exhausted: reservedConcurrency is \
+         {reserved} and {inflight} requests are in flight"
+    )]
+    ReservedConcurrency {
+        function: String,
+        reserved: u64,
+        inflight: u32,
+    },
+
+    /// The server runs `--max-instances` instances already.
+    #[error(
+        "Instance limit of this fcx server reached: {max} instances are running (server flag \
+         --max-instances)"
+    )]
+    InstanceLimit { max: u32 },
+
+    /// No instance became ready for this request within the start timeout (another
+    /// request's start it waited for failed or took too long).
+    #[error(
+        "The CA's http server cannot be started: no instance of function '{function}' became \
+         ready within the start timeout of {}s", start_timeout.as_secs()
+    )]
+    NoInstanceReady {
+        function: String,
+        start_timeout: Duration,
+    },
+
+    /// The instance did not start.
+    #[error(transparent)]
+    Start(StartError),
+
+    /// The function's image could not be had.
+    #[error(transparent)]
+    Image(ImageError),
+
+    /// The function's code package could not be unpacked.
+    #[error(transparent)]
+    Code(CodeError),
+
+    #[error("function '{function}' has neither code nor an image")]
+    NoCodeOrImage { function: String },
+
+    /// The function needs a backend this server does not run.
+    #[error(
+        "function '{function}' runs the container image {image}, but this fcx server runs \
+         without an OCI runtime (--oci-runtime none); restart it with --oci-runtime crun (run \
+         `fcx doctor` first)"
+    )]
+    BackendUnavailable {
+        function: String,
+        image: String,
+        kind: BackendKind,
+    },
+
+    /// `customContainerConfig.registryConfig` cannot be used.
+    #[error("{0}")]
+    RegistryConfig(String),
+
+    /// The request body passed the payload limit (bytes).
+    #[error("payload size exceeds maximum allowed size ({limit} bytes)")]
+    PayloadTooLarge { limit: usize },
+
+    /// The request body could not be read.
+    #[error("{0}")]
+    PayloadUnreadable(String),
+
+    /// A non-web-server event holds a NUL byte (the kernel cannot pass it).
+    #[error(
+        "payload: a non-web-server function receives its event in the environment variable \
+         FC_CUSTOM_CONTAINER_EVENT, which cannot hold NUL bytes"
+    )]
+    EventHasNul,
+
+    /// A non-web-server event is longer than one environment string may be.
+    #[error(
+        "payload: {len} bytes exceed the {limit} bytes the kernel allows in the environment \
+         variable FC_CUSTOM_CONTAINER_EVENT of a non-web-server function"
+    )]
+    EventTooLarge { len: usize, limit: usize },
+
+    #[error("cannot thaw instance {instance}: {source}")]
+    Thaw {
+        instance: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The instance's process ended while it served the request or its initializer.
+    #[error("Process exited unexpectedly before completing request ({exit})")]
+    ProcessExited {
+        exit: ExitReason,
+        logs: String,
+        /// Set when a request (not the initializer) was being served.
+        instance_id: Option<String>,
+    },
+
+    /// The function's server broke the connection before answering; its process lives on.
+    #[error("the function's server broke the connection before answering: {source}")]
+    ConnectionBroken {
+        #[source]
+        source: Cause,
+        logs: String,
+        instance_id: String,
+    },
+
+    /// `/initialize` could not be called (the process still runs).
+    #[error("initializer: {0}")]
+    InitializerBroken(#[source] CallError),
+
+    /// A provisioned instance's initializer answered with a failure.
+    #[error("the initializer failed; the instance log has its output")]
+    ProvisionedInitializerFailed,
+
+    /// An internal invariant did not hold.
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+impl SchedulerError {
+    /// A refusal at a limit (reserved concurrency, instance cap): the caller may retry soon,
+    /// and an async retry does not count it as an attempt.
+    pub fn is_throttle(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::ReservedConcurrency { .. } | SchedulerError::InstanceLimit { .. }
+        )
+    }
+}
+
+impl From<StartError> for SchedulerError {
+    fn from(e: StartError) -> SchedulerError {
+        SchedulerError::Start(e)
+    }
+}
+
+impl From<ImageError> for SchedulerError {
+    fn from(e: ImageError) -> SchedulerError {
+        SchedulerError::Image(e)
+    }
+}

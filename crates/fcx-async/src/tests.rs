@@ -43,6 +43,8 @@ impl Harness {
                 max_instances: 100,
                 sandboxes_per_function: 0,
                 sandbox_limit: 0,
+                metrics: Default::default(),
+                error_code: |_| "TestError",
             },
             None,
         );

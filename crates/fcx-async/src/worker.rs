@@ -194,6 +194,8 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
             qualifier: t.qualifier.clone(),
             tail_log: false,
             service_name: None,
+            started: std::time::Instant::now(),
+            trace: None,
         },
         payload: body::full(t.payload.clone()),
     };

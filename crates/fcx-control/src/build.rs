@@ -48,6 +48,12 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// The FC code of a scheduler error (the same mapping), for the metrics' `code` label.
+    pub scheduler_error_code: fn(&fcx_scheduler::SchedulerError) -> &'static str,
+    /// Most function versions with series of their own in the metrics.
+    pub metrics_max_functions: usize,
+    /// Instance log retention and buffering.
+    pub logs: fcx_runtime::LogSettings,
 }
 
 /// Why the core did not start.
@@ -122,10 +128,17 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
         .map_err(io(format!("instance user '{}'", config.instance_user)))?;
     let (paths, prefix) = directories(config)?;
+    let metrics = Arc::new(fcx_metrics::Metrics::new(config.metrics_max_functions));
+    let logs = fcx_runtime::LogWriter::start(
+        paths.log_dir.clone(),
+        config.logs.clone(),
+        metrics.counters.clone(),
+    )
+    .map_err(io("starting the instance log writer"))?;
 
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
-        log_dir: paths.log_dir.clone(),
+        logs: Arc::clone(&logs),
         uid,
         gid,
         cgroups: CgroupRoot::open(&prefix),
@@ -139,13 +152,16 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     }
 
     let db = paths.data_dir.join("fcx.db");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    let store: Arc<dyn Store> = Arc::new(crate::timed_store::TimedStore::new(
+        Arc::new(SqliteStore::open(&db)?),
+        &metrics,
+    ));
     let queue = fcx_store::queue::Queue::open(&db)?;
     let code = CodeStore::open(&paths.data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
     let mut backends = Backends::new().with(Arc::new(backend));
     let mut images = None;
-    if let Some((oci, image_store)) = containers(config, &paths, &prefix)? {
+    if let Some((oci, image_store)) = containers(config, &paths, &prefix, &logs)? {
         backends = backends.with(oci);
         images = Some(image_store);
     }
@@ -161,6 +177,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             max_instances: config.max_instances,
             sandboxes_per_function: config.sandboxes_per_function,
             sandbox_limit: config.sandbox_limit,
+            metrics: Arc::clone(&metrics),
+            error_code: config.scheduler_error_code,
         },
         images,
     );
@@ -189,6 +207,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        metrics,
+        logs,
     });
     control.load().map_err(StartError::Load)?;
     Ok(control)
@@ -229,6 +249,7 @@ fn containers(
     config: &CoreConfig,
     paths: &Paths,
     prefix: &str,
+    logs: &Arc<fcx_runtime::LogWriter>,
 ) -> Result<Option<Containers>, StartError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
@@ -247,7 +268,7 @@ fn containers(
         runtime: executable(runtime),
         run_dir: paths.run_dir.clone(),
         layer_dir: data_dir.join("instances").join(prefix),
-        log_dir: paths.log_dir.clone(),
+        logs: Arc::clone(logs),
         prefix: prefix.to_owned(),
         pids_limit: config.pids_limit,
         resolv_conf: fcx_runtime::egress::resolv_conf(),

@@ -4,7 +4,7 @@
 
 pub use fcx_async::Accepted;
 pub use fcx_runtime::body::{Body, BoxError};
-pub use fcx_scheduler::{CallContext, InvokeRequest, InvokeResponse};
+pub use fcx_scheduler::{CallContext, CallFacts, InvokeRequest, InvokeResponse, TraceHeaders};
 
 use fcx_model::versions::validate_version_id;
 

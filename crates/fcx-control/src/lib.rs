@@ -32,7 +32,9 @@ mod node;
 mod package;
 mod params;
 pub mod scaling;
+pub mod status;
 mod sync;
+mod timed_store;
 #[cfg(test)]
 mod testing;
 pub mod time;
@@ -74,6 +76,11 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
+    /// Every layer's series (`GET /metrics`, the status page).
+    metrics: Arc<fcx_metrics::Metrics>,
+    /// The instance log task (its handle keeps it running).
+    #[allow(dead_code)]
+    logs: Arc<fcx_runtime::LogWriter>,
 }
 
 /// Where one server keeps things.
@@ -105,6 +112,11 @@ impl ControlPlane {
     }
 
     /// This server's run dir (`<run root>/<prefix>`).
+    /// Every layer's series, for `GET /metrics`.
+    pub fn metrics(&self) -> &Arc<fcx_metrics::Metrics> {
+        &self.metrics
+    }
+
     pub fn run_dir(&self) -> &Path {
         &self.paths.run_dir
     }

@@ -1,19 +1,23 @@
 //! The HTTP front of fcx: request signature verification (`auth`), the routes (FC 3.0
 //! management API, InvokeFunction on the FC 3.0 and FC 2.0 paths), request parsing into the
 //! control plane's typed commands (`params`, `handlers`, `invoke`), body limits, the one
-//! reply helper (`reply`) and error mapping (`error`), and serving with a bounded draining
-//! shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
+//! reply helper (`reply`) and error mapping (`error`), `GET /metrics` (`metrics`, also on
+//! its own `--metrics-listen` address), the status page (`status`), trace context and the
+//! invoke span (`trace`), and serving with a bounded draining shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
 pub mod error;
 mod handlers;
 mod invoke;
+mod metrics;
 mod params;
 mod reply;
 mod routes;
 mod serve;
 mod state;
+mod status;
+pub mod trace;
 
 pub use auth::AuthMode;
 pub use serve::{serve, HttpConfig, ServeError};

@@ -15,6 +15,7 @@ use fcx_control::functions::{
     CreateFunction, DeleteFunction, GetFunction, ListFunctions, UpdateFunction,
 };
 use fcx_control::logs::GetLogs;
+use fcx_control::status::GetStatus;
 use fcx_control::scaling::{
     ConcurrencyInput, DeleteConfig, GetConcurrency, GetConfig, ProvisionInput, PutConcurrency,
     PutConfig, ScalingInput, Shown,
@@ -39,9 +40,16 @@ const FUNCTION: usize = limits::FUNCTION_BODY_MAX;
 /// Most bytes of every other management body.
 const DOC: usize = 64 * 1024;
 
-/// Every route; with a verifier, each request (unknown paths too) must be signed.
+/// Every route; with a verifier, each request (unknown paths too) must be signed, except
+/// the status page's static HTML. `/metrics` is among the signed routes then
+/// (`--metrics-listen` serves it unauthenticated).
 pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
+    let public = Router::new()
+        .route("/", get(crate::status::root))
+        .route(crate::status::PAGE, get(crate::status::page));
     let router = Router::new()
+        .route(crate::metrics::PATH, get(crate::metrics::metrics))
+        .route(crate::status::DATA, get(json::<GetStatus>))
         .fc3("", collection::<CreateFunction, ListFunctions, FUNCTION>())
         .fc3(
             "/{functionName}",
@@ -106,10 +114,11 @@ pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
         )
         .fallback(unknown_path)
         .with_state(control);
-    match verifier {
+    let router = match verifier {
         Some(v) => crate::auth::layer(router, v),
         None => router,
-    }
+    };
+    public.merge(router)
 }
 
 trait Fc3Routes {

@@ -19,6 +19,9 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// How long shutdown waits for in-flight requests before the core stops instances anyway.
     pub shutdown_timeout: Duration,
+    /// A second address serving only `GET /metrics`, without authentication (for
+    /// Prometheus); on the API listener `/metrics` needs the API's authentication.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -91,14 +94,33 @@ pub async fn serve(
             source,
         })?;
     let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut metrics_note = String::new();
+    if let Some(addr) = config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        let bound = metrics_listener
+            .local_addr()
+            .map_err(ServeError::LocalAddr)?;
+        metrics_note = format!("; metrics on http://{bound}/metrics");
+        let app = crate::metrics::router(Arc::clone(&control));
+        tokio::spawn(
+            axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = metrics_stop_rx.await;
+                })
+                .into_future(),
+        );
+    }
     // Tests and scripts read this line to find the server.
     println!(
-        "fcx server listening on http://{local} (data dir {}, run dir {})",
+        "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
         control.data_dir().display(),
         control.run_dir().display()
     );
     let router = crate::routes::router(control, verifier);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -113,6 +135,7 @@ pub async fn serve(
             // Stop accepting, let in-flight requests finish (bounded), then return.
             tracing::info!("shutting down: draining in-flight requests");
             let _ = stop_tx.send(());
+            let _ = metrics_stop_tx.send(());
             match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
                 Ok(result) => result,
                 Err(_) => {

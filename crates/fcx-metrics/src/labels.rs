@@ -54,3 +54,12 @@ pub struct FunctionKindLabels {
 pub struct KindLabels {
     pub kind: &'static str,
 }
+
+/// `fcx_instances`: a function version's instances in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub function: Arc<str>,
+    pub qualifier: Arc<str>,
+    /// `starting`, `idle`, `busy` or `frozen`.
+    pub state: &'static str,
+}

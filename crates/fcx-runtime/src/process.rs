@@ -28,8 +28,8 @@ use crate::StartError;
 pub struct ProcessConfig {
     /// Per-server run directory (pid files of live instances).
     pub run_dir: PathBuf,
-    /// Directory of instance log files.
-    pub log_dir: PathBuf,
+    /// The log task that stores instance logs (under `<data dir>/logs`).
+    pub logs: std::sync::Arc<crate::logs::LogWriter>,
     /// Unprivileged user and group instances run as.
     pub uid: u32,
     pub gid: u32,
@@ -54,7 +54,7 @@ impl ProcessBackend {
         stdout: Option<OwnedFd>,
     ) -> Result<(Instance, PendingEgress), StartError> {
         let id = crate::instance::new_id();
-        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
+        let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
         let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
         let egress = PendingEgress::start(&netns, &id, spec.internet_access);
         let (program, args) = spec
@@ -265,11 +265,7 @@ pub(crate) async fn run_to_exit(
     request_id: &str,
 ) -> EventOutcome {
     let log = Arc::clone(instance.log());
-    log.begin(
-        request_id,
-        &fcx_protocol::logs::invoke_start(request_id),
-        true,
-    );
+    log.begin(request_id, crate::logs::Marker::Invoke, true);
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,
@@ -282,7 +278,7 @@ pub(crate) async fn run_to_exit(
     instance.kill();
     let stdout = reader.await.unwrap_or_default();
     let log_bytes = log
-        .end(request_id, &fcx_protocol::logs::invoke_end(request_id))
+        .end(request_id, crate::logs::Marker::Invoke)
         .await;
     EventOutcome {
         instance_id: instance.id.clone(),

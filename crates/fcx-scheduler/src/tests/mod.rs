@@ -41,6 +41,8 @@ pub fn config() -> SchedulerConfig {
         max_instances: 100,
         sandboxes_per_function: 0,
         sandbox_limit: 0,
+        metrics: Default::default(),
+        error_code: |_| "TestError",
     }
 }
 
@@ -153,6 +155,8 @@ pub fn request(body: &str) -> InvokeRequest {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            started: std::time::Instant::now(),
+            trace: None,
         },
         payload: body::full(Bytes::from(body.to_owned())),
     }

@@ -34,10 +34,10 @@ mod params;
 pub mod scaling;
 pub mod status;
 mod sync;
-mod timed_store;
 #[cfg(test)]
 mod testing;
 pub mod time;
+mod timed_store;
 pub mod triggers;
 pub mod versions;
 

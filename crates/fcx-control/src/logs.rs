@@ -132,7 +132,8 @@ fn read_instance(
         let start = start.min(len);
         file.seek(SeekFrom::Start(start))?;
         let mut bytes = Vec::new();
-        file.take((len - start).min(budget)).read_to_end(&mut bytes)?;
+        file.take((len - start).min(budget))
+            .read_to_end(&mut bytes)?;
         // A partly written last line is left for the next read.
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         let mut off = start;
@@ -176,13 +177,13 @@ fn tail_start(segments: &BTreeMap<u64, PathBuf>) -> Pos {
 
 impl GetLogs {
     fn keeps(&self, instance: &str, line: &Read1, from: Option<u64>, to: Option<u64>) -> bool {
-        self.instance_id.as_deref().is_none_or(|i| i == instance)
+        self.instance_id.as_deref().map_or(true, |i| i == instance)
             && self
                 .request_id
                 .as_deref()
-                .is_none_or(|r| line.request_id.as_deref() == Some(r))
-            && from.is_none_or(|f| line.at_ms >= f)
-            && to.is_none_or(|t| line.at_ms <= t)
+                .map_or(true, |r| line.request_id.as_deref() == Some(r))
+            && from.map_or(true, |f| line.at_ms >= f)
+            && to.map_or(true, |t| line.at_ms <= t)
     }
 }
 

@@ -15,11 +15,11 @@ use fcx_control::functions::{
     CreateFunction, DeleteFunction, GetFunction, ListFunctions, UpdateFunction,
 };
 use fcx_control::logs::GetLogs;
-use fcx_control::status::GetStatus;
 use fcx_control::scaling::{
     ConcurrencyInput, DeleteConfig, GetConcurrency, GetConfig, ProvisionInput, PutConcurrency,
     PutConfig, ScalingInput, Shown,
 };
+use fcx_control::status::GetStatus;
 use fcx_control::triggers::{
     CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, UpdateTrigger,
 };

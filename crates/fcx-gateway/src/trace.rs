@@ -8,9 +8,7 @@
 use fcx_control::invoke::TraceHeaders;
 use fcx_protocol::trace::{TraceParent, TRACEPARENT, TRACESTATE};
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The target of the invoke spans (what `--otlp-endpoint` exports).

@@ -277,9 +277,7 @@ pub(crate) async fn run_to_exit(
     // Children may keep stdout open; the group kill ends them so the reader sees EOF.
     instance.kill();
     let stdout = reader.await.unwrap_or_default();
-    let log_bytes = log
-        .end(request_id, crate::logs::Marker::Invoke)
-        .await;
+    let log_bytes = log.end(request_id, crate::logs::Marker::Invoke).await;
     EventOutcome {
         instance_id: instance.id.clone(),
         exit,

@@ -126,7 +126,10 @@ pub fn headers(
     }
     if let Some(trace) = &req.trace {
         use fcx_protocol::trace::{TRACEPARENT, TRACESTATE};
-        map.insert(HeaderName::from_static(TRACEPARENT), trace.traceparent.clone());
+        map.insert(
+            HeaderName::from_static(TRACEPARENT),
+            trace.traceparent.clone(),
+        );
         if let Some(state) = &trace.tracestate {
             map.insert(HeaderName::from_static(TRACESTATE), state.clone());
         }

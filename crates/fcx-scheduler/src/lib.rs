@@ -34,8 +34,8 @@ use fcx_runtime::CodeCache;
 
 pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
-pub use fcx_metrics::Metrics;
 pub use fcx_image::ImageError;
+pub use fcx_metrics::Metrics;
 pub use fcx_runtime::{
     Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
 };

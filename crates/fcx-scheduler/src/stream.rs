@@ -127,7 +127,10 @@ impl HttpBody for InvocationBody {
                     .line(&format!("fcx: {message} (request {})", self.request_id));
                 lease.discard();
             }
-            self.finish(Some((fcx_metrics::Outcome::FunctionError, "FunctionTimeout")));
+            self.finish(Some((
+                fcx_metrics::Outcome::FunctionError,
+                "FunctionTimeout",
+            )));
             return Poll::Ready(Some(Err(message.into())));
         }
         Poll::Pending

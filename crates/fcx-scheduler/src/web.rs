@@ -149,9 +149,7 @@ async fn timed_out(
     let message = outcome::timeout_message(f.timeout);
     log.line(&format!("fcx: {message} (request {})", req.request_id));
     let mut tail = init_log.unwrap_or_default();
-    tail.extend(
-        log.end(&req.request_id, Marker::Invoke).await,
-    );
+    tail.extend(log.end(&req.request_id, Marker::Invoke).await);
     let mut resp = function_error(
         instance,
         "FunctionTimeout",
@@ -264,7 +262,6 @@ async fn start_instance(
     }
     Ok((backend, instance, init_log))
 }
-
 
 /// Starts one provisioned instance (no request waits on it) under `permit`.
 pub async fn start_provisioned(

@@ -112,10 +112,9 @@ struct RuntimeClient {
 
 impl RuntimeClient {
     fn new(runtime: tokio::runtime::Handle) -> RuntimeClient {
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         RuntimeClient { runtime, client }
     }
 }

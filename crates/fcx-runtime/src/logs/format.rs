@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -113,9 +114,15 @@ mod tests {
 
     #[test]
     fn times_parse_in_three_spellings() {
-        assert_eq!(parse_time("2025-12-01T11:32:27.123Z"), Some(1_764_588_747_123));
+        assert_eq!(
+            parse_time("2025-12-01T11:32:27.123Z"),
+            Some(1_764_588_747_123)
+        );
         assert_eq!(parse_time("2025-12-01T11:32:27Z"), Some(1_764_588_747_000));
-        assert_eq!(parse_time("2025-12-01T11:32:27.5Z"), Some(1_764_588_747_500));
+        assert_eq!(
+            parse_time("2025-12-01T11:32:27.5Z"),
+            Some(1_764_588_747_500)
+        );
         assert_eq!(parse_time("1764588747123"), Some(1_764_588_747_123));
         assert_eq!(parse_time("yesterday"), None);
     }

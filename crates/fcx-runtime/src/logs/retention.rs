@@ -81,7 +81,10 @@ pub fn prune_by_age(root: &Path, max_age: Duration, open: &[PathBuf]) -> u64 {
     let mut pruned = 0;
     for dir in dirs.flatten().filter(|d| d.path().is_dir()) {
         for s in segments(&dir.path()) {
-            if s.modified < cutoff && !open.contains(&s.path) && std::fs::remove_file(&s.path).is_ok() {
+            if s.modified < cutoff
+                && !open.contains(&s.path)
+                && std::fs::remove_file(&s.path).is_ok()
+            {
                 pruned += s.len;
             }
         }

@@ -43,7 +43,8 @@ async fn lines_get_time_instance_and_the_request_they_name() {
     let (log, mut out) = attached(&w, "c-1");
     log.begin("r-a", Marker::Invoke, false);
     log.begin("r-b", Marker::Invoke, true);
-    out.write_all(b"working on r-b\nworking on r-a\nno id\n").unwrap();
+    out.write_all(b"working on r-b\nworking on r-a\nno id\n")
+        .unwrap();
     let tail = log.end("r-b", Marker::Invoke).await;
     log.end("r-a", Marker::Invoke).await;
     log.begin("r-c", Marker::Invoke, false);
@@ -64,11 +65,20 @@ async fn lines_get_time_instance_and_the_request_they_name() {
     assert_eq!(by_text("working on r-a").request_id, Some("r-a"));
     assert_eq!(by_text("no id").request_id, None);
     assert_eq!(by_text("alone").request_id, Some("r-c"));
-    assert_eq!(by_text("FC Invoke Start RequestId: r-a").request_id, Some("r-a"));
-    assert!(lines.iter().all(|l| l.instance == "c-1" && l.at_ms > 0), "{text}");
+    assert_eq!(
+        by_text("FC Invoke Start RequestId: r-a").request_id,
+        Some("r-a")
+    );
+    assert!(
+        lines.iter().all(|l| l.instance == "c-1" && l.at_ms > 0),
+        "{text}"
+    );
     // The tail keeps FC's plain form.
     let tail = String::from_utf8(tail).unwrap();
-    assert!(tail.starts_with("FC Invoke Start RequestId: r-b\n"), "{tail}");
+    assert!(
+        tail.starts_with("FC Invoke Start RequestId: r-b\n"),
+        "{tail}"
+    );
     assert!(tail.ends_with("FC Invoke End RequestId: r-b\n"), "{tail}");
     assert!(tail.contains("working on r-b\n"), "{tail}");
 }
@@ -126,5 +136,7 @@ fn a_full_buffer_drops_records_and_says_so() {
     }
     assert!(counters.log_dropped.get() > 0);
     log.line("after the burst");
-    eventually("the drop note", || stored(dir.path()).contains("log records dropped"));
+    eventually("the drop note", || {
+        stored(dir.path()).contains("log records dropped")
+    });
 }

@@ -234,7 +234,8 @@ impl Task {
                 last_flush = Instant::now();
             }
             if last_sweep.elapsed() >= AGE_SWEEP_EVERY {
-                let pruned = retention::prune_by_age(&self.dir, self.settings.max_age, &self.open_paths());
+                let pruned =
+                    retention::prune_by_age(&self.dir, self.settings.max_age, &self.open_paths());
                 self.counters.log_pruned_bytes.inc_by(pruned);
                 last_sweep = Instant::now();
             }
@@ -366,7 +367,13 @@ impl Task {
         self.write_line(source, at, text, request.as_deref());
     }
 
-    fn write_line(&mut self, source: &Arc<Source>, at: SystemTime, text: &str, request: Option<&str>) {
+    fn write_line(
+        &mut self,
+        source: &Arc<Source>,
+        at: SystemTime,
+        text: &str,
+        request: Option<&str>,
+    ) {
         let mut line = format::format_line(format::unix_ms(at), &source.instance, request, text);
         line.push('\n');
         let len = line.len() as u64;
@@ -415,7 +422,8 @@ impl Task {
             let open = self.open_paths();
             let (used, pruned) = retention::prune_to(fn_dir, target, &open);
             self.counters.log_pruned_bytes.inc_by(pruned);
-            self.budgets.insert(source.function.clone(), Budget { used });
+            self.budgets
+                .insert(source.function.clone(), Budget { used });
             if used + len <= cap {
                 return;
             }
@@ -430,7 +438,11 @@ fn attribute<'a>(in_flight: &'a [String], text: &str) -> Option<&'a str> {
     match in_flight {
         [] => None,
         [only] => Some(only),
-        many => many.iter().rev().find(|r| text.contains(r.as_str())).map(String::as_str),
+        many => many
+            .iter()
+            .rev()
+            .find(|r| text.contains(r.as_str()))
+            .map(String::as_str),
     }
 }
 

@@ -60,6 +60,7 @@ impl Harness {
                 region: "cn-test".into(),
                 account_id: "123".into(),
                 error_text,
+                metrics: Default::default(),
             },
         );
         Harness {

@@ -191,6 +191,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             region: config.region.clone(),
             account_id: account_id.clone(),
             error_text: config.async_error_text,
+            metrics: Arc::clone(&metrics),
         },
     );
     let control = Arc::new(ControlPlane {

@@ -190,6 +190,7 @@ impl Fixture {
                 region: "test".into(),
                 account_id: "1234567890123456".into(),
                 error_text: |e| e.to_string(),
+                metrics: Default::default(),
             },
         );
         let node = Arc::new(Recorder::default());

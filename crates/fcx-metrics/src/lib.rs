@@ -14,7 +14,7 @@ pub mod recent;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::metrics::counter::Counter;
@@ -86,7 +86,8 @@ pub struct Metrics {
     shared: Arc<Shared>,
     functions: Mutex<HashMap<FunctionLabels, Arc<FunctionMetrics>>>,
     max_functions: usize,
-    overflow: Arc<FunctionMetrics>,
+    /// Registered when the cap is first reached.
+    overflow: OnceLock<Arc<FunctionMetrics>>,
     pub counters: Counters,
 }
 
@@ -226,19 +227,12 @@ impl Metrics {
             totals: Totals::default(),
             recent: Recent::default(),
         });
-        let overflow = Arc::new(FunctionMetrics::register(
-            FunctionLabels {
-                function: OVERFLOW.into(),
-                qualifier: OVERFLOW.into(),
-            },
-            Arc::clone(&shared),
-        ));
         Metrics {
             registry: RwLock::new(r),
             shared,
             functions: Mutex::default(),
             max_functions,
-            overflow,
+            overflow: OnceLock::new(),
             counters,
         }
     }
@@ -256,7 +250,16 @@ impl Metrics {
             return Arc::clone(m);
         }
         if functions.len() >= self.max_functions {
-            return Arc::clone(&self.overflow);
+            let overflow = self.overflow.get_or_init(|| {
+                Arc::new(FunctionMetrics::register(
+                    FunctionLabels {
+                        function: OVERFLOW.into(),
+                        qualifier: OVERFLOW.into(),
+                    },
+                    Arc::clone(&self.shared),
+                ))
+            });
+            return Arc::clone(overflow);
         }
         let m = Arc::new(FunctionMetrics::register(
             labels.clone(),

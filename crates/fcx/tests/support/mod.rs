@@ -9,6 +9,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod services;
 pub mod zipper;
 
 use std::io::{BufRead, BufReader};
@@ -62,6 +63,8 @@ pub struct Options {
     pub auth: bool,
     /// `--listen`.
     pub listen: String,
+    /// More environment variables for the server.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             auth: false,
             listen: "127.0.0.1:0".into(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct Server {
     pub run_dir: PathBuf,
     /// The admin key of a server started with [`Options::with_auth`].
     pub credentials: Option<Credentials>,
+    /// The `--metrics-listen` address, when the server was given one.
+    pub metrics_addr: Option<SocketAddr>,
     options: Options,
 }
 
@@ -139,7 +145,7 @@ impl Server {
             .prefix("fcx-e2e-")
             .tempdir()
             .expect("temp data dir");
-        let (child, addr, run_dir) = spawn(data_dir.path(), &options);
+        let (child, addr, run_dir, metrics_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
             .auth
@@ -150,6 +156,7 @@ impl Server {
             data_dir,
             run_dir,
             credentials,
+            metrics_addr,
             options,
         }
     }
@@ -161,7 +168,8 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, run_dir) = spawn(self.data_dir.path(), &self.options);
+        let (child, addr, run_dir, metrics_addr) = spawn(self.data_dir.path(), &self.options);
+        self.metrics_addr = metrics_addr;
         assert_eq!(
             run_dir, self.run_dir,
             "run dir must derive from the data dir"
@@ -264,7 +272,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
+fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Option<SocketAddr>) {
     let mut child = Command::new(fcx_bin())
         .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
@@ -272,6 +280,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
         .args(["--start-timeout", &options.start_timeout_secs.to_string()])
         .args(&options.extra_args)
         .env("FCX_LOG", "warn")
+        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -294,12 +303,19 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected startup line: {line}"));
+    // `(data dir D, run dir R)` or `(data dir D, run dir R; metrics on http://M/metrics)`.
     let run_dir = line
         .split("run dir ")
         .nth(1)
-        .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
+        .and_then(|rest| rest.split([';', ')']).next())
+        .map(PathBuf::from)
         .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
-    (child, addr, run_dir)
+    let metrics_addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok());
+    (child, addr, run_dir, metrics_addr)
 }
 
 /// A CreateFunction body for the test function with `env` as its environment.

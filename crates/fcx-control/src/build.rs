@@ -54,6 +54,8 @@ pub struct CoreConfig {
     pub metrics_max_functions: usize,
     /// Instance log retention and buffering.
     pub logs: fcx_runtime::LogSettings,
+    /// Record invocation metrics (off only for the warm-path benchmark's baseline).
+    pub record_metrics: bool,
 }
 
 /// Why the core did not start.
@@ -129,6 +131,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         .map_err(io(format!("instance user '{}'", config.instance_user)))?;
     let (paths, prefix) = directories(config)?;
     let metrics = Arc::new(fcx_metrics::Metrics::new(config.metrics_max_functions));
+    metrics.set_recording(config.record_metrics);
     let logs = fcx_runtime::LogWriter::start(
         paths.log_dir.clone(),
         config.logs.clone(),

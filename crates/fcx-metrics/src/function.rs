@@ -128,6 +128,9 @@ impl FunctionMetrics {
 
     /// Records a finished invocation: outcome, latencies, and the status page's ring.
     pub fn finished(&self, done: &Finished) {
+        if !self.shared.recording.load(Ordering::Relaxed) {
+            return;
+        }
         let totals = &self.shared.totals;
         match done.outcome {
             Outcome::Success => {
@@ -186,6 +189,9 @@ impl FunctionMetrics {
 
     /// Records a cold start that took `phases` (a phase that did not happen is `None`).
     pub fn cold_started(&self, phases: &[(Phase, Duration)]) {
+        if !self.shared.recording.load(Ordering::Relaxed) {
+            return;
+        }
         self.cold_starts.inc();
         let mut total = Duration::ZERO;
         for (phase, d) in phases {

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub families: Families,
     pub totals: Totals,
     pub recent: Recent,
+    /// Off only for the warm-path benchmark's baseline (`fcx server --no-observability`).
+    pub recording: std::sync::atomic::AtomicBool,
 }
 
 /// Series outside any function's handles: async queue, images, logs.
@@ -226,6 +228,7 @@ impl Metrics {
             families,
             totals: Totals::default(),
             recent: Recent::default(),
+            recording: std::sync::atomic::AtomicBool::new(true),
         });
         Metrics {
             registry: RwLock::new(r),
@@ -369,6 +372,14 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
         out
+    }
+
+    /// Stops (or resumes) recording invocations and cold starts: the baseline of the
+    /// warm-path benchmark, which measures what recording costs.
+    pub fn set_recording(&self, on: bool) {
+        self.shared
+            .recording
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The recent invocations, newest first.

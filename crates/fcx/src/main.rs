@@ -165,6 +165,10 @@ struct ServerArgs {
     /// full, output is dropped and counted (fcx_log_dropped_total), never waited for.
     #[arg(long, default_value_t = 2048)]
     log_buffer: usize,
+    /// Benchmark baseline only: record no invocation metrics and write no instance log files
+    /// (scripts/bench.sh measures what they cost).
+    #[arg(long, hide = true)]
+    no_observability: bool,
 }
 
 fn main() -> ExitCode {
@@ -223,7 +227,9 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             max_age: Duration::from_secs(args.log_retention_hours.max(1) * 3600),
             segment_bytes: args.log_segment_mb.max(1) * 1024 * 1024,
             buffer_records: args.log_buffer.max(16),
+            files: !args.no_observability,
         },
+        record_metrics: !args.no_observability,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

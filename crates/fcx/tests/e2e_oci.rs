@@ -232,6 +232,13 @@ fn fork_bombs_and_memory_hogs_hit_their_limits_while_others_answer() {
     let during = shell(&server, "calm", "echo still-up");
     assert_eq!(during.status, 200, "{}", during.text());
     assert_eq!(during.text().trim(), "still-up");
+    // FC's X-Fc-Max-Memory-Usage: the container's memory peak in MB, within its memorySize.
+    let peak: u64 = during
+        .header("x-fc-max-memory-usage")
+        .unwrap_or_else(|| panic!("no x-fc-max-memory-usage: {:?}", during.headers))
+        .parse()
+        .unwrap();
+    assert!((1..=128).contains(&peak), "peak {peak} MB");
     let prefix = server.run_dir.file_name().unwrap().to_owned();
     let groups = std::path::Path::new("/sys/fs/cgroup/pids/fcx").join(prefix);
     let mut seen = 0;

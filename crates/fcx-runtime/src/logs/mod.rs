@@ -57,6 +57,9 @@ impl InstanceLog {
     /// The log of instance `id` of `function`, stored by `writer` under
     /// `<log dir>/<function>/`, where `fcx logs` reads it.
     pub fn for_instance(writer: &Arc<LogWriter>, function: &str, id: &str) -> Arc<InstanceLog> {
+        if !writer.files {
+            return Self::in_memory();
+        }
         Arc::new(InstanceLog {
             sink: Some((Arc::clone(writer), writer.source(function, id))),
             ..Self::memory_only()

@@ -38,6 +38,9 @@ pub struct LogSettings {
     pub segment_bytes: u64,
     /// Records (output chunks of up to 16 KB, markers) buffered for the log task.
     pub buffer_records: usize,
+    /// `false`: no log files at all, only the in-memory tails (the warm-path benchmark's
+    /// baseline, `fcx server --no-observability`).
+    pub files: bool,
 }
 
 impl Default for LogSettings {
@@ -47,6 +50,7 @@ impl Default for LogSettings {
             max_age: Duration::from_secs(7 * 24 * 3600),
             segment_bytes: 8 * 1024 * 1024,
             buffer_records: 2048,
+            files: true,
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct LogWriter {
     tx: SyncSender<Record>,
     counters: Counters,
     pub log_dir: PathBuf,
+    /// Whether instance logs are stored at all ([`LogSettings::files`]).
+    pub files: bool,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -137,6 +143,7 @@ impl LogWriter {
     ) -> std::io::Result<Arc<LogWriter>> {
         std::fs::create_dir_all(&log_dir)?;
         let (tx, rx) = sync_channel(settings.buffer_records.max(16));
+        let files = settings.files;
         let task = Task {
             dir: log_dir.clone(),
             settings,
@@ -151,6 +158,7 @@ impl LogWriter {
             tx,
             counters,
             log_dir,
+            files,
         }))
     }
 

@@ -52,6 +52,11 @@ fn main() -> std::process::ExitCode {
             traceparent_round_trips_and_spans_reach_the_collector,
         ),
         skip::test(
+            "with_log_format_json_every_server_log_line_is_a_json_object",
+            &root,
+            with_log_format_json_every_server_log_line_is_a_json_object,
+        ),
+        skip::test(
             "chromium_renders_the_status_page_with_a_function_and_its_invocations",
             &chromium,
             chromium_renders_the_status_page_with_a_function_and_its_invocations,
@@ -377,6 +382,46 @@ fn traceparent_round_trips_and_spans_reach_the_collector() {
             .any(|(k, v)| k == "function" && v.contains("traced")),
         "{span:?}"
     );
+}
+
+fn with_log_format_json_every_server_log_line_is_a_json_object() {
+    let data = tempfile::Builder::new()
+        .prefix("fcx-e2e-json-")
+        .tempdir()
+        .unwrap();
+    let mut child = Command::new(support::fcx_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--auth", "none"])
+        .args([
+            "--oci-runtime",
+            "none",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("FCX_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut startup = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut startup)
+        .unwrap();
+    assert!(startup.starts_with("fcx server listening on"), "{startup}");
+    support::procs::terminate(child.id(), Duration::from_secs(10));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    // The store's migrations and the --auth none warning at least.
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+        assert!(v["fields"].is_object(), "{v}");
+    }
 }
 
 fn chromium_renders_the_status_page_with_a_function_and_its_invocations() {

@@ -6,6 +6,7 @@ mod failures;
 mod hooks;
 mod limits;
 mod maintenance;
+mod metrics;
 mod pool;
 mod sandboxes;
 
@@ -28,6 +29,8 @@ use crate::{
 pub struct Harness {
     pub sched: Arc<Scheduler>,
     pub fake: Arc<FakeBackend>,
+    /// The scheduler's metrics.
+    pub metrics: Arc<fcx_metrics::Metrics>,
     dir: tempfile::TempDir,
 }
 
@@ -58,13 +61,19 @@ impl Harness {
     pub fn with(fake: Arc<FakeBackend>, config: SchedulerConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let backends = Backends::new().with(Arc::clone(&fake) as Arc<dyn fcx_runtime::Backend>);
+        let metrics = Arc::clone(&config.metrics);
         let sched = Scheduler::new(
             backends,
             CodeCache::new(dir.path().join("code")),
             config,
             None,
         );
-        Harness { sched, fake, dir }
+        Harness {
+            sched,
+            fake,
+            metrics,
+            dir,
+        }
     }
 
     pub fn rec(&self) -> &Recorder {

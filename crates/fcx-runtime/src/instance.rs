@@ -73,7 +73,7 @@ pub struct Instance {
     idle_conns: ConnPool,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
-    /// Only held: pasta runs exactly as long as the instance.
+    /// Only held: egress (a pasta, or a veth lease) lives exactly as long as the instance.
     _egress: Option<Egress>,
     container: Option<Arc<Container>>,
     /// When the instance was started, in ms since the Unix epoch.

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
     pub sandbox_limit: u32,
+    /// Outbound networking of instances with internetAccess (`--egress`).
+    pub egress: fcx_runtime::egress::Requested,
+    /// Range veth egress leases this server's address block from (`--egress-range`).
+    pub egress_range: fcx_runtime::egress::Ipv4Net,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,31 @@ fn containers(
         backend: Arc::new(backend),
         images: Arc::new(images),
     }))
+}
+
+/// Sets up outbound networking (after reaping what a previous run left) and says which mode
+/// runs and why.
+fn start_egress(
+    config: &ServerConfig,
+    prefix: &str,
+) -> Result<fcx_runtime::egress::Active, ServerError> {
+    use fcx_runtime::egress;
+    let active = egress::start(&egress::Settings {
+        requested: config.egress,
+        veth: egress::VethSettings {
+            prefix: prefix.to_owned(),
+            range: config.egress_range,
+            capacity: config.max_instances.saturating_add(config.sandbox_limit),
+            state_dir: egress::STATE_DIR.into(),
+            uplinks: None,
+        },
+    })
+    .map_err(ServerError::Refused)?;
+    match active.mode() {
+        egress::Mode::Veth => tracing::info!("egress: {}", active.describe()),
+        egress::Mode::Pasta => tracing::warn!("egress: {}", active.describe()),
+    }
+    Ok(active)
 }
 
 /// `name` found on PATH (or as given when it holds a `/`).
@@ -210,6 +239,8 @@ pub async fn run(
         cgroups,
     });
     let containers = containers(&config, &data_dir, &run_dir, &prefix)?;
+    // After the OCI reap, which removes the server's cgroups (pasta's among them).
+    let egress = start_egress(&config, &prefix)?;
     let scheduler = Scheduler::new(
         backend,
         CodeCache::new(run_dir.join("code")),
@@ -299,6 +330,10 @@ pub async fn run(
     tracing::info!("stopping instances");
     app.asyncs.shutdown();
     app.scheduler.shutdown().await;
+    // After the instances, before the cgroup root (pasta's group lives under it).
+    tokio::task::spawn_blocking(move || egress.shutdown())
+        .await
+        .ok();
     if let Some(root) = cgroup_root {
         tokio::task::spawn_blocking(move || root.remove())
             .await

@@ -159,6 +159,17 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// Outbound networking of instances with internetAccess. `veth`: a veth pair per
+    /// instance, routed and masqueraded by the kernel through fcx's own nftables table (no
+    /// process per instance). `pasta`: one pasta process per instance (~29 MB each). `auto`:
+    /// veth where nftables and veth work, else pasta; `fcx doctor` says which and why.
+    #[arg(long, env = "FCX_EGRESS", default_value = "auto")]
+    egress: fcx_runtime::egress::Requested,
+    /// Range veth egress leases each server's address block from (a /24; larger when
+    /// --max-instances + --sandbox-limit exceed 126). Blocks overlapping the host's routes
+    /// or leased by another server are skipped.
+    #[arg(long, env = "FCX_EGRESS_RANGE", default_value = fcx_runtime::egress::DEFAULT_RANGE)]
+    egress_range: fcx_runtime::egress::Ipv4Net,
 }
 
 fn main() -> ExitCode {
@@ -209,6 +220,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         pids_limit: args.pids_limit,
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
+        egress: args.egress,
+        egress_range: args.egress_range,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub egress: fcx_runtime::egress::Requested,
     /// Range veth egress leases this server's address block from (`--egress-range`).
     pub egress_range: fcx_runtime::egress::Ipv4Net,
+    /// Namespaces with veth egress kept made ahead of demand (`--egress-pool`).
+    pub egress_pool: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,7 @@ fn start_egress(
             state_dir: egress::STATE_DIR.into(),
             uplinks: None,
         },
+        pool: config.egress_pool,
     })
     .map_err(ServerError::Refused)?;
     match active.mode() {

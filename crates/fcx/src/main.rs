@@ -170,6 +170,10 @@ struct ServerArgs {
     /// or leased by another server are skipped.
     #[arg(long, env = "FCX_EGRESS_RANGE", default_value = fcx_runtime::egress::DEFAULT_RANGE)]
     egress_range: fcx_runtime::egress::Ipv4Net,
+    /// Namespaces with veth egress kept made ahead of demand, so a cold start with
+    /// internetAccess sets up nothing on its path (refilled in the background; 0: none).
+    #[arg(long, default_value_t = 4)]
+    egress_pool: usize,
 }
 
 fn main() -> ExitCode {
@@ -222,6 +226,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         sandbox_limit: args.sandbox_limit,
         egress: args.egress,
         egress_range: args.egress_range,
+        egress_pool: args.egress_pool,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

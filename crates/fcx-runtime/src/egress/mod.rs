@@ -5,18 +5,20 @@
 //!   masqueraded by the kernel; fcx's own nftables table keeps every instance away from the
 //!   host's addresses, from other instances and from the link-local range, and lets nothing
 //!   connect in ([`network`], [`veth`]). Costs no process and ~100 kB of kernel memory per
-//!   instance.
+//!   instance; a few namespaces are kept made with their egress ahead of demand ([`pool`]).
 //! - `pasta`: one `pasta` process per instance (~29 MB each), for hosts without nftables
 //!   ([`pasta`]), guarded by the same kind of table where nftables exists.
 //!
 //! The server picks the mode once at start ([`start`], which also reaps what an earlier run
 //! of the same server left) and installs it for the backends, which only call
-//! [`PendingEgress::start`] and [`PendingEgress::ready`]: egress is set up while the
-//! instance's process starts, and the instance is ready only with both.
+//! [`PendingEgress::with_namespace`] and [`PendingEgress::ready`]: the namespace comes with
+//! its egress from the pool, or egress is set up while the instance's process starts; the
+//! instance is ready only with both.
 
 pub(crate) mod netlink;
 pub mod network;
 pub mod pasta;
+mod pool;
 mod resolv;
 mod veth;
 
@@ -88,12 +90,14 @@ pub struct Settings {
     pub requested: Requested,
     /// Used by veth egress (its prefix also names pasta's guard table and cgroup).
     pub veth: VethSettings,
+    /// Namespaces with veth egress kept made ahead of demand (veth mode).
+    pub pool: usize,
 }
 
 /// What the backends use, installed by [`start`].
 #[derive(Clone)]
 enum Provider {
-    Veth(Arc<VethNetwork>),
+    Veth(Arc<VethNetwork>, Arc<pool::Pool>),
     /// pasta, joining this `cgroup.procs` (the guarded cgroup) when set.
     Pasta(Option<CString>),
 }
@@ -115,6 +119,7 @@ pub struct Active {
     reason: String,
     prefix: String,
     veth: Option<Arc<VethNetwork>>,
+    pool: Option<Arc<pool::Pool>>,
     guard: Option<PastaGuard>,
     removed: std::sync::atomic::AtomicBool,
 }
@@ -135,21 +140,23 @@ pub fn start(s: &Settings) -> Result<Active, String> {
             Err(e) => pasta(s, format!("veth egress cannot run here: {e}")),
         },
     };
-    let provider = match (&active.veth, &active.guard) {
-        (Some(net), _) => Provider::Veth(Arc::clone(net)),
-        (None, guard) => Provider::Pasta(guard.as_ref().map(PastaGuard::procs)),
+    let provider = match (&active.veth, &active.pool, &active.guard) {
+        (Some(net), Some(pool), _) => Provider::Veth(Arc::clone(net), Arc::clone(pool)),
+        (_, _, guard) => Provider::Pasta(guard.as_ref().map(PastaGuard::procs)),
     };
     *PROVIDER.write().unwrap_or_else(|p| p.into_inner()) = Some(provider);
     Ok(active)
 }
 
 fn veth(s: &Settings, reason: String) -> Result<Active, String> {
-    let net = VethNetwork::setup(&s.veth)?;
+    let net = Arc::new(VethNetwork::setup(&s.veth)?);
+    let pool = Arc::new(pool::Pool::start(Arc::clone(&net), s.pool));
     Ok(Active {
         mode: Mode::Veth,
         reason,
         prefix: s.veth.prefix.clone(),
-        veth: Some(Arc::new(net)),
+        veth: Some(net),
+        pool: Some(pool),
         guard: None,
         removed: Default::default(),
     })
@@ -171,6 +178,7 @@ fn pasta(s: &Settings, reason: String) -> Active {
         reason,
         prefix: s.veth.prefix.clone(),
         veth: None,
+        pool: None,
         guard,
         removed: Default::default(),
     }
@@ -222,6 +230,9 @@ impl Active {
             return;
         }
         *PROVIDER.write().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(pool) = &self.pool {
+            pool.stop();
+        }
         if let Some(net) = &self.veth {
             net.remove();
         }
@@ -269,6 +280,27 @@ impl Egress {
 pub(crate) struct PendingEgress(Option<oneshot::Receiver<io::Result<Egress>>>);
 
 impl PendingEgress {
+    /// A namespace for instance `name` and its egress: a pre-made one when the pool has one
+    /// (nothing left to do on the request path), else a new namespace with its egress set
+    /// up meanwhile ([`PendingEgress::start`]).
+    pub(crate) fn with_namespace(
+        name: &str,
+        wanted: bool,
+    ) -> io::Result<(crate::netns::NetNs, PendingEgress)> {
+        if wanted {
+            if let Provider::Veth(_, pool) = provider() {
+                if let Some((netns, link)) = pool.take() {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(Ok(Egress(Inner::Veth(link))));
+                    return Ok((netns, PendingEgress(Some(rx))));
+                }
+            }
+        }
+        let netns = crate::netns::NetNs::create(name)?;
+        let egress = PendingEgress::start(&netns, name, wanted);
+        Ok((netns, egress))
+    }
+
     pub(crate) fn start(netns: &crate::netns::NetNs, name: &str, wanted: bool) -> PendingEgress {
         if !wanted {
             return PendingEgress(None);
@@ -283,7 +315,7 @@ impl PendingEgress {
                     );
                 });
             }
-            Provider::Veth(net) => {
+            Provider::Veth(net, _) => {
                 let fd = match netns.fd().try_clone_to_owned() {
                     Ok(fd) => fd,
                     Err(e) => {

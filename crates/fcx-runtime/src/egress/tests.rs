@@ -96,3 +96,52 @@ fn veth_attach_configures_the_namespace_and_everything_goes_on_removal() {
     assert!(!listed.status.success(), "table {table} left behind");
     assert_eq!(leases(), 0);
 }
+
+#[test]
+fn the_pool_hands_out_configured_namespaces_and_refills() {
+    if !can_run() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let hex = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let settings = VethSettings {
+        prefix: format!("fcx-{hex}"),
+        range: "10.250.144.0/20".parse().unwrap(),
+        capacity: 4,
+        state_dir: state.path().to_owned(),
+        uplinks: Some(Vec::new()),
+    };
+    let net = Arc::new(VethNetwork::setup(&settings).unwrap());
+    let pool = pool::Pool::start(Arc::clone(&net), 2);
+    let take = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(entry) = pool.take() {
+                return entry;
+            }
+            assert!(Instant::now() < deadline, "the pool stayed empty");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let (a, link_a) = take();
+    let (b, link_b) = take();
+    assert_ne!(link_a.address(), link_b.address());
+    for ns in [&a, &b] {
+        let task = ns.path().parent().unwrap().parent().unwrap().to_owned();
+        let routes = std::fs::read_to_string(task.join("net/route")).unwrap();
+        assert!(routes.lines().any(|l| l.starts_with("eth0\t00000000")), "{routes}");
+    }
+    // Taking made room: it fills up again.
+    let (c, _link_c) = take();
+    let prefix = network::link_prefix(&settings.prefix);
+    pool.stop();
+    drop((a, b, c, link_a, link_b));
+    let gone = eventually(|| {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(&prefix))
+    });
+    net.remove();
+    assert!(gone, "links {prefix}* outlived the pool and its namespaces");
+}

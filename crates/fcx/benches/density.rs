@@ -51,9 +51,7 @@ struct Settings {
 
 fn env_count(name: &str, default: usize) -> Result<usize, String> {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v} is not a count")),
+        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a count")),
         Err(_) => Ok(default),
     }
 }
@@ -95,7 +93,10 @@ fn run() -> Result<(), String> {
         variants.extend(s.egress.iter().map(Some));
         for egress in variants {
             let label = egress.map_or("off".to_owned(), |m| format!("on ({m})"));
-            eprintln!("== {backend}, egress {label}: {} functions, {} warm", s.functions, s.warm);
+            eprintln!(
+                "== {backend}, egress {label}: {} functions, {} warm",
+                s.functions, s.warm
+            );
             let row = measure(
                 &s,
                 backend,

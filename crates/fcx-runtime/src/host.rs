@@ -413,7 +413,7 @@ fn check_pasta() -> Check {
             Check::ok(
                 PASTA,
                 format!(
-                    "{}{version} (egress of internetAccess instances)",
+                    "{}{version} (egress with --egress pasta, or where veth egress cannot run)",
                     bin.display()
                 ),
             )

@@ -138,7 +138,7 @@ fn summary(checks: &[Check]) -> ExitCode {
             0 => String::new(),
             n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
         };
-        println!("All checks passed{warnings}: this host can run OCI instances.");
+        println!("All checks passed{warnings}: this host can run OCI instances and their egress.");
         return ExitCode::SUCCESS;
     }
     let s = if failed == 1 { "" } else { "s" };

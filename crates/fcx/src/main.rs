@@ -38,10 +38,12 @@ more keys: fcx keys create.")]
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Check that this host can run OCI (custom-container) instances, and how to fix it.
+    /// Check that this host can run OCI (custom-container) instances and outbound networking
+    /// (which egress mode a server would use, and why), and how to fix it.
     #[command(after_help = "Examples:
-  fcx doctor                                   # crun, data dir ./.fcx
+  fcx doctor                                   # crun, data dir ./.fcx, egress auto
   fcx doctor --runtime runc --data-dir /var/lib/fcx
+  fcx doctor --egress pasta                    # what a server with --egress pasta needs
   sudo fcx doctor --fix                        # apply the hybrid-cgroup mount, then check again
 
 Each failed check prints the command that fixes it.

@@ -129,7 +129,10 @@ fn the_pool_hands_out_configured_namespaces_and_refills() {
     for ns in [&a, &b] {
         let task = ns.path().parent().unwrap().parent().unwrap().to_owned();
         let routes = std::fs::read_to_string(task.join("net/route")).unwrap();
-        assert!(routes.lines().any(|l| l.starts_with("eth0\t00000000")), "{routes}");
+        assert!(
+            routes.lines().any(|l| l.starts_with("eth0\t00000000")),
+            "{routes}"
+        );
     }
     // Taking made room: it fills up again.
     let (c, _link_c) = take();

@@ -48,6 +48,12 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// Outbound networking of instances with internetAccess (`--egress`).
+    pub egress: fcx_runtime::egress::Requested,
+    /// Range veth egress leases this server's address block from (`--egress-range`).
+    pub egress_range: fcx_runtime::egress::Ipv4Net,
+    /// Namespaces with veth egress kept made ahead of demand (`--egress-pool`).
+    pub egress_pool: usize,
 }
 
 /// Why the core did not start.
@@ -97,8 +103,15 @@ impl ControlPlane {
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
         self.asyncs.shutdown();
-        // Stops every instance, then each backend removes what it made (groups, bundles).
-        self.scheduler.shutdown().await;
+        self.scheduler.stop_instances().await;
+        // After the instances, before the backends' cleanup removes the cgroup root (pasta's
+        // group lives under it).
+        let egress = self.egress.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(egress) = egress {
+            let _ = tokio::task::spawn_blocking(move || egress.shutdown()).await;
+        }
+        // Each backend removes what it made (groups, bundles).
+        self.scheduler.remove_backends().await;
         let run_dir = self.paths.run_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
             // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing.
@@ -149,6 +162,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         backends = backends.with(oci);
         images = Some(image_store);
     }
+    // After the OCI reap, which removes the server's cgroups (pasta's among them).
+    let egress = start_egress(config, &prefix)?;
     let scheduler = Scheduler::new(
         backends,
         CodeCache::new(paths.run_dir.join("code")),
@@ -189,6 +204,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        egress: Mutex::new(Some(egress)),
     });
     control.load().map_err(StartError::Load)?;
     Ok(control)
@@ -260,6 +276,32 @@ fn containers(
         );
     }
     Ok(Some((Arc::new(backend), Arc::new(images))))
+}
+
+/// Sets up outbound networking (after reaping what a previous run left) and says which mode
+/// runs and why.
+fn start_egress(
+    config: &CoreConfig,
+    prefix: &str,
+) -> Result<fcx_runtime::egress::Active, StartError> {
+    use fcx_runtime::egress;
+    let active = egress::start(&egress::Settings {
+        requested: config.egress,
+        veth: egress::VethSettings {
+            prefix: prefix.to_owned(),
+            range: config.egress_range,
+            capacity: config.max_instances.saturating_add(config.sandbox_limit),
+            state_dir: egress::STATE_DIR.into(),
+            uplinks: None,
+        },
+        pool: config.egress_pool,
+    })
+    .map_err(StartError::Refused)?;
+    match active.mode() {
+        egress::Mode::Veth => tracing::info!("egress: {}", active.describe()),
+        egress::Mode::Pasta => tracing::warn!("egress: {}", active.describe()),
+    }
+    Ok(active)
 }
 
 /// `name` found on PATH (or as given when it holds a `/`).

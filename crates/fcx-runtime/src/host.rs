@@ -1,9 +1,11 @@
 //! Can this host run OCI (custom-container) instances? Each check tries the real thing where
 //! it can (runs the runtime, mounts an overlay, creates a network namespace) and says exactly
 //! what to run when it fails. The server calls [`ensure_oci_ready`] before it starts the OCI
-//! backend; `fcx doctor` prints [`check_host`]'s list and can apply [`fix_hybrid_cgroups`].
+//! backend; `fcx doctor` prints [`check_host`]'s list and [`check_egress`]'s (outbound
+//! networking) and can apply [`fix_hybrid_cgroups`].
 
 mod cgroups;
+mod egress;
 mod probe;
 
 use std::fmt::Write as _;
@@ -14,6 +16,7 @@ use std::time::Duration;
 pub use cgroups::{
     hybrid_fix_command, parse_controllers, parse_mountinfo, Layout as CgroupLayout, MountEntry,
 };
+pub use egress::check_egress;
 pub use probe::find_executable;
 
 /// Check names, in the order [`check_host`] returns them.
@@ -24,6 +27,7 @@ pub const CONTROLLERS: &str = "cgroup controllers";
 pub const OVERLAYFS: &str = "overlayfs";
 pub const NETNS: &str = "network namespaces";
 pub const PASTA: &str = "pasta";
+pub use egress::{EGRESS, FORWARDING, NFTABLES, VETH};
 
 /// Controllers the OCI backend puts limits on (memorySize, cpu, process count).
 const CONTROLLERS_NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
@@ -409,7 +413,7 @@ fn check_pasta() -> Check {
             Check::ok(
                 PASTA,
                 format!(
-                    "{}{version} (egress of internetAccess instances)",
+                    "{}{version} (egress with --egress pasta, or where veth egress cannot run)",
                     bin.display()
                 ),
             )

@@ -16,7 +16,6 @@ use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
-use crate::netns::NetNs;
 use crate::pidfile;
 use crate::procnet::Listener;
 use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
@@ -55,8 +54,8 @@ impl ProcessBackend {
     ) -> Result<(Instance, PendingEgress), StartError> {
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
+            .map_err(StartError::Namespace)?;
         let (program, args) = spec
             .command
             .split_first()

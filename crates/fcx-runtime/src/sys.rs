@@ -87,21 +87,13 @@ unsafe fn enter_instance(
     gid: u32,
     cgroup_procs: Option<&std::ffi::CStr>,
 ) -> io::Result<()> {
+    if let Some(path) = cgroup_procs {
+        // Joining before exec puts every later fork of the instance in its group too.
+        join_cgroup(path)?;
+    }
     // SAFETY: called in the child between fork and exec; every call below is
     // async-signal-safe and touches only this process's own state.
     unsafe {
-        if let Some(path) = cgroup_procs {
-            // Joining before exec puts every later fork of the instance in its group too.
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         check(libc::setsid())?;
         check(libc::setgroups(0, std::ptr::null()))?;
@@ -109,6 +101,24 @@ unsafe fn enter_instance(
         check(libc::setuid(uid))?;
         // Set after setuid: a credential change clears the parent-death signal.
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs`.
+/// Async-signal-safe: callable between `fork` and `exec`.
+fn join_cgroup(procs: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: open/write/close on a NUL-terminated path; no allocation, no shared state.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        if written != 1 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -290,14 +300,22 @@ pub fn setns_net(_on: &OwnThread, fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }
 
-/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns) and get
-/// SIGKILL when the thread that spawns it ends (or fcx dies).
-pub fn prepare_helper_command(cmd: &mut std::process::Command, keep_fd: RawFd) {
+/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns), join the
+/// cgroup of `cgroup_procs` (when given) and get SIGKILL when the thread that spawns it ends
+/// (or fcx dies).
+pub fn prepare_helper_command(
+    cmd: &mut std::process::Command,
+    keep_fd: RawFd,
+    cgroup_procs: Option<std::ffi::CString>,
+) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl and prctl are async-signal-safe and touch only the child's own state
-    // (its copy of the fd table).
+    // SAFETY: fcntl, prctl and `join_cgroup` are async-signal-safe and touch only the
+    // child's own state (its copy of the fd table, its cgroup membership).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(procs) = &cgroup_procs {
+                join_cgroup(procs)?;
+            }
             check(libc::fcntl(keep_fd, libc::F_SETFD, 0))?;
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
         });

@@ -293,6 +293,12 @@ impl Scheduler {
 
     /// Stops every instance, calling pre-stop hooks (server shutdown).
     pub async fn shutdown(&self) {
+        self.stop_instances().await;
+        self.remove_backends().await;
+    }
+
+    /// Stops every instance, calling pre-stop hooks (the first half of [`Scheduler::shutdown`]).
+    pub async fn stop_instances(&self) {
         let pools: Vec<Arc<Pool>> = self.pools().drain().map(|(_, p)| p).collect();
         let mut stopping = Vec::new();
         for pool in pools {
@@ -303,6 +309,11 @@ impl Scheduler {
         for task in stopping {
             let _ = task.await;
         }
+    }
+
+    /// Lets every backend remove what it made, once the instances are stopped (the second
+    /// half of [`Scheduler::shutdown`]).
+    pub async fn remove_backends(&self) {
         // Teardowns run in the background when instances drop; finish them (and anything
         // they missed) before the server removes its run directory. Last registered first:
         // the process backend's cgroup root holds the other backends' groups.

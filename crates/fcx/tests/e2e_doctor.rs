@@ -7,7 +7,7 @@ mod support;
 
 use std::process::{Command, Output};
 
-const CHECKS: [&str; 7] = [
+const CHECKS: [&str; 11] = [
     "root",
     "oci runtime",
     "cgroups",
@@ -15,6 +15,10 @@ const CHECKS: [&str; 7] = [
     "overlayfs",
     "network namespaces",
     "pasta",
+    "egress mode",
+    "nftables",
+    "veth",
+    "ip forwarding",
 ];
 
 /// Runs `fcx doctor ARGS` with its data dir in a fresh temp dir.

@@ -132,10 +132,10 @@ impl OciBackend {
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        // pasta takes tens of milliseconds to configure the namespace: it does so while the
-        // rootfs is mounted and the container starts; the instance is ready only with both.
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        // Egress comes ready with a pooled namespace, or is set up while the rootfs is
+        // mounted and the container starts; the instance is ready only with both.
+        let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
+            .map_err(StartError::Namespace)?;
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);
         let prepared = {

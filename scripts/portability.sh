@@ -12,7 +12,9 @@
 #  5. prints one table: each check on each host, and exits non-zero if any check failed.
 # Every wait is bounded; qemu is stopped by its PID, also on failure and Ctrl-C.
 #
-# Usage: bash scripts/portability.sh [--only host|guest|container] [--rebuild]
+# Usage: bash scripts/portability.sh [--only host,guest,container] [--rebuild]
+#   --only   a comma list of where to run the suite (default: all three)
+#   --rebuild   rebuild the guest image even when cached
 # Environment: FCX_PORTABILITY_CACHE (default target/portability), FCXP_WAIT (seconds per wait
 # inside the suite, default 240 in the guest), FCXP_GUEST_TIMEOUT (whole guest run, default
 # 2400 s), FCXP_QEMU_MEM (MB, default 3072), FCX_PORTABILITY_MIRROR (Debian archive URL).
@@ -22,7 +24,7 @@ repo=$(pwd)
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'portability: %s\n' "$*" >&2; exit 1; }
 
-only=all
+only=host,guest,container
 rebuild=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,7 +34,11 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
-case "$only" in all | host | guest | container) ;; *) die "--only takes host, guest or container, not $only" ;; esac
+for w in ${only//,/ }; do
+  case "$w" in host | guest | container) ;; *) die "--only takes a comma list of host, guest and container, not $w" ;; esac
+done
+want() { [[ ",$only," == *",$1,"* ]]; }
+want_vm() { want guest || want container; }
 
 [ "$(id -u)" = 0 ] || die "run as root: the suite creates namespaces, cgroups and containers (sudo bash $0)"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -84,7 +90,7 @@ echo "$only" >"$payload/only"
 guest_inputs=(scripts/portability/packages.txt scripts/portability/build-guest.sh scripts/portability/fcx-portability.service)
 key=$(cat "${guest_inputs[@]}" | sha256sum | cut -c1-16)
 guest="$cache/guest-$key"
-if [ "$only" != host ]; then
+if want_vm; then
   if [ -n "$rebuild" ] || [ ! -f "$guest/rootfs.img" ]; then
     # Older images (another package list) go: one cached image at a time.
     find "$cache" -maxdepth 1 -name 'guest-*' ! -name "guest-$key" -exec rm -rf {} +
@@ -102,7 +108,7 @@ fi
 results="$run/results.txt"
 : >"$results"
 host_label="host"
-if [ "$only" = all ] || [ "$only" = host ]; then
+if want host; then
   say "smoke suite on this host ($(uname -r))"
   FCXP_WAIT=${FCXP_HOST_WAIT:-60} bash scripts/portability/smoke.sh "$host_label" "$payload" 2>&1 |
     tee "$run/host.log" | grep --line-buffered -E '^FCXP-|^    ' || true
@@ -110,7 +116,7 @@ if [ "$only" = all ] || [ "$only" = host ]; then
 fi
 
 # ---- 4. the guest -----------------------------------------------------------------------
-if [ "$only" != host ]; then
+if want_vm; then
   size_mb=$(( $(du -sm "$payload" | cut -f1) + 256 ))
   mkfs.ext4 -q -F -L payload -d "$payload" "$run/payload.img" "${size_mb}M"
   serial="$run/serial.log"
@@ -146,7 +152,9 @@ if [ "$only" != host ]; then
   qemu_pid=
   sed -n "$((shown + 1)),\$p" "$serial" | tr -d '\r' | grep -E '^FCXP-(RESULT|NOTE)|^    ' >&2 || true
   tr -d '\r' <"$serial" | grep '^FCXP-RESULT' >>"$results" || true
-  tr -d '\r' <"$serial" | sed -n '/^FCXP-MOUNTINFO-BEGIN/,/^FCXP-MOUNTINFO-END/p' | sed '1d;$d' >"$run/guest-mountinfo.txt"
+  for l in guest container; do
+    tr -d '\r' <"$serial" | sed -n "/^FCXP-MOUNTINFO-$l-BEGIN/,/^FCXP-MOUNTINFO-$l-END/p" | sed '1d;$d' >"$run/$l-mountinfo.txt"
+  done
   grep -q '^FCXP-END' <(tr -d '\r' <"$serial") ||
     echo "FCXP-RESULT guest boot FAIL the guest's suite did not finish (serial log: $serial)" >>"$results"
   say "guest run took $((SECONDS - booted)) s"

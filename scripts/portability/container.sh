@@ -4,8 +4,10 @@
 # - its own pid, mount, ipc, uts and cgroup namespaces; the node's network (hostNetwork);
 # - the capabilities a DaemonSet's securityContext.capabilities.add names (CAPS below):
 #   Docker's defaults (crun can only hand the function containers what it holds itself),
-#   plus SYS_ADMIN (mounts, namespaces, cgroups) and NET_ADMIN (loopback and pasta's tap
-#   in the instances' network namespaces); nothing else (no SYS_MODULE, SYS_PTRACE, ...);
+#   plus SYS_ADMIN (mounts, namespaces, cgroups), NET_ADMIN (loopback and pasta's tap in
+#   the instances' network namespaces) and SYS_RESOURCE (crun raises RLIMIT_MEMLOCK to load
+#   its eBPF device filter on cgroup v2; `fcx doctor` checks it); nothing else (no
+#   SYS_PTRACE, SYS_MODULE, BPF, ...);
 # - /proc with the runtime's masked and read-only paths, /sys read-only, and the cgroup2
 #   mount read-only at /sys/fs/cgroup, as containerd gives a non-privileged container;
 # - /dev/net/tun (pasta; a device plugin or a hostPath CharDevice in Kubernetes);
@@ -18,7 +20,7 @@ name=fcxp-node
 wait_s=${FCXP_WAIT:-180}
 CAPS="CAP_CHOWN CAP_DAC_OVERRIDE CAP_FSETID CAP_FOWNER CAP_MKNOD CAP_NET_RAW CAP_SETGID \
 CAP_SETUID CAP_SETFCAP CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_SYS_CHROOT CAP_KILL \
-CAP_AUDIT_WRITE CAP_SYS_ADMIN CAP_NET_ADMIN"
+CAP_AUDIT_WRITE CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SYS_RESOURCE"
 
 mkdir -p "$bundle/rootfs"
 # The guest's own root filesystem (not its /proc, /sys, /run, ...) is the node image.
@@ -35,7 +37,7 @@ config = {
         "user": {"uid": 0, "gid": 0},
         "args": ["/bin/bash", "/payload/smoke.sh", "container", "/payload"],
         "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "FCXP_WAIT=" + os.environ["WAIT"], "HOME=/root"],
+                "FCXP_WAIT=" + os.environ["WAIT"], "HOME=/root", "FCXP_DUMP_MOUNTINFO=1"],
         "cwd": "/",
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}],

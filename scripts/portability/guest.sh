@@ -8,12 +8,12 @@ echo "FCXP-NOTE guest kernel $(uname -r); init $(cat /proc/1/comm); $(systemctl 
 echo "FCXP-NOTE guest cgroup root controllers: $(cat /sys/fs/cgroup/cgroup.controllers); subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 echo "FCXP-NOTE guest crun: $(crun --version | head -n1); pasta: $(pasta --version 2>&1 | head -n1)"
 # The guest's mountinfo, for the native suite's layout fixture.
-echo "FCXP-MOUNTINFO-BEGIN"
+echo "FCXP-MOUNTINFO-guest-BEGIN"
 cat /proc/self/mountinfo
-echo "FCXP-MOUNTINFO-END"
+echo "FCXP-MOUNTINFO-guest-END"
 echo "FCXP-CGROUP $(cat /proc/self/cgroup)"
 
-only=${FCXP_ONLY:-$(cat /payload/only 2>/dev/null)}
-case "${only:-all}" in all | guest) FCXP_WAIT=$(cat /payload/wait) bash /payload/smoke.sh guest /payload ;; esac
-case "${only:-all}" in all | container) FCXP_WAIT=$(cat /payload/wait) sh /payload/container.sh ;; esac
+only=",$(cat /payload/only 2>/dev/null || echo guest,container),"
+case "$only" in *,guest,*) FCXP_WAIT=$(cat /payload/wait) bash /payload/smoke.sh guest /payload ;; esac
+case "$only" in *,container,*) FCXP_WAIT=$(cat /payload/wait) sh /payload/container.sh ;; esac
 echo "FCXP-END"

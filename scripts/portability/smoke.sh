@@ -138,6 +138,13 @@ while True:
 # ---- the checks ---------------------------------------------------------------------------
 note "kernel $(uname -r); $(grep -c . /proc/self/mountinfo) mounts; cgroup2 at ${cgroup2:-none}; in cgroup $(grep '^0::' /proc/self/cgroup | cut -d: -f3)"
 
+if [ -n "${FCXP_DUMP_MOUNTINFO:-}" ]; then
+  # For the native suite's fixtures (crates/fcx-runtime/tests/fixtures/).
+  echo "FCXP-MOUNTINFO-$label-BEGIN"
+  cat /proc/self/mountinfo
+  echo "FCXP-MOUNTINFO-$label-END"
+fi
+
 # doctor
 "$fcx" doctor --data-dir "$data" >"$work/doctor.txt" 2>&1
 doctor_rc=$?
@@ -148,7 +155,7 @@ else
   sed 's/^/    doctor: /' "$work/doctor.txt"
   "$fcx" doctor --fix --data-dir "$data" >"$work/doctor-fix.txt" 2>&1
   if [ $? = 0 ]; then
-    result doctor PASS "after --fix; it said: $said"
+    result doctor PASS "after --fix ($(grep -- '^--fix:' "$work/doctor-fix.txt" | tr '\n' ' ')); before, it said: $said"
   else
     sed 's/^/    doctor --fix: /' "$work/doctor-fix.txt"
     result doctor FAIL "$said"
@@ -159,7 +166,11 @@ setup_target || note "egress target setup failed"
 
 if ! start_server; then
   server_tail
-  result server-start FAIL "no listening line within ${wait_s}s"
+  if kill -0 "$server_pid" 2>/dev/null; then
+    result server-start FAIL "no listening line within ${wait_s}s"
+  else
+    result server-start FAIL "the server exited: $(grep -vE '^[0-9T:.-]+Z ' "$work/server.log" | head -n 4)"
+  fi
   exit 1
 fi
 note "server at $addr (pid $server_pid)"

@@ -27,7 +27,10 @@ fn main() -> ExitCode {
     match built {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("portability_images: writing images into {}: {e}", dir.display());
+            eprintln!(
+                "portability_images: writing images into {}: {e}",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -10,6 +10,8 @@
 #   oci-pids-limit    the container's pids.max is the server's --pids-limit
 #   oci-memory-limit  its group has the memorySize limit, and a memory hog is OOM-killed
 #   oci-egress        internetAccess reaches a target in a veth netns this script made
+#   systemd-reload    (systemd hosts) `systemctl daemon-reload` leaves fcx's groups and the
+#                     controllers they use alone, and the container answers after it
 #   kill9-restart     kill -9 of fcx, restart: every old instance process, group and mount
 #                     is gone, and the function answers again
 #   non-web-server    a non-web-server container function (webServerMode false) runs
@@ -275,8 +277,27 @@ if [ -n "$oci" ]; then
   else
     result oci-egress FAIL "nc $target_ip 8080: $(body)"
   fi
+
+  # fcx's groups live in its own top-level tree (/fcx), outside systemd's units, as
+  # Docker's cgroupfs driver does: a reload must not take controllers away from it.
+  if [ "$(cat /proc/1/comm)" = systemd ] && command -v systemctl >/dev/null; then
+    before=$(cat "$cgroup2/cgroup.subtree_control")
+    group=$(group_of "$web_id")
+    given=$(cat "$group/cgroup.subtree_control" 2>/dev/null)
+    systemctl daemon-reload
+    after=$(cat "$cgroup2/cgroup.subtree_control")
+    code=$(invoke web 'cat /sys/fs/cgroup/pids.max')
+    if [ "$code" = 200 ] && [ "$(body)" = 64 ] && [ "$(cat "$group/cgroup.subtree_control" 2>/dev/null)" = "$given" ] &&
+      [[ " $after " == *" memory "* && " $after " == *" pids "* ]]; then
+      result systemd-reload PASS "root hands on '$after' (was '$before'); ${group#"$cgroup2"} keeps '$given'"
+    else
+      result systemd-reload FAIL "root '$before' -> '$after'; group '$given' -> '$(cat "$group/cgroup.subtree_control" 2>/dev/null)'; HTTP $code $(body)"
+    fi
+  else
+    result systemd-reload SKIP "init is $(cat /proc/1/comm), not systemd"
+  fi
 else
-  for c in oci-isolation oci-pids-limit oci-memory-limit oci-egress; do
+  for c in oci-isolation oci-pids-limit oci-memory-limit oci-egress systemd-reload; do
     result "$c" SKIP "no OCI instance"
   done
 fi

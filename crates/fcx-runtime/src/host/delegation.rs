@@ -93,7 +93,24 @@ pub fn check(mount: &Path, unified: bool) -> Check {
         }
         Err(p) => p,
     };
+    // Behind a read-only mount the next obstacle is already visible: a container's cgroup
+    // root (not the host's: that one has no cgroup.type) holding processes.
+    let busy_root = unified
+        && problem == Problem::ReadOnly
+        && mount.join("cgroup.type").exists()
+        && !cgroup::procs_of(mount).is_empty();
     let detail = match &problem {
+        Problem::ReadOnly if busy_root => format!(
+            "cgroup2 at {m} is mounted read-only (as a container runtime mounts it for a \
+             non-privileged container): fcx cannot create its groups; and its root holds \
+             processes ({}) and is not the host's, so cgroup v2 would refuse to enable \
+             controllers for fcx's groups",
+            cgroup::procs_of(mount)
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Problem::ReadOnly => format!(
             "cgroup2 at {m} is mounted read-only (as a container runtime mounts it for a \
              non-privileged container): fcx cannot create its groups"
@@ -111,7 +128,15 @@ pub fn check(mount: &Path, unified: bool) -> Check {
         Problem::Other(e) => e.clone(),
     };
     let fixable = !matches!(problem, Problem::Other(_));
-    let fix = fix_command(mount, &problem).unwrap_or_else(|| {
+    let busy = Problem::InternalProcesses {
+        pids: Vec::new(),
+        controllers: Vec::new(),
+    };
+    let fix = match (fix_command(mount, &problem), busy_root) {
+        (Some(first), true) => fix_command(mount, &busy).map(|then| format!("{first} && {then}")),
+        (fix, _) => fix,
+    };
+    let fix = fix.unwrap_or_else(|| {
         format!("give fcx a writable cgroup2 subtree whose root lists memory, pids and cpu in {m}/cgroup.subtree_control")
     });
     let mut check = Check::new(DELEGATION, Status::Fail, detail).with_fix(fix);

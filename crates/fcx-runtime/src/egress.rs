@@ -463,7 +463,10 @@ mod tests {
 
     /// fcx in a container has no CAP_SYS_PTRACE: it cannot read the namespace links of a
     /// pasta that made itself non-dumpable, and must still see it ready. Capabilities are
-    /// per thread, so a thread that dropped CAP_SYS_PTRACE plays that fcx.
+    /// per thread, so a thread that dropped CAP_SYS_PTRACE plays that fcx. Whether the link
+    /// is unreadable there depends on the moment (pasta re-executes itself, which makes it
+    /// dumpable again for a while), so the fallback's signal is checked on its own: a running
+    /// pasta is under its seccomp filter.
     #[test]
     fn readiness_is_seen_without_cap_sys_ptrace() {
         if !can_run() {
@@ -472,22 +475,16 @@ mod tests {
         let netns = crate::netns::NetNs::create("egress-noptrace").unwrap();
         let egress = Egress::attach(&netns.path(), "egress-noptrace").unwrap();
         let pid = egress.pid();
-        let (readable, ready) = std::thread::spawn(move || {
+        let ready = std::thread::spawn(move || {
             sys::drop_effective_capability(sys::CAP_SYS_PTRACE).unwrap();
-            let readable = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok();
-            (readable, isolated(pid))
+            isolated(pid)
         })
         .join()
         .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         drop(egress);
-        assert!(
-            !readable,
-            "pasta's ns links are readable without CAP_SYS_PTRACE"
-        );
         assert!(ready, "a running pasta must count as isolated");
-        assert!(seccomp_filtered(
-            "Name:\tpasta\nSeccomp:\t2\nSeccomp_filters:\t1\n"
-        ));
+        assert!(seccomp_filtered(&status), "{status}");
         assert!(!seccomp_filtered("Seccomp:\t0\n"));
     }
 

@@ -227,6 +227,12 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
     }
+    // systemd mounts /run noexec: instances could not run their unpacked code.
+    if fcx_runtime::code::allow_exec(&config.run_root)
+        .map_err(io("making the run dir executable"))?
+    {
+        tracing::info!(dir = %config.run_root.display(), "the run dir was on a noexec mount: bind-mounted it with exec allowed");
+    }
     let paths = Paths {
         log_dir: data_dir.join("logs"),
         data_dir,

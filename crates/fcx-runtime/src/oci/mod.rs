@@ -375,6 +375,7 @@ impl OciBackend {
             hostname: id,
             netns: &netns_path,
             cgroups_path: &cgroups_path,
+            cgroup_namespace: group::unified(),
             memory_mb: None,
             cpu: c.cpu,
             pids_limit: self.config.pids_limit,

@@ -269,7 +269,8 @@ pub(crate) async fn run_to_exit(
         request_id,
         &fcx_protocol::logs::invoke_start(request_id),
         true,
-    );
+    )
+    .await;
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,

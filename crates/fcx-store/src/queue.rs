@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -304,7 +304,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>) {
         let tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
-                fail_all(batch, &e.to_string());
+                fail_all(batch, &Arc::new(e));
                 continue;
             }
         };
@@ -314,7 +314,10 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>) {
         }
         match tx.commit() {
             Ok(()) => replies.into_iter().for_each(Reply::send),
-            Err(e) => replies.into_iter().for_each(|r| r.fail(&e.to_string())),
+            Err(e) => {
+                let e = Arc::new(e);
+                replies.into_iter().for_each(|r| r.fail(&e));
+            }
         }
     }
 }
@@ -349,8 +352,8 @@ impl Reply {
         }
     }
 
-    fn fail(self, e: &str) {
-        let err = || StoreError::Corrupt(format!("queue commit failed: {e}"));
+    fn fail(self, e: &Arc<rusqlite::Error>) {
+        let err = || StoreError::database(CommitFailed(Arc::clone(e)));
         match self {
             Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
             Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
@@ -360,7 +363,13 @@ impl Reply {
     }
 }
 
-fn fail_all(batch: Vec<Write>, e: &str) {
+/// A batch's transaction that could not begin or commit; every write in it gets this, with
+/// the database's error as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("queue commit failed: {0}")]
+struct CommitFailed(#[source] Arc<rusqlite::Error>);
+
+fn fail_all(batch: Vec<Write>, e: &Arc<rusqlite::Error>) {
     for w in batch {
         let reply = match w {
             Write::Enqueue(_, tx) => Reply::Enqueue(tx, Ok(Enqueued::New)),
@@ -515,5 +524,32 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
             })();
             Reply::Stop(reply, result)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_commit_is_a_database_error_that_keeps_its_cause() {
+        let (tx, mut rx) = oneshot::channel();
+        let cause = Arc::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        Reply::Unit(tx, Ok(())).fail(&cause);
+        let err = rx.try_recv().unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert!(err.to_string().contains("queue commit failed"), "{err}");
+        let commit = err.source().unwrap();
+        let sqlite = commit.source().unwrap();
+        let sqlite = sqlite.downcast_ref::<Arc<rusqlite::Error>>().unwrap();
+        assert_eq!(
+            sqlite.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub struct AsyncSettings {
     pub workers: usize,
     /// First retry delay; doubles per failed attempt (with ±25 % jitter).
     pub retry_base: Duration,
+    /// Region in the function ARNs of task records and destinations.
     pub region: String,
+    /// Account id in those ARNs.
     pub account_id: String,
     /// How a failed run's error reads in its task record: the gateway's one mapping of
     /// errors to FC codes (`Code: message`).
@@ -39,11 +41,13 @@ pub struct AsyncSettings {
 /// An accepted invocation.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// The invocation's request id (`x-fc-request-id` of the 202).
     pub request_id: String,
     /// Shown to the caller when the function has async tasks enabled or the id was given.
     pub task_id: Option<String>,
 }
 
+/// This node's async machinery: the durable queue, its workers, the per-function configs and the stop signals of running tasks.
 pub struct AsyncService {
     queue: Arc<Queue>,
     scheduler: Arc<Scheduler>,
@@ -79,6 +83,7 @@ enum Clock {
 }
 
 impl AsyncService {
+    /// A service over `queue` that runs tasks through `scheduler`; nothing runs before [`start`](Self::start).
     pub fn new(
         queue: Queue,
         scheduler: Arc<Scheduler>,
@@ -147,10 +152,12 @@ impl AsyncService {
         self.configs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The function's PutAsyncInvokeConfig, FC's defaults when it has none.
     pub fn config(&self, function: &str) -> AsyncConfig {
         self.configs().get(function).cloned().unwrap_or_default()
     }
 
+    /// Sets (`Some`) or removes (`None`) the function's config; later runs use it.
     pub fn set_config(&self, function: &str, config: Option<AsyncConfig>) {
         match config {
             Some(c) => self.configs().insert(function.to_owned(), c),

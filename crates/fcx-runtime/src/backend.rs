@@ -17,11 +17,14 @@ use crate::StartError;
 /// on `Process`, a `customContainerConfig.image` on `Oci`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
+    /// Host processes in their own network namespace, as an unprivileged user.
     Process,
+    /// OCI containers under crun (or another OCI runtime).
     Oci,
 }
 
 impl BackendKind {
+    /// The name used in flags, logs and error messages.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Process => "process",
@@ -40,7 +43,9 @@ impl std::fmt::Display for BackendKind {
 /// backend or the host cannot tell).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InstanceStats {
+    /// Memory in use now (cgroup `memory.current`).
     pub memory_current_bytes: Option<u64>,
+    /// Most memory used since the start (cgroup `memory.peak`).
     pub memory_peak_bytes: Option<u64>,
     /// CPU time used by every process of the instance.
     pub cpu_usage: Option<Duration>,
@@ -73,6 +78,7 @@ impl Sandbox {
 /// [`Control`] handles the backend put into it.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// Which kind this is (what the scheduler's registry files it under).
     fn kind(&self) -> BackendKind;
 
     /// Whether [`Backend::prepare`] is supported.
@@ -149,16 +155,19 @@ pub trait Control: Send + Sync + 'static {
     /// Asks the instance to end (SIGTERM to what the backend runs).
     fn terminate(&self);
 
+    /// Stops every process of the instance in place (by default: unsupported).
     async fn freeze(&self) -> io::Result<()> {
         Err(io::Error::other(
             "freezing needs a cgroup v2 mount, which this host lacks",
         ))
     }
 
+    /// Lets frozen processes run again (by default nothing is frozen, so nothing to do).
     async fn thaw(&self) -> io::Result<()> {
         Ok(())
     }
 
+    /// The instance's resource use (by default: nothing known).
     fn stats(&self) -> io::Result<InstanceStats> {
         Ok(InstanceStats::default())
     }

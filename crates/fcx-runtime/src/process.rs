@@ -32,6 +32,7 @@ pub struct ProcessConfig {
     pub log_dir: PathBuf,
     /// Unprivileged user and group instances run as.
     pub uid: u32,
+    /// The group instances run as.
     pub gid: u32,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
@@ -43,6 +44,7 @@ pub struct ProcessBackend {
 }
 
 impl ProcessBackend {
+    /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
         ProcessBackend { config }
     }

@@ -225,6 +225,7 @@ pub struct HostLoopbackServer {
 }
 
 impl HostLoopbackServer {
+    /// Binds a free port on the host's 127.0.0.1 and starts accepting on a thread.
     pub fn start() -> HostLoopbackServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
         listener
@@ -254,10 +255,12 @@ impl HostLoopbackServer {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }

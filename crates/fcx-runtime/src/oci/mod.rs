@@ -60,6 +60,7 @@ pub struct OciBackend {
 }
 
 impl OciBackend {
+    /// A backend with `config`; its runtime state lives under `<run>/oci-state`.
     pub fn new(config: OciConfig) -> OciBackend {
         let state_root = config.run_dir.join("oci-state");
         let cat = ["/usr/bin/cat", "/bin/cat"]
@@ -74,6 +75,7 @@ impl OciBackend {
         }
     }
 
+    /// The OCI runtime binary (`--oci-runtime`).
     pub fn runtime(&self) -> &Path {
         &self.config.runtime
     }

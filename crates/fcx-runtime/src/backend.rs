@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::cgroup::Cgroup;
 use crate::instance::Instance;
 use crate::spec::{EventOutcome, InstanceSpec};
 use crate::StartError;
@@ -155,21 +156,33 @@ pub trait Control: Send + Sync + 'static {
     /// Asks the instance to end (SIGTERM to what the backend runs).
     fn terminate(&self);
 
-    /// Stops every process of the instance in place (by default: unsupported).
+    /// The instance's cgroup v2 group, if it has one: the default freeze, thaw and stats
+    /// go through it.
+    fn cgroup(&self) -> Option<&Cgroup> {
+        None
+    }
+
+    /// Stops every process of the instance in place.
     async fn freeze(&self) -> io::Result<()> {
-        Err(io::Error::other(
-            "freezing needs a cgroup v2 mount, which this host lacks",
-        ))
+        match self.cgroup() {
+            Some(c) => c.freeze().await,
+            None => Err(io::Error::other(
+                "freezing needs a cgroup v2 mount, which this host lacks",
+            )),
+        }
     }
 
-    /// Lets frozen processes run again (by default nothing is frozen, so nothing to do).
+    /// Lets frozen processes run again (without a group nothing was frozen).
     async fn thaw(&self) -> io::Result<()> {
-        Ok(())
+        match self.cgroup() {
+            Some(c) => c.thaw().await,
+            None => Ok(()),
+        }
     }
 
-    /// The instance's resource use (by default: nothing known).
+    /// The instance's resource use (without a group: nothing known).
     fn stats(&self) -> io::Result<InstanceStats> {
-        Ok(InstanceStats::default())
+        Ok(self.cgroup().map(Cgroup::stats).unwrap_or_default())
     }
 
     /// For the backend that made it (e.g. to reach its container).

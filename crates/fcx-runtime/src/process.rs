@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
+use crate::backend::{Backend, BackendKind, Control, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
 use crate::instance::{Dial, Instance, InstanceParts};
@@ -222,24 +222,8 @@ impl Control for ProcessControl {
         sys::kill_group(self.pid as i32, libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
-    }
-
-    fn stats(&self) -> std::io::Result<InstanceStats> {
-        Ok(self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default())
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -513,20 +513,8 @@ impl Control for OciControl {
         self.container.signal(libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn stats(&self) -> std::io::Result<InstanceStats> {

@@ -89,16 +89,7 @@ impl AsyncService {
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
-        Arc::new(AsyncService {
-            queue: Arc::new(queue),
-            scheduler,
-            settings,
-            configs: Mutex::default(),
-            running: Mutex::default(),
-            wake: Notify::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            clock: Clock::Wall,
-        })
+        Self::with_clock(queue, scheduler, settings, Clock::Wall)
     }
 
     /// Like [`AsyncService::new`], on tokio's clock (which a test may pause and move).
@@ -108,6 +99,19 @@ impl AsyncService {
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
+        let clock = Clock::Tokio {
+            base_ms: now_ms(),
+            base: tokio::time::Instant::now(),
+        };
+        Self::with_clock(queue, scheduler, settings, clock)
+    }
+
+    fn with_clock(
+        queue: Queue,
+        scheduler: Arc<Scheduler>,
+        settings: AsyncSettings,
+        clock: Clock,
+    ) -> Arc<AsyncService> {
         Arc::new(AsyncService {
             queue: Arc::new(queue),
             scheduler,
@@ -116,10 +120,7 @@ impl AsyncService {
             running: Mutex::default(),
             wake: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            clock: Clock::Tokio {
-                base_ms: now_ms(),
-                base: tokio::time::Instant::now(),
-            },
+            clock,
         })
     }
 

@@ -253,16 +253,7 @@ impl Command for ListAsyncTasks {
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<TaskPage, ControlError> {
         let q = self;
         cp.function_arn(&q.function_name)?;
-        let limit = match number("limit", &q.limit)? {
-            None => 20,
-            Some(n) if (1..=LIST_LIMIT_MAX as i64).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(ControlError::invalid(
-                    "limit",
-                    format!("must be between 1 and {LIST_LIMIT_MAX}, got {n}"),
-                ))
-            }
-        };
+        let limit = crate::params::count("limit", q.limit.as_deref(), 20, LIST_LIMIT_MAX)?;
         if let Some(s) = &q.status {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(ControlError::invalid(

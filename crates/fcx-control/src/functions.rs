@@ -94,19 +94,12 @@ impl Command for ListFunctions {
     type Output = FunctionPage;
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<FunctionPage, ControlError> {
-        let limit = match &self.limit {
-            None => LIST_LIMIT_DEFAULT,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
-                .ok_or_else(|| {
-                    ControlError::invalid(
-                        "limit",
-                        format!("must be a number between 1 and {LIST_LIMIT_MAX}, got '{v}'"),
-                    )
-                })?,
-        };
+        let limit = crate::params::count(
+            "limit",
+            self.limit.as_deref(),
+            LIST_LIMIT_DEFAULT,
+            LIST_LIMIT_MAX,
+        )?;
         let after = crate::params::token(&self.next_token);
         let mut functions = cp
             .store

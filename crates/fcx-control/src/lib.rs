@@ -81,6 +81,8 @@ pub struct ControlPlane {
     /// The instance log task (its handle keeps it running).
     #[allow(dead_code)]
     logs: Arc<fcx_runtime::LogWriter>,
+    /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
+    egress: Mutex<Option<fcx_runtime::egress::Active>>,
 }
 
 /// Where one server keeps things.
@@ -117,6 +119,7 @@ impl ControlPlane {
         &self.metrics
     }
 
+    /// This server's run dir (unpacked code, pid files).
     pub fn run_dir(&self) -> &Path {
         &self.paths.run_dir
     }

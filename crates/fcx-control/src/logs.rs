@@ -43,9 +43,11 @@ fn encode_token(positions: &Positions) -> String {
         .encode(serde_json::to_vec(positions).unwrap_or_default())
 }
 
+/// GetFunctionLogs (an fcx extension): the function's stored instance logs.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetLogs {
+    /// The function (`functionName` in the path).
     pub function_name: String,
     /// Latest lines to return (default 200, at most 10000) when neither `since` nor `from`
     /// is given.
@@ -69,12 +71,14 @@ pub struct GetLogs {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLine {
+    /// The instance whose output it is.
     pub instance_id: String,
     /// When it was read from the instance (RFC 3339, ms).
     pub timestamp: String,
     /// The request it belongs to, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The line, without its newline.
     pub line: String,
 }
 
@@ -82,6 +86,7 @@ pub struct LogLine {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogPage {
+    /// Oldest first.
     pub lines: Vec<LogLine>,
     /// Where the next page (or the next `--follow` poll) starts.
     pub next_token: String,

@@ -14,15 +14,20 @@ use crate::{keys, Command, ControlError, ControlPlane, OffWorker};
 const FUNCTIONS_MAX: usize = 200;
 
 #[derive(Debug, Default, Deserialize)]
+/// The status page's query (`GET /status/data`); it takes no parameters.
 pub struct GetStatus {}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// The status page's data.
 pub struct Status {
+    /// Deployed functions, by name (at most 200).
     pub functions: Vec<FunctionStatus>,
     /// Newest first.
     pub recent: Vec<RecentInvocation>,
+    /// Invocation counts over every function since the server started.
     pub totals: Totals,
+    /// The region this server answers as.
     pub region: String,
     /// Unix milliseconds when this answer was made.
     pub now_ms: u64,
@@ -30,20 +35,29 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// One function on the status page.
 pub struct FunctionStatus {
+    /// Its name.
     pub function_name: String,
+    /// Its runtime (`custom-container`, `custom.debian12`, ...).
     pub runtime: String,
     /// InvokeFunction's path on this server.
     pub invoke_url: String,
+    /// Its triggers.
     pub triggers: Vec<TriggerStatus>,
+    /// Its running instances (every version).
     pub instances: Vec<InstanceStatus>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// One trigger of a function.
 pub struct TriggerStatus {
+    /// Its name.
     pub trigger_name: String,
+    /// Its type (`http`, `timer`, ...).
     pub trigger_type: String,
+    /// The version or alias it invokes.
     pub qualifier: String,
     /// Where the trigger is reached, for kinds that have an address (HTTP triggers).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,33 +66,51 @@ pub struct TriggerStatus {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// One instance of a function.
 pub struct InstanceStatus {
+    /// Its id, as in the logs.
     pub instance_id: String,
+    /// `starting`, `idle`, `busy` or `frozen`.
     pub status: &'static str,
+    /// Milliseconds since it started.
     pub age_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// One finished invocation.
 pub struct RecentInvocation {
+    /// When it ended (Unix ms).
     pub time_ms: u64,
+    /// The function it ran.
     pub function_name: String,
+    /// The version it ran (`LATEST` or a version id).
     pub qualifier: String,
+    /// Its request id.
     pub request_id: String,
+    /// The instance it ran on (empty when it reached none).
     pub instance_id: String,
     /// `success`, `function_error`, `throttled`, `platform_error`.
     pub outcome: &'static str,
+    /// The function error's type, the limit that throttled, or the FC error code; empty on success.
     pub code: &'static str,
+    /// From its arrival to its answer's last byte.
     pub duration_ms: f64,
+    /// Whether it started an instance.
     pub cold_start: bool,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+/// Invocation counts by outcome.
 pub struct Totals {
+    /// Invocations that succeeded.
     pub success: u64,
+    /// Invocations the function failed (unhandled error, timeout, crash...).
     pub function_errors: u64,
+    /// Invocations fcx could not run.
     pub platform_errors: u64,
+    /// Invocations refused at a concurrency limit (429).
     pub throttles: u64,
 }
 

@@ -213,6 +213,7 @@ impl Fixture {
                 Default::default(),
             )
             .unwrap(),
+            egress: Mutex::new(None),
         });
         Fixture { cp, node, dir }
     }

@@ -25,12 +25,14 @@ fn random<const N: usize>() -> [u8; N] {
 pub struct Trace {
     /// What the client sent (`None`: fcx started the trace).
     pub incoming: Option<TraceParent>,
+    /// The trace id the invocation's spans and the forwarded header carry.
     pub trace_id: [u8; 16],
     flags: u8,
     tracestate: Option<HeaderValue>,
 }
 
 impl Trace {
+    /// The client's `traceparent`/`tracestate` when valid, else a new sampled trace.
     pub fn from_headers(headers: &HeaderMap) -> Trace {
         let incoming = headers
             .get(TRACEPARENT)
@@ -52,6 +54,7 @@ impl Trace {
         }
     }
 
+    /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
         TraceParent::new_root(self.trace_id, [1; 8]).trace_id_hex()
     }

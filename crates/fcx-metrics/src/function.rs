@@ -18,6 +18,7 @@ use crate::Shared;
 /// How an invocation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The function answered without an error.
     Success,
     /// The function failed (`code` is the error type).
     FunctionError,
@@ -28,6 +29,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The `outcome` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -53,6 +55,7 @@ pub enum Phase {
     Initialize,
 }
 
+/// Every phase, in the order a cold start runs them.
 pub const PHASES: [Phase; 5] = [
     Phase::Image,
     Phase::Unpack,
@@ -62,6 +65,7 @@ pub const PHASES: [Phase; 5] = [
 ];
 
 impl Phase {
+    /// The `phase` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Image => "image",
@@ -75,8 +79,11 @@ impl Phase {
 
 /// One finished invocation, as the scheduler reports it.
 pub struct Finished<'a> {
+    /// The request's id.
     pub request_id: &'a str,
+    /// The instance that ran it (empty when it reached none).
     pub instance_id: &'a str,
+    /// How it ended.
     pub outcome: Outcome,
     /// Error type, limit or FC code; empty on success.
     pub code: &'static str,
@@ -84,11 +91,13 @@ pub struct Finished<'a> {
     pub total: Duration,
     /// Time spent in the instance (`None`: it never reached one).
     pub in_instance: Option<Duration>,
+    /// Whether it started an instance.
     pub cold_start: bool,
 }
 
 /// The pre-registered series of one function version.
 pub struct FunctionMetrics {
+    /// The version's `function` and `qualifier` labels.
     pub labels: Arc<FunctionLabels>,
     success: Counter,
     duration: AtomicHistogram,

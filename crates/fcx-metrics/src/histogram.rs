@@ -53,6 +53,7 @@ impl Default for AtomicHistogram {
 }
 
 impl AtomicHistogram {
+    /// Counts one observation: two relaxed atomic adds (its bucket and the sum), no lock.
     pub fn observe(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let i = self.inner.bounds_ns.partition_point(|b| *b < ns);

@@ -56,9 +56,13 @@ pub(crate) struct Families {
 /// Totals over every function, for the status page.
 #[derive(Default)]
 pub struct Totals {
+    /// Invocations that succeeded.
     pub success: AtomicU64,
+    /// Invocations the function failed.
     pub function_errors: AtomicU64,
+    /// Invocations fcx could not run.
     pub platform_errors: AtomicU64,
+    /// Invocations refused at a concurrency limit.
     pub throttles: AtomicU64,
 }
 
@@ -75,10 +79,13 @@ pub(crate) struct Shared {
 pub struct Counters {
     /// Time from enqueue (or the retry's due time) to the start of an async attempt.
     pub async_queue_wait: AtomicHistogram,
+    /// Bytes of image blobs pulled from registries (`fcx_image_pull_bytes_total`).
     pub image_pull_bytes: Counter,
     /// Output chunks (or markers) an instance log dropped because its buffer was full.
     pub log_dropped: Counter,
+    /// Bytes written to instance log segments (`fcx_log_written_bytes_total`).
     pub log_written_bytes: Counter,
+    /// Bytes of instance log segments removed by retention (`fcx_log_pruned_bytes_total`).
     pub log_pruned_bytes: Counter,
 }
 
@@ -90,6 +97,7 @@ pub struct Metrics {
     max_functions: usize,
     /// Registered when the cap is first reached.
     overflow: OnceLock<Arc<FunctionMetrics>>,
+    /// The series outside any function's handles, shared with the layers that record them.
     pub counters: Counters,
 }
 
@@ -387,6 +395,7 @@ impl Metrics {
         self.shared.recent.snapshot()
     }
 
+    /// Invocation counts over every function (the status page's totals).
     pub fn totals(&self) -> &Totals {
         &self.shared.totals
     }

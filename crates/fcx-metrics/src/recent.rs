@@ -20,6 +20,7 @@ pub struct Short {
 }
 
 impl Short {
+    /// `text`, cut at 64 bytes (on a character boundary).
     pub fn new(text: &str) -> Short {
         let mut end = text.len().min(64);
         while !text.is_char_boundary(end) {
@@ -33,6 +34,7 @@ impl Short {
         }
     }
 
+    /// The stored text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
     }
@@ -43,12 +45,19 @@ impl Short {
 pub struct Invocation {
     /// Milliseconds since the Unix epoch when it ended.
     pub at_ms: u64,
+    /// The version it ran.
     pub labels: Arc<FunctionLabels>,
+    /// Its request id.
     pub request_id: Short,
+    /// The instance it ran on (empty when it reached none).
     pub instance_id: Short,
+    /// `success`, `function_error`, `throttled` or `platform_error`.
     pub outcome: &'static str,
+    /// The error type, limit or FC code; empty on success.
     pub code: &'static str,
+    /// From its arrival to its answer's last byte.
     pub duration: Duration,
+    /// Whether it started an instance.
     pub cold_start: bool,
 }
 
@@ -77,6 +86,8 @@ impl Default for Recent {
 }
 
 impl Recent {
+    /// Adds `entry`, replacing the oldest once the ring is full; never waits (an entry that
+    /// meets the ring locked is counted in `skipped` instead).
     pub fn record(&self, entry: Invocation) {
         let Ok(mut ring) = self.ring.try_lock() else {
             self.skipped.fetch_add(1, Ordering::Relaxed);

@@ -3,12 +3,15 @@
 //! span as the parent) and returns that header in the answer. Ids are random bytes the
 //! caller draws; this module only parses and formats.
 
+/// The W3C header naming the trace and the caller's span.
 pub const TRACEPARENT: &str = "traceparent";
+/// The W3C header carrying vendor-specific trace state, passed on unchanged.
 pub const TRACESTATE: &str = "tracestate";
 
 /// One `traceparent` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
+    /// The trace this call belongs to.
     pub trace_id: [u8; 16],
     /// The span that made the call this header arrived with.
     pub parent_id: [u8; 8],
@@ -95,10 +98,12 @@ impl TraceParent {
         out
     }
 
+    /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
 
+    /// Whether the caller sampled the trace (flag bit 0).
     pub fn sampled(&self) -> bool {
         self.flags & 1 == 1
     }

@@ -40,7 +40,8 @@ pub async fn call_hook(slot: &Slot, path: &'static str, hook: &LifecycleHook) ->
     let statics = context::static_headers(&ctx.deployed, &ctx.config);
     *request.headers_mut() = context::headers(&statics, &req, path);
     let log = slot.instance.log();
-    log.begin(&req.request_id, Marker::Hook(hook_name(path)), false);
+    log.begin(&req.request_id, Marker::Hook(hook_name(path)), false)
+        .await;
     let timeout = Duration::from_secs(hook.timeout.max(1).into());
     let result = tokio::time::timeout(timeout, slot.instance.call_collect(request)).await;
     log.end_now(&req.request_id, Marker::Hook(hook_name(path)));

@@ -45,7 +45,7 @@ pub async fn invoke(
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = req.request_id.clone();
-    log.begin(&rid, Marker::Invoke, req.tail_log);
+    log.begin(&rid, Marker::Invoke, req.tail_log).await;
     let call_started = Instant::now();
     let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
     let resp = match tokio::time::timeout_at(deadline, call).await {
@@ -312,7 +312,7 @@ async fn initialize(
 ) -> Result<Vec<u8>, Stop> {
     let log = instance.log();
     let rid = &req.request_id;
-    log.begin(rid, Marker::Initialize, req.tail_log);
+    log.begin(rid, Marker::Initialize, req.tail_log).await;
     let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, Marker::Initialize).await;

@@ -50,10 +50,13 @@ pub fn parse_segment(file_name: &str) -> Option<(&str, u64)> {
 /// One stored line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Line<'a> {
+    /// When the line was read from the instance (Unix ms).
     pub at_ms: u64,
+    /// The instance that wrote it.
     pub instance: &'a str,
     /// `None` when no single request could be named.
     pub request_id: Option<&'a str>,
+    /// The line as the instance wrote it, without its newline.
     pub text: &'a str,
 }
 

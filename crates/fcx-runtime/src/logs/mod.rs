@@ -10,6 +10,10 @@
 //! that asked for its log tail takes the capture lock. "The pipe is empty and the reader is
 //! not between a read and its hand-off" means every byte the process wrote before answering
 //! is in the request's capture and queued before its end marker.
+//!
+//! A streamed answer ends in synchronous code, so its end marker may be sent later by a
+//! task (once the reader caught up); the next request's start marker waits for it, so every
+//! request's lines stay between its own markers.
 
 pub mod format;
 mod retention;
@@ -25,6 +29,8 @@ use std::time::{Duration, SystemTime};
 
 pub use writer::{LogSettings, LogWriter, Marker, FLUSH_EVERY};
 use writer::{Record, Source};
+
+use tokio::sync::watch;
 
 use crate::sys;
 
@@ -51,6 +57,8 @@ pub struct InstanceLog {
     pipe: OnceLock<File>,
     /// Set by the reader from before a read until its chunk is handed on.
     reading: AtomicBool,
+    /// End markers a task still has to send (see [`InstanceLog::end_when_settled`]).
+    deferred_ends: watch::Sender<usize>,
 }
 
 impl InstanceLog {
@@ -78,6 +86,7 @@ impl InstanceLog {
             capturing: AtomicUsize::new(0),
             pipe: OnceLock::new(),
             reading: AtomicBool::new(false),
+            deferred_ends: watch::Sender::new(0),
         }
     }
 
@@ -121,13 +130,7 @@ impl InstanceLog {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let chunk = &buf[..n];
-            self.remember(chunk);
-            self.send(|from| Record::Output {
-                from,
-                at: SystemTime::now(),
-                bytes: chunk.to_vec(),
-            });
+            self.hand_on(&buf[..n]);
             self.reading.store(false, Ordering::SeqCst);
         }
         self.reading.store(false, Ordering::SeqCst);
@@ -136,6 +139,17 @@ impl InstanceLog {
                 from: Arc::clone(source),
             });
         }
+    }
+
+    /// What the reader does with a chunk it read: keeps it in memory and queues it for the
+    /// log task.
+    fn hand_on(&self, chunk: &[u8]) {
+        self.remember(chunk);
+        self.send(|from| Record::Output {
+            from,
+            at: SystemTime::now(),
+            bytes: chunk.to_vec(),
+        });
     }
 
     /// Keeps output for error messages and open captures.
@@ -168,8 +182,13 @@ impl InstanceLog {
     }
 
     /// Writes the start marker of `request_id` and, when `capture` is set, starts collecting
-    /// its output (only callers that return a log tail need it).
-    pub fn begin(&self, request_id: &str, marker: Marker, capture: bool) {
+    /// its output (only callers that return a log tail need it). Waits first for end markers
+    /// still deferred, so this request's marker comes after them.
+    pub async fn begin(&self, request_id: &str, marker: Marker, capture: bool) {
+        if *self.deferred_ends.borrow() != 0 {
+            let mut ends = self.deferred_ends.subscribe();
+            let _ = ends.wait_for(|n| *n == 0).await;
+        }
         if capture {
             let mut text = marker.text(true, request_id).into_bytes();
             text.push(b'\n');
@@ -220,14 +239,16 @@ impl InstanceLog {
     /// Ends a request from synchronous code (a streamed answer's end): when every byte the
     /// process wrote is already handed on (the usual case: one `FIONREAD`), the marker goes
     /// at once; otherwise a task sends it once the reader caught up, so the request's lines
-    /// stay between its markers in the stored log.
+    /// stay between its markers in the stored log, and [`begin`](Self::begin) waits for it.
     pub fn end_when_settled(self: &Arc<Self>, request_id: &str, marker: Marker) {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) if !self.settled() => {
-                let (log, rid) = (Arc::clone(self), request_id.to_owned());
+                self.deferred_ends.send_modify(|n| *n += 1);
+                let pending = DeferredEnd(Arc::clone(self));
+                let rid = request_id.to_owned();
                 rt.spawn(async move {
-                    log.settle().await;
-                    log.end_now(&rid, marker);
+                    pending.0.settle().await;
+                    pending.0.end_now(&rid, marker);
                 });
             }
             _ => {
@@ -262,6 +283,16 @@ impl InstanceLog {
         let skip = memory.recent.len().saturating_sub(max);
         let bytes: Vec<u8> = memory.recent.iter().skip(skip).copied().collect();
         String::from_utf8_lossy(fcx_protocol::logs::tail(&bytes, max)).into_owned()
+    }
+}
+
+/// One deferred end marker; counted down when its task ends (also if the task is dropped at
+/// shutdown), so a waiting `begin` never waits for a marker no one will send.
+struct DeferredEnd(Arc<InstanceLog>);
+
+impl Drop for DeferredEnd {
+    fn drop(&mut self) {
+        self.0.deferred_ends.send_modify(|n| *n -= 1);
     }
 }
 

@@ -41,13 +41,13 @@ async fn lines_get_time_instance_and_the_request_they_name() {
     let dir = tempfile::tempdir().unwrap();
     let w = writer(dir.path(), LogSettings::default());
     let (log, mut out) = attached(&w, "c-1");
-    log.begin("r-a", Marker::Invoke, false);
-    log.begin("r-b", Marker::Invoke, true);
+    log.begin("r-a", Marker::Invoke, false).await;
+    log.begin("r-b", Marker::Invoke, true).await;
     out.write_all(b"working on r-b\nworking on r-a\nno id\n")
         .unwrap();
     let tail = log.end("r-b", Marker::Invoke).await;
     log.end("r-a", Marker::Invoke).await;
-    log.begin("r-c", Marker::Invoke, false);
+    log.begin("r-c", Marker::Invoke, false).await;
     out.write_all(b"alone").unwrap();
     log.end("r-c", Marker::Invoke).await;
     eventually("the end marker of r-c", || {
@@ -116,8 +116,8 @@ fn a_chatty_instance_stays_under_the_function_limit() {
     assert!(stored(dir.path()).len() as u64 <= cap);
 }
 
-#[test]
-fn a_full_buffer_drops_records_and_says_so() {
+#[tokio::test]
+async fn a_full_buffer_drops_records_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let counters = fcx_metrics::Counters::default();
     let w = LogWriter::start(
@@ -132,11 +132,58 @@ fn a_full_buffer_drops_records_and_says_so() {
     let log = InstanceLog::for_instance(&w, "f", "c-1");
     // Far more markers than the buffer holds, faster than the log task writes them.
     for i in 0..20_000 {
-        log.begin(&format!("r-{i}"), Marker::Invoke, false);
+        log.begin(&format!("r-{i}"), Marker::Invoke, false).await;
     }
     assert!(counters.log_dropped.get() > 0);
     log.line("after the burst");
     eventually("the drop note", || {
         stored(dir.path()).contains("log records dropped")
     });
+}
+
+/// The test plays the reader thread: output stays in the pipe until it drains it, so the
+/// streamed end marker is deferred every time.
+#[tokio::test]
+async fn a_request_begins_only_after_the_previous_streamed_end_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path(), LogSettings::default());
+    let log = InstanceLog::for_instance(&w, "f", "c-1");
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut reader = File::from(read_end);
+    assert!(log.pipe.set(reader.try_clone().unwrap()).is_ok());
+    log.begin("a", Marker::Invoke, false).await;
+    File::from(write_end).write_all(b"line of a\n").unwrap();
+    log.end_when_settled("a", Marker::Invoke);
+
+    let next = tokio::spawn({
+        let log = Arc::clone(&log);
+        async move { log.begin("b", Marker::Invoke, false).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!next.is_finished(), "b began before a's output was read");
+
+    let mut buf = [0u8; 64];
+    let n = reader.read(&mut buf).unwrap();
+    log.hand_on(&buf[..n]);
+    next.await.unwrap();
+    eventually("the start marker of b", || {
+        stored(dir.path()).contains("FC Invoke Start RequestId: b")
+    });
+    let text = stored(dir.path());
+    let order: Vec<&str> = text
+        .lines()
+        .map(|l| format::parse_line(l, "?").text)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "FC Invoke Start RequestId: a",
+            "line of a",
+            "FC Invoke End RequestId: a",
+            "FC Invoke Start RequestId: b",
+        ],
+        "{text}"
+    );
 }

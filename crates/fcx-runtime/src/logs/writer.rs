@@ -66,13 +66,16 @@ impl LogSettings {
 /// Which FC marker a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {
+    /// `FC Invoke Start/End RequestId: ...`.
     Invoke,
+    /// `FC Initialize Start/End RequestId: ...`.
     Initialize,
     /// A lifecycle hook (`PreFreeze`, `PreStop`).
     Hook(&'static str),
 }
 
 impl Marker {
+    /// The marker's line (FC's form), without a newline.
     pub fn text(self, start: bool, request_id: &str) -> String {
         let name = match self {
             Marker::Invoke => "Invoke",
@@ -121,6 +124,7 @@ pub enum Record {
 pub struct LogWriter {
     tx: SyncSender<Record>,
     counters: Counters,
+    /// Where function logs are stored (`<log_dir>/<function>/`).
     pub log_dir: PathBuf,
     /// Whether instance logs are stored at all ([`LogSettings::files`]).
     pub files: bool,
@@ -162,6 +166,7 @@ impl LogWriter {
         }))
     }
 
+    /// The identity an instance's records carry (its function and id).
     pub fn source(&self, function: &str, instance: &str) -> Arc<Source> {
         Arc::new(Source {
             function: function.to_owned(),

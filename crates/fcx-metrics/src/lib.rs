@@ -77,7 +77,7 @@ pub(crate) struct Shared {
 /// Series outside any function's handles: async queue, images, logs.
 #[derive(Clone, Default)]
 pub struct Counters {
-    /// Time from enqueue (or the retry's due time) to the start of an async attempt.
+    /// Time from enqueue to the start of an async task's first attempt.
     pub async_queue_wait: AtomicHistogram,
     /// Bytes of image blobs pulled from registries (`fcx_image_pull_bytes_total`).
     pub image_pull_bytes: Counter,

@@ -47,6 +47,11 @@ fn main() -> std::process::ExitCode {
             retention_caps_a_chatty_function_and_follow_crosses_rotations,
         ),
         skip::test(
+            "fcx_logs_filters_by_time_request_and_instance_and_the_api_pages",
+            &root,
+            fcx_logs_filters_by_time_request_and_instance_and_the_api_pages,
+        ),
+        skip::test(
             "traceparent_round_trips_and_spans_reach_the_collector",
             &root,
             traceparent_round_trips_and_spans_reach_the_collector,
@@ -310,6 +315,139 @@ fn retention_caps_a_chatty_function_and_follow_crosses_rotations() {
     );
     support::procs::kill(follow.id());
     let _ = follow.wait();
+}
+
+/// `fcx logs NAME ARGS...` against `server`; its stdout.
+fn fcx_logs(server: &Server, name: &str, args: &[&str]) -> String {
+    let out = Command::new(support::fcx_bin())
+        .args(["--endpoint", &server.url(""), "logs", name])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fcx logs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn fcx_logs_filters_by_time_request_and_instance_and_the_api_pages() {
+    let server = Arc::new(Server::start());
+    server.create_function(support::testfn_function("filtered", json!({})));
+    let early = server.invoke("filtered", b"log:early-line");
+    assert_eq!(early.status, 200, "{}", early.text());
+    let early_rid = early.header("x-fc-request-id").unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(50));
+    let boundary = unix_ms();
+    std::thread::sleep(Duration::from_millis(50));
+    // Two calls that wait for each other: with instanceConcurrency 1, two instances.
+    let barrier = support::scratch_dir("filtered");
+    let body = format!("barrier:{}:2", barrier.path().display());
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, body) = (Arc::clone(&server), body.clone());
+            std::thread::spawn(move || server.invoke("filtered", body.as_bytes()).status)
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let late = server.invoke("filtered", b"log:late-line");
+    let late_rid = late.header("x-fc-request-id").unwrap().to_owned();
+    let instances = server.instance_ids("filtered");
+    assert_eq!(instances.len(), 2, "{instances:?}");
+
+    let all = {
+        let mut text = String::new();
+        let complete = eventually(Duration::from_secs(10), || {
+            text = fcx_logs(&server, "filtered", &["-t"]);
+            text.contains(&format!("FC Invoke End RequestId: {late_rid}"))
+        });
+        assert!(complete, "{text}");
+        text
+    };
+    // -t: time, instance, request id, text.
+    let late_line = all
+        .lines()
+        .find(|l| l.ends_with(" late-line"))
+        .unwrap_or_else(|| panic!("{all}"));
+    let fields: Vec<&str> = late_line.split(' ').collect();
+    assert!(
+        fields[0].ends_with('Z') && fields[0].contains('T'),
+        "{late_line}"
+    );
+    assert!(instances.iter().any(|i| i == fields[1]), "{late_line}");
+    assert_eq!(fields[2], late_rid, "{late_line}");
+
+    // Time range: Unix ms on one side, the RFC 3339 time -t printed on the other.
+    let before = fcx_logs(&server, "filtered", &["--to", &boundary.to_string()]);
+    assert!(
+        before.contains("early-line") && !before.contains("late-line"),
+        "{before}"
+    );
+    let after = fcx_logs(&server, "filtered", &["--from", &boundary.to_string()]);
+    assert!(
+        after.contains("late-line") && !after.contains("early-line"),
+        "{after}"
+    );
+    let from_late = fcx_logs(&server, "filtered", &["--from", fields[0]]);
+    assert!(from_late.contains("late-line"), "{from_late}");
+    assert!(!from_late.contains("early-line"), "{from_late}");
+
+    // One request: its markers and its line only.
+    let one = fcx_logs(&server, "filtered", &["--request-id", &early_rid]);
+    assert!(one.contains("early-line"), "{one}");
+    assert!(
+        one.contains(&format!("FC Invoke Start RequestId: {early_rid}")),
+        "{one}"
+    );
+    assert!(
+        !one.contains("late-line") && !one.contains(&late_rid),
+        "{one}"
+    );
+
+    // One instance: every line is its own, and each instance has some.
+    for instance in &instances {
+        let mine = fcx_logs(&server, "filtered", &["--instance-id", instance]);
+        assert!(!mine.is_empty(), "no lines of {instance}:\n{all}");
+        assert!(
+            mine.lines().all(|l| l.starts_with(&format!("{instance} "))),
+            "{instance}:\n{mine}"
+        );
+    }
+
+    // The API pages forward two lines at a time; the pages add up to one forward read.
+    let path = "/2023-03-30/functions/filtered/logs";
+    let whole = server
+        .request("GET", &format!("{path}?from=0"), &[], b"")
+        .json();
+    let whole = whole["lines"].as_array().unwrap().clone();
+    assert!(whole.len() >= 6, "{whole:?}");
+    let mut paged = Vec::new();
+    let mut page = server
+        .request("GET", &format!("{path}?from=0&limit=2"), &[], b"")
+        .json();
+    for _ in 0..whole.len() {
+        let lines = page["lines"].as_array().unwrap().clone();
+        assert!(lines.len() <= 2, "{page}");
+        if lines.is_empty() {
+            break;
+        }
+        paged.extend(lines);
+        let token = page["nextToken"].as_str().unwrap().to_owned();
+        page = server
+            .request("GET", &format!("{path}?since={token}&limit=2"), &[], b"")
+            .json();
+    }
+    assert_eq!(paged, whole);
 }
 
 fn traceparent_round_trips_and_spans_reach_the_collector() {

@@ -332,6 +332,18 @@ fn private_registry_needs_the_right_credentials() {
     let r = server.invoke("right-creds", b"hello-event");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "hello-event\n");
+
+    // The pulls in the metrics: the refused ones, and the one that brought the image's bytes.
+    let metrics = server.request("GET", "/metrics", &[], b"").text();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert_eq!(value(r#"fcx_image_pulls_total{kind="pulled"}"#), 1.0);
+    assert!(value(r#"fcx_image_pulls_total{kind="failed"}"#) >= 2.0);
+    assert!(value("fcx_image_pull_bytes_total") > 10_000.0, "{metrics}");
 }
 
 #[test]

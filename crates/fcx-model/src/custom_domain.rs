@@ -1,0 +1,400 @@
+//! Custom domains (FC 3.0 `/2023-03-30/custom-domains`): the Create/Update bodies, the
+//! stored record GetCustomDomain returns (the certificate's private key is kept apart and
+//! never part of it), and FC's route matching: exact paths first, then the longest `/*`
+//! prefix.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http_trigger::{path_matches, HTTP_METHODS};
+use crate::ModelError;
+
+/// Longest domain name (DNS).
+const DOMAIN_MAX: usize = 253;
+/// Most routes one domain may have.
+pub const ROUTES_MAX: usize = 100;
+
+/// CreateCustomDomain body (UpdateCustomDomain: the same without `domainName`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomDomainInput {
+    #[serde(default)]
+    pub domain_name: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub cert_config: Option<CertConfigInput>,
+    #[serde(default)]
+    pub route_config: Option<RouteConfig>,
+    #[serde(default)]
+    pub auth_config: Option<DomainAuthConfig>,
+    /// Stored and returned; fcx's TLS settings are rustls' defaults.
+    #[serde(default)]
+    pub tls_config: Option<Value>,
+    /// Stored and returned; fcx has no WAF.
+    #[serde(default)]
+    pub waf_config: Option<Value>,
+    /// Stored and returned, not applied.
+    #[serde(default)]
+    pub cors_config: Option<Value>,
+    /// FC's E2B flag, stored and returned.
+    #[serde(default, rename = "isE2B")]
+    pub is_e2b: Option<bool>,
+}
+
+/// `certConfig` as given: the PEM certificate chain and its private key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertConfigInput {
+    #[serde(default)]
+    pub cert_name: Option<String>,
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+/// `certConfig` as answered: never the private key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertConfig {
+    pub cert_name: String,
+    pub certificate: String,
+}
+
+/// `routeConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteConfig {
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// One route: requests whose path matches go to `functionName` (at `qualifier`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub path: String,
+    pub function_name: String,
+    #[serde(default = "latest")]
+    pub qualifier: String,
+    /// Methods this route takes (empty: every method).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Stored and returned, not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_config: Option<Value>,
+}
+
+fn latest() -> String {
+    "LATEST".into()
+}
+
+/// `authConfig` of a custom domain: `authType` and, for `jwt`, `authInfo` (the JWT
+/// document of an HTTP trigger's `authConfig`, as a string).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainAuthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_info: Option<String>,
+}
+
+/// A stored custom domain, as GetCustomDomain answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomDomain {
+    pub domain_name: String,
+    pub account_id: String,
+    pub api_version: String,
+    /// `HTTP`, `HTTPS` or `HTTP,HTTPS`.
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_config: Option<CertConfig>,
+    pub route_config: RouteConfig,
+    pub auth_config: DomainAuthConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_config: Option<Value>,
+    #[serde(default, rename = "isE2B", skip_serializing_if = "Option::is_none")]
+    pub is_e2b: Option<bool>,
+    pub subdomain_count: String,
+    pub created_time: String,
+    pub last_modified_time: String,
+}
+
+impl CustomDomain {
+    pub fn serves_http(&self) -> bool {
+        self.protocol.split(',').any(|p| p.trim() == "HTTP")
+    }
+
+    pub fn serves_https(&self) -> bool {
+        self.protocol.split(',').any(|p| p.trim() == "HTTPS")
+    }
+}
+
+/// Parses a CreateCustomDomain (`create`) or UpdateCustomDomain body and checks FC's rules
+/// that need no other state (names, protocol, routes, auth type).
+pub fn parse_custom_domain(body: &[u8], create: bool) -> Result<CustomDomainInput, ModelError> {
+    let input: CustomDomainInput = crate::parse_body(body)?;
+    if create {
+        let name = input
+            .domain_name
+            .as_deref()
+            .ok_or_else(|| ModelError::new("domainName", "is required"))?;
+        validate_domain_name(name)?;
+    } else if input.domain_name.is_some() {
+        return Err(ModelError::new(
+            "domainName",
+            "cannot be changed; create another custom domain",
+        ));
+    }
+    if let Some(p) = &input.protocol {
+        normalize_protocol(p)?;
+    }
+    if let Some(routes) = &input.route_config {
+        validate_routes(&routes.routes)?;
+    }
+    if let Some(auth) = &input.auth_config {
+        let kind = auth.auth_type.as_deref().unwrap_or("anonymous");
+        let kind = crate::http_trigger::AuthType::parse("authConfig.authType", kind)?;
+        if kind == crate::http_trigger::AuthType::Jwt {
+            let info = auth.auth_info.as_deref().ok_or_else(|| {
+                ModelError::new("authConfig.authInfo", "is required when authType is jwt")
+            })?;
+            crate::http_trigger::parse_jwt_config(
+                "authConfig.authInfo",
+                &Value::String(info.to_owned()),
+            )?;
+        }
+    }
+    if let Some(cert) = &input.cert_config {
+        for (field, given) in [
+            ("certConfig.certificate", &cert.certificate),
+            ("certConfig.privateKey", &cert.private_key),
+        ] {
+            if given.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err(ModelError::new(field, "is required (PEM text)"));
+            }
+        }
+    }
+    Ok(input)
+}
+
+/// `HTTP`, `HTTPS` or `HTTP,HTTPS` (any order and case), written back in FC's spelling.
+pub fn normalize_protocol(p: &str) -> Result<String, ModelError> {
+    let mut http = false;
+    let mut https = false;
+    for part in p.split(',') {
+        match part.trim().to_ascii_uppercase().as_str() {
+            "HTTP" => http = true,
+            "HTTPS" => https = true,
+            other => {
+                return Err(ModelError::new(
+                    "protocol",
+                    format!("'{other}' is not one of HTTP, HTTPS, HTTP,HTTPS"),
+                ))
+            }
+        }
+    }
+    Ok(match (http, https) {
+        (true, true) => "HTTP,HTTPS",
+        (false, true) => "HTTPS",
+        _ => "HTTP",
+    }
+    .into())
+}
+
+/// Lowercase DNS labels (letters, digits, `-`), dot-separated, at most 253 characters.
+pub fn validate_domain_name(name: &str) -> Result<(), ModelError> {
+    let bad = |m: String| Err(ModelError::new("domainName", m));
+    if name.is_empty() || name.len() > DOMAIN_MAX {
+        return bad(format!(
+            "must be 1 to {DOMAIN_MAX} characters long, got {}",
+            name.len()
+        ));
+    }
+    if name != name.to_ascii_lowercase() {
+        return bad(format!("'{name}' must be lowercase"));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return bad(format!(
+                "'{name}' is not a domain name: every label is 1 to 63 letters, digits or '-' \
+                 (not at either end)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_routes(routes: &[Route]) -> Result<(), ModelError> {
+    if routes.len() > ROUTES_MAX {
+        return Err(ModelError::new(
+            "routeConfig.routes",
+            format!("has {} routes, more than {ROUTES_MAX}", routes.len()),
+        ));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let field = |f: &str| format!("routeConfig.routes[{i}].{f}");
+        let star = r.path.find('*');
+        if !r.path.starts_with('/') || star.is_some_and(|s| s != r.path.len() - 1) {
+            return Err(ModelError::new(
+                field("path"),
+                format!(
+                    "'{}' must start with '/' and may end in '*' only (e.g. /api/*)",
+                    r.path
+                ),
+            ));
+        }
+        crate::validate_function_name(&r.function_name)
+            .map_err(|e| ModelError::new(field("functionName"), e.message))?;
+        for (j, m) in r.methods.iter().enumerate() {
+            if !HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) {
+                return Err(ModelError::new(
+                    format!("routeConfig.routes[{i}].methods[{j}]"),
+                    format!("'{m}' is not one of {}", HTTP_METHODS.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a request's path found among a domain's routes.
+#[derive(Debug, PartialEq)]
+pub enum RouteMatch<'a> {
+    Found(&'a Route),
+    /// Routes match the path but none takes the method; their methods, for `Allow`.
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+/// FC's rule: an exact path wins; otherwise the longest `/*` prefix that matches. A route
+/// with `methods` matches only those (case-insensitively).
+pub fn match_route<'a>(routes: &'a [Route], path: &str, method: &str) -> RouteMatch<'a> {
+    let takes = |r: &Route| {
+        r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    };
+    let mut candidates: Vec<&Route> = routes
+        .iter()
+        .filter(|r| path_matches(&r.path, path))
+        .collect();
+    if candidates.is_empty() {
+        return RouteMatch::NotFound;
+    }
+    // Exact paths (no '*') first, then longer prefixes.
+    candidates.sort_by_key(|r| (r.path.ends_with('*'), std::cmp::Reverse(r.path.len())));
+    match candidates.iter().find(|r| takes(r)) {
+        Some(r) => RouteMatch::Found(r),
+        None => {
+            let mut allow: Vec<String> = candidates
+                .iter()
+                .flat_map(|r| r.methods.iter().map(|m| m.to_ascii_uppercase()))
+                .collect();
+            allow.sort();
+            allow.dedup();
+            RouteMatch::MethodNotAllowed(allow)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, f: &str, methods: &[&str]) -> Route {
+        Route {
+            path: path.into(),
+            function_name: f.into(),
+            qualifier: "LATEST".into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            rewrite_config: None,
+        }
+    }
+
+    #[test]
+    fn exact_wins_then_longest_prefix() {
+        let routes = [
+            route("/*", "root", &[]),
+            route("/api/*", "api", &[]),
+            route("/api/v1/*", "v1", &[]),
+            route("/api/login", "login", &[]),
+        ];
+        let to = |p: &str| match match_route(&routes, p, "GET") {
+            RouteMatch::Found(r) => r.function_name.clone(),
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(to("/"), "root");
+        assert_eq!(to("/index.html"), "root");
+        assert_eq!(to("/api/x"), "api");
+        assert_eq!(to("/api/v1/users"), "v1");
+        assert_eq!(to("/api/login"), "login");
+        assert_eq!(to("/api"), "root");
+    }
+
+    #[test]
+    fn methods_restrict_a_route() {
+        let routes = [
+            route("/w/*", "writer", &["POST", "PUT"]),
+            route("/r", "r", &["GET"]),
+        ];
+        assert!(matches!(
+            match_route(&routes, "/w/a", "post"),
+            RouteMatch::Found(_)
+        ));
+        assert_eq!(
+            match_route(&routes, "/w/a", "GET"),
+            RouteMatch::MethodNotAllowed(vec!["POST".into(), "PUT".into()])
+        );
+        assert_eq!(
+            match_route(&routes, "/nothing", "GET"),
+            RouteMatch::NotFound
+        );
+    }
+
+    #[test]
+    fn bodies_are_checked_with_field_names() {
+        let field = |b: &str, create| parse_custom_domain(b.as_bytes(), create).unwrap_err().field;
+        assert_eq!(field("{}", true), "domainName");
+        assert_eq!(field(r#"{"domainName":"Example.com"}"#, true), "domainName");
+        assert_eq!(field(r#"{"domainName":"a..b"}"#, true), "domainName");
+        assert_eq!(
+            field(r#"{"domainName":"a.b","protocol":"FTP"}"#, true),
+            "protocol"
+        );
+        assert_eq!(
+            field(
+                r#"{"domainName":"a.b","routeConfig":{"routes":[{"path":"api","functionName":"f"}]}}"#,
+                true
+            ),
+            "routeConfig.routes[0].path"
+        );
+        assert_eq!(
+            field(
+                r#"{"domainName":"a.b","certConfig":{"certName":"c","certificate":"x"}}"#,
+                true
+            ),
+            "certConfig.privateKey"
+        );
+        assert_eq!(field(r#"{"domainName":"a.b"}"#, false), "domainName");
+        assert_eq!(normalize_protocol("https, http").unwrap(), "HTTP,HTTPS");
+        let ok = parse_custom_domain(
+            br#"{"domainName":"app.example.com","protocol":"HTTP","routeConfig":{"routes":[{"path":"/*","functionName":"f","methods":["GET"]}]}}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.route_config.unwrap().routes[0].qualifier, "LATEST");
+    }
+}

@@ -179,6 +179,7 @@ impl AsyncService {
                 payload,
                 is_task: task_enabled,
                 now_ms: self.now_ms(),
+                origin: None,
             })
             .await
             .map_err(AsyncError::Enqueue)?;

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fcx_async::{AsyncService, AsyncSettings};
@@ -48,6 +48,8 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// `--trigger-domain`: HTTP triggers answer at `<function>.<this>` (`DOMAIN[:PORT]`).
+    pub trigger_domain: String,
 }
 
 /// Why the core did not start.
@@ -96,6 +98,7 @@ impl ControlPlane {
     /// what this server created at run time.
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
+        self.timers.stop_all();
         self.asyncs.shutdown();
         // Stops every instance, then each backend removes what it made (groups, bundles).
         self.scheduler.shutdown().await;
@@ -189,7 +192,12 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        web: Default::default(),
+        trigger_domain: config.trigger_domain.clone(),
+        timers: Default::default(),
+        me: OnceLock::new(),
     });
+    let _ = control.me.set(Arc::downgrade(&control));
     control.load().map_err(StartError::Load)?;
     Ok(control)
 }

@@ -23,6 +23,20 @@ pub enum ControlError {
     TriggerNotFound { function: String, trigger: String },
     #[error("trigger '{trigger}' of function '{function}' already exists")]
     TriggerExists { function: String, trigger: String },
+    #[error(
+        "function '{function}' already has the HTTP trigger '{existing}' for qualifier \
+         '{qualifier}': FC serves one HTTP trigger per function qualifier; update that trigger \
+         or use another qualifier"
+    )]
+    HttpTriggerExists {
+        function: String,
+        qualifier: String,
+        existing: String,
+    },
+    #[error("custom domain '{0}' does not exist")]
+    DomainNotFound(String),
+    #[error("custom domain '{0}' already exists")]
+    DomainExists(String),
     #[error("function '{0}' has no async invoke config")]
     AsyncConfigNotFound(String),
     #[error("async task '{task}' of function '{function}' does not exist")]

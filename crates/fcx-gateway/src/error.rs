@@ -109,6 +109,9 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
             .with_detail("Logs", logs.clone())
             .with_detail("InstanceId", instance_id.clone()),
         E::InitializerBroken(_) => FcError::new(ErrorCode::BadResponse, text),
+        E::NotHttpFunction { .. } => FcError::new(ErrorCode::NotFound, text),
+        E::Timeout { instance_id, .. } => FcError::new(ErrorCode::FunctionTimeout, text)
+            .with_detail("InstanceId", instance_id.clone()),
         E::Code(_)
         | E::NoCodeOrImage { .. }
         | E::Thaw { .. }

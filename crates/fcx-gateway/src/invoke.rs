@@ -127,6 +127,7 @@ impl Call<'_> {
                 qualifier,
                 tail_log,
                 service_name: self.service_name,
+                trigger: None,
             },
             payload,
         };

@@ -49,6 +49,28 @@ impl Schedule {
             }
         }
     }
+
+    /// The last fire at or before `now` of a schedule last fired (or enabled) at `anchor`
+    /// (`anchor` ≤ `now`): the one catch-up fire after fires were missed.
+    pub fn latest_at_or_before(
+        &self,
+        anchor: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(interval) => {
+                let step = interval.as_millis().max(1) as i64;
+                let gone = (now - anchor).num_milliseconds().max(0);
+                Some(anchor + chrono::Duration::milliseconds(gone / step * step))
+            }
+            Schedule::Cron { cron, zone } => {
+                let local = zone.from_utc_datetime(&now.naive_utc());
+                cron.find_previous_occurrence(&local, true)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }
+        }
+    }
 }
 
 /// The shortest `@every` interval fcx accepts.
@@ -245,6 +267,15 @@ mod tests {
         assert_eq!(
             s.next_after(at("2024-01-01T00:00:00Z")),
             Some(at("2024-01-07T12:00:30Z"))
+        );
+        assert_eq!(
+            s.latest_at_or_before(at("2024-01-01T00:00:00Z"), at("2024-01-20T13:00:00Z")),
+            Some(at("2024-01-14T12:00:30Z"))
+        );
+        let every = parse_schedule("c", "@every 10s").unwrap();
+        assert_eq!(
+            every.latest_at_or_before(at("2024-01-01T00:00:00Z"), at("2024-01-01T00:01:05Z")),
+            Some(at("2024-01-01T00:01:00Z"))
         );
         let e = parse_schedule("f", "0 * * * *").unwrap_err();
         assert!(e.message.contains("has 5 fields"), "{e}");

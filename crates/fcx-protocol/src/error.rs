@@ -24,6 +24,8 @@ pub enum ErrorCode {
     FunctionNotStarted,
     ProcessExited,
     BadResponse,
+    /// An HTTP call ran past the function's timeout (fcx: 504, see ARCHITECTURE.md).
+    FunctionTimeout,
     ImageNotFound,
     ImageAccessDenied,
     RegistryUnreachable,
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::FunctionNotStarted => "FunctionNotStarted",
             Self::ProcessExited => "ProcessExited",
             Self::BadResponse => "BadResponse",
+            Self::FunctionTimeout => "FunctionTimeout",
             Self::ImageNotFound => "ImageNotFound",
             Self::ImageAccessDenied => "ImageAccessDenied",
             Self::RegistryUnreachable => "RegistryUnreachable",
@@ -100,6 +103,7 @@ impl ErrorCode {
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
             Self::RuntimeUnavailable | Self::CgroupSetupFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +115,7 @@ impl ErrorCode {
             self,
             Self::FunctionNotStarted
                 | Self::ProcessExited
+                | Self::FunctionTimeout
                 | Self::EntrypointNotFound
                 | Self::EntrypointNotExecutable
                 | Self::MemoryLimitExceeded

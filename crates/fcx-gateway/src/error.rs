@@ -32,7 +32,11 @@ impl ToFc for ControlError {
             ControlError::AliasNotFound { .. } => ErrorCode::AliasNotFound,
             ControlError::AliasExists { .. } => ErrorCode::AliasAlreadyExists,
             ControlError::TriggerNotFound { .. } => ErrorCode::TriggerNotFound,
-            ControlError::TriggerExists { .. } => ErrorCode::TriggerAlreadyExists,
+            ControlError::TriggerExists { .. } | ControlError::HttpTriggerExists { .. } => {
+                ErrorCode::TriggerAlreadyExists
+            }
+            ControlError::DomainNotFound(_) => ErrorCode::DomainNameNotFound,
+            ControlError::DomainExists(_) => ErrorCode::DomainNameAlreadyExists,
             ControlError::AsyncConfigNotFound(_) | ControlError::TaskNotFound { .. } => {
                 ErrorCode::NotFound
             }

@@ -12,6 +12,14 @@ pub enum ErrorCode {
     EntityTooLarge,
     SignatureNotMatch,
     InvalidAccessKeyID,
+    /// A JWT-protected trigger or domain without a valid token.
+    Unauthorized,
+    /// `disableURLInternet` on a trigger's host-based URL.
+    AccessDenied,
+    /// A method a trigger or route does not take (with `Allow`).
+    MethodNotAllowed,
+    DomainNameNotFound,
+    DomainNameAlreadyExists,
     FunctionNotFound,
     FunctionAlreadyExists,
     VersionNotFound,
@@ -48,6 +56,11 @@ impl ErrorCode {
             Self::EntityTooLarge => "EntityTooLarge",
             Self::SignatureNotMatch => "SignatureNotMatch",
             Self::InvalidAccessKeyID => "InvalidAccessKeyID",
+            Self::Unauthorized => "Unauthorized",
+            Self::AccessDenied => "AccessDenied",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::DomainNameNotFound => "DomainNameNotFound",
+            Self::DomainNameAlreadyExists => "DomainNameAlreadyExists",
             Self::FunctionNotFound => "FunctionNotFound",
             Self::FunctionAlreadyExists => "FunctionAlreadyExists",
             Self::VersionNotFound => "VersionNotFound",
@@ -81,7 +94,13 @@ impl ErrorCode {
             | Self::MissingRequiredHeader
             | Self::PathNotSupported
             | Self::EntityTooLarge => StatusCode::BAD_REQUEST,
-            Self::SignatureNotMatch | Self::InvalidAccessKeyID => StatusCode::FORBIDDEN,
+            Self::SignatureNotMatch | Self::InvalidAccessKeyID | Self::AccessDenied => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DomainNameNotFound => StatusCode::NOT_FOUND,
+            Self::DomainNameAlreadyExists => StatusCode::CONFLICT,
             Self::FunctionNotFound
             | Self::VersionNotFound
             | Self::AliasNotFound
@@ -226,6 +245,20 @@ impl FcError {
         Self::new(
             ErrorCode::NotFound,
             format!("'{method}' against '{path}' matches no API. {EVENT_VS_HTTP}"),
+        )
+    }
+
+    /// No HTTP trigger or custom-domain route answers a web request (issue 11 point 4).
+    pub fn no_http_function(what: &str) -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            format!(
+                "{what}. Event functions are invoked with the InvokeFunction API (POST \
+                 /2023-03-30/functions/{{functionName}}/invocations, an FC SDK, or curl -X POST); \
+                 a browser or an arbitrary path reaches no event function. To serve browsers and \
+                 HTTP clients, use an HTTP function (a server answering any path) and add an HTTP \
+                 trigger to it (CreateTrigger with triggerType http), or route a custom domain to it"
+            ),
         )
     }
 

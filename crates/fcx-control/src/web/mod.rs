@@ -17,7 +17,9 @@ use fcx_model::http_trigger::{self, AuthType, HttpTriggerConfig};
 use fcx_model::triggers::{HttpTriggerUrls, Trigger};
 use fcx_model::ModelError;
 
-pub use certs::CertifiedKey;
+pub use certs::{provider as tls_provider, CertifiedKey};
+pub use fcx_model::custom_domain::{match_route, RouteMatch};
+pub use fcx_model::http_trigger::{JwtConfig, Position};
 pub use jwt::{JwtAuth, JwtRejected};
 
 use crate::invoke::{HttpInvokeRequest, HttpInvokeResponse};

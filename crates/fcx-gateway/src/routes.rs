@@ -12,8 +12,7 @@ use fcx_control::asyncs::{
     DeleteAsyncConfig, GetAsyncConfig, GetAsyncTask, ListAsyncTasks, PutAsyncConfig, StopAsyncTask,
 };
 use fcx_control::domains::{
-    CreateCustomDomain, DeleteCustomDomain, GetCustomDomain, ListCustomDomains,
-    UpdateCustomDomain,
+    CreateCustomDomain, DeleteCustomDomain, GetCustomDomain, ListCustomDomains, UpdateCustomDomain,
 };
 use fcx_control::functions::{
     CreateFunction, DeleteFunction, GetFunction, ListFunctions, UpdateFunction,
@@ -108,7 +107,12 @@ pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
         )
         .route(
             "/2023-03-30/custom-domains/{domainName}",
-            not_supported(item::<GetCustomDomain, UpdateCustomDomain, DeleteCustomDomain, DOMAIN>()),
+            not_supported(item::<
+                GetCustomDomain,
+                UpdateCustomDomain,
+                DeleteCustomDomain,
+                DOMAIN,
+            >()),
         )
         .route(
             "/2016-08-15/services/{service}/functions/{functionName}/invocations",

@@ -29,7 +29,10 @@ impl ResolvesServerCert for ByServerName {
         let name = hello.server_name()?;
         let cert = self.0.certificate(name);
         if cert.is_none() {
-            tracing::debug!(server_name = name, "TLS handshake for a name without a certificate");
+            tracing::debug!(
+                server_name = name,
+                "TLS handshake for a name without a certificate"
+            );
         }
         cert
     }

@@ -281,33 +281,30 @@ pub enum RouteMatch<'a> {
     NotFound,
 }
 
-/// FC's rule: an exact path wins; otherwise the longest `/*` prefix that matches. A route
-/// with `methods` matches only those (case-insensitively).
+/// FC's rule: the path picks the route (an exact path wins, otherwise the longest `/*`
+/// prefix that matches); a route with `methods` then takes only those (case-insensitively).
 pub fn match_route<'a>(routes: &'a [Route], path: &str, method: &str) -> RouteMatch<'a> {
-    let takes = |r: &Route| {
-        r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
-    };
-    let mut candidates: Vec<&Route> = routes
+    // Exact paths (no '*') first, then longer prefixes.
+    let best = routes
         .iter()
         .filter(|r| path_matches(&r.path, path))
-        .collect();
-    if candidates.is_empty() {
+        .min_by_key(|r| (r.path.ends_with('*'), std::cmp::Reverse(r.path.len())));
+    let Some(route) = best else {
         return RouteMatch::NotFound;
+    };
+    let takes =
+        route.methods.is_empty() || route.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
+    if takes {
+        return RouteMatch::Found(route);
     }
-    // Exact paths (no '*') first, then longer prefixes.
-    candidates.sort_by_key(|r| (r.path.ends_with('*'), std::cmp::Reverse(r.path.len())));
-    match candidates.iter().find(|r| takes(r)) {
-        Some(r) => RouteMatch::Found(r),
-        None => {
-            let mut allow: Vec<String> = candidates
-                .iter()
-                .flat_map(|r| r.methods.iter().map(|m| m.to_ascii_uppercase()))
-                .collect();
-            allow.sort();
-            allow.dedup();
-            RouteMatch::MethodNotAllowed(allow)
-        }
-    }
+    let mut allow: Vec<String> = route
+        .methods
+        .iter()
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    allow.sort();
+    allow.dedup();
+    RouteMatch::MethodNotAllowed(allow)
 }
 
 #[cfg(test)]
@@ -347,6 +344,7 @@ mod tests {
     #[test]
     fn methods_restrict_a_route() {
         let routes = [
+            route("/*", "root", &[]),
             route("/w/*", "writer", &["POST", "PUT"]),
             route("/r", "r", &["GET"]),
         ];
@@ -358,8 +356,13 @@ mod tests {
             match_route(&routes, "/w/a", "GET"),
             RouteMatch::MethodNotAllowed(vec!["POST".into(), "PUT".into()])
         );
+        // The path picks the route: the root route does not take the writer's other methods.
+        assert!(matches!(
+            match_route(&routes, "/nothing", "DELETE"),
+            RouteMatch::Found(r) if r.function_name == "root"
+        ));
         assert_eq!(
-            match_route(&routes, "/nothing", "GET"),
+            match_route(&routes[1..], "/nothing", "GET"),
             RouteMatch::NotFound
         );
     }

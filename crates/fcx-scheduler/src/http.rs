@@ -18,6 +18,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::limits::Admission;
 use crate::pool::{Lease, Pool};
@@ -216,6 +217,34 @@ async fn timed_out(pool: &Pool, lease: &Lease, rid: &str, timeout_secs: u32) -> 
     }
 }
 
+/// How long one direction of an upgraded connection may still flow after the other ended.
+const HALF_CLOSED_GRACE: Duration = Duration::from_secs(2);
+
+/// Copies bytes both ways until one side closes; the other direction then gets a short
+/// grace to finish (a close frame in flight) before both connections are closed, so
+/// closing either side closes the other.
+async fn copy_both_ways<A, B>(a: A, b: B)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let up = async {
+        let _ = tokio::io::copy(&mut ar, &mut bw).await;
+        let _ = bw.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut br, &mut aw).await;
+        let _ = aw.shutdown().await;
+    };
+    tokio::pin!(up, down);
+    tokio::select! {
+        () = &mut up => { let _ = tokio::time::timeout(HALF_CLOSED_GRACE, down).await; }
+        () = &mut down => { let _ = tokio::time::timeout(HALF_CLOSED_GRACE, up).await; }
+    }
+}
+
 /// Answers the client's upgrade with the function's `101` and, once both sides have
 /// switched, copies bytes both ways until either side closes or the function's timeout
 /// passes. The slot and the admission are held for as long.
@@ -234,9 +263,7 @@ fn splice(
         let log = Arc::clone(held.0.slot.instance.log());
         let session = async {
             let (client, instance) = tokio::try_join!(client, instance_side)?;
-            let mut client = TokioIo::new(client);
-            let mut instance = TokioIo::new(instance);
-            tokio::io::copy_bidirectional(&mut client, &mut instance).await?;
+            copy_both_ways(TokioIo::new(client), TokioIo::new(instance)).await;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
         match tokio::time::timeout_at(deadline, session).await {

@@ -66,10 +66,16 @@ pub enum Outcome {
     Exit(i32),
     /// Abort the whole process (SIGABRT), without responding.
     Abort,
+    /// An HTTP-function request (`x-fc-control-path: /http-invoke`).
+    Web(crate::web::Web),
 }
 
 /// Routes one request.
 pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
+    if head.header("x-fc-control-path") == Some("/http-invoke") {
+        cfg.record("http-invoke");
+        return Outcome::Web(crate::web::handle(head, body));
+    }
     match (head.method.as_str(), head.path()) {
         ("POST", "/initialize") => initialize(cfg),
         ("POST", "/invoke") => {

@@ -139,7 +139,12 @@ struct ServerArgs {
     /// from browsers and curl without DNS set-up (*.localhost is loopback); with a wildcard
     /// DNS record use your own, e.g. fc.example.com, or fc.example.com:80 when a proxy in
     /// front serves another port.
-    #[arg(long, env = "FCX_TRIGGER_DOMAIN", default_value = "localhost", value_name = "DOMAIN[:PORT]")]
+    #[arg(
+        long,
+        env = "FCX_TRIGGER_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN[:PORT]"
+    )]
     trigger_domain: String,
     /// Also serve HTTPS here, for custom domains with protocol HTTPS (the certificate is
     /// picked by SNI from their certConfig).

@@ -26,7 +26,10 @@ pub async fn verify_signature(
     let (parts, body) = req.into_parts();
     let limit = body_limit(parts.uri.path());
     match verify_request(&verifier, &parts, body, limit).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(e) => ApiError::new(e, flavor, &new_request_id()).into_response(),
     }
 }

@@ -145,7 +145,10 @@ mod tests {
             ("set-cookie", "a=b"),
         ]);
         strip_response(&mut r, false, false);
-        assert_eq!(r.keys().map(|n| n.as_str()).collect::<Vec<_>>(), ["set-cookie"]);
+        assert_eq!(
+            r.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["set-cookie"]
+        );
         let mut up = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
         strip_request(&mut up, true);
         assert_eq!(up.len(), 2);

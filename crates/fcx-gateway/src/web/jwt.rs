@@ -48,7 +48,11 @@ pub fn authorize(jwt: &JwtAuth, parts: &mut http::request::Parts) -> Result<(), 
             Position::Query => add_query(&mut parts.uri, &pass.parameter, &text),
             Position::Cookie => {
                 let cookie = format!("{}={}", pass.parameter, text);
-                let joined = match parts.headers.get(http::header::COOKIE).and_then(|c| c.to_str().ok()) {
+                let joined = match parts
+                    .headers
+                    .get(http::header::COOKIE)
+                    .and_then(|c| c.to_str().ok())
+                {
                     Some(old) => format!("{old}; {cookie}"),
                     None => cookie,
                 };
@@ -66,28 +70,36 @@ fn unauthorized(message: String) -> FcError {
 }
 
 fn find_token(jwt: &JwtAuth, parts: &http::request::Parts) -> Option<String> {
-    jwt.config.token_lookup.iter().find_map(|source| match source.position {
-        Position::Header => {
-            let value = parts.headers.get(source.name.as_str())?.to_str().ok()?.trim();
-            let value = match &source.prefix {
-                Some(prefix) => value.strip_prefix(prefix.as_str())?.trim_start(),
-                None => value,
-            };
-            (!value.is_empty()).then(|| value.to_owned())
-        }
-        Position::Cookie => parts
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == source.name)
-            .map(|(_, value)| value.to_owned()),
-        Position::Query => form_urlencoded::parse(parts.uri.query()?.as_bytes())
-            .find(|(name, _)| name == source.name.as_str())
-            .map(|(_, value)| value.into_owned()),
-    })
+    jwt.config
+        .token_lookup
+        .iter()
+        .find_map(|source| match source.position {
+            Position::Header => {
+                let value = parts
+                    .headers
+                    .get(source.name.as_str())?
+                    .to_str()
+                    .ok()?
+                    .trim();
+                let value = match &source.prefix {
+                    Some(prefix) => value.strip_prefix(prefix.as_str())?.trim_start(),
+                    None => value,
+                };
+                (!value.is_empty()).then(|| value.to_owned())
+            }
+            Position::Cookie => parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(name, _)| *name == source.name)
+                .map(|(_, value)| value.to_owned()),
+            Position::Query => form_urlencoded::parse(parts.uri.query()?.as_bytes())
+                .find(|(name, _)| name == source.name.as_str())
+                .map(|(_, value)| value.into_owned()),
+        })
 }
 
 /// `uri` with `name=value` appended to its query.

@@ -103,8 +103,17 @@ fn host_of(req: &Request) -> Option<&str> {
     Some(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
-async fn serve_trigger(front: &Front, t: &HttpTrigger, req: Request, base: Option<&str>) -> Response {
-    let flavor = if base.is_some() { ApiFlavor::Fc2 } else { ApiFlavor::Fc3 };
+async fn serve_trigger(
+    front: &Front,
+    t: &HttpTrigger,
+    req: Request,
+    base: Option<&str>,
+) -> Response {
+    let flavor = if base.is_some() {
+        ApiFlavor::Fc2
+    } else {
+        ApiFlavor::Fc3
+    };
     let api = Api::new(flavor);
     if base.is_none() && t.disable_url_internet {
         return fail(
@@ -151,9 +160,15 @@ async fn serve_domain(front: &Front, d: &Domain, req: Request) -> Response {
             ),
         );
     }
-    let route = match match_route(&d.record.route_config.routes, req.uri().path(), req.method().as_str()) {
+    let route = match match_route(
+        &d.record.route_config.routes,
+        req.uri().path(),
+        req.method().as_str(),
+    ) {
         RouteMatch::Found(r) => r,
-        RouteMatch::MethodNotAllowed(allow) => return method_not_allowed(&api, req.method(), &allow),
+        RouteMatch::MethodNotAllowed(allow) => {
+            return method_not_allowed(&api, req.method(), &allow)
+        }
         RouteMatch::NotFound => {
             return fail(
                 &api,
@@ -200,7 +215,10 @@ fn method_not_allowed(api: &Api, method: &Method, allow: &[String]) -> Response 
         api,
         FcError::new(
             ErrorCode::MethodNotAllowed,
-            format!("method {method} is not allowed here; allowed: {}", allow.join(", ")),
+            format!(
+                "method {method} is not allowed here; allowed: {}",
+                allow.join(", ")
+            ),
         ),
     );
     if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
@@ -303,7 +321,10 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
         base_path: target.base_path.map(str::to_owned),
         client_upgrade,
     };
-    let answer = match control.http_invoke(target.function, version.as_deref(), call).await {
+    let answer = match control
+        .http_invoke(target.function, version.as_deref(), call)
+        .await
+    {
         Ok(a) => a,
         Err(e) => return fail(&api, e),
     };
@@ -311,12 +332,18 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
     if let Err(e) = headers::check_response(&parts.headers) {
         return fail(&api, e);
     }
-    headers::strip_response(&mut parts.headers, parts.status == StatusCode::SWITCHING_PROTOCOLS, head);
+    headers::strip_response(
+        &mut parts.headers,
+        parts.status == StatusCode::SWITCHING_PROTOCOLS,
+        head,
+    );
     if let Ok(v) = HeaderValue::from_str(&api.rid) {
         parts.headers.insert(fch::REQUEST_ID, v);
     }
     if let Some(t) = answer.error_type {
-        parts.headers.insert(fch::ERROR_TYPE, HeaderValue::from_static(t));
+        parts
+            .headers
+            .insert(fch::ERROR_TYPE, HeaderValue::from_static(t));
     }
     Response::from_parts(parts, Body::new(body))
 }

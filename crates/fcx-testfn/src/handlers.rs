@@ -28,6 +28,8 @@ pub struct Config {
     pub init_fail: Option<String>,
     /// `TESTFN_INIT_SLEEP_MS`: delay before handling `/initialize`.
     pub init_sleep_ms: Option<u64>,
+    /// `TESTFN_BODIES`: file each `/invoke` appends `<x-fc-request-id> <body>` to.
+    pub bodies: Option<PathBuf>,
 }
 
 impl Config {
@@ -40,6 +42,9 @@ impl Config {
                 .map(PathBuf::from),
             init_fail: var("TESTFN_INIT_FAIL"),
             init_sleep_ms: var("TESTFN_INIT_SLEEP_MS").and_then(|v| v.trim().parse().ok()),
+            bodies: std::env::var_os("TESTFN_BODIES")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 
@@ -52,6 +57,24 @@ impl Config {
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = result {
+            log_err(&format!("testfn: cannot append to {}: {e}", path.display()));
+        }
+    }
+}
+
+impl Config {
+    /// Appends `<request id> <body>` as one line to the bodies file, if one is configured.
+    fn record_body(&self, request_id: &str, body: &[u8]) {
+        let Some(path) = &self.bodies else { return };
+        let mut line = format!("{request_id} ").into_bytes();
+        line.extend_from_slice(body);
+        line.push(b'\n');
+        let result = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&line));
         if let Err(e) = result {
             log_err(&format!("testfn: cannot append to {}: {e}", path.display()));
         }
@@ -80,6 +103,7 @@ pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         ("POST", "/initialize") => initialize(cfg),
         ("POST", "/invoke") => {
             cfg.record("invoke");
+            cfg.record_body(request_id(head), body);
             match invoke(cfg, head, body) {
                 Outcome::Respond(resp) => {
                     Outcome::Respond(resp.with_header("x-testfn-instance", &cfg.instance_id))

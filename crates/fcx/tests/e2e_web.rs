@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
         skip::test("cli_lists_triggers_with_urls_and_deploys_them", &none, cli),
     ]);
     // Stops the shared server (statics are never dropped).
-    drop(SHARED.lock().unwrap().take());
+    drop(SHARED.lock().unwrap_or_else(|p| p.into_inner()).take());
     code
 }
 

@@ -8,9 +8,16 @@ use fcx_protocol::{ErrorCode, FcError};
 use http::{HeaderName, HeaderValue, Uri};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-/// Checks the request's token and adds the claims to pass on; refuses with 401.
-pub fn authorize(jwt: &JwtAuth, parts: &mut http::request::Parts) -> Result<(), FcError> {
-    if !jwt.config.protects(parts.uri.path()) {
+/// Checks the request's token and adds the claims to pass on; refuses with 401. `base` is
+/// the path form's prefix: white- and blacklists name the function's own paths.
+pub fn authorize(
+    jwt: &JwtAuth,
+    parts: &mut http::request::Parts,
+    base: Option<&str>,
+) -> Result<(), FcError> {
+    let path = parts.uri.path();
+    let path = base.and_then(|b| path.strip_prefix(b)).unwrap_or(path);
+    if !jwt.config.protects(if path.is_empty() { "/" } else { path }) {
         return Ok(());
     }
     let token = find_token(jwt, parts).ok_or_else(|| {

@@ -273,7 +273,7 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
             // `--auth none`: the server authenticates nothing, triggers included.
             None => body,
         },
-        Auth::Jwt(jwt) => match jwt::authorize(jwt, &mut parts) {
+        Auth::Jwt(jwt) => match jwt::authorize(jwt, &mut parts, target.base_path) {
             Ok(()) => body,
             Err(e) => return fail(&api, e),
         },

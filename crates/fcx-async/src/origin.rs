@@ -9,14 +9,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Origin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The trigger whose call queued it (logged with each attempt).
     pub trigger: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The HTTP request a trigger call queued, replayed to the function with its body.
     pub http: Option<HttpRequestShape>,
 }
 
 /// An HTTP request without its body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpRequestShape {
+    /// The client's method.
     pub method: String,
     /// Path and query as the client sent them.
     pub uri: String,
@@ -24,6 +27,7 @@ pub struct HttpRequestShape {
     /// left out when queued).
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `x-fc-base-path` (FC 2.0's path form).
     pub base_path: Option<String>,
 }
 

@@ -131,7 +131,9 @@ impl BodyCommand for CreateCustomDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// GetCustomDomain.
 pub struct GetCustomDomain {
+    /// The domain's name (path parameter).
     pub domain_name: String,
 }
 
@@ -147,6 +149,7 @@ impl Command for GetCustomDomain {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCustomDomain {
+    /// The domain's name (path parameter).
     pub domain_name: String,
 }
 
@@ -169,7 +172,9 @@ impl BodyCommand for UpdateCustomDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// DeleteCustomDomain.
 pub struct DeleteCustomDomain {
+    /// The domain's name (path parameter).
     pub domain_name: String,
 }
 
@@ -186,9 +191,13 @@ impl Command for DeleteCustomDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// ListCustomDomains.
 pub struct ListCustomDomains {
+    /// Page size (FC's `limit`, checked like other list commands).
     pub limit: Option<String>,
+    /// Only names starting with this.
     pub prefix: Option<String>,
+    /// The token a previous page returned.
     pub next_token: Option<String>,
 }
 
@@ -196,8 +205,10 @@ pub struct ListCustomDomains {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainPage {
+    /// The domains of this page.
     pub custom_domains: Vec<CustomDomain>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Set when more domains follow.
     pub next_token: Option<String>,
 }
 

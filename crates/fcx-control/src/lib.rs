@@ -87,6 +87,8 @@ pub struct ControlPlane {
     timers: Timers,
     /// This control plane, for the tasks it starts (timers).
     me: OnceLock<Weak<ControlPlane>>,
+    /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
+    egress: Mutex<Option<fcx_runtime::egress::Active>>,
 }
 
 /// Where one server keeps things.

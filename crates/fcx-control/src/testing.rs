@@ -201,6 +201,7 @@ impl Fixture {
             trigger_domain: "localhost".into(),
             timers: Default::default(),
             me: OnceLock::new(),
+            egress: Mutex::new(None),
         });
         let _ = cp.me.set(Arc::downgrade(&cp));
         cp.set_endpoint("127.0.0.1:9100".parse().unwrap());

@@ -81,6 +81,7 @@ impl ControlPlane {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -123,10 +124,13 @@ impl BodyCommand for CreateTrigger {
     }
 }
 
+/// GetTrigger.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 
@@ -140,12 +144,17 @@ impl Command for GetTrigger {
     }
 }
 
+/// ListTriggers: the function's triggers in name order, a page at a time.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListTriggers {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// Triggers per page (1–100, default 20).
     pub limit: Option<String>,
+    /// Only triggers whose names start with it.
     pub prefix: Option<String>,
+    /// The previous page's `nextToken`.
     pub next_token: Option<String>,
 }
 
@@ -153,7 +162,9 @@ pub struct ListTriggers {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerPage {
+    /// The triggers on this page.
     pub triggers: Vec<Trigger>,
+    /// Present when there are more: pass it as `nextToken`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -195,7 +206,9 @@ impl Command for ListTriggers {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 
@@ -217,10 +230,13 @@ impl BodyCommand for UpdateTrigger {
     }
 }
 
+/// DeleteTrigger.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 

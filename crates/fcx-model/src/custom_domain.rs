@@ -19,14 +19,19 @@ pub const ROUTES_MAX: usize = 100;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomDomainInput {
     #[serde(default)]
+    /// The domain name (CreateCustomDomain only).
     pub domain_name: Option<String>,
     #[serde(default)]
+    /// `HTTP`, `HTTPS` or `HTTP,HTTPS`.
     pub protocol: Option<String>,
     #[serde(default)]
+    /// The certificate for HTTPS.
     pub cert_config: Option<CertConfigInput>,
     #[serde(default)]
+    /// The routes to functions.
     pub route_config: Option<RouteConfig>,
     #[serde(default)]
+    /// How calls through the domain are authenticated.
     pub auth_config: Option<DomainAuthConfig>,
     /// Stored and returned; fcx's TLS settings are rustls' defaults.
     #[serde(default)]
@@ -47,10 +52,13 @@ pub struct CustomDomainInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertConfigInput {
     #[serde(default)]
+    /// The certificate's name.
     pub cert_name: Option<String>,
     #[serde(default)]
+    /// The PEM certificate chain.
     pub certificate: Option<String>,
     #[serde(default)]
+    /// The PEM private key (sealed at rest, never answered).
     pub private_key: Option<String>,
 }
 
@@ -58,7 +66,9 @@ pub struct CertConfigInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertConfig {
+    /// The certificate's name.
     pub cert_name: String,
+    /// The PEM certificate chain.
     pub certificate: String,
 }
 
@@ -67,6 +77,7 @@ pub struct CertConfig {
 #[serde(rename_all = "camelCase")]
 pub struct RouteConfig {
     #[serde(default)]
+    /// The routes, matched by FC's rules.
     pub routes: Vec<Route>,
 }
 
@@ -74,9 +85,12 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
+    /// The path: exact, or a prefix ending in `/*`.
     pub path: String,
+    /// The function requests go to.
     pub function_name: String,
     #[serde(default = "latest")]
+    /// The version or alias (`LATEST` by default).
     pub qualifier: String,
     /// Methods this route takes (empty: every method).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -96,8 +110,10 @@ fn latest() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct DomainAuthConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `anonymous`, `function` or `jwt`.
     pub auth_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// For `jwt`: the JWT settings as a JSON string.
     pub auth_info: Option<String>,
 }
 
@@ -105,33 +121,48 @@ pub struct DomainAuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomDomain {
+    /// The domain name.
     pub domain_name: String,
+    /// The account (fcx's fixed account id).
     pub account_id: String,
+    /// FC's API version of the record.
     pub api_version: String,
     /// `HTTP`, `HTTPS` or `HTTP,HTTPS`.
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The certificate (without its private key).
     pub cert_config: Option<CertConfig>,
+    /// The routes.
     pub route_config: RouteConfig,
+    /// Authentication of calls.
     pub auth_config: DomainAuthConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Stored and returned; fcx's TLS settings are rustls' defaults.
     pub tls_config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Stored and returned; fcx has no WAF.
     pub waf_config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Stored and returned, not applied.
     pub cors_config: Option<Value>,
     #[serde(default, rename = "isE2B", skip_serializing_if = "Option::is_none")]
+    /// FC's E2B flag, stored and returned.
     pub is_e2b: Option<bool>,
+    /// Subdomains served (FC's string form).
     pub subdomain_count: String,
+    /// When it was created (FC's time format).
     pub created_time: String,
+    /// When it was last changed (FC's time format).
     pub last_modified_time: String,
 }
 
 impl CustomDomain {
+    /// Whether the domain is served on the HTTP listener.
     pub fn serves_http(&self) -> bool {
         self.protocol.split(',').any(|p| p.trim() == "HTTP")
     }
 
+    /// Whether the domain is served on the HTTPS listener.
     pub fn serves_https(&self) -> bool {
         self.protocol.split(',').any(|p| p.trim() == "HTTPS")
     }
@@ -177,7 +208,7 @@ pub fn parse_custom_domain(body: &[u8], create: bool) -> Result<CustomDomainInpu
             ("certConfig.certificate", &cert.certificate),
             ("certConfig.privateKey", &cert.private_key),
         ] {
-            if given.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            if given.as_deref().map_or(true, |s| s.trim().is_empty()) {
                 return Err(ModelError::new(field, "is required (PEM text)"));
             }
         }
@@ -275,9 +306,11 @@ fn validate_routes(routes: &[Route]) -> Result<(), ModelError> {
 /// What a request's path found among a domain's routes.
 #[derive(Debug, PartialEq)]
 pub enum RouteMatch<'a> {
+    /// The route the request goes to.
     Found(&'a Route),
     /// Routes match the path but none takes the method; their methods, for `Allow`.
     MethodNotAllowed(Vec<String>),
+    /// No route matches the path.
     NotFound,
 }
 

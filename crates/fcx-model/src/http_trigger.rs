@@ -28,6 +28,7 @@ pub enum AuthType {
 }
 
 impl AuthType {
+    /// Parses FC's `authType` value; `field` names it in the error.
     pub fn parse(field: &str, s: &str) -> Result<AuthType, ModelError> {
         match s {
             "anonymous" => Ok(AuthType::Anonymous),
@@ -40,6 +41,7 @@ impl AuthType {
         }
     }
 
+    /// FC's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthType::Anonymous => "anonymous",
@@ -52,6 +54,7 @@ impl AuthType {
 /// An HTTP trigger's configuration, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpTriggerConfig {
+    /// How calls are authenticated.
     pub auth_type: AuthType,
     /// Uppercase method names, FC's order of appearance (default: all of [`HTTP_METHODS`]).
     pub methods: Vec<String>,
@@ -64,8 +67,11 @@ pub struct HttpTriggerConfig {
 /// Where a request carries its token, or where a claim is passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
+    /// A request header.
     Header,
+    /// A cookie.
     Cookie,
+    /// A query parameter.
     Query,
 }
 
@@ -91,7 +97,9 @@ impl Position {
 /// One place a token is looked for: `position:name[:prefix]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSource {
+    /// Where the token is.
     pub position: Position,
+    /// The header, cookie or parameter name.
     pub name: String,
     /// Removed from the value before the token is read (headers only), e.g. `Bearer`.
     pub prefix: Option<String>,
@@ -100,8 +108,11 @@ pub struct TokenSource {
 /// One claim passed to the function: `position:claim:parameter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimPass {
+    /// Where the claim is passed.
     pub position: Position,
+    /// The claim's name in the token.
     pub claim: String,
+    /// The header, cookie or parameter name the function sees.
     pub parameter: String,
 }
 
@@ -111,9 +122,13 @@ pub struct ClaimPass {
 pub struct JwtConfig {
     /// The JWKS document (`{"keys": [...]}`), checked by the control plane.
     pub jwks: Value,
+    /// Where tokens are looked for, in order.
     pub token_lookup: Vec<TokenSource>,
+    /// Claims passed to the function.
     pub claim_pass_by: Vec<ClaimPass>,
+    /// Paths that need no token.
     pub whitelist: Vec<String>,
+    /// When set, only these paths need a token.
     pub blacklist: Vec<String>,
 }
 
@@ -270,7 +285,7 @@ pub fn parse_jwt_config(field: &str, value: &Value) -> Result<JwtConfig, ModelEr
         .ok_or_else(|| ModelError::new(format!("{field}.jwks"), "is required"))?;
     let jwks = Value::Object(object(&format!("{field}.jwks"), jwks)?);
     let keys = jwks.get("keys").and_then(Value::as_array);
-    if keys.is_none_or(|k| k.is_empty()) {
+    if keys.map_or(true, |k| k.is_empty()) {
         return Err(ModelError::new(
             format!("{field}.jwks.keys"),
             "must list at least one public key",

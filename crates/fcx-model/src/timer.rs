@@ -16,10 +16,13 @@ use crate::ModelError;
 /// A timer trigger's configuration, checked.
 #[derive(Debug, Clone)]
 pub struct TimerTriggerConfig {
+    /// The expression as given (answered by GetTrigger).
     pub cron_expression: String,
+    /// The parsed schedule.
     pub schedule: Schedule,
     /// Sent as the event's `payload` (FC passes it as a string).
     pub payload: String,
+    /// `enable: false` stops the trigger.
     pub enable: bool,
 }
 
@@ -30,7 +33,12 @@ pub enum Schedule {
     /// was enabled).
     Every(Duration),
     /// A cron pattern evaluated in a time zone.
-    Cron { cron: Box<Cron>, zone: Tz },
+    Cron {
+        /// The pattern (6 fields with seconds).
+        cron: Box<Cron>,
+        /// `CRON_TZ`, UTC when absent.
+        zone: Tz,
+    },
 }
 
 impl Schedule {

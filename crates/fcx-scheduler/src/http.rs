@@ -28,6 +28,7 @@ use crate::{CallContext, Scheduler, SchedulerError};
 
 /// One HTTP request for a function, from a trigger, a custom domain or the async queue.
 pub struct HttpInvokeRequest {
+    /// Request id, trigger and other context headers.
     pub context: CallContext,
     /// Method, path and query as the client sent them, and the headers to forward (the
     /// gateway has removed what FC does not forward); the body streams.
@@ -42,6 +43,7 @@ pub struct HttpInvokeRequest {
 pub struct HttpInvokeResponse {
     /// Status, headers and the streamed body as the instance sent them.
     pub response: http::Response<Body>,
+    /// The instance that answered.
     pub instance_id: String,
     /// Set when fcx made the answer because the function failed (a failed initializer).
     pub error_type: Option<&'static str>,
@@ -109,7 +111,7 @@ async fn invoke(
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = ctx.request_id.clone();
-    log.begin(&rid, &logs::invoke_start(&rid), false);
+    log.begin(&rid, &logs::invoke_start(&rid), false).await;
     if let Some(trigger) = &ctx.trigger {
         log.line(&format!(
             "fcx: trigger {trigger}: {} {}",

@@ -133,7 +133,7 @@ fn serve_connection(stream: TcpStream, cfg: &Config) {
                         return;
                     }
                 }
-                Web::WebSocket { key } => {
+                Web::Upgrade { key } => {
                     crate::ws::serve(&mut reader, &mut writer, &key);
                     return;
                 }

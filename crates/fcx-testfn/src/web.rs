@@ -25,7 +25,7 @@ pub enum Web {
         gate: String,
     },
     /// Switch to WebSocket with this `Sec-WebSocket-Key`.
-    WebSocket {
+    Upgrade {
         key: String,
     },
     /// Answer, then close the next request on this connection without an answer.
@@ -104,7 +104,7 @@ pub fn handle(head: &Head, body: &[u8]) -> Web {
             gate: query_param(&head.target, "gate").unwrap_or("").to_owned(),
         },
         "/ws" => match head.header("sec-websocket-key") {
-            Some(key) => Web::WebSocket {
+            Some(key) => Web::Upgrade {
                 key: key.to_owned(),
             },
             None => Web::Respond(Response::new(

@@ -40,11 +40,8 @@ pub fn serve<R: BufRead, W: Write>(reader: &mut R, writer: &mut W, key: &str) {
                 log_out("testfn: websocket closing");
                 return;
             }
-            0x1 | 0x2 => {
-                if write_frame(writer, opcode, &payload).is_err() {
-                    return;
-                }
-            }
+            0x1 | 0x2 if write_frame(writer, opcode, &payload).is_err() => return,
+            0x1 | 0x2 => {}
             0x8 => {
                 let _ = write_frame(writer, 0x8, &payload);
                 log_out("testfn: websocket closed by peer");

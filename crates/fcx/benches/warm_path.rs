@@ -149,7 +149,11 @@ fn run() -> Result<bool, String> {
                 "triggerConfig": json!({"authType": "anonymous"}).to_string()}),
     );
     if trigger.status != 200 {
-        return Err(format!("CreateTrigger failed: {} {}", trigger.status, trigger.text()));
+        return Err(format!(
+            "CreateTrigger failed: {} {}",
+            trigger.status,
+            trigger.text()
+        ));
     }
     let warm = server.invoke(FUNCTION, b"echo:hello");
     if warm.status != 200 || warm.body != b"hello" {

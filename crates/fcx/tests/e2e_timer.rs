@@ -42,7 +42,10 @@ fn fires(path: &Path) -> Vec<Fire> {
 fn wait_for_fire_at(path: &Path, at: DateTime<Utc>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !fires(path).iter().any(|f| f.time >= at) {
-        assert!(Instant::now() < deadline, "{what}: no fire at or after {at}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no fire at or after {at}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -89,7 +92,10 @@ fn every_second_fires_in_bounds_stops_resumes_and_survives_a_restart_without_a_b
     let (from, to) = (first + secs(1), first + secs(6));
     wait_for_fire_at(&record, to, "window end");
     let n = count_in(&record, from, to);
-    assert!((4..=6).contains(&n), "{n} fires in a 5 s window of @every 1s");
+    assert!(
+        (4..=6).contains(&n),
+        "{n} fires in a 5 s window of @every 1s"
+    );
     // FC's event, and a request id per fire (each is an async invocation of its own).
     let all = fires(&record);
     assert_eq!(all[0].event["triggerName"], "tick");
@@ -98,7 +104,10 @@ fn every_second_fires_in_bounds_stops_resumes_and_survives_a_restart_without_a_b
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), all.len(), "request ids are unique");
-    assert!(all.iter().all(|f| f.request_id.len() >= 32), "x-fc-request-id on every fire");
+    assert!(
+        all.iter().all(|f| f.request_id.len() >= 32),
+        "x-fc-request-id on every fire"
+    );
 
     // Disabled: no more fires (one already queued may still run).
     set_enable(&server, false);
@@ -120,8 +129,17 @@ fn every_second_fires_in_bounds_stops_resumes_and_survives_a_restart_without_a_b
     let up_at = Utc::now();
     wait_for_fire_at(&record, up_at + secs(4), "fires after the restart");
     let missed = count_in(&record, stopped_at + secs(1), up_at);
-    assert!(missed <= 1, "{missed} fires replayed for the time the server was down");
+    assert!(
+        missed <= 1,
+        "{missed} fires replayed for the time the server was down"
+    );
     let resumed = count_in(&record, stopped_at + secs(1), up_at + secs(4));
-    assert!(resumed <= 6, "{resumed} fires in the 4 s after the restart: a burst");
-    assert!(resumed >= 3, "only {resumed} fires in the 4 s after the restart");
+    assert!(
+        resumed <= 6,
+        "{resumed} fires in the 4 s after the restart: a burst"
+    );
+    assert!(
+        resumed >= 3,
+        "only {resumed} fires in the 4 s after the restart"
+    );
 }

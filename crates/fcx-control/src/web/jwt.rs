@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 /// A trigger's (or domain's) JWT settings with its keys ready.
 pub struct JwtAuth {
+    /// The settings as configured.
     pub config: JwtConfig,
     keys: Vec<Key>,
 }
@@ -25,18 +26,25 @@ struct Key {
 #[derive(Debug, thiserror::Error)]
 pub enum JwtRejected {
     #[error("the JWT is malformed: {0}")]
+    /// The token could not be decoded.
     Malformed(String),
     #[error("the JWT names key '{0}', which is not in the JWKS of this trigger")]
+    /// The token's `kid` is not in the JWKS.
     UnknownKey(String),
     #[error("the JWT is signed with {0:?}, which no key of this trigger's JWKS uses")]
+    /// No key of the JWKS uses the token's algorithm.
     Algorithm(Algorithm),
     #[error("the JWT has expired (exp is in the past)")]
+    /// `exp` is in the past.
     Expired,
     #[error("the JWT is not valid yet (nbf is in the future)")]
+    /// `nbf` is in the future.
     NotYetValid,
     #[error("the JWT's signature does not match the keys of this trigger's JWKS")]
+    /// The signature does not verify.
     Signature,
     #[error("the JWT was refused: {0}")]
+    /// Any other refusal of the JWT crate.
     Other(String),
 }
 

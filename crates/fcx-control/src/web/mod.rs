@@ -27,9 +27,11 @@ use crate::{ControlPlane, SchedulerError};
 
 /// How requests through a trigger or domain are authenticated.
 pub enum Auth {
+    /// No check (`authType: anonymous`), also under `--auth signature`.
     Anonymous,
     /// The API's `ACS3-HMAC-SHA256` signature.
     Signature,
+    /// A bearer JWT checked against the JWKS of `authConfig`.
     Jwt(JwtAuth),
 }
 
@@ -52,12 +54,17 @@ impl Auth {
 
 /// An HTTP trigger as served.
 pub struct HttpTrigger {
+    /// The function it belongs to.
     pub function: String,
+    /// The version or alias it serves (`LATEST` by default).
     pub qualifier: String,
+    /// The trigger's name (logged with each call).
     pub name: Arc<str>,
+    /// How its calls are authenticated.
     pub auth: Auth,
     /// Uppercase methods it takes.
     pub methods: Vec<String>,
+    /// `disableURLInternet`: the host-based URL answers 403.
     pub disable_url_internet: bool,
 }
 
@@ -83,6 +90,7 @@ impl HttpTrigger {
         }))
     }
 
+    /// Whether `method` (uppercase) is one of the trigger's `methods`.
     pub fn allows(&self, method: &str) -> bool {
         self.methods.iter().any(|m| m == method)
     }
@@ -90,7 +98,9 @@ impl HttpTrigger {
 
 /// A custom domain as served.
 pub struct Domain {
+    /// The domain as GetCustomDomain answers it.
     pub record: CustomDomain,
+    /// How calls through it are authenticated.
     pub auth: Auth,
     /// Its certificate, when it serves HTTPS.
     pub cert: Option<Arc<CertifiedKey>>,

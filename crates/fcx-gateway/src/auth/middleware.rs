@@ -44,13 +44,15 @@ pub async fn verify_request(
     limit: usize,
 ) -> Result<bytes::Bytes, FcError> {
     let now = unix_now();
-    let checked = verifier.check_headers(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        &parts.headers,
-        now,
-    )?;
+    let checked = verifier
+        .check_headers(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            now,
+        )
+        .await?;
     // Only a correctly signed request gets its body read.
     let declared = parts
         .headers

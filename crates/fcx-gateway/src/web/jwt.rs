@@ -17,7 +17,10 @@ pub fn authorize(
 ) -> Result<(), FcError> {
     let path = parts.uri.path();
     let path = base.and_then(|b| path.strip_prefix(b)).unwrap_or(path);
-    if !jwt.config.protects(if path.is_empty() { "/" } else { path }) {
+    if !jwt
+        .config
+        .protects(if path.is_empty() { "/" } else { path })
+    {
         return Ok(());
     }
     let token = find_token(jwt, parts).ok_or_else(|| {

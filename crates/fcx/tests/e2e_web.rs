@@ -85,6 +85,11 @@ fn main() -> std::process::ExitCode {
             &sdk,
             sdk_trigger,
         ),
+        skip::test(
+            "one_http_trigger_per_qualifier_and_disable_url_internet",
+            &none,
+            one_trigger_and_internet_url,
+        ),
         skip::test("cli_lists_triggers_with_urls_and_deploys_them", &none, cli),
     ]);
     // Stops the shared server (statics are never dropped).
@@ -810,6 +815,59 @@ fn no_trigger() {
             .as_str()
             .unwrap()
             .contains("add an HTTP trigger"));
+    });
+}
+
+/// FC's rules on the trigger itself: a second HTTP trigger for the same qualifier is refused
+/// with the conflict error; `disableURLInternet` closes the host-based URL only.
+fn one_trigger_and_internet_url() {
+    let server = server();
+    testfn(&server, "private-fn", json!({}));
+    http_trigger(
+        &server,
+        "private-fn",
+        json!({"authType": "anonymous", "disableURLInternet": true}),
+    );
+    let second = json!({"triggerName": "web2", "triggerType": "http",
+                        "triggerConfig": json!({"authType": "anonymous"}).to_string()})
+    .to_string();
+    let r = server.signed(
+        "POST",
+        "/2023-03-30/functions/private-fn/triggers",
+        &[("content-type", "application/json")],
+        second.as_bytes(),
+    );
+    expect(&r, 409, "second HTTP trigger for LATEST");
+    let v: Value = r.json();
+    assert_eq!(v["Code"], "TriggerAlreadyExists", "{v}");
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("already has the HTTP trigger 'web' for qualifier 'LATEST'"),
+        "{v}"
+    );
+    runtime().block_on(async {
+        let h = host("private-fn");
+        let r = client(&h, server.addr)
+            .get(url(&h, server.addr, "/echo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "host-based URL with disableURLInternet");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["Code"], "AccessDenied", "{v}");
+        assert!(v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("disableURLInternet"));
+        let r = reqwest::get(format!(
+            "http://{}/2016-08-15/proxy/s/private-fn/echo",
+            server.addr
+        ))
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "the path form still serves");
     });
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use fcx_metrics::{AtomicHistogram, Metrics};
 use fcx_model::Function;
-use fcx_store::{Store, StoreError};
+use fcx_store::{Store, StoreError, StoredDomain};
 
 /// A [`Store`] whose operations are timed.
 pub struct TimedStore {
@@ -14,7 +14,7 @@ pub struct TimedStore {
     timers: [AtomicHistogram; OPERATIONS.len()],
 }
 
-const OPERATIONS: [&str; 12] = [
+const OPERATIONS: [&str; 20] = [
     "create_function",
     "get_function",
     "list_functions",
@@ -27,6 +27,14 @@ const OPERATIONS: [&str; 12] = [
     "function_configs_of",
     "meta",
     "set_meta",
+    "create_custom_domain",
+    "update_custom_domain",
+    "get_custom_domain",
+    "list_custom_domains",
+    "delete_custom_domain",
+    "timer_last_fire",
+    "claim_timer_fire",
+    "delete_timer_state",
 ];
 
 impl TimedStore {
@@ -90,5 +98,39 @@ impl Store for TimedStore {
     }
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.timed(11, |s| s.set_meta(key, value))
+    }
+    fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {
+        self.timed(12, |s| s.create_custom_domain(d))
+    }
+    fn update_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {
+        self.timed(13, |s| s.update_custom_domain(d))
+    }
+    fn get_custom_domain(&self, name: &str) -> Result<Option<StoredDomain>, StoreError> {
+        self.timed(14, |s| s.get_custom_domain(name))
+    }
+    fn list_custom_domains(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredDomain>, StoreError> {
+        self.timed(15, |s| s.list_custom_domains(prefix, start_after, limit))
+    }
+    fn delete_custom_domain(&self, name: &str) -> Result<bool, StoreError> {
+        self.timed(16, |s| s.delete_custom_domain(name))
+    }
+    fn timer_last_fire(&self, function: &str, trigger: &str) -> Result<Option<i64>, StoreError> {
+        self.timed(17, |s| s.timer_last_fire(function, trigger))
+    }
+    fn claim_timer_fire(
+        &self,
+        function: &str,
+        trigger: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.timed(18, |s| s.claim_timer_fire(function, trigger, fire_ms))
+    }
+    fn delete_timer_state(&self, function: &str, trigger: &str) -> Result<(), StoreError> {
+        self.timed(19, |s| s.delete_timer_state(function, trigger))
     }
 }

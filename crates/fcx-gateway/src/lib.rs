@@ -1,9 +1,12 @@
 //! The HTTP front of fcx: request signature verification (`auth`), the routes (FC 3.0
 //! management API, InvokeFunction on the FC 3.0 and FC 2.0 paths), request parsing into the
-//! control plane's typed commands (`params`, `handlers`, `invoke`), body limits, the one
-//! reply helper (`reply`) and error mapping (`error`), `GET /metrics` (`metrics`, also on
-//! its own `--metrics-listen` address), the status page (`status`), trace context and the
-//! invoke span (`trace`), and serving with a bounded draining shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
+//! control plane's typed commands (`params`, `handlers`, `invoke`), HTTP triggers and custom
+//! domains passed through to functions (`web`: host and path matching, FC's limits and
+//! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
+//! mapping (`error`), `GET /metrics` (`metrics`, also on its own `--metrics-listen`
+//! address), the status page (`status`), trace context and the invoke span (`trace`), and
+//! serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`).
+//! Handlers call only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
@@ -17,7 +20,9 @@ mod routes;
 mod serve;
 mod state;
 mod status;
+mod tls;
 pub mod trace;
+mod web;
 
 pub use auth::AuthMode;
 pub use serve::{serve, HttpConfig, ServeError};

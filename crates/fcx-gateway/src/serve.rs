@@ -1,5 +1,7 @@
 //! Serving HTTP in front of a started control plane: the AccessKeys for signed requests, the
-//! listener and its startup line, the router, and a bounded draining shutdown.
+//! listener and its startup line (and the HTTPS listener of custom domains), the front that
+//! sends web requests to triggers and domains and the rest to the API router, and a bounded
+//! draining shutdown.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ pub struct HttpConfig {
     /// A second address serving only `GET /metrics`, without authentication (for
     /// Prometheus); on the API listener `/metrics` needs the API's authentication.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
+    pub https_listen: Option<SocketAddr>,
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -43,6 +47,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTPS listener's TLS settings were refused.
+    #[error("TLS settings: {0}")]
+    Tls(#[source] rustls::Error),
     /// The bound socket did not tell its address.
     #[error("reading the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
@@ -95,45 +102,74 @@ pub async fn serve(
             None
         }
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen).await?;
     let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut metrics_note = String::new();
-    if let Some(addr) = config.metrics_listen {
-        let metrics_listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Listen { addr, source })?;
-        let bound = metrics_listener
-            .local_addr()
-            .map_err(ServeError::LocalAddr)?;
-        metrics_note = format!("; metrics on http://{bound}/metrics");
-        let app = crate::metrics::router(Arc::clone(&control));
-        tokio::spawn(
-            axum::serve(metrics_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = metrics_stop_rx.await;
-                })
-                .into_future(),
-        );
-    }
+    control.set_endpoint(local);
+    let https = match config.https_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics_note = metrics
+        .as_ref()
+        .map(|(_, bound)| format!("; metrics on http://{bound}/metrics"))
+        .unwrap_or_default();
     // Tests and scripts read this line to find the server.
     println!(
         "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
         control.data_dir().display(),
         control.run_dir().display()
     );
-    let router = crate::routes::router(control, verifier);
+    if let Some((_, bound)) = &https {
+        println!("fcx server listening on https://{bound} (custom domains with protocol HTTPS)");
+    }
+    let api = crate::routes::router(Arc::clone(&control), verifier.clone());
+    let front = |https| {
+        crate::web::router(Arc::new(crate::web::Front {
+            control: Arc::clone(&control),
+            api: api.clone(),
+            verifier: verifier.clone(),
+            https,
+        }))
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tls_task = match https {
+        Some((l, _)) => {
+            let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
+            Some(tokio::spawn(crate::tls::serve(
+                l,
+                acceptor,
+                front(true),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+    if let Some((l, _)) = metrics {
+        let app = crate::metrics::router(Arc::clone(&control));
+        tokio::spawn(
+            axum::serve(l, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        );
+    }
     let serving = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+        axum::serve(listener, front(false))
+            .with_graceful_shutdown(stopped(stop_rx))
             .into_future(),
     );
     tokio::pin!(serving);
@@ -142,9 +178,15 @@ pub async fn serve(
         () = shutdown => {
             // Stop accepting, let in-flight requests finish (bounded), then return.
             tracing::info!("shutting down: draining in-flight requests");
-            let _ = stop_tx.send(());
-            let _ = metrics_stop_tx.send(());
-            match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+            let _ = stop_tx.send(true);
+            let drained = async {
+                let served = (&mut serving).await;
+                if let Some(t) = tls_task {
+                    let _ = t.await;
+                }
+                served
+            };
+            match tokio::time::timeout(config.shutdown_timeout, drained).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(
@@ -157,6 +199,12 @@ pub async fn serve(
         }
     };
     served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 /// The data dir's AccessKeys; a data dir without any gets an admin key, written to

@@ -10,6 +10,7 @@ mod container;
 mod context;
 mod error;
 mod event;
+mod http;
 mod launch;
 mod lifecycle;
 mod limits;
@@ -34,6 +35,7 @@ use fcx_runtime::CodeCache;
 
 pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
+pub use crate::http::{HttpInvokeRequest, HttpInvokeResponse};
 pub use fcx_image::ImageError;
 pub use fcx_metrics::Metrics;
 pub use fcx_runtime::{
@@ -103,15 +105,17 @@ pub struct CallContext {
     pub started: Instant,
     /// W3C trace context forwarded to the instance.
     pub trace: Option<TraceHeaders>,
+    /// The trigger the call came through, named in the instance log.
+    pub trigger: Option<std::sync::Arc<str>>,
 }
 
 /// The `traceparent` (and `tracestate`) headers an instance receives with a call.
 #[derive(Debug, Clone)]
 pub struct TraceHeaders {
     /// The `traceparent` naming fcx's invoke span as the parent.
-    pub traceparent: http::HeaderValue,
+    pub traceparent: ::http::HeaderValue,
     /// The client's `tracestate`, passed on unchanged.
-    pub tracestate: Option<http::HeaderValue>,
+    pub tracestate: Option<::http::HeaderValue>,
 }
 
 impl CallContext {
@@ -124,6 +128,7 @@ impl CallContext {
             service_name: None,
             started: Instant::now(),
             trace: None,
+            trigger: None,
         }
     }
 }
@@ -157,7 +162,7 @@ pub struct CallFacts {
     /// The serving instance's peak memory in MB, as last read from its cgroup.
     pub max_memory_mb: Option<u64>,
     /// `X-Fc-Code-Checksum` of the version that ran.
-    pub code_checksum: Option<http::HeaderValue>,
+    pub code_checksum: Option<::http::HeaderValue>,
     /// The answer streams: the metrics are recorded when its last byte is sent.
     pub(crate) streamed: bool,
 }

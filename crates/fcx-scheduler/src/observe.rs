@@ -68,6 +68,59 @@ impl Call {
     }
 }
 
+impl Call {
+    /// Records an HTTP-trigger request that did not stream to its end through
+    /// [`crate::stream::InvocationBody`]: refused, failed, answered by fcx for a failed
+    /// initializer, or an upgraded connection (counted when it is handed over).
+    pub fn record_http(
+        &self,
+        metrics: &FunctionMetrics,
+        result: &Result<crate::HttpInvokeResponse, SchedulerError>,
+        error_code: fn(&SchedulerError) -> &'static str,
+    ) {
+        let done = match result {
+            Ok(resp) => match resp.error_type {
+                Some(kind) => Finished {
+                    request_id: self.request_id.as_str(),
+                    instance_id: &resp.instance_id,
+                    outcome: Outcome::FunctionError,
+                    code: kind,
+                    total: self.started.elapsed(),
+                    in_instance: None,
+                    cold_start: false,
+                },
+                // Streamed: its body records it at the last byte.
+                None if !resp.upgraded => return,
+                None => Finished {
+                    request_id: self.request_id.as_str(),
+                    instance_id: &resp.instance_id,
+                    outcome: Outcome::Success,
+                    code: "",
+                    total: self.started.elapsed(),
+                    in_instance: None,
+                    cold_start: false,
+                },
+            },
+            Err(e) => {
+                let (outcome, code) = match e.limit_name() {
+                    Some(limit) => (Outcome::Throttled, limit),
+                    None => (Outcome::PlatformError, error_code(e)),
+                };
+                Finished {
+                    request_id: self.request_id.as_str(),
+                    instance_id: e.instance_id().unwrap_or(""),
+                    outcome,
+                    code,
+                    total: self.started.elapsed(),
+                    in_instance: None,
+                    cold_start: false,
+                }
+            }
+        };
+        metrics.finished(&done);
+    }
+}
+
 /// The phases of one cold start as they are timed.
 #[derive(Default)]
 pub struct ColdStart {

@@ -166,6 +166,7 @@ pub fn request(body: &str) -> InvokeRequest {
             service_name: None,
             started: std::time::Instant::now(),
             trace: None,
+            trigger: None,
         },
         payload: body::full(Bytes::from(body.to_owned())),
     }

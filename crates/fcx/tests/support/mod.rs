@@ -10,6 +10,7 @@ pub mod http;
 pub mod images;
 pub mod procs;
 pub mod services;
+pub mod sign;
 pub mod zipper;
 
 use std::io::{BufRead, BufReader};
@@ -132,6 +133,8 @@ pub struct Server {
     pub credentials: Option<Credentials>,
     /// The `--metrics-listen` address, when the server was given one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https_addr: Option<SocketAddr>,
     options: Options,
 }
 
@@ -145,7 +148,7 @@ impl Server {
             .prefix("fcx-e2e-")
             .tempdir()
             .expect("temp data dir");
-        let (child, addr, run_dir, metrics_addr) = spawn(data_dir.path(), &options);
+        let (child, addr, run_dir, metrics_addr, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
             .auth
@@ -157,8 +160,48 @@ impl Server {
             run_dir,
             credentials,
             metrics_addr,
+            https_addr,
             options,
         }
+    }
+
+    /// Stops the server (SIGTERM, as an operator would), waits `down`, and starts it again on
+    /// the same data dir and address.
+    pub fn restart_after(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            procs::terminate(child.id(), Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down);
+        let mut options = self.options.clone();
+        options.listen = self.addr.to_string();
+        let (child, addr, _, metrics, https) = spawn(self.data_dir.path(), &options);
+        self.child = Some(child);
+        self.addr = addr;
+        self.metrics_addr = metrics;
+        self.https_addr = https;
+    }
+
+    /// A request signed with the server's admin key (`--auth signature`), else plain.
+    pub fn signed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let Some(key) = &self.credentials else {
+            return self.request(method, path_and_query, headers, body);
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let signed = sign::headers(key, &self.addr.to_string(), method, path, query, body);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.request(method, path_and_query, &all, body)
     }
 
     /// Kills the server with SIGKILL (no cleanup on its side) and starts it again on the
@@ -168,8 +211,10 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, run_dir, metrics_addr) = spawn(self.data_dir.path(), &self.options);
+        let (child, addr, run_dir, metrics_addr, https) =
+            spawn(self.data_dir.path(), &self.options);
         self.metrics_addr = metrics_addr;
+        self.https_addr = https;
         assert_eq!(
             run_dir, self.run_dir,
             "run dir must derive from the data dir"
@@ -273,7 +318,17 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Option<SocketAddr>) {
+/// What a started server's startup lines name: its process, API address, run dir, and the
+/// metrics and HTTPS listeners when it has them.
+type Spawned = (
+    Child,
+    SocketAddr,
+    PathBuf,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
+
+fn spawn(data_dir: &Path, options: &Options) -> Spawned {
     let mut child = Command::new(fcx_bin())
         .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
@@ -296,6 +351,19 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Opt
             panic!("fcx server printed no startup line: {other:?}");
         }
     };
+    // With --https-listen, the second line names the HTTPS address.
+    let https = options
+        .extra_args
+        .iter()
+        .any(|a| a == "--https-listen")
+        .then(|| {
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            line.split("https://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no HTTPS startup line: {line}"))
+        });
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     let addr = line
@@ -316,7 +384,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Opt
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .and_then(|a| a.parse().ok());
-    (child, addr, run_dir, metrics_addr)
+    (child, addr, run_dir, metrics_addr, https)
 }
 
 /// A CreateFunction body for the test function with `env` as its environment.

@@ -38,7 +38,7 @@ enum Command {
 With --auth signature (the default) every request is signed as the FC SDKs sign
 (ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
 more keys: fcx keys create.")]
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(cli::KeysCommand),
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
         telemetry::init_logs(telemetry::LogFormat::Text);
     }
     let result = match cli.command {
-        Command::Server(args) => server(args),
+        Command::Server(args) => server(*args),
         Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),

@@ -49,9 +49,9 @@ const DOMAIN: usize = 1024 * 1024;
 /// the status page's static HTML. `/metrics` is among the signed routes then
 /// (`--metrics-listen` serves it unauthenticated).
 pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
-    let public = Router::new()
-        .route("/", get(crate::status::root))
-        .route(crate::status::PAGE, get(crate::status::page));
+    // Not `/`: there FC answers the browser's GET with the NotFound that explains how event
+    // functions are invoked.
+    let public = Router::new().route(crate::status::PAGE, get(crate::status::page));
     let router = Router::new()
         .route(crate::metrics::PATH, get(crate::metrics::metrics))
         .route(crate::status::DATA, get(json::<GetStatus>))

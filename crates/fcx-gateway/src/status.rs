@@ -1,10 +1,10 @@
-//! The status page: `GET /` redirects to `GET /status`, a static HTML+JS page (no data in
+//! The status page: `GET /status`, a static HTML+JS page (no data in
 //! it, so it is served without authentication) that reads `GET /status/data` (the control
 //! plane's [`GetStatus`], behind the API's authentication) every 2 s. With `--auth
 //! signature` the page asks for an AccessKey and signs its calls in the browser with
 //! WebCrypto (ACS3-HMAC-SHA256, as `fcx-sign`); the secret never leaves the browser.
 
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use http::{header, HeaderValue};
 
 pub const PAGE: &str = "/status";
@@ -27,6 +27,3 @@ pub async fn page() -> Response {
     r
 }
 
-pub async fn root() -> Redirect {
-    Redirect::to(PAGE)
-}

@@ -9,6 +9,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod raw;
 pub mod zipper;
 
 use std::io::{BufRead, BufReader};

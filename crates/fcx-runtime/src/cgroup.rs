@@ -184,6 +184,7 @@ impl Cgroup {
         std::fs::write(self.dir.join(file), value)
     }
 
+    /// Whether any process is still in the group.
     pub fn has_processes(&self) -> bool {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
             .map(|s| !s.trim().is_empty())
@@ -201,6 +202,7 @@ impl Cgroup {
         self.wait_frozen(true).await
     }
 
+    /// Thaws the group and waits (bounded) until the kernel reports it running.
     pub async fn thaw(&self) -> io::Result<()> {
         self.write("cgroup.freeze", "0")?;
         self.wait_frozen(false).await
@@ -227,6 +229,7 @@ impl Cgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 
+    /// The group's directory in the cgroup2 hierarchy.
     pub fn path(&self) -> &Path {
         &self.dir
     }

@@ -11,13 +11,23 @@ use std::sync::{Arc, Mutex};
 /// Largest total size of an unpacked package (guards against zip bombs).
 const UNPACKED_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Why a code package could not be unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
+    /// The package is not a zip archive fcx unpacks (corrupt, unsafe paths, too large).
     #[error("code package {checksum} is not a valid zip archive: {reason}")]
-    BadArchive { checksum: String, reason: String },
+    BadArchive {
+        /// The package's SHA-256.
+        checksum: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing the unpacked files failed.
     #[error("cannot unpack code package {checksum}: {source}")]
     Io {
+        /// The package's SHA-256.
         checksum: String,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
@@ -30,6 +40,7 @@ pub struct CodeCache {
 }
 
 impl CodeCache {
+    /// A cache rooted at `root` (created on first unpack).
     pub fn new(root: PathBuf) -> CodeCache {
         CodeCache {
             root,

@@ -22,13 +22,21 @@ pub use probe::find_executable;
 
 /// Check names, in the order [`check_host`] returns them.
 pub const ROOT: &str = "root";
+/// The OCI runtime binary is there and answers `--version`.
 pub const RUNTIME: &str = "oci runtime";
+/// The cgroup layout is one crun can use.
 pub const CGROUPS: &str = "cgroups";
+/// The controllers limits need are enabled.
 pub const CONTROLLERS: &str = "cgroup controllers";
+/// The cgroup subtree is delegated to the controllers fcx needs.
 pub const DELEGATION: &str = "cgroup delegation";
+/// The locked-memory limit is high enough.
 pub const MEMLOCK: &str = "locked memory";
+/// An overlay mount works in the data dir.
 pub const OVERLAYFS: &str = "overlayfs";
+/// Network namespaces can be created.
 pub const NETNS: &str = "network namespaces";
+/// `pasta` is installed (outbound networking).
 pub const PASTA: &str = "pasta";
 pub use egress::{EGRESS, FORWARDING, NFTABLES, VETH};
 
@@ -38,10 +46,14 @@ const CONTROLLERS_NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
 /// How long `<runtime> --version` may take.
 const VERSION_LIMIT: Duration = Duration::from_secs(10);
 
+/// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Nothing to do.
     Ok,
+    /// Works, with a caveat `detail` names.
     Warn,
+    /// What needs it cannot work until `fix` is applied.
     Fail,
 }
 
@@ -49,18 +61,24 @@ pub enum Status {
 /// `internetAccess: true` (the server decides what is fatal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
+    /// Every OCI instance.
     Oci,
+    /// Instances with outbound networking only.
     Egress,
 }
 
+/// One host check, as `fcx doctor` prints it.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// One of the check names above.
     pub name: &'static str,
+    /// The outcome.
     pub status: Status,
     /// What was found, or what went wrong.
     pub detail: String,
     /// The command (or step) that fixes a Warn or Fail.
     pub fix: Option<String>,
+    /// What a failure affects.
     pub need: Need,
     /// [`apply_fix`] (`fcx doctor --fix`) applies `fix`.
     pub fixable: bool,

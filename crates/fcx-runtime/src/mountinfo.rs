@@ -7,9 +7,11 @@ use std::path::PathBuf;
 /// One line of `/proc/self/mountinfo`, the fields the host checks use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
     /// Per-mount options (`rw,nosuid,nodev,noexec,relatime`).
     pub options: String,
+    /// Filesystem type (`cgroup2`, `overlay`, ...).
     pub fstype: String,
     /// Per-superblock options: for a cgroup v1 mount, its controllers (`rw,memory`).
     pub super_options: String,

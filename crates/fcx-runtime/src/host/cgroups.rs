@@ -34,14 +34,22 @@ fn is_v1_option(opt: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// Only cgroup2, at `mount`.
-    Unified { mount: PathBuf },
+    Unified {
+        /// The cgroup2 mount point.
+        mount: PathBuf,
+    },
     /// v1 controller hierarchies (each in `v1`) plus a cgroup2 mount at `unified`.
     Hybrid {
+        /// The cgroup2 mount point.
         unified: PathBuf,
+        /// (controllers, mount point) of each v1 hierarchy.
         v1: Vec<(String, PathBuf)>,
     },
     /// Only v1 controller hierarchies.
-    Legacy { v1: Vec<(String, PathBuf)> },
+    Legacy {
+        /// (controllers, mount point) of each v1 hierarchy.
+        v1: Vec<(String, PathBuf)>,
+    },
     /// No cgroup filesystem is mounted at all.
     None,
 }
@@ -103,6 +111,7 @@ impl Layout {
         from_v1.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
     }
 
+    /// One line naming the layout and its mounts, for the host checks.
     pub fn describe(&self) -> String {
         match self {
             Layout::Unified { mount } => format!("cgroup v2 (unified) at {}", mount.display()),

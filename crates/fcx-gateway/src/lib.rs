@@ -1,13 +1,16 @@
 //! The HTTP front of fcx: request signature verification (`auth`), the routes (FC 3.0
 //! management API, InvokeFunction on the FC 3.0 and FC 2.0 paths), request parsing into the
 //! control plane's typed commands (`params`, `handlers`, `invoke`), body limits, the one
-//! reply helper (`reply`) and error mapping (`error`), and serving with a bounded draining
-//! shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
+//! reply helper (`reply`) and error mapping (`error`), client connections under timeouts and
+//! a connection limit (`conn`, `head`), and serving with a bounded draining shutdown
+//! (`serve`). Handlers call only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
+mod conn;
 pub mod error;
 mod handlers;
+mod head;
 mod invoke;
 mod params;
 mod reply;
@@ -16,4 +19,6 @@ mod serve;
 mod state;
 
 pub use auth::AuthMode;
+pub use conn::ConnLimits;
+pub use head::HEADER_LINE_MAX;
 pub use serve::{serve, HttpConfig, ServeError};

@@ -60,6 +60,8 @@ pub enum ErrorCode {
     MemoryLimitExceeded,
     /// The backend the function needs is not available on this server (503).
     RuntimeUnavailable,
+    /// The server has `--max-connections` client connections open (503, with `Retry-After`).
+    TooManyConnections,
     /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
     /// A fault of fcx itself (500).
@@ -97,6 +99,7 @@ impl ErrorCode {
             Self::EntrypointNotExecutable => "EntrypointNotExecutable",
             Self::MemoryLimitExceeded => "MemoryLimitExceeded",
             Self::RuntimeUnavailable => "RuntimeUnavailable",
+            Self::TooManyConnections => "TooManyConnections",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
             Self::InternalServerError => "InternalServerError",
         }
@@ -130,7 +133,9 @@ impl ErrorCode {
             | Self::EntrypointNotFound
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
-            Self::RuntimeUnavailable | Self::CgroupSetupFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RuntimeUnavailable | Self::CgroupSetupFailed | Self::TooManyConnections => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -62,6 +62,8 @@ pub enum ErrorCode {
     RuntimeUnavailable,
     /// The server has `--max-connections` client connections open (503, with `Retry-After`).
     TooManyConnections,
+    /// The data dir's disk is full: what the request would store cannot be kept (503).
+    StorageFull,
     /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
     /// A fault of fcx itself (500).
@@ -100,6 +102,7 @@ impl ErrorCode {
             Self::MemoryLimitExceeded => "MemoryLimitExceeded",
             Self::RuntimeUnavailable => "RuntimeUnavailable",
             Self::TooManyConnections => "TooManyConnections",
+            Self::StorageFull => "StorageFull",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
             Self::InternalServerError => "InternalServerError",
         }
@@ -133,9 +136,10 @@ impl ErrorCode {
             | Self::EntrypointNotFound
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
-            Self::RuntimeUnavailable | Self::CgroupSetupFailed | Self::TooManyConnections => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::RuntimeUnavailable
+            | Self::CgroupSetupFailed
+            | Self::TooManyConnections
+            | Self::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -44,6 +44,35 @@ impl StoreError {
     pub fn database(cause: impl Into<DatabaseCause>) -> StoreError {
         StoreError::Database(cause.into())
     }
+
+    /// Whether the write failed because the data dir's disk is full (SQLite's SQLITE_FULL,
+    /// or ENOSPC from a file beside the database): nothing was stored, and retrying once
+    /// there is room can succeed.
+    pub fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = match self {
+            StoreError::Io(e) => Some(e),
+            StoreError::Database(cause) => Some(cause.as_ref()),
+            _ => None,
+        };
+        while let Some(err) = cur {
+            let sqlite = err.downcast_ref::<rusqlite::Error>().or_else(|| {
+                err.downcast_ref::<std::sync::Arc<rusqlite::Error>>()
+                    .map(|a| &**a)
+            });
+            if sqlite.and_then(rusqlite::Error::sqlite_error_code)
+                == Some(rusqlite::ErrorCode::DiskFull)
+            {
+                return true;
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::StorageFull {
+                    return true;
+                }
+            }
+            cur = err.source();
+        }
+        false
+    }
 }
 
 /// Function records and small server metadata. Implementations are safe to share.

@@ -140,6 +140,11 @@ impl Server {
             .prefix("fcx-e2e-")
             .tempdir()
             .expect("temp data dir");
+        Self::start_in(data_dir, options)
+    }
+
+    /// A server on a data dir the test made (e.g. a small mount of its own).
+    pub fn start_in(data_dir: tempfile::TempDir, options: Options) -> Server {
         let (child, addr, run_dir) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options

@@ -65,7 +65,8 @@ impl StoreError {
                 return true;
             }
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::StorageFull {
+                // ENOSPC (ErrorKind::StorageFull is newer than the MSRV).
+                if io.raw_os_error() == Some(28) {
                     return true;
                 }
             }
@@ -111,4 +112,26 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_full_and_enospc_are_disk_full_and_others_are_not() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::database(full).is_disk_full());
+        let nospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::Io(nospc).is_disk_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!StoreError::database(busy).is_disk_full());
+        assert!(!StoreError::Corrupt("x".into()).is_disk_full());
+    }
 }

@@ -208,12 +208,15 @@ fn broken_client_bodies_are_client_errors_and_keep_the_instance(server: &Server)
     }
 }
 
+/// A named hostile case run against the shared server.
+type Case = (&'static str, fn(&Server));
+
 /// Every hostile case but the flood, in turn, on one server.
 #[test]
 fn hostile_clients() {
     let server = shared_server();
     server.create_function(support::testfn_function("plain", json!({})));
-    let cases: &[(&str, fn(&Server))] = &[
+    let cases: &[Case] = &[
         (
             "broken client bodies",
             broken_client_bodies_are_client_errors_and_keep_the_instance,

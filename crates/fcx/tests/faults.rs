@@ -225,6 +225,19 @@ struct Acked {
     tasks: Vec<(String, String)>,
 }
 
+/// A function with a one-file package, so a deploy is quick and kills land in every kind of
+/// write (its async runs fail; only their records matter here).
+fn small_function(name: &str) -> Value {
+    let zip = support::zipper::zip_files(&[("bootstrap", b"#!/bin/sh\nexit 0\n", 0o755)]);
+    json!({
+        "functionName": name,
+        "runtime": "custom.debian12",
+        "handler": "index.handler",
+        "code": { "zipFile": support::zipper::base64(&zip) },
+        "customRuntimeConfig": { "command": ["./bootstrap"], "port": 9000 },
+    })
+}
+
 /// Deploys, publishes, points an alias and enqueues, in a loop, until the server goes away.
 fn write_until_killed(addr: SocketAddr, round: usize, acked: &mut Acked) {
     let post = |path: &str, body: &Value| {
@@ -238,10 +251,7 @@ fn write_until_killed(addr: SocketAddr, round: usize, acked: &mut Acked) {
     };
     for i in 0.. {
         let name = format!("w{round}-{i}");
-        let Ok(r) = post(
-            "/2023-03-30/functions",
-            &support::testfn_function(&name, json!({})),
-        ) else {
+        let Ok(r) = post("/2023-03-30/functions", &small_function(&name)) else {
             return;
         };
         if r.status != 200 {
@@ -305,9 +315,9 @@ fn write_until_killed(addr: SocketAddr, round: usize, acked: &mut Acked) {
 #[test]
 fn kill_during_writes_then_restart_keeps_every_acknowledged_write() {
     let mut server = Server::start();
-    // Fixed kill points spread across the write sequence (a deploy takes a few hundred ms
-    // here), so the kills land in different kinds of write.
-    let delays_ms = [120u64, 300, 550, 800, 1100, 1400];
+    // Fixed kill points spread across the write sequence, so the kills land in different
+    // kinds of write.
+    let delays_ms = [40u64, 75, 110, 160, 230, 310];
     let mut total = Acked::default();
     for (round, delay) in delays_ms.iter().enumerate() {
         let addr = server.addr;
@@ -373,4 +383,139 @@ fn check_acked(server: &Server, acked: &Acked) {
         let (status, body) = get(format!("/2023-03-30/functions/{name}/async-tasks/{task}"));
         assert_eq!(status, 200, "acknowledged task {task} lost: {body}");
     }
+}
+
+/// A TCP proxy in front of a registry that can "die": while `dying` is set, every connection
+/// is cut once it has carried `CUT_AFTER` bytes of answers (mid-blob: manifests are smaller).
+struct DyingProxy {
+    addr: SocketAddr,
+    dying: std::sync::Arc<AtomicBool>,
+    stop: std::sync::Arc<AtomicBool>,
+}
+
+const CUT_AFTER: usize = 64 * 1024;
+
+impl DyingProxy {
+    fn start(upstream: SocketAddr) -> DyingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dying = std::sync::Arc::new(AtomicBool::new(true));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (d, st) = (dying.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let cut = d.load(Ordering::Relaxed).then_some(CUT_AFTER);
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pipe(c2, s2, None));
+                std::thread::spawn(move || pipe(server, client, cut));
+            }
+        });
+        DyingProxy { addr, dying, stop }
+    }
+}
+
+impl Drop for DyingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// Copies `from` to `to`; with `cut`, closes both once that many bytes went through.
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, cut: Option<usize>) {
+    use std::io::{Read, Write};
+    let _ = from.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut buf = [0u8; 16 * 1024];
+    let mut sent = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let n = cut.map_or(n, |c| n.min(c.saturating_sub(sent)));
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+        if cut.is_some_and(|c| sent >= c) {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+fn fcx_image_pull(data: &std::path::Path, reference: &str) -> std::process::Output {
+    let mut child = Command::new(support::fcx_bin())
+        .args(["image", "pull", reference, "--data-dir"])
+        .arg(data)
+        .env_remove("FCX_REGISTRY_USERNAME")
+        .env_remove("FCX_REGISTRY_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fcx image pull");
+    // Bounded: a pull that hangs on the dead registry fails the test instead.
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("fcx image pull {reference} hung after the registry died");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The registry dies in the middle of a pull: the pull fails with an error saying what
+/// broke and stores no image; the next pull, with the registry back, works.
+#[test]
+fn registry_dying_mid_pull_fails_clearly_and_the_next_pull_works() {
+    use fcx_testkit::registry::TestRegistry;
+    let registry = TestRegistry::start();
+    let image = fcx_testkit::images::busybox_event_image().expect("busybox image");
+    let direct = format!("{}/dying:v1", registry.addr());
+    let opts = fcx_image::RegistryOptions::default();
+    let digest = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(image.push(&direct, &opts))
+        .expect("push");
+    let proxy = DyingProxy::start(registry.addr().parse().unwrap());
+    let reference = format!("{}/dying:v1", proxy.addr);
+    let data = tempfile::tempdir().unwrap();
+    let broken = fcx_image_pull(data.path(), &reference);
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    println!("pull while the registry dies: {}", stderr.trim());
+    assert!(
+        !broken.status.success(),
+        "a pull cut midway succeeded: {stderr}"
+    );
+    assert!(
+        stderr.contains(&reference) || stderr.contains("sha256:"),
+        "{stderr}"
+    );
+    let listed = Command::new(support::fcx_bin())
+        .args(["image", "ls", "--output", "json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap_or(json!([]));
+    assert_eq!(listed, json!([]), "a broken pull left an image");
+    proxy.dying.store(false, Ordering::Relaxed);
+    let pulled = fcx_image_pull(data.path(), &reference);
+    assert!(
+        pulled.status.success(),
+        "the next pull failed: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&pulled.stdout).trim(), digest);
 }

@@ -121,7 +121,9 @@ async fn connection(
         activity: Arc::clone(&activity),
         body_timeout: limits.body_timeout,
     };
-    let conn = builder().serve_connection(io, service);
+    // Upgrades (WebSocket on HTTP triggers): once upgraded, the connection leaves this
+    // future (and the timeouts and the count) to the spliced stream.
+    let conn = builder().serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut stopping = false;
     loop {

@@ -1,5 +1,7 @@
 //! Serving HTTP in front of a started control plane: the AccessKeys for signed requests, the
-//! listener and its startup line, the router, and a bounded draining shutdown.
+//! listener and its startup line (and the HTTPS listener of custom domains), the front that
+//! sends web requests to triggers and domains and the rest to the API router, and a bounded
+//! draining shutdown.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,6 +24,8 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// Client connections: timeouts and how many may be open.
     pub connections: ConnLimits,
+    /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
+    pub https_listen: Option<SocketAddr>,
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -42,6 +46,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTPS listener's TLS settings were refused.
+    #[error("TLS settings: {0}")]
+    Tls(#[source] rustls::Error),
     /// The bound socket did not tell its address.
     #[error("reading the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
@@ -91,23 +98,50 @@ pub async fn serve(
             None
         }
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen).await?;
     let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    control.set_endpoint(local);
+    let https = match config.https_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     // Tests and scripts read this line to find the server.
     println!(
         "fcx server listening on http://{local} (data dir {}, run dir {})",
         control.data_dir().display(),
         control.run_dir().display()
     );
-    let router = crate::routes::router(control, verifier);
-    let limits = fit_to_fd_limit(config.connections);
+    if let Some((_, bound)) = &https {
+        println!("fcx server listening on https://{bound} (custom domains with protocol HTTPS)");
+    }
+    let api = crate::routes::router(Arc::clone(&control), verifier.clone());
+    let front = |https| {
+        crate::web::router(Arc::new(crate::web::Front {
+            control: Arc::clone(&control),
+            api: api.clone(),
+            verifier: verifier.clone(),
+            https,
+        }))
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(crate::conn::serve(listener, router, limits, stop_rx));
+    let tls_task = match https {
+        Some((l, _)) => {
+            let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
+            Some(tokio::spawn(crate::tls::serve(
+                l,
+                acceptor,
+                front(true),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+    let limits = fit_to_fd_limit(config.connections);
+    let serving = tokio::spawn(crate::conn::serve(listener, front(false), limits, stop_rx));
     tokio::pin!(serving);
     let served = tokio::select! {
         result = &mut serving => result,
@@ -115,7 +149,14 @@ pub async fn serve(
             // Stop accepting, let in-flight requests finish (bounded), then return.
             tracing::info!("shutting down: draining in-flight requests");
             let _ = stop_tx.send(true);
-            match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+            let drained = async {
+                let served = (&mut serving).await;
+                if let Some(t) = tls_task {
+                    let _ = t.await;
+                }
+                served
+            };
+            match tokio::time::timeout(config.shutdown_timeout, drained).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(
@@ -162,6 +203,12 @@ fn fit_to_fd_limit(mut limits: ConnLimits) -> ConnLimits {
         }
     }
     limits
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 /// The data dir's AccessKeys; a data dir without any gets an admin key, written to

@@ -85,10 +85,22 @@ impl ControlPlane {
     /// code package's path.
     pub(crate) fn deploy(&self, mut function: Function, version: Option<String>) {
         let code_zip = package::zip_of(&self.code, &mut function);
+        let run_as = match self.store.instance_uid(
+            &function.function_name,
+            self.instance_uids.first,
+            self.instance_uids.last,
+        ) {
+            Ok(uid) => Some(uid),
+            Err(e) => {
+                tracing::error!(function = %function.function_name, error = %e, "no instance uid");
+                None
+            }
+        };
         self.node.deploy(Deployed {
             function,
             version_id: version,
             code_zip,
+            run_as,
         });
     }
 

@@ -111,6 +111,7 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
         E::InitializerBroken(_) => FcError::new(ErrorCode::BadResponse, text),
         E::Code(_)
         | E::NoCodeOrImage { .. }
+        | E::NoInstanceUser { .. }
         | E::Thaw { .. }
         | E::ProvisionedInitializerFailed
         | E::Internal(_) => FcError::internal(text),

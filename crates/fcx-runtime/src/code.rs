@@ -1,6 +1,7 @@
-//! Unpacked code packages, shared by all instances of the same code: `<root>/<checksum>/`.
-//! A package is unpacked once (into a temporary directory, then renamed into place), with
-//! permissions that let the unprivileged instance user read it and nothing escaping the root.
+//! Unpacked code packages, shared by the instances of one function: `<root>/<uid>/<checksum>/`,
+//! where `<root>/<uid>` is `root:<gid> 0750`, so only that function's instances (its own uid
+//! and gid) can reach its code. A package is unpacked once per owner (into a temporary
+//! directory, then renamed into place), with nothing escaping the root.
 
 use std::collections::HashMap;
 use std::io;
@@ -37,28 +38,48 @@ impl CodeCache {
         }
     }
 
-    /// The unpacked directory for the package `checksum` stored at `zip_path`.
-    pub async fn ensure(&self, checksum: &str, zip_path: &Path) -> Result<PathBuf, CodeError> {
-        let dir = self.root.join(checksum);
+    /// The unpacked directory for the package `checksum` stored at `zip_path`, readable by
+    /// `owner` (a uid that is also the gid) and nobody else but root.
+    pub async fn ensure(
+        &self,
+        checksum: &str,
+        zip_path: &Path,
+        owner: u32,
+    ) -> Result<PathBuf, CodeError> {
+        let root = self.root.join(owner.to_string());
+        let dir = root.join(checksum);
         if dir.is_dir() {
             return Ok(dir);
         }
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(locks.entry(checksum.to_owned()).or_default())
+            Arc::clone(locks.entry(format!("{owner}/{checksum}")).or_default())
         };
         let _guard = lock.lock().await;
         if dir.is_dir() {
             return Ok(dir);
         }
-        let (root, sum, zip) = (self.root.clone(), checksum.to_owned(), zip_path.to_owned());
-        tokio::task::spawn_blocking(move || unpack_into_cache(&root, &sum, &zip))
+        let (sum, zip) = (checksum.to_owned(), zip_path.to_owned());
+        tokio::task::spawn_blocking(move || {
+            owner_dir(&root, owner).map_err(|source| CodeError::Io {
+                checksum: sum.clone(),
+                source,
+            })?;
+            unpack_into_cache(&root, &sum, &zip)
+        })
             .await
             .map_err(|e| CodeError::Io {
                 checksum: checksum.to_owned(),
                 source: io::Error::other(e),
             })?
     }
+}
+
+/// `<root>/<uid>`: owned by root, group `owner`, mode 0750.
+fn owner_dir(dir: &Path, owner: u32) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(0), Some(owner))?;
+    set_mode(dir, 0o750)
 }
 
 fn unpack_into_cache(root: &Path, checksum: &str, zip: &Path) -> Result<PathBuf, CodeError> {

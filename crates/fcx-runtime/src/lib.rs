@@ -7,6 +7,8 @@
 mod backend;
 pub mod body;
 pub mod cgroup;
+pub(crate) mod group;
+pub mod init;
 pub mod code;
 pub mod egress;
 #[cfg(feature = "fake")]
@@ -34,7 +36,7 @@ pub use logs::InstanceLog;
 pub use oci::{OciBackend, OciConfig};
 pub use process::{ProcessBackend, ProcessConfig};
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
-pub use sys::{is_root, lookup_user};
+pub use sys::is_root;
 
 /// Why an instance could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,9 @@ pub fn instance_spec(deployed: &Deployed, image: &Image, config: &SchedulerConfi
             cpu: f.cpu,
             disk_mb: f.disk_size,
         }),
+        memory_mb: f.memory_size,
+        disk_mb: f.disk_size,
+        run_as: None,
     }
 }
 

@@ -62,6 +62,12 @@ pub enum SchedulerError {
     #[error("function '{function}' has neither code nor an image")]
     NoCodeOrImage { function: String },
 
+    #[error(
+        "function '{function}' has no instance uid: the server could not allocate one from \
+         --instance-uids (see its log)"
+    )]
+    NoInstanceUser { function: String },
+
     /// The function needs a backend this server does not run.
     #[error(
         "function '{function}' runs the container image {image}, but this fcx server runs \

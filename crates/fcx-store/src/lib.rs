@@ -34,6 +34,9 @@ pub enum StoreError {
     /// A stored record cannot be read back (bad JSON, undecryptable secret, ...).
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Every value of a range is taken (e.g. the instance uids of `--instance-uids`).
+    #[error("{0}")]
+    Exhausted(String),
     /// A file beside the database (code packages, key file) could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -74,6 +77,10 @@ pub trait Store: Send + Sync {
         name: &str,
         kind_prefix: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The instance uid of function `name`, allocated from `first..=last` the first time
+    /// (the lowest uid above every allocated one, else the lowest free one), and the same
+    /// ever after, across restarts and re-creations of the function.
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError>;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;

@@ -200,6 +200,58 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT uid FROM instance_uids WHERE function = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .db()?;
+        if let Some(uid) = known {
+            return Ok(uid as u32);
+        }
+        let (first, last) = (i64::from(first), i64::from(last));
+        let above: Option<i64> = tx
+            .query_row(
+                "SELECT max(uid) + 1 FROM instance_uids WHERE uid BETWEEN ?1 AND ?2",
+                [first, last],
+                |r| r.get(0),
+            )
+            .db()?;
+        let mut uid = above.unwrap_or(first);
+        if uid > last {
+            // The top is taken: the lowest gap in the range.
+            uid = tx
+                .query_row(
+                    "SELECT min(c) FROM (SELECT ?1 AS c UNION SELECT uid + 1 FROM instance_uids
+                     WHERE uid BETWEEN ?1 AND ?2)
+                     WHERE c <= ?2 AND c NOT IN (SELECT uid FROM instance_uids)",
+                    [first, last],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .db()?
+                .ok_or_else(|| {
+                    StoreError::Exhausted(format!(
+                        "every instance uid of {first}-{last} is taken: give --instance-uids \
+                         a larger range"
+                    ))
+                })?;
+        }
+        tx.execute(
+            "INSERT INTO instance_uids (function, uid) VALUES (?1, ?2)",
+            params![name, uid],
+        )
+        .db()?;
+        tx.commit().db()?;
+        Ok(uid as u32)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.lock()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::group::InstanceGroup;
+use crate::group::InstanceGroup;
 use super::rootfs::Rootfs;
 use crate::spec::ExitReason;
 use crate::sys;

@@ -315,12 +315,17 @@ pub fn testfn_function(name: &str, env: Value) -> Value {
     })
 }
 
-/// A unique, world-writable scratch directory for barrier files and records.
+/// Where scratch directories go: not `/tmp`, since every instance has a `/tmp` of its own.
+pub const SCRATCH_ROOT: &str = "/run/fcx-e2e";
+
+/// A unique, world-writable scratch directory for barrier files and records, which the
+/// test and its instances both see.
 pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
     let dir = tempfile::Builder::new()
         .prefix(&format!("fcx-e2e-{tag}-"))
-        .tempdir()
+        .tempdir_in(SCRATCH_ROOT)
         .expect("scratch dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir

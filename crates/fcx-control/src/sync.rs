@@ -53,7 +53,9 @@ impl ControlPlane {
                     .store
                     .function_config(&function, &keys::version(&version))?
                 {
-                    Some(doc) => self.deploy_version(decode_version(&function, &version, &doc)?),
+                    Some(doc) => self.deploy_version(
+                        decode_version(self.store.cipher(), &function, &version, &doc)?.0,
+                    ),
                     None => self.node.remove_version(&function, &version),
                 }
             }
@@ -135,13 +137,34 @@ impl ControlPlane {
     }
 }
 
+/// A stored version with its function's secrets opened, and whether one was stored in
+/// plain text (written before secrets were sealed).
 pub(crate) fn decode_version(
+    cipher: &dyn fcx_model::SecretCipher,
     function: &str,
     version: &str,
     doc: &str,
-) -> Result<StoredVersion, ControlError> {
-    decode(
+) -> Result<(StoredVersion, bool), ControlError> {
+    let mut stored: StoredVersion = decode(
         || format!("version '{version}' of function '{function}'"),
         doc,
-    )
+    )?;
+    let plain = fcx_model::secret::open_all(&mut stored.function, cipher, function).map_err(|e| {
+        ControlError::Store(fcx_store::StoreError::Corrupt(format!(
+            "version '{version}' of function '{function}': {e}"
+        )))
+    })?;
+    Ok((stored, plain))
+}
+
+/// A version as stored: its function's secrets sealed.
+pub(crate) fn encode_version(
+    cipher: &dyn fcx_model::SecretCipher,
+    stored: &StoredVersion,
+) -> Result<String, ControlError> {
+    let mut sealed = stored.clone();
+    let name = sealed.function.function_name.clone();
+    fcx_model::secret::seal_all(&mut sealed.function, cipher, &name)
+        .map_err(|e| ControlError::Store(fcx_store::StoreError::Corrupt(e)))?;
+    crate::error::encode("version", &sealed)
 }

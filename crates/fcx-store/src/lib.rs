@@ -5,11 +5,15 @@
 mod code;
 pub mod keys;
 mod migrations;
+pub mod nonces;
 pub mod queue;
+pub mod sealer;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
+pub use nonces::NonceJournal;
+pub use sealer::Sealer;
 pub use sqlite::SqliteStore;
 
 use fcx_model::Function;
@@ -81,6 +85,9 @@ pub trait Store: Send + Sync {
     /// (the lowest uid above every allocated one, else the lowest free one), and the same
     /// ever after, across restarts and re-creations of the function.
     fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError>;
+    /// What seals the secret fields of records the control plane stores as documents
+    /// (function snapshots of versions): the same key as the store's own records.
+    fn cipher(&self) -> &dyn fcx_model::SecretCipher;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;

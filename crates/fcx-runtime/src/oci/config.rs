@@ -161,6 +161,7 @@ mod tests {
         assert_eq!(v["linux"]["namespaces"][4]["path"], "/proc/1/task/2/ns/net");
         let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
         assert!(v["linux"]["maskedPaths"]
             .as_array()
             .unwrap()

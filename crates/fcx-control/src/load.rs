@@ -45,7 +45,11 @@ impl ControlPlane {
                         // Written before secrets were sealed: store it sealed now.
                         let sealed = crate::sync::encode_version(self.store.cipher(), &v)?;
                         self.store.put_function_config(function, &kind, &sealed)?;
-                        tracing::info!(function, version = id, "sealed the secrets of a stored version");
+                        tracing::info!(
+                            function,
+                            version = id,
+                            "sealed the secrets of a stored version"
+                        );
                     }
                     self.deploy_version(v)
                 }

@@ -149,11 +149,12 @@ pub(crate) fn decode_version(
         || format!("version '{version}' of function '{function}'"),
         doc,
     )?;
-    let plain = fcx_model::secret::open_all(&mut stored.function, cipher, function).map_err(|e| {
-        ControlError::Store(fcx_store::StoreError::Corrupt(format!(
-            "version '{version}' of function '{function}': {e}"
-        )))
-    })?;
+    let plain =
+        fcx_model::secret::open_all(&mut stored.function, cipher, function).map_err(|e| {
+            ControlError::Store(fcx_store::StoreError::Corrupt(format!(
+                "version '{version}' of function '{function}': {e}"
+            )))
+        })?;
     Ok((stored, plain))
 }
 

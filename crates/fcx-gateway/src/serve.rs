@@ -137,7 +137,10 @@ fn open_verifier(data_dir: &Path) -> Result<Verifier, ServeError> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let (journal, loaded) = fcx_store::NonceJournal::open(data_dir, now)?;
-    tracing::debug!(count = loaded.nonces.len(), "nonces remembered from earlier runs");
+    tracing::debug!(
+        count = loaded.nonces.len(),
+        "nonces remembered from earlier runs"
+    );
     Ok(Verifier::durable(keys, journal, &loaded, now))
 }
 

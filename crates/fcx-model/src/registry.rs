@@ -111,7 +111,10 @@ impl RegistryConfigInput {
 impl RegistryConfig {
     /// This config replaced by `input`, as updates replace `registryConfig`; a password sent
     /// as the redaction placeholder keeps the current one.
-    pub(crate) fn replaced_by(current: Option<&RegistryConfig>, input: &RegistryConfigInput) -> RegistryConfig {
+    pub(crate) fn replaced_by(
+        current: Option<&RegistryConfig>,
+        input: &RegistryConfigInput,
+    ) -> RegistryConfig {
         let kept = current
             .and_then(|c| c.auth_config.as_ref())
             .and_then(|a| a.password.clone());

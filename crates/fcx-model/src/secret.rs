@@ -148,7 +148,10 @@ mod tests {
 
     impl SecretCipher for Mirror {
         fn seal(&self, context: &str, plain: &str) -> Result<String, String> {
-            Ok(format!("{context}|{}", plain.chars().rev().collect::<String>()))
+            Ok(format!(
+                "{context}|{}",
+                plain.chars().rev().collect::<String>()
+            ))
         }
         fn open(&self, context: &str, sealed: &str) -> Result<String, String> {
             let (c, v) = sealed.split_once('|').ok_or("no context")?;
@@ -172,7 +175,10 @@ mod tests {
     #[test]
     fn a_secret_never_serializes_or_prints_its_value() {
         let s = Secret::new("hunter2");
-        assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{REDACTED}\""));
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{REDACTED}\"")
+        );
         assert_eq!(format!("{s:?} {s}"), format!("{REDACTED} {REDACTED}"));
         assert_eq!(s.expose(), Some("hunter2"));
     }
@@ -184,7 +190,10 @@ mod tests {
         };
         seal_all(&mut r, &Mirror, "f").unwrap();
         let stored = serde_json::to_string(&r.password).unwrap();
-        assert!(stored.starts_with(&format!("\"{SEALED_PREFIX}")), "{stored}");
+        assert!(
+            stored.starts_with(&format!("\"{SEALED_PREFIX}")),
+            "{stored}"
+        );
         assert!(!stored.contains("hunter2"), "{stored}");
         let mut back = Record {
             password: serde_json::from_str(&stored).unwrap(),

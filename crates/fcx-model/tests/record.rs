@@ -122,3 +122,18 @@ fn loads_minimal_stored_nested_objects_with_defaults() {
     assert!(c.web_server_mode);
     assert!(f.initializer().is_none());
 }
+
+/// Found by the fuzzer (tests/fuzz.rs): without serde_json's exact float parsing a stored
+/// number changed in its last digit on every read and write.
+#[test]
+fn stored_numbers_read_back_exactly() {
+    let body = with(
+        custom_body(),
+        "tags",
+        json!([-5.545339846948315e-11, 3.743287285032815e-119, 0.1]),
+    );
+    let f = record(&body);
+    let text = serde_json::to_string(&f).unwrap();
+    let back: Function = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
+}

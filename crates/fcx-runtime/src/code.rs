@@ -71,11 +71,11 @@ impl CodeCache {
             })?;
             unpack_into_cache(&root, &sum, &zip)
         })
-            .await
-            .map_err(|e| CodeError::Io {
-                checksum: checksum.to_owned(),
-                source: io::Error::other(e),
-            })?
+        .await
+        .map_err(|e| CodeError::Io {
+            checksum: checksum.to_owned(),
+            source: io::Error::other(e),
+        })?
     }
 }
 
@@ -148,8 +148,8 @@ pub fn unpack(zip: &Path, dest: &Path, checksum: &str) -> Result<(), CodeError> 
             continue;
         }
         let mut out = std::fs::File::create(&path).map_err(io_err)?;
-        let written = io::copy(&mut (&mut entry).take(UNPACKED_MAX - total + 1), &mut out)
-            .map_err(io_err)?;
+        let written =
+            io::copy(&mut (&mut entry).take(UNPACKED_MAX - total + 1), &mut out).map_err(io_err)?;
         total += written;
         if total > UNPACKED_MAX {
             return Err(bad(format!(
@@ -160,7 +160,11 @@ pub fn unpack(zip: &Path, dest: &Path, checksum: &str) -> Result<(), CodeError> 
         let mode = entry.unix_mode().unwrap_or(0o644) & 0o755 | 0o444;
         set_mode(&path, mode).map_err(io_err)?;
     }
-    let tree = Tree::new(links.iter().map(|(rel, target)| (rel.clone(), target.clone())));
+    let tree = Tree::new(
+        links
+            .iter()
+            .map(|(rel, target)| (rel.clone(), target.clone())),
+    );
     for (rel, target) in &links {
         tree.check_link(rel, target).map_err(bad)?;
         std::os::unix::fs::symlink(target, dest.join(rel)).map_err(io_err)?;
@@ -209,12 +213,7 @@ impl Tree {
 
     /// Walks `target` from the directory `at` (components from the package root),
     /// following links; `Err` when the walk climbs above the root or loops.
-    fn resolve(
-        &self,
-        mut at: Vec<String>,
-        target: &str,
-        depth: usize,
-    ) -> Result<Vec<String>, ()> {
+    fn resolve(&self, mut at: Vec<String>, target: &str, depth: usize) -> Result<Vec<String>, ()> {
         if depth > LINKS_FOLLOWED_MAX || Path::new(target).is_absolute() {
             return Err(());
         }
@@ -305,8 +304,11 @@ pub fn validate_zip(bytes: &[u8]) -> Result<(), String> {
                  the limit"
             ));
         }
-        let read = io::copy(&mut (&mut entry).take(UNPACKED_MAX - actual + 1), &mut io::sink())
-            .map_err(|e| format!("entry '{name}' does not decompress: {e}"))?;
+        let read = io::copy(
+            &mut (&mut entry).take(UNPACKED_MAX - actual + 1),
+            &mut io::sink(),
+        )
+        .map_err(|e| format!("entry '{name}' does not decompress: {e}"))?;
         actual += read;
         if actual > UNPACKED_MAX {
             return Err(format!(
@@ -328,11 +330,7 @@ mod tests {
     use super::*;
 
     fn check(links: &[(&str, &str)], link: &str, target: &str) -> bool {
-        let tree = Tree::new(
-            links
-                .iter()
-                .map(|(l, t)| (PathBuf::from(l), t.to_string())),
-        );
+        let tree = Tree::new(links.iter().map(|(l, t)| (PathBuf::from(l), t.to_string())));
         tree.check_link(Path::new(link), target).is_ok()
     }
 

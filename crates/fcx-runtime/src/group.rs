@@ -124,7 +124,9 @@ impl InstanceGroup {
             enable_controllers(&h.mount, rel.parent().unwrap_or(rel))?;
             std::fs::create_dir_all(&dir)?;
             if std::fs::write(dir.join("pids.max"), pids.to_string()).is_err() {
-                tracing::warn!("no pids cgroup controller on this host: --pids-limit is not enforced");
+                tracing::warn!(
+                    "no pids cgroup controller on this host: --pids-limit is not enforced"
+                );
             }
         }
         Ok(ProcessGroups { group, procs })

@@ -7,13 +7,13 @@
 mod backend;
 pub mod body;
 pub mod cgroup;
-pub(crate) mod group;
-pub mod init;
 pub mod code;
 pub mod egress;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub(crate) mod group;
 pub mod host;
+pub mod init;
 mod instance;
 pub mod logs;
 pub mod mountinfo;

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
-use crate::group::InstanceGroup;
 use crate::egress::{Egress, PendingEgress};
+use crate::group::InstanceGroup;
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
@@ -68,7 +68,10 @@ impl ProcessBackend {
             )
         })?;
         if spec.command.is_empty() {
-            return Err(StartError::spawn(spec, "the function has no start command".into()));
+            return Err(StartError::spawn(
+                spec,
+                "the function has no start command".into(),
+            ));
         }
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
@@ -100,7 +103,9 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
-        let rel = std::path::Path::new("fcx").join(&self.config.prefix).join(&id);
+        let rel = std::path::Path::new("fcx")
+            .join(&self.config.prefix)
+            .join(&id);
         let limits = InstanceGroup::for_process(&rel, spec.memory_mb, self.config.pids_limit)
             .map_err(|e| {
                 StartError::failed(
@@ -198,7 +203,12 @@ fn private_mounts(disk_mb: u32) -> std::io::Result<Vec<sys::PrivateMount>> {
     };
     let tmp = |mb: u32| Some(format!("size={mb}m,mode=1777"));
     Ok(vec![
-        mount("/proc", "proc", flags | libc::MS_NOEXEC as libc::c_ulong, None)?,
+        mount(
+            "/proc",
+            "proc",
+            flags | libc::MS_NOEXEC as libc::c_ulong,
+            None,
+        )?,
         mount("/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
         mount("/var/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
         mount("/dev/shm", "tmpfs", flags, tmp(64))?,

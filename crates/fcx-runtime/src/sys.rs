@@ -133,7 +133,10 @@ unsafe fn enter_instance(
             std::ptr::null(),
         ))?;
         for m in mounts {
-            let data = m.data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast());
+            let data = m
+                .data
+                .as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast());
             let ret = libc::mount(
                 m.fstype.as_ptr(),
                 m.target.as_ptr(),

@@ -112,7 +112,11 @@ pub fn registry_options(f: &Function) -> Result<RegistryOptions, String> {
     }
     if let Some(cert) = &rc.cert_config {
         opts.insecure = cert.insecure.unwrap_or(false);
-        if let Some(b64) = cert.root_ca_cert_base64.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(b64) = cert
+            .root_ca_cert_base64
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
             let pem = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| {

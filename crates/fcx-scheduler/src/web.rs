@@ -317,12 +317,7 @@ fn function_error(
 /// The connection to the instance broke mid-request: a crash (the process exited) or a
 /// server that closed the connection. Either way the instance is replaced. The error
 /// carries the request's own log lines only (see `InstanceLog::since_begin`).
-async fn broken_connection(
-    pool: &Pool,
-    lease: &Lease,
-    rid: &str,
-    cause: Cause,
-) -> SchedulerError {
+async fn broken_connection(pool: &Pool, lease: &Lease, rid: &str, cause: Cause) -> SchedulerError {
     let instance = &lease.slot.instance;
     let exit = instance.wait_exit(EXIT_GRACE).await;
     pool.discard(&lease.slot);

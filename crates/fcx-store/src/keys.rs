@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-pub use crate::sealer::SECRET_KEY_FILE;
 use crate::sealer::Sealer;
+pub use crate::sealer::SECRET_KEY_FILE;
 use crate::sqlite::Db;
 use crate::{migrations, StoreError};
 

@@ -178,7 +178,9 @@ mod tests {
         let (_j, loaded) = NonceJournal::open(dir.path(), now + 20).unwrap();
         assert_eq!(loaded.nonces, vec![(1, now + 900)]);
         assert!(!loaded.after_reboot);
-        let files = std::fs::read_dir(dir.path().join("nonces")).unwrap().count();
+        let files = std::fs::read_dir(dir.path().join("nonces"))
+            .unwrap()
+            .count();
         // boot_id and the one bucket still alive.
         assert_eq!(files, 2);
     }

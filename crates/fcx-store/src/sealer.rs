@@ -84,8 +84,8 @@ impl Sealer {
 /// Secret fields of records (`fcx_model::Secret`), sealed as base64 text.
 impl fcx_model::SecretCipher for Sealer {
     fn seal(&self, context: &str, plain: &str) -> Result<String, String> {
-        let sealed = Sealer::seal(self, context.as_bytes(), plain.as_bytes())
-            .map_err(|e| e.to_string())?;
+        let sealed =
+            Sealer::seal(self, context.as_bytes(), plain.as_bytes()).map_err(|e| e.to_string())?;
         Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed))
     }
 
@@ -133,4 +133,3 @@ fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StoreError> {
     key.copy_from_slice(&bytes);
     Ok(key)
 }
-

@@ -81,8 +81,7 @@ impl SqliteStore {
     fn encode(&self, f: &Function) -> Result<String, StoreError> {
         let mut f = f.clone();
         let name = f.function_name.clone();
-        fcx_model::secret::seal_all(&mut f, &self.sealer, &name)
-            .map_err(StoreError::Corrupt)?;
+        fcx_model::secret::seal_all(&mut f, &self.sealer, &name).map_err(StoreError::Corrupt)?;
         serde_json::to_string(&f).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
@@ -100,7 +99,6 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
-
 
 impl Store for SqliteStore {
     fn create_function(&self, f: &Function) -> Result<(), StoreError> {
@@ -158,7 +156,9 @@ impl Store for SqliteStore {
             .db()?;
         drop(stmt);
         drop(conn);
-        docs.iter().map(|d| self.decode(d).map(|(f, _)| f)).collect()
+        docs.iter()
+            .map(|d| self.decode(d).map(|(f, _)| f))
+            .collect()
     }
 
     fn update_function(&self, f: &Function) -> Result<(), StoreError> {

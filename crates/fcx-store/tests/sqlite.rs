@@ -88,7 +88,11 @@ fn container_with_password(name: &str, password: &str) -> Function {
 }
 
 fn password(f: &Function) -> Option<String> {
-    let auth = f.custom_container_config.as_ref()?.registry_config.as_ref()?;
+    let auth = f
+        .custom_container_config
+        .as_ref()?
+        .registry_config
+        .as_ref()?;
     let p = auth.auth_config.as_ref()?.password.as_ref()?;
     p.expose().map(str::to_owned)
 }

@@ -25,7 +25,9 @@ pub fn run(spec: &str) -> String {
             let n = f.read(&mut buf)?;
             Ok(format!("read {n} bytes of {arg}"))
         }),
-        "create" => std::fs::write(arg, b"written by an instance\n").map(|()| format!("created {arg}")),
+        "create" => {
+            std::fs::write(arg, b"written by an instance\n").map(|()| format!("created {arg}"))
+        }
         other => return format!("error: unknown probe {other:?}"),
     };
     match result {
@@ -73,7 +75,10 @@ pub fn visible_pids() -> String {
         })
         .unwrap_or_default();
     pids.sort_unstable();
-    pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Allocates `mb` MiB and touches every page, so the memory is really used.

@@ -139,7 +139,10 @@ struct ServerArgs {
 fn main() -> ExitCode {
     // The init of a process instance (pid 1 of its PID namespace): not a user command.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND) {
+    if args
+        .get(1)
+        .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
+    {
         let code = fcx_runtime::init::main(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }

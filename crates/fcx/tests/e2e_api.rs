@@ -419,7 +419,12 @@ fn hostile_code_packages_are_refused_at_create_naming_the_entry() {
         let mut f = minimal(&format!("hostile{i}"));
         f["code"]["zipFile"] = json!(support::zipper::base64(zip));
         let r = server.post_json("/2023-03-30/functions", &f);
-        println!("{what} ({} bytes zipped): {} {}", zip.len(), r.status, r.text());
+        println!(
+            "{what} ({} bytes zipped): {} {}",
+            zip.len(),
+            r.status,
+            r.text()
+        );
         assert_invalid(&r, "code.zipFile");
         assert!(r.text().contains(expected), "{what}: {}", r.text());
     }

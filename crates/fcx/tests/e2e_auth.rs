@@ -671,9 +671,18 @@ fn signed_request_replayed_after_a_restart_is_refused() {
     server.crash_and_restart();
     assert_eq!(server.addr.port(), port);
     let replay = delete.send(&server);
-    println!("DELETE replayed after a restart: {} {}", replay.status, replay.text());
+    println!(
+        "DELETE replayed after a restart: {} {}",
+        replay.status,
+        replay.text()
+    );
     let message = assert_fc_error(&replay, 403, "SignatureNotMatch");
     assert!(message.contains("already used"), "{message}");
     let r = signed_get(&server, &key, "/2023-03-30/functions/victim");
-    assert_eq!(r.status, 200, "the replay deleted the function: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "the replay deleted the function: {}",
+        r.text()
+    );
 }

@@ -383,7 +383,10 @@ fn error_bodies_carry_only_the_failing_requests_log_lines() {
     assert_eq!(r.status, 200, "{}", r.text());
     let crashed = server.invoke("tattle", b"crash");
     assert_eq!(crashed.status, 502, "{}", crashed.text());
-    let logs = crashed.json()["Logs"].as_str().unwrap_or_default().to_owned();
+    let logs = crashed.json()["Logs"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     println!("Logs of the 502: {logs:?}");
     assert!(logs.contains("testfn: crashing"), "{logs}");
     assert!(

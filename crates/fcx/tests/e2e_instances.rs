@@ -137,7 +137,10 @@ fn each_function_runs_under_its_own_uid_kept_across_restarts() {
     let before: Vec<(u32, u32)> = names.iter().map(|n| whoami(&server, n)).collect();
     println!("uids before the restart: {before:?}");
     for (uid, gid) in &before {
-        assert!((200_000..=200_009).contains(uid), "uid {uid} outside the range");
+        assert!(
+            (200_000..=200_009).contains(uid),
+            "uid {uid} outside the range"
+        );
         assert_eq!(uid, gid);
     }
     let mut uids: Vec<u32> = before.iter().map(|(u, _)| *u).collect();
@@ -166,17 +169,26 @@ fn instances_see_only_their_own_processes_and_stop_on_sigterm() {
     let other_pids = server.instance_pids();
     let seen = server.invoke("seer", b"pids").text();
     println!("pids visible inside the instance: {seen}");
-    let seen: Vec<u32> = seen.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let seen: Vec<u32> = seen
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     // Its own PID namespace: the init (1) and the function (2), nothing of the host's.
     assert_eq!(seen.first(), Some(&1), "{seen:?}");
-    assert!(seen.len() <= 3, "sees more than its own processes: {seen:?}");
+    assert!(
+        seen.len() <= 3,
+        "sees more than its own processes: {seen:?}"
+    );
     for pid in other_pids {
         let r = server.invoke("seer", format!("read:/proc/{pid}/environ").as_bytes());
         assert!(r.text().contains("cannot read"), "{}", r.text());
     }
     // FC_INSTANCE_ID still reaches the function; SIGTERM (a delete) still stops it.
     let env = server.invoke("seer", b"env").text();
-    assert!(env.lines().any(|l| l.starts_with("FC_INSTANCE_ID=")), "{env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("FC_INSTANCE_ID=")),
+        "{env}"
+    );
     let r = server.request("DELETE", "/2023-03-30/functions/seer", &[], b"");
     assert_eq!(r.status, 204);
     let r = server.request("DELETE", "/2023-03-30/functions/other", &[], b"");

@@ -55,12 +55,21 @@ fn attempt_all(backend: &str, invoke: &dyn Fn(&str) -> String, t: &Targets) -> u
     let marker = format!("/tmp/fcx-isolation-{}", uuid::Uuid::new_v4().simple());
     let attempts: Vec<(&str, String)> = vec![
         ("mount", "probe:mount".into()),
-        ("ptrace another instance", format!("probe:ptrace:{}", t.victim_pid)),
+        (
+            "ptrace another instance",
+            format!("probe:ptrace:{}", t.victim_pid),
+        ),
         ("raw socket", "probe:raw-socket".into()),
-        ("write /proc/sysrq-trigger", "probe:open-write:/proc/sysrq-trigger".into()),
+        (
+            "write /proc/sysrq-trigger",
+            "probe:open-write:/proc/sysrq-trigger".into(),
+        ),
         ("read /proc/kcore", "probe:read:/proc/kcore".into()),
         ("write the host's /tmp", format!("probe:create:{marker}")),
-        ("read the data dir", format!("probe:read:{}", t.data_db.display())),
+        (
+            "read the data dir",
+            format!("probe:read:{}", t.data_db.display()),
+        ),
         (
             "read another function's code",
             format!("probe:read:{}/bootstrap", t.victim_code.display()),
@@ -90,7 +99,10 @@ fn attempt_all(backend: &str, invoke: &dyn Fn(&str) -> String, t: &Targets) -> u
         denied += usize::from(ok);
     }
     println!("isolation[{backend}]: {denied}/{total} attempts denied");
-    assert_eq!(denied, total, "{backend}: some attempts were allowed (see above)");
+    assert_eq!(
+        denied, total,
+        "{backend}: some attempts were allowed (see above)"
+    );
     denied
 }
 

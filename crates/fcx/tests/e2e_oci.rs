@@ -315,7 +315,11 @@ fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
     let listed = server.request("GET", "/2023-03-30/functions", &[], b"");
     for (what, r) in [("create", &created), ("get", &got), ("list", &listed)] {
         println!("{what}: {}", r.text());
-        assert!(!r.text().contains(PASSWORD), "{what} shows the password: {}", r.text());
+        assert!(
+            !r.text().contains(PASSWORD),
+            "{what} shows the password: {}",
+            r.text()
+        );
     }
     assert_eq!(
         got.json()["customContainerConfig"]["registryConfig"]["authConfig"]["password"],
@@ -336,7 +340,10 @@ fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
 
     server.crash_and_restart();
     // Forget the cached tag, so the image is pulled again with the stored password.
-    for e in std::fs::read_dir(server.data_dir.path().join("images/refs")).unwrap().flatten() {
+    for e in std::fs::read_dir(server.data_dir.path().join("images/refs"))
+        .unwrap()
+        .flatten()
+    {
         std::fs::remove_file(e.path()).unwrap();
     }
     for qualifier in ["LATEST", "1"] {
@@ -352,8 +359,14 @@ fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
         let path = entry.path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap();
-            let found = bytes.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes());
-            assert!(!found, "{} holds the password in plain text", path.display());
+            let found = bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes());
+            assert!(
+                !found,
+                "{} holds the password in plain text",
+                path.display()
+            );
         }
     }
 
@@ -378,7 +391,8 @@ fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
     let r = server.post_json("/2023-03-30/functions", &body);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
-        r.text().contains("customContainerConfig.registryConfig.authConfig.password"),
+        r.text()
+            .contains("customContainerConfig.registryConfig.authConfig.password"),
         "{}",
         r.text()
     );

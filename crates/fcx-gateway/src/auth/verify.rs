@@ -70,7 +70,11 @@ impl Verifier {
         Verifier {
             keys,
             nonces: NonceCache::durable(NONCE_CAPACITY, journal, &loaded.nonces),
-            signed_after: if loaded.after_reboot { started } else { i64::MIN },
+            signed_after: if loaded.after_reboot {
+                started
+            } else {
+                i64::MIN
+            },
         }
     }
 

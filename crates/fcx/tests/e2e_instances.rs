@@ -202,14 +202,29 @@ fn instances_see_only_their_own_processes_and_stop_on_sigterm() {
     );
 }
 
+/// The instance's limit groups: `fcx/<prefix>/<id>` in the v1 pids hierarchy, else cgroup2.
+fn pids_max_of(server: &Server, instance: &str) -> Option<String> {
+    let prefix = server.run_dir.file_name()?.to_owned();
+    let mounts = fcx_runtime::mountinfo::current();
+    let v1 = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "pids"));
+    let v2 = mounts.iter().find(|m| m.fstype == "cgroup2");
+    let mount = v1.or(v2)?;
+    let file = mount.mount_point.join("fcx").join(prefix).join(instance).join("pids.max");
+    std::fs::read_to_string(file).ok().map(|s| s.trim().to_owned())
+}
+
 #[test]
 fn memory_size_is_enforced_as_memory_limit_exceeded() {
-    let server = Server::start();
+    let server = Server::start_with(support::Options::with_args(&["--pids-limit", "64"]));
     let mut f = support::testfn_function("small", json!({}));
     f["memorySize"] = json!(128);
     server.create_function(f);
     let r = server.invoke("small", b"alloc:32");
     assert_eq!(r.text(), "allocated 32 MB");
+    let id = r.header("x-fc-instance-id").unwrap().to_owned();
+    assert_eq!(pids_max_of(&server, &id).as_deref(), Some("64"), "pids limit");
     let r = server.invoke("small", b"alloc:512");
     println!("512 MB under a 128 MB function: {} {}", r.status, r.text());
     assert_eq!(r.status, 502, "{}", r.text());

@@ -44,15 +44,6 @@ struct Authorization<'a> {
 }
 
 impl Verifier {
-    /// A verifier that remembers nonces in memory only (tests).
-    pub fn new(keys: Keys) -> Verifier {
-        Verifier {
-            keys,
-            nonces: NonceCache::new(NONCE_CAPACITY),
-            signed_after: i64::MIN,
-        }
-    }
-
     /// A verifier whose nonces outlive restarts: `journal` holds them, `loaded` is what it
     /// held at start, `started` the server's start (unix seconds).
     pub fn durable(

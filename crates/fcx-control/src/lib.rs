@@ -76,12 +76,16 @@ pub struct ControlPlane {
     account_id: String,
     /// `--instance-uids`: the range each function's own instance uid comes from.
     instance_uids: UidRange,
+    /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
+    egress: Mutex<Option<fcx_runtime::egress::Active>>,
 }
 
 /// A range of unprivileged uids (and the same gids), `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UidRange {
+    /// The lowest uid of the range.
     pub first: u32,
+    /// The highest uid of the range (inclusive).
     pub last: u32,
 }
 

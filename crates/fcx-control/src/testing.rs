@@ -202,6 +202,7 @@ impl Fixture {
                 first: 100_000,
                 last: 165_535,
             },
+            egress: Mutex::new(None),
         });
         Fixture { cp, node, dir }
     }

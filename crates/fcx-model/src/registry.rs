@@ -23,6 +23,7 @@ pub struct RegistryConfigInput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryAuthInput {
+    /// The registry user.
     pub user_name: Option<String>,
     /// The password; [`crate::secret::REDACTED`] (as answers show it) keeps the stored one.
     pub password: Option<Secret>,
@@ -42,10 +43,13 @@ pub struct RegistryCertInput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RegistryConfig {
+    /// How to log in to the registry.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub auth_config: Option<RegistryAuth>,
+    /// TLS settings for the registry.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub cert_config: Option<RegistryCert>,
+    /// VPC access to the registry (stored only).
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub network_config: Option<RegistryNetwork>,
 }
@@ -54,8 +58,10 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RegistryAuth {
+    /// The registry user.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub user_name: Option<String>,
+    /// The password, sealed at rest and never shown.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub password: Option<Secret>,
 }
@@ -64,8 +70,10 @@ pub struct RegistryAuth {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RegistryCert {
+    /// Accept any certificate (self-signed, expired).
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub insecure: Option<bool>,
+    /// A PEM root certificate to trust, base64.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub root_ca_cert_base64: Option<String>,
 }
@@ -74,10 +82,13 @@ pub struct RegistryCert {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryNetwork {
+    /// The VPC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
+    /// The security group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_group_id: Option<String>,
+    /// The vSwitch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub v_switch_id: Option<String>,
 }

@@ -42,6 +42,7 @@ enum State {
 pub struct Secret(State);
 
 impl Secret {
+    /// A secret holding `value` in plain text (as a request gives it).
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(State::Plain(value.into()))
     }

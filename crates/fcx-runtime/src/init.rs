@@ -35,11 +35,14 @@ const FORWARDED: [Signal; 7] = [
 /// How the function's process ended, as the init reports it on fd 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
+    /// It exited with this code.
     Exit(i32),
+    /// This signal killed it.
     Signal(i32),
 }
 
 impl Ended {
+    /// The line the init writes.
     pub fn encode(self) -> String {
         match self {
             Ended::Exit(code) => format!("exit {code}\n"),
@@ -47,6 +50,7 @@ impl Ended {
         }
     }
 
+    /// What a line written by [`Ended::encode`] says (`None`: not such a line).
     pub fn decode(text: &str) -> Option<Ended> {
         let (kind, n) = text.trim().split_once(' ')?;
         let n: i32 = n.parse().ok()?;

@@ -20,7 +20,6 @@ use crate::egress::{Egress, PendingEgress};
 use crate::group::InstanceGroup;
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
-use crate::netns::NetNs;
 use crate::pidfile;
 use crate::procnet::Listener;
 use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
@@ -51,6 +50,7 @@ pub struct ProcessBackend {
 }
 
 impl ProcessBackend {
+    /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
         ProcessBackend { config }
     }
@@ -75,8 +75,8 @@ impl ProcessBackend {
         }
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
+            .map_err(StartError::Namespace)?;
         let mut cmd = tokio::process::Command::new(&self.config.init);
         cmd.arg(crate::init::SUBCOMMAND)
             .arg(uid.to_string())
@@ -331,28 +331,18 @@ impl Control for ProcessControl {
         sys::kill(self.pid, libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
-    }
-
+    /// The v2 group's counters, with the memory figures of the limit group where the v2
+    /// group has none (a v1 or hybrid host).
     fn stats(&self) -> std::io::Result<InstanceStats> {
         let mut stats = self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default();
         let (current, peak) = self.limits.memory_usage();
         stats.memory_current_bytes = stats.memory_current_bytes.or(current);
         stats.memory_peak_bytes = stats.memory_peak_bytes.or(peak);
         Ok(stats)
+    }
+
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -398,7 +388,8 @@ pub(crate) async fn run_to_exit(
         request_id,
         &fcx_protocol::logs::invoke_start(request_id),
         true,
-    );
+    )
+    .await;
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,

@@ -105,22 +105,14 @@ unsafe fn enter_instance(
     mounts: &[PrivateMount],
     status_fd: RawFd,
 ) -> io::Result<()> {
+    for path in cgroup_procs {
+        // Joining before exec puts every later fork of the instance in its groups too.
+        join_cgroup(path)?;
+    }
     // SAFETY: called in the child between fork and exec; every call below is
     // async-signal-safe and touches only this process's own state; every pointer is a
     // NUL-terminated string prepared before the fork and alive for the call.
     unsafe {
-        for path in cgroup_procs {
-            // Joining before exec puts every later fork of the instance in its groups too.
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         check(libc::setsid())?;
         check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
@@ -155,6 +147,24 @@ unsafe fn enter_instance(
             check(libc::dup2(status_fd, 3))?;
         }
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs`.
+/// Async-signal-safe: callable between `fork` and `exec`.
+fn join_cgroup(procs: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: open/write/close on a NUL-terminated path; no allocation, no shared state.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        if written != 1 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -317,14 +327,22 @@ pub fn setns_net(_on: &OwnThread, fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }
 
-/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns) and get
-/// SIGKILL when the thread that spawns it ends (or fcx dies).
-pub fn prepare_helper_command(cmd: &mut std::process::Command, keep_fd: RawFd) {
+/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns), join the
+/// cgroup of `cgroup_procs` (when given) and get SIGKILL when the thread that spawns it ends
+/// (or fcx dies).
+pub fn prepare_helper_command(
+    cmd: &mut std::process::Command,
+    keep_fd: RawFd,
+    cgroup_procs: Option<std::ffi::CString>,
+) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl and prctl are async-signal-safe and touch only the child's own state
-    // (its copy of the fd table).
+    // SAFETY: fcntl, prctl and `join_cgroup` are async-signal-safe and touch only the
+    // child's own state (its copy of the fd table, its cgroup membership).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(procs) = &cgroup_procs {
+                join_cgroup(procs)?;
+            }
             check(libc::fcntl(keep_fd, libc::F_SETFD, 0))?;
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
         });
@@ -368,4 +386,41 @@ pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
     unsafe {
         cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
     }
+}
+
+/// The capability number of CAP_SYS_PTRACE (`linux/capability.h`).
+#[cfg(test)]
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Drops capability `cap` from the calling thread's effective set (capabilities are per
+/// thread): tests play a caller that lacks it, as fcx does in a container.
+#[cfg(test)]
+pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget writes one header and two data structs (version 3), both live and of
+    // the kernel's layout.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    check(got as libc::c_int)?;
+    let word = (cap / 32) as usize;
+    data[word].effective &= !(1u32 << (cap % 32));
+    // SAFETY: as above; capset only reads them, and changes the calling thread alone.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    check(set as libc::c_int)
 }

@@ -97,15 +97,17 @@ impl NonceJournal {
         record[..16].copy_from_slice(&print.to_le_bytes());
         record[16..].copy_from_slice(&expires.to_le_bytes());
         let mut files = self.inner.files.lock().unwrap_or_else(|p| p.into_inner());
-        if !files.contains_key(&bucket) {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(self.inner.dir.join(format!("{bucket}.log")))?;
-            files.insert(bucket, (file, false));
-        }
-        let (file, dirty) = files.get_mut(&bucket).expect("inserted above");
+        let (file, dirty) = match files.entry(bucket) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(self.inner.dir.join(format!("{bucket}.log")))?;
+                e.insert((file, false))
+            }
+        };
         file.write_all(&record)?;
         *dirty = true;
         Ok(())

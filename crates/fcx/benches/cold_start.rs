@@ -10,8 +10,9 @@
 //! - (b') fcx cold from a pre-created sandbox (the default);
 //! - (c) fcx warm: an invocation of a running instance.
 //!
-//! Functions run with `internetAccess: false` so that (a) and (b) set up the same thing; one
-//! extra row shows (b) with egress (pasta). Rounds are interleaved. `FCX_COLD_ROUNDS`
+//! Functions run with `internetAccess: false` so that (a) and (b) set up the same thing; two
+//! extra rows show (b) with egress: veth (the default) and pasta, each against (b) of the same
+//! run. Rounds are interleaved. `FCX_COLD_ROUNDS`
 //! (default 30) sets the number of cold starts per row. Timings are printed, never
 //! asserted. Run it with `bash scripts/bench-cold.sh`.
 
@@ -73,11 +74,18 @@ fn run() -> Result<(), String> {
         "0",
     ]));
     let pre = support::Server::start_with(support::Options::with_args(&["--sandbox-limit", "64"]));
+    let pasta = support::Server::start_with(support::Options::with_args(&[
+        "--sandboxes-per-function",
+        "0",
+        "--egress",
+        "pasta",
+    ]));
     // Pull once into each server's cache, and take fcx's bundle as the raw baseline's.
     let template = function("template", &reference, false);
-    plain.create_function(template.clone());
-    pre.create_function(template);
-    for s in [&plain, &pre] {
+    for s in [&plain, &pre, &pasta] {
+        s.create_function(template.clone());
+    }
+    for s in [&plain, &pre, &pasta] {
         let r = s.invoke("template", b"echo:hi");
         if r.status != 200 {
             return Err(format!("template function: {} {}", r.status, r.text()));
@@ -95,8 +103,14 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let state = scratch.path().join("crun-state");
 
-    let (mut raw, mut cold, mut sandboxed, mut egress, mut warm) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut cold, mut sandboxed, mut egress, mut pasta_egress, mut warm) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     eprintln!("{rounds} rounds");
     for i in 0..rounds {
         raw.push(rt.block_on(raw_crun(i, &config, &lower, scratch.path(), &state))?);
@@ -121,6 +135,13 @@ fn run() -> Result<(), String> {
             true,
             false,
         )?);
+        pasta_egress.push(cold_invoke(
+            &pasta,
+            &format!("pasta-{i}"),
+            &reference,
+            true,
+            false,
+        )?);
         let t = Instant::now();
         let r = plain.invoke("template", b"echo:hi");
         warm.push(t.elapsed());
@@ -128,7 +149,14 @@ fn run() -> Result<(), String> {
             return Err(format!("warm invoke: {} {}", r.status, r.text()));
         }
     }
-    report(rounds, &raw, &cold, &sandboxed, &egress, &warm);
+    report(
+        rounds,
+        &raw,
+        &cold,
+        &sandboxed,
+        &[&egress, &pasta_egress],
+        &warm,
+    );
     Ok(())
 }
 
@@ -315,7 +343,7 @@ fn report(
     raw: &[Duration],
     cold: &[Duration],
     sandboxed: &[Duration],
-    egress: &[Duration],
+    egress: &[&[Duration]; 2],
     warm: &[Duration],
 ) {
     println!("# fcx cold-start benchmark");
@@ -352,12 +380,20 @@ fn report(
     row("(a) raw crun run -d, same bundle, netns + overlay", raw);
     row("(b) fcx first invocation, no sandbox", cold);
     row("(b') fcx first invocation, pre-created sandbox", sandboxed);
-    row("(b) with internetAccess (pasta)", egress);
+    row("(b) with internetAccess (veth, the default)", egress[0]);
+    row("(b) with internetAccess (--egress pasta)", egress[1]);
     row("(c) fcx warm invocation", warm);
     println!();
     println!(
         "ratio (b)/(a) = {:.2} (target <= 1.0); (b')/(a) = {:.2} (target <= 0.6)",
         percentile(cold, 0.5) / base,
         percentile(sandboxed, 0.5) / base
+    );
+    let plain = percentile(cold, 0.5);
+    println!(
+        "egress cost at p50 (internetAccess minus (b), same run): veth {:+.1} ms, pasta {:+.1} ms \
+         (target: veth <= 0)",
+        percentile(egress[0], 0.5) - plain,
+        percentile(egress[1], 0.5) - plain
     );
 }

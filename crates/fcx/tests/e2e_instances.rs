@@ -211,8 +211,15 @@ fn pids_max_of(server: &Server, instance: &str) -> Option<String> {
         .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "pids"));
     let v2 = mounts.iter().find(|m| m.fstype == "cgroup2");
     let mount = v1.or(v2)?;
-    let file = mount.mount_point.join("fcx").join(prefix).join(instance).join("pids.max");
-    std::fs::read_to_string(file).ok().map(|s| s.trim().to_owned())
+    let file = mount
+        .mount_point
+        .join("fcx")
+        .join(prefix)
+        .join(instance)
+        .join("pids.max");
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 #[test]
@@ -224,7 +231,11 @@ fn memory_size_is_enforced_as_memory_limit_exceeded() {
     let r = server.invoke("small", b"alloc:32");
     assert_eq!(r.text(), "allocated 32 MB");
     let id = r.header("x-fc-instance-id").unwrap().to_owned();
-    assert_eq!(pids_max_of(&server, &id).as_deref(), Some("64"), "pids limit");
+    assert_eq!(
+        pids_max_of(&server, &id).as_deref(),
+        Some("64"),
+        "pids limit"
+    );
     let r = server.invoke("small", b"alloc:512");
     println!("512 MB under a 128 MB function: {} {}", r.status, r.text());
     assert_eq!(r.status, 502, "{}", r.text());

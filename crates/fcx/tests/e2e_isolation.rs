@@ -4,8 +4,10 @@
 //! (`isolation[process] mount: denied: ...`) and must be denied:
 //!
 //! `mount`, `ptrace` of the other instance, a raw socket, opening `/proc/sysrq-trigger` for
-//! writing, reading `/proc/kcore`, writing to the host's `/tmp`, reading the data dir,
-//! another function's code and the other instance's environment, connecting to fcx's API.
+//! writing, reading `/proc/kcore`, opening `/proc/sys/vm/drop_caches` for writing, writing to
+//! the host's `/tmp`, reading the data dir (placed where instances could see it), another
+//! function's code and the other instance's environment, connecting to fcx's API. A `/proc`
+//! path this kernel lacks is marked `[absent on this host's kernel]` in the output.
 //!
 //! A `harness = false` target (see `fcx_testkit::skip`): the OCI test needs crun and the
 //! registry; a host without them reports it `ignored (needs ...)`.
@@ -65,6 +67,11 @@ fn attempt_all(backend: &str, invoke: &dyn Fn(&str) -> String, t: &Targets) -> u
             "probe:open-write:/proc/sysrq-trigger".into(),
         ),
         ("read /proc/kcore", "probe:read:/proc/kcore".into()),
+        // Exists on every kernel (sysrq-trigger and kcore may be configured out).
+        (
+            "write /proc/sys/vm/drop_caches",
+            "probe:open-write:/proc/sys/vm/drop_caches".into(),
+        ),
         ("write the host's /tmp", format!("probe:create:{marker}")),
         (
             "read the data dir",
@@ -89,12 +96,29 @@ fn attempt_all(backend: &str, invoke: &dyn Fn(&str) -> String, t: &Targets) -> u
             let on_host = Path::new(&marker).exists();
             let _ = std::fs::remove_file(&marker);
             !on_host
+        } else if command.starts_with("connect:") {
+            answer.starts_with("error: ")
         } else {
-            answer.starts_with("denied: ") || answer.starts_with("error: ")
+            // Only the probe's own denial: `error: unknown probe` would be a test bug.
+            answer.starts_with("denied: ")
         };
+        // A path this kernel lacks is denied trivially: say so, so the output is not read
+        // as more than it shows.
+        let absent_on_host = command
+            .strip_prefix("probe:open-write:")
+            .or_else(|| command.strip_prefix("probe:read:"))
+            .filter(|p| {
+                p.starts_with("/proc/") && !p.starts_with(&format!("/proc/{}", t.victim_pid))
+            })
+            .is_some_and(|p| !Path::new(p).exists());
         println!(
-            "isolation[{backend}] {what}: {} ({answer})",
-            if ok { "DENIED" } else { "ALLOWED" }
+            "isolation[{backend}] {what}: {} ({answer}){}",
+            if ok { "DENIED" } else { "ALLOWED" },
+            if absent_on_host {
+                " [absent on this host's kernel]"
+            } else {
+                ""
+            }
         );
         denied += usize::from(ok);
     }
@@ -126,7 +150,10 @@ fn start_victim(server: &Server) -> (u32, PathBuf) {
 }
 
 fn a_process_instance_is_denied_every_attempt() {
-    let server = Server::start();
+    let server = Server::start_with(support::Options {
+        data_dir_visible: true,
+        ..Default::default()
+    });
     let (victim_pid, victim_code) = start_victim(&server);
     server.create_function(support::testfn_function("hostile", json!({})));
     let targets = Targets {
@@ -168,10 +195,10 @@ fn container(name: &str, image: &str) -> Value {
 fn an_oci_instance_is_denied_every_attempt() {
     let registry = TestRegistry::start();
     let image = support::images::push(&registry, "isolation/testfn:v1", &testfn_image());
-    let server = Server::start_with(support::Options::with_args(&[
-        "--sandboxes-per-function",
-        "0",
-    ]));
+    let server = Server::start_with(support::Options {
+        data_dir_visible: true,
+        ..support::Options::with_args(&["--sandboxes-per-function", "0"])
+    });
     // The other function's code is a code package's; the instance to attack is a container.
     let (_, victim_code) = start_victim(&server);
     server.create_function(container("victim-ctr", &image));

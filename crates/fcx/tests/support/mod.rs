@@ -62,6 +62,10 @@ pub struct Options {
     pub auth: bool,
     /// `--listen`.
     pub listen: String,
+    /// The data dir goes under [`SCRATCH_ROOT`], which instances see (by default it is under
+    /// the host's `/tmp`, which they do not: each has a `/tmp` of its own), so a test of
+    /// its permissions tests them and not its invisibility.
+    pub data_dir_visible: bool,
 }
 
 impl Default for Options {
@@ -71,6 +75,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             auth: false,
             listen: "127.0.0.1:0".into(),
+            data_dir_visible: false,
         }
     }
 }
@@ -135,10 +140,15 @@ impl Server {
     }
 
     pub fn start_with(options: Options) -> Server {
-        let data_dir = tempfile::Builder::new()
-            .prefix("fcx-e2e-")
-            .tempdir()
-            .expect("temp data dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("fcx-e2e-");
+        let data_dir = if options.data_dir_visible {
+            std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
+            builder.tempdir_in(SCRATCH_ROOT)
+        } else {
+            builder.tempdir()
+        }
+        .expect("temp data dir");
         let (child, addr, run_dir) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options

@@ -177,14 +177,22 @@ mod tests {
             j.append(2, now + 10).unwrap();
             j.append(3, now - 5000).unwrap();
         }
+        let files = || {
+            std::fs::read_dir(dir.path().join("nonces"))
+                .unwrap()
+                .count()
+        };
+        // 20 s later the second nonce has expired, though its bucket (5 minutes of
+        // expiry) has not: the nonce is not loaded, the file stays.
         let (_j, loaded) = NonceJournal::open(dir.path(), now + 20).unwrap();
         assert_eq!(loaded.nonces, vec![(1, now + 900)]);
         assert!(!loaded.after_reboot);
-        let files = std::fs::read_dir(dir.path().join("nonces"))
-            .unwrap()
-            .count();
-        // boot_id and the one bucket still alive.
-        assert_eq!(files, 2);
+        // boot_id and the two buckets not yet over.
+        assert_eq!(files(), 3);
+        // Once the second nonce's bucket is over, its file goes too.
+        let (_j, loaded) = NonceJournal::open(dir.path(), now + 400).unwrap();
+        assert_eq!(loaded.nonces, vec![(1, now + 900)]);
+        assert_eq!(files(), 2);
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //! [`Function::code_size`] and [`Function::code_checksum`].
 
 pub mod async_config;
+pub mod custom_domain;
 mod function;
+pub mod http_trigger;
 mod input;
 mod parse;
 mod registry;
 pub mod scaling;
 pub mod secret;
+pub mod timer;
 pub mod triggers;
 mod validate;
 pub mod versions;

@@ -1,16 +1,17 @@
 //! AccessKeys for signed requests: ids and secrets in the `access_keys` table, each secret
-//! encrypted at rest (ChaCha20-Poly1305, bound to its id) with the data dir's own key,
-//! `<data dir>/secret.key` (32 random bytes, mode 0600, created on first use).
+//! encrypted at rest with the data dir's own key (`seal.rs`: ChaCha20-Poly1305, bound to
+//! its id).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::sealer::Sealer;
-pub use crate::sealer::SECRET_KEY_FILE;
+use crate::seal::{fill_random, Sealer};
 use crate::sqlite::Db;
 use crate::{migrations, StoreError};
+
+pub use crate::seal::SECRET_KEY_FILE;
 
 const ID_PREFIX: &str = "FCX";
 const ID_RANDOM_LEN: usize = 21;
@@ -108,8 +109,7 @@ impl KeyStore {
         };
         let plain = self
             .sealer
-            .unseal(id.as_bytes(), &sealed)
-            .map_err(|e| StoreError::Corrupt(format!("access key '{id}': {e}")))?;
+            .unseal(id.as_bytes(), &sealed, &format!("access key '{id}'"))?;
         String::from_utf8(plain)
             .map(Some)
             .map_err(|_| StoreError::Corrupt(format!("access key '{id}': secret is not UTF-8")))
@@ -143,10 +143,6 @@ impl KeyStore {
             .db()?;
         Ok(n == 0)
     }
-}
-
-pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), StoreError> {
-    getrandom::fill(buf).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).

@@ -1,7 +1,8 @@
-//! The data dir's own key, `<data dir>/secret.key` (32 random bytes, mode 0600, created on
-//! first use), and sealing with it (ChaCha20-Poly1305, `FORMAT_V1 || nonce || ciphertext+tag`,
-//! bound to associated data that names what is sealed). AccessKey secrets and the secret
-//! fields of stored records (registry passwords, ...) are sealed with it.
+//! Secrets at rest: ChaCha20-Poly1305 with the data dir's own key, `<data dir>/secret.key`
+//! (32 random bytes, mode 0600, created on first use). Each sealed value is bound to what it
+//! belongs to (associated data: an AccessKey id, a custom domain's name), so a value copied
+//! onto another row does not decrypt. Used for AccessKey secrets, custom domains' private
+//! keys and the secret fields of function records (`fcx_model::Secret`, as base64 text).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -11,7 +12,6 @@ use base64::Engine;
 use chacha20poly1305::aead::Aead;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
 
-use crate::keys::fill_random;
 use crate::StoreError;
 
 /// Name of the data-dir key file.
@@ -21,14 +21,14 @@ const NONCE_LEN: usize = 12;
 /// First byte of every sealed value: the encryption format, so it can change later.
 const FORMAT_V1: u8 = 1;
 
-/// Seals and opens values with the data dir's key.
+/// The data dir's cipher.
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
     key_file: PathBuf,
 }
 
 impl Sealer {
-    /// The key of `data_dir` (which must exist), created if missing.
+    /// The cipher of `data_dir`, creating its key file when there is none.
     pub fn open(data_dir: &Path) -> Result<Sealer, StoreError> {
         let key_file = data_dir.join(SECRET_KEY_FILE);
         let key = load_or_create_key(&key_file)?;
@@ -37,16 +37,18 @@ impl Sealer {
         Ok(Sealer { cipher, key_file })
     }
 
-    /// `FORMAT_V1 || nonce || ciphertext+tag`, with `aad` as associated data so a value
-    /// copied onto another record or field does not open.
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// `FORMAT_V1 || nonce || ciphertext+tag`, bound to `owner`.
+    pub fn seal(&self, owner: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
         let sealed = self
             .cipher
             .encrypt(
                 &Nonce::from(nonce),
-                chacha20poly1305::aead::Payload { msg: plain, aad },
+                chacha20poly1305::aead::Payload {
+                    msg: plain,
+                    aad: owner,
+                },
             )
             .map_err(|_| StoreError::Corrupt("encrypting a secret failed".into()))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
@@ -56,13 +58,13 @@ impl Sealer {
         Ok(out)
     }
 
-    /// The plain value of `sealed`; the error says why it does not open.
-    pub fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
+    /// The plain value sealed for `owner`; `what` names it when it cannot be decrypted.
+    pub fn unseal(&self, owner: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>, StoreError> {
         let undecryptable = || {
-            format!(
-                "cannot be decrypted with {} (was the key file replaced?)",
+            StoreError::Corrupt(format!(
+                "{what} cannot be decrypted with {} (was the key file replaced?)",
                 self.key_file.display()
-            )
+            ))
         };
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != FORMAT_V1 {
             return Err(undecryptable());
@@ -74,14 +76,15 @@ impl Sealer {
                 &Nonce::from(nonce),
                 chacha20poly1305::aead::Payload {
                     msg: &sealed[1 + NONCE_LEN..],
-                    aad,
+                    aad: owner,
                 },
             )
             .map_err(|_| undecryptable())
     }
 }
 
-/// Secret fields of records (`fcx_model::Secret`), sealed as base64 text.
+/// Secret fields of records (`fcx_model::Secret`), sealed as base64 text bound to `context`
+/// (the record's name).
 impl fcx_model::SecretCipher for Sealer {
     fn seal(&self, context: &str, plain: &str) -> Result<String, String> {
         let sealed =
@@ -93,7 +96,9 @@ impl fcx_model::SecretCipher for Sealer {
         let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(sealed)
             .map_err(|_| "the sealed value is not base64".to_string())?;
-        let plain = self.unseal(context.as_bytes(), &bytes)?;
+        let plain = self
+            .unseal(context.as_bytes(), &bytes, "the secret")
+            .map_err(|e| e.to_string())?;
         String::from_utf8(plain).map_err(|_| "the secret is not UTF-8".to_string())
     }
 }
@@ -132,4 +137,35 @@ fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StoreError> {
     }
     key.copy_from_slice(&bytes);
     Ok(key)
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), StoreError> {
+    getrandom::fill(buf).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_for_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::open(dir.path()).unwrap();
+        let sealed = s.seal(b"domain:a.example", b"-----BEGIN KEY-----").unwrap();
+        assert!(!sealed.windows(5).any(|w| w == b"BEGIN"));
+        assert_eq!(
+            s.unseal(b"domain:a.example", &sealed, "k").unwrap(),
+            b"-----BEGIN KEY-----"
+        );
+        let e = s
+            .unseal(b"domain:b.example", &sealed, "the key of b")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("the key of b cannot be decrypted"),
+            "{e}"
+        );
+        // The same key file opens it again (a restart).
+        let again = Sealer::open(dir.path()).unwrap();
+        assert!(again.unseal(b"domain:a.example", &sealed, "k").is_ok());
+    }
 }

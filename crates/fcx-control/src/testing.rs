@@ -162,9 +162,10 @@ impl Fixture {
                     Default::default(),
                 )
                 .unwrap(),
-                uid: 65534,
-                gid: 65534,
+                init: "/nonexistent/fcx".into(),
                 cgroups: None,
+                prefix: "fcx-test".into(),
+                pids_limit: 64,
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {
@@ -213,6 +214,10 @@ impl Fixture {
                 Default::default(),
             )
             .unwrap(),
+            instance_uids: crate::UidRange {
+                first: 100_000,
+                last: 165_535,
+            },
             web: Default::default(),
             trigger_domain: "localhost".into(),
             timers: Default::default(),

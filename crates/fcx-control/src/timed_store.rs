@@ -14,7 +14,7 @@ pub struct TimedStore {
     timers: [AtomicHistogram; OPERATIONS.len()],
 }
 
-const OPERATIONS: [&str; 20] = [
+const OPERATIONS: [&str; 21] = [
     "create_function",
     "get_function",
     "list_functions",
@@ -35,6 +35,7 @@ const OPERATIONS: [&str; 20] = [
     "timer_last_fire",
     "claim_timer_fire",
     "delete_timer_state",
+    "instance_uid",
 ];
 
 impl TimedStore {
@@ -132,5 +133,12 @@ impl Store for TimedStore {
     }
     fn delete_timer_state(&self, function: &str, trigger: &str) -> Result<(), StoreError> {
         self.timed(19, |s| s.delete_timer_state(function, trigger))
+    }
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError> {
+        self.timed(20, |s| s.instance_uid(name, first, last))
+    }
+    // In memory: not a store operation worth a series.
+    fn cipher(&self) -> &dyn fcx_model::SecretCipher {
+        self.inner.cipher()
     }
 }

@@ -98,18 +98,18 @@ impl Call<'_> {
         off: &[&str],
         takes: &str,
     ) -> Result<bool, ApiError> {
-        match self.header(header) {
-            None => Ok(false),
-            Some(v) if on.contains(&v) => Ok(true),
-            Some(v) if off.contains(&v) => Ok(false),
-            Some(other) => Err(self.api.fail(
-                FcError::invalid_argument(format!("{header}: must be {takes}, got '{other}'"))
+        let value = self.header(header);
+        headers::switch(value, on, off).ok_or_else(|| {
+            let got = value.unwrap_or_default();
+            self.api.fail(
+                FcError::invalid_argument(format!("{header}: must be {takes}, got '{got}'"))
                     .with_detail("Field", header),
-            )),
-        }
+            )
+        })
     }
 
-    /// Refused before reaching a deployed function: counted without a function label.
+    /// Refused before it ran (no deployed function reached, or an async event not queued):
+    /// counted without a function label.
     fn reject(&self, control: &ControlPlane, e: impl crate::error::ToFc) -> ApiError {
         let err = self.api.fail(e);
         control.metrics().rejected(err.error.code.as_str());
@@ -204,10 +204,10 @@ impl Call<'_> {
             .map(str::to_owned);
         control
             .accepts_async(self.name, task_id.as_deref())
-            .map_err(|e| api.fail(e))?;
+            .map_err(|e| self.reject(control, e))?;
         let payload = read_limited(body, limits::ASYNC_PAYLOAD_MAX)
             .await
-            .map_err(|e| api.fail(e))?;
+            .map_err(|e| self.reject(control, e))?;
         let job = AsyncInvocation {
             function: self.name,
             qualifier,
@@ -216,7 +216,10 @@ impl Call<'_> {
             task_id,
             origin: Default::default(),
         };
-        let accepted = control.enqueue(job).await.map_err(|e| api.fail(e))?;
+        let accepted = control
+            .enqueue(job)
+            .await
+            .map_err(|e| self.reject(control, e))?;
         let mut r = StatusCode::ACCEPTED.into_response();
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {

@@ -4,14 +4,17 @@
 //! domains passed through to functions (`web`: host and path matching, FC's limits and
 //! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
 //! mapping (`error`), `GET /metrics` (`metrics`, also on its own `--metrics-listen`
-//! address), the status page (`status`), trace context and the invoke span (`trace`), and
-//! serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`).
-//! Handlers call only [`fcx_control::ControlPlane`].
+//! address), the status page (`status`), trace context and the invoke span (`trace`),
+//! client connections under timeouts and a connection limit (`conn`, `head`), and serving
+//! on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`). Handlers call
+//! only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
+mod conn;
 pub mod error;
 mod handlers;
+mod head;
 mod invoke;
 mod metrics;
 mod params;
@@ -25,4 +28,6 @@ pub mod trace;
 mod web;
 
 pub use auth::AuthMode;
+pub use conn::ConnLimits;
+pub use head::HEADER_LINE_MAX;
 pub use serve::{serve, HttpConfig, ServeError};

@@ -26,4 +26,3 @@ pub async fn page() -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
-

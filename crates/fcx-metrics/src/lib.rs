@@ -87,6 +87,9 @@ pub struct Counters {
     pub log_written_bytes: Counter,
     /// Bytes of instance log segments removed by retention (`fcx_log_pruned_bytes_total`).
     pub log_pruned_bytes: Counter,
+    /// Client connections over `--max-connections`, by what they got: `answered` (503
+    /// TooManyConnections) or `closed` (too many refusals at once: closed unanswered).
+    pub connections_refused: Family<KindLabels, Counter>,
 }
 
 /// All of fcx's metrics; one per server, shared by every layer.
@@ -177,7 +180,9 @@ impl Metrics {
         );
         r.register(
             "fcx_invocations_rejected",
-            "Invocation requests refused before reaching a deployed function, by FC code",
+            "Invocation requests refused before they ran: unknown function or alias, bad \
+             headers, async events not accepted (bodies unreadable or too large, StorageFull), \
+             by FC code",
             f.rejected.clone(),
         );
         r.register(
@@ -230,6 +235,12 @@ impl Metrics {
             "Bytes of instance log files removed by retention",
             Unit::Bytes,
             counters.log_pruned_bytes.clone(),
+        );
+        r.register(
+            "fcx_client_connections_refused",
+            "Client connections refused at --max-connections, by what they got (answered: \
+             503 TooManyConnections; closed: closed unanswered, too many refusals at once)",
+            counters.connections_refused.clone(),
         );
         r.register_collector(Box::new(process::ProcessCollector));
         let shared = Arc::new(Shared {
@@ -319,6 +330,15 @@ impl Metrics {
             .families
             .rejected
             .get_or_create(&KindLabels { kind: code })
+            .inc();
+    }
+
+    /// A client connection was refused at `--max-connections` (`answered` with 503, or
+    /// `closed` unanswered).
+    pub fn connection_refused(&self, kind: &'static str) {
+        self.counters
+            .connections_refused
+            .get_or_create(&KindLabels { kind })
             .inc();
     }
 

@@ -398,6 +398,11 @@ async fn queue(
             }
             r
         }
-        Err(e) => fail(api, e),
+        Err(e) => {
+            // Not queued (StorageFull, a store error): counted as the API's async refusals.
+            let e = crate::error::ToFc::to_fc(e);
+            control.metrics().rejected(e.code.as_str());
+            fail(api, e)
+        }
     }
 }

@@ -11,6 +11,13 @@
 //! not between a read and its hand-off" means every byte the process wrote before answering
 //! is in the request's capture and queued before its end marker.
 //!
+//! Which lines an error answer may carry: only the failing request's own. Every request
+//! opens a window at its start marker ([`InstanceLog::begin`]); [`InstanceLog::since_begin`]
+//! gives what the instance wrote since. With `instanceConcurrency` 1 that is the request's
+//! own output (and whatever the instance printed late for the one before it); with more,
+//! nothing when another request ran on the instance meanwhile, since their lines cannot be
+//! told apart.
+//!
 //! A streamed answer ends in synchronous code, so its end marker may be sent later by a
 //! task (once the reader caught up); the next request's start marker waits for it, so every
 //! request's lines stay between its own markers.
@@ -43,6 +50,15 @@ const CAPTURE_MAX: usize = 16 * 1024;
 struct Memory {
     recent: VecDeque<u8>,
     captures: HashMap<String, Vec<u8>>,
+    /// Bytes of output so far (the offset of the end of `recent`).
+    total: u64,
+    /// Open requests: where their output starts, and whether another request overlapped.
+    windows: HashMap<String, Window>,
+}
+
+struct Window {
+    start: u64,
+    shared: bool,
 }
 
 /// The log of one instance.
@@ -155,6 +171,7 @@ impl InstanceLog {
     /// Keeps output for error messages and open captures.
     fn remember(&self, bytes: &[u8]) {
         let mut memory = self.memory();
+        memory.total += bytes.len() as u64;
         memory.recent.extend(bytes);
         let excess = memory.recent.len().saturating_sub(RECENT_MAX);
         memory.recent.drain(..excess);
@@ -189,12 +206,22 @@ impl InstanceLog {
             let mut ends = self.deferred_ends.subscribe();
             let _ = ends.wait_for(|n| *n == 0).await;
         }
+        let mut memory = self.memory();
         if capture {
             let mut text = marker.text(true, request_id).into_bytes();
             text.push(b'\n');
-            self.memory().captures.insert(request_id.to_owned(), text);
+            memory.captures.insert(request_id.to_owned(), text);
             self.capturing.fetch_add(1, Ordering::SeqCst);
         }
+        let shared = !memory.windows.is_empty();
+        for w in memory.windows.values_mut() {
+            w.shared = true;
+        }
+        let start = memory.total;
+        memory
+            .windows
+            .insert(request_id.to_owned(), Window { start, shared });
+        drop(memory);
         self.mark(request_id, marker, true);
     }
 
@@ -217,14 +244,18 @@ impl InstanceLog {
 
     /// Like [`end`](Self::end) without waiting for unread output.
     pub fn end_now(&self, request_id: &str, marker: Marker) -> Vec<u8> {
-        let captured = if self.capturing.load(Ordering::SeqCst) > 0 {
-            let taken = self.memory().captures.remove(request_id);
-            if taken.is_some() {
-                self.capturing.fetch_sub(1, Ordering::SeqCst);
+        let captured = {
+            let mut memory = self.memory();
+            memory.windows.remove(request_id);
+            if self.capturing.load(Ordering::SeqCst) > 0 {
+                let taken = memory.captures.remove(request_id);
+                if taken.is_some() {
+                    self.capturing.fetch_sub(1, Ordering::SeqCst);
+                }
+                taken
+            } else {
+                None
             }
-            taken
-        } else {
-            None
         };
         self.mark(request_id, marker, false);
         captured
@@ -275,6 +306,25 @@ impl InstanceLog {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// The last `max` bytes the instance wrote since `request_id` began; empty when
+    /// another request ran on it meanwhile, unless `one_at_a_time` (the instance serves one
+    /// request at a time, so an overlap is only the previous request's late end marker).
+    /// An error answer must not carry other requests' lines.
+    pub fn since_begin(&self, request_id: &str, max: usize, one_at_a_time: bool) -> String {
+        let memory = self.memory();
+        let Some(w) = memory
+            .windows
+            .get(request_id)
+            .filter(|w| one_at_a_time || !w.shared)
+        else {
+            return String::new();
+        };
+        let first = memory.total - memory.recent.len() as u64;
+        let skip = w.start.saturating_sub(first) as usize;
+        let bytes: Vec<u8> = memory.recent.iter().skip(skip).copied().collect();
+        String::from_utf8_lossy(fcx_protocol::logs::tail(&bytes, max)).into_owned()
     }
 
     /// The last `max` bytes of the instance's output, as text.

@@ -187,3 +187,25 @@ async fn a_request_begins_only_after_the_previous_streamed_end_marker() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_error_gets_only_its_own_requests_lines() {
+    let log = InstanceLog::in_memory();
+    log.begin("r1", Marker::Invoke, false).await;
+    log.hand_on(b"secret of r1\n");
+    log.end_now("r1", Marker::Invoke);
+    log.begin("r2", Marker::Invoke, false).await;
+    log.hand_on(b"r2 crashing\n");
+    let logs = log.since_begin("r2", 2048, true);
+    assert!(logs.contains("r2 crashing"), "{logs}");
+    assert!(!logs.contains("secret of r1"), "{logs}");
+    // Two requests at once: their lines cannot be told apart, so neither gets any.
+    log.begin("r3", Marker::Invoke, false).await;
+    log.hand_on(b"r3 line\n");
+    assert_eq!(log.since_begin("r2", 2048, false), "");
+    assert_eq!(log.since_begin("r3", 2048, false), "");
+    assert_eq!(log.since_begin("unknown", 2048, true), "");
+    // An ended request's window is gone.
+    log.end_now("r2", Marker::Invoke);
+    assert_eq!(log.since_begin("r2", 2048, true), "");
+}

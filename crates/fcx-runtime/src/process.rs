@@ -34,7 +34,7 @@ pub struct ProcessConfig {
     /// The log task that stores instance logs (under `<data dir>/logs`).
     pub logs: std::sync::Arc<crate::logs::LogWriter>,
     /// The program exec'd as each instance's init, with [`crate::init::SUBCOMMAND`] as its
-    /// first argument (the fcx binary).
+    /// first argument (the fcx binary, best as [`crate::init::program`] gives it).
     pub init: PathBuf,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,

@@ -45,6 +45,10 @@ pub struct CoreConfig {
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
     pub sandbox_limit: u32,
+    /// The CRIU binary for snapshot starts (`None`: looked up on PATH).
+    pub criu: Option<PathBuf>,
+    /// Bytes the snapshots under `<data>/snapshots` may take.
+    pub snapshot_budget: u64,
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
@@ -122,6 +126,15 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
         .map_err(io(format!("instance user '{}'", config.instance_user)))?;
     let (paths, prefix) = directories(config)?;
+    let criu = fcx_runtime::snapshot::Criu::probe(config.criu.as_deref()).map(Arc::new);
+    match &criu {
+        Ok(c) => {
+            tracing::info!(criu = %c.path.display(), version = %c.version, lazy_pages = c.lazy_pages, "snapshot starts available")
+        }
+        Err(why) => {
+            tracing::info!(reason = %why, "snapshot starts unavailable: functions with fcxSnapshot start cold")
+        }
+    }
 
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
@@ -129,6 +142,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         uid,
         gid,
         cgroups: CgroupRoot::open(&prefix),
+        criu: criu.clone().ok(),
     });
     let reaped = backend.reap();
     if reaped > 0 {
@@ -145,7 +159,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let account_id = account_id(store.as_ref())?;
     let mut backends = Backends::new().with(Arc::new(backend));
     let mut images = None;
-    if let Some((oci, image_store)) = containers(config, &paths, &prefix)? {
+    if let Some((oci, image_store)) = containers(config, &paths, &prefix, criu.clone().ok())? {
         backends = backends.with(oci);
         images = Some(image_store);
     }
@@ -164,6 +178,12 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         },
         images,
     );
+    let snapshots = fcx_runtime::snapshot::SnapshotStore::open(
+        &paths.data_dir.join("snapshots"),
+        config.snapshot_budget,
+    )
+    .map_err(|e| StartError::Refused(e.to_string()))?;
+    scheduler.set_snapshots(fcx_scheduler::snapshot::Snapshots::new(snapshots, criu));
     let asyncs = AsyncService::new(
         queue,
         Arc::clone(&scheduler),
@@ -229,6 +249,7 @@ fn containers(
     config: &CoreConfig,
     paths: &Paths,
     prefix: &str,
+    criu: Option<Arc<fcx_runtime::snapshot::Criu>>,
 ) -> Result<Option<Containers>, StartError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
@@ -251,6 +272,7 @@ fn containers(
         prefix: prefix.to_owned(),
         pids_limit: config.pids_limit,
         resolv_conf: fcx_runtime::egress::resolv_conf(),
+        criu,
     });
     let reaped = backend.reap();
     if reaped > 0 {

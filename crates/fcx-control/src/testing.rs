@@ -160,6 +160,7 @@ impl Fixture {
                 uid: 65534,
                 gid: 65534,
                 cgroups: None,
+                criu: None,
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {

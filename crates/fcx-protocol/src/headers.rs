@@ -40,6 +40,8 @@ pub mod control_path {
     pub const HTTP_INVOKE: &str = "/http-invoke";
     pub const PRE_STOP: &str = "/pre-stop";
     pub const PRE_FREEZE: &str = "/pre-freeze";
+    /// fcx extension: called on an instance restored from a snapshot, before it serves.
+    pub const RESTORE: &str = "/restore";
 }
 
 /// `x-fc-error-type` value for every function error fcx reports.

@@ -22,12 +22,17 @@ pub struct Cgroup {
     pub(crate) procs: CString,
 }
 
-/// Where cgroup2 is mounted.
+/// Where cgroup2 is mounted (read once per server: it does not move while it runs).
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    crate::mountinfo::current()
-        .into_iter()
-        .find(|m| m.fstype == "cgroup2")
-        .map(|m| m.mount_point)
+    static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            crate::mountinfo::current()
+                .into_iter()
+                .find(|m| m.fstype == "cgroup2")
+                .map(|m| m.mount_point)
+        })
+        .clone()
 }
 
 impl CgroupRoot {

@@ -1,10 +1,11 @@
 //! The `process` backend: instances are host processes started from the unpacked code
 //! directory, each in its own network namespace and session, as an unprivileged user.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,9 +20,12 @@ use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::pidfile;
 use crate::procnet::Listener;
+use crate::snapshot::{
+    self, Criu, LazyPages, PendingSnapshot, Snapshot, SnapshotError, SnapshotMeta,
+};
 use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
 use crate::sys;
-use crate::StartError;
+use crate::{StartError, StartFailure};
 
 /// Where the process backend keeps its files and whom instances run as.
 #[derive(Debug, Clone)]
@@ -35,6 +39,8 @@ pub struct ProcessConfig {
     pub gid: u32,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
+    /// CRIU for snapshot starts (`None`: none usable; snapshot-enabled functions start cold).
+    pub criu: Option<Arc<Criu>>,
 }
 
 /// Starts instances as host processes.
@@ -73,6 +79,10 @@ impl ProcessBackend {
             cmd.env(k, std::ffi::OsStr::from_bytes(v));
         }
         let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
+        let pipe = format!(
+            "pipe:[{}]",
+            snapshot::inode(write_end.as_fd()).map_err(StartError::Namespace)?
+        );
         let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
         match stdout {
             Some(fd) => cmd.stdout(Stdio::from(fd)),
@@ -83,13 +93,34 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
-        sys::prepare_instance_command(
-            &mut cmd,
-            netns.fd().as_raw_fd(),
-            self.config.uid,
-            self.config.gid,
-            cgroup.as_ref().map(|c| c.procs.clone()),
-        );
+        // Snapshot-enabled instances run as PID 1 of their own PID namespace, with their
+        // identity file as fd 3: the shape CRIU dumps and restores.
+        let identity = if spec.snapshot {
+            let path = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
+                .map_err(StartError::Namespace)?;
+            let file = std::fs::File::open(&path).map_err(StartError::Namespace)?;
+            cmd.env(snapshot::IDENTITY_ENV, snapshot::PROCESS_IDENTITY_PATH);
+            sys::prepare_pidns_command(
+                &mut cmd,
+                sys::PidnsSetup {
+                    netns: netns.fd().as_raw_fd(),
+                    cgroup_procs: cgroup.iter().map(|c| c.procs.clone()).collect(),
+                    user: Some((self.config.uid, self.config.gid)),
+                    fds: vec![(file.as_raw_fd(), 3)],
+                    subreaper: false,
+                },
+            );
+            Some((path, file))
+        } else {
+            sys::prepare_instance_command(
+                &mut cmd,
+                netns.fd().as_raw_fd(),
+                self.config.uid,
+                self.config.gid,
+                cgroup.as_ref().map(|c| c.procs.clone()),
+            );
+            None
+        };
         let mut child = cmd
             .spawn()
             .map_err(|e| StartError::spawn(spec, format!("cannot start {program:?}: {e}")))?;
@@ -98,19 +129,34 @@ impl ProcessBackend {
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
+        let waiter = identity.is_some();
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
             let reason = match child.wait().await {
-                Ok(status) => ExitReason::from_status(status),
+                Ok(status) => waiter_exit(ExitReason::from_status(status), waiter),
                 Err(_) => ExitReason::Code(-1),
             };
             let _ = exit_tx.send(Some(reason));
         });
+        // The waiter forks the program before it execs, so the program is its only child.
+        let init = OnceLock::new();
+        if waiter {
+            if let Some(p) = first_child(pid) {
+                let _ = init.set(p);
+            }
+        }
         let control = ProcessControl {
             pid,
+            init,
+            init_file: None,
             pidfile,
             cgroup,
             egress: std::sync::OnceLock::new(),
+            identity: identity.map(|(path, _)| path),
+            work: None,
+            pipe,
+            uid: self.config.uid,
+            gid: self.config.gid,
         };
         let instance = Instance::new(InstanceParts {
             id,
@@ -124,6 +170,157 @@ impl ProcessBackend {
         });
         Ok((instance, egress))
     }
+
+    /// Restores `snap` into a fresh instance: its own namespace, cgroup, log pipe and
+    /// identity file; `criu restore -d` under a subreaper waiter, which then stands for the
+    /// instance's main process.
+    async fn restore_instance(
+        &self,
+        criu: &Criu,
+        spec: &InstanceSpec,
+        snap: &Snapshot,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let id = crate::instance::new_id();
+        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
+        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let identity = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
+            .map_err(StartError::Namespace)?;
+        let identity_file = std::fs::File::open(&identity).map_err(StartError::Namespace)?;
+        let work = self.config.run_dir.join("restore").join(&id);
+        std::fs::create_dir_all(&work).map_err(StartError::Namespace)?;
+        let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
+        let pipe = format!(
+            "pipe:[{}]",
+            snapshot::inode(write_end.as_fd()).map_err(StartError::Namespace)?
+        );
+        let cgroup = match &self.config.cgroups {
+            Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
+            None => None,
+        };
+        let lazy = if criu.lazy_pages && snap.meta.pages_bytes > snapshot::LAZY_PAGES_ABOVE {
+            Some(
+                LazyPages::start(criu, &snap.images(), &work)
+                    .await
+                    .map_err(|e| StartError::failed(StartFailure::Sandbox, e))?,
+            )
+        } else {
+            None
+        };
+        let mut args = snapshot::criu::restore_args(
+            &snap.images(),
+            &work,
+            &work.join("pid"),
+            &snap.meta.pipe,
+            Some(&snap.meta.identity),
+        );
+        if lazy.is_some() {
+            args.push("--lazy-pages".into());
+        }
+        let mut cmd = tokio::process::Command::new(&criu.path);
+        cmd.args(&args)
+            .current_dir(&work)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        sys::prepare_pidns_command(
+            &mut cmd,
+            sys::PidnsSetup {
+                netns: netns.fd().as_raw_fd(),
+                cgroup_procs: cgroup.iter().map(|c| c.procs.clone()).collect(),
+                user: None,
+                fds: vec![
+                    (netns.fd().as_raw_fd(), snapshot::criu::FD_NETNS),
+                    (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
+                    (identity_file.as_raw_fd(), snapshot::criu::FD_IDENTITY),
+                ],
+                subreaper: true,
+            },
+        );
+        let mut child = cmd.spawn().map_err(|e| {
+            StartError::failed(
+                StartFailure::Sandbox,
+                format!("cannot run {}: {e}", criu.path.display()),
+            )
+        })?;
+        drop(cmd);
+        drop(write_end);
+        drop(identity_file);
+        log.attach(read_end, &id);
+        let pid = child.id().unwrap_or(0);
+        let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => waiter_exit(ExitReason::from_status(status), true),
+                Err(_) => ExitReason::Code(-1),
+            };
+            let _ = exit_tx.send(Some(reason));
+        });
+        let control = ProcessControl {
+            pid,
+            init: OnceLock::new(),
+            init_file: Some(work.join("pid")),
+            pidfile,
+            cgroup,
+            egress: std::sync::OnceLock::new(),
+            identity: Some(identity),
+            work: Some(work.clone()),
+            pipe,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        };
+        let instance = Instance::new(InstanceParts {
+            id,
+            dial: Dial::Netns {
+                netns,
+                port: spec.port,
+            },
+            log,
+            exit: exit_rx,
+            control: Box::new(control),
+        });
+        let (listening, egress) =
+            tokio::join!(wait_listening(&instance, spec, started), egress.ready());
+        attach_egress(&instance, egress.map_err(StartError::Namespace)?);
+        if let Err(e) = listening {
+            return Err(StartError::failed(
+                StartFailure::Sandbox,
+                format!(
+                    "the restored instance did not come up ({e}); criu: {}",
+                    snapshot::criu::log_errors(&work.join("restore.log"))
+                ),
+            ));
+        }
+        if let Some(lazy) = lazy {
+            lazy.detach();
+        }
+        Ok(instance)
+    }
+}
+
+/// A waiter exits with 128+N when its program died of signal N.
+fn waiter_exit(reason: ExitReason, waiter: bool) -> ExitReason {
+    match reason {
+        ExitReason::Code(c) if waiter && c > 128 && c <= 128 + 64 => ExitReason::Signal(c - 128),
+        other => other,
+    }
+}
+
+/// The first child of `pid` (`/proc/<pid>/task/<pid>/children`).
+fn first_child(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[async_trait]
@@ -173,6 +370,71 @@ impl Backend for ProcessBackend {
         Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 
+    fn snapshots(&self) -> bool {
+        self.config.criu.is_some()
+    }
+
+    /// Dumps a snapshot-enabled instance (PID 1 of its namespace) with CRIU, leaving it
+    /// running.
+    async fn snapshot(
+        &self,
+        instance: &Instance,
+        into: &PendingSnapshot,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let criu = self
+            .config
+            .criu
+            .as_ref()
+            .ok_or_else(|| SnapshotError::Unsupported("no usable criu on this host".into()))?;
+        let c = instance
+            .control()
+            .as_any()
+            .downcast_ref::<ProcessControl>()
+            .ok_or_else(|| SnapshotError::Unsupported("not a process instance".into()))?;
+        let (Some(init), Some(identity)) = (c.init_pid(), &c.identity) else {
+            return Err(SnapshotError::Unsupported(
+                "the instance was not started for snapshots (no PID namespace)".into(),
+            ));
+        };
+        let netns = instance
+            .netns()
+            .ok_or_else(|| SnapshotError::Unsupported("the instance has no namespace".into()))?;
+        let ino = snapshot::inode(netns.fd()).map_err(|source| SnapshotError::Io {
+            what: "the instance's namespace".into(),
+            source,
+        })?;
+        let images = into.images();
+        let mut cmd = tokio::process::Command::new(&criu.path);
+        cmd.args(snapshot::criu::dump_args(init as i32, &images, ino, None));
+        sys::run_as_real_ids(&mut cmd, c.uid, c.gid);
+        let memory_bytes = snapshot::rss_bytes(init as i32);
+        snapshot::run_criu(cmd, &images, "dump.log", Duration::from_secs(120))
+            .await
+            .map_err(SnapshotError::Dump)?;
+        Ok(SnapshotMeta {
+            backend: BackendKind::Process.as_str().into(),
+            pipe: c.pipe.clone(),
+            identity: identity
+                .display()
+                .to_string()
+                .trim_start_matches('/')
+                .to_owned(),
+            external_mounts: Vec::new(),
+            pages_bytes: snapshot::pages_bytes(&images),
+            memory_bytes,
+        })
+    }
+
+    async fn restore(&self, spec: &InstanceSpec, from: &Snapshot) -> Result<Instance, StartError> {
+        let Some(criu) = &self.config.criu else {
+            return Err(StartError::Unsupported {
+                backend: BackendKind::Process,
+                what: "snapshots (no usable criu)",
+            });
+        };
+        self.restore_instance(criu, spec, from).await
+    }
+
     /// Kills what a previous run left: instances named by pid files, and their cgroups.
     fn reap(&self) -> usize {
         pidfile::reap(&self.config.run_dir)
@@ -197,13 +459,38 @@ fn attach_egress(instance: &Instance, egress: Option<Egress>) {
 }
 
 /// A process instance's handles: its process group, its cgroup, its pid file and its
-/// outbound networking.
+/// outbound networking; for snapshot-enabled instances also its PID-namespace init, identity
+/// file and log pipe.
 struct ProcessControl {
+    /// fcx's child: the program, or the waiter in front of a PID namespace.
     pid: u32,
+    /// PID 1 of the instance's PID namespace (on the host), once known.
+    init: OnceLock<u32>,
+    /// Where a restorer wrote `init` (CRIU's `--pidfile`).
+    init_file: Option<PathBuf>,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
     /// Only held: pasta runs exactly as long as the instance.
     egress: std::sync::OnceLock<Egress>,
+    /// The identity file (snapshot-enabled instances), removed with the instance.
+    identity: Option<PathBuf>,
+    /// A restore's work directory, removed with the instance.
+    work: Option<PathBuf>,
+    /// The log pipe's write end as CRIU names it.
+    pipe: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl ProcessControl {
+    fn init_pid(&self) -> Option<u32> {
+        if let Some(p) = self.init.get() {
+            return Some(*p);
+        }
+        let text = std::fs::read_to_string(self.init_file.as_ref()?).ok()?;
+        let pid: u32 = text.trim().parse().ok().filter(|p| *p > 1)?;
+        Some(*self.init.get_or_init(|| pid))
+    }
 }
 
 #[async_trait]
@@ -213,11 +500,19 @@ impl Control for ProcessControl {
         if let Some(c) = &self.cgroup {
             c.kill();
         }
+        // Killing a PID namespace's init kills everything in it.
+        if let Some(init) = self.init_pid() {
+            sys::kill(init, libc::SIGKILL);
+        }
         sys::kill_group(self.pid as i32, libc::SIGKILL);
     }
 
+    /// SIGTERM to the program (a PID-namespace init gets it only if it handles it).
     fn terminate(&self) {
-        sys::kill_group(self.pid as i32, libc::SIGTERM);
+        match self.init_pid() {
+            Some(init) => sys::kill(init, libc::SIGTERM),
+            None => sys::kill_group(self.pid as i32, libc::SIGTERM),
+        }
     }
 
     async fn freeze(&self) -> std::io::Result<()> {
@@ -249,6 +544,12 @@ impl Drop for ProcessControl {
     fn drop(&mut self) {
         if !self.pidfile.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.pidfile);
+        }
+        if let Some(path) = &self.identity {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = &self.work {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(cgroup) = self.cgroup.take() {
             crate::cgroup::remove_in_background(cgroup);
@@ -417,6 +718,7 @@ mod tests {
             start_timeout: Duration::from_secs(2),
             internet_access: false,
             container: None,
+            snapshot: false,
         }
     }
 

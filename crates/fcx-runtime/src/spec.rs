@@ -23,6 +23,9 @@ pub struct InstanceSpec {
     pub internet_access: bool,
     /// Set for custom-container functions: they run on the OCI backend.
     pub container: Option<ContainerSpec>,
+    /// The function starts from snapshots: its instances run in the shape CRIU can dump
+    /// (own PID namespace, the identity file passed in; see docs/snapshots.md).
+    pub snapshot: bool,
 }
 
 /// What an OCI instance needs beyond [`InstanceSpec`]: the image's unpacked rootfs and the

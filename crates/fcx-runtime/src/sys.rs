@@ -342,3 +342,163 @@ pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
         cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
     }
 }
+
+/// How a process that snapshots can be taken of starts (see [`prepare_pidns_command`]).
+pub struct PidnsSetup {
+    /// The instance's network namespace.
+    pub netns: RawFd,
+    /// `cgroup.procs` files to join before anything else (one per hierarchy).
+    pub cgroup_procs: Vec<std::ffi::CString>,
+    /// Who the instance runs as; `None`: keep root (the restorer: CRIU sets each restored
+    /// task's own credentials).
+    pub user: Option<(u32, u32)>,
+    /// Open fds handed to the program as the given numbers (at most four): the identity
+    /// file, or a restorer's namespace, log pipe and identity file.
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// Whether the parent stays behind as a subreaper (a restorer whose tree outlives it).
+    pub subreaper: bool,
+}
+
+/// Makes `cmd`'s child join its cgroups and network namespace, start a session, and fork
+/// the program as PID 1 of a new PID namespace, session leader there: the shape CRIU can
+/// dump and restore. The forked-off parent stays as a small waiter (closing every fd, so it
+/// holds nothing open) and exits with the program's status (128+N for signal N), so the
+/// caller's child still ends when the instance does. With `subreaper` it also collects
+/// orphans (a `criu restore -d` and the restored tree it leaves).
+pub fn prepare_pidns_command(cmd: &mut tokio::process::Command, setup: PidnsSetup) {
+    let hook = move || {
+        // SAFETY: pre_exec runs this in the forked child before exec; see `enter_pidns`.
+        unsafe { enter_pidns(&setup) }
+    };
+    // SAFETY: the hook only makes async-signal-safe syscalls and allocates nothing; the fds
+    // it uses stay open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// # Safety
+///
+/// Only in a freshly forked child before `exec` (a `pre_exec` hook): it changes the
+/// process's namespaces and credentials for good and may never return in the waiter.
+unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
+    // SAFETY: called between fork and exec; every call is async-signal-safe and touches only
+    // this process's own state.
+    unsafe {
+        for path in &s.cgroup_procs {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        check(libc::setns(s.netns, libc::CLONE_NEWNET))?;
+        check(libc::setsid())?;
+        // Copies above every target first, so no dup2 overwrites a source still needed.
+        let mut high = [-1; 4];
+        for (i, (fd, _)) in s.fds.iter().take(4).enumerate() {
+            high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+            if high[i] < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        for (i, (_, target)) in s.fds.iter().take(4).enumerate() {
+            check(libc::dup2(high[i], *target))?;
+            libc::close(high[i]);
+        }
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        if s.subreaper {
+            check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
+        } else {
+            check(libc::unshare(libc::CLONE_NEWPID))?;
+        }
+        let child = libc::fork();
+        if child < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if child > 0 {
+            wait_and_exit(child);
+        }
+        // The program (PID 1 of the new namespace, or the restorer).
+        if !s.subreaper {
+            check(libc::setsid())?;
+        }
+        if let Some((uid, gid)) = s.user {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))?;
+        }
+        // Set last: a credential change clears it. The parent is the waiter.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// The waiter: holds no fd, reaps every child and exits with the status of the last one
+/// that was not `first` (or with `first`'s when it failed: a restorer that gave up).
+///
+/// # Safety
+///
+/// Only in a forked child that will never return to Rust code.
+unsafe fn wait_and_exit(first: libc::pid_t) -> ! {
+    // SAFETY: async-signal-safe syscalls only; this process never returns.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut code = 0;
+        loop {
+            let mut status: libc::c_int = 0;
+            let pid = libc::waitpid(-1, &mut status, 0);
+            if pid < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(code);
+            }
+            let this = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                continue;
+            };
+            if pid == first && this != 0 {
+                libc::_exit(this);
+            }
+            code = this;
+        }
+    }
+}
+
+/// Makes `cmd` (a `criu dump`) run with the real uid and gid of the instance it dumps while
+/// keeping root's effective ids: reading another user's resource limits (`prlimit`) needs
+/// CAP_SYS_RESOURCE or matching real ids, and some hosts (this kind of VM) give root no
+/// CAP_SYS_RESOURCE.
+pub fn run_as_real_ids(cmd: &mut tokio::process::Command, uid: u32, gid: u32) {
+    // SAFETY: setresgid/setresuid are async-signal-safe and change only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(gid, 0, 0))?;
+            check(libc::setresuid(uid, 0, 0))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
+        });
+    }
+}
+
+/// Makes `cmd`'s child get `fd` (open in the parent until spawn returns) as fd `target`.
+pub fn pass_fd(cmd: &mut tokio::process::Command, fd: RawFd, target: RawFd) {
+    // SAFETY: dup2 and fcntl are async-signal-safe and change only the child's fd table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                check(libc::fcntl(fd, libc::F_SETFD, 0))
+            } else {
+                check(libc::dup2(fd, target))
+            }
+        });
+    }
+}

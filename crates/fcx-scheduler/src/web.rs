@@ -14,6 +14,7 @@ use crate::error::Cause;
 use crate::lifecycle::{self, HookContext};
 use crate::limits::Admission;
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
+use crate::snapshot;
 use crate::stream::InvocationBody;
 use crate::{
     context, launch, CallContext, InvokeRequest, InvokeResponse, Scheduler, SchedulerError,
@@ -43,7 +44,7 @@ pub async fn invoke(
     let log = instance.log();
     let rid = req.request_id.clone();
     log.begin(&rid, &logs::invoke_start(&rid), req.tail_log);
-    let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
+    let call = instance.call(request(pool, &req, control_path::INVOKE, payload, instance));
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
         Ok(Err(CallError::RequestTooLarge)) => {
@@ -206,11 +207,21 @@ async fn start_instance(
 ) -> Result<Started, Stop> {
     let deployed = &pool.deployed;
     let (backend, spec) = launch::spec(sched, deployed).await?;
+    let plan = snapshot::plan(sched.snapshots.get(), pool, backend.as_ref(), &spec);
+    if let Some(plan) = &plan {
+        // Restored instances were initialized before their snapshot: no second /initialize.
+        if let Some(instance) = plan.restore(pool, backend.as_ref(), &spec).await {
+            return Ok((backend, instance, None));
+        }
+    }
     let instance = launch::start(backend.as_ref(), pool, &spec).await?;
     let init_log = match deployed.function.initializer() {
         Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,
     };
+    if let Some(plan) = &plan {
+        plan.dump(backend.as_ref(), &instance).await;
+    }
     Ok((backend, instance, init_log))
 }
 
@@ -264,7 +275,13 @@ async fn initialize(
     let log = instance.log();
     let rid = &req.request_id;
     log.begin(rid, &logs::initialize_start(rid), req.tail_log);
-    let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
+    let call = instance.call_collect(request(
+        pool,
+        req,
+        control_path::INITIALIZE,
+        body::empty(),
+        instance,
+    ));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, &logs::initialize_end(rid)).await;
     let failure = match result {
@@ -341,11 +358,17 @@ async fn broken_connection(pool: &Pool, lease: &Lease, cause: Cause) -> Schedule
     }
 }
 
-fn request(pool: &Pool, req: &CallContext, path: &'static str, body: Body) -> http::Request<Body> {
+fn request(
+    pool: &Pool,
+    req: &CallContext,
+    path: &'static str,
+    body: Body,
+    instance: &Instance,
+) -> http::Request<Body> {
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from_static(path);
-    let mut headers = context::headers(&pool.context_headers, req, path);
+    let mut headers = context::headers(&pool.context_headers, req, path, &instance.id);
     headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/octet-stream"),

@@ -1,4 +1,5 @@
-//! Routes of the test function's HTTP server: `/initialize`, `/invoke`, `/pre-stop`, `/pre-freeze`.
+//! Routes of the test function's HTTP server: `/initialize`, `/invoke`, `/pre-stop`,
+//! `/pre-freeze`, and fcx's `/restore` extension.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -88,6 +89,15 @@ pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         ("GET", "/pre-freeze") => {
             cfg.record("pre-freeze");
             Outcome::Respond(Response::new(200, "ok"))
+        }
+        // fcx's snapshot extension: called on an instance restored from a snapshot. The
+        // record line carries the fresh id from the identity file, not the frozen env.
+        ("POST", "/restore") => {
+            let id = std::env::var_os("FCX_INSTANCE_ID_FILE")
+                .and_then(|p| fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            cfg.record(&format!("restore {}", id.trim()));
+            Outcome::Respond(Response::new(200, "restored"))
         }
         (method, _) => Outcome::Respond(Response::new(
             404,

@@ -132,6 +132,15 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// CRIU binary for snapshot starts (functions with the fcx extension `fcxSnapshot`);
+    /// default: `criu` on PATH, /usr/local/sbin, /usr/sbin. Without a usable CRIU 4.2+
+    /// those functions start cold (`fcx doctor` says why).
+    #[arg(long, env = "FCX_CRIU")]
+    criu: Option<PathBuf>,
+    /// Disk budget of the snapshots in <data dir>/snapshots, in MB; the least recently used
+    /// snapshots are removed beyond it.
+    #[arg(long, default_value_t = 2048)]
+    snapshot_budget_mb: u64,
 }
 
 fn main() -> ExitCode {
@@ -186,6 +195,8 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         pids_limit: args.pids_limit,
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
+        criu: args.criu,
+        snapshot_budget: args.snapshot_budget_mb.saturating_mul(1024 * 1024),
         async_error_text: fcx_gateway::error::async_error_text,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -143,6 +143,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         gid,
         cgroups: CgroupRoot::open(&prefix),
         criu: criu.clone().ok(),
+        // This binary is the PID-namespace init of snapshot-enabled process instances.
+        init: std::env::current_exe().ok(),
     });
     let reaped = backend.reap();
     if reaped > 0 {

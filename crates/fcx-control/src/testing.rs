@@ -161,6 +161,7 @@ impl Fixture {
                 gid: 65534,
                 cgroups: None,
                 criu: None,
+                init: None,
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {

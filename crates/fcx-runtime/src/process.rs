@@ -41,6 +41,9 @@ pub struct ProcessConfig {
     pub cgroups: Option<CgroupRoot>,
     /// CRIU for snapshot starts (`None`: none usable; snapshot-enabled functions start cold).
     pub criu: Option<Arc<Criu>>,
+    /// The binary that runs [`crate::snapshot::run_init`] when given
+    /// [`crate::snapshot::INIT_ARG`] (the fcx binary); `None`: no snapshot shape.
+    pub init: Option<PathBuf>,
 }
 
 /// Starts instances as host processes.
@@ -67,9 +70,26 @@ impl ProcessBackend {
             .command
             .split_first()
             .ok_or_else(|| StartError::spawn(spec, "the function has no start command".into()))?;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .current_dir(&spec.code_dir)
+        // Snapshot-enabled instances run under fcx's own PID-namespace init (see
+        // `sys::pidns_init`): it stays root so CRIU can dump the namespace.
+        let mut cmd = match (&self.config.init, spec.snapshot) {
+            (Some(init), true) => {
+                let mut cmd = tokio::process::Command::new(init);
+                cmd.arg(crate::snapshot::INIT_ARG)
+                    .arg(self.config.uid.to_string())
+                    .arg(self.config.gid.to_string())
+                    .arg("--")
+                    .arg(program)
+                    .args(args);
+                cmd
+            }
+            _ => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args);
+                cmd
+            }
+        };
+        cmd.current_dir(&spec.code_dir)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("FC_INSTANCE_ID", &id)
@@ -95,7 +115,7 @@ impl ProcessBackend {
         };
         // Snapshot-enabled instances run as PID 1 of their own PID namespace, with their
         // identity file as fd 3: the shape CRIU dumps and restores.
-        let identity = if spec.snapshot {
+        let identity = if spec.snapshot && self.config.init.is_some() {
             let path = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
                 .map_err(StartError::Namespace)?;
             let file = std::fs::File::open(&path).map_err(StartError::Namespace)?;
@@ -105,7 +125,7 @@ impl ProcessBackend {
                 sys::PidnsSetup {
                     netns: netns.fd().as_raw_fd(),
                     cgroup_procs: cgroup.iter().map(|c| c.procs.clone()).collect(),
-                    user: Some((self.config.uid, self.config.gid)),
+                    user: None,
                     fds: vec![(file.as_raw_fd(), 3)],
                     subreaper: false,
                 },
@@ -371,7 +391,7 @@ impl Backend for ProcessBackend {
     }
 
     fn snapshots(&self) -> bool {
-        self.config.criu.is_some()
+        self.config.criu.is_some() && self.config.init.is_some()
     }
 
     /// Dumps a snapshot-enabled instance (PID 1 of its namespace) with CRIU, leaving it

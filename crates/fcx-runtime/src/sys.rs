@@ -349,8 +349,8 @@ pub struct PidnsSetup {
     pub netns: RawFd,
     /// `cgroup.procs` files to join before anything else (one per hierarchy).
     pub cgroup_procs: Vec<std::ffi::CString>,
-    /// Who the instance runs as; `None`: keep root (the restorer: CRIU sets each restored
-    /// task's own credentials).
+    /// Who the program runs as; `None`: keep root (the restorer, which gives each restored
+    /// task its own credentials, and [`pidns_init`], which drops them for its child).
     pub user: Option<(u32, u32)>,
     /// Open fds handed to the program as the given numbers (at most four): the identity
     /// file, or a restorer's namespace, log pipe and identity file.
@@ -500,5 +500,135 @@ pub fn pass_fd(cmd: &mut tokio::process::Command, fd: RawFd, target: RawFd) {
                 check(libc::dup2(fd, target))
             }
         });
+    }
+}
+
+/// `capset(2)`'s header and one 32-bit half of the sets (`_LINUX_CAPABILITY_VERSION_3`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets the calling thread's effective and permitted capabilities to `caps` (bit numbers
+/// below 32), nothing inheritable.
+fn set_caps(caps: u32) -> io::Result<()> {
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: caps,
+            permitted: caps,
+            inheritable: 0,
+        },
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: header and data are the v3 layout capset expects, alive for the call.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } as libc::c_int)
+}
+
+/// PID 1 of a snapshot-enabled process instance (`fcx __fcx-pidns-init UID GID -- PROG
+/// ARGS...`, exec'd as root by the pid-namespace child). It becomes `uid:gid` like the
+/// program, so CRIU, which must read every task's resource limits with the same real ids
+/// (`prlimit`; this kind of host gives root no CAP_SYS_RESOURCE), can dump both; it keeps
+/// only CAP_SYS_ADMIN and CAP_DAC_OVERRIDE, which CRIU's parasite needs in the namespace's
+/// init to mount the namespace's own `/proc` beside the code. Then it forks the program (no
+/// capabilities, default signal handling), passes SIGTERM/SIGINT/SIGHUP on to it, reaps
+/// orphans, and returns the program's status (128+N for signal N) once it ends. The program
+/// cannot reach its capabilities: ptrace needs a superset of them, and its `/proc` files
+/// stay root's. Call it first thing in `main`, while the process has one thread.
+pub fn pidns_init(uid: u32, gid: u32, argv: &[std::ffi::CString]) -> i32 {
+    if argv.is_empty() {
+        return 127;
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: credential calls on this (single) thread, with valid arguments.
+    let dropped = unsafe {
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))
+            .and_then(|()| check(libc::setgroups(0, std::ptr::null())))
+            .and_then(|()| check(libc::setresgid(gid, gid, gid)))
+            .and_then(|()| check(libc::setresuid(uid, uid, uid)))
+    };
+    // CAP_DAC_OVERRIDE is capability 1, CAP_SYS_ADMIN 21.
+    let kept = (1u32 << 21) | (1u32 << 1);
+    if dropped.and_then(|()| set_caps(kept)).is_err() {
+        return 126;
+    }
+    // SAFETY: single-threaded at this point (called before anything spawns threads), so
+    // fork is safe; the child only makes async-signal-safe calls before exec; sigset_t is
+    // plain old data.
+    unsafe {
+        let mut forwarded: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut forwarded);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut forwarded, sig);
+        }
+        // Blocked signals reach a PID-namespace init even from outside it; sigwaitinfo
+        // takes them one by one.
+        libc::sigprocmask(libc::SIG_BLOCK, &forwarded, std::ptr::null_mut());
+        let child = libc::fork();
+        if child < 0 {
+            return 126;
+        }
+        if child == 0 {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // No capabilities at all for the program (exec as a non-root user would drop
+            // them too; this does not depend on it).
+            let none = [CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            }; 2];
+            let header = CapHeader {
+                version: 0x2008_0522,
+                pid: 0,
+            };
+            if libc::syscall(libc::SYS_capset, &header, none.as_ptr()) != 0 {
+                libc::_exit(126);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&forwarded, &mut info);
+            if sig == libc::SIGCHLD {
+                loop {
+                    let mut status: libc::c_int = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == child {
+                        if libc::WIFEXITED(status) {
+                            return libc::WEXITSTATUS(status);
+                        }
+                        if libc::WIFSIGNALED(status) {
+                            return 128 + libc::WTERMSIG(status);
+                        }
+                    }
+                }
+            } else if sig > 0 {
+                libc::kill(child, sig);
+            }
+        }
     }
 }

@@ -29,7 +29,13 @@ pub struct Config {
     pub init_fail: Option<String>,
     /// `TESTFN_INIT_SLEEP_MS`: delay before handling `/initialize`.
     pub init_sleep_ms: Option<u64>,
+    /// `TESTFN_INIT_ALLOC_MB`: state built by `/initialize` (that many MB of written
+    /// memory, held for the process's life): what a snapshot has to carry.
+    pub init_alloc_mb: Option<usize>,
 }
+
+/// The state `/initialize` built (`TESTFN_INIT_ALLOC_MB`).
+static STATE: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
 impl Config {
     pub fn from_env() -> Self {
@@ -41,6 +47,7 @@ impl Config {
                 .map(PathBuf::from),
             init_fail: var("TESTFN_INIT_FAIL"),
             init_sleep_ms: var("TESTFN_INIT_SLEEP_MS").and_then(|v| v.trim().parse().ok()),
+            init_alloc_mb: var("TESTFN_INIT_ALLOC_MB").and_then(|v| v.trim().parse().ok()),
         }
     }
 
@@ -112,6 +119,11 @@ fn initialize(cfg: &Config) -> Outcome {
     }
     log_out("testfn: initialize");
     cfg.record("initialize");
+    if let Some(mb) = cfg.init_alloc_mb {
+        // Every page written, with bytes that differ, so all of it is real memory.
+        let state: Vec<u8> = (0..mb << 20).map(|i| (i % 251) as u8 + 1).collect();
+        *STATE.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
     match cfg.init_fail.as_deref() {
         Some("1") => Outcome::Respond(Response::new(404, "init failed")),
         Some("crash") => Outcome::Exit(9),

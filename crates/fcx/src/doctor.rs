@@ -22,6 +22,9 @@ pub struct DoctorArgs {
     /// The server's data dir; the overlay test mount is made on its filesystem.
     #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
     data_dir: PathBuf,
+    /// CRIU binary to check for snapshot starts (as `fcx server --criu`; default: PATH).
+    #[arg(long, env = "FCX_CRIU")]
+    criu: Option<PathBuf>,
     /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount), then check
     /// again.
     #[arg(long)]
@@ -35,10 +38,15 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         args.runtime,
         args.data_dir.display()
     );
-    let mut checks = host::check_host(&args.runtime, &args.data_dir);
+    let all = || {
+        let mut checks = host::check_host(&args.runtime, &args.data_dir);
+        checks.push(host::check_snapshots(args.criu.as_deref()));
+        checks
+    };
+    let mut checks = all();
     if args.fix {
         apply_fixes(&checks);
-        checks = host::check_host(&args.runtime, &args.data_dir);
+        checks = all();
     }
     print_checks(&checks, args.fix);
     summary(&checks)
@@ -89,6 +97,7 @@ fn print_checks(checks: &[Check], fixed: bool) {
         let scope = match (c.status, c.need) {
             (Status::Ok, _) | (_, Need::Oci) => "",
             (_, Need::Egress) => " (only instances with internetAccess need it)",
+            (_, Need::Snapshots) => " (only functions with fcxSnapshot need it)",
         };
         println!("  {label:<6}{:<width$}  {}{scope}", c.name, c.detail);
         if c.status == Status::Ok {

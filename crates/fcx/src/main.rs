@@ -144,6 +144,11 @@ struct ServerArgs {
 }
 
 fn main() -> ExitCode {
+    // PID 1 of a snapshot-enabled instance's namespace: before anything else (one thread).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = fcx_runtime::snapshot::run_init(&args) {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

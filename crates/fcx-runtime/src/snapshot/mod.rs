@@ -21,6 +21,34 @@ pub const PROCESS_IDENTITY_PATH: &str = "/proc/self/fd/3";
 /// The file containers read it from: bind-mounted read-only from the bundle.
 pub const CONTAINER_IDENTITY_PATH: &str = "/etc/fcx-instance-id";
 
+/// The first argument that makes the fcx binary a snapshot-enabled process instance's PID 1
+/// ([`run_init`]).
+pub const INIT_ARG: &str = "__fcx-pidns-init";
+
+/// `fcx __fcx-pidns-init UID GID -- PROGRAM ARGS...`: the PID-namespace init of a
+/// snapshot-enabled process instance. Returns `None` when `args` (without the binary's name)
+/// is not such a call; otherwise the exit code. Call it before anything starts a thread.
+pub fn run_init(args: &[std::ffi::OsString]) -> Option<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    if args.first().map(|a| a.as_os_str()) != Some(std::ffi::OsStr::new(INIT_ARG)) {
+        return None;
+    }
+    let num = |i: usize| -> Option<u32> { args.get(i)?.to_str()?.parse().ok() };
+    let (Some(uid), Some(gid)) = (num(1), num(2)) else {
+        eprintln!("{INIT_ARG}: usage: {INIT_ARG} UID GID -- PROGRAM [ARGS...]");
+        return Some(2);
+    };
+    if args.get(3).map(|a| a.as_bytes()) != Some(b"--") {
+        eprintln!("{INIT_ARG}: expected -- before the program");
+        return Some(2);
+    }
+    let argv: Vec<std::ffi::CString> = args[4..]
+        .iter()
+        .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
+        .collect();
+    Some(crate::sys::pidns_init(uid, gid, &argv))
+}
+
 /// Restores whose memory pages exceed this use lazy pages (userfaultfd), where the kernel
 /// allows it: the instance runs as soon as its tree is back and pages arrive on first touch.
 pub const LAZY_PAGES_ABOVE: u64 = 64 * 1024 * 1024;

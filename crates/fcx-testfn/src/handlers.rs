@@ -103,6 +103,7 @@ pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             let id = std::env::var_os("FCX_INSTANCE_ID_FILE")
                 .and_then(|p| fs::read_to_string(p).ok())
                 .unwrap_or_default();
+            log_out(&format!("testfn: restore {}", id.trim()));
             cfg.record(&format!("restore {}", id.trim()));
             Outcome::Respond(Response::new(200, "restored"))
         }
@@ -120,8 +121,12 @@ fn initialize(cfg: &Config) -> Outcome {
     log_out("testfn: initialize");
     cfg.record("initialize");
     if let Some(mb) = cfg.init_alloc_mb {
-        // Every page written, with bytes that differ, so all of it is real memory.
-        let state: Vec<u8> = (0..mb << 20).map(|i| (i % 251) as u8 + 1).collect();
+        // Every page written (memset, fast even unoptimized), each one marked with its
+        // number, so all of it is real, distinct memory.
+        let mut state = vec![1u8; mb << 20];
+        for (i, page) in state.chunks_mut(4096).enumerate() {
+            page[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        }
         *STATE.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
     match cfg.init_fail.as_deref() {

@@ -89,6 +89,7 @@ impl InstanceGroup {
         for h in hierarchies() {
             let dir = h.mount.join(&self.rel).join("ctr");
             std::fs::create_dir_all(&dir)?;
+            inherit_cpuset(&h.mount, &self.rel.join("ctr"));
             let has = |f: &str| dir.join(f).exists();
             if has("pids.max") {
                 std::fs::write(dir.join("pids.max"), pids_limit.to_string())?;
@@ -182,6 +183,26 @@ impl InstanceGroup {
             let dir = h.mount.join(&self.rel);
             let _ = std::fs::remove_dir(dir.join("ctr"));
             let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// A v1 cpuset group starts with no CPUs and memory nodes, and nothing can join it (ENOSPC)
+/// until they are set: copies them down from the parent at each level (as runtimes do).
+fn inherit_cpuset(mount: &Path, rel: &Path) {
+    let mut dir = mount.to_path_buf();
+    for part in rel.iter() {
+        let parent = dir.clone();
+        dir.push(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let Ok(own) = std::fs::read_to_string(dir.join(file)) else {
+                return;
+            };
+            if own.trim().is_empty() {
+                if let Ok(up) = std::fs::read_to_string(parent.join(file)) {
+                    let _ = std::fs::write(dir.join(file), up.trim());
+                }
+            }
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct CoreConfig {
     pub criu: Option<PathBuf>,
     /// Bytes the snapshots under `<data>/snapshots` may take.
     pub snapshot_budget: u64,
+    /// Restores of snapshots with more memory than this (bytes) use lazy pages.
+    pub snapshot_lazy_above: u64,
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
@@ -126,7 +128,10 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
         .map_err(io(format!("instance user '{}'", config.instance_user)))?;
     let (paths, prefix) = directories(config)?;
-    let criu = fcx_runtime::snapshot::Criu::probe(config.criu.as_deref()).map(Arc::new);
+    let criu = fcx_runtime::snapshot::Criu::probe(config.criu.as_deref()).map(|mut c| {
+        c.lazy_pages_above = config.snapshot_lazy_above;
+        Arc::new(c)
+    });
     match &criu {
         Ok(c) => {
             tracing::info!(criu = %c.path.display(), version = %c.version, lazy_pages = c.lazy_pages, "snapshot starts available")

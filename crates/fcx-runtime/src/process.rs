@@ -219,7 +219,7 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
-        let lazy = if criu.lazy_pages && snap.meta.pages_bytes > snapshot::LAZY_PAGES_ABOVE {
+        let lazy = if criu.lazy_for(snap.meta.pages_bytes) {
             Some(
                 LazyPages::start(criu, &snap.images(), &work)
                     .await

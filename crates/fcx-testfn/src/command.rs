@@ -40,6 +40,9 @@ pub enum Command<'a> {
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
     /// counting attempts in files under `<dir>`, then succeed.
     Flaky { dir: &'a str, n: usize },
+    /// `state`: check the memory `/initialize` built (`TESTFN_INIT_ALLOC_MB`), page by page;
+    /// reply `pages=<n> intact=<true|false>`.
+    State,
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -59,6 +62,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("headers", None) => Some(Command::Headers),
         ("env", None) => Some(Command::Env),
         ("whoami", None) => Some(Command::Whoami),
+        ("state", None) => Some(Command::State),
         ("crash", None) => Some(Command::Crash),
         ("abort", None) => Some(Command::Abort),
         ("fail", None) => Some(Command::Fail),

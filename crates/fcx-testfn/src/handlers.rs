@@ -196,9 +196,22 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             headers: Vec::new(),
             body: Body::Repeat { byte: b'x', len: n },
         },
+        Command::State => Response::new(200, state_summary().trim_start().to_owned()),
         Command::Raw => Response::new(200, body),
     };
     Outcome::Respond(resp)
+}
+
+/// ` pages=<n> intact=<bool>` for the state `/initialize` built (empty without one).
+fn state_summary() -> String {
+    let state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    if state.is_empty() {
+        return String::new();
+    }
+    let intact = state.chunks(4096).enumerate().all(|(i, page)| {
+        page.len() < 8 || page[..8] == (i as u64).to_le_bytes() && page[8..].iter().all(|b| *b == 1)
+    });
+    format!(" pages={} intact={intact}", state.len() / 4096)
 }
 
 fn request_id(head: &Head) -> &str {
@@ -275,7 +288,10 @@ fn barrier(cfg: &Config, dir: &Path, n: usize) -> Response {
     loop {
         let count = fs::read_dir(dir).map_or(0, |entries| entries.count());
         if count >= n {
-            return Response::new(200, format!("released {}", cfg.instance_id));
+            return Response::new(
+                200,
+                format!("released {}{}", cfg.instance_id, state_summary()),
+            );
         }
         if Instant::now() >= deadline {
             return Response::new(200, "barrier timeout");

@@ -141,6 +141,11 @@ struct ServerArgs {
     /// snapshots are removed beyond it.
     #[arg(long, default_value_t = 2048)]
     snapshot_budget_mb: u64,
+    /// Restores of snapshots holding more memory than this many MB load their pages lazily
+    /// (userfaultfd), where the kernel allows it: the instance runs at once and pages arrive
+    /// on first touch.
+    #[arg(long, default_value_t = 64)]
+    snapshot_lazy_pages_mb: u64,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +207,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         sandbox_limit: args.sandbox_limit,
         criu: args.criu,
         snapshot_budget: args.snapshot_budget_mb.saturating_mul(1024 * 1024),
+        snapshot_lazy_above: args.snapshot_lazy_pages_mb.saturating_mul(1024 * 1024),
         async_error_text: fcx_gateway::error::async_error_text,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -43,6 +43,14 @@ fn main() -> std::process::ExitCode {
             later_instances_are_restored_without_initialize_and_with_fresh_ids,
         ),
         skip::test(
+            "a_big_snapshot_is_restored_with_lazy_pages",
+            &needs.clone().check(
+                "userfaultfd for lazy pages (criu check --feature uffd-noncoop)",
+                criu.as_ref().is_ok_and(|c| c.lazy_pages),
+            ),
+            a_big_snapshot_is_restored_with_lazy_pages,
+        ),
+        skip::test(
             "an_update_invalidates_the_snapshot",
             &needs,
             an_update_invalidates_the_snapshot,
@@ -296,6 +304,50 @@ fn a_container_is_restored_from_its_snapshot_without_initialize() {
         2,
         "restores name the answering ids {ids:?}: {restores:?}"
     );
+}
+
+fn a_big_snapshot_is_restored_with_lazy_pages() {
+    let server = Server::start_with(support::Options::with_args(&[
+        "--snapshot-lazy-pages-mb",
+        "16",
+    ]));
+    let scratch = support::scratch_dir("snap-lazy");
+    let record = scratch.path().join("record");
+    server.create_function(function(
+        "lazy",
+        &record,
+        json!({ "TESTFN_INIT_ALLOC_MB": "64" }),
+    ));
+    let first = invoke_ok(&server, "lazy", "state");
+    assert_eq!(first.text(), "pages=16384 intact=true");
+    // Two at once: the first instance and a restored one each check every page of their
+    // state (the restored one's arrive on demand).
+    let barrier = support::scratch_dir("snap-lazy-barrier");
+    let payload = format!("barrier:{}:2", barrier.path().display());
+    let states: Vec<String> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| invoke_ok(&server, "lazy", &payload).text()))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(
+        lines(&record, "restore").len(),
+        1,
+        "one instance was restored"
+    );
+    assert!(
+        states
+            .iter()
+            .all(|s| s.ends_with("pages=16384 intact=true")),
+        "{states:?}"
+    );
+    let restored = std::fs::read_dir(server.run_dir.join("restore"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("lazy-pages.log").exists());
+    assert!(restored, "the restore ran a lazy-pages daemon");
+    assert_eq!(lines(&record, "initialize").len(), 1);
 }
 
 fn an_update_invalidates_the_snapshot() {

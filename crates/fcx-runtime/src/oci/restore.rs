@@ -125,7 +125,7 @@ impl OciBackend {
         );
         let work = bundle.join("criu");
         std::fs::create_dir_all(&work).map_err(StartError::Namespace)?;
-        let lazy = if criu.lazy_pages && snap.meta.pages_bytes > snapshot::LAZY_PAGES_ABOVE {
+        let lazy = if criu.lazy_for(snap.meta.pages_bytes) {
             match LazyPages::start(criu, &snap.images(), &work).await {
                 Ok(l) => Some(l),
                 Err(e) => {

@@ -18,6 +18,16 @@ pub struct Criu {
     pub version: String,
     /// Whether `criu check --feature uffd-noncoop` passed: restores may use lazy pages.
     pub lazy_pages: bool,
+    /// Restores of images with more memory pages than this use lazy pages (when
+    /// `lazy_pages`); default [`super::LAZY_PAGES_ABOVE`].
+    pub lazy_pages_above: u64,
+}
+
+impl Criu {
+    /// Whether a restore of `pages_bytes` of memory uses lazy pages.
+    pub fn lazy_for(&self, pages_bytes: u64) -> bool {
+        self.lazy_pages && pages_bytes > self.lazy_pages_above
+    }
 }
 
 /// Where fcx looks for `criu` when not told: PATH, then the usual install places.
@@ -92,6 +102,7 @@ impl Criu {
             path,
             version,
             lazy_pages,
+            lazy_pages_above: super::LAZY_PAGES_ABOVE,
         })
     }
 }

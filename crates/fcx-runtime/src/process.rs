@@ -263,6 +263,7 @@ impl ProcessBackend {
                 subreaper: true,
             },
         );
+        let prepared_in = started.elapsed();
         let mut child = cmd.spawn().map_err(|e| {
             StartError::failed(
                 StartFailure::Sandbox,
@@ -321,6 +322,12 @@ impl ProcessBackend {
         if let Some(lazy) = lazy {
             lazy.detach();
         }
+        tracing::debug!(
+            instance = %instance.id,
+            prepared_ms = prepared_in.as_secs_f64() * 1e3,
+            listening_ms = started.elapsed().as_secs_f64() * 1e3,
+            "process instance restored"
+        );
         Ok(instance)
     }
 }

@@ -182,6 +182,7 @@ impl OciBackend {
                 subreaper: true,
             },
         );
+        let prepared_in = started.elapsed();
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -246,6 +247,12 @@ impl OciBackend {
         if let Some(lazy) = lazy {
             lazy.detach();
         }
+        tracing::debug!(
+            instance = %instance.id,
+            prepared_ms = prepared_in.as_secs_f64() * 1e3,
+            listening_ms = started.elapsed().as_secs_f64() * 1e3,
+            "container restored"
+        );
         Ok(instance)
     }
 }

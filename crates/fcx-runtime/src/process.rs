@@ -49,11 +49,16 @@ pub struct ProcessConfig {
 /// Starts instances as host processes.
 pub struct ProcessBackend {
     config: ProcessConfig,
+    /// Pre-made namespaces for restores (kept only where snapshots work).
+    netns_pool: crate::netns::NetNsPool,
 }
 
 impl ProcessBackend {
     pub fn new(config: ProcessConfig) -> ProcessBackend {
-        ProcessBackend { config }
+        let pooled = usize::from(config.criu.is_some() && config.init.is_some()) * 2;
+        let netns_pool = crate::netns::NetNsPool::new(pooled);
+        netns_pool.refill();
+        ProcessBackend { config, netns_pool }
     }
 
     fn spawn(
@@ -203,7 +208,7 @@ impl ProcessBackend {
         let started = Instant::now();
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let netns = self.netns_pool.take(&id).map_err(StartError::Namespace)?;
         let egress = PendingEgress::start(&netns, &id, spec.internet_access);
         let identity = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
             .map_err(StartError::Namespace)?;

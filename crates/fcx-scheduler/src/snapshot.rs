@@ -332,3 +332,66 @@ async fn restore_hook(pool: &Pool, instance: &Instance) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshots(dir: &std::path::Path) -> Snapshots {
+        let store = SnapshotStore::open(dir, 1 << 20).unwrap();
+        Snapshots::new(store, Err("criu is not installed".into()))
+    }
+
+    #[test]
+    fn fallbacks_are_counted_every_time_and_logged_once_per_function_and_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let s = snapshots(d.path());
+        s.fall_back("f", Fallback::RestoreFailed, "bad image");
+        s.fall_back("f", Fallback::RestoreFailed, "bad image");
+        s.fall_back("g", Fallback::RestoreFailed, "bad image");
+        s.fall_back("f", Fallback::DumpFailed, "no");
+        assert_eq!(s.counters.fallback(Fallback::RestoreFailed), 3);
+        assert_eq!(s.counters.fallback(Fallback::DumpFailed), 1);
+        assert_eq!(s.logged.lock().unwrap().len(), 3);
+        let labels: Vec<&str> = s.counters.fallbacks().iter().map(|(l, _)| *l).collect();
+        assert!(labels.contains(&"restore_failed") && labels.contains(&"criu_unavailable"));
+    }
+
+    #[test]
+    fn keys_change_with_the_record_and_the_code() {
+        let deployed = |timeout: u32| {
+            let body = serde_json::json!({
+                "functionName": "f", "runtime": "custom.debian12", "handler": "h",
+                "timeout": timeout, "code": { "zipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==" },
+            });
+            let input = fcx_model::parse_create(body.to_string().as_bytes()).unwrap();
+            let f = fcx_model::Function::from_create(input, "id".into(), "r", "1", "t").unwrap();
+            Deployed {
+                function: f,
+                version_id: None,
+                code_zip: None,
+            }
+        };
+        let spec = |code: &str| InstanceSpec {
+            function_name: "f".into(),
+            code_dir: code.into(),
+            command: vec![],
+            env: vec![],
+            port: 9000,
+            start_timeout: Duration::from_secs(1),
+            internet_access: false,
+            container: None,
+            snapshot: true,
+        };
+        let a = key(&deployed(3), &spec("/code/a"));
+        assert!(a.starts_with("f@LATEST-"), "{a}");
+        assert_eq!(a, key(&deployed(3), &spec("/code/a")));
+        assert_ne!(a, key(&deployed(4), &spec("/code/a")), "a changed record");
+        assert_ne!(
+            a,
+            key(&deployed(3), &spec("/code/b")),
+            "other code or image"
+        );
+        assert!(key(&deployed(3), &spec("/code/b")).starts_with(&record_prefix(&deployed(3))));
+    }
+}

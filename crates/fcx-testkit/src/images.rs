@@ -176,7 +176,10 @@ pub fn python_packages_image(app_dir: &Path, packages: &[&str]) -> io::Result<Im
     let mut layer = python::runtime_layer(Layer::new())?;
     for package in packages {
         let host = Path::new(HOST_DIST_PACKAGES).join(package);
-        require(&host, &format!("Debian's Python package {package} (apt-get install python3-{package})"))?;
+        require(
+            &host,
+            &format!("Debian's Python package {package} (apt-get install python3-{package})"),
+        )?;
         layer = layer
             .host_dir(&format!("{HOST_DIST_PACKAGES}/{package}"), &host)
             .map_err(|e| named(e, &host))?;

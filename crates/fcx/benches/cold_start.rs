@@ -148,7 +148,9 @@ fn build_apps(registry: &TestRegistry, rt: &tokio::runtime::Runtime) -> Result<V
                     "blinker",
                 ];
                 let image = fcx_testkit::images::python_packages_image(dir.path(), &packages)
-                    .map_err(|e| format!("heavy image (apt-get install python3-sympy python3-flask): {e}"))?;
+                    .map_err(|e| {
+                        format!("heavy image (apt-get install python3-sympy python3-flask): {e}")
+                    })?;
                 let reference = format!("{}/bench/heavy:v1", registry.addr());
                 rt.block_on(image.push(&reference, &RegistryOptions::default()))
                     .map_err(|e| format!("push: {e}"))?;
@@ -209,7 +211,12 @@ fn run() -> Result<(), String> {
             }
         }
         configs.push(live_config(&plain)?);
-        plain.request("DELETE", &format!("/2023-03-30/functions/{template}"), &[], b"");
+        plain.request(
+            "DELETE",
+            &format!("/2023-03-30/functions/{template}"),
+            &[],
+            b"",
+        );
         std::thread::sleep(Duration::from_millis(800));
         for s in [&snap, &lazy] {
             let name = format!("snap-{}", app.name);
@@ -219,7 +226,9 @@ fn run() -> Result<(), String> {
                 return Err(format!("{name}: {} {}", r.status, r.text()));
             }
             if snapshot_dirs(s).is_empty() {
-                return Err(format!("{name}: no snapshot was taken (is CRIU 4.2 installed? see fcx doctor)"));
+                return Err(format!(
+                    "{name}: no snapshot was taken (is CRIU 4.2 installed? see fcx doctor)"
+                ));
             }
         }
     }
@@ -238,13 +247,39 @@ fn run() -> Result<(), String> {
     for i in 0..rounds {
         for (a, app) in apps.iter().enumerate() {
             let r = &mut rows[a];
-            r.raw.push(rt.block_on(raw_crun(i, &configs[a], &lower(app)?, scratch.path(), &state))?);
-            r.cold.push(cold_invoke(&plain, &format!("cold-{}-{i}", app.name), app, false, false)?);
-            r.sandbox.push(cold_invoke(&pre, &format!("pre-{}-{i}", app.name), app, false, true)?);
-            r.restore.push(restore_invoke(&snap, &format!("snap-{}", app.name))?);
-            r.lazy.push(restore_invoke(&lazy, &format!("snap-{}", app.name))?);
+            r.raw.push(rt.block_on(raw_crun(
+                i,
+                &configs[a],
+                &lower(app)?,
+                scratch.path(),
+                &state,
+            ))?);
+            r.cold.push(cold_invoke(
+                &plain,
+                &format!("cold-{}-{i}", app.name),
+                app,
+                false,
+                false,
+            )?);
+            r.sandbox.push(cold_invoke(
+                &pre,
+                &format!("pre-{}-{i}", app.name),
+                app,
+                false,
+                true,
+            )?);
+            r.restore
+                .push(restore_invoke(&snap, &format!("snap-{}", app.name))?);
+            r.lazy
+                .push(restore_invoke(&lazy, &format!("snap-{}", app.name))?);
         }
-        egress.push(cold_invoke(&plain, &format!("egress-{i}"), &apps[0], true, false)?);
+        egress.push(cold_invoke(
+            &plain,
+            &format!("egress-{i}"),
+            &apps[0],
+            true,
+            false,
+        )?);
         let t = Instant::now();
         let r = plain.invoke("warm", b"echo:hi");
         warm.push(t.elapsed());
@@ -352,7 +387,9 @@ fn restore_invoke(server: &support::Server, name: &str) -> Result<Duration, Stri
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.instance_ids(name).is_empty() {
         if Instant::now() > deadline {
-            return Err(format!("{name}: its instance was not reclaimed within 30 s"));
+            return Err(format!(
+                "{name}: its instance was not reclaimed within 30 s"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -466,7 +503,9 @@ async fn poll(netns: &NetNs, path: &str, body: &[u8], within: Duration) -> Resul
             if s.write_all(req.as_bytes()).await.is_ok() && s.write_all(body).await.is_ok() {
                 let mut buf = [0u8; 64];
                 if let Ok(n) = s.read(&mut buf).await {
-                    if buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200") {
+                    if buf[..n].starts_with(b"HTTP/1.1 200")
+                        || buf[..n].starts_with(b"HTTP/1.0 200")
+                    {
                         return Ok(());
                     }
                 }

@@ -58,6 +58,8 @@ pub struct OciConfig {
 /// Starts instances as OCI containers.
 pub struct OciBackend {
     config: OciConfig,
+    /// Pre-made namespaces for restores (kept only where snapshots work).
+    netns_pool: crate::netns::NetNsPool,
     state_root: PathBuf,
     /// `cat`, the pre-created sandboxes' start-gate hook.
     cat: PathBuf,
@@ -72,6 +74,7 @@ impl OciBackend {
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("/bin/cat"));
         OciBackend {
+            netns_pool: crate::netns::NetNsPool::new(usize::from(config.criu.is_some()) * 2),
             config,
             state_root,
             cat,

@@ -16,7 +16,6 @@ use crate::cgroup::Cgroup;
 use crate::egress::PendingEgress;
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
-use crate::netns::NetNs;
 use crate::snapshot::{self, Criu, LazyPages, Snapshot};
 use crate::spec::{ExitReason, InstanceSpec};
 use crate::{process, sys, StartError, StartFailure};
@@ -40,7 +39,7 @@ impl OciBackend {
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
+        let netns = self.netns_pool.take(&id).map_err(StartError::Namespace)?;
         let egress = PendingEgress::start(&netns, &id, spec.internet_access);
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);

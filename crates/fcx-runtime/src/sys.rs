@@ -569,6 +569,11 @@ pub fn pidns_init(uid: u32, gid: u32, argv: &[std::ffi::CString]) -> i32 {
     if dropped.and_then(|()| set_caps(kept)).is_err() {
         return 126;
     }
+    // The credential change cleared the parent-death signal: die with the waiter again.
+    // SAFETY: prctl with plain integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
     // SAFETY: single-threaded at this point (called before anything spawns threads), so
     // fork is safe; the child only makes async-signal-safe calls before exec; sigset_t is
     // plain old data.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fcx needs to build, run its examples and pass its tests on Debian 12:
-# system packages (only those missing, including the OCI backend's crun and pasta and its
-# tests' registry, busybox and htpasswd), the hybrid-cgroup fix crun needs, the Rust toolchain
-# check, and the Express example's npm dependencies. Idempotent, and silent when nothing is
+# system packages (only those missing, including the OCI backend's crun, nftables and pasta
+# for outbound networking, and its tests' registry, busybox and htpasswd), the hybrid-cgroup
+# fix crun needs, the Rust toolchain check, and the Express example's npm dependencies. Idempotent, and silent when nothing is
 # needed: safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +18,11 @@ changed=0
 declare -A wanted=(
   [node]=nodejs [npm]=npm [python3]=python3 [zip]=zip [curl]=curl
   [cc]=gcc [make]=make [pkg-config]=pkg-config [ip]=iproute2
-  # The OCI backend: its runtime and pasta (egress of internetAccess instances); its tests
-  # run a local registry with htpasswd auth and build images around a static busybox.
-  [crun]=crun [pasta]=passt [docker-registry]=docker-registry [htpasswd]=apache2-utils
+  # The OCI backend: its runtime; egress of internetAccess instances: nft (veth egress, the
+  # default, and pasta's guard) and pasta (--egress pasta); the tests run a local registry
+  # with htpasswd auth and build images around a static busybox.
+  [crun]=crun [nft]=nftables [pasta]=passt [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

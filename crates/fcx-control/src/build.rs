@@ -20,12 +20,15 @@ use crate::{ControlPlane, Paths};
 /// Everything the core of `fcx server` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// Where the store, code packages, images and logs live (`--data-dir`).
     pub data_dir: PathBuf,
     /// Parent of per-server run directories (`<run_root>/<prefix>`).
     pub run_root: PathBuf,
+    /// How long a new instance has to start listening.
     pub start_timeout: Duration,
     /// User instances run as: a name or `UID:GID`.
     pub instance_user: String,
+    /// Region reported to functions (`FC_REGION`, `x-fc-region`) and in ARNs.
     pub region: String,
     /// Idle time after which instances are reclaimed (a function's `idleTimeout` wins).
     pub idle_timeout: Duration,
@@ -54,21 +57,33 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// Outbound networking of instances with internetAccess (`--egress`).
+    pub egress: fcx_runtime::egress::Requested,
+    /// Range veth egress leases this server's address block from (`--egress-range`).
+    pub egress_range: fcx_runtime::egress::Ipv4Net,
+    /// Namespaces with veth egress kept made ahead of demand (`--egress-pool`).
+    pub egress_pool: usize,
 }
 
 /// Why the core did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration or the host cannot run the core (the message says what to change).
     #[error("{0}")]
     Refused(String),
+    /// A directory or file the core needs could not be made or read.
     #[error("{what}: {source}")]
     Io {
+        /// What fcx was doing (a path or a step).
         what: String,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A stored function or document could not be loaded into the node.
     #[error("loading what the store holds: {0}")]
     Load(#[source] crate::ControlError),
 }
@@ -103,8 +118,15 @@ impl ControlPlane {
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
         self.asyncs.shutdown();
-        // Stops every instance, then each backend removes what it made (groups, bundles).
-        self.scheduler.shutdown().await;
+        self.scheduler.stop_instances().await;
+        // After the instances, before the backends' cleanup removes the cgroup root (pasta's
+        // group lives under it).
+        let egress = self.egress.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(egress) = egress {
+            let _ = tokio::task::spawn_blocking(move || egress.shutdown()).await;
+        }
+        // Each backend removes what it made (groups, bundles).
+        self.scheduler.remove_backends().await;
         let run_dir = self.paths.run_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
             // Unpacked code and pid files are cheap to recreate; a clean stop leaves nothing.
@@ -170,6 +192,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         backends = backends.with(oci);
         images = Some(image_store);
     }
+    // After the OCI reap, which removes the server's cgroups (pasta's among them).
+    let egress = start_egress(config, &prefix)?;
     let scheduler = Scheduler::new(
         backends,
         CodeCache::new(paths.run_dir.join("code")),
@@ -216,6 +240,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        egress: Mutex::new(Some(egress)),
     });
     control.load().map_err(StartError::Load)?;
     Ok(control)
@@ -237,6 +262,12 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
+    }
+    // systemd mounts /run noexec: instances could not run their unpacked code.
+    if fcx_runtime::code::allow_exec(&config.run_root)
+        .map_err(io("making the run dir executable"))?
+    {
+        tracing::info!(dir = %config.run_root.display(), "the run dir was on a noexec mount: bind-mounted it with exec allowed");
     }
     let paths = Paths {
         log_dir: data_dir.join("logs"),
@@ -289,6 +320,32 @@ fn containers(
         );
     }
     Ok(Some((Arc::new(backend), Arc::new(images))))
+}
+
+/// Sets up outbound networking (after reaping what a previous run left) and says which mode
+/// runs and why.
+fn start_egress(
+    config: &CoreConfig,
+    prefix: &str,
+) -> Result<fcx_runtime::egress::Active, StartError> {
+    use fcx_runtime::egress;
+    let active = egress::start(&egress::Settings {
+        requested: config.egress,
+        veth: egress::VethSettings {
+            prefix: prefix.to_owned(),
+            range: config.egress_range,
+            capacity: config.max_instances.saturating_add(config.sandbox_limit),
+            state_dir: egress::STATE_DIR.into(),
+            uplinks: None,
+        },
+        pool: config.egress_pool,
+    })
+    .map_err(StartError::Refused)?;
+    match active.mode() {
+        egress::Mode::Veth => tracing::info!("egress: {}", active.describe()),
+        egress::Mode::Pasta => tracing::warn!("egress: {}", active.describe()),
+    }
+    Ok(active)
 }
 
 /// `name` found on PATH (or as given when it holds a `/`).

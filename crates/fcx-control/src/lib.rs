@@ -74,6 +74,8 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
+    /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
+    egress: Mutex<Option<fcx_runtime::egress::Active>>,
 }
 
 /// Where one server keeps things.

@@ -199,6 +199,7 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
+            egress: Mutex::new(None),
         });
         Fixture { cp, node, dir }
     }

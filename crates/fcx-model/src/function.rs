@@ -283,6 +283,7 @@ impl Function {
             .is_some_and(|s| s.enabled && s.restore_hook)
     }
 
+    /// The initializer hook, when the function has one.
     pub fn initializer(&self) -> Option<&LifecycleHook> {
         self.instance_lifecycle_config.initializer.as_ref()
     }

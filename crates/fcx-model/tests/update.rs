@@ -271,7 +271,10 @@ fn the_fcx_snapshot_extension_is_stored_merged_and_checked() {
     assert!(f.snapshot_enabled());
     assert!(!f.restore_hook());
     let stored = serde_json::to_value(&f).unwrap();
-    assert_eq!(stored["fcxSnapshot"], json!({"enabled": true, "restoreHook": false}));
+    assert_eq!(
+        stored["fcxSnapshot"],
+        json!({"enabled": true, "restoreHook": false})
+    );
     // Merged field by field; turning it off keeps the hook setting for later.
     update(&mut f, json!({"fcxSnapshot": {"restoreHook": true}})).unwrap();
     assert!(f.snapshot_enabled() && f.restore_hook());

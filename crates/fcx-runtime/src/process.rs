@@ -12,12 +12,11 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
+use crate::backend::{Backend, BackendKind, Control, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
-use crate::netns::NetNs;
 use crate::pidfile;
 use crate::procnet::Listener;
 use crate::snapshot::{
@@ -36,6 +35,7 @@ pub struct ProcessConfig {
     pub log_dir: PathBuf,
     /// Unprivileged user and group instances run as.
     pub uid: u32,
+    /// The group instances run as.
     pub gid: u32,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
@@ -54,6 +54,7 @@ pub struct ProcessBackend {
 }
 
 impl ProcessBackend {
+    /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
         let pooled = usize::from(config.criu.is_some() && config.init.is_some()) * 2;
         let netns_pool = crate::netns::NetNsPool::new(pooled);
@@ -69,8 +70,8 @@ impl ProcessBackend {
     ) -> Result<(Instance, PendingEgress), StartError> {
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
+            .map_err(StartError::Namespace)?;
         let (program, args) = spec
             .command
             .split_first()
@@ -208,8 +209,9 @@ impl ProcessBackend {
         let started = Instant::now();
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = self.netns_pool.take(&id).map_err(StartError::Namespace)?;
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let (netns, egress) =
+            PendingEgress::with_pooled_namespace(&self.netns_pool, &id, spec.internet_access)
+                .map_err(StartError::Namespace)?;
         let identity = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
             .map_err(StartError::Namespace)?;
         let identity_file = std::fs::File::open(&identity).map_err(StartError::Namespace)?;
@@ -547,24 +549,8 @@ impl Control for ProcessControl {
         }
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
-    }
-
-    fn stats(&self) -> std::io::Result<InstanceStats> {
-        Ok(self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default())
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -602,7 +588,8 @@ pub(crate) async fn run_to_exit(
         request_id,
         &fcx_protocol::logs::invoke_start(request_id),
         true,
-    );
+    )
+    .await;
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,

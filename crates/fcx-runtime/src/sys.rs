@@ -87,21 +87,13 @@ unsafe fn enter_instance(
     gid: u32,
     cgroup_procs: Option<&std::ffi::CStr>,
 ) -> io::Result<()> {
+    if let Some(path) = cgroup_procs {
+        // Joining before exec puts every later fork of the instance in its group too.
+        join_cgroup(path)?;
+    }
     // SAFETY: called in the child between fork and exec; every call below is
     // async-signal-safe and touches only this process's own state.
     unsafe {
-        if let Some(path) = cgroup_procs {
-            // Joining before exec puts every later fork of the instance in its group too.
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         check(libc::setsid())?;
         check(libc::setgroups(0, std::ptr::null()))?;
@@ -109,6 +101,24 @@ unsafe fn enter_instance(
         check(libc::setuid(uid))?;
         // Set after setuid: a credential change clears the parent-death signal.
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs`.
+/// Async-signal-safe: callable between `fork` and `exec`.
+fn join_cgroup(procs: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: open/write/close on a NUL-terminated path; no allocation, no shared state.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        if written != 1 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -290,14 +300,22 @@ pub fn setns_net(_on: &OwnThread, fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }
 
-/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns) and get
-/// SIGKILL when the thread that spawns it ends (or fcx dies).
-pub fn prepare_helper_command(cmd: &mut std::process::Command, keep_fd: RawFd) {
+/// Makes `cmd`'s child inherit `keep_fd` (open in the parent until spawn returns), join the
+/// cgroup of `cgroup_procs` (when given) and get SIGKILL when the thread that spawns it ends
+/// (or fcx dies).
+pub fn prepare_helper_command(
+    cmd: &mut std::process::Command,
+    keep_fd: RawFd,
+    cgroup_procs: Option<std::ffi::CString>,
+) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl and prctl are async-signal-safe and touch only the child's own state
-    // (its copy of the fd table).
+    // SAFETY: fcntl, prctl and `join_cgroup` are async-signal-safe and touch only the
+    // child's own state (its copy of the fd table, its cgroup membership).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(procs) = &cgroup_procs {
+                join_cgroup(procs)?;
+            }
             check(libc::fcntl(keep_fd, libc::F_SETFD, 0))?;
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
         });
@@ -569,11 +587,6 @@ pub fn pidns_init(uid: u32, gid: u32, argv: &[std::ffi::CString]) -> i32 {
     if dropped.and_then(|()| set_caps(kept)).is_err() {
         return 126;
     }
-    // The credential change cleared the parent-death signal: die with the waiter again.
-    // SAFETY: prctl with plain integer arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-    }
     // SAFETY: single-threaded at this point (called before anything spawns threads), so
     // fork is safe; the child only makes async-signal-safe calls before exec; sigset_t is
     // plain old data.
@@ -636,4 +649,32 @@ pub fn pidns_init(uid: u32, gid: u32, argv: &[std::ffi::CString]) -> i32 {
             }
         }
     }
+}
+
+/// The capability number of CAP_SYS_PTRACE (`linux/capability.h`).
+#[cfg(test)]
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Drops capability `cap` from the calling thread's effective set (capabilities are per
+/// thread): tests play a caller that lacks it, as fcx does in a container.
+#[cfg(test)]
+pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget writes one header and two data structs (version 3), both live and of
+    // the kernel's layout.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    check(got as libc::c_int)?;
+    let word = (cap / 32) as usize;
+    data[word].effective &= !(1u32 << (cap % 32));
+    // SAFETY: as above; capset only reads them, and changes the calling thread alone.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    check(set as libc::c_int)
 }

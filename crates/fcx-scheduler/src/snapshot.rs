@@ -37,6 +37,7 @@ pub enum Fallback {
 }
 
 impl Fallback {
+    /// Every reason, in counter order.
     pub const ALL: [Fallback; 6] = [
         Fallback::CriuUnavailable,
         Fallback::BackendUnsupported,
@@ -63,12 +64,15 @@ impl Fallback {
 /// and one per fallback reason.
 #[derive(Debug, Default)]
 pub struct SnapshotCounters {
+    /// Snapshots taken.
     pub dumps: AtomicU64,
+    /// Instances started from a snapshot.
     pub restores: AtomicU64,
     fallbacks: [AtomicU64; 6],
 }
 
 impl SnapshotCounters {
+    /// How many cold starts fell back for `reason`.
     pub fn fallback(&self, reason: Fallback) -> u64 {
         self.fallbacks[reason as usize].load(Ordering::Relaxed)
     }
@@ -87,6 +91,7 @@ pub struct Snapshots {
     store: SnapshotStore,
     /// The usable CRIU, or why there is none.
     criu: Result<Arc<Criu>, String>,
+    /// What happened so far.
     pub counters: SnapshotCounters,
     /// (function, reason) pairs already logged.
     logged: Mutex<HashSet<(String, Fallback)>>,
@@ -95,6 +100,7 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
+    /// The state of a server with `store`, and its CRIU or why it has none.
     pub fn new(store: SnapshotStore, criu: Result<Arc<Criu>, String>) -> Snapshots {
         Snapshots {
             store,
@@ -105,6 +111,7 @@ impl Snapshots {
         }
     }
 
+    /// The snapshot directory.
     pub fn store(&self) -> &SnapshotStore {
         &self.store
     }

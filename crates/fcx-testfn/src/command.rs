@@ -35,6 +35,9 @@ pub enum Command<'a> {
     Tcp(&'a str),
     /// `udp:<host:port>`: send `udp-probe`, reply `got: <the answer>` or `error: <reason>`.
     Udp(&'a str),
+    /// `source:<host:port>`: reply the address this instance sends from to reach it (its own
+    /// address; nothing is sent), or `error: <reason>`.
+    Source(&'a str),
     /// `record:<path>`: append the request's `x-fc-request-id` and a newline to the file.
     Record(&'a str),
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
@@ -77,6 +80,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("connect", Some(addr)) => Some(Command::Connect(addr)),
         ("tcp", Some(addr)) => Some(Command::Tcp(addr)),
         ("udp", Some(addr)) => Some(Command::Udp(addr)),
+        ("source", Some(addr)) => Some(Command::Source(addr)),
         ("record", Some(path)) => Some(Command::Record(path)),
         ("flaky", Some(rest)) => rest
             .rsplit_once(':')
@@ -165,6 +169,7 @@ mod tests {
         assert_eq!(parse(b"log:hello world"), Command::Log("hello world"));
         assert_eq!(parse(b"tcp:10.0.0.1:80"), Command::Tcp("10.0.0.1:80"));
         assert_eq!(parse(b"udp:10.0.0.1:53"), Command::Udp("10.0.0.1:53"));
+        assert_eq!(parse(b"source:10.0.0.1:9"), Command::Source("10.0.0.1:9"));
         assert_eq!(
             parse(b"barrier:/tmp/a:b:3"),
             Command::Barrier {

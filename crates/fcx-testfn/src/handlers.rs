@@ -185,6 +185,7 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         Command::Connect(addr) => Response::new(200, connect(addr)),
         Command::Tcp(addr) => Response::new(200, crate::probe::tcp(addr)),
         Command::Udp(addr) => Response::new(200, crate::probe::udp(addr)),
+        Command::Source(addr) => Response::new(200, crate::probe::source(addr)),
         Command::Record(path) => record(path, request_id(head)),
         Command::Flaky { dir, n } => flaky(Path::new(dir), n, request_id(head)),
         Command::Read(path) => match std::fs::read(path) {

@@ -39,6 +39,25 @@ pub fn udp(addr: &str) -> String {
     report(result)
 }
 
+/// The local address a connected UDP socket to `addr` gets (routing picks it; nothing is
+/// sent).
+pub fn source(addr: &str) -> String {
+    let result = resolve(addr).and_then(|target| {
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let sock = UdpSocket::bind(bind)?;
+        sock.connect(target)?;
+        Ok(sock.local_addr()?.ip().to_string())
+    });
+    match result {
+        Ok(ip) => ip,
+        Err(e) => format!("error: {e}"),
+    }
+}
+
 fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(
@@ -84,5 +103,6 @@ mod tests {
         assert_eq!(udp(&addr.to_string()), "got: udp-probe");
         server.join().unwrap();
         assert!(tcp("not an address").starts_with("error: "));
+        assert_eq!(source("127.0.0.1:9"), "127.0.0.1");
     }
 }

@@ -1,9 +1,11 @@
 //! Things for instances to reach (or fail to reach) in egress tests: an [`EgressTarget`] in a
-//! network namespace of its own, joined to the host by a veth pair with link-local addresses,
-//! so it stands for "the internet" without any; a [`HostLoopbackServer`] on the host's
-//! 127.0.0.1 that counts who got through; and [`bound_sockets`] / [`children_running`] to check
-//! what a pasta process listens on and which ones remain. Drop removes everything (server
-//! threads, veth, namespace), also when the test panics.
+//! network namespace of its own, joined to the host by a veth pair, with documentation
+//! addresses ([`Range::Outside`], 198.51.100.0/24: it stands for "the internet" without any)
+//! or link-local ones ([`Range::LinkLocal`], 169.254.77.0/24: where cloud metadata lives);
+//! a [`HostServer`] on the host's 127.0.0.1 or on every host address, counting who got
+//! through; and [`bound_sockets`] / [`children_running`] to check what a pasta process
+//! listens on and which ones remain. Drop removes everything (server threads, veth,
+//! namespace), also when the test panics.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -20,35 +22,64 @@ pub const GREETING: &str = "egress-ok\n";
 /// How often server threads look at their stop flag.
 const POLL: Duration = Duration::from_millis(10);
 
-/// /30 subnets of 169.254.77.0/24 handed out to targets (64 of them).
+/// /30 subnets of a target range handed out to targets (64 of them).
 const SUBNETS: u32 = 64;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Where a target's addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// 198.51.100.0/24 (TEST-NET-2, never routed on the internet): an outside address.
+    Outside,
+    /// 169.254.77.0/24: inside the link-local range, where cloud metadata services live.
+    LinkLocal,
+}
+
+impl Range {
+    /// The /24 and the tag in link names (`fxt<k>h` / `fxl<k>h`: never `fcx…`).
+    fn parts(self) -> ([u8; 3], &'static str) {
+        match self {
+            Range::Outside => ([198, 51, 100], "fxt"),
+            Range::LinkLocal => ([169, 254, 77], "fxl"),
+        }
+    }
+}
+
 /// A TCP server (answers [`GREETING`]) and a UDP echo server, both on the same port of
-/// `169.254.77.<4k+2>` inside namespace `fcxt-<pid>-<k>`, routed from the host through veth
-/// `fcxt<k>h` (`169.254.77.<4k+1>/30`).
+/// `<range>.<4k+2>` inside namespace `<tag>-<pid>-<n>`, routed from the host through veth
+/// `<tag><k>h` (`<range>.<4k+1>/30`, with IPv4 forwarding on: for the test it is the uplink
+/// replies to veth-egress instances come back through).
 pub struct EgressTarget {
     netns: Option<String>,
     host_veth: Option<String>,
+    host_ip: Option<Ipv4Addr>,
     addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
+    peers: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl EgressTarget {
-    /// Creates the namespace, veth and servers; panics (after cleaning up) if it cannot.
+    /// A target at an outside address ([`Range::Outside`]).
     pub fn start() -> EgressTarget {
+        EgressTarget::start_in(Range::Outside)
+    }
+
+    /// Creates the namespace, veth and servers; panics (after cleaning up) if it cannot.
+    pub fn start_in(range: Range) -> EgressTarget {
         let mut target = EgressTarget {
             netns: None,
             host_veth: None,
+            host_ip: None,
             addr: None,
             stop: Arc::new(AtomicBool::new(false)),
             accepted: Arc::new(AtomicUsize::new(0)),
+            peers: Arc::default(),
             threads: Vec::new(),
         };
-        if let Err(e) = target.build() {
+        if let Err(e) = target.build(range) {
             drop(target);
             panic!("cannot set up the egress target: {e}");
         }
@@ -76,20 +107,54 @@ impl EgressTarget {
         self.accepted.load(Ordering::SeqCst)
     }
 
-    fn build(&mut self) -> std::io::Result<()> {
+    /// The source addresses of the TCP connections accepted so far.
+    pub fn peers(&self) -> Vec<std::net::IpAddr> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The host's address on the target's veth: an address of the host itself.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// Connects from inside the target's namespace to `addr` (a route to it via the host is
+    /// added first), as a machine outside would: `Ok` if a connection was made.
+    pub fn connect_from_outside(&self, addr: SocketAddr) -> std::io::Result<()> {
+        let netns = self.netns.clone().unwrap_or_default();
+        let via = self.host_ip().to_string();
+        let _ = ip(&[
+            "-n",
+            &netns,
+            "route",
+            "replace",
+            &format!("{}/32", addr.ip()),
+            "via",
+            &via,
+        ]);
+        let ns_file = std::fs::File::open(format!("/run/netns/{netns}"))?;
+        std::thread::spawn(move || -> std::io::Result<()> {
+            enter_netns(&ns_file)?;
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(drop)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the probe thread panicked"))?
+    }
+
+    fn build(&mut self, range: Range) -> std::io::Result<()> {
+        let ([a, b, c], tag) = range.parts();
         let pid = std::process::id();
         let start = pid
             .wrapping_mul(7)
             .wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst));
-        let netns = format!("fcxt-{pid}-{}", start % 1000);
+        let netns = format!("{tag}-{pid}-{}", start % 1000);
         ip(&["netns", "add", &netns])?;
         self.netns = Some(netns.clone());
         // Creating the host end is the atomic claim on subnet k: names are unique per host.
         let mut claimed = None;
         for i in 0..SUBNETS {
             let k = (start + i) % SUBNETS;
-            let host_veth = format!("fcxt{k}h");
-            let ns_veth = format!("fcxt{k}n");
+            let host_veth = format!("{tag}{k}h");
+            let ns_veth = format!("{tag}{k}n");
             let created = ip(&[
                 "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth, "netns",
                 &netns,
@@ -101,11 +166,19 @@ impl EgressTarget {
             }
         }
         let (k, host_veth, ns_veth) = claimed.ok_or_else(|| {
-            std::io::Error::other("every 169.254.77.0/24 subnet is taken (stale fcxt* veths?)")
+            std::io::Error::other(format!(
+                "every {a}.{b}.{c}.0/24 subnet is taken (stale {tag}* veths?)"
+            ))
         })?;
-        let host_ip = Ipv4Addr::new(169, 254, 77, (4 * k + 1) as u8);
-        let ns_ip = Ipv4Addr::new(169, 254, 77, (4 * k + 2) as u8);
+        let host_ip = Ipv4Addr::new(a, b, c, (4 * k + 1) as u8);
+        let ns_ip = Ipv4Addr::new(a, b, c, (4 * k + 2) as u8);
+        self.host_ip = Some(host_ip);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_veth])?;
+        // Replies to veth-egress instances enter the host here, as through a real uplink.
+        std::fs::write(
+            format!("/proc/sys/net/ipv4/conf/{host_veth}/forwarding"),
+            "1",
+        )?;
         ip(&["link", "set", &host_veth, "up"])?;
         ip(&[
             "-n",
@@ -127,6 +200,7 @@ impl EgressTarget {
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = Arc::clone(&self.stop);
         let accepted = Arc::clone(&self.accepted);
+        let peers = Arc::clone(&self.peers);
         let tcp = std::thread::spawn(move || {
             let setup = || -> std::io::Result<(TcpListener, UdpSocket)> {
                 enter_netns(&ns_file)?;
@@ -145,7 +219,11 @@ impl EgressTarget {
             let echo = std::thread::spawn(move || udp_echo(&udp, &udp_stop));
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((mut conn, _)) => {
+                    Ok((mut conn, from)) => {
+                        peers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(from.ip());
                         accepted.fetch_add(1, Ordering::SeqCst);
                         let _ = conn.set_nonblocking(false);
                         let _ = conn.write_all(GREETING.as_bytes());
@@ -215,18 +293,28 @@ fn ip(args: &[&str]) -> std::io::Result<()> {
     }
 }
 
-/// A TCP server on the host's `127.0.0.1:<free port>` that accepts and counts connections:
-/// an instance must never get one.
-pub struct HostLoopbackServer {
+/// A TCP server on the host (`127.0.0.1` or every address, a free port) that accepts and
+/// counts connections: an instance must never get one.
+pub struct HostServer {
     port: u16,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HostLoopbackServer {
-    pub fn start() -> HostLoopbackServer {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+impl HostServer {
+    /// On `127.0.0.1`.
+    pub fn loopback() -> HostServer {
+        HostServer::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// On `0.0.0.0`: every address of the host (its primary address, the test veths' ...).
+    pub fn every_address() -> HostServer {
+        HostServer::start_on(Ipv4Addr::UNSPECIFIED)
+    }
+
+    fn start_on(ip: Ipv4Addr) -> HostServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a host port");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -246,7 +334,7 @@ impl HostLoopbackServer {
                 }
             }
         });
-        HostLoopbackServer {
+        HostServer {
             port,
             stop,
             accepted,
@@ -254,10 +342,12 @@ impl HostLoopbackServer {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
@@ -268,7 +358,7 @@ impl HostLoopbackServer {
     }
 }
 
-impl Drop for HostLoopbackServer {
+impl Drop for HostServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
@@ -334,6 +424,16 @@ fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The host's primary IPv4 address: the one it reaches its default gateway from.
+pub fn host_primary_address() -> Option<Ipv4Addr> {
+    let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect((host_gateway()?, 9)).ok()?;
+    match sock.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
 /// The host's IPv4 default gateway (pasta gives namespaces the same one).
 pub fn host_gateway() -> Option<Ipv4Addr> {
     let text = std::fs::read_to_string("/proc/net/route").ok()?;
@@ -362,7 +462,7 @@ mod tests {
 
     #[test]
     fn host_loopback_server_counts_connections() {
-        let server = HostLoopbackServer::start();
+        let server = HostServer::loopback();
         assert_eq!(server.accepted(), 0);
         assert_eq!(read_greeting(server.addr()).unwrap(), "host-loopback\n");
         assert_eq!(server.accepted(), 1);

@@ -20,9 +20,10 @@
 //! - snapshot + lazy pages: the same on a server that restores every snapshot lazily.
 //!
 //! Then memory and disk per snapshot, and the trivial app's warm invocation. Functions run
-//! with `internetAccess: false` so raw crun and fcx set up the same thing; one extra row
-//! shows the trivial app's cold start with egress (pasta). `FCX_COLD_ROUNDS` (default 30)
-//! sets the rounds; `FCX_COLD_APPS` (default `trivial,heavy,state200`) the apps. Timings are
+//! with `internetAccess: false` so raw crun and fcx set up the same thing; two extra rows
+//! show the trivial app's cold start with egress: veth (the default) and pasta.
+//! `FCX_COLD_ROUNDS` (default 30) sets the rounds; `FCX_COLD_APPS` (default
+//! `trivial,heavy,state200`) the apps. Timings are
 //! printed, never asserted. Run it with `bash scripts/bench-cold.sh`.
 
 #[path = "../tests/support/mod.rs"]
@@ -196,6 +197,12 @@ fn run() -> Result<(), String> {
         .prefix("fcx-cold-")
         .tempdir()
         .map_err(|e| e.to_string())?;
+    let pasta = support::Server::start_with(support::Options::with_args(&[
+        "--sandboxes-per-function",
+        "0",
+        "--egress",
+        "pasta",
+    ]));
     let state = scratch.path().join("crun-state");
 
     // Per app: pull into every cache, take fcx's bundle as the raw baseline's, and take the
@@ -203,7 +210,7 @@ fn run() -> Result<(), String> {
     let mut configs = Vec::new();
     for app in &apps {
         let template = format!("template-{}", app.name);
-        for s in [&plain, &pre] {
+        for s in [&plain, &pre, &pasta] {
             s.create_function(function(&template, app, false, false));
             let r = s.invoke(&template, b"echo:hi");
             if r.status != 200 {
@@ -241,7 +248,7 @@ fn run() -> Result<(), String> {
     };
 
     let mut rows: Vec<Rows> = apps.iter().map(|_| Rows::default()).collect();
-    let (mut egress, mut warm) = (Vec::new(), Vec::new());
+    let (mut egress, mut pasta_egress, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     plain.create_function(function("warm", &apps[0], false, false));
     eprintln!("{rounds} rounds of {} apps", apps.len());
     for i in 0..rounds {
@@ -280,6 +287,13 @@ fn run() -> Result<(), String> {
             true,
             false,
         )?);
+        pasta_egress.push(cold_invoke(
+            &pasta,
+            &format!("pasta-{i}"),
+            &apps[0],
+            true,
+            false,
+        )?);
         let t = Instant::now();
         let r = plain.invoke("warm", b"echo:hi");
         warm.push(t.elapsed());
@@ -288,7 +302,7 @@ fn run() -> Result<(), String> {
         }
         eprintln!("round {} done", i + 1);
     }
-    report(rounds, &apps, &rows, &egress, &warm, &snap);
+    report(rounds, &apps, &rows, [&egress, &pasta_egress], &warm, &snap);
     Ok(())
 }
 
@@ -529,7 +543,7 @@ fn report(
     rounds: usize,
     apps: &[App],
     rows: &[Rows],
-    egress: &[Duration],
+    egress: [&[Duration]; 2],
     warm: &[Duration],
     snap: &support::Server,
 ) {
@@ -566,13 +580,18 @@ fn report(
     }
     let trivial = &rows[0];
     let base = percentile(&trivial.raw, 0.5);
-    println!(
-        "| {} | fcx cold with internetAccess (pasta) | {:.1} | {:.1} | {:.2} |",
-        apps[0].name,
-        percentile(egress, 0.5),
-        percentile(egress, 0.99),
-        percentile(egress, 0.5) / base
-    );
+    for (label, v) in [
+        ("veth, the default", egress[0]),
+        ("--egress pasta", egress[1]),
+    ] {
+        println!(
+            "| {} | fcx cold with internetAccess ({label}) | {:.1} | {:.1} | {:.2} |",
+            apps[0].name,
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            percentile(v, 0.5) / base
+        );
+    }
     println!(
         "| {} | fcx warm invocation | {:.1} | {:.1} | {:.2} |",
         apps[0].name,

@@ -1,6 +1,8 @@
-//! `fcx doctor`: prints the host checks of the OCI backend (`fcx_runtime::host`), one line
-//! each with the command that fixes a failure, and with `--fix` applies the fixes that are
-//! safe to automate (the hybrid-cgroup mount) before checking again.
+//! `fcx doctor`: prints the host checks of the OCI backend and of outbound networking
+//! (`fcx_runtime::host`: which egress mode a server would run and why), one line each with
+//! the command that fixes a failure, and with `--fix` applies the fixes that are safe to
+//! automate (the hybrid-cgroup mount, cgroup2 delegation in a container) before checking
+//! again; it also says whether snapshot starts (CRIU) work, as a warning.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,31 +27,52 @@ pub struct DoctorArgs {
     /// CRIU binary to check for snapshot starts (as `fcx server --criu`; default: PATH).
     #[arg(long, env = "FCX_CRIU")]
     criu: Option<PathBuf>,
-    /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount), then check
-    /// again.
+    /// Egress mode to check, as `fcx server --egress` (auto, veth or pasta).
+    #[arg(long, env = "FCX_EGRESS", default_value = "auto")]
+    egress: fcx_runtime::egress::Requested,
+    /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount; in a
+    /// container, a read-only cgroup2 mount remounted and its processes moved off the cgroup
+    /// root), then check again.
     #[arg(long)]
     fix: bool,
 }
 
 pub fn run(args: DoctorArgs) -> ExitCode {
     println!(
-        "fcx doctor: can this host run OCI (custom-container) instances?\n\
-         runtime: {}   data dir: {}\n",
+        "fcx doctor: can this host run OCI (custom-container) instances, and give instances \
+         outbound networking?\n\
+         runtime: {}   data dir: {}   egress: {}\n",
         args.runtime,
-        args.data_dir.display()
+        args.data_dir.display(),
+        args.egress
     );
-    let all = || {
-        let mut checks = host::check_host(&args.runtime, &args.data_dir);
-        checks.push(host::check_snapshots(args.criu.as_deref()));
+    let all = |a: &DoctorArgs| {
+        let mut checks = host::check_host(&a.runtime, &a.data_dir);
+        checks.extend(host::check_egress(a.egress));
+        relax_pasta(&mut checks);
+        checks.push(host::check_snapshots(a.criu.as_deref()));
         checks
     };
-    let mut checks = all();
+    let mut checks = all(&args);
     if args.fix {
         apply_fixes(&checks);
-        checks = all();
+        checks = all(&args);
     }
     print_checks(&checks, args.fix);
     summary(&checks)
+}
+
+/// Without pasta a veth-egress server still runs everything: pasta is then optional.
+fn relax_pasta(checks: &mut [Check]) {
+    let veth = checks
+        .iter()
+        .any(|c| c.name == host::EGRESS && c.status == Status::Ok && c.detail.starts_with("veth"));
+    for c in checks.iter_mut().filter(|c| c.name == host::PASTA) {
+        if veth && c.status == Status::Fail {
+            c.status = Status::Warn;
+            c.detail.push_str(" (only needed with --egress pasta)");
+        }
+    }
 }
 
 /// Applies the fix of every fixable check that is not OK, saying what happened.
@@ -64,7 +87,7 @@ fn apply_fixes(checks: &[Check]) {
     }
     for c in fixable {
         let command = c.fix.as_deref().unwrap_or("");
-        match host::fix_hybrid_cgroups() {
+        match host::apply_fix(c.name) {
             Ok(true) => println!(
                 "--fix: {}: ran `{command}` (lasts until the next reboot)\n",
                 c.name
@@ -122,7 +145,7 @@ fn summary(checks: &[Check]) -> ExitCode {
             0 => String::new(),
             n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
         };
-        println!("All checks passed{warnings}: this host can run OCI instances.");
+        println!("All checks passed{warnings}: this host can run OCI instances and their egress.");
         return ExitCode::SUCCESS;
     }
     let s = if failed == 1 { "" } else { "s" };
@@ -131,7 +154,7 @@ fn summary(checks: &[Check]) -> ExitCode {
         if failed == 1 { "" } else { "es" }
     );
     if checks.iter().any(|c| c.fixable && c.status == Status::Fail) {
-        next.push_str(" (or `fcx doctor --fix`, which applies the cgroup fix)");
+        next.push_str(" (or `fcx doctor --fix`, which applies the cgroup fixes)");
     }
     println!("{next}.");
     ExitCode::FAILURE

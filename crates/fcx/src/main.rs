@@ -39,10 +39,12 @@ more keys: fcx keys create.")]
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(cli::KeysCommand),
-    /// Check that this host can run OCI (custom-container) instances, and how to fix it.
+    /// Check that this host can run OCI (custom-container) instances and outbound networking
+    /// (which egress mode a server would use, and why), and how to fix it.
     #[command(after_help = "Examples:
-  fcx doctor                                   # crun, data dir ./.fcx
+  fcx doctor                                   # crun, data dir ./.fcx, egress auto
   fcx doctor --runtime runc --data-dir /var/lib/fcx
+  fcx doctor --egress pasta                    # what a server with --egress pasta needs
   sudo fcx doctor --fix                        # apply the hybrid-cgroup mount, then check again
 
 Each failed check prints the command that fixes it.
@@ -146,6 +148,21 @@ struct ServerArgs {
     /// on first touch.
     #[arg(long, default_value_t = 64)]
     snapshot_lazy_pages_mb: u64,
+    /// Outbound networking of instances with internetAccess. `veth`: a veth pair per
+    /// instance, routed and masqueraded by the kernel through fcx's own nftables table (no
+    /// process per instance). `pasta`: one pasta process per instance (~29 MB each). `auto`:
+    /// veth where nftables and veth work, else pasta; `fcx doctor` says which and why.
+    #[arg(long, env = "FCX_EGRESS", default_value = "auto")]
+    egress: fcx_runtime::egress::Requested,
+    /// Range veth egress leases each server's address block from (a /24; larger when
+    /// --max-instances + --sandbox-limit exceed 126). Blocks overlapping the host's routes
+    /// or leased by another server are skipped.
+    #[arg(long, env = "FCX_EGRESS_RANGE", default_value = fcx_runtime::egress::DEFAULT_RANGE)]
+    egress_range: fcx_runtime::egress::Ipv4Net,
+    /// Namespaces with veth egress kept made ahead of demand, so a cold start with
+    /// internetAccess sets up nothing on its path (refilled in the background; 0: none).
+    #[arg(long, default_value_t = 4)]
+    egress_pool: usize,
 }
 
 fn main() -> ExitCode {
@@ -209,6 +226,9 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         snapshot_budget: args.snapshot_budget_mb.saturating_mul(1024 * 1024),
         snapshot_lazy_above: args.snapshot_lazy_pages_mb.saturating_mul(1024 * 1024),
         async_error_text: fcx_gateway::error::async_error_text,
+        egress: args.egress,
+        egress_range: args.egress_range,
+        egress_pool: args.egress_pool,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,14 +7,20 @@ mod support;
 
 use std::process::{Command, Output};
 
-const CHECKS: [&str; 7] = [
+const CHECKS: [&str; 13] = [
     "root",
     "oci runtime",
     "cgroups",
     "cgroup controllers",
+    "cgroup delegation",
+    "locked memory",
     "overlayfs",
     "network namespaces",
     "pasta",
+    "egress mode",
+    "nftables",
+    "veth",
+    "ip forwarding",
 ];
 
 /// Runs `fcx doctor ARGS` with its data dir in a fresh temp dir.

@@ -107,7 +107,7 @@ fn instances_are_isolated_from_the_host_and_each_other() {
         "test/busybox-web:v1",
         &fixtures::busybox_web_image("").expect("busybox image"),
     );
-    let host = fcx_testkit::egress::HostLoopbackServer::start();
+    let host = fcx_testkit::egress::HostServer::loopback();
     let server = Server::start();
     server.create_function(container_function("iso-a", &image, json!({})));
     server.create_function(container_function(
@@ -154,7 +154,7 @@ fn instances_are_isolated_from_the_host_and_each_other() {
     assert_eq!(host.accepted(), 0);
 
     // Outbound networking follows internetAccess: the target in the test's own namespace
-    // answers iso-a (default true, via pasta), not iso-b (false: loopback only).
+    // answers iso-a (default true, via the default egress), not iso-b (false: loopback only).
     let target = fcx_testkit::egress::EgressTarget::start();
     let (ip, tport) = (target.addr().ip(), target.addr().port());
     let probe =

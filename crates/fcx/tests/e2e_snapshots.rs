@@ -2,7 +2,8 @@
 //! real namespaces and real processes: later instances are restored from a snapshot taken
 //! after the first `/initialize` (the function's own record of its lifecycle shows no second
 //! one), restored instances get fresh identities and serve side by side, an update
-//! invalidates the snapshot, a corrupted snapshot and a missing CRIU fall back to cold
+//! invalidates the snapshot, a restored instance with `internetAccess` reaches outside
+//! through its veth egress, a corrupted snapshot and a missing CRIU fall back to cold
 //! starts that still answer, and a server killed mid-dump leaves nothing behind.
 //!
 //! A `harness = false` target (see `fcx_testkit::skip`): on a host without root or CRIU 4.2
@@ -49,6 +50,14 @@ fn main() -> std::process::ExitCode {
                 criu.as_ref().is_ok_and(|c| c.lazy_pages),
             ),
             a_big_snapshot_is_restored_with_lazy_pages,
+        ),
+        skip::test(
+            "a_restored_instance_with_internet_access_reaches_outside_through_veth",
+            &needs.clone().check(
+                "nft (package nftables) for veth egress",
+                fcx_runtime::egress::network::nft_binary().is_ok(),
+            ),
+            a_restored_instance_with_internet_access_reaches_outside_through_veth,
         ),
         skip::test(
             "an_update_invalidates_the_snapshot",
@@ -348,6 +357,52 @@ fn a_big_snapshot_is_restored_with_lazy_pages() {
         .any(|e| e.path().join("lazy-pages.log").exists());
     assert!(restored, "the restore ran a lazy-pages daemon");
     assert_eq!(lines(&record, "initialize").len(), 1);
+}
+
+/// A snapshot-enabled function with `internetAccess` under veth egress: the restored
+/// instance gets a namespace with its veth (a pre-made one from the egress pool) and reaches
+/// a target outside through NAT, as the dumped one did.
+fn a_restored_instance_with_internet_access_reaches_outside_through_veth() {
+    use fcx_testkit::egress::{EgressTarget, GREETING};
+    let target = EgressTarget::start();
+    let server = Server::start_with(support::Options::with_args(&["--egress", "veth"]));
+    let scratch = support::scratch_dir("snap-veth");
+    let record = scratch.path().join("record");
+    let mut body = function("online", &record, json!({}));
+    body["internetAccess"] = json!(true);
+    // Reclaimed after a second idle, so the next invocation restores.
+    body["idleTimeout"] = json!(1);
+    server.create_function(body);
+    let probe = format!("tcp:{}", target.addr());
+
+    let first = invoke_ok(&server, "online", &probe);
+    assert_eq!(first.text(), format!("got: {GREETING}"));
+    assert_eq!(snapshots(&server).len(), 1, "dumped after /initialize");
+    let first_id = first.header("x-fc-instance-id").unwrap().to_owned();
+    wait_for(
+        "the idle instance to be reclaimed",
+        Duration::from_secs(30),
+        || server.instance_ids("online").is_empty(),
+    );
+
+    let again = invoke_ok(&server, "online", &probe);
+    assert_eq!(again.text(), format!("got: {GREETING}"));
+    let id = again.header("x-fc-instance-id").unwrap().to_owned();
+    assert_ne!(id, first_id, "a new instance answered");
+    assert_eq!(
+        lines(&record, "initialize").len(),
+        1,
+        "the new instance was restored, not initialized"
+    );
+    let restores = lines(&record, "restore");
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert_eq!(restores[0].split_whitespace().nth(1), Some(id.as_str()));
+    // Through NAT, like any veth instance.
+    assert_eq!(
+        target.peers().last().copied(),
+        Some(target.host_ip().into())
+    );
+    assert_eq!(target.accepted(), 2);
 }
 
 fn an_update_invalidates_the_snapshot() {

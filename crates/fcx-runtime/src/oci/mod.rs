@@ -66,6 +66,7 @@ pub struct OciBackend {
 }
 
 impl OciBackend {
+    /// A backend with `config`; its runtime state lives under `<run>/oci-state`.
     pub fn new(config: OciConfig) -> OciBackend {
         let state_root = config.run_dir.join("oci-state");
         let cat = ["/usr/bin/cat", "/bin/cat"]
@@ -81,6 +82,7 @@ impl OciBackend {
         }
     }
 
+    /// The OCI runtime binary (`--oci-runtime`).
     pub fn runtime(&self) -> &Path {
         &self.config.runtime
     }
@@ -139,10 +141,10 @@ impl OciBackend {
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = NetNs::create(&id).map_err(StartError::Namespace)?;
-        // pasta takes tens of milliseconds to configure the namespace: it does so while the
-        // rootfs is mounted and the container starts; the instance is ready only with both.
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        // Egress comes ready with a pooled namespace, or is set up while the rootfs is
+        // mounted and the container starts; the instance is ready only with both.
+        let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
+            .map_err(StartError::Namespace)?;
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);
         let prepared = {
@@ -399,6 +401,7 @@ impl OciBackend {
             hostname: id,
             netns: &netns_path,
             cgroups_path: &cgroups_path,
+            cgroup_namespace: group::unified(),
             memory_mb: None,
             cpu: c.cpu,
             pids_limit: self.config.pids_limit,
@@ -619,20 +622,8 @@ impl Control for OciControl {
         self.container.signal(libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn stats(&self) -> std::io::Result<InstanceStats> {

@@ -39,8 +39,9 @@ impl OciBackend {
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
-        let netns = self.netns_pool.take(&id).map_err(StartError::Namespace)?;
-        let egress = PendingEgress::start(&netns, &id, spec.internet_access);
+        let (netns, egress) =
+            PendingEgress::with_pooled_namespace(&self.netns_pool, &id, spec.internet_access)
+                .map_err(StartError::Namespace)?;
         let bundle = self.config.run_dir.join("oci").join(&id);
         let layer_dir = self.config.layer_dir.join(&id);
         let prepared = {

@@ -13,6 +13,7 @@ pub const MIN_VERSION: (u32, u32) = (4, 2);
 /// A CRIU binary that passed its checks.
 #[derive(Debug, Clone)]
 pub struct Criu {
+    /// The binary.
     pub path: PathBuf,
     /// `criu --version`'s number, e.g. `4.2.1`.
     pub version: String,
@@ -118,7 +119,9 @@ pub const NET_NAME: &str = "fcx-netns";
 
 /// fd numbers the restorer hands to `criu restore` (`--inherit-fd`).
 pub const FD_NETNS: i32 = 3;
+/// The instance's log pipe (its stdout and stderr).
 pub const FD_LOG: i32 = 4;
+/// The instance's identity file (`FCX_INSTANCE_ID_FILE`).
 pub const FD_IDENTITY: i32 = 5;
 
 /// `criu dump` of the tree rooted at `pid` into `images`, leaving it running (it serves its

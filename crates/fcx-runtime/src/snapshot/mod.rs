@@ -62,9 +62,12 @@ pub enum SnapshotError {
     /// CRIU failed; the text quotes its log.
     #[error("criu dump failed: {0}")]
     Dump(String),
+    /// A file operation around the dump or restore failed.
     #[error("{what}: {source}")]
     Io {
+        /// What fcx was doing, with the path.
         what: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

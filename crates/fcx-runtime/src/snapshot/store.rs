@@ -35,12 +35,15 @@ pub struct SnapshotMeta {
 
 /// A published snapshot, locked (shared) while held so it is not evicted under a restore.
 pub struct Snapshot {
+    /// `<snapshots>/<key>`.
     pub dir: PathBuf,
+    /// Its `meta.json`.
     pub meta: SnapshotMeta,
     _lock: Flock<File>,
 }
 
 impl Snapshot {
+    /// CRIU's image directory.
     pub fn images(&self) -> PathBuf {
         self.dir.join("images")
     }
@@ -53,16 +56,19 @@ impl Snapshot {
 
 /// A dump being written: removed on drop unless published.
 pub struct PendingSnapshot {
+    /// Its directory under `tmp/`.
     pub dir: PathBuf,
     key: String,
     published: bool,
 }
 
 impl PendingSnapshot {
+    /// Where CRIU writes the images.
     pub fn images(&self) -> PathBuf {
         self.dir.join("images")
     }
 
+    /// Where a container's writable layer is copied.
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
@@ -86,10 +92,22 @@ pub struct SnapshotStore {
 /// Why a snapshot was not kept.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file operation on the store failed.
     #[error("snapshot store {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The snapshot alone exceeds the budget.
     #[error("the snapshot takes {size} bytes, more than the whole budget of {budget} bytes (--snapshot-budget-mb)")]
-    OverBudget { size: u64, budget: u64 },
+    OverBudget {
+        /// The snapshot's bytes on disk.
+        size: u64,
+        /// `--snapshot-budget-mb` in bytes.
+        budget: u64,
+    },
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -119,6 +137,7 @@ impl SnapshotStore {
         })
     }
 
+    /// `<data dir>/snapshots`.
     pub fn root(&self) -> &Path {
         &self.root
     }

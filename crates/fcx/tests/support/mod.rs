@@ -261,6 +261,7 @@ impl Drop for Server {
         containers::unmount_under(&self.run_dir);
         let _ = std::fs::remove_dir_all(&self.run_dir);
         procs::remove_cgroups(&self.run_dir);
+        procs::remove_egress(&self.run_dir);
     }
 }
 

@@ -115,3 +115,32 @@ fn remove_v1_groups(mounts: &[fcx_runtime::mountinfo::MountEntry], prefix: &Path
         remove_tree(&m.mount_point.join("fcx").join(prefix));
     }
 }
+
+/// Removes what a server that could not clean up left of its egress: its veth links
+/// (`fcx<8 hex>…`) and its nftables table (`inet fcx-<8 hex>`; prefix = run dir name). A
+/// stopped server has removed them itself; its stale lease goes at the next server's start.
+pub fn remove_egress(run_dir: &Path) {
+    let Some(prefix) = run_dir
+        .file_name()
+        .map(|p| p.to_string_lossy().into_owned())
+    else {
+        return;
+    };
+    let links = prefix.replace('-', "");
+    for entry in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&links) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &name])
+                .status();
+        }
+    }
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "inet", &prefix])
+        .stderr(std::process::Stdio::null())
+        .status();
+}

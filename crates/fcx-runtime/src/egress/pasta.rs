@@ -1,19 +1,24 @@
-//! Outbound networking for instances with `internetAccess`: one `pasta` process (Debian's
-//! `passt` package) per instance, attached to the instance's network namespace.
+//! pasta egress (`--egress pasta`): one `pasta` process (Debian's `passt` package) per
+//! instance, attached to the instance's network namespace, for hosts where veth egress cannot
+//! run. Each costs ~29 MB of memory (its packet buffers).
 //!
 //! pasta gives the namespace a tap interface with the host's address and default route and
 //! relays what leaves through it over ordinary host sockets, so outbound TCP and UDP (DNS
 //! included) work without host routes, bridges or address ranges. Nothing is forwarded
 //! inwards (`-t/-u none`), nothing bound inside appears on the host (`-T/-U none`), and the
 //! gateway is not mapped to the host's loopback (`--no-map-gw`): the host's 127.0.0.1, where
-//! fcx's API listens, stays out of reach. pasta ends when its [`Egress`] drops, and through
+//! fcx's API listens, stays out of reach. The host's other addresses (and the link-local
+//! range) would be reached like from any host process, so the pastas of a server run in one
+//! cgroup (`<cgroup2>/fcx/<prefix>/egress`) whose sockets fcx's nftables table refuses them
+//! ([`PastaGuard`]). pasta ends when its [`Pasta`] drops, and through
 //! `PR_SET_PDEATHSIG` when fcx dies: it holds the namespace open, so it would never notice the
 //! instance going away by itself.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +32,7 @@ pub const PASTA: &str = "/usr/bin/pasta";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running pasta serving one namespace. Dropping it ends pasta.
-pub struct Egress {
+pub struct Pasta {
     pid: u32,
     state: Arc<Mutex<State>>,
 }
@@ -36,15 +41,20 @@ pub struct Egress {
 struct State {
     /// pasta has been reaped, so its pid may belong to someone else now.
     reaped: bool,
-    /// The `Egress` was dropped: pasta's end is expected.
+    /// The `Pasta` was dropped: pasta's end is expected.
     stopping: bool,
 }
 
-impl Egress {
+impl Pasta {
     /// Starts pasta for the namespace at `netns_path` and waits (bounded) until the namespace
-    /// has its interface and default route. `name` labels pasta's thread and log lines.
-    pub fn attach(netns_path: &Path, name: &str) -> io::Result<Egress> {
-        attach_with(Path::new(PASTA), netns_path, name)
+    /// has its interface and default route. `name` labels pasta's thread and log lines;
+    /// `cgroup_procs` is the `cgroup.procs` pasta joins before it runs.
+    pub fn attach(
+        netns_path: &Path,
+        name: &str,
+        cgroup_procs: Option<CString>,
+    ) -> io::Result<Pasta> {
+        attach_with(Path::new(PASTA), netns_path, name, cgroup_procs)
     }
 
     /// pasta's pid (for diagnostics and tests).
@@ -53,7 +63,7 @@ impl Egress {
     }
 }
 
-impl Drop for Egress {
+impl Drop for Pasta {
     fn drop(&mut self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.stopping = true;
@@ -64,7 +74,12 @@ impl Drop for Egress {
     }
 }
 
-fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress> {
+fn attach_with(
+    pasta: &Path,
+    netns_path: &Path,
+    name: &str,
+    cgroup_procs: Option<CString>,
+) -> io::Result<Pasta> {
     if !pasta.exists() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -101,7 +116,7 @@ fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress
         .name(format!("egress-{name}"))
         .stack_size(128 * 1024);
     sys::spawn_namespace_thread(thread, move |own| {
-        supervise(own, cmd, netns, ready_tx, thread_state, label)
+        supervise(own, cmd, netns, cgroup_procs, ready_tx, thread_state, label)
     })?;
     let pid = ready_rx
         .recv()
@@ -112,7 +127,7 @@ fn attach_with(pasta: &Path, netns_path: &Path, name: &str) -> io::Result<Egress
                 format!("egress for {}: {e}", netns_path.display()),
             )
         })?;
-    Ok(Egress { pid, state })
+    Ok(Pasta { pid, state })
 }
 
 /// pasta's command line: join the namespace it inherits as fd `netns_fd`, configure it,
@@ -151,11 +166,12 @@ fn supervise(
     own: &sys::OwnThread,
     mut cmd: Command,
     netns: File,
+    cgroup_procs: Option<CString>,
     ready: mpsc::Sender<io::Result<u32>>,
     state: Arc<Mutex<State>>,
     name: String,
 ) {
-    sys::prepare_helper_command(&mut cmd, netns.as_raw_fd());
+    sys::prepare_helper_command(&mut cmd, netns.as_raw_fd(), cgroup_procs);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -182,7 +198,7 @@ fn supervise(
     }
     drop(netns);
     if ready.send(Ok(pid)).is_err() {
-        // Nobody will own an `Egress` for this pasta.
+        // Nobody will own a `Pasta` for this pasta.
         state.lock().unwrap_or_else(|p| p.into_inner()).stopping = true;
         sys::kill(pid, libc::SIGKILL);
     }
@@ -193,7 +209,7 @@ fn supervise(
             }
         }
     }
-    // Reap only under the lock, so `Egress::drop` never signals a pid that was reused.
+    // Reap only under the lock, so `Pasta::drop` never signals a pid that was reused.
     let _ = sys::wait_exited_unreaped(pid);
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let status = child.wait();
@@ -255,11 +271,26 @@ fn has_default_route(table: &str, text: &str) -> bool {
     })
 }
 
-/// Whether process `pid` is in a mount namespace other than ours.
+/// Whether pasta `pid` has sandboxed itself (the last step before it serves): it is in a
+/// mount namespace other than ours, or it runs under its seccomp filter. Reading its
+/// `ns/mnt` link needs CAP_SYS_PTRACE once pasta has made itself non-dumpable; fcx in a
+/// container (a Kubernetes DaemonSet's capabilities) lacks it, so the readiness wait never
+/// ended there (found by scripts/portability.sh). `/proc/<pid>/status` is readable by all,
+/// and pasta installs its filter after isolating.
 fn isolated(pid: u32) -> bool {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt"));
     let ours = std::fs::read_link("/proc/self/ns/mnt");
-    matches!((theirs, ours), (Ok(t), Ok(o)) if t != o)
+    if let (Ok(t), Ok(o)) = (theirs, ours) {
+        return t != o;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| seccomp_filtered(&s))
+}
+
+/// Whether a `/proc/<pid>/status` text says the process runs under a seccomp filter.
+fn seccomp_filtered(status: &str) -> bool {
+    status
+        .lines()
+        .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
 }
 
 /// Lines Debian's pasta prints when it finds no syslog socket, before each real message.
@@ -281,62 +312,87 @@ fn read_tail(mut stderr: std::process::ChildStderr) -> String {
     joined[start..].to_owned()
 }
 
-/// The `/etc/resolv.conf` an instance with egress should see (for backends that give instances
-/// their own, such as containers): the host's, without loopback nameservers, which cannot work
-/// from the namespace (its 127.0.0.1 is its own and the gateway is not mapped to the host).
-/// Process instances already see the host's file; its non-loopback nameservers are reached
-/// through pasta like any other UDP destination. On a host whose only nameserver is a local
-/// stub (systemd-resolved), the stub's upstream list is used instead.
-pub fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let usable = resolv_conf_from(&host);
-    if usable.lines().any(|l| l.starts_with("nameserver")) {
-        return usable;
-    }
-    let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default();
-    resolv_conf_from(&upstream)
+/// The pastas of one server run in one cgroup, and fcx's nftables table refuses that
+/// cgroup's sockets the host's own addresses (every local address, loopback included: pasta
+/// would otherwise reach them like any host process) and the link-local ranges (cloud
+/// metadata). nft names cgroups relative to `/sys/fs/cgroup`, where the cgroup2 mount must be.
+pub struct PastaGuard {
+    dir: PathBuf,
+    procs: CString,
+    table: String,
+    nft: PathBuf,
 }
 
-/// `host` (a resolv.conf text) with comments and loopback nameservers removed.
-pub fn resolv_conf_from(host: &str) -> String {
-    let mut out = String::new();
-    for line in host.lines().map(str::trim) {
-        let mut words = line.split_whitespace();
-        let keep = match words.next() {
-            Some("nameserver") => words
-                .next()
-                .and_then(|a| a.split('%').next()?.parse::<std::net::IpAddr>().ok())
-                .is_some_and(|a| !a.is_loopback() && !a.is_unspecified()),
-            Some("search" | "domain" | "options" | "sortlist") => true,
-            _ => false,
-        };
-        if keep {
-            out.push_str(line);
-            out.push('\n');
+impl PastaGuard {
+    /// Creates `<cgroup2>/fcx/<prefix>/egress` and loads the table `inet <prefix>`; `Err`
+    /// says why it cannot (then pastas run unguarded, as before fcx had the guard).
+    pub fn setup(prefix: &str) -> Result<PastaGuard, String> {
+        let nft = super::network::nft_binary()?;
+        let mount = crate::cgroup::cgroup2_mount()
+            .ok_or("the host has no cgroup2 mount to put pasta processes in")?;
+        let under = mount.strip_prefix("/sys/fs/cgroup").map_err(|_| {
+            format!(
+                "cgroup2 is mounted at {}, outside /sys/fs/cgroup where nft looks for cgroups",
+                mount.display()
+            )
+        })?;
+        let rel = Path::new("fcx").join(prefix).join("egress");
+        let dir = mount.join(&rel);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let procs = CString::new(
+            dir.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .map_err(|_| "cgroup path contains NUL".to_string())?;
+        let table = super::network::table_name(prefix);
+        let rules = guard_ruleset(&table, &under.join(&rel).to_string_lossy(), 3);
+        if let Err(e) = super::network::nft_replace(&nft, &table, &rules) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(format!("cannot load the pasta guard table: {e}"));
+        }
+        Ok(PastaGuard {
+            dir,
+            procs,
+            table,
+            nft,
+        })
+    }
+
+    /// The `cgroup.procs` pastas join.
+    pub(crate) fn procs(&self) -> CString {
+        self.procs.clone()
+    }
+
+    /// Removes the table and the (emptied) group.
+    pub fn remove(&self) {
+        let _ =
+            super::network::nft_apply(&self.nft, &format!("delete table inet {}\n", self.table));
+        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
-    out
 }
 
-/// pasta configuring an instance's namespace in the background (`None`: no
-/// `internetAccess`): it takes tens of milliseconds, so backends start the instance
-/// meanwhile; the instance is ready only with both.
-pub(crate) struct PendingEgress(Option<tokio::task::JoinHandle<io::Result<Egress>>>);
-
-impl PendingEgress {
-    pub(crate) fn start(netns: &crate::netns::NetNs, name: &str, wanted: bool) -> PendingEgress {
-        PendingEgress(wanted.then(|| {
-            let (path, name) = (netns.path(), name.to_owned());
-            tokio::task::spawn_blocking(move || Egress::attach(&path, &name))
-        }))
-    }
-
-    pub(crate) async fn ready(self) -> io::Result<Option<Egress>> {
-        match self.0 {
-            None => Ok(None),
-            Some(task) => task.await.map_err(io::Error::other)?.map(Some),
-        }
-    }
+/// The guard table: sockets of the cgroup at `cgroup` (relative to /sys/fs/cgroup, `level`
+/// deep in the cgroup2 tree) may not reach local addresses or link-local ranges.
+pub fn guard_ruleset(table: &str, cgroup: &str, level: u32) -> String {
+    let who = format!("socket cgroupv2 level {level} \"{cgroup}\"");
+    let deny = "reject with icmpx admin-prohibited";
+    format!(
+        "table inet {table} {{\n\
+         \tchain output {{\n\
+         \t\ttype filter hook output priority filter; policy accept;\n\
+         \t\t{who} fib daddr type local {deny} comment \"the host itself: every address, fcx's API included\"\n\
+         \t\t{who} ip daddr {ll} {deny} comment \"link-local: cloud metadata\"\n\
+         \t\t{who} ip6 daddr fe80::/10 {deny}\n\
+         \t}}\n\
+         }}\n",
+        ll = super::network::LINK_LOCAL,
+    )
 }
 
 #[cfg(test)]
@@ -362,24 +418,12 @@ mod tests {
     }
 
     #[test]
-    fn resolv_conf_drops_loopback_nameservers_and_comments() {
-        let host = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n\
-                    nameserver ::1\nnameserver fe80::1%eth0\nsearch example.org\n\
-                    options edns0 trust-ad\nnameserver bogus\n";
-        assert_eq!(
-            resolv_conf_from(host),
-            "nameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch example.org\n\
-             options edns0 trust-ad\n"
-        );
-        assert_eq!(resolv_conf_from("nameserver 127.0.0.1\n"), "");
-    }
-
-    #[test]
     fn missing_pasta_says_which_package_to_install() {
         let Err(e) = attach_with(
             Path::new("/nonexistent/pasta"),
             Path::new("/proc/self/ns/net"),
             "t",
+            None,
         ) else {
             panic!("attached without pasta");
         };
@@ -435,7 +479,7 @@ mod tests {
             return;
         }
         let netns = crate::netns::NetNs::create("egress-test").unwrap();
-        let egress = Egress::attach(&netns.path(), "egress-test").unwrap();
+        let egress = Pasta::attach(&netns.path(), "egress-test", None).unwrap();
         let pid = egress.pid();
         assert!(alive(pid));
         let tid_dir = netns.path().parent().unwrap().parent().unwrap().to_owned();
@@ -446,7 +490,34 @@ mod tests {
         if !gone {
             sys::kill(pid, libc::SIGKILL);
         }
-        assert!(gone, "pasta {pid} outlived its Egress");
+        assert!(gone, "pasta {pid} outlived its Pasta");
+    }
+
+    /// fcx in a container has no CAP_SYS_PTRACE: it cannot read the namespace links of a
+    /// pasta that made itself non-dumpable, and must still see it ready. Capabilities are
+    /// per thread, so a thread that dropped CAP_SYS_PTRACE plays that fcx. Whether the link
+    /// is unreadable there depends on the moment (pasta re-executes itself, which makes it
+    /// dumpable again for a while), so the fallback's signal is checked on its own: a running
+    /// pasta is under its seccomp filter.
+    #[test]
+    fn readiness_is_seen_without_cap_sys_ptrace() {
+        if !can_run() {
+            return;
+        }
+        let netns = crate::netns::NetNs::create("egress-noptrace").unwrap();
+        let egress = Pasta::attach(&netns.path(), "egress-noptrace", None).unwrap();
+        let pid = egress.pid();
+        let ready = std::thread::spawn(move || {
+            sys::drop_effective_capability(sys::CAP_SYS_PTRACE).unwrap();
+            isolated(pid)
+        })
+        .join()
+        .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        drop(egress);
+        assert!(ready, "a running pasta must count as isolated");
+        assert!(seccomp_filtered(&status), "{status}");
+        assert!(!seccomp_filtered("Seccomp:\t0\n"));
     }
 
     #[test]
@@ -454,9 +525,21 @@ mod tests {
         if !can_run() {
             return;
         }
-        let Err(e) = Egress::attach(Path::new("/etc/hostname"), "egress-bad") else {
+        let Err(e) = Pasta::attach(Path::new("/etc/hostname"), "egress-bad", None) else {
             panic!("attached to a regular file");
         };
         assert!(e.to_string().contains("not a network namespace"), "{e}");
+    }
+
+    #[test]
+    fn guard_refuses_local_and_link_local_destinations_to_the_pasta_cgroup() {
+        let rules = guard_ruleset("fcx-1a2b3c4d", "unified/fcx/fcx-1a2b3c4d/egress", 3);
+        for want in [
+            "socket cgroupv2 level 3 \"unified/fcx/fcx-1a2b3c4d/egress\" fib daddr type local reject",
+            "ip daddr 169.254.0.0/16 reject",
+            "ip6 daddr fe80::/10 reject",
+        ] {
+            assert!(rules.contains(want), "{want} missing from\n{rules}");
+        }
     }
 }

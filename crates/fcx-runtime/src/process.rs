@@ -1,5 +1,8 @@
 //! The `process` backend: instances are host processes started from the unpacked code
-//! directory, each in its own network namespace and session, as an unprivileged user.
+//! directory, each function under its own unprivileged uid and gid, each instance in its own
+//! network, PID, mount and IPC namespaces (its own `/proc`, a private tmpfs `/tmp`,
+//! `/var/tmp` and `/dev/shm`), in cgroups that limit its memory (`memorySize`) and processes.
+//! Its pid 1 is a small init (`init.rs`) that runs the function as pid 2.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -12,9 +15,10 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, BackendKind, Control, Sandbox};
+use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
+use crate::group::InstanceGroup;
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::pidfile;
@@ -33,17 +37,17 @@ pub struct ProcessConfig {
     pub run_dir: PathBuf,
     /// Directory of instance log files.
     pub log_dir: PathBuf,
-    /// Unprivileged user and group instances run as.
-    pub uid: u32,
-    /// The group instances run as.
-    pub gid: u32,
+    /// The program exec'd as each instance's init, with [`crate::init::SUBCOMMAND`] as its
+    /// first argument (the fcx binary).
+    pub init: PathBuf,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
     /// CRIU for snapshot starts (`None`: none usable; snapshot-enabled functions start cold).
     pub criu: Option<Arc<Criu>>,
-    /// The binary that runs [`crate::snapshot::run_init`] when given
-    /// [`crate::snapshot::INIT_ARG`] (the fcx binary); `None`: no snapshot shape.
-    pub init: Option<PathBuf>,
+    /// The server's prefix: instance limit groups are `fcx/<prefix>/<id>` in every hierarchy.
+    pub prefix: String,
+    /// Most processes one instance may run.
+    pub pids_limit: i64,
 }
 
 /// Starts instances as host processes.
@@ -56,18 +60,30 @@ pub struct ProcessBackend {
 impl ProcessBackend {
     /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
-        let pooled = usize::from(config.criu.is_some() && config.init.is_some()) * 2;
+        let pooled = usize::from(config.criu.is_some()) * 2;
         let netns_pool = crate::netns::NetNsPool::new(pooled);
         netns_pool.refill();
         ProcessBackend { config, netns_pool }
     }
 
-    fn spawn(
+    async fn spawn(
         &self,
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
     ) -> Result<(Instance, PendingEgress), StartError> {
+        let uid = spec.run_as.ok_or_else(|| {
+            StartError::spawn(
+                spec,
+                "the function has no instance uid (the server allocates one per function)".into(),
+            )
+        })?;
+        if spec.command.is_empty() {
+            return Err(StartError::spawn(
+                spec,
+                "the function has no start command".into(),
+            ));
+        }
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
@@ -76,26 +92,22 @@ impl ProcessBackend {
             .command
             .split_first()
             .ok_or_else(|| StartError::spawn(spec, "the function has no start command".into()))?;
-        // Snapshot-enabled instances run under fcx's own PID-namespace init (see
-        // `sys::pidns_init`): it stays root so CRIU can dump the namespace.
-        let mut cmd = match (&self.config.init, spec.snapshot) {
-            (Some(init), true) => {
-                let mut cmd = tokio::process::Command::new(init);
-                cmd.arg(crate::snapshot::INIT_ARG)
-                    .arg(self.config.uid.to_string())
-                    .arg(self.config.gid.to_string())
-                    .arg("--")
-                    .arg(program)
-                    .args(args);
-                cmd
-            }
-            _ => {
-                let mut cmd = tokio::process::Command::new(program);
-                cmd.args(args);
-                cmd
-            }
-        };
-        cmd.current_dir(&spec.code_dir)
+        let snapshot_shape = spec.snapshot && self.config.criu.is_some();
+        // Snapshot-enabled instances run under the snapshot init (`sys::pidns_init`): the
+        // shape CRIU can dump and restore (see docs/snapshots.md); the others under the
+        // instance init (`init.rs`).
+        let mut cmd = tokio::process::Command::new(&self.config.init);
+        if snapshot_shape {
+            cmd.arg(crate::snapshot::INIT_ARG);
+        } else {
+            cmd.arg(crate::init::SUBCOMMAND);
+        }
+        cmd.arg(uid.to_string())
+            .arg(uid.to_string())
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .current_dir(&spec.code_dir)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("FC_INSTANCE_ID", &id)
@@ -119,9 +131,28 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
+        let rel = std::path::Path::new("fcx")
+            .join(&self.config.prefix)
+            .join(&id);
+        let limits = InstanceGroup::for_process(&rel, spec.memory_mb, self.config.pids_limit)
+            .map_err(|e| {
+                StartError::failed(
+                    crate::StartFailure::CgroupRefused,
+                    format!(
+                        "cannot create the instance's cgroups {} with its memory and pids \
+                         limits: {e}",
+                        rel.display()
+                    ),
+                )
+            })?;
+        let mut procs: Vec<std::ffi::CString> = cgroup.iter().map(|c| c.procs.clone()).collect();
+        for p in &limits.procs {
+            procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
+        }
+        let (status_read, status_write) = sys::pipe().map_err(StartError::Namespace)?;
         // Snapshot-enabled instances run as PID 1 of their own PID namespace, with their
         // identity file as fd 3: the shape CRIU dumps and restores.
-        let identity = if spec.snapshot && self.config.init.is_some() {
+        let identity = if snapshot_shape {
             let path = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
                 .map_err(StartError::Namespace)?;
             let file = std::fs::File::open(&path).map_err(StartError::Namespace)?;
@@ -130,7 +161,7 @@ impl ProcessBackend {
                 &mut cmd,
                 sys::PidnsSetup {
                     netns: netns.fd().as_raw_fd(),
-                    cgroup_procs: cgroup.iter().map(|c| c.procs.clone()).collect(),
+                    cgroup_procs: procs,
                     user: None,
                     fds: vec![(file.as_raw_fd(), 3)],
                     subreaper: false,
@@ -141,26 +172,48 @@ impl ProcessBackend {
             sys::prepare_instance_command(
                 &mut cmd,
                 netns.fd().as_raw_fd(),
-                self.config.uid,
-                self.config.gid,
-                cgroup.as_ref().map(|c| c.procs.clone()),
+                procs,
+                private_mounts(spec.disk_mb).map_err(StartError::Namespace)?,
+                status_write.as_raw_fd(),
             );
             None
         };
-        let mut child = cmd
-            .spawn()
+        let spawned = if identity.is_some() {
+            let spawned = cmd.spawn();
+            drop(cmd);
+            spawned
+        } else {
+            netns.spawn_init(cmd).await
+        };
+        let mut child = spawned
             .map_err(|e| StartError::spawn(spec, format!("cannot start {program:?}: {e}")))?;
-        // The parent's copies of the write ends close with `cmd`, so EOF means every process ended.
-        drop(cmd);
+        // The parent's copies of the write ends closed with `cmd`, so EOF means every
+        // process ended.
+        drop(status_write);
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
         let waiter = identity.is_some();
         let (exit_tx, exit_rx) = watch::channel(None);
+        let limits = Arc::new(limits.group);
+        let watcher = Arc::clone(&limits);
+        let memory_mb = spec.memory_mb;
         tokio::spawn(async move {
-            let reason = match child.wait().await {
+            let init = match child.wait().await {
                 Ok(status) => waiter_exit(ExitReason::from_status(status), waiter),
                 Err(_) => ExitReason::Code(-1),
+            };
+            let reason = match function_ending(status_read).await {
+                Some(crate::init::Ended::Exit(code)) => ExitReason::Code(code),
+                Some(crate::init::Ended::Signal(sig)) => ExitReason::Signal(sig),
+                // The init itself was killed (by fcx, or with the whole instance).
+                None => init,
+            };
+            let reason = match reason {
+                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
+                    ExitReason::OutOfMemory(memory_mb)
+                }
+                other => other,
             };
             let _ = exit_tx.send(Some(reason));
         });
@@ -177,12 +230,13 @@ impl ProcessBackend {
             init_file: None,
             pidfile,
             cgroup,
+            limits,
             egress: std::sync::OnceLock::new(),
             identity: identity.map(|(path, _)| path),
             work: None,
             pipe,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            uid,
+            gid: uid,
         };
         let instance = Instance::new(InstanceParts {
             id,
@@ -207,6 +261,12 @@ impl ProcessBackend {
         snap: &Snapshot,
     ) -> Result<Instance, StartError> {
         let started = Instant::now();
+        let uid = spec.run_as.ok_or_else(|| {
+            StartError::spawn(
+                spec,
+                "the function has no instance uid (the server allocates one per function)".into(),
+            )
+        })?;
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let (netns, egress) =
@@ -226,6 +286,25 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
+        // The same memory and pids limits as a cold-started instance.
+        let rel = std::path::Path::new("fcx")
+            .join(&self.config.prefix)
+            .join(&id);
+        let limits = InstanceGroup::for_process(&rel, spec.memory_mb, self.config.pids_limit)
+            .map_err(|e| {
+                StartError::failed(
+                    crate::StartFailure::CgroupRefused,
+                    format!(
+                        "cannot create the restored instance's cgroups {} with its memory and \
+                         pids limits: {e}",
+                        rel.display()
+                    ),
+                )
+            })?;
+        let mut procs: Vec<std::ffi::CString> = cgroup.iter().map(|c| c.procs.clone()).collect();
+        for p in &limits.procs {
+            procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
+        }
         let lazy = if criu.lazy_for(snap.meta.pages_bytes) {
             Some(
                 LazyPages::start(criu, &snap.images(), &work)
@@ -260,7 +339,7 @@ impl ProcessBackend {
             &mut cmd,
             sys::PidnsSetup {
                 netns: netns.fd().as_raw_fd(),
-                cgroup_procs: cgroup.iter().map(|c| c.procs.clone()).collect(),
+                cgroup_procs: procs,
                 user: None,
                 fds: vec![
                     (netns.fd().as_raw_fd(), snapshot::criu::FD_NETNS),
@@ -284,10 +363,19 @@ impl ProcessBackend {
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
         let (exit_tx, exit_rx) = watch::channel(None);
+        let limits = Arc::new(limits.group);
+        let watcher = Arc::clone(&limits);
+        let memory_mb = spec.memory_mb;
         tokio::spawn(async move {
             let reason = match child.wait().await {
                 Ok(status) => waiter_exit(ExitReason::from_status(status), true),
                 Err(_) => ExitReason::Code(-1),
+            };
+            let reason = match reason {
+                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
+                    ExitReason::OutOfMemory(memory_mb)
+                }
+                other => other,
             };
             let _ = exit_tx.send(Some(reason));
         });
@@ -297,12 +385,13 @@ impl ProcessBackend {
             init_file: Some(work.join("pid")),
             pidfile,
             cgroup,
+            limits,
             egress: std::sync::OnceLock::new(),
             identity: Some(identity),
             work: Some(work.clone()),
             pipe,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            uid,
+            gid: uid,
         };
         let instance = Instance::new(InstanceParts {
             id,
@@ -357,6 +446,46 @@ fn first_child(pid: u32) -> Option<u32> {
         .ok()
 }
 
+fn cstring(bytes: &[u8]) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(bytes).map_err(|_| std::io::Error::other("path contains NUL"))
+}
+
+/// What each instance gets of its own: `/proc` of its PID namespace (other instances'
+/// processes are not there), and empty tmpfs `/tmp` (`diskSize` MB), `/var/tmp` and `/dev/shm`
+/// instead of the host's shared, world-writable ones.
+fn private_mounts(disk_mb: u32) -> std::io::Result<Vec<sys::PrivateMount>> {
+    let flags = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+    let mount = |target: &str, fstype: &str, flags: libc::c_ulong, data: Option<String>| {
+        Ok::<_, std::io::Error>(sys::PrivateMount {
+            target: cstring(target.as_bytes())?,
+            fstype: cstring(fstype.as_bytes())?,
+            flags,
+            data: data.map(|d| cstring(d.as_bytes())).transpose()?,
+        })
+    };
+    let tmp = |mb: u32| Some(format!("size={mb}m,mode=1777"));
+    Ok(vec![
+        mount(
+            "/proc",
+            "proc",
+            flags | libc::MS_NOEXEC as libc::c_ulong,
+            None,
+        )?,
+        mount("/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
+        mount("/var/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
+        mount("/dev/shm", "tmpfs", flags, tmp(64))?,
+    ])
+}
+
+/// What the init reported about the function's end on its status pipe (nothing when the
+/// init was killed before it could).
+async fn function_ending(pipe: OwnedFd) -> Option<crate::init::Ended> {
+    let mut text = String::new();
+    let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe).ok()?;
+    receiver.read_to_string(&mut text).await.ok()?;
+    crate::init::Ended::decode(&text)
+}
+
 #[async_trait]
 impl Backend for ProcessBackend {
     fn kind(&self) -> BackendKind {
@@ -376,7 +505,7 @@ impl Backend for ProcessBackend {
             });
         }
         let started = Instant::now();
-        let (instance, egress) = self.spawn(spec, &[], None)?;
+        let (instance, egress) = self.spawn(spec, &[], None).await?;
         let (listening, egress) =
             tokio::join!(wait_listening(&instance, spec, started), egress.ready());
         attach_egress(&instance, egress.map_err(StartError::Namespace)?);
@@ -392,11 +521,13 @@ impl Backend for ProcessBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
-        let (instance, egress) = self.spawn(
-            spec,
-            &[("FC_CUSTOM_CONTAINER_EVENT", event)],
-            Some(stdout_write),
-        )?;
+        let (instance, egress) = self
+            .spawn(
+                spec,
+                &[("FC_CUSTOM_CONTAINER_EVENT", event)],
+                Some(stdout_write),
+            )
+            .await?;
         attach_egress(
             &instance,
             egress.ready().await.map_err(StartError::Namespace)?,
@@ -405,7 +536,7 @@ impl Backend for ProcessBackend {
     }
 
     fn snapshots(&self) -> bool {
-        self.config.criu.is_some() && self.config.init.is_some()
+        self.config.criu.is_some()
     }
 
     /// Dumps a snapshot-enabled instance (PID 1 of its namespace) with CRIU, leaving it
@@ -471,8 +602,11 @@ impl Backend for ProcessBackend {
 
     /// Kills what a previous run left: instances named by pid files, and their cgroups.
     fn reap(&self) -> usize {
-        pidfile::reap(&self.config.run_dir)
-            + self.config.cgroups.as_ref().map(|c| c.reap()).unwrap_or(0)
+        let reaped = pidfile::reap(&self.config.run_dir)
+            + self.config.cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
+        // The limit groups in the v1 hierarchies, now that their processes are gone.
+        crate::group::remove_tree(&std::path::Path::new("fcx").join(&self.config.prefix));
+        reaped
     }
 
     /// Removes the (emptied) instance groups and the server's own cgroup directory.
@@ -480,6 +614,9 @@ impl Backend for ProcessBackend {
         if let Some(root) = &self.config.cgroups {
             root.remove();
         }
+        let rel = std::path::Path::new("fcx").join(&self.config.prefix);
+        crate::group::remove_tree(&rel);
+        crate::group::remove_root(&rel);
     }
 }
 
@@ -492,9 +629,10 @@ fn attach_egress(instance: &Instance, egress: Option<Egress>) {
     }
 }
 
-/// A process instance's handles: its process group, its cgroup, its pid file and its
-/// outbound networking; for snapshot-enabled instances also its PID-namespace init, identity
-/// file and log pipe.
+/// A process instance's handles: its init (pid 1 of its namespace, leading its session, or
+/// for snapshot-enabled instances the waiter in front of it), its cgroups, its pid file and
+/// its outbound networking; for snapshot-enabled instances also its PID-namespace init,
+/// identity file and log pipe.
 struct ProcessControl {
     /// fcx's child: the program, or the waiter in front of a PID namespace.
     pid: u32,
@@ -504,6 +642,8 @@ struct ProcessControl {
     init_file: Option<PathBuf>,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
+    /// The memory and pids limits (and the memory counters that tell an OOM kill).
+    limits: Arc<InstanceGroup>,
     /// Only held: pasta runs exactly as long as the instance.
     egress: std::sync::OnceLock<Egress>,
     /// The identity file (snapshot-enabled instances), removed with the instance.
@@ -529,7 +669,8 @@ impl ProcessControl {
 
 #[async_trait]
 impl Control for ProcessControl {
-    /// Kills the instance's processes at once (its cgroup, and its process group).
+    /// Kills the instance's processes at once: its cgroup, and its init (the kernel then
+    /// kills everything in the init's PID namespace).
     fn kill(&self) {
         if let Some(c) = &self.cgroup {
             c.kill();
@@ -541,12 +682,23 @@ impl Control for ProcessControl {
         sys::kill_group(self.pid as i32, libc::SIGKILL);
     }
 
-    /// SIGTERM to the program (a PID-namespace init gets it only if it handles it).
+    /// SIGTERM: to the snapshot init (which passes it on) or to the instance init (which
+    /// passes it on to the function's process group).
     fn terminate(&self) {
         match self.init_pid() {
             Some(init) => sys::kill(init, libc::SIGTERM),
-            None => sys::kill_group(self.pid as i32, libc::SIGTERM),
+            None => sys::kill(self.pid, libc::SIGTERM),
         }
+    }
+
+    /// The v2 group's counters, with the memory figures of the limit group where the v2
+    /// group has none (a v1 or hybrid host).
+    fn stats(&self) -> std::io::Result<InstanceStats> {
+        let mut stats = self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default();
+        let (current, peak) = self.limits.memory_usage();
+        stats.memory_current_bytes = stats.memory_current_bytes.or(current);
+        stats.memory_peak_bytes = stats.memory_peak_bytes.or(peak);
+        Ok(stats)
     }
 
     fn cgroup(&self) -> Option<&Cgroup> {
@@ -571,6 +723,20 @@ impl Drop for ProcessControl {
         }
         if let Some(cgroup) = self.cgroup.take() {
             crate::cgroup::remove_in_background(cgroup);
+        }
+        let limits = Arc::clone(&self.limits);
+        let remove = move || {
+            // The groups can go once the kernel has reaped the instance's processes.
+            for _ in 0..100 {
+                if limits.remove_when_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }
@@ -738,6 +904,9 @@ mod tests {
             internet_access: false,
             container: None,
             snapshot: false,
+            memory_mb: 128,
+            disk_mb: 512,
+            run_as: Some(100_000),
         }
     }
 

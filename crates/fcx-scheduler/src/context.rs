@@ -52,6 +52,9 @@ pub fn instance_spec(
         internet_access: f.internet_access,
         snapshot: f.snapshot_enabled() && f.web_server_mode(),
         container: None,
+        memory_mb: f.memory_size,
+        disk_mb: f.disk_size,
+        run_as: deployed.run_as,
     }
 }
 

@@ -170,9 +170,10 @@ fn hex16(bytes: &[u8]) -> String {
 
 /// The snapshot key of an instance of `deployed` launched as `spec`: the record's prefix and
 /// the code or image it runs (the unpacked code dir and the image rootfs are named by their
-/// digests).
+/// digests) and the uid it runs as (a restore keeps the dumped processes' uid, so a function
+/// given another uid must not restore an older one's snapshot).
 pub fn key(deployed: &Deployed, spec: &InstanceSpec) -> String {
-    let code = spec.code_dir.display().to_string();
+    let code = format!("{}\0{:?}", spec.code_dir.display(), spec.run_as);
     format!("{}{}", record_prefix(deployed), hex16(code.as_bytes()))
 }
 
@@ -377,9 +378,10 @@ mod tests {
                 function: f,
                 version_id: None,
                 code_zip: None,
+                run_as: Some(100_000),
             }
         };
-        let spec = |code: &str| InstanceSpec {
+        let spec_as = |code: &str, uid: u32| InstanceSpec {
             function_name: "f".into(),
             code_dir: code.into(),
             command: vec![],
@@ -389,7 +391,11 @@ mod tests {
             internet_access: false,
             container: None,
             snapshot: true,
+            memory_mb: 128,
+            disk_mb: 512,
+            run_as: Some(uid),
         };
+        let spec = |code: &str| spec_as(code, 100_000);
         let a = key(&deployed(3), &spec("/code/a"));
         assert!(a.starts_with("f@LATEST-"), "{a}");
         assert_eq!(a, key(&deployed(3), &spec("/code/a")));
@@ -398,6 +404,11 @@ mod tests {
             a,
             key(&deployed(3), &spec("/code/b")),
             "other code or image"
+        );
+        assert_ne!(
+            a,
+            key(&deployed(3), &spec_as("/code/a", 100_001)),
+            "another uid"
         );
         assert!(key(&deployed(3), &spec("/code/b")).starts_with(&record_prefix(&deployed(3))));
     }

@@ -5,12 +5,15 @@
 mod code;
 pub mod keys;
 mod migrations;
+pub mod nonces;
 pub mod queue;
 mod seal;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
+pub use nonces::NonceJournal;
+pub use seal::Sealer;
 pub use sqlite::SqliteStore;
 
 use fcx_model::Function;
@@ -35,6 +38,9 @@ pub enum StoreError {
     /// A stored record cannot be read back (bad JSON, undecryptable secret, ...).
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Every value of a range is taken (e.g. the instance uids of `--instance-uids`).
+    #[error("{0}")]
+    Exhausted(String),
     /// A file beside the database (code packages, key file) could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -44,6 +50,36 @@ impl StoreError {
     /// A database failure with `cause` kept as the error's source.
     pub fn database(cause: impl Into<DatabaseCause>) -> StoreError {
         StoreError::Database(cause.into())
+    }
+
+    /// Whether the write failed because the data dir's disk is full (SQLite's SQLITE_FULL,
+    /// or ENOSPC from a file beside the database): nothing was stored, and retrying once
+    /// there is room can succeed.
+    pub fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = match self {
+            StoreError::Io(e) => Some(e),
+            StoreError::Database(cause) => Some(cause.as_ref()),
+            _ => None,
+        };
+        while let Some(err) = cur {
+            let sqlite = err.downcast_ref::<rusqlite::Error>().or_else(|| {
+                err.downcast_ref::<std::sync::Arc<rusqlite::Error>>()
+                    .map(|a| &**a)
+            });
+            if sqlite.and_then(rusqlite::Error::sqlite_error_code)
+                == Some(rusqlite::ErrorCode::DiskFull)
+            {
+                return true;
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                // ENOSPC (ErrorKind::StorageFull is newer than the MSRV).
+                if io.raw_os_error() == Some(28) {
+                    return true;
+                }
+            }
+            cur = err.source();
+        }
+        false
     }
 }
 
@@ -79,6 +115,13 @@ pub trait Store: Send + Sync {
         name: &str,
         kind_prefix: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The instance uid of function `name`, allocated from `first..=last` the first time
+    /// (the lowest uid above every allocated one, else the lowest free one), and the same
+    /// ever after, across restarts and re-creations of the function.
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError>;
+    /// What seals the secret fields of records the control plane stores as documents
+    /// (function snapshots of versions): the same key as the store's own records.
+    fn cipher(&self) -> &dyn fcx_model::SecretCipher;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.
@@ -138,5 +181,27 @@ impl std::fmt::Debug for StoredDomain {
                 &self.private_key.as_ref().map(|_| "<sealed>"),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_full_and_enospc_are_disk_full_and_others_are_not() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::database(full).is_disk_full());
+        let nospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::Io(nospc).is_disk_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!StoreError::database(busy).is_disk_full());
+        assert!(!StoreError::Corrupt("x".into()).is_disk_full());
     }
 }

@@ -37,7 +37,7 @@ enum Command {
 With --auth signature (the default) every request is signed as the FC SDKs sign
 (ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
 more keys: fcx keys create.")]
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(cli::KeysCommand),
@@ -97,9 +97,11 @@ struct ServerArgs {
     /// no authentication, allowed on loopback addresses only.
     #[arg(long, env = "FCX_AUTH", value_enum, default_value = "signature")]
     auth: Auth,
-    /// Unprivileged user instances run as (name or UID:GID).
-    #[arg(long, default_value = "nobody")]
-    instance_user: String,
+    /// Unprivileged uids for code-package instances, FIRST-LAST: each function gets one of
+    /// its own (also its gid), kept across restarts, so functions cannot read or signal each
+    /// other's processes and files. No user of the host may have a uid in the range.
+    #[arg(long, env = "FCX_INSTANCE_UIDS", default_value = "100000-165535")]
+    instance_uids: fcx_control::UidRange,
     /// Region reported to functions (FC_REGION, x-fc-region).
     #[arg(long, env = "FCX_REGION", default_value = "local")]
     region: String,
@@ -115,6 +117,23 @@ struct ServerArgs {
     /// Seconds shutdown waits for in-flight requests before stopping instances anyway.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Seconds a client has to send a whole request head, counted from its first byte (and,
+    /// on a new connection, from the accept); slower connections are closed (nginx's
+    /// client_header_timeout).
+    #[arg(long, default_value_t = 60)]
+    header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed
+    /// (nginx's keepalive_timeout).
+    #[arg(long, default_value_t = 75)]
+    keepalive_timeout: u64,
+    /// Seconds a request body may send nothing before the request fails with 400 as the
+    /// client's error, freeing its instance (nginx's client_body_timeout).
+    #[arg(long, default_value_t = 60)]
+    body_timeout: u64,
+    /// Most client connections open at once; more are answered 503 TooManyConnections and
+    /// closed. Lowered at start to what the open-file limit leaves.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
     /// Async invocations run at once by this server.
     #[arg(long, default_value_t = 32)]
     async_workers: usize,
@@ -126,7 +145,7 @@ struct ServerArgs {
     /// start when the runtime cannot work (see `fcx doctor`).
     #[arg(long, env = "FCX_OCI_RUNTIME", default_value = "crun")]
     oci_runtime: String,
-    /// Most processes one container instance may run (a fork bomb stops here).
+    /// Most processes one instance (process or container) may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
     /// Containers kept created ahead of demand per custom-container function (web-server
@@ -185,9 +204,17 @@ struct ServerArgs {
 
 fn main() -> ExitCode {
     // PID 1 of a snapshot-enabled instance's namespace: before anything else (one thread).
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if let Some(code) = fcx_runtime::snapshot::run_init(&args) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = fcx_runtime::snapshot::run_init(&args[1..]) {
         return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    // The init of a process instance (pid 1 of its PID namespace): not a user command.
+    if args
+        .get(1)
+        .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
+    {
+        let code = fcx_runtime::init::main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -199,7 +226,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Server(args) => server(args),
+        Command::Server(args) => server(*args),
         Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),
@@ -222,6 +249,12 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             Auth::None => fcx_gateway::AuthMode::None,
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        connections: fcx_gateway::ConnLimits {
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
+            body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
         https_listen: args.https_listen,
     };
     // Refused before the core touches the host.
@@ -230,7 +263,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),
-        instance_user: args.instance_user,
+        instance_uids: args.instance_uids,
         region: args.region,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         freeze_after: args.freeze_idle_after.map(Duration::from_secs),

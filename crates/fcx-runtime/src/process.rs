@@ -96,7 +96,16 @@ impl ProcessBackend {
         // Snapshot-enabled instances run under the snapshot init (`sys::pidns_init`): the
         // shape CRIU can dump and restore (see docs/snapshots.md); the others under the
         // instance init (`init.rs`).
-        let mut cmd = tokio::process::Command::new(&self.config.init);
+        // Snapshot-enabled inits are exec'd by their path, resolved inside their own mount
+        // namespace (where a private mount that hides it is undone by `keep`): CRIU must find
+        // the executable of every task it dumps on a mount of that namespace, and a
+        // descriptor opened by fcx names the host's.
+        let init_path = if snapshot_shape {
+            std::fs::read_link(&self.config.init).unwrap_or_else(|_| self.config.init.clone())
+        } else {
+            self.config.init.clone()
+        };
+        let mut cmd = tokio::process::Command::new(&init_path);
         if snapshot_shape {
             cmd.arg(crate::snapshot::INIT_ARG);
         } else {
@@ -165,6 +174,9 @@ impl ProcessBackend {
                     user: None,
                     fds: vec![(file.as_raw_fd(), 3)],
                     subreaper: false,
+                    private: Some(
+                        snapshot_namespace(spec, &init_path).map_err(StartError::Namespace)?,
+                    ),
                 },
             );
             Some((path, file))
@@ -324,6 +336,9 @@ impl ProcessBackend {
         if lazy.is_some() {
             args.push("--lazy-pages".into());
         }
+        // The instance's mount namespace comes back from the image, on the host's root.
+        args.extend(snapshot::criu::HOST_MOUNTS.map(String::from));
+        args.extend(["--root".to_owned(), "/".to_owned()]);
         let mut cmd = tokio::process::Command::new(&criu.path);
         cmd.args(&args)
             .current_dir(&work)
@@ -347,6 +362,7 @@ impl ProcessBackend {
                     (identity_file.as_raw_fd(), snapshot::criu::FD_IDENTITY),
                 ],
                 subreaper: true,
+                private: None,
             },
         );
         let prepared_in = started.elapsed();
@@ -477,6 +493,59 @@ fn private_mounts(disk_mb: u32) -> std::io::Result<Vec<sys::PrivateMount>> {
     ])
 }
 
+/// The key CRIU names descriptor `fd` of `pid` by when it is external
+/// ([`snapshot::criu::external_file`]): its mount id (`fdinfo`) and inode.
+fn fd_external_key(pid: u32, fd: i32) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+    let mnt_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no mnt_id in /proc/{pid}/fdinfo/{fd}: {info:?}"),
+            )
+        })?;
+    let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))?.ino();
+    Ok(snapshot::criu::external_file(mnt_id, inode))
+}
+
+/// The mount and IPC namespaces of a snapshot-enabled instance: the same private mounts as
+/// every process instance, without the host mounts that come and go with other instances
+/// (overlay root file systems, namespace files: a restore needs every mount the image names
+/// still there), with the code directory and the init's directory kept reachable.
+fn snapshot_namespace(
+    spec: &InstanceSpec,
+    init: &std::path::Path,
+) -> std::io::Result<sys::PrivateNamespace> {
+    let mut detach: Vec<std::path::PathBuf> = crate::mountinfo::current()
+        .into_iter()
+        .filter(|m| {
+            matches!(m.fstype.as_str(), "overlay" | "nsfs")
+                || m.fstype.starts_with("fuse")
+                || (m.mount_point.starts_with("/run/netns") && m.mount_point != *"/run/netns")
+        })
+        .map(|m| m.mount_point)
+        .collect();
+    // Innermost first.
+    detach.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    detach.dedup();
+    let mut keep = vec![sys::KeepVisible::new(&std::path::absolute(&spec.code_dir)?)?];
+    if let Some(dir) = init.parent().filter(|d| d.is_absolute()) {
+        keep.push(sys::KeepVisible::new(dir)?);
+    }
+    Ok(sys::PrivateNamespace {
+        mounts: private_mounts(spec.disk_mb)?,
+        detach: detach
+            .iter()
+            .map(|p| cstring(p.as_os_str().as_encoded_bytes()))
+            .collect::<std::io::Result<_>>()?,
+        keep,
+    })
+}
+
 /// What the init reported about the function's end on its status pipe (nothing when the
 /// init was killed before it could).
 async fn function_ending(pipe: OwnedFd) -> Option<crate::init::Ended> {
@@ -556,7 +625,7 @@ impl Backend for ProcessBackend {
             .as_any()
             .downcast_ref::<ProcessControl>()
             .ok_or_else(|| SnapshotError::Unsupported("not a process instance".into()))?;
-        let (Some(init), Some(identity)) = (c.init_pid(), &c.identity) else {
+        let (Some(init), Some(_)) = (c.init_pid(), &c.identity) else {
             return Err(SnapshotError::Unsupported(
                 "the instance was not started for snapshots (no PID namespace)".into(),
             ));
@@ -569,8 +638,17 @@ impl Backend for ProcessBackend {
             source,
         })?;
         let images = into.images();
+        // The identity file (fd 3) was opened by fcx, on a host mount the instance's mount
+        // namespace does not have: named external, and passed in afresh on restore.
+        let identity_key = fd_external_key(init, 3).map_err(|source| SnapshotError::Io {
+            what: format!("the identity file (fd 3) of pid {init}"),
+            source,
+        })?;
         let mut cmd = tokio::process::Command::new(&criu.path);
-        cmd.args(snapshot::criu::dump_args(init as i32, &images, ino, None));
+        cmd.args(snapshot::criu::dump_args(init as i32, &images, ino, None))
+            .args(snapshot::criu::HOST_MOUNTS)
+            .arg("--external")
+            .arg(&identity_key);
         sys::run_as_real_ids(&mut cmd, c.uid, c.gid);
         let memory_bytes = snapshot::rss_bytes(init as i32);
         snapshot::run_criu(cmd, &images, "dump.log", Duration::from_secs(120))
@@ -579,11 +657,7 @@ impl Backend for ProcessBackend {
         Ok(SnapshotMeta {
             backend: BackendKind::Process.as_str().into(),
             pipe: c.pipe.clone(),
-            identity: identity
-                .display()
-                .to_string()
-                .trim_start_matches('/')
-                .to_owned(),
+            identity: identity_key,
             external_mounts: Vec::new(),
             pages_bytes: snapshot::pages_bytes(&images),
             memory_bytes,

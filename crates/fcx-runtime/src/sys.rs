@@ -402,7 +402,69 @@ pub struct PidnsSetup {
     pub fds: Vec<(RawFd, RawFd)>,
     /// Whether the parent stays behind as a subreaper (a restorer whose tree outlives it).
     pub subreaper: bool,
+    /// A mount and an IPC namespace of the instance's own (not for a restorer: CRIU makes
+    /// them from the image).
+    pub private: Option<PrivateNamespace>,
 }
+
+/// The mount and IPC namespaces of a snapshot-enabled process instance: the hardened
+/// instances' private mounts (`/proc` of its PID namespace, tmpfs `/tmp`...), in a shape CRIU
+/// can dump (see docs/snapshots.md): the host mounts other instances come and go with
+/// (`detach`) are gone from it, stdin is reopened inside it, and each directory of `keep`
+/// that a private mount hides is bind-mounted back at its own path.
+#[derive(Debug, Default)]
+pub struct PrivateNamespace {
+    /// The private mounts.
+    pub mounts: Vec<PrivateMount>,
+    /// Host mount points detached from the namespace first (lazily, errors ignored).
+    pub detach: Vec<std::ffi::CString>,
+    /// Directories that must stay reachable by their paths (at most four): the code
+    /// directory (the first one, which also becomes the working directory) and the
+    /// directory of the binary exec'd as the init.
+    pub keep: Vec<KeepVisible>,
+}
+
+/// A directory a private mount may hide, put back at its own path (strings prepared before
+/// the fork).
+#[derive(Debug)]
+pub struct KeepVisible {
+    /// The directory.
+    pub path: std::ffi::CString,
+    /// Its ancestors below the root, outermost first, created in a private mount when the
+    /// directory is hidden.
+    pub ancestors: Vec<std::ffi::CString>,
+}
+
+impl KeepVisible {
+    /// The directory `path` (absolute).
+    pub fn new(path: &std::path::Path) -> io::Result<KeepVisible> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+        };
+        let mut ancestors: Vec<std::ffi::CString> = path
+            .ancestors()
+            .skip(1)
+            .filter(|a| a.parent().is_some())
+            .map(c)
+            .collect::<io::Result<_>>()?;
+        ancestors.reverse();
+        Ok(KeepVisible {
+            path: c(path)?,
+            ancestors,
+        })
+    }
+}
+
+/// `/proc/self/fd/N` for the descriptors [`KeepVisible`] directories are held open on in
+/// the child (fixed numbers, so nothing is formatted after the fork).
+const KEEP_FDS: [(libc::c_int, &std::ffi::CStr); 4] = [
+    (60, c"/proc/self/fd/60"),
+    (61, c"/proc/self/fd/61"),
+    (62, c"/proc/self/fd/62"),
+    (63, c"/proc/self/fd/63"),
+];
 
 /// Makes `cmd`'s child join its cgroups and network namespace, start a session, and fork
 /// the program as PID 1 of a new PID namespace, session leader there: the shape CRIU can
@@ -458,6 +520,10 @@ unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
         if s.subreaper {
             check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
+        } else if s.private.is_some() {
+            check(libc::unshare(
+                libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC,
+            ))?;
         } else {
             check(libc::unshare(libc::CLONE_NEWPID))?;
         }
@@ -472,6 +538,9 @@ unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
         if !s.subreaper {
             check(libc::setsid())?;
         }
+        if let Some(private) = &s.private {
+            enter_private_mounts(private)?;
+        }
         if let Some((uid, gid)) = s.user {
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setgid(gid))?;
@@ -479,6 +548,90 @@ unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
         }
         // Set last: a credential change clears it. The parent is the waiter.
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Sets up the private mounts of a snapshot-enabled instance, in its fresh mount namespace,
+/// as PID 1 of its PID namespace (so `/proc` is that namespace's).
+///
+/// # Safety
+///
+/// Only in a freshly forked child before `exec`, in a mount namespace of its own.
+unsafe fn enter_private_mounts(p: &PrivateNamespace) -> io::Result<()> {
+    // SAFETY: async-signal-safe syscalls on NUL-terminated strings prepared before the fork;
+    // they change only this process's (new) mount namespace and fd table.
+    unsafe {
+        // Nothing mounted here may propagate back to the host.
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for target in &p.detach {
+            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+        }
+        for (keep, (fd, _)) in p.keep.iter().zip(KEEP_FDS) {
+            let opened = libc::open(
+                keep.path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if opened < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            check(libc::dup3(opened, fd, libc::O_CLOEXEC))?;
+            libc::close(opened);
+        }
+        for m in &p.mounts {
+            let data = m
+                .data
+                .as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast());
+            let ret = libc::mount(
+                m.fstype.as_ptr(),
+                m.target.as_ptr(),
+                m.fstype.as_ptr(),
+                m.flags,
+                data,
+            );
+            // A host without the directory (e.g. no /var/tmp) has nothing to hide there.
+            if ret == -1 && *libc::__errno_location() != libc::ENOENT {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        for (keep, (fd, fd_path)) in p.keep.iter().zip(KEEP_FDS) {
+            if libc::access(keep.path.as_ptr(), libc::F_OK) != 0 {
+                for dir in keep.ancestors.iter().chain(std::iter::once(&keep.path)) {
+                    libc::mkdir(dir.as_ptr(), 0o755);
+                }
+                // Through the descriptor: the kernel follows /proc/self/fd/N to the hidden
+                // directory itself.
+                check(libc::mount(
+                    fd_path.as_ptr(),
+                    keep.path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            libc::close(fd);
+        }
+        // The working directory (set before the fork) and stdin (opened by fcx) belong to
+        // the host's mounts, which CRIU cannot name in this namespace: both anew from here.
+        if let Some(code) = p.keep.first() {
+            check(libc::chdir(code.path.as_ptr()))?;
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        check(libc::dup2(null, 0))?;
+        libc::close(null);
+        // Nothing but stdio and the identity file (fd 3) goes on: a descriptor fcx itself
+        // inherited without close-on-exec would name a host file CRIU cannot dump.
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
     }
     Ok(())
 }

@@ -180,6 +180,7 @@ impl OciBackend {
                     (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
                 ],
                 subreaper: true,
+                private: None,
             },
         );
         let prepared_in = started.elapsed();

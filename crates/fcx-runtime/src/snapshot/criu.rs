@@ -190,6 +190,23 @@ pub fn restore_args(
     args
 }
 
+/// The options of a dump and a restore of a process instance's own mount namespace (a copy
+/// of the host's with private mounts on top): every mount CRIU finds in its own namespace too
+/// is external, bind-mounted again from there on restore; only the private mounts (and
+/// their tmpfs contents) go into the image.
+pub const HOST_MOUNTS: [&str; 3] = [
+    "--ext-mount-map=auto",
+    "--enable-external-sharing",
+    "--enable-external-masters",
+];
+
+/// The key CRIU gives a file opened outside the dumped mount namespace when it is named
+/// external (`--external` on dump, `--inherit-fd fd[N]:KEY` on restore): its mount id and
+/// inode, in hex.
+pub fn external_file(mnt_id: u64, inode: u64) -> String {
+    format!("file[{mnt_id:x}:{inode:x}]")
+}
+
 /// The last error lines of a CRIU log (what a fallback reason quotes).
 pub fn log_errors(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -216,6 +233,11 @@ mod tests {
         assert!(parse_version("4.1.1") < MIN_VERSION);
         assert!(parse_version("3.17.1") < MIN_VERSION);
         assert!(parse_version("10.0") >= MIN_VERSION);
+    }
+
+    #[test]
+    fn external_files_are_named_in_hex_as_criu_does() {
+        assert_eq!(external_file(0x1a, 255), "file[1a:ff]");
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct SnapshotMeta {
     /// The dumped log pipe as CRIU names it (`pipe:[inode]`).
     pub pipe: String,
     /// The identity file the dumped instance had open as fd 3, as CRIU names it (process
-    /// instances); empty for containers (theirs is a bind mount).
+    /// instances: `file[mnt_id:inode]`, external to the instance's mount namespace); empty
+    /// for containers (theirs is a bind mount).
     pub identity: String,
     /// Bind mounts named external in the dump: (name, what the restorer binds there:
     /// `resolv`, `hosts`, `identity` or `null`).

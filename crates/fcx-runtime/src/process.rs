@@ -532,7 +532,9 @@ fn snapshot_namespace(
     // Innermost first.
     detach.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     detach.dedup();
-    let mut keep = vec![sys::KeepVisible::new(&std::path::absolute(&spec.code_dir)?)?];
+    let mut keep = vec![sys::KeepVisible::new(&std::path::absolute(
+        &spec.code_dir,
+    )?)?];
     if let Some(dir) = init.parent().filter(|d| d.is_absolute()) {
         keep.push(sys::KeepVisible::new(dir)?);
     }

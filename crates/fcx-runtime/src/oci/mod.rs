@@ -339,8 +339,17 @@ impl OciBackend {
                 }
             }
         }
+        let gate_opened = started.elapsed();
         match process::wait_listening(&instance, spec, started).await {
-            Ok(()) => Ok(instance),
+            Ok(()) => {
+                tracing::debug!(
+                    instance = %instance.id,
+                    gate_ms = gate_opened.as_secs_f64() * 1e3,
+                    listening_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "pre-created sandbox started"
+                );
+                Ok(instance)
+            }
             Err(e) => Err(explain(e, &instance)),
         }
     }

@@ -38,7 +38,7 @@ impl OciBackend {
             .ok_or_else(|| sandbox("the OCI backend got a function without an image".into()))?;
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
-        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
+        let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
         let (netns, egress) =
             PendingEgress::with_pooled_namespace(&self.netns_pool, &id, spec.internet_access)
                 .map_err(StartError::Namespace)?;

@@ -93,6 +93,7 @@ impl Harness {
                 payload.as_bytes().to_vec(),
                 uuid::Uuid::new_v4().to_string(),
                 Some(task_id.to_owned()),
+                crate::Origin::default(),
             )
             .await
             .expect("enqueued")

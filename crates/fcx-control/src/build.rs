@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fcx_async::{AsyncService, AsyncSettings};
@@ -51,6 +51,8 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// `--trigger-domain`: HTTP triggers answer at `<function>.<this>` (`DOMAIN[:PORT]`).
+    pub trigger_domain: String,
     /// Outbound networking of instances with internetAccess (`--egress`).
     pub egress: fcx_runtime::egress::Requested,
     /// Range veth egress leases this server's address block from (`--egress-range`).
@@ -111,6 +113,7 @@ impl ControlPlane {
     /// what this server created at run time.
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
+        self.timers.stop_all();
         self.asyncs.shutdown();
         self.scheduler.stop_instances().await;
         // After the instances, before the backends' cleanup removes the cgroup root (pasta's
@@ -213,8 +216,13 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        web: Default::default(),
+        trigger_domain: config.trigger_domain.clone(),
+        timers: Default::default(),
+        me: OnceLock::new(),
         egress: Mutex::new(Some(egress)),
     });
+    let _ = control.me.set(Arc::downgrade(&control));
     control.load().map_err(StartError::Load)?;
     Ok(control)
 }

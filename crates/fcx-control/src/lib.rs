@@ -22,6 +22,7 @@ pub mod aliases;
 pub mod asyncs;
 mod build;
 mod command;
+pub mod domains;
 mod error;
 pub mod functions;
 pub mod invoke;
@@ -36,11 +37,13 @@ mod sync;
 #[cfg(test)]
 mod testing;
 pub mod time;
+mod timers;
 pub mod triggers;
 pub mod versions;
+pub mod web;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use fcx_async::AsyncService;
 use fcx_scheduler::Scheduler;
@@ -58,6 +61,8 @@ pub mod errors {
 
 use crate::alias_cache::AliasCache;
 use crate::node::Node;
+use crate::timers::Timers;
+use crate::web::Web;
 
 /// The core of one fcx server: the store, the scheduler, the async service, and the
 /// in-memory views the invoke path reads. Shared by every request (`Arc`).
@@ -74,6 +79,14 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
+    /// HTTP triggers and custom domains as served (lock-free reads).
+    web: Web,
+    /// `--trigger-domain` (`DOMAIN[:PORT]`).
+    trigger_domain: String,
+    /// Running timer triggers.
+    timers: Timers,
+    /// This control plane, for the tasks it starts (timers).
+    me: OnceLock<Weak<ControlPlane>>,
     /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
     egress: Mutex<Option<fcx_runtime::egress::Active>>,
 }

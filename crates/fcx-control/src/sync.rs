@@ -10,12 +10,14 @@
 //! changes the others publish.
 
 use fcx_model::scaling::{ConcurrencyInput, ProvisionInput, ScalingInput};
+use fcx_model::triggers::Trigger;
 use fcx_model::versions::Alias;
 use fcx_model::Function;
 use fcx_scheduler::Deployed;
 
 use crate::error::decode;
 use crate::versions::StoredVersion;
+use crate::web::{Domain, HttpTrigger};
 use crate::{keys, package, ControlError, ControlPlane};
 
 /// What a command changed in the store, by name.
@@ -34,6 +36,13 @@ pub(crate) enum Change {
     /// Its concurrency, provision or scaling document.
     Limits(String),
     AsyncConfig(String),
+    /// A trigger was created, updated or deleted (HTTP triggers are served, timers fire).
+    Trigger {
+        function: String,
+        trigger: String,
+    },
+    /// A custom domain was created, updated or deleted.
+    Domain(String),
 }
 
 impl ControlPlane {
@@ -46,6 +55,8 @@ impl ControlPlane {
                 None => {
                     self.node.remove_function(&name);
                     self.aliases.forget(&name);
+                    self.web.forget_function(&name);
+                    self.timers.forget_function(&name);
                 }
             },
             Change::Version { function, version } => {
@@ -77,8 +88,45 @@ impl ControlPlane {
                 };
                 self.node.set_async_config(&name, config);
             }
+            Change::Trigger { function, trigger } => {
+                let stored = match self
+                    .store
+                    .function_config(&function, &keys::trigger(&trigger))?
+                {
+                    Some(doc) => Some(decode::<Trigger>(
+                        || format!("trigger '{trigger}' of function '{function}'"),
+                        &doc,
+                    )?),
+                    None => None,
+                };
+                self.apply_trigger(&function, &trigger, stored.as_ref());
+            }
+            Change::Domain(name) => {
+                let domain = match self.store.get_custom_domain(&name)? {
+                    Some(stored) => {
+                        let record = decode(|| format!("custom domain '{name}'"), &stored.doc)?;
+                        Some(Domain::build(record, stored.private_key.as_deref())?)
+                    }
+                    None => None,
+                };
+                self.web.put_domain(&name, domain);
+            }
         }
         Ok(())
+    }
+
+    /// Serves `trigger` of `function` as its kind is served (`None`: it was deleted).
+    pub(crate) fn apply_trigger(&self, function: &str, name: &str, trigger: Option<&Trigger>) {
+        let http = match trigger.map(|t| HttpTrigger::build(function, t)) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                tracing::warn!(function, trigger = name, error = %e, "HTTP trigger left out");
+                None
+            }
+            None => None,
+        };
+        self.web.put_trigger(function, name, http);
+        self.apply_timer(function, name, trigger);
     }
 
     /// Hands a function record (LATEST, or the snapshot of `version`) to the node, with its

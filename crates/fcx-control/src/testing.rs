@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -197,8 +197,14 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
+            web: Default::default(),
+            trigger_domain: "localhost".into(),
+            timers: Default::default(),
+            me: OnceLock::new(),
             egress: Mutex::new(None),
         });
+        let _ = cp.me.set(Arc::downgrade(&cp));
+        cp.set_endpoint("127.0.0.1:9100".parse().unwrap());
         Fixture { cp, node, dir }
     }
 

@@ -33,7 +33,11 @@ impl ToFc for ControlError {
             ControlError::AliasNotFound { .. } => ErrorCode::AliasNotFound,
             ControlError::AliasExists { .. } => ErrorCode::AliasAlreadyExists,
             ControlError::TriggerNotFound { .. } => ErrorCode::TriggerNotFound,
-            ControlError::TriggerExists { .. } => ErrorCode::TriggerAlreadyExists,
+            ControlError::TriggerExists { .. } | ControlError::HttpTriggerExists { .. } => {
+                ErrorCode::TriggerAlreadyExists
+            }
+            ControlError::DomainNotFound(_) => ErrorCode::DomainNameNotFound,
+            ControlError::DomainExists(_) => ErrorCode::DomainNameAlreadyExists,
             ControlError::AsyncConfigNotFound(_) | ControlError::TaskNotFound { .. } => {
                 ErrorCode::NotFound
             }
@@ -110,6 +114,9 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
             .with_detail("Logs", logs.clone())
             .with_detail("InstanceId", instance_id.clone()),
         E::InitializerBroken(_) => FcError::new(ErrorCode::BadResponse, text),
+        E::NotHttpFunction { .. } => FcError::new(ErrorCode::NotFound, text),
+        E::Timeout { instance_id, .. } => FcError::new(ErrorCode::FunctionTimeout, text)
+            .with_detail("InstanceId", instance_id.clone()),
         E::Code(_)
         | E::NoCodeOrImage { .. }
         | E::Thaw { .. }

@@ -127,6 +127,7 @@ impl Call<'_> {
                 qualifier,
                 tail_log,
                 service_name: self.service_name,
+                trigger: None,
             },
             payload,
         };
@@ -162,6 +163,7 @@ impl Call<'_> {
             payload: payload.to_vec(),
             request_id: api.rid.clone(),
             task_id,
+            origin: Default::default(),
         };
         let accepted = control.enqueue(job).await.map_err(|e| api.fail(e))?;
         let mut r = StatusCode::ACCEPTED.into_response();

@@ -14,10 +14,13 @@
 //! [`Function::code_size`] and [`Function::code_checksum`].
 
 pub mod async_config;
+pub mod custom_domain;
 mod function;
+pub mod http_trigger;
 mod input;
 mod parse;
 pub mod scaling;
+pub mod timer;
 pub mod triggers;
 mod validate;
 pub mod versions;

@@ -43,6 +43,9 @@ pub mod context {
     pub const CONTROL_PATH: &str = "x-fc-control-path";
     /// The FC 2.0 service named in the request path (sent on FC 2.0 invocations only).
     pub const SERVICE_NAME: &str = "x-fc-service-name";
+    /// The FC 2.0 proxy path's prefix (`/2016-08-15/proxy/<service>.<qualifier>/<function>`)
+    /// on HTTP calls that came in on that form.
+    pub const BASE_PATH: &str = "x-fc-base-path";
 }
 
 /// `x-fc-control-path` values.

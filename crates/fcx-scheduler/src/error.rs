@@ -175,6 +175,25 @@ pub enum SchedulerError {
     #[error("the initializer failed; the instance log has its output")]
     ProvisionedInitializerFailed,
 
+    /// An HTTP request for a non-web-server function (it only takes events).
+    #[error(
+        "function '{function}' runs in non-web-server mode and takes events only; HTTP \
+         triggers and custom domains need a function whose server answers HTTP requests"
+    )]
+    NotHttpFunction {
+        /// The function's name.
+        function: String,
+    },
+
+    /// An HTTP call ran past the function's timeout before the function answered.
+    #[error("Function time out after {timeout_secs} seconds")]
+    Timeout {
+        /// The function's timeout.
+        timeout_secs: u32,
+        /// The instance that was serving.
+        instance_id: String,
+    },
+
     /// An internal invariant did not hold.
     #[error("{0}")]
     Internal(&'static str),

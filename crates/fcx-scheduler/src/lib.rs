@@ -10,6 +10,7 @@ mod container;
 mod context;
 mod error;
 mod event;
+mod http;
 mod launch;
 mod lifecycle;
 mod limits;
@@ -33,6 +34,7 @@ use fcx_runtime::CodeCache;
 
 pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
+pub use crate::http::{HttpInvokeRequest, HttpInvokeResponse};
 pub use fcx_image::ImageError;
 pub use fcx_runtime::{
     Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
@@ -92,6 +94,8 @@ pub struct CallContext {
     pub tail_log: bool,
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
     pub service_name: Option<String>,
+    /// The trigger the call came through, named in the instance log.
+    pub trigger: Option<std::sync::Arc<str>>,
 }
 
 impl CallContext {
@@ -102,6 +106,7 @@ impl CallContext {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            trigger: None,
         }
     }
 }

@@ -139,7 +139,7 @@ async fn timed_out(
 }
 
 /// Why an invocation ends before `/invoke` is called.
-enum Stop {
+pub(crate) enum Stop {
     /// A platform error (4xx/5xx).
     Error(SchedulerError),
     /// A function error answered as FC does (a failed initializer).
@@ -154,7 +154,7 @@ impl From<SchedulerError> for Stop {
 
 /// A warm slot (thawed if it was frozen), or a new instance started and initialized for this
 /// request. Returns the initializer's log when one ran.
-async fn lease(
+pub(crate) async fn lease(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
@@ -322,7 +322,7 @@ fn function_error(
 
 /// The connection to the instance broke mid-request: a crash (the process exited) or a
 /// server that closed the connection. Either way the instance is replaced.
-async fn broken_connection(pool: &Pool, lease: &Lease, cause: Cause) -> SchedulerError {
+pub(crate) async fn broken_connection(pool: &Pool, lease: &Lease, cause: Cause) -> SchedulerError {
     let instance = &lease.slot.instance;
     let exit = instance.wait_exit(EXIT_GRACE).await;
     pool.discard(&lease.slot);

@@ -6,6 +6,7 @@ mod code;
 pub mod keys;
 mod migrations;
 pub mod queue;
+mod seal;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};
@@ -82,4 +83,60 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Stores a new custom domain (its private key sealed), or `AlreadyExists`.
+    fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError>;
+    /// Replaces a custom domain, or `NotFound`. A `None` private key keeps the stored one.
+    fn update_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError>;
+    /// The domain with its private key opened.
+    fn get_custom_domain(&self, name: &str) -> Result<Option<StoredDomain>, StoreError>;
+    /// Domains in name order, names starting with `prefix`, after `start_after`.
+    fn list_custom_domains(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredDomain>, StoreError>;
+    /// Deletes a custom domain; false when there was none.
+    fn delete_custom_domain(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// When a timer trigger last fired (ms since the Unix epoch).
+    fn timer_last_fire(&self, function: &str, trigger: &str) -> Result<Option<i64>, StoreError>;
+    /// Claims the fire of `function`'s timer `trigger` scheduled at `fire_ms`: true when no
+    /// fire at or after it was claimed before (a shared store makes this the once-per-tick
+    /// decision between nodes).
+    fn claim_timer_fire(
+        &self,
+        function: &str,
+        trigger: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Forgets a timer trigger's last fire (the trigger was deleted).
+    fn delete_timer_state(&self, function: &str, trigger: &str) -> Result<(), StoreError>;
+}
+
+/// A custom domain as stored: the FC document (without the private key) and the private key
+/// of its certificate, sealed at rest with the data dir's key.
+#[derive(Clone, PartialEq)]
+pub struct StoredDomain {
+    /// The domain name.
+    pub name: String,
+    /// The FC JSON document.
+    pub doc: String,
+    /// The sealed private key.
+    pub private_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoredDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("StoredDomain")
+            .field("name", &self.name)
+            .field("doc", &self.doc)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<sealed>"),
+            )
+            .finish()
+    }
 }

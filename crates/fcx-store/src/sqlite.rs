@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use fcx_model::Function;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{migrations, Store, StoreError};
+use crate::seal::Sealer;
+use crate::{migrations, Store, StoreError, StoredDomain};
 
 /// `.db()?` on a rusqlite result inside this crate: the error becomes
 /// [`StoreError::Database`]. A trait private to the crate rather than a
@@ -24,6 +25,8 @@ impl<T> Db<T> for rusqlite::Result<T> {
 /// The embedded store: one SQLite database (the data dir's `fcx.db`) in WAL mode, migrated at open.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Seals custom domains' private keys (the data dir's `secret.key`).
+    sealer: Sealer,
 }
 
 impl SqliteStore {
@@ -34,13 +37,50 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL").db()?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
         migrations::apply(&mut conn).db()?;
+        let data_dir = path.parent().unwrap_or(Path::new("."));
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            sealer: Sealer::open(data_dir)?,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn owner(name: &str) -> Vec<u8> {
+        format!("custom-domain:{name}").into_bytes()
+    }
+
+    fn seal_key(&self, d: &StoredDomain) -> Result<Option<Vec<u8>>, StoreError> {
+        d.private_key
+            .as_deref()
+            .map(|k| self.sealer.seal(&Self::owner(&d.name), k.as_bytes()))
+            .transpose()
+    }
+
+    fn open_domain(
+        &self,
+        name: String,
+        doc: String,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<StoredDomain, StoreError> {
+        let private_key = match sealed {
+            None => None,
+            Some(sealed) => {
+                let what = format!("the private key of custom domain '{name}'");
+                let plain = self.sealer.unseal(&Self::owner(&name), &sealed, &what)?;
+                Some(
+                    String::from_utf8(plain)
+                        .map_err(|_| StoreError::Corrupt(format!("{what} is not UTF-8 text")))?,
+                )
+            }
+        };
+        Ok(StoredDomain {
+            name,
+            doc,
+            private_key,
+        })
     }
 }
 
@@ -131,6 +171,8 @@ impl Store for SqliteStore {
             > 0;
         tx.execute("DELETE FROM function_configs WHERE name = ?1", [name])
             .db()?;
+        tx.execute("DELETE FROM timer_state WHERE function = ?1", [name])
+            .db()?;
         tx.commit().db()?;
         Ok(deleted)
     }
@@ -214,6 +256,129 @@ impl Store for SqliteStore {
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![key, value],
+            )
+            .db()?;
+        Ok(())
+    }
+
+    fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {
+        let sealed = self.seal_key(d)?;
+        let result = self.lock().execute(
+            "INSERT INTO custom_domains (name, doc, key_enc) VALUES (?1, ?2, ?3)",
+            params![d.name, d.doc, sealed],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::AlreadyExists(d.name.clone()))
+            }
+            Err(e) => Err(StoreError::database(e)),
+        }
+    }
+
+    fn update_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {
+        let sealed = self.seal_key(d)?;
+        let n = self
+            .lock()
+            .execute(
+                "UPDATE custom_domains SET doc = ?2, key_enc = coalesce(?3, key_enc) WHERE name = ?1",
+                params![d.name, d.doc, sealed],
+            )
+            .db()?;
+        if n == 0 {
+            return Err(StoreError::NotFound(d.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn get_custom_domain(&self, name: &str) -> Result<Option<StoredDomain>, StoreError> {
+        let row: Option<(String, Option<Vec<u8>>)> = self
+            .lock()
+            .query_row(
+                "SELECT doc, key_enc FROM custom_domains WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .db()?;
+        row.map(|(doc, sealed)| self.open_domain(name.to_owned(), doc, sealed))
+            .transpose()
+    }
+
+    fn list_custom_domains(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredDomain>, StoreError> {
+        let rows: Vec<(String, String, Option<Vec<u8>>)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, doc, key_enc FROM custom_domains
+                 WHERE (?1 IS NULL OR substr(name, 1, length(?1)) = ?1)
+                   AND (?2 IS NULL OR name > ?2)
+                 ORDER BY name LIMIT ?3",
+                )
+                .db()?;
+            let rows = stmt
+                .query_map(params![prefix, start_after, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            rows
+        };
+        rows.into_iter()
+            .map(|(name, doc, sealed)| self.open_domain(name, doc, sealed))
+            .collect()
+    }
+
+    fn delete_custom_domain(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM custom_domains WHERE name = ?1", [name])
+            .db()?
+            > 0)
+    }
+
+    fn timer_last_fire(&self, function: &str, trigger: &str) -> Result<Option<i64>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT last_fire_ms FROM timer_state WHERE function = ?1 AND trigger = ?2",
+                [function, trigger],
+                |r| r.get(0),
+            )
+            .optional()
+            .db()
+    }
+
+    fn claim_timer_fire(
+        &self,
+        function: &str,
+        trigger: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .lock()
+            .execute(
+                "INSERT INTO timer_state (function, trigger, last_fire_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (function, trigger) DO UPDATE SET last_fire_ms = excluded.last_fire_ms
+             WHERE timer_state.last_fire_ms < excluded.last_fire_ms",
+                params![function, trigger, fire_ms],
+            )
+            .db()?;
+        Ok(n > 0)
+    }
+
+    fn delete_timer_state(&self, function: &str, trigger: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "DELETE FROM timer_state WHERE function = ?1 AND trigger = ?2",
+                [function, trigger],
             )
             .db()?;
         Ok(())

@@ -2,7 +2,7 @@
 //! process. `TESTFN_MODE` selects its behaviour: an HTTP server speaking the FC custom-runtime
 //! protocol (`serve`, `listen-localhost`), misbehaviours (`never-listen`, `exit`), or the
 //! non-web-server mode (`event`). Routes and `/invoke` commands are listed in `handlers.rs` and
-//! `command.rs`.
+//! `command.rs`; HTTP-function routes (HTTP triggers, WebSocket) in `web.rs` and `ws.rs`.
 
 mod command;
 mod handlers;
@@ -10,6 +10,8 @@ mod http;
 mod probe;
 mod response;
 mod server;
+mod web;
+mod ws;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};

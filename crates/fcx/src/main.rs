@@ -31,6 +31,8 @@ enum Command {
   fcx server --listen 0.0.0.0:9100 --data-dir /var/lib/fcx
   fcx server --auth none                      # development: no signatures, loopback only
   curl -XPOST http://127.0.0.1:9100/2023-03-30/functions/NAME/invocations -d '{\"key\":\"value\"}'   # --auth none
+  curl http://NAME.localhost:9100/                 # a function's HTTP trigger (fcx triggers ls NAME)
+  fcx server --https-listen 127.0.0.1:9443        # HTTPS for custom domains (certificate by SNI)
 
 With --auth signature (the default) every request is signed as the FC SDKs sign
 (ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
@@ -134,6 +136,22 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// Domain of HTTP trigger URLs: a trigger of function F answers at
+    /// http://F.<domain>:<port>/ (F--QUALIFIER for a version or alias). The default works
+    /// from browsers and curl without DNS set-up (*.localhost is loopback); with a wildcard
+    /// DNS record use your own, e.g. fc.example.com, or fc.example.com:80 when a proxy in
+    /// front serves another port.
+    #[arg(
+        long,
+        env = "FCX_TRIGGER_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN[:PORT]"
+    )]
+    trigger_domain: String,
+    /// Also serve HTTPS here, for custom domains with protocol HTTPS (the certificate is
+    /// picked by SNI from their certConfig).
+    #[arg(long, env = "FCX_HTTPS_LISTEN")]
+    https_listen: Option<SocketAddr>,
     /// Outbound networking of instances with internetAccess. `veth`: a veth pair per
     /// instance, routed and masqueraded by the kernel through fcx's own nftables table (no
     /// process per instance). `pasta`: one pasta process per instance (~29 MB each). `auto`:
@@ -185,6 +203,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             Auth::None => fcx_gateway::AuthMode::None,
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        https_listen: args.https_listen,
     };
     // Refused before the core touches the host.
     http.check()?;
@@ -204,6 +223,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
         async_error_text: fcx_gateway::error::async_error_text,
+        trigger_domain: args.trigger_domain,
         egress: args.egress,
         egress_range: args.egress_range,
         egress_pool: args.egress_pool,

@@ -153,6 +153,7 @@ pub fn request(body: &str) -> InvokeRequest {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            trigger: None,
         },
         payload: body::full(Bytes::from(body.to_owned())),
     }

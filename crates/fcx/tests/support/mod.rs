@@ -9,6 +9,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod sign;
 pub mod zipper;
 
 use std::io::{BufRead, BufReader};
@@ -126,6 +127,8 @@ pub struct Server {
     pub run_dir: PathBuf,
     /// The admin key of a server started with [`Options::with_auth`].
     pub credentials: Option<Credentials>,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https_addr: Option<SocketAddr>,
     options: Options,
 }
 
@@ -139,7 +142,7 @@ impl Server {
             .prefix("fcx-e2e-")
             .tempdir()
             .expect("temp data dir");
-        let (child, addr, run_dir) = spawn(data_dir.path(), &options);
+        let (child, addr, run_dir, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
             .auth
@@ -150,8 +153,47 @@ impl Server {
             data_dir,
             run_dir,
             credentials,
+            https_addr,
             options,
         }
+    }
+
+    /// Stops the server (SIGTERM, as an operator would), waits `down`, and starts it again on
+    /// the same data dir and address.
+    pub fn restart_after(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            procs::terminate(child.id(), Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down);
+        let mut options = self.options.clone();
+        options.listen = self.addr.to_string();
+        let (child, addr, _, https) = spawn(self.data_dir.path(), &options);
+        self.child = Some(child);
+        self.addr = addr;
+        self.https_addr = https;
+    }
+
+    /// A request signed with the server's admin key (`--auth signature`), else plain.
+    pub fn signed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let Some(key) = &self.credentials else {
+            return self.request(method, path_and_query, headers, body);
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let signed = sign::headers(key, &self.addr.to_string(), method, path, query, body);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.request(method, path_and_query, &all, body)
     }
 
     /// Kills the server with SIGKILL (no cleanup on its side) and starts it again on the
@@ -161,7 +203,8 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, run_dir) = spawn(self.data_dir.path(), &self.options);
+        let (child, addr, run_dir, https) = spawn(self.data_dir.path(), &self.options);
+        self.https_addr = https;
         assert_eq!(
             run_dir, self.run_dir,
             "run dir must derive from the data dir"
@@ -265,7 +308,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
+fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Option<SocketAddr>) {
     let mut child = Command::new(fcx_bin())
         .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
@@ -287,6 +330,19 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
             panic!("fcx server printed no startup line: {other:?}");
         }
     };
+    // With --https-listen, the second line names the HTTPS address.
+    let https = options
+        .extra_args
+        .iter()
+        .any(|a| a == "--https-listen")
+        .then(|| {
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            line.split("https://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no HTTPS startup line: {line}"))
+        });
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     let addr = line
@@ -300,7 +356,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
         .nth(1)
         .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
         .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
-    (child, addr, run_dir)
+    (child, addr, run_dir, https)
 }
 
 /// A CreateFunction body for the test function with `env` as its environment.

@@ -17,6 +17,16 @@ pub fn testfn_zip_base64() -> String {
     .clone()
 }
 
+/// The test function binary packed as `bootstrap`.
+pub fn testfn_zip() -> Vec<u8> {
+    zip_files(&[("bootstrap", &testfn_bootstrap(), 0o755)])
+}
+
+/// The test function binary itself.
+pub fn testfn_bootstrap() -> Vec<u8> {
+    std::fs::read(super::testfn_bin()).expect("read fcx-testfn")
+}
+
 pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }

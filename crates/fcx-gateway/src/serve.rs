@@ -145,7 +145,7 @@ pub async fn serve(
         None => None,
     };
     let serving = tokio::spawn(
-        axum::serve(listener, front(false))
+        axum::serve(nodelay(listener), front(false))
             .with_graceful_shutdown(stopped(stop_rx))
             .into_future(),
     );
@@ -197,4 +197,15 @@ fn open_keys(data_dir: &Path) -> Result<Keys, ServeError> {
         );
     }
     Ok(keys)
+}
+
+/// Accepted connections without Nagle's delay: an answer's head and body go out as written.
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    })
 }

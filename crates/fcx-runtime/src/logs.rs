@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +29,11 @@ const CAPTURE_MAX: usize = 16 * 1024;
 
 #[derive(Default)]
 struct State {
-    file: Option<BufWriter<File>>,
+    /// Whether the log has a file (what is appended is then also kept in `unwritten`).
+    to_file: bool,
+    /// Bytes for the file not yet written: appending never makes a system call, so the
+    /// request path never writes to disk under the lock ([`InstanceLog::flush`] does).
+    unwritten: Vec<u8>,
     recent: VecDeque<u8>,
     captures: HashMap<String, Vec<u8>>,
 }
@@ -37,6 +41,8 @@ struct State {
 /// The log of one instance.
 pub struct InstanceLog {
     state: Mutex<State>,
+    /// The log file; its lock orders the writes of [`InstanceLog::flush`].
+    file: Mutex<Option<File>>,
     pipe: Mutex<Option<RawFd>>,
     /// End markers a task still has to write (see [`InstanceLog::end_when_settled`]).
     deferred_ends: watch::Sender<usize>,
@@ -53,6 +59,7 @@ impl InstanceLog {
     pub fn in_memory() -> Arc<InstanceLog> {
         Arc::new(InstanceLog {
             state: Mutex::new(State::default()),
+            file: Mutex::new(None),
             pipe: Mutex::new(None),
             deferred_ends: watch::Sender::new(0),
         })
@@ -66,13 +73,13 @@ impl InstanceLog {
             .transpose()
             .and_then(|_| File::options().create(true).append(true).open(path))
             .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot open instance log file"))
-            .ok()
-            .map(BufWriter::new);
+            .ok();
         Arc::new(InstanceLog {
             state: Mutex::new(State {
-                file,
+                to_file: file.is_some(),
                 ..State::default()
             }),
+            file: Mutex::new(file),
             pipe: Mutex::new(None),
             deferred_ends: watch::Sender::new(0),
         })
@@ -102,20 +109,19 @@ impl InstanceLog {
             if sys::wait_readable(file.as_raw_fd()).is_err() {
                 break;
             }
-            let mut state = self.lock();
-            match file.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => append(&mut state, &buf[..n]),
+            {
+                let mut state = self.lock();
+                match file.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => append(&mut state, &buf[..n]),
+                }
             }
-            if let Some(f) = state.file.as_mut() {
-                let _ = f.flush();
-            }
+            // The instance's own output reaches the file as it comes, from this thread.
+            self.flush();
         }
         *self.pipe.lock().unwrap_or_else(|p| p.into_inner()) = None;
         drop(file);
-        if let Some(f) = self.lock().file.as_mut() {
-            let _ = f.flush();
-        }
+        self.flush();
     }
 
     /// Writes one line of fcx's own (a marker or a note) into the log and every open capture.
@@ -170,11 +176,21 @@ impl InstanceLog {
     pub fn end_when_settled(self: &Arc<Self>, request_id: &str, marker: String) {
         let settled = {
             let fd = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
-            let _state = self.lock();
-            fd.map(sys::pending_bytes).unwrap_or(0) == 0
+            let mut state = self.lock();
+            let settled = fd.map(sys::pending_bytes).unwrap_or(0) == 0;
+            if settled {
+                // Under the same locks as the check: nothing of the process's can come between.
+                append(&mut state, marker.as_bytes());
+                append(&mut state, b"\n");
+                state.captures.remove(request_id);
+            }
+            settled
         };
+        if settled {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) if !settled => {
+            Ok(rt) => {
                 self.deferred_ends.send_modify(|n| *n += 1);
                 let pending = DeferredEnd(Arc::clone(self));
                 let rid = request_id.to_owned();
@@ -207,8 +223,12 @@ impl InstanceLog {
     /// Writes buffered lines (markers above all) to the log file. The scheduler calls it
     /// periodically, so the hot path never waits on a file write.
     pub fn flush(&self) {
-        if let Some(f) = self.lock().file.as_mut() {
-            let _ = f.flush();
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(file) = file.as_mut() else { return };
+        // Taken under the file lock, written outside the state lock: appends go on meanwhile.
+        let bytes = std::mem::take(&mut self.lock().unwritten);
+        if !bytes.is_empty() {
+            let _ = file.write_all(&bytes);
         }
     }
 
@@ -232,8 +252,8 @@ impl Drop for DeferredEnd {
 }
 
 fn append(state: &mut State, bytes: &[u8]) {
-    if let Some(f) = state.file.as_mut() {
-        let _ = f.write_all(bytes);
+    if state.to_file {
+        state.unwritten.extend_from_slice(bytes);
     }
     state.recent.extend(bytes);
     let excess = state.recent.len().saturating_sub(RECENT_MAX);

@@ -110,6 +110,7 @@ fn setup() -> Result<Bench, String> {
             .parse()
             .map_err(|e| format!("egress range: {e}"))?,
         egress_pool: 0,
+        trigger_domain: "fcx.localhost".into(),
     };
     let (fcx, direct) = rt.block_on(async {
         let control = fcx_control::ControlPlane::start(core)
@@ -119,6 +120,7 @@ fn setup() -> Result<Bench, String> {
             listen,
             auth: fcx_gateway::AuthMode::None,
             shutdown_timeout: Duration::from_secs(1),
+            https_listen: None,
         };
         tokio::spawn(fcx_gateway::serve(control, http, std::future::pending()));
         wait_connectable(listen).await?;

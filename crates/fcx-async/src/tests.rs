@@ -77,11 +77,19 @@ impl Harness {
         .expect("input");
         let mut f = Function::from_create(input, "id".into(), "cn-test", "123", "now").unwrap();
         f.code_sha256 = format!("{:064}", 1);
-        std::fs::create_dir_all(self.dir.path().join("code").join(&f.code_sha256)).unwrap();
+        std::fs::create_dir_all(
+            self.dir
+                .path()
+                .join("code")
+                .join("100000")
+                .join(&f.code_sha256),
+        )
+        .unwrap();
         self.sched.deploy(Deployed {
             function: f,
             version_id: None,
             code_zip: Some(PathBuf::from("/nonexistent/unused.zip")),
+            run_as: Some(100_000),
         });
     }
 

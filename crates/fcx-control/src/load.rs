@@ -74,8 +74,20 @@ impl ControlPlane {
             let id = kind
                 .trim_start_matches(keys::VERSIONS)
                 .trim_start_matches('0');
-            match decode_version(function, id, &doc) {
-                Ok(v) => self.deploy_version(v),
+            match decode_version(self.store.cipher(), function, id, &doc) {
+                Ok((v, plain)) => {
+                    if plain {
+                        // Written before secrets were sealed: store it sealed now.
+                        let sealed = crate::sync::encode_version(self.store.cipher(), &v)?;
+                        self.store.put_function_config(function, &kind, &sealed)?;
+                        tracing::info!(
+                            function,
+                            version = id,
+                            "sealed the secrets of a stored version"
+                        );
+                    }
+                    self.deploy_version(v)
+                }
                 Err(e) => tracing::warn!(error = %e, "version left out"),
             }
         }

@@ -64,7 +64,9 @@ impl ControlPlane {
                     .store
                     .function_config(&function, &keys::version(&version))?
                 {
-                    Some(doc) => self.deploy_version(decode_version(&function, &version, &doc)?),
+                    Some(doc) => self.deploy_version(
+                        decode_version(self.store.cipher(), &function, &version, &doc)?.0,
+                    ),
                     None => self.node.remove_version(&function, &version),
                 }
             }
@@ -133,10 +135,22 @@ impl ControlPlane {
     /// code package's path.
     pub(crate) fn deploy(&self, mut function: Function, version: Option<String>) {
         let code_zip = package::zip_of(&self.code, &mut function);
+        let run_as = match self.store.instance_uid(
+            &function.function_name,
+            self.instance_uids.first,
+            self.instance_uids.last,
+        ) {
+            Ok(uid) => Some(uid),
+            Err(e) => {
+                tracing::error!(function = %function.function_name, error = %e, "no instance uid");
+                None
+            }
+        };
         self.node.deploy(Deployed {
             function,
             version_id: version,
             code_zip,
+            run_as,
         });
     }
 
@@ -171,13 +185,35 @@ impl ControlPlane {
     }
 }
 
+/// A stored version with its function's secrets opened, and whether one was stored in
+/// plain text (written before secrets were sealed).
 pub(crate) fn decode_version(
+    cipher: &dyn fcx_model::SecretCipher,
     function: &str,
     version: &str,
     doc: &str,
-) -> Result<StoredVersion, ControlError> {
-    decode(
+) -> Result<(StoredVersion, bool), ControlError> {
+    let mut stored: StoredVersion = decode(
         || format!("version '{version}' of function '{function}'"),
         doc,
-    )
+    )?;
+    let plain =
+        fcx_model::secret::open_all(&mut stored.function, cipher, function).map_err(|e| {
+            ControlError::Store(fcx_store::StoreError::Corrupt(format!(
+                "version '{version}' of function '{function}': {e}"
+            )))
+        })?;
+    Ok((stored, plain))
+}
+
+/// A version as stored: its function's secrets sealed.
+pub(crate) fn encode_version(
+    cipher: &dyn fcx_model::SecretCipher,
+    stored: &StoredVersion,
+) -> Result<String, ControlError> {
+    let mut sealed = stored.clone();
+    let name = sealed.function.function_name.clone();
+    fcx_model::secret::seal_all(&mut sealed.function, cipher, &name)
+        .map_err(|e| ControlError::Store(fcx_store::StoreError::Corrupt(e)))?;
+    crate::error::encode("version", &sealed)
 }

@@ -157,9 +157,10 @@ impl Fixture {
             Backends::new().with(Arc::new(ProcessBackend::new(ProcessConfig {
                 run_dir: paths.run_dir.clone(),
                 log_dir: paths.log_dir.clone(),
-                uid: 65534,
-                gid: 65534,
+                init: "/nonexistent/fcx".into(),
                 cgroups: None,
+                prefix: "fcx-test".into(),
+                pids_limit: 64,
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {
@@ -197,6 +198,10 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
+            instance_uids: crate::UidRange {
+                first: 100_000,
+                last: 165_535,
+            },
             web: Default::default(),
             trigger_domain: "localhost".into(),
             timers: Default::default(),

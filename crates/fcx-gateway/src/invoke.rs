@@ -103,15 +103,14 @@ impl Call<'_> {
         off: &[&str],
         takes: &str,
     ) -> Result<bool, ApiError> {
-        match self.header(header) {
-            None => Ok(false),
-            Some(v) if on.contains(&v) => Ok(true),
-            Some(v) if off.contains(&v) => Ok(false),
-            Some(other) => Err(self.api.fail(
-                FcError::invalid_argument(format!("{header}: must be {takes}, got '{other}'"))
+        let value = self.header(header);
+        headers::switch(value, on, off).ok_or_else(|| {
+            let got = value.unwrap_or_default();
+            self.api.fail(
+                FcError::invalid_argument(format!("{header}: must be {takes}, got '{got}'"))
                     .with_detail("Field", header),
-            )),
-        }
+            )
+        })
     }
 
     async fn run(

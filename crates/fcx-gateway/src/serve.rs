@@ -85,10 +85,10 @@ pub async fn serve(
     let verifier = match config.auth {
         AuthMode::Signature => {
             let data_dir = control.data_dir().to_owned();
-            let keys = tokio::task::spawn_blocking(move || open_keys(&data_dir))
+            let verifier = tokio::task::spawn_blocking(move || open_verifier(&data_dir))
                 .await
                 .map_err(ServeError::Task)??;
-            Some(Arc::new(Verifier::new(keys)))
+            Some(Arc::new(verifier))
         }
         AuthMode::None => {
             tracing::warn!(
@@ -176,6 +176,22 @@ pub async fn serve(
         }
     };
     served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
+}
+
+/// The verifier of signed requests: the data dir's AccessKeys, and its nonce journal with
+/// the nonces earlier runs accepted.
+fn open_verifier(data_dir: &Path) -> Result<Verifier, ServeError> {
+    let keys = open_keys(data_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (journal, loaded) = fcx_store::NonceJournal::open(data_dir, now)?;
+    tracing::debug!(
+        count = loaded.nonces.len(),
+        "nonces remembered from earlier runs"
+    );
+    Ok(Verifier::durable(keys, journal, &loaded, now))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {

@@ -64,3 +64,15 @@ pub mod control_path {
 
 /// `x-fc-error-type` value for every function error fcx reports.
 pub const UNHANDLED_INVOCATION_ERROR: &str = "UnhandledInvocationError";
+
+/// A two-valued FC header (`x-fc-invocation-type: Sync|Async`, `x-fc-log-type: None|Tail`):
+/// absent is off; `Some(on)` for a spelling in `on` or `off`, `None` for anything else (the
+/// caller refuses it, naming what the header takes). Values are matched exactly, as FC does.
+pub fn switch(value: Option<&str>, on: &[&str], off: &[&str]) -> Option<bool> {
+    match value {
+        None => Some(false),
+        Some(v) if on.contains(&v) => Some(true),
+        Some(v) if off.contains(&v) => Some(false),
+        Some(_) => None,
+    }
+}

@@ -85,6 +85,16 @@ pub enum SchedulerError {
         function: String,
     },
 
+    /// The function has no instance uid (none could be allocated from the range).
+    #[error(
+        "function '{function}' has no instance uid: the server could not allocate one from \
+         --instance-uids (see its log)"
+    )]
+    NoInstanceUser {
+        /// The function.
+        function: String,
+    },
+
     /// The function needs a backend this server does not run.
     #[error(
         "function '{function}' runs the container image {image}, but this fcx server runs \

@@ -140,10 +140,8 @@ async fn invoke(
                 limit: fcx_protocol::limits::SYNC_PAYLOAD_MAX,
             });
         }
-        Ok(Err(e)) => {
-            log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(web::broken_connection(pool, &lease, Box::new(e)).await);
-        }
+        // It ends the request's log window after taking the request's own lines from it.
+        Ok(Err(e)) => return Err(web::broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(resp)) => resp,
     };
     let instance_id = instance.id.clone();

@@ -52,6 +52,10 @@ pub struct Deployed {
     pub version_id: Option<String>,
     /// The stored zip of the code (`None` for image-based functions).
     pub code_zip: Option<PathBuf>,
+    /// The function's own instance uid (= gid) for the process backend, allocated once per
+    /// function and kept by the store (`None`: none could be allocated; code packages then
+    /// do not start).
+    pub run_as: Option<u32>,
 }
 
 /// Server-wide settings the scheduler needs.

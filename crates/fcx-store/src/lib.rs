@@ -5,12 +5,15 @@
 mod code;
 pub mod keys;
 mod migrations;
+pub mod nonces;
 pub mod queue;
 mod seal;
 mod sqlite;
 
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
+pub use nonces::NonceJournal;
+pub use seal::Sealer;
 pub use sqlite::SqliteStore;
 
 use fcx_model::Function;
@@ -35,6 +38,9 @@ pub enum StoreError {
     /// A stored record cannot be read back (bad JSON, undecryptable secret, ...).
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Every value of a range is taken (e.g. the instance uids of `--instance-uids`).
+    #[error("{0}")]
+    Exhausted(String),
     /// A file beside the database (code packages, key file) could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -79,6 +85,13 @@ pub trait Store: Send + Sync {
         name: &str,
         kind_prefix: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The instance uid of function `name`, allocated from `first..=last` the first time
+    /// (the lowest uid above every allocated one, else the lowest free one), and the same
+    /// ever after, across restarts and re-creations of the function.
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError>;
+    /// What seals the secret fields of records the control plane stores as documents
+    /// (function snapshots of versions): the same key as the store's own records.
+    fn cipher(&self) -> &dyn fcx_model::SecretCipher;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.

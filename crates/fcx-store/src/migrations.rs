@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, trigger)
     );
     ALTER TABLE async_tasks ADD COLUMN origin TEXT;",
+    // 6: each function's own instance uid (process backend), stable across restarts; kept
+    // after a delete so a uid is never handed to a second function while the range lasts.
+    "CREATE TABLE instance_uids (
+        function TEXT PRIMARY KEY NOT NULL,
+        uid INTEGER NOT NULL UNIQUE
+    );",
 ];
 
 pub fn apply(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -1,13 +1,14 @@
 //! Secrets at rest: ChaCha20-Poly1305 with the data dir's own key, `<data dir>/secret.key`
 //! (32 random bytes, mode 0600, created on first use). Each sealed value is bound to what it
 //! belongs to (associated data: an AccessKey id, a custom domain's name), so a value copied
-//! onto another row does not decrypt. Used for AccessKey secrets and custom domains' private
-//! keys.
+//! onto another row does not decrypt. Used for AccessKey secrets, custom domains' private
+//! keys and the secret fields of function records (`fcx_model::Secret`, as base64 text).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use chacha20poly1305::aead::Aead;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
 
@@ -79,6 +80,26 @@ impl Sealer {
                 },
             )
             .map_err(|_| undecryptable())
+    }
+}
+
+/// Secret fields of records (`fcx_model::Secret`), sealed as base64 text bound to `context`
+/// (the record's name).
+impl fcx_model::SecretCipher for Sealer {
+    fn seal(&self, context: &str, plain: &str) -> Result<String, String> {
+        let sealed =
+            Sealer::seal(self, context.as_bytes(), plain.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed))
+    }
+
+    fn open(&self, context: &str, sealed: &str) -> Result<String, String> {
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(sealed)
+            .map_err(|_| "the sealed value is not base64".to_string())?;
+        let plain = self
+            .unseal(context.as_bytes(), &bytes, "the secret")
+            .map_err(|e| e.to_string())?;
+        String::from_utf8(plain).map_err(|_| "the secret is not UTF-8".to_string())
     }
 }
 

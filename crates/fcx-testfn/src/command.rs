@@ -43,6 +43,12 @@ pub enum Command<'a> {
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
     /// counting attempts in files under `<dir>`, then succeed.
     Flaky { dir: &'a str, n: usize },
+    /// `alloc:<mb>`: allocate and touch that many MiB, then reply.
+    Alloc(u64),
+    /// `pids`: reply with the pids visible in `/proc`.
+    Pids,
+    /// `probe:<spec>`: try something isolation must deny (see `isolation.rs`).
+    Probe(&'a str),
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -78,6 +84,9 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("udp", Some(addr)) => Some(Command::Udp(addr)),
         ("source", Some(addr)) => Some(Command::Source(addr)),
         ("record", Some(path)) => Some(Command::Record(path)),
+        ("alloc", Some(mb)) => number(mb).map(Command::Alloc),
+        ("pids", None) => Some(Command::Pids),
+        ("probe", Some(spec)) => Some(Command::Probe(spec)),
         ("flaky", Some(rest)) => rest
             .rsplit_once(':')
             .and_then(|(dir, n)| number(n).map(|n| Command::Flaky { dir, n: n as usize })),

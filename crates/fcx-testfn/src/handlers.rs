@@ -200,6 +200,9 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             headers: Vec::new(),
             body: Body::Repeat { byte: b'x', len: n },
         },
+        Command::Alloc(mb) => Response::new(200, crate::isolation::allocate(mb)),
+        Command::Pids => Response::new(200, crate::isolation::visible_pids()),
+        Command::Probe(spec) => Response::new(200, crate::isolation::run(spec)),
         Command::Raw => Response::new(200, body),
     };
     Outcome::Respond(resp)

@@ -97,9 +97,11 @@ struct ServerArgs {
     /// no authentication, allowed on loopback addresses only.
     #[arg(long, env = "FCX_AUTH", value_enum, default_value = "signature")]
     auth: Auth,
-    /// Unprivileged user instances run as (name or UID:GID).
-    #[arg(long, default_value = "nobody")]
-    instance_user: String,
+    /// Unprivileged uids for code-package instances, FIRST-LAST: each function gets one of
+    /// its own (also its gid), kept across restarts, so functions cannot read or signal each
+    /// other's processes and files. No user of the host may have a uid in the range.
+    #[arg(long, env = "FCX_INSTANCE_UIDS", default_value = "100000-165535")]
+    instance_uids: fcx_control::UidRange,
     /// Region reported to functions (FC_REGION, x-fc-region).
     #[arg(long, env = "FCX_REGION", default_value = "local")]
     region: String,
@@ -126,7 +128,7 @@ struct ServerArgs {
     /// start when the runtime cannot work (see `fcx doctor`).
     #[arg(long, env = "FCX_OCI_RUNTIME", default_value = "crun")]
     oci_runtime: String,
-    /// Most processes one container instance may run (a fork bomb stops here).
+    /// Most processes one instance (process or container) may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
     /// Containers kept created ahead of demand per custom-container function (web-server
@@ -170,6 +172,15 @@ struct ServerArgs {
 }
 
 fn main() -> ExitCode {
+    // The init of a process instance (pid 1 of its PID namespace): not a user command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
+    {
+        let code = fcx_runtime::init::main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -211,7 +222,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),
-        instance_user: args.instance_user,
+        instance_uids: args.instance_uids,
         region: args.region,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         freeze_after: args.freeze_idle_after.map(Duration::from_secs),

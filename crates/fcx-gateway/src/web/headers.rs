@@ -134,7 +134,9 @@ mod tests {
             ("x-custom", "kept"),
         ]);
         strip_request(&mut h, false);
-        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        // Removal reorders a HeaderMap: compare as sets.
+        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(names, ["content-type", "x-custom"]);
         let mut r = map(&[
             ("x-fc-status", "200"),

@@ -63,6 +63,10 @@ pub struct Options {
     pub auth: bool,
     /// `--listen`.
     pub listen: String,
+    /// The data dir goes under [`SCRATCH_ROOT`], which instances see (by default it is under
+    /// the host's `/tmp`, which they do not: each has a `/tmp` of its own), so a test of
+    /// its permissions tests them and not its invisibility.
+    pub data_dir_visible: bool,
 }
 
 impl Default for Options {
@@ -72,6 +76,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             auth: false,
             listen: "127.0.0.1:0".into(),
+            data_dir_visible: false,
         }
     }
 }
@@ -138,10 +143,15 @@ impl Server {
     }
 
     pub fn start_with(options: Options) -> Server {
-        let data_dir = tempfile::Builder::new()
-            .prefix("fcx-e2e-")
-            .tempdir()
-            .expect("temp data dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("fcx-e2e-");
+        let data_dir = if options.data_dir_visible {
+            std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
+            builder.tempdir_in(SCRATCH_ROOT)
+        } else {
+            builder.tempdir()
+        }
+        .expect("temp data dir");
         let (child, addr, run_dir, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
@@ -372,12 +382,17 @@ pub fn testfn_function(name: &str, env: Value) -> Value {
     })
 }
 
-/// A unique, world-writable scratch directory for barrier files and records.
+/// Where scratch directories go: not `/tmp`, since every instance has a `/tmp` of its own.
+pub const SCRATCH_ROOT: &str = "/run/fcx-e2e";
+
+/// A unique, world-writable scratch directory for barrier files and records, which the
+/// test and its instances both see.
 pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
     let dir = tempfile::Builder::new()
         .prefix(&format!("fcx-e2e-{tag}-"))
-        .tempdir()
+        .tempdir_in(SCRATCH_ROOT)
         .expect("scratch dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir

@@ -236,9 +236,9 @@ impl Instance {
     ) -> Result<http::Response<ResponseBody>, CallError> {
         let response = conn.send(req).await.map_err(|e| match e {
             SendError::Hyper(e) => call_error(e),
-            SendError::Closed => CallError::Connection(
-                "the instance closed the connection without answering".into(),
-            ),
+            SendError::Closed => {
+                CallError::Connection("the instance closed the connection without answering".into())
+            }
         })?;
         let (parts, body) = response.into_parts();
         let body = ResponseBody::new(body, conn, Arc::clone(&self.idle_conns));

@@ -160,11 +160,7 @@ impl Targets {
         for _ in 0..WIDE {
             wide.push(Arc::new(Mutex::new(connect(addr).await?)));
         }
-        Ok(Targets {
-            path,
-            one,
-            wide,
-        })
+        Ok(Targets { path, one, wide })
     }
 
     async fn call_one(&self) -> Result<(), String> {
@@ -201,9 +197,10 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(sender)
 }

@@ -15,7 +15,7 @@
 //!   cargo bench -p fcx --bench hot_path -- --sample-count 200
 
 #[path = "../tests/support/mod.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod support;
 
 use std::net::SocketAddr;
@@ -93,7 +93,9 @@ fn setup() -> Result<Bench, String> {
         data_dir: data.path().to_owned(),
         run_root: "/run/fcx".into(),
         start_timeout: Duration::from_secs(30),
-        instance_user: "nobody".into(),
+        instance_uids: "100000-165535"
+            .parse()
+            .map_err(|e| format!("instance uids: {e}"))?,
         region: "local".into(),
         idle_timeout: Duration::from_secs(3600),
         freeze_after: None,

@@ -72,6 +72,10 @@ pub enum ErrorCode {
     MemoryLimitExceeded,
     /// The backend the function needs is not available on this server (503).
     RuntimeUnavailable,
+    /// The server has `--max-connections` client connections open (503, with `Retry-After`).
+    TooManyConnections,
+    /// The data dir's disk is full: what the request would store cannot be kept (503).
+    StorageFull,
     /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
     /// A fault of fcx itself (500).
@@ -115,6 +119,8 @@ impl ErrorCode {
             Self::EntrypointNotExecutable => "EntrypointNotExecutable",
             Self::MemoryLimitExceeded => "MemoryLimitExceeded",
             Self::RuntimeUnavailable => "RuntimeUnavailable",
+            Self::TooManyConnections => "TooManyConnections",
+            Self::StorageFull => "StorageFull",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
             Self::InternalServerError => "InternalServerError",
         }
@@ -154,7 +160,10 @@ impl ErrorCode {
             | Self::EntrypointNotFound
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
-            Self::RuntimeUnavailable | Self::CgroupSetupFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RuntimeUnavailable
+            | Self::CgroupSetupFailed
+            | Self::TooManyConnections
+            | Self::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }

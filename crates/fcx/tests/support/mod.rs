@@ -9,6 +9,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod raw;
 pub mod sign;
 pub mod zipper;
 
@@ -152,6 +153,11 @@ impl Server {
             builder.tempdir()
         }
         .expect("temp data dir");
+        Self::start_in(data_dir, options)
+    }
+
+    /// A server on a data dir the test made (e.g. a small mount of its own).
+    pub fn start_in(data_dir: tempfile::TempDir, options: Options) -> Server {
         let (child, addr, run_dir, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options

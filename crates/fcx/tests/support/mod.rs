@@ -33,15 +33,15 @@ pub fn testfn_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            // Built every time (a no-op when fresh): `cargo test` does not build another
+            // package's binary, and a copy left from an older checkout lacks new commands.
             let path = fcx_bin().with_file_name("fcx-testfn");
-            if !path.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "fcx-testfn"])
-                    .status()
-                    .expect("run cargo build -p fcx-testfn");
-                assert!(status.success(), "cargo build -p fcx-testfn failed");
-            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "fcx-testfn"])
+                .status()
+                .expect("run cargo build -p fcx-testfn");
+            assert!(status.success(), "cargo build -p fcx-testfn failed");
             path
         })
         .clone()

@@ -59,6 +59,9 @@ const REFUSING_MAX: usize = 64;
 /// How long a refused connection has to send its request head.
 const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Counts a refused connection by what it got (`answered` or `closed`).
+pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// Accepts connections until `stop` turns true, then lets open connections finish their
 /// requests (keep-alive ones are closed after their current request).
 pub async fn serve(
@@ -66,6 +69,7 @@ pub async fn serve(
     router: Router,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
+    refused: Refused,
 ) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
@@ -92,10 +96,14 @@ pub async fn serve(
             }
             Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
                 Ok(permit) => {
+                    refused("answered");
                     tokio::spawn(refuse(stream, limits.max_connections, permit));
                 }
                 // Even the refusals are at their limit: close at once.
-                Err(_) => drop(stream),
+                Err(_) => {
+                    refused("closed");
+                    drop(stream);
+                }
             },
         }
     }

@@ -22,6 +22,9 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// How long shutdown waits for in-flight requests before the core stops instances anyway.
     pub shutdown_timeout: Duration,
+    /// A second address serving only `GET /metrics`, without authentication (for
+    /// Prometheus); on the API listener `/metrics` needs the API's authentication.
+    pub metrics_listen: Option<SocketAddr>,
     /// Client connections: timeouts and how many may be open.
     pub connections: ConnLimits,
     /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
@@ -109,9 +112,21 @@ pub async fn serve(
         }
         None => None,
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics_note = metrics
+        .as_ref()
+        .map(|(_, bound)| format!("; metrics on http://{bound}/metrics"))
+        .unwrap_or_default();
     // Tests and scripts read this line to find the server.
     println!(
-        "fcx server listening on http://{local} (data dir {}, run dir {})",
+        "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
         control.data_dir().display(),
         control.run_dir().display()
     );
@@ -141,7 +156,26 @@ pub async fn serve(
         None => None,
     };
     let limits = fit_to_fd_limit(config.connections);
-    let serving = tokio::spawn(crate::conn::serve(listener, front(false), limits, stop_rx));
+    let metrics_of = Arc::clone(control.metrics());
+    let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
+    if let Some((l, _)) = metrics {
+        // The metrics listener is bounded like the API's (Prometheus keeps one connection).
+        let app = crate::metrics::router(Arc::clone(&control));
+        tokio::spawn(crate::conn::serve(
+            l,
+            app,
+            limits,
+            stop_rx.clone(),
+            Arc::clone(&refused),
+        ));
+    }
+    let serving = tokio::spawn(crate::conn::serve(
+        listener,
+        front(false),
+        limits,
+        stop_rx,
+        refused,
+    ));
     tokio::pin!(serving);
     let served = tokio::select! {
         result = &mut serving => result,

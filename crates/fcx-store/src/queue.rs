@@ -264,6 +264,19 @@ impl Queue {
         self.send(|r| Write::Stop(f, t, now_ms, r)).await
     }
 
+    /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
+    /// oldest of them (Unix ms), for the metrics.
+    pub fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT count(*), min(created_ms) FROM async_tasks
+             WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<i64>>(1)?)),
+        )
+        .db()
+    }
+
     /// The task `task_id` of `function`, if there is one.
     pub fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
         let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,7 @@
 //!
 //!   cargo bench -p fcx --bench hot_path
 //!   cargo bench -p fcx --bench hot_path -- --sample-count 200
+//!   FCX_HOT_PATH_OBSERVABILITY=0 cargo bench -p fcx --bench hot_path   (metrics, log files off)
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
@@ -89,6 +90,9 @@ fn setup() -> Result<Bench, String> {
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
     let listen = free_port()?;
     let (echo, echo_addr) = start_echo()?;
+    // Metrics and log files on (as `fcx server` by default); `FCX_HOT_PATH_OBSERVABILITY=0`
+    // measures the `--no-observability` baseline.
+    let observability = std::env::var("FCX_HOT_PATH_OBSERVABILITY").as_deref() != Ok("0");
     let core = fcx_control::CoreConfig {
         data_dir: data.path().to_owned(),
         run_root: "/run/fcx".into(),
@@ -107,6 +111,13 @@ fn setup() -> Result<Bench, String> {
         sandboxes_per_function: 0,
         sandbox_limit: 0,
         async_error_text: fcx_gateway::error::async_error_text,
+        scheduler_error_code: fcx_gateway::error::scheduler_error_code,
+        metrics_max_functions: 100,
+        logs: fcx_runtime::LogSettings {
+            files: observability,
+            ..fcx_runtime::LogSettings::default()
+        },
+        record_metrics: observability,
         egress: fcx_runtime::egress::Requested::Auto,
         egress_range: fcx_runtime::egress::DEFAULT_RANGE
             .parse()
@@ -123,6 +134,8 @@ fn setup() -> Result<Bench, String> {
             auth: fcx_gateway::AuthMode::None,
             shutdown_timeout: Duration::from_secs(1),
             https_listen: None,
+            metrics_listen: None,
+            connections: fcx_gateway::ConnLimits::default(),
         };
         tokio::spawn(fcx_gateway::serve(control, http, std::future::pending()));
         wait_connectable(listen).await?;

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use fcx_control::ControlPlane;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -50,10 +49,10 @@ pub fn acceptor(control: Arc<ControlPlane>) -> Result<TlsAcceptor, rustls::Error
 
 /// Serves `app` over TLS on `listener` until `stop` turns true, then asks open connections
 /// to finish their requests and waits for them (the caller bounds how long).
-pub async fn serve(
+pub async fn serve<A: crate::conn::App>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    app: Router,
+    app: A,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -72,7 +71,10 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            |req: http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
         let mut stop = stop.clone();
         connections.spawn(async move {
             let tls = match acceptor.accept(tcp).await {

@@ -65,6 +65,15 @@ impl Drop for ChildGuard {
 }
 
 fn main() {
+    // fcx's process backend execs its instance init from the running binary (this bench,
+    // here), as `fcx __instance-init`: do what fcx's own main does with it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
+    {
+        std::process::exit(fcx_runtime::init::main(&args[2..]));
+    }
     if std::env::args().any(|a| a == "--list") {
         return;
     }

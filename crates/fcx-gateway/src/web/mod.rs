@@ -90,9 +90,7 @@ async fn dispatch(front: Arc<Front>, req: Request) -> Response {
     let control = &front.control;
     if let Some(host) = host_of(&req) {
         match control.trigger_host(host) {
-            TriggerHost::Trigger(t) => {
-                return Box::pin(serve_trigger(&front, &t, req, None)).await
-            }
+            TriggerHost::Trigger(t) => return Box::pin(serve_trigger(&front, &t, req, None)).await,
             TriggerHost::NoTrigger(label) => {
                 return fail(
                     &Api::fc3(),

@@ -64,7 +64,14 @@ pub struct Line<'a> {
 /// The stored form of a line (without its newline).
 pub fn format_line(at_ms: u64, instance: &str, request_id: Option<&str>, text: &str) -> String {
     let mut line = String::new();
-    push_line(&mut line, &mut Clock::default(), at_ms, instance, request_id, text);
+    push_line(
+        &mut line,
+        &mut Clock::default(),
+        at_ms,
+        instance,
+        request_id,
+        text,
+    );
     line
 }
 
@@ -155,7 +162,14 @@ mod tests {
         );
         let mut clock = Clock::default();
         let mut pushed = String::new();
-        push_line(&mut pushed, &mut clock, at, "c-1", Some("r-1"), "hello world");
+        push_line(
+            &mut pushed,
+            &mut clock,
+            at,
+            "c-1",
+            Some("r-1"),
+            "hello world",
+        );
         push_line(&mut pushed, &mut clock, at + 1001, "c-1", None, "x");
         assert_eq!(
             pushed,

@@ -2,7 +2,9 @@
 //! connection refused gracefully), a header-read timeout (a head not complete in time is cut,
 //! slowloris), an idle keep-alive timeout, and a body-read timeout (a request body that sends
 //! nothing for that long fails as the client's error, so it holds no instance slot until the
-//! function's timeout). The limits apply before a request reaches the router.
+//! function's timeout). The limits apply before a request reaches the router, on the plain
+//! listeners and on the HTTPS one alike (there the TLS handshake must also finish within the
+//! header timeout).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,10 +91,20 @@ impl<T> App for T where
 /// Counts a refused connection by what it got (`answered` or `closed`).
 pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
 
+/// What an accepted socket speaks before HTTP.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP straight on TCP.
+    Plain,
+    /// TLS first (the HTTPS listener), with certificates by SNI (`crate::tls`).
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
 /// Accepts connections until `stop` turns true, then lets open connections finish their
 /// requests (keep-alive ones are closed after their current request).
 pub async fn serve<A: App>(
     listener: TcpListener,
+    transport: Transport,
     router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
@@ -117,14 +129,36 @@ pub async fn serve<A: App>(
         let _ = stream.set_nodelay(true);
         match Arc::clone(&open).try_acquire_owned() {
             Ok(permit) => {
-                let router = router.clone();
-                let stop = stop.clone();
-                tokio::spawn(connection(stream, router, limits, stop, permit));
+                let (transport, router, stop) = (transport.clone(), router.clone(), stop.clone());
+                tokio::spawn(async move {
+                    match transport {
+                        Transport::Plain => connection(stream, router, limits, stop, permit).await,
+                        Transport::Tls(acceptor) => {
+                            if let Some(tls) =
+                                handshake(&acceptor, stream, limits.header_timeout).await
+                            {
+                                connection(tls, router, limits, stop, permit).await;
+                            }
+                        }
+                    }
+                });
             }
             Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
                 Ok(permit) => {
                     refused("answered");
-                    tokio::spawn(refuse(stream, limits.max_connections, permit));
+                    let (transport, max) = (transport.clone(), limits.max_connections);
+                    tokio::spawn(async move {
+                        match transport {
+                            Transport::Plain => refuse(stream, max, permit).await,
+                            Transport::Tls(acceptor) => {
+                                if let Some(tls) =
+                                    handshake(&acceptor, stream, REFUSE_HEAD_TIMEOUT).await
+                                {
+                                    refuse(tls, max, permit).await;
+                                }
+                            }
+                        }
+                    });
                 }
                 // Even the refusals are at their limit: close at once.
                 Err(_) => {
@@ -138,9 +172,30 @@ pub async fn serve<A: App>(
     let _ = open.acquire_many(limits.max_connections as u32).await;
 }
 
-/// Serves one connection under the header, idle and body timeouts.
-async fn connection<A: App>(
+/// The TLS handshake, bounded like a request head: a client that opens the connection and
+/// sends no (or half a) ClientHello is closed, as a silent plain connection is.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
+    within: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake not done within {within:?}: closed");
+            None
+        }
+    }
+}
+
+/// Serves one connection under the header, idle and body timeouts.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
+    stream: S,
     router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
@@ -201,7 +256,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Answers a connection over `--max-connections` with 503 and closes it.
-async fn refuse(stream: TcpStream, max: usize, _permit: OwnedSemaphorePermit) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    max: usize,
+    _permit: OwnedSemaphorePermit,
+) {
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| async move {
         let error = FcError::new(
             ErrorCode::TooManyConnections,
@@ -313,12 +372,12 @@ impl Drop for InFlight {
 }
 
 /// The socket, telling the connection's [`Activity`] when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -333,7 +392,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -143,26 +143,30 @@ pub async fn serve(
         }))
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let limits = fit_to_fd_limit(config.connections);
+    let metrics_of = Arc::clone(control.metrics());
+    let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
+    // The HTTPS listener is bounded like the API's; each listener has its own connection cap.
     let tls_task = match https {
         Some((l, _)) => {
             let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
-            Some(tokio::spawn(crate::tls::serve(
+            Some(tokio::spawn(crate::conn::serve(
                 l,
-                acceptor,
+                crate::conn::Transport::Tls(acceptor),
                 front(true),
+                limits,
                 stop_rx.clone(),
+                Arc::clone(&refused),
             )))
         }
         None => None,
     };
-    let limits = fit_to_fd_limit(config.connections);
-    let metrics_of = Arc::clone(control.metrics());
-    let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
     if let Some((l, _)) = metrics {
         // The metrics listener is bounded like the API's (Prometheus keeps one connection).
         let app = crate::metrics::router(Arc::clone(&control));
         tokio::spawn(crate::conn::serve(
             l,
+            crate::conn::Transport::Plain,
             app,
             limits,
             stop_rx.clone(),
@@ -171,6 +175,7 @@ pub async fn serve(
     }
     let serving = tokio::spawn(crate::conn::serve(
         listener,
+        crate::conn::Transport::Plain,
         front(false),
         limits,
         stop_rx,

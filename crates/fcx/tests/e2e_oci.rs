@@ -448,6 +448,17 @@ fn private_registry_needs_the_right_credentials() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "hello-event\n");
 
+    // The image is cached now: functions without the right credentials still cannot use it.
+    server.create_function(event("no-creds-cached", json!({})));
+    server.create_function(event(
+        "wrong-creds-cached",
+        json!({ "authConfig": { "userName": "fcx-user", "password": "nope" } }),
+    ));
+    for name in ["no-creds-cached", "wrong-creds-cached"] {
+        let r = server.invoke(name, b"hi");
+        assert_eq!(code(&r), "ImageAccessDenied", "{name}: {}", r.text());
+    }
+
     // The pulls in the metrics: the refused ones, and the one that brought the image's bytes.
     let metrics = server.request("GET", "/metrics", &[], b"").text();
     let value = |series: &str| -> f64 {

@@ -48,6 +48,9 @@ pub enum Command<'a> {
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
     /// counting attempts in files under `<dir>`, then succeed.
     Flaky { dir: &'a str, n: usize },
+    /// `state`: check the memory `/initialize` built (`TESTFN_INIT_ALLOC_MB`), page by page;
+    /// reply `pages=<n> intact=<true|false>`.
+    State,
     /// `alloc:<mb>`: allocate and touch that many MiB, then reply.
     Alloc(u64),
     /// `pids`: reply with the pids visible in `/proc`.
@@ -73,6 +76,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("headers", None) => Some(Command::Headers),
         ("env", None) => Some(Command::Env),
         ("whoami", None) => Some(Command::Whoami),
+        ("state", None) => Some(Command::State),
         ("crash", None) => Some(Command::Crash),
         ("abort", None) => Some(Command::Abort),
         ("fail", None) => Some(Command::Fail),

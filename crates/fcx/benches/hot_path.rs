@@ -127,6 +127,10 @@ fn setup() -> Result<Bench, String> {
             ..fcx_runtime::LogSettings::default()
         },
         record_metrics: observability,
+        // The bench's function has no `fcxSnapshot`: it never restores or dumps.
+        criu: None,
+        snapshot_budget: 2048 * 1024 * 1024,
+        snapshot_lazy_above: 64 * 1024 * 1024,
         egress: fcx_runtime::egress::Requested::Auto,
         egress_range: fcx_runtime::egress::DEFAULT_RANGE
             .parse()

@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::Router;
 use bytes::Bytes;
 use fcx_protocol::{ErrorCode, FcError};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -61,6 +60,34 @@ const REFUSING_MAX: usize = 64;
 /// How long a refused connection has to send its request head.
 const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a listener serves: a router, or the web front ahead of the API router
+/// ([`crate::web::FrontService`], so an API request is routed once).
+pub trait App:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> App for T where
+    T: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Counts a refused connection by what it got (`answered` or `closed`).
 pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
 
@@ -75,10 +102,10 @@ pub enum Transport {
 
 /// Accepts connections until `stop` turns true, then lets open connections finish their
 /// requests (keep-alive ones are closed after their current request).
-pub async fn serve(
+pub async fn serve<A: App>(
     listener: TcpListener,
     transport: Transport,
-    router: Router,
+    router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
     refused: Refused,
@@ -167,9 +194,9 @@ async fn handshake(
 }
 
 /// Serves one connection under the header, idle and body timeouts.
-async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
     stream: S,
-    router: Router,
+    router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -398,15 +425,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// The router behind the connection's bookkeeping: each request counts as in flight until
 /// its response is sent, and its body reads under the body timeout.
 #[derive(Clone)]
-struct Service {
-    router: TowerToHyperService<Router>,
+struct Service<A> {
+    router: TowerToHyperService<A>,
     activity: Arc<Activity>,
     body_timeout: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl hyper::service::Service<http::Request<Incoming>> for Service {
+impl<A: App> hyper::service::Service<http::Request<Incoming>> for Service<A> {
     type Response = http::Response<Body>;
     type Error = std::convert::Infallible;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fcx_control::invoke::{AsyncInvocation, BoxError, CallContext, InvokeRequest, InvokeResponse};
@@ -27,14 +27,31 @@ use crate::trace::{Trace, TARGET};
 
 pub async fn invoke_fc3(
     State(control): State<Arc<ControlPlane>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     // Taking the request whole avoids copying its headers (the HeaderMap extractor clones).
-    let (parts, body) = request.into_parts();
-    let qualifier = query.get("qualifier").cloned();
+    let (mut parts, body) = request.into_parts();
+    // The route is `/2023-03-30/functions/{functionName}/invocations`: the name is read in
+    // place; the extractors run only when there is something to decode.
+    let path = parts.uri.path();
+    let raw = path
+        .strip_prefix("/2023-03-30/functions/")
+        .and_then(|p| p.strip_suffix("/invocations"));
+    let name = match raw {
+        Some(name) if !name.contains('%') => name.to_owned(),
+        _ => match Path::<String>::from_request_parts(&mut parts, &control).await {
+            Ok(Path(name)) => name,
+            Err(rejection) => return Ok(rejection.into_response()),
+        },
+    };
+    let qualifier = match parts.uri.query() {
+        None => None,
+        Some(_) => match Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
+            Ok(Query(mut query)) => query.remove("qualifier"),
+            Err(rejection) => return Ok(rejection.into_response()),
+        },
+    };
     let call = Call {
         api: Api::new(ApiFlavor::Fc3),
         name: &name,

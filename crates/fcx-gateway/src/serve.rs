@@ -135,7 +135,7 @@ pub async fn serve(
     }
     let api = crate::routes::router(Arc::clone(&control), verifier.clone());
     let front = |https| {
-        crate::web::router(Arc::new(crate::web::Front {
+        crate::web::FrontService::new(Arc::new(crate::web::Front {
             control: Arc::clone(&control),
             api: api.clone(),
             verifier: verifier.clone(),

@@ -1,6 +1,6 @@
 //! Bodies on the instance path: requests stream into the instance and responses stream out
-//! of it without being buffered, and a response body hands its keep-alive connection back to
-//! the instance's pool once it has been read to the end.
+//! of it without being buffered, and a response body drives its keep-alive connection's I/O
+//! while it is read and hands the connection back to the instance's pool at its end.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+
+use crate::conn::Conn;
 
 /// The error type of every body on the instance path.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -18,7 +19,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Idle keep-alive connections into one instance.
-pub(crate) type ConnPool = Arc<Mutex<Vec<SendRequest<Body>>>>;
+pub(crate) type ConnPool = Arc<Mutex<Vec<Conn>>>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -97,15 +98,16 @@ where
     }
 }
 
-/// An instance's response body; returns its connection to the pool once read to the end.
+/// An instance's response body; polls its connection's I/O while it is read (no task of
+/// its own does) and returns the connection to the pool once read to the end.
 pub struct ResponseBody {
     inner: Incoming,
-    conn: Option<SendRequest<Body>>,
+    conn: Option<Conn>,
     pool: ConnPool,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, conn: SendRequest<Body>, pool: ConnPool) -> ResponseBody {
+    pub(crate) fn new(inner: Incoming, conn: Conn, pool: ConnPool) -> ResponseBody {
         ResponseBody {
             inner,
             conn: Some(conn),
@@ -140,7 +142,14 @@ impl HttpBody for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() {
+            // The bytes come in when the connection's I/O is polled, then the body has them.
+            if let Some(conn) = self.conn.as_mut() {
+                conn.poll_io(cx);
+            }
+            polled = Pin::new(&mut self.inner).poll_frame(cx);
+        }
         match &polled {
             Poll::Ready(None) => self.recycle(),
             // A broken body means a broken connection: never reuse it.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::backend::Control;
 use crate::body::{client_body_error, is_too_large, Body, ConnPool, ResponseBody};
+use crate::conn::{Conn, SendError};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::procnet::{self, Listener};
@@ -181,14 +182,15 @@ impl Instance {
         }
     }
 
-    /// Sends `req` to the instance's server over a pooled keep-alive connection. The
-    /// response body streams; the connection returns to the pool when it has been read.
+    /// Sends `req` to the instance's server over a pooled keep-alive connection, driven
+    /// from this task (see [`crate::conn`]). The response body streams; the connection
+    /// returns to the pool when it has been read.
     pub async fn call(
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let (sender, _) = self.connection().await?;
-        self.send(sender, req).await
+        let (conn, _) = self.connection().await?;
+        self.send(conn, req).await
     }
 
     /// Like [`call`](Self::call) for a request that may be sent twice (an idempotent method
@@ -199,19 +201,19 @@ impl Instance {
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let (sender, reused) = self.connection().await?;
+        let (conn, reused) = self.connection().await?;
         if !reused {
-            return self.send(sender, req).await;
+            return self.send(conn, req).await;
         }
         let (parts, body) = req.into_parts();
         let copy = http::Request::from_parts(parts.clone(), crate::body::empty());
         match self
-            .send(sender, http::Request::from_parts(parts, body))
+            .send(conn, http::Request::from_parts(parts, body))
             .await
         {
             Err(CallError::Connection(why)) => {
                 tracing::debug!(instance = %self.id, %why, "pooled connection dropped; sending again");
-                let fresh = self.dial_connection(false).await?;
+                let fresh = self.dial_connection().await?;
                 self.send(fresh, copy).await
             }
             other => other,
@@ -225,7 +227,7 @@ impl Instance {
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let mut sender = self.dial_connection(true).await?;
+        let mut sender = self.dial_upgradable().await?;
         let response = sender.send_request(req).await.map_err(call_error)?;
         let (parts, body) = response.into_parts();
         Ok(http::Response::from_parts(
@@ -236,12 +238,17 @@ impl Instance {
 
     async fn send(
         &self,
-        mut sender: SendRequest<Body>,
+        mut conn: Conn,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let response = sender.send_request(req).await.map_err(call_error)?;
+        let response = conn.send(req).await.map_err(|e| match e {
+            SendError::Hyper(e) => call_error(e),
+            SendError::Closed => {
+                CallError::Connection("the instance closed the connection without answering".into())
+            }
+        })?;
         let (parts, body) = response.into_parts();
-        let body = ResponseBody::new(body, sender, Arc::clone(&self.idle_conns));
+        let body = ResponseBody::new(body, conn, Arc::clone(&self.idle_conns));
         Ok(http::Response::from_parts(parts, body))
     }
 
@@ -258,41 +265,56 @@ impl Instance {
     }
 
     /// A pooled connection (`true`: it served a request before) or a new one.
-    async fn connection(&self) -> Result<(SendRequest<Body>, bool), CallError> {
+    async fn connection(&self) -> Result<(Conn, bool), CallError> {
         loop {
             let pooled = self
                 .idle_conns
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop();
-            let Some(mut sender) = pooled else { break };
-            if sender.is_closed() {
+            let Some(mut conn) = pooled else { break };
+            if conn.is_closed() {
                 continue;
             }
-            // A connection whose previous exchange just ended is ready at once.
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
-                return Ok((sender, true));
+            // A connection whose previous exchange just ended is ready at once; its I/O is
+            // polled first, so a close while it sat in the pool is noticed here.
+            if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), conn.ready()).await {
+                return Ok((conn, true));
             }
         }
-        Ok((self.dial_connection(false).await?, false))
+        Ok((self.dial_connection().await?, false))
     }
 
-    /// A new keep-alive connection; with `upgrades`, one that can be taken over after a 101.
-    async fn dial_connection(&self, upgrades: bool) -> Result<SendRequest<Body>, CallError> {
-        let stream =
-            self.dial.connect().await.map_err(|e| {
-                CallError::Connection(format!("connect {}: {e}", self.dial.describe()))
-            })?;
-        let io = hyper_util::rt::TokioIo::new(stream);
+    async fn dial(&self) -> Result<tokio::net::TcpStream, CallError> {
+        self.dial
+            .connect()
+            .await
+            .map_err(|e| CallError::Connection(format!("connect {}: {e}", self.dial.describe())))
+    }
+
+    /// A new keep-alive connection, driven by the requests that use it.
+    async fn dial_connection(&self) -> Result<Conn, CallError> {
+        let mut conn = Conn::handshake(self.dial().await?)
+            .await
+            .map_err(|e| CallError::Connection(describe(&e)))?;
+        if !conn.ready().await {
+            return Err(CallError::Connection(format!(
+                "{} closed the new connection",
+                self.dial.describe()
+            )));
+        }
+        Ok(conn)
+    }
+
+    /// A new connection that can be taken over after a 101; it runs in a task of its own
+    /// (the upgraded stream outlives the request).
+    async fn dial_upgradable(&self) -> Result<SendRequest<Body>, CallError> {
+        let io = hyper_util::rt::TokioIo::new(self.dial().await?);
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| CallError::Connection(describe(&e)))?;
         tokio::spawn(async move {
-            let _ = if upgrades {
-                conn.with_upgrades().await
-            } else {
-                conn.await
-            };
+            let _ = conn.with_upgrades().await;
         });
         Ok(sender)
     }

@@ -8,6 +8,7 @@ mod backend;
 pub mod body;
 pub mod cgroup;
 pub mod code;
+mod conn;
 pub mod egress;
 #[cfg(feature = "fake")]
 pub mod fake;

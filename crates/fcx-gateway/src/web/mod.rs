@@ -9,10 +9,14 @@
 mod headers;
 mod jwt;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use fcx_control::invoke::{
@@ -23,7 +27,7 @@ use fcx_control::ControlPlane;
 use fcx_protocol::{headers as fch, limits, ApiFlavor, ErrorCode, FcError};
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use tower::ServiceExt;
+use tower::Service;
 
 use crate::auth::{verify_request, Verifier};
 use crate::body::read_limited;
@@ -40,9 +44,30 @@ pub struct Front {
     pub https: bool,
 }
 
-/// The router of a listener: every request passes [`front`] first.
-pub fn router(front: Arc<Front>) -> Router {
-    Router::new().fallback(dispatch).with_state(front)
+/// What a listener serves: every request passes [`dispatch`] first. A service of its own
+/// rather than a router's fallback, so an API request goes through one router, not two.
+#[derive(Clone)]
+pub struct FrontService(Arc<Front>);
+
+impl FrontService {
+    pub fn new(front: Arc<Front>) -> Self {
+        FrontService(front)
+    }
+}
+
+impl tower::Service<Request> for FrontService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let front = Arc::clone(&self.0);
+        Box::pin(async move { Ok(dispatch(front, req).await) })
+    }
 }
 
 /// Prefix of FC 2.0's proxy path form.
@@ -59,11 +84,13 @@ struct Target<'a> {
     base_path: Option<&'a str>,
 }
 
-async fn dispatch(State(front): State<Arc<Front>>, req: Request) -> Response {
+// The web paths are boxed so that this future, boxed per request, stays small for API
+// requests.
+async fn dispatch(front: Arc<Front>, req: Request) -> Response {
     let control = &front.control;
     if let Some(host) = host_of(&req) {
         match control.trigger_host(host) {
-            TriggerHost::Trigger(t) => return serve_trigger(&front, &t, req, None).await,
+            TriggerHost::Trigger(t) => return Box::pin(serve_trigger(&front, &t, req, None)).await,
             TriggerHost::NoTrigger(label) => {
                 return fail(
                     &Api::fc3(),
@@ -76,13 +103,13 @@ async fn dispatch(State(front): State<Arc<Front>>, req: Request) -> Response {
             TriggerHost::Other => {}
         }
         if let Some(domain) = control.custom_domain(host) {
-            return serve_domain(&front, &domain, req).await;
+            return Box::pin(serve_domain(&front, &domain, req)).await;
         }
     }
     if req.uri().path().starts_with(PROXY_PREFIX) {
-        return serve_proxy_path(&front, req).await;
+        return Box::pin(serve_proxy_path(&front, req)).await;
     }
-    match front.api.clone().oneshot(req).await {
+    match front.api.clone().call(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     }

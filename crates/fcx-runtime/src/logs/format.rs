@@ -3,6 +3,7 @@
 //! as segment 0), each line `<UTC time, ms> <instance> <request id or -> <text>`. The logs
 //! API reads them back with [`parse_line`] and [`parse_segment`].
 
+use std::fmt::{Display, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
@@ -62,11 +63,61 @@ pub struct Line<'a> {
 
 /// The stored form of a line (without its newline).
 pub fn format_line(at_ms: u64, instance: &str, request_id: Option<&str>, text: &str) -> String {
-    format!(
-        "{} {instance} {} {text}",
-        format_time(at_ms),
+    let mut line = String::new();
+    push_line(
+        &mut line,
+        &mut Clock::default(),
+        at_ms,
+        instance,
+        request_id,
+        text,
+    );
+    line
+}
+
+/// The text of the last whole second formatted: the log task stores thousands of lines a
+/// second, and consecutive lines share it (no calendar arithmetic, no allocation per line).
+pub struct Clock {
+    secs: u64,
+    /// `YYYY-MM-DDTHH:MM:SS` of `secs`.
+    text: String,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            secs: u64::MAX,
+            text: String::new(),
+        }
+    }
+}
+
+/// Appends [`format_line`]'s form of a line to `out` (no newline); `text` is written in
+/// place, so a marker needs no string of its own.
+pub fn push_line(
+    out: &mut String,
+    clock: &mut Clock,
+    at_ms: u64,
+    instance: &str,
+    request_id: Option<&str>,
+    text: impl Display,
+) {
+    let secs = at_ms / 1000;
+    if clock.secs != secs {
+        clock.secs = secs;
+        clock.text.clear();
+        clock
+            .text
+            .push_str(fcx_sign::format_date(secs).trim_end_matches('Z'));
+    }
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{}.{:03}Z {instance} {} {text}",
+        clock.text,
+        at_ms % 1000,
         request_id.unwrap_or("-")
-    )
+    );
 }
 
 /// A stored line; a line of an older fcx (no prefix) reads as text with time 0.
@@ -108,6 +159,22 @@ mod tests {
                 request_id: Some("r-1"),
                 text: "hello world"
             }
+        );
+        let mut clock = Clock::default();
+        let mut pushed = String::new();
+        push_line(
+            &mut pushed,
+            &mut clock,
+            at,
+            "c-1",
+            Some("r-1"),
+            "hello world",
+        );
+        push_line(&mut pushed, &mut clock, at + 1001, "c-1", None, "x");
+        assert_eq!(
+            pushed,
+            format!("{stored}2025-12-01T11:32:28.124Z c-1 - x"),
+            "the cached second moves on"
         );
         let none = format_line(at, "c-1", None, "");
         assert_eq!(parse_line(&none, "x").request_id, None);

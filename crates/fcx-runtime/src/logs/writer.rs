@@ -79,13 +79,35 @@ pub enum Marker {
 impl Marker {
     /// The marker's line (FC's form), without a newline.
     pub fn text(self, start: bool, request_id: &str) -> String {
-        let name = match self {
+        self.line(start, request_id).to_string()
+    }
+
+    /// [`text`](Self::text) without a string of its own (the log task writes it in place).
+    pub fn line(self, start: bool, request_id: &str) -> MarkerLine<'_> {
+        MarkerLine {
+            marker: self,
+            start,
+            request_id,
+        }
+    }
+}
+
+/// A marker's line, written where it is displayed.
+pub struct MarkerLine<'a> {
+    marker: Marker,
+    start: bool,
+    request_id: &'a str,
+}
+
+impl std::fmt::Display for MarkerLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.marker {
             Marker::Invoke => "Invoke",
             Marker::Initialize => "Initialize",
             Marker::Hook(name) => name,
         };
-        let edge = if start { "Start" } else { "End" };
-        format!("FC {name} {edge} RequestId: {request_id}")
+        let edge = if self.start { "Start" } else { "End" };
+        write!(f, "FC {name} {edge} RequestId: {}", self.request_id)
     }
 }
 
@@ -156,6 +178,8 @@ impl LogWriter {
             counters: counters.clone(),
             open: HashMap::new(),
             budgets: HashMap::new(),
+            line: String::new(),
+            clock: format::Clock::default(),
         };
         std::thread::Builder::new()
             .name("fcx-logs".into())
@@ -227,6 +251,9 @@ struct Task {
     counters: Counters,
     open: HashMap<String, Open>,
     budgets: HashMap<String, Budget>,
+    /// The line being written (reused: no allocation per line).
+    line: String,
+    clock: format::Clock,
 }
 
 impl Task {
@@ -322,8 +349,12 @@ impl Task {
                 ..
             } => {
                 self.end_partial(&source);
-                let text = marker.text(start, &request_id);
-                self.write_line(&source, at, &text, Some(&request_id));
+                self.write_line(
+                    &source,
+                    at,
+                    marker.line(start, &request_id),
+                    Some(&request_id),
+                );
                 let open = self.open_of(&source);
                 if start {
                     open.in_flight.push(request_id);
@@ -345,21 +376,29 @@ impl Task {
     }
 
     fn open_of(&mut self, source: &Arc<Source>) -> &mut Open {
-        let dir = self.dir.join(&source.function);
-        self.open.entry(source.instance.clone()).or_insert_with(|| {
+        // Looked up without building the key or the directory's path: it runs a few
+        // times per line.
+        if !self.open.contains_key(&source.instance) {
+            let dir = self.dir.join(&source.function);
             // Continue after what an earlier segment of this instance left (a restart).
             let seq = retention::last_segment(&dir, &source.instance) + 1;
-            Open {
-                source: Arc::clone(source),
-                file: None,
-                seq,
-                size: 0,
-                partial: Vec::new(),
-                partial_at: SystemTime::now(),
-                in_flight: Vec::new(),
-                dirty: false,
-            }
-        })
+            self.open.insert(
+                source.instance.clone(),
+                Open {
+                    source: Arc::clone(source),
+                    file: None,
+                    seq,
+                    size: 0,
+                    partial: Vec::new(),
+                    partial_at: SystemTime::now(),
+                    in_flight: Vec::new(),
+                    dirty: false,
+                },
+            );
+        }
+        self.open
+            .get_mut(&source.instance)
+            .expect("the instance's entry was inserted above")
     }
 
     fn output(&mut self, source: &Arc<Source>, at: SystemTime, bytes: &[u8]) {
@@ -404,35 +443,56 @@ impl Task {
         &mut self,
         source: &Arc<Source>,
         at: SystemTime,
-        text: &str,
+        text: impl std::fmt::Display,
         request: Option<&str>,
     ) {
-        let mut line = format::format_line(format::unix_ms(at), &source.instance, request, text);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        format::push_line(
+            &mut line,
+            &mut self.clock,
+            format::unix_ms(at),
+            &source.instance,
+            request,
+            text,
+        );
         line.push('\n');
+        self.store_line(source, &line);
+        self.line = line;
+    }
+
+    fn store_line(&mut self, source: &Arc<Source>, line: &str) {
         let len = line.len() as u64;
         let limit = self.settings.segment_limit();
         let cap = self.settings.max_bytes_per_function;
-        let fn_dir = self.dir.join(&source.function);
         // Room first: the directory never grows past its limit, even for a moment.
-        let over = self
-            .budgets
-            .entry(source.function.clone())
-            .or_insert_with(|| Budget::measure(&fn_dir))
-            .used
-            + len
-            > cap;
-        if over {
+        let used = match self.budgets.get(&source.function) {
+            Some(b) => b.used,
+            None => {
+                let budget = Budget::measure(&self.dir.join(&source.function));
+                let used = budget.used;
+                self.budgets.insert(source.function.clone(), budget);
+                used
+            }
+        };
+        if used + len > cap {
+            let fn_dir = self.dir.join(&source.function);
             self.make_room(source, &fn_dir, len);
         }
         let open = self.open_of(source);
         if open.file.is_some() && open.size + len > limit {
             rotate(open);
         }
-        if open.file.is_none() {
-            let path = fn_dir.join(format::segment_name(&source.instance, open.seq));
+        if let Some(seq) = open.file.is_none().then_some(open.seq) {
+            let path = self
+                .dir
+                .join(&source.function)
+                .join(format::segment_name(&source.instance, seq));
+            let open = self.open_of(source);
             open.file = open_segment(&path);
             open.size = std::fs::metadata(&path).map_or(0, |m| m.len());
         }
+        let open = self.open_of(source);
         if let Some(f) = open.file.as_mut() {
             if f.write_all(line.as_bytes()).is_ok() {
                 open.size += len;

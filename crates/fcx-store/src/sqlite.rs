@@ -217,4 +217,31 @@ impl Store for SqliteStore {
             .db()?;
         Ok(())
     }
+
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![key, value],
+        )
+        .db()?;
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .db()
+    }
+
+    fn next_counter(&self, name: &str, kind: &str) -> Result<u64, StoreError> {
+        let doc: String = self
+            .lock()
+            .query_row(
+                "INSERT INTO function_configs (name, kind, doc) VALUES (?1, ?2, '1')
+             ON CONFLICT(name, kind) DO UPDATE
+                SET doc = CAST(CAST(doc AS INTEGER) + 1 AS TEXT)
+             RETURNING doc",
+                [name, kind],
+                |r| r.get(0),
+            )
+            .db()?;
+        doc.parse()
+            .map_err(|_| StoreError::Corrupt(format!("counter {kind} of '{name}' is '{doc}'")))
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use fcx_model::async_config::AsyncConfig;
 use fcx_scheduler::Scheduler;
-use fcx_store::queue::{Enqueued, NewTask, Queue, TaskFilter};
+use fcx_store::queue::{Enqueued, NewTask, TaskFilter, TaskQueue};
 use tokio::sync::{oneshot, Notify};
 
 pub use error::{AsyncError, ErrorText};
@@ -45,7 +45,9 @@ pub struct Accepted {
 }
 
 pub struct AsyncService {
-    queue: Arc<Queue>,
+    queue: Arc<dyn TaskQueue>,
+    /// Sequence numbers of the tasks this node runs now (their leases are renewed).
+    leased: Mutex<std::collections::HashSet<i64>>,
     scheduler: Arc<Scheduler>,
     settings: AsyncSettings,
     configs: Mutex<HashMap<String, AsyncConfig>>,
@@ -80,12 +82,13 @@ enum Clock {
 
 impl AsyncService {
     pub fn new(
-        queue: Queue,
+        queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
         Arc::new(AsyncService {
-            queue: Arc::new(queue),
+            queue,
+            leased: Mutex::default(),
             scheduler,
             settings,
             configs: Mutex::default(),
@@ -99,12 +102,13 @@ impl AsyncService {
     /// Like [`AsyncService::new`], on tokio's clock (which a test may pause and move).
     #[cfg(test)]
     pub(crate) fn on_tokio_clock(
-        queue: Queue,
+        queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
         Arc::new(AsyncService {
-            queue: Arc::new(queue),
+            queue,
+            leased: Mutex::default(),
             scheduler,
             settings,
             configs: Mutex::default(),
@@ -130,6 +134,9 @@ impl AsyncService {
     /// Starts the workers (resuming whatever the queue holds).
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(worker::run(Arc::clone(self)));
+        if let Some(every) = self.queue.lease_policy().renew_every_ms {
+            tokio::spawn(worker::renew(Arc::clone(self), every));
+        }
     }
 
     /// Stops leasing; call before the scheduler stops its instances.
@@ -137,6 +144,10 @@ impl AsyncService {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_waiters();
+    }
+
+    pub(crate) fn leases(&self) -> MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.leased.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

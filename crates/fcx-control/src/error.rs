@@ -28,6 +28,13 @@ pub enum ControlError {
     #[error("async task '{task}' of function '{function}' does not exist")]
     TaskNotFound { function: String, task: String },
     /// A parameter or body field is wrong; the error names the field (FC's camelCase path).
+    /// This node has not re-read the shared store for longer than it may serve without it.
+    #[error(
+        "this node has not reached the shared store for {secs} s (more than 3 × --sync-interval): \
+         it refuses invocations rather than serve functions that may have changed; another node \
+         can serve them"
+    )]
+    OutOfSync { secs: u64 },
     #[error(transparent)]
     Invalid(#[from] ModelError),
     #[error(transparent)]

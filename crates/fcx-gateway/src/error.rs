@@ -39,6 +39,7 @@ impl ToFc for ControlError {
             ControlError::Invalid(e) => {
                 return FcError::invalid_argument(message).with_detail("Field", e.field)
             }
+            ControlError::OutOfSync { .. } => ErrorCode::NodeOutOfSync,
             ControlError::Scheduler(e) => return e.to_fc(),
             ControlError::Async(e) => return e.to_fc(),
             ControlError::Store(_)

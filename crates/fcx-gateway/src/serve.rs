@@ -3,7 +3,6 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,8 +68,8 @@ pub async fn serve(
     config.check()?;
     let verifier = match config.auth {
         AuthMode::Signature => {
-            let data_dir = control.data_dir().to_owned();
-            let keys = tokio::task::spawn_blocking(move || open_keys(&data_dir))
+            let core = Arc::clone(&control);
+            let keys = tokio::task::spawn_blocking(move || open_keys(&core))
                 .await
                 .map_err(ServeError::Task)??;
             Some(Arc::new(Verifier::new(keys)))
@@ -128,10 +127,22 @@ pub async fn serve(
     served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
 }
 
-/// The data dir's AccessKeys; a data dir without any gets an admin key, written to
-/// `<data dir>/credentials` (0600).
-fn open_keys(data_dir: &Path) -> Result<Keys, ServeError> {
-    let keys = Keys::new(fcx_store::KeyStore::open(data_dir)?);
+/// The AccessKeys where the store keeps them. `FCX_ADMIN_KEY_ID` and `FCX_ADMIN_KEY_SECRET`
+/// (e.g. from a Kubernetes Secret) make sure that key exists; otherwise a store without any
+/// key gets an admin key, written to `<data dir>/credentials` (0600).
+fn open_keys(control: &ControlPlane) -> Result<Keys, ServeError> {
+    let data_dir = control.data_dir();
+    let store = control.open_keys()?;
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("FCX_ADMIN_KEY_ID"),
+        std::env::var("FCX_ADMIN_KEY_SECRET"),
+    ) {
+        if store.import(&id, &secret, "admin (from FCX_ADMIN_KEY_ID)")? {
+            tracing::info!(id, "imported the admin AccessKey from the environment");
+        }
+        return Ok(Keys::new(store));
+    }
+    let keys = Keys::new(store);
     if let Some(path) = keys.ensure_admin_key(data_dir)? {
         // stderr: stdout's first line is the startup line scripts read.
         eprintln!(

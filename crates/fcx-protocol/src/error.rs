@@ -34,6 +34,8 @@ pub enum ErrorCode {
     MemoryLimitExceeded,
     RuntimeUnavailable,
     CgroupSetupFailed,
+    /// A node of several lost the shared store for longer than its documented bound.
+    NodeOutOfSync,
     InternalServerError,
 }
 
@@ -68,6 +70,7 @@ impl ErrorCode {
             Self::MemoryLimitExceeded => "MemoryLimitExceeded",
             Self::RuntimeUnavailable => "RuntimeUnavailable",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
+            Self::NodeOutOfSync => "NodeOutOfSync",
             Self::InternalServerError => "InternalServerError",
         }
     }
@@ -99,7 +102,9 @@ impl ErrorCode {
             | Self::EntrypointNotFound
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
-            Self::RuntimeUnavailable | Self::CgroupSetupFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RuntimeUnavailable | Self::CgroupSetupFailed | Self::NodeOutOfSync => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

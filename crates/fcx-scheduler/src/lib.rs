@@ -13,6 +13,7 @@ mod event;
 mod launch;
 mod lifecycle;
 mod limits;
+pub use limits::Demand;
 mod maintain;
 mod pool;
 mod sandbox;
@@ -261,6 +262,22 @@ impl Scheduler {
     /// Sets a function's reserved concurrency (`None`: no limit).
     pub fn set_reserved_concurrency(&self, name: &str, reserved: Option<u32>) {
         self.limits_of(name).set_reserved(reserved);
+    }
+
+    /// This node's leased share of a function's reserved concurrency (`None`: all of it).
+    pub fn set_limit_share(&self, name: &str, share: Option<u32>) {
+        self.limits_of(name).set_share(share);
+    }
+
+    /// What this node could use of each function's reserved concurrency lately (functions
+    /// with a reserved concurrency only).
+    pub fn limit_demands(&self) -> Vec<(String, Demand)> {
+        let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        limits
+            .iter()
+            .map(|(name, l)| (name.clone(), l.demand()))
+            .filter(|(_, d)| d.reserved.is_some())
+            .collect()
     }
 
     /// Sets how many instances are kept running (provisioned / minimum instances).

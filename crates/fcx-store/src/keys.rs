@@ -153,6 +153,37 @@ impl KeyStore {
         })
     }
 
+    /// Makes sure key `id` exists with `secret` (an operator-given admin key); returns
+    /// whether it was added. An existing key of that id is left as it is.
+    pub fn import(&self, id: &str, secret: &str, description: &str) -> Result<bool, StoreError> {
+        if id.len() < 8 || secret.len() < 16 {
+            return Err(StoreError::Corrupt(format!(
+                "an imported AccessKey needs an id of at least 8 characters and a secret of at \
+                 least 16 (got {} and {})",
+                id.len(),
+                secret.len()
+            )));
+        }
+        if self.secret(id)?.is_some() {
+            return Ok(false);
+        }
+        let sealed = self.seal(id, secret.as_bytes())?;
+        #[cfg(feature = "postgres")]
+        if let Backing::Postgres(pg) = &self.backing {
+            return pg_keys::import(pg, id, sealed, description);
+        }
+        let n = self
+            .lock()
+            .execute(
+                "INSERT INTO access_keys (id, secret_enc, description, created_at)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+             ON CONFLICT (id) DO NOTHING",
+                params![id, sealed, description],
+            )
+            .db()?;
+        Ok(n == 1)
+    }
+
     /// The secret of key `id`, or `None` when there is no such key.
     pub fn secret(&self, id: &str) -> Result<Option<String>, StoreError> {
         let sealed: Option<Vec<u8>> = match &self.backing {
@@ -292,6 +323,29 @@ mod pg_keys {
                 .await
                 .map_err(db("creating an access key"))?;
             Ok(row.get(0))
+        })
+    }
+
+    pub(super) fn import(
+        pg: &Arc<Pg>,
+        id: &str,
+        sealed: Vec<u8>,
+        description: &str,
+    ) -> Result<bool, StoreError> {
+        let (p, id, description) = (Arc::clone(pg), id.to_owned(), description.to_owned());
+        pg.block(async move {
+            let c = p.conn().await?;
+            let n = c
+                .execute(
+                    "INSERT INTO access_keys (id, secret_enc, description, created_at)
+                     VALUES ($1, $2, $3,
+                             to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&id, &sealed, &description],
+                )
+                .await
+                .map_err(db("importing an access key"))?;
+            Ok(n == 1)
         })
     }
 

@@ -149,6 +149,26 @@ struct ServerArgs {
     /// internetAccess sets up nothing on its path (refilled in the background; 0: none).
     #[arg(long, default_value_t = 4)]
     egress_pool: usize,
+    /// Where functions, configs, keys and the async queue live. `sqlite`: the embedded
+    /// database in the data dir (one node). `postgres://USER:PASSWORD@HOST:PORT/DB`: a
+    /// PostgreSQL database that several identical nodes share (every node needs the same
+    /// <data dir>/secret.key; see ARCHITECTURE.md, "Several nodes").
+    #[arg(long, env = "FCX_STORE", default_value = "sqlite")]
+    store: fcx_store::StoreUrl,
+    /// With a shared store: this node's id in the nodes table (default: host name and the
+    /// data dir's prefix; stable across restarts, so a restart takes its leases back at once).
+    #[arg(long, env = "FCX_NODE_ID")]
+    node_id: Option<String>,
+    /// With a shared store: HOST:PORT where other nodes reach this node's API (default: the
+    /// --listen address when it names one).
+    #[arg(long, env = "FCX_ADVERTISE")]
+    advertise: Option<String>,
+    /// With a shared store: seconds between full re-reads of the store, the safety net
+    /// behind change notifications. A node serves a changed or deleted function at most
+    /// this long after the change; one that cannot re-read for 3 × this refuses
+    /// invocations (503 NodeOutOfSync).
+    #[arg(long, default_value_t = 2)]
+    sync_interval: u64,
 }
 
 fn main() -> ExitCode {
@@ -188,7 +208,15 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     // Refused before the core touches the host.
     http.check()?;
+    let advertise = args.advertise.or_else(|| {
+        (!args.listen.ip().is_unspecified() && args.listen.port() != 0)
+            .then(|| args.listen.to_string())
+    });
     let core = fcx_control::CoreConfig {
+        store: args.store,
+        node_id: args.node_id,
+        advertise: advertise.or_else(|| Some(args.listen.to_string())),
+        sync_interval: Duration::from_secs(args.sync_interval.max(1)),
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),

@@ -297,11 +297,26 @@ pub fn fair_grant(limit: u32, me: &str, want: u32, others: &[ShareRow]) -> u32 {
     let left = u64::from(limit).saturating_sub(used) as u32;
     let mut wants: Vec<(&str, u32)> = others.iter().map(|o| (o.node.as_str(), o.want)).collect();
     wants.push((me, want));
-    // Water-filling: raise a common level until the wants or the limit run out.
+    wants.sort_unstable();
+    let alloc = allocate(limit, &wants);
+    let mine = wants
+        .iter()
+        .position(|w| w.0 == me)
+        .map(|i| alloc[i])
+        .unwrap_or(0);
+    mine.min(left)
+}
+
+/// Max-min fair allocation of `limit` over `wants` (in id order): a common level is raised
+/// until the wants or the limit run out; what the level leaves goes one each to the nodes
+/// still wanting more, first in id order; when every want is met, the surplus is spread
+/// evenly (so a node alone holds the whole limit, and loses the surplus as others ask).
+fn allocate(limit: u32, wants: &[(&str, u32)]) -> Vec<u32> {
     let mut sorted: Vec<u32> = wants.iter().map(|w| w.1).collect();
     sorted.sort_unstable();
     let mut remaining = u64::from(limit);
     let mut level = 0u64;
+    let mut met = true;
     for (i, &w) in sorted.iter().enumerate() {
         let n = (sorted.len() - i) as u64;
         let step = u64::from(w) - level;
@@ -311,28 +326,28 @@ pub fn fair_grant(limit: u32, me: &str, want: u32, others: &[ShareRow]) -> u32 {
         } else {
             level += remaining / n;
             remaining %= n;
+            met = false;
             break;
         }
     }
-    let mut fair = (level as u32).min(want);
-    if fair < want && remaining > 0 {
-        // The nodes still wanting more, in id order: the first `remaining` get one more.
-        let mut hungry: Vec<&str> = wants
-            .iter()
-            .filter(|w| u64::from(w.1) > level)
-            .map(|w| w.0)
-            .collect();
-        hungry.sort_unstable();
-        if hungry
-            .iter()
-            .position(|n| *n == me)
-            .map(|p| (p as u64) < remaining)
-            == Some(true)
-        {
-            fair += 1;
+    let mut alloc: Vec<u32> = wants
+        .iter()
+        .map(|w| (u64::from(w.1).min(level)) as u32)
+        .collect();
+    let n = wants.len() as u64;
+    if met && n > 0 {
+        for (i, a) in alloc.iter_mut().enumerate() {
+            *a += (remaining / n + u64::from((i as u64) < remaining % n)) as u32;
+        }
+    } else {
+        for (i, w) in wants.iter().enumerate() {
+            if remaining > 0 && u64::from(w.1) > level {
+                alloc[i] += 1;
+                remaining -= 1;
+            }
         }
     }
-    fair.min(left)
+    alloc
 }
 
 async fn listen_once(
@@ -403,9 +418,11 @@ mod tests {
 
     #[test]
     fn shares_are_fair_and_never_add_up_past_the_limit() {
-        // Alone: everything wanted, up to the limit.
+        // Alone: the whole limit, whatever it wants.
         assert_eq!(fair_grant(4, "a", 10, &[]), 4);
-        assert_eq!(fair_grant(4, "a", 1, &[]), 1);
+        assert_eq!(fair_grant(4, "a", 1, &[]), 4);
+        // Wants met, surplus spread: 1 + 1 wanted of 4 -> 2 each.
+        assert_eq!(fair_grant(4, "a", 1, &[row("b", 1, 0)]), 2);
         // Three nodes wanting more than there is: 2 + 1 + 1, the extra one to "a".
         let others = |me: &str| -> Vec<ShareRow> {
             ["a", "b", "c"]
@@ -426,7 +443,6 @@ mod tests {
                 for (wa, sa, wb, sb) in (0..36u32).map(|i| (i % 6, (i / 6) % 6, i % 4, i / 9)) {
                     let others = [row("a", wa, sa), row("c", wb, sb)];
                     let g = fair_grant(limit, "b", want, &others);
-                    assert!(g <= want);
                     assert!(u64::from(g + sa + sb) <= u64::from(limit.max(sa + sb)));
                     if sa + sb >= limit {
                         assert_eq!(g, 0);

@@ -20,7 +20,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-pub use queue::PgQueue;
+pub use queue::{release_leases, PgQueue};
 pub use store::PgStore;
 
 use crate::url::redact;

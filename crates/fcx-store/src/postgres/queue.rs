@@ -44,6 +44,27 @@ impl PgQueue {
     }
 }
 
+/// At a node's start: what a previous run of `node` had leased is runnable again at once, and
+/// its interrupted stops are completed. Returns how many rows were released.
+pub async fn release_leases(pg: &Pg, node: &str) -> Result<u64, StoreError> {
+    let c = pg.conn().await?;
+    let n = c
+        .execute(
+            "UPDATE async_tasks SET lease_until_ms = 0
+             WHERE leased_by = $1 AND status IN ('Running', 'Retrying') AND lease_until_ms > 0",
+            &[&node],
+        )
+        .await
+        .map_err(db("releasing this node's leases"))?;
+    c.execute(
+        "UPDATE async_tasks SET status = 'Stopped' WHERE leased_by = $1 AND status = 'Stopping'",
+        &[&node],
+    )
+    .await
+    .map_err(db("completing interrupted stops"))?;
+    Ok(n)
+}
+
 /// The group-commit writer of enqueues.
 async fn writer(pg: Arc<Pg>, mut rx: mpsc::UnboundedReceiver<Waiting>) {
     while let Some(first) = rx.recv().await {

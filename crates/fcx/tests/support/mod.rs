@@ -3,6 +3,12 @@
 //! line, and talks HTTP to it. Dropping a [`Server`]
 //! kills it and every process it started (found by pid files and by working directory under
 //! its run dir), and removes its run dir, even when the test failed.
+//!
+//! The store is chosen by the environment, so the whole suite runs on either: by default the
+//! embedded SQLite store; with `FCX_TEST_STORE=postgres` each server gets a PostgreSQL
+//! database of its own (`--store postgres://...`) on the run's shared server
+//! (`FCX_TEST_PG_URL`, started once by `scripts/test.sh`) or, without one, on a server
+//! started for that test.
 #![allow(dead_code)]
 
 pub mod containers;
@@ -127,6 +133,13 @@ pub struct Server {
     /// The admin key of a server started with [`Options::with_auth`].
     pub credentials: Option<Credentials>,
     options: Options,
+    /// Its PostgreSQL database (`FCX_TEST_STORE=postgres`); dropped after the server.
+    database: Option<fcx_testkit::postgres::TestDatabase>,
+}
+
+/// Whether this run puts every server on PostgreSQL (`FCX_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("FCX_TEST_STORE").is_ok_and(|s| s == "postgres")
 }
 
 impl Server {
@@ -139,6 +152,13 @@ impl Server {
             .prefix("fcx-e2e-")
             .tempdir()
             .expect("temp data dir");
+        let database = on_postgres().then(|| fcx_testkit::postgres::TestDatabase::create("e2e"));
+        let mut options = options;
+        if let Some(db) = &database {
+            options
+                .extra_args
+                .extend(["--store".into(), db.url().to_owned()]);
+        }
         let (child, addr, run_dir) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
@@ -151,7 +171,13 @@ impl Server {
             run_dir,
             credentials,
             options,
+            database,
         }
+    }
+
+    /// The `--store` URL of a server on PostgreSQL (for CLI commands run beside it).
+    pub fn store_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url())
     }
 
     /// Kills the server with SIGKILL (no cleanup on its side) and starts it again on the

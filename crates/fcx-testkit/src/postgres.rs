@@ -51,8 +51,14 @@ fn as_postgres(binary: &str) -> Command {
 }
 
 impl PgServer {
-    /// initdb + postmaster; panics with what failed (a test fixture).
+    /// initdb + postmaster on 127.0.0.1; panics with what failed (a test fixture).
     pub fn start() -> PgServer {
+        Self::start_on(&[], None)
+    }
+
+    /// Also listening on `extra` addresses (e.g. host ends of veths a test made), with trust
+    /// authentication for clients in `trust_net` (a CIDR) besides loopback.
+    pub fn start_on(extra: &[std::net::Ipv4Addr], trust_net: Option<&str>) -> PgServer {
         assert!(
             Path::new(BIN_DIR).join("postgres").exists(),
             "{BIN_DIR}/postgres is missing: run scripts/setup.sh (it installs postgresql-15)"
@@ -86,6 +92,16 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        if let Some(net) = trust_net {
+            let hba = data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            text.push_str(&format!("host all all {net} trust\n"));
+            std::fs::write(&hba, text).expect("pg_hba.conf");
+        }
+        let listen: Vec<String> = std::iter::once("127.0.0.1".to_string())
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
+        let listen = format!("listen_addresses={}", listen.join(","));
         let port = free_port();
         let child = as_postgres("postgres")
             .arg("-D")
@@ -94,7 +110,7 @@ impl PgServer {
             .arg(dir.path())
             .args([
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &listen,
                 "-c",
                 "max_connections=400",
                 "-c",

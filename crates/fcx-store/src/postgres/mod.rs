@@ -30,6 +30,8 @@ use crate::StoreError;
 const POOL_SIZE: usize = 16;
 /// How long a call waits for a free connection or a connect before failing.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a store call may take (a lost database answers an error, not a hang).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection pool on a runtime of its own.
 pub struct Pg {
@@ -81,6 +83,17 @@ fn pool_error(shown: &str) -> impl Fn(deadpool_postgres::PoolError) -> StoreErro
     }
 }
 
+/// `f`, or an error once it has taken [`CALL_TIMEOUT`].
+async fn bounded<T>(f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::database(format!(
+            "PostgreSQL did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 impl Pg {
     /// Connects to `url`, checks the server answers, and applies the migrations (under an
     /// advisory lock, so nodes starting together migrate once).
@@ -90,6 +103,10 @@ impl Pg {
             .parse()
             .map_err(|e| StoreError::database(format!("invalid PostgreSQL URL {shown}: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A cut network shows as an error within seconds, not after TCP's retransmissions.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(5));
+        config.tcp_user_timeout(CALL_TIMEOUT);
         if config.get_application_name().is_none() {
             config.application_name("fcx");
         }
@@ -151,7 +168,7 @@ impl Pg {
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let _ = tx.send(f.await);
+            let _ = tx.send(bounded(f).await);
         });
         rx.recv()
             .map_err(|_| StoreError::database("the PostgreSQL runtime stopped"))?
@@ -163,7 +180,7 @@ impl Pg {
         f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.handle
-            .spawn(f)
+            .spawn(bounded(f))
             .await
             .map_err(|e| StoreError::database(format!("PostgreSQL call did not finish: {e}")))?
     }

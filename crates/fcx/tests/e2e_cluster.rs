@@ -1,0 +1,591 @@
+//! Three fcx nodes sharing one real PostgreSQL, each in a network namespace of its own with
+//! its own address on a veth pair the test makes (`fxn*` links, 198.18.0.0/24, never fcx's own
+//! `fcx*` range). Each node's API listens on loopback inside its namespace (the test's client
+//! threads join that namespace to reach it); each node reaches the database over its veth, so
+//! downing a veth cuts that node off. Traffic stays on loopback and these namespaces.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fcx_testkit::postgres::{PgServer, TestDatabase};
+use fcx_testkit::skip::{self, Needs};
+use serde_json::json;
+use support::{http, procs};
+
+fn main() -> std::process::ExitCode {
+    let needs = Needs::new()
+        .root()
+        .executable(
+            "/usr/lib/postgresql/15/bin/postgres",
+            "package postgresql-15",
+        )
+        .command("ip", "package iproute2");
+    skip::run(vec![skip::test(
+        "three_nodes_share_functions_limits_async_and_survive_node_loss",
+        &needs,
+        three_nodes,
+    )])
+}
+
+/// The documented bound on config propagation when a node is in sync: a notification, or
+/// at worst the next re-read (`--sync-interval`, 1 s here) plus the re-read itself.
+const SYNC_INTERVAL_SECS: u64 = 1;
+const PROPAGATION_BOUND: Duration = Duration::from_secs(SYNC_INTERVAL_SECS + 3);
+
+/// The namespaces and veth pairs; removed on drop.
+struct Net {
+    tag: String,
+    nodes: usize,
+}
+
+impl Net {
+    fn ns(&self, i: usize) -> String {
+        format!("fxn{}{i}", self.tag)
+    }
+    fn host_link(&self, i: usize) -> String {
+        format!("fxn{}h{i}", self.tag)
+    }
+    fn host_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, (4 * i + 1) as u8)
+    }
+    fn node_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, (4 * i + 2) as u8)
+    }
+
+    fn create(nodes: usize) -> Net {
+        let tag = format!("{:04x}", std::process::id() & 0xffff);
+        let net = Net { tag, nodes };
+        for i in 0..nodes {
+            let (ns, host) = (net.ns(i), net.host_link(i));
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            ip(&[
+                "addr",
+                "add",
+                &format!("{}/30", Net::host_addr(i)),
+                "dev",
+                &host,
+            ]);
+            ip(&["link", "set", &host, "up"]);
+            let inside = |args: &[&str]| {
+                let mut all = vec!["netns", "exec", &ns, "ip"];
+                all.extend_from_slice(args);
+                ip(&all);
+            };
+            inside(&[
+                "addr",
+                "add",
+                &format!("{}/30", Net::node_addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            inside(&["link", "set", "eth0", "up"]);
+            inside(&["link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    fn set_link(&self, i: usize, up: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_link(i),
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.nodes {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.host_link(i)])
+                .status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One fcx node in namespace `ns`; stopped and cleaned up on drop.
+struct Node {
+    name: &'static str,
+    ns: String,
+    child: Option<Child>,
+    data_dir: tempfile::TempDir,
+    run_dir: PathBuf,
+    args: Vec<String>,
+}
+
+const API: &str = "127.0.0.1:9100";
+
+impl Node {
+    fn start(name: &'static str, ns: String, args: Vec<String>) -> Node {
+        let data_dir = tempfile::Builder::new()
+            .prefix("fcx-e2e-node-")
+            .tempdir()
+            .unwrap();
+        let mut node = Node {
+            name,
+            ns,
+            child: None,
+            data_dir,
+            run_dir: PathBuf::new(),
+            args,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(support::fcx_bin())
+            .args(["server", "--listen", API, "--auth", "none", "--data-dir"])
+            .arg(self.data_dir.path())
+            .args(&self.args)
+            .env("FCX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fcx server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("node {} printed no startup line", self.name)
+        });
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        self.run_dir = line
+            .split("run dir ")
+            .nth(1)
+            .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
+            .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A request from a thread inside the node's namespace.
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<http::Response> {
+        let ns = PathBuf::from("/run/netns").join(&self.ns);
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&ns)?;
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let addr: SocketAddr = API.parse().unwrap();
+            http::try_request(addr, &method, &path, &h, &body)
+        })
+        .join()
+        .expect("client thread")
+    }
+
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> http::Response {
+        self.try_request(method, path, &[("content-type", "application/json")], body)
+            .unwrap_or_else(|e| panic!("node {}: {e}", self.name))
+    }
+
+    fn invoke(&self, function: &str, body: &[u8]) -> http::Response {
+        self.request(
+            "POST",
+            &format!("/2023-03-30/functions/{function}/invocations"),
+            body,
+        )
+    }
+
+    fn instances(&self, function: &str) -> usize {
+        let r = self.request(
+            "GET",
+            &format!("/2023-03-30/functions/{function}/instances"),
+            b"",
+        );
+        assert_eq!(r.status, 200, "node {}: {}", self.name, r.text());
+        r.json()["instances"].as_array().map_or(0, Vec::len)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            procs::terminate(child.id(), Duration::from_secs(10));
+        }
+        self.kill9();
+        for pid in procs::under(&self.run_dir) {
+            procs::kill(pid);
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        procs::remove_cgroups(&self.run_dir);
+        procs::remove_egress(&self.run_dir);
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds or `limit` passes; returns the time it took.
+fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn function(name: &str, env: serde_json::Value) -> serde_json::Value {
+    let mut f = support::testfn_function(name, env);
+    f["internetAccess"] = json!(false);
+    f
+}
+
+fn three_nodes() {
+    let net = Net::create(3);
+    let hosts: Vec<Ipv4Addr> = (0..3).map(Net::host_addr).collect();
+    let server = Arc::new(PgServer::start_on(&hosts, Some("198.18.0.0/24")));
+    let db = TestDatabase::create_on("cluster", Some(Arc::clone(&server)));
+    let url_for = |i: usize| {
+        format!(
+            "postgres://postgres@{}:{}/{}",
+            Net::host_addr(i),
+            server.port(),
+            db.name()
+        )
+    };
+    let names = ["a", "b", "c"];
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let args = vec![
+                "--store".to_string(),
+                url_for(i),
+                "--node-id".into(),
+                format!("node-{}", names[i]),
+                "--advertise".into(),
+                format!("{}:9100", Net::node_addr(i)),
+                "--sync-interval".into(),
+                SYNC_INTERVAL_SECS.to_string(),
+                "--egress-pool".into(),
+                "0".into(),
+                "--async-workers".into(),
+                "8".into(),
+                "--oci-runtime".into(),
+                "none".into(),
+            ];
+            Node::start(names[i], net.ns(i), args)
+        })
+        .collect();
+    // Every node is in the nodes table with its own address.
+    assert!(
+        within(Duration::from_secs(10), || db
+            .psql("SELECT count(*) FROM nodes")
+            .unwrap()
+            == "3")
+        .is_some(),
+        "nodes: {:?}",
+        db.psql("SELECT id, address FROM nodes")
+    );
+    let addresses = db.psql("SELECT address FROM nodes ORDER BY id").unwrap();
+    assert_eq!(
+        addresses,
+        "198.18.0.2:9100\n198.18.0.6:9100\n198.18.0.10:9100"
+    );
+
+    // 1. Created through A, invoked through B and C.
+    let r = nodes[0].request(
+        "POST",
+        "/2023-03-30/functions",
+        function("echo", json!({"V": "1"})).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for n in &nodes[1..] {
+        let ok = within(PROPAGATION_BOUND, || {
+            n.invoke("echo", b"echo:hi").status == 200
+        });
+        assert!(
+            ok.is_some(),
+            "node {} does not serve a function created on a",
+            n.name
+        );
+        assert_eq!(n.invoke("echo", b"echo:hi").text(), "hi");
+    }
+    // An update through B reaches A and C within the bound.
+    let r = nodes[1].request(
+        "PUT",
+        "/2023-03-30/functions/echo",
+        json!({"environmentVariables": {"V": "2"}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for n in [&nodes[0], &nodes[2]] {
+        let took = within(PROPAGATION_BOUND, || {
+            n.invoke("echo", b"env").text().contains("V=2")
+        });
+        assert!(
+            took.is_some(),
+            "node {} still serves the old LATEST after {PROPAGATION_BOUND:?}",
+            n.name
+        );
+        eprintln!("update reached node {} after {:?}", n.name, took.unwrap());
+    }
+    // A delete through C: A and B stop serving it within the bound.
+    let r = nodes[2].request("DELETE", "/2023-03-30/functions/echo", b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    for n in &nodes[..2] {
+        let took = within(PROPAGATION_BOUND, || {
+            n.invoke("echo", b"echo:x").status == 404
+        });
+        assert!(
+            took.is_some(),
+            "node {} still serves a deleted function",
+            n.name
+        );
+    }
+
+    // 2. reservedConcurrency 4 holds across the nodes: 40 parallel requests.
+    let hold_dir = support::scratch_dir("hold");
+    let mut limited = function("limited", json!({}));
+    limited["timeout"] = json!(30);
+    assert_eq!(
+        nodes[0]
+            .request(
+                "POST",
+                "/2023-03-30/functions",
+                limited.to_string().as_bytes()
+            )
+            .status,
+        200
+    );
+    let r = nodes[0].request(
+        "PUT",
+        "/2023-03-30/functions/limited/concurrency",
+        json!({"reservedConcurrency": 4}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The three nodes hold shares adding up to the limit (never more).
+    let settled = within(Duration::from_secs(20), || {
+        db.psql("SELECT count(*) || ' ' || sum(share) FROM limit_shares WHERE scope = 'limited'")
+            .unwrap()
+            == "3 4"
+    });
+    assert!(
+        settled.is_some(),
+        "shares: {:?}",
+        db.psql("SELECT node, want, share FROM limit_shares")
+    );
+    let body = format!("hold:{}:1500", hold_dir.path().display());
+    let nodes_ref = &nodes;
+    let results: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let body = body.clone();
+                s.spawn(move || {
+                    let r = nodes_ref[i % 3].invoke("limited", body.as_bytes());
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let held: Vec<u32> = results
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, t)| {
+            t.trim_start_matches("holding ")
+                .parse()
+                .unwrap_or_else(|_| panic!("{t}"))
+        })
+        .collect();
+    let throttled = results.iter().filter(|(s, _)| *s == 429).count();
+    eprintln!(
+        "reservedConcurrency 4: {} ran (most at once {:?}), {throttled} throttled",
+        held.len(),
+        held.iter().max()
+    );
+    assert!(!held.is_empty(), "{results:?}");
+    assert_eq!(held.len() + throttled, 40, "{results:?}");
+    assert!(
+        *held.iter().max().unwrap() <= 4,
+        "more than 4 in flight at once: {held:?}"
+    );
+
+    // 3. Minimum instances spread over the nodes: 3 cluster-wide, one each.
+    assert_eq!(
+        nodes[0]
+            .request(
+                "POST",
+                "/2023-03-30/functions",
+                function("warm", json!({})).to_string().as_bytes()
+            )
+            .status,
+        200
+    );
+    let r = nodes[0].request(
+        "PUT",
+        "/2023-03-30/functions/warm/scaling-config",
+        json!({"minInstances": 3}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let total = |ns: &[Node]| ns.iter().map(|n| n.instances("warm")).sum::<usize>();
+    let spread = within(Duration::from_secs(30), || {
+        nodes.iter().all(|n| n.instances("warm") == 1)
+    });
+    assert!(
+        spread.is_some(),
+        "instances per node: {:?}",
+        nodes
+            .iter()
+            .map(|n| n.instances("warm"))
+            .collect::<Vec<_>>()
+    );
+
+    // 4. 2,000 async invocations across the nodes; node A is killed with kill -9 mid-run.
+    let records = support::scratch_dir("async");
+    let record = records.path().join("ran");
+    let mut job = function("job", json!({}));
+    job["instanceConcurrency"] = json!(8);
+    assert_eq!(
+        nodes[0]
+            .request("POST", "/2023-03-30/functions", job.to_string().as_bytes())
+            .status,
+        200
+    );
+    for n in &nodes[1..] {
+        assert!(
+            within(PROPAGATION_BOUND, || n.invoke("job", b"echo:ok").status
+                == 200)
+            .is_some()
+        );
+    }
+    let payload = format!("record:{}", record.display());
+    let mut accepted: Vec<String> = Vec::new();
+    let total_jobs = 2000;
+    let kill_at = 700;
+    for i in 0..total_jobs {
+        if i == kill_at {
+            nodes[0].kill9();
+        }
+        let n = &nodes[i % 3];
+        if i % 3 == 0 && i >= kill_at {
+            // A is gone: its requests are refused, nothing is accepted there.
+            assert!(n
+                .try_request(
+                    "POST",
+                    "/2023-03-30/functions/job/invocations",
+                    &[("x-fc-invocation-type", "Async")],
+                    payload.as_bytes()
+                )
+                .is_err());
+            continue;
+        }
+        let r = n.try_request(
+            "POST",
+            "/2023-03-30/functions/job/invocations",
+            &[("x-fc-invocation-type", "Async")],
+            payload.as_bytes(),
+        );
+        let r = r.unwrap_or_else(|e| panic!("enqueue {i} on {}: {e}", n.name));
+        assert_eq!(r.status, 202, "{}", r.text());
+        accepted.push(r.header("x-fc-request-id").unwrap().to_owned());
+    }
+    let ran = || -> HashMap<String, usize> {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        let mut counts = HashMap::new();
+        for line in text.lines() {
+            *counts.entry(line.to_owned()).or_insert(0) += 1;
+        }
+        counts
+    };
+    let all_ran = within(Duration::from_secs(240), || {
+        let counts = ran();
+        accepted.iter().all(|id| counts.contains_key(id))
+    });
+    let counts = ran();
+    let missing = accepted
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .count();
+    assert!(
+        all_ran.is_some(),
+        "{missing} of {} accepted invocations never ran",
+        accepted.len()
+    );
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    eprintln!(
+        "async: {} accepted, all ran at least once, {duplicates} ran twice or more (node a killed after {kill_at} enqueues)",
+        accepted.len()
+    );
+
+    // 5. Node loss: the minimum instances come back on the surviving nodes.
+    let restored = within(Duration::from_secs(30), || total(&nodes[1..]) == 3);
+    assert!(
+        restored.is_some(),
+        "after a's loss: b {} c {}",
+        nodes[1].instances("warm"),
+        nodes[2].instances("warm")
+    );
+
+    // 6. A network cut (c's veth down) degrades c: it stops serving rather than serve what
+    // may have changed; b keeps serving. Restored, c serves again.
+    net.set_link(2, false);
+    let degraded = within(Duration::from_secs(60), || {
+        let r = nodes[2].invoke("warm", b"echo:cut");
+        r.status == 503 && r.text().contains("NodeOutOfSync")
+    });
+    assert!(
+        degraded.is_some(),
+        "c kept serving while cut off: {}",
+        nodes[2].invoke("warm", b"echo:cut").text()
+    );
+    assert_eq!(nodes[1].invoke("warm", b"echo:b").text(), "b");
+    net.set_link(2, true);
+    let recovered = within(Duration::from_secs(60), || {
+        nodes[2].invoke("warm", b"echo:back").status == 200
+    });
+    assert!(
+        recovered.is_some(),
+        "c did not recover: {}",
+        nodes[2].invoke("warm", b"echo:back").text()
+    );
+    drop(nodes.drain(..));
+}

@@ -18,6 +18,17 @@ fi
 echo "==> cargo test --workspace" >&2
 cargo test --workspace --locked
 
+# The same end-to-end suite once more with every server on PostgreSQL: one server for the
+# whole pass (scripts/pg-test-server.sh, as user postgres in a temporary dir on a free
+# loopback port), one database per server the tests start (crates/fcx/tests/support).
+PG_DIR=$(mktemp -d /tmp/fcx-test-pg.XXXXXX)
+trap 'bash scripts/pg-test-server.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+FCX_TEST_PG_URL=$(bash scripts/pg-test-server.sh start "$PG_DIR")
+export FCX_TEST_PG_URL
+echo "==> cargo test -p fcx -p fcx-store (every server on PostgreSQL: $FCX_TEST_PG_URL)" >&2
+FCX_TEST_STORE=postgres cargo test --locked -p fcx --tests
+cargo test --locked -p fcx-store --features postgres --test postgres
+
 # The scheduler's and async layer's unit tests run on the fake backend: check they need no
 # privilege by running them once more as nobody.
 bash scripts/unprivileged-tests.sh

@@ -126,7 +126,7 @@ impl ClusterNode {
                     .insert(function.to_owned(), Instant::now());
             }
             Err(e) => {
-                let expired = self.state().granted_at.get(function).is_none_or(|t| {
+                let expired = self.state().granted_at.get(function).map_or(true, |t| {
                     t.elapsed() >= Duration::from_millis(SHARE_TTL_MS as u64 - 500)
                 });
                 tracing::warn!(function, error = %e, expired, "cannot renew a limit share");
@@ -144,7 +144,7 @@ impl ClusterNode {
     pub(crate) fn stale_for(&self) -> Option<u64> {
         let limit = self.settings.sync_interval * 3 + TICK;
         let since = self.state().synced_at?.elapsed();
-        (since > limit).then(|| since.as_secs())
+        (since > limit).then_some(since.as_secs())
     }
 
     pub(crate) fn mark_synced(&self) {

@@ -11,13 +11,16 @@ use fcx_store::{KeyStore, Store, StoreError};
 use fcx_testkit::postgres::{PgServer, TestDatabase};
 use fcx_testkit::skip::{self, Needs};
 
+/// One test against its own database.
+type Case = fn(&TestDatabase);
+
 fn main() -> std::process::ExitCode {
     let needs = Needs::new().root().executable(
         "/usr/lib/postgresql/15/bin/postgres",
         "package postgresql-15",
     );
     let server: Arc<std::sync::OnceLock<Option<Arc<PgServer>>>> = Arc::default();
-    let tests: Vec<(&str, fn(&TestDatabase))> = vec![
+    let tests: Vec<(&str, Case)> = vec![
         (
             "store_matches_the_sqlite_semantics",
             store_matches_the_sqlite_semantics,

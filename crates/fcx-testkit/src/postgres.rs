@@ -59,6 +59,15 @@ impl PgServer {
     /// Also listening on `extra` addresses (e.g. host ends of veths a test made), with trust
     /// authentication for clients in `trust_net` (a CIDR) besides loopback.
     pub fn start_on(extra: &[std::net::Ipv4Addr], trust_net: Option<&str>) -> PgServer {
+        Self::launch(extra, trust_net, false)
+    }
+
+    /// With PostgreSQL's default durability (fsync on), for benchmarks that compare commits.
+    pub fn start_durable() -> PgServer {
+        Self::launch(&[], None, true)
+    }
+
+    fn launch(extra: &[std::net::Ipv4Addr], trust_net: Option<&str>, durable: bool) -> PgServer {
         assert!(
             Path::new(BIN_DIR).join("postgres").exists(),
             "{BIN_DIR}/postgres is missing: run scripts/setup.sh (it installs postgresql-15)"
@@ -103,6 +112,12 @@ impl PgServer {
             .collect();
         let listen = format!("listen_addresses={}", listen.join(","));
         let port = free_port();
+        let fsync = if durable { "fsync=on" } else { "fsync=off" };
+        let fpw = if durable {
+            "full_page_writes=on"
+        } else {
+            "full_page_writes=off"
+        };
         let child = as_postgres("postgres")
             .arg("-D")
             .arg(&data)
@@ -115,11 +130,11 @@ impl PgServer {
                 "max_connections=400",
                 "-c",
                 "shared_buffers=32MB",
-                // Tests kill fcx, never PostgreSQL: its own fsyncs only cost time here.
+                // Tests kill fcx, never PostgreSQL: its own fsyncs only cost time there.
                 "-c",
-                "fsync=off",
+                fsync,
                 "-c",
-                "full_page_writes=off",
+                fpw,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::from(

@@ -6,6 +6,7 @@ use fcx_runtime::BodyError;
 use fcx_scheduler::SchedulerError;
 use fcx_store::StoreError;
 
+/// Why an async operation or run failed; the gateway decides the FC code.
 #[derive(Debug, thiserror::Error)]
 pub enum AsyncError {
     /// The event could not be committed to the queue.

@@ -29,7 +29,9 @@ pub struct AsyncSettings {
     pub workers: usize,
     /// First retry delay; doubles per failed attempt (with ±25 % jitter).
     pub retry_base: Duration,
+    /// Region in the function ARNs of task records and destinations.
     pub region: String,
+    /// Account id in those ARNs.
     pub account_id: String,
     /// How a failed run's error reads in its task record: the gateway's one mapping of
     /// errors to FC codes (`Code: message`).
@@ -39,11 +41,13 @@ pub struct AsyncSettings {
 /// An accepted invocation.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// The invocation's request id (`x-fc-request-id` of the 202).
     pub request_id: String,
     /// Shown to the caller when the function has async tasks enabled or the id was given.
     pub task_id: Option<String>,
 }
 
+/// This node's async machinery: the durable queue, its workers, the per-function configs and the stop signals of running tasks.
 pub struct AsyncService {
     queue: Arc<dyn TaskQueue>,
     /// Sequence numbers of the tasks this node runs now (their leases are renewed).
@@ -81,22 +85,13 @@ enum Clock {
 }
 
 impl AsyncService {
+    /// A service over `queue` that runs tasks through `scheduler`; nothing runs before [`start`](Self::start).
     pub fn new(
         queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
-        Arc::new(AsyncService {
-            queue,
-            leased: Mutex::default(),
-            scheduler,
-            settings,
-            configs: Mutex::default(),
-            running: Mutex::default(),
-            wake: Notify::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            clock: Clock::Wall,
-        })
+        Self::with_clock(queue, scheduler, settings, Clock::Wall)
     }
 
     /// Like [`AsyncService::new`], on tokio's clock (which a test may pause and move).
@@ -106,6 +101,19 @@ impl AsyncService {
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
+        let clock = Clock::Tokio {
+            base_ms: now_ms(),
+            base: tokio::time::Instant::now(),
+        };
+        Self::with_clock(queue, scheduler, settings, clock)
+    }
+
+    fn with_clock(
+        queue: Arc<dyn TaskQueue>,
+        scheduler: Arc<Scheduler>,
+        settings: AsyncSettings,
+        clock: Clock,
+    ) -> Arc<AsyncService> {
         Arc::new(AsyncService {
             queue,
             leased: Mutex::default(),
@@ -115,10 +123,7 @@ impl AsyncService {
             running: Mutex::default(),
             wake: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            clock: Clock::Tokio {
-                base_ms: now_ms(),
-                base: tokio::time::Instant::now(),
-            },
+            clock,
         })
     }
 
@@ -158,10 +163,12 @@ impl AsyncService {
         self.configs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The function's PutAsyncInvokeConfig, FC's defaults when it has none.
     pub fn config(&self, function: &str) -> AsyncConfig {
         self.configs().get(function).cloned().unwrap_or_default()
     }
 
+    /// Sets (`Some`) or removes (`None`) the function's config; later runs use it.
     pub fn set_config(&self, function: &str, config: Option<AsyncConfig>) {
         match config {
             Some(c) => self.configs().insert(function.to_owned(), c),

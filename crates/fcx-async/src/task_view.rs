@@ -16,6 +16,7 @@ fn text(bytes: &[u8]) -> String {
     }
 }
 
+/// A task as GetAsyncTask / ListAsyncTasks answer it (`taskPayload` only when `include_payload`).
 pub fn task_json(r: &TaskRow, s: &AsyncSettings, include_payload: bool) -> Value {
     let arn = format!(
         "acs:fc:{}:{}:functions/{}",

@@ -41,6 +41,7 @@ impl ControlPlane {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateAlias {
+    /// The function to add the alias to (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -72,10 +73,13 @@ impl BodyCommand for CreateAlias {
     }
 }
 
+/// GetAlias.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetAlias {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The alias (`aliasName` in the path).
     pub alias_name: String,
 }
 
@@ -88,9 +92,11 @@ impl Command for GetAlias {
     }
 }
 
+/// ListAliases: all of the function's aliases (fcx does not page them).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListAliases {
+    /// The function (`functionName` in the path).
     pub function_name: String,
     /// Only aliases whose names start with it.
     pub prefix: Option<String>,
@@ -99,6 +105,7 @@ pub struct ListAliases {
 /// ListAliases' answer, in name order.
 #[derive(Debug, Serialize)]
 pub struct AliasList {
+    /// Every matching alias.
     pub aliases: Vec<Alias>,
 }
 
@@ -124,7 +131,9 @@ impl Command for ListAliases {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateAlias {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The alias (`aliasName` in the path).
     pub alias_name: String,
 }
 
@@ -148,10 +157,13 @@ impl BodyCommand for UpdateAlias {
     }
 }
 
+/// DeleteAlias.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteAlias {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The alias (`aliasName` in the path).
     pub alias_name: String,
 }
 

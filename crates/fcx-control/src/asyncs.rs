@@ -42,6 +42,7 @@ fn config_view(config: &AsyncConfig, arn: &str, created: &str, modified: &str) -
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutAsyncConfig {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -60,9 +61,11 @@ impl BodyCommand for PutAsyncConfig {
     }
 }
 
+/// GetAsyncInvokeConfig.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetAsyncConfig {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -80,9 +83,11 @@ impl Command for GetAsyncConfig {
     }
 }
 
+/// DeleteAsyncInvokeConfig: later invocations use FC's defaults.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteAsyncConfig {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -122,7 +127,9 @@ fn check_task_id(id: &str) -> Result<(), ControlError> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRef {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The task (`taskId` in the path).
     pub task_id: String,
 }
 
@@ -169,7 +176,9 @@ pub struct StopAsyncTask(pub TaskRef);
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoppedTask {
+    /// The task asked to stop.
     pub task_id: String,
+    /// Its status afterwards: `Stopped`, `Stopping` while its run ends, or the end state it had reached.
     pub status: String,
 }
 
@@ -193,19 +202,25 @@ impl Command for StopAsyncTask {
     }
 }
 
+/// ListAsyncTasks: the function's tasks, filtered, a page at a time.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListAsyncTasks {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// Tasks per page (1–100, default 20).
     pub limit: Option<String>,
+    /// Only tasks in this status (`Enqueued`, `Running`, `Succeeded`, ...).
     pub status: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
     pub sort_order_by_time: Option<String>,
+    /// The previous page's `nextToken`.
     pub next_token: Option<String>,
     /// Only tasks whose ids start with it.
     pub prefix: Option<String>,
     /// Milliseconds since the epoch.
     pub started_time_begin: Option<String>,
+    /// Milliseconds since the epoch; with `startedTimeBegin`, the range tasks were enqueued in.
     pub started_time_end: Option<String>,
     /// `true`: each task carries its payload.
     pub include_payload: Option<String>,
@@ -215,7 +230,9 @@ pub struct ListAsyncTasks {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPage {
+    /// The tasks on this page, as GetAsyncTask shows them.
     pub tasks: Vec<Value>,
+    /// Present when there are more: pass it as `nextToken`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -236,16 +253,7 @@ impl Command for ListAsyncTasks {
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<TaskPage, ControlError> {
         let q = self;
         cp.function_arn(&q.function_name)?;
-        let limit = match number("limit", &q.limit)? {
-            None => 20,
-            Some(n) if (1..=LIST_LIMIT_MAX as i64).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(ControlError::invalid(
-                    "limit",
-                    format!("must be between 1 and {LIST_LIMIT_MAX}, got {n}"),
-                ))
-            }
-        };
+        let limit = crate::params::count("limit", q.limit.as_deref(), 20, LIST_LIMIT_MAX)?;
         if let Some(s) = &q.status {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(ControlError::invalid(

@@ -21,12 +21,15 @@ use crate::{ControlPlane, Paths};
 /// Everything the core of `fcx server` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// Where the store, code packages, images and logs live (`--data-dir`).
     pub data_dir: PathBuf,
     /// Parent of per-server run directories (`<run_root>/<prefix>`).
     pub run_root: PathBuf,
+    /// How long a new instance has to start listening.
     pub start_timeout: Duration,
     /// User instances run as: a name or `UID:GID`.
     pub instance_user: String,
+    /// Region reported to functions (`FC_REGION`, `x-fc-region`) and in ARNs.
     pub region: String,
     /// Idle time after which instances are reclaimed (a function's `idleTimeout` wins).
     pub idle_timeout: Duration,
@@ -68,16 +71,22 @@ pub struct CoreConfig {
 /// Why the core did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration or the host cannot run the core (the message says what to change).
     #[error("{0}")]
     Refused(String),
+    /// A directory or file the core needs could not be made or read.
     #[error("{what}: {source}")]
     Io {
+        /// What fcx was doing (a path or a step).
         what: String,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A stored function or document could not be loaded into the node.
     #[error("loading what the store holds: {0}")]
     Load(#[source] crate::ControlError),
 }
@@ -305,6 +314,12 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
+    }
+    // systemd mounts /run noexec: instances could not run their unpacked code.
+    if fcx_runtime::code::allow_exec(&config.run_root)
+        .map_err(io("making the run dir executable"))?
+    {
+        tracing::info!(dir = %config.run_root.display(), "the run dir was on a noexec mount: bind-mounted it with exec allowed");
     }
     let paths = Paths {
         log_dir: data_dir.join("logs"),

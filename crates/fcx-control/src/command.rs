@@ -9,6 +9,7 @@ use crate::{ControlError, ControlPlane};
 
 /// One management operation. [`ControlPlane::execute`] is the only caller of [`run`](Self::run).
 pub trait Command: Send + 'static {
+    /// What the operation answers (serialized by the gateway).
     type Output: Send + 'static;
 
     /// Does the work; may block on the store.
@@ -17,6 +18,7 @@ pub trait Command: Send + 'static {
 
 /// An operation whose input is an FC JSON document as well as its parameters.
 pub trait BodyCommand: Send + 'static {
+    /// What the operation answers (serialized by the gateway).
     type Output: Send + 'static;
 
     /// Does the work with `body`, the document as the caller sent it (parsed and validated
@@ -31,7 +33,9 @@ pub trait BodyCommand: Send + 'static {
 
 /// A [`BodyCommand`] with its document.
 pub struct WithBody<C> {
+    /// The operation, with its parameters.
     pub command: C,
+    /// The request body, read whole (up to the route's limit).
     pub body: Bytes,
 }
 

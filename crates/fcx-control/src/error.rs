@@ -7,59 +7,113 @@ use fcx_store::StoreError;
 pub use fcx_async::AsyncError;
 pub use fcx_scheduler::SchedulerError;
 
+/// Why a management command or an invocation entry failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// No function of this name is stored.
     #[error("function '{0}' does not exist")]
     FunctionNotFound(String),
+    /// CreateFunction for a name in use.
     #[error("function '{0}' already exists")]
     FunctionExists(String),
+    /// The function has no published version of that id.
     #[error("version '{version}' of function '{function}' does not exist")]
-    VersionNotFound { function: String, version: String },
+    VersionNotFound {
+        /// The function's name.
+        function: String,
+        /// The version id asked for.
+        version: String,
+    },
+    /// The function has no alias of that name.
     #[error("alias '{alias}' of function '{function}' does not exist")]
-    AliasNotFound { function: String, alias: String },
+    AliasNotFound {
+        /// The function's name.
+        function: String,
+        /// The alias's name.
+        alias: String,
+    },
+    /// CreateAlias for a name in use.
     #[error("alias '{alias}' of function '{function}' already exists")]
-    AliasExists { function: String, alias: String },
+    AliasExists {
+        /// The function's name.
+        function: String,
+        /// The alias's name.
+        alias: String,
+    },
+    /// The function has no trigger of that name.
     #[error("trigger '{trigger}' of function '{function}' does not exist")]
-    TriggerNotFound { function: String, trigger: String },
+    TriggerNotFound {
+        /// The function's name.
+        function: String,
+        /// The trigger's name.
+        trigger: String,
+    },
+    /// CreateTrigger for a name in use.
     #[error("trigger '{trigger}' of function '{function}' already exists")]
-    TriggerExists { function: String, trigger: String },
+    TriggerExists {
+        /// The function's name.
+        function: String,
+        /// The trigger's name.
+        trigger: String,
+    },
+    /// GetAsyncInvokeConfig or DeleteAsyncInvokeConfig on a function without one.
     #[error("function '{0}' has no async invoke config")]
     AsyncConfigNotFound(String),
+    /// The function has no async task of that id.
     #[error("async task '{task}' of function '{function}' does not exist")]
-    TaskNotFound { function: String, task: String },
-    /// A parameter or body field is wrong; the error names the field (FC's camelCase path).
+    TaskNotFound {
+        /// The function's name.
+        function: String,
+        /// The task id asked for.
+        task: String,
+    },
     /// This node has not re-read the shared store for longer than it may serve without it.
     #[error(
         "this node has not reached the shared store for {secs} s (more than 3 × --sync-interval): \
          it refuses invocations rather than serve functions that may have changed; another node \
          can serve them"
     )]
-    OutOfSync { secs: u64 },
+    OutOfSync {
+        /// Seconds since its last successful re-read.
+        secs: u64,
+    },
+    /// A parameter or body field is wrong; the error names the field (FC's camelCase path).
     #[error(transparent)]
     Invalid(#[from] ModelError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A stored document does not decode (`what` names it).
     #[error("stored {what} is corrupt: {source}")]
     Corrupt {
+        /// Which document (function, version, alias, ...).
         what: String,
+        /// The decoder's error.
         #[source]
         source: serde_json::Error,
     },
+    /// A document could not be encoded for the store.
     #[error("cannot encode {what}: {source}")]
     Encode {
+        /// Which document.
         what: String,
+        /// The encoder's error.
         #[source]
         source: serde_json::Error,
     },
+    /// A file (code package, log) could not be read or written.
     #[error("{what}: {source}")]
     Io {
+        /// What fcx was doing, with the path.
         what: String,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The scheduler refused or failed (invocations, instance listings).
     #[error(transparent)]
     Scheduler(SchedulerError),
+    /// The async layer refused or failed (enqueue, task queries).
     #[error(transparent)]
     Async(AsyncError),
     /// The blocking task running a command panicked or was cancelled at shutdown.

@@ -51,9 +51,11 @@ impl BodyCommand for CreateFunction {
     }
 }
 
+/// GetFunction.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetFunction {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -65,11 +67,15 @@ impl Command for GetFunction {
     }
 }
 
+/// ListFunctions: functions in name order, a page at a time.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListFunctions {
+    /// Functions per page (1–100, default 20).
     pub limit: Option<String>,
+    /// Only functions whose names start with it.
     pub prefix: Option<String>,
+    /// The previous page's `nextToken`.
     pub next_token: Option<String>,
 }
 
@@ -77,7 +83,9 @@ pub struct ListFunctions {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionPage {
+    /// The functions on this page.
     pub functions: Vec<Function>,
+    /// Present when there are more: pass it as `nextToken`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -86,19 +94,12 @@ impl Command for ListFunctions {
     type Output = FunctionPage;
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<FunctionPage, ControlError> {
-        let limit = match &self.limit {
-            None => LIST_LIMIT_DEFAULT,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
-                .ok_or_else(|| {
-                    ControlError::invalid(
-                        "limit",
-                        format!("must be a number between 1 and {LIST_LIMIT_MAX}, got '{v}'"),
-                    )
-                })?,
-        };
+        let limit = crate::params::count(
+            "limit",
+            self.limit.as_deref(),
+            LIST_LIMIT_DEFAULT,
+            LIST_LIMIT_MAX,
+        )?;
         let after = crate::params::token(&self.next_token);
         let mut functions = cp
             .store
@@ -120,6 +121,7 @@ impl Command for ListFunctions {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateFunction {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -148,6 +150,7 @@ impl BodyCommand for UpdateFunction {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteFunction {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 

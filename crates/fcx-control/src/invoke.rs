@@ -12,11 +12,14 @@ use crate::{AsyncError, ControlError, ControlPlane, SchedulerError};
 
 /// An asynchronous invocation to put in the queue.
 pub struct AsyncInvocation<'a> {
+    /// The function to invoke.
     pub function: &'a str,
     /// What the qualifier resolved to (a version id or `LATEST`): a retry runs what the
     /// first attempt ran.
     pub qualifier: &'a str,
+    /// The event.
     pub payload: Vec<u8>,
+    /// The request id answered in the 202 and used by every attempt.
     pub request_id: String,
     /// Caller-chosen task id (`x-fc-async-task-id`), checked by [`ControlPlane::accepts_async`].
     pub task_id: Option<String>,

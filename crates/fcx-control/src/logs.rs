@@ -71,9 +71,11 @@ fn request_lines<'a>(text: &'a str, request_id: &str) -> Vec<&'a str> {
     out
 }
 
+/// GetFunctionLogs (an fcx extension): the function's stored instance logs.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetLogs {
+    /// The function (`functionName` in the path).
     pub function_name: String,
     /// Last lines to return (default 200, at most 10000); ignored with `since`.
     pub tail: Option<String>,
@@ -87,7 +89,9 @@ pub struct GetLogs {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLine {
+    /// The instance whose output it is.
     pub instance_id: String,
+    /// The line, without its newline.
     pub line: String,
 }
 
@@ -95,6 +99,7 @@ pub struct LogLine {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogPage {
+    /// Oldest first.
     pub lines: Vec<LogLine>,
     /// Where the next `since` read starts.
     pub next_token: String,

@@ -9,13 +9,18 @@ pub(crate) fn count(
     default: usize,
     max: usize,
 ) -> Result<usize, ControlError> {
-    match value.map(str::parse::<usize>) {
+    match value {
         None => Ok(default),
-        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ControlError::invalid(
-            field,
-            format!("must be a number between 1 and {max}"),
-        )),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ControlError::invalid(
+                    field,
+                    format!("must be a number between 1 and {max}, got '{v}'"),
+                )
+            }),
     }
 }
 
@@ -45,8 +50,7 @@ mod tests {
             let e = count("limit", Some(bad), 20, 100).unwrap_err();
             assert_eq!(
                 e.to_string(),
-                "limit: must be a number between 1 and 100",
-                "{bad}"
+                format!("limit: must be a number between 1 and 100, got '{bad}'")
             );
         }
     }

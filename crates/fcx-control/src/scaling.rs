@@ -18,6 +18,7 @@ use crate::{keys, BodyCommand, Command, ControlError, ControlPlane, OffWorker};
 
 /// A scaling document: where the store keeps it.
 pub trait Document: Serialize + DeserializeOwned + Send + 'static {
+    /// The document's kind in the store (see `keys.rs`).
     const KEY: &'static str;
 }
 
@@ -35,6 +36,7 @@ impl Document for ScalingInput {
 
 /// A document with Put and Get answers built the same way: its parser and answer shape.
 pub trait Shown: Document + Default {
+    /// Parses and validates a Put body.
     fn parse(body: &[u8]) -> Result<Self, ModelError>;
     /// The answer: the document with the function's ARN and what runs now.
     fn view(&self, arn: &str, current: usize) -> Value;
@@ -81,6 +83,7 @@ impl ControlPlane {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConcurrencyConfig {
+    /// `acs:fc:<region>:<account>:functions/<name>`.
     pub function_arn: String,
     /// Absent when the function has no concurrency config.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +94,7 @@ pub struct ConcurrencyConfig {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutConcurrency {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -117,9 +121,11 @@ impl BodyCommand for PutConcurrency {
     }
 }
 
+/// GetConcurrencyConfig.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetConcurrency {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -141,7 +147,9 @@ impl Command for GetConcurrency {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Scope {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// `qualifier` in the query; only LATEST (or none) is served.
     pub qualifier: Option<String>,
 }
 
@@ -218,6 +226,7 @@ impl<D: Document> Command for DeleteConfig<D> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListInstances {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 

@@ -39,6 +39,7 @@ impl ControlPlane {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -78,10 +79,13 @@ impl BodyCommand for CreateTrigger {
     }
 }
 
+/// GetTrigger.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 
@@ -94,12 +98,17 @@ impl Command for GetTrigger {
     }
 }
 
+/// ListTriggers: the function's triggers in name order, a page at a time.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListTriggers {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// Triggers per page (1–100, default 20).
     pub limit: Option<String>,
+    /// Only triggers whose names start with it.
     pub prefix: Option<String>,
+    /// The previous page's `nextToken`.
     pub next_token: Option<String>,
 }
 
@@ -107,7 +116,9 @@ pub struct ListTriggers {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerPage {
+    /// The triggers on this page.
     pub triggers: Vec<Trigger>,
+    /// Present when there are more: pass it as `nextToken`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -148,7 +159,9 @@ impl Command for ListTriggers {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 
@@ -170,10 +183,13 @@ impl BodyCommand for UpdateTrigger {
     }
 }
 
+/// DeleteTrigger.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteTrigger {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The trigger (`triggerName` in the path).
     pub trigger_name: String,
 }
 

@@ -48,6 +48,7 @@ impl ControlPlane {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishVersion {
+    /// The function (`functionName` in the path).
     pub function_name: String,
 }
 
@@ -86,13 +87,17 @@ impl BodyCommand for PublishVersion {
     }
 }
 
+/// ListFunctionVersions: the function's versions, a page at a time.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListVersions {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// Versions per page (1–100, default 20).
     pub limit: Option<String>,
     /// `BACKWARD` (newest first, the default) or `FORWARD`.
     pub direction: Option<String>,
+    /// The previous page's `nextToken`.
     pub next_token: Option<String>,
 }
 
@@ -100,8 +105,11 @@ pub struct ListVersions {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionPage {
+    /// The versions on this page, in `direction` order.
     pub versions: Vec<Version>,
+    /// `BACKWARD` or `FORWARD`, as asked.
     pub direction: &'static str,
+    /// Present when there are more: pass it as `nextToken`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -154,7 +162,9 @@ impl Command for ListVersions {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteVersion {
+    /// The function (`functionName` in the path).
     pub function_name: String,
+    /// The version (`versionId` in the path).
     pub version_id: String,
 }
 

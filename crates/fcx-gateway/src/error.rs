@@ -13,6 +13,7 @@ use http::HeaderValue;
 
 /// An error as FC reports it.
 pub trait ToFc {
+    /// The FC code, message and extra fields this error is answered with.
     fn to_fc(self) -> FcError;
 }
 
@@ -196,12 +197,16 @@ fn start_error(e: &StartError) -> FcError {
 /// An `FcError` answered for one request, in the body shape of the API it came in on.
 #[derive(Debug)]
 pub struct ApiError {
+    /// What is answered.
     pub error: FcError,
+    /// Which body shape (`Code`/`Message` or `ErrorCode`/`ErrorMessage`).
     pub flavor: ApiFlavor,
+    /// The request's `x-fc-request-id`, also in the body.
     pub request_id: String,
 }
 
 impl ApiError {
+    /// `error` mapped to FC's terms, for the request `request_id`.
     pub fn new(error: impl ToFc, flavor: ApiFlavor, request_id: &str) -> ApiError {
         ApiError {
             error: error.to_fc(),

@@ -13,6 +13,7 @@ use crate::auth::{AuthMode, Keys, Verifier};
 /// What the HTTP front is told on `fcx server`'s command line.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
+    /// Where the API listens (`--listen`).
     pub listen: SocketAddr,
     /// How API requests are authenticated; `None` is refused on non-loopback addresses.
     pub auth: AuthMode,
@@ -23,21 +24,28 @@ pub struct HttpConfig {
 /// Why the HTTP front did not serve (or stopped).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration must not be served (e.g. no authentication on a public address).
     #[error("{0}")]
     Refused(String),
     /// The AccessKeys of signed requests could not be read or made.
     #[error("store: {0}")]
     Keys(#[from] fcx_store::StoreError),
+    /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The socket's error.
         #[source]
         source: std::io::Error,
     },
+    /// The bound socket did not tell its address.
     #[error("reading the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
+    /// Accepting or serving connections failed.
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),
+    /// A start-up or serving task panicked or was cancelled.
     #[error("server task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
 }

@@ -16,8 +16,11 @@ use std::path::Path;
 /// How layer blobs are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// Plain tar.
     None,
+    /// gzip, what most registries hold.
     Gzip,
+    /// zstd (always with the OCI media type: Docker's schema has none).
     Zstd,
 }
 
@@ -96,16 +99,19 @@ impl ImageBuilder {
         self
     }
 
+    /// How layer blobs are compressed (default gzip).
     pub fn compression(mut self, c: Compression) -> Self {
         self.compression = c;
         self
     }
 
+    /// The config's `Entrypoint`.
     pub fn entrypoint(mut self, argv: &[&str]) -> Self {
         self.entrypoint = strings(argv);
         self
     }
 
+    /// The config's `Cmd`.
     pub fn cmd(mut self, argv: &[&str]) -> Self {
         self.cmd = strings(argv);
         self
@@ -117,11 +123,13 @@ impl ImageBuilder {
         self
     }
 
+    /// The config's `WorkingDir`.
     pub fn working_dir(mut self, dir: &str) -> Self {
         self.working_dir = dir.to_string();
         self
     }
 
+    /// The config's `User` (`name`, `uid`, `user:group` or `uid:gid`).
     pub fn user(mut self, user: &str) -> Self {
         self.user = user.to_string();
         self

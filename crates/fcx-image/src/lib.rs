@@ -27,21 +27,34 @@ pub type ProgressFn = dyn Fn(&Progress) + Send + Sync;
 pub enum Progress {
     /// The reference resolved to this manifest digest with these layers.
     Resolved {
+        /// The reference, normalized (registry and tag filled in).
         reference: String,
+        /// The manifest digest.
         digest: String,
+        /// Layers in the manifest.
         layers: usize,
+        /// Their compressed size, as the manifest states it.
         total_bytes: u64,
     },
     /// Bytes of one layer downloaded so far.
     Layer {
+        /// The layer blob's digest.
         digest: String,
+        /// Bytes received so far.
         done_bytes: u64,
+        /// The blob's size.
         total_bytes: u64,
     },
     /// A layer is being unpacked into the rootfs.
-    Unpacking { digest: String },
+    Unpacking {
+        /// The layer blob's digest.
+        digest: String,
+    },
     /// The image was already in the cache: no download, no unpack.
-    Cached { digest: String },
+    Cached {
+        /// The cached manifest digest.
+        digest: String,
+    },
 }
 
 pub(crate) fn report(progress: Option<&ProgressFn>, event: Progress) {
@@ -61,6 +74,7 @@ pub struct Image {
     /// The unpacked, flattened rootfs (read-only by convention: instances mount it as an
     /// overlay lower directory).
     pub rootfs: PathBuf,
+    /// How the image's process is to be started.
     pub config: ImageConfig,
 }
 
@@ -68,10 +82,13 @@ pub struct Image {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageConfig {
+    /// ENTRYPOINT; a function's `entrypoint` replaces it.
     pub entrypoint: Vec<String>,
+    /// CMD; a function's `command` replaces it.
     pub cmd: Vec<String>,
     /// `KEY=VALUE` entries.
     pub env: Vec<String>,
+    /// The process's working directory; empty means `/`.
     pub working_dir: String,
     /// `user`, `uid`, `user:group` or `uid:gid`; empty means root.
     pub user: String,

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 /// One cached image as `fcx image ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageSummary {
+    /// Manifest digest (`sha256:<hex>`).
     pub digest: String,
     /// Normalized references that point to this image.
     pub references: Vec<String>,

@@ -20,11 +20,14 @@ pub struct Destination {
     pub destination: String,
 }
 
+/// Where records go by outcome; either may be absent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationConfig {
+    /// Receives the record of an invocation that succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_success: Option<Destination>,
+    /// Receives the record of an invocation that failed for good (retries spent, expired).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Destination>,
 }
@@ -33,10 +36,13 @@ pub struct DestinationConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AsyncConfig {
+    /// Retries after the first failed attempt (at most [`MAX_RETRY_ATTEMPTS`]; default [`DEFAULT_MAX_RETRY_ATTEMPTS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_async_retry_attempts: Option<u32>,
+    /// Events older than this many seconds are not run any more (1 to [`MAX_EVENT_AGE_SECS`], the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_async_event_age_in_seconds: Option<u32>,
+    /// Where finished invocations are reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_config: Option<DestinationConfig>,
     /// Stateful async tasks: every invocation gets a task id that can be queried and stopped.
@@ -45,16 +51,19 @@ pub struct AsyncConfig {
 }
 
 impl AsyncConfig {
+    /// Retries allowed, FC's default when unset.
     pub fn retry_attempts(&self) -> u32 {
         self.max_async_retry_attempts
             .unwrap_or(DEFAULT_MAX_RETRY_ATTEMPTS)
     }
 
+    /// Oldest age an event may run at, in seconds (the maximum when unset).
     pub fn max_age_secs(&self) -> u32 {
         self.max_async_event_age_in_seconds
             .unwrap_or(MAX_EVENT_AGE_SECS)
     }
 
+    /// Whether invocations get task ids (off unless set).
     pub fn task_enabled(&self) -> bool {
         self.async_task.unwrap_or(false)
     }

@@ -30,8 +30,10 @@ pub struct ProvisionInput {
     /// Target when no scheduled or metric policy is active (FC's newer name for `target`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_target: Option<u32>,
+    /// Stored as given: fcx's provisioned instances always have their CPU.
     #[serde(rename = "alwaysAllocateCPU", skip_serializing_if = "Option::is_none")]
     pub always_allocate_cpu: Option<bool>,
+    /// Stored as given: fcx has no GPUs.
     #[serde(rename = "alwaysAllocateGPU", skip_serializing_if = "Option::is_none")]
     pub always_allocate_gpu: Option<bool>,
     /// Stored, not acted on yet.
@@ -56,8 +58,10 @@ pub struct ScalingInput {
     /// Instances kept running at all times.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_instances: Option<u32>,
+    /// Stored, not acted on yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_mix_mode: Option<bool>,
+    /// Stored, not acted on yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_on_demand_scaling: Option<bool>,
     /// Stored, not acted on yet.
@@ -66,8 +70,10 @@ pub struct ScalingInput {
     /// Stored, not acted on yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_policies: Option<Value>,
+    /// Stored, not acted on yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_dispatch_policy: Option<Value>,
+    /// Stored, not acted on yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident_pool_id: Option<String>,
 }
@@ -86,6 +92,7 @@ fn at_most(field: &str, value: Option<u32>, max: u32) -> Result<(), ModelError> 
     }
 }
 
+/// Parses a PutConcurrencyConfig body: `reservedConcurrency` required, at most [`RESERVED_CONCURRENCY_MAX`].
 pub fn parse_concurrency(body: &[u8]) -> Result<ConcurrencyInput, ModelError> {
     let input: ConcurrencyInput = parse(body)?;
     if input.reserved_concurrency.is_none() {
@@ -99,6 +106,7 @@ pub fn parse_concurrency(body: &[u8]) -> Result<ConcurrencyInput, ModelError> {
     Ok(input)
 }
 
+/// Parses a PutProvisionConfig body: `target` or `defaultTarget` required, at most [`INSTANCES_MAX`].
 pub fn parse_provision(body: &[u8]) -> Result<ProvisionInput, ModelError> {
     let input: ProvisionInput = parse(body)?;
     if input.target.is_none() && input.default_target.is_none() {
@@ -109,6 +117,7 @@ pub fn parse_provision(body: &[u8]) -> Result<ProvisionInput, ModelError> {
     Ok(input)
 }
 
+/// Parses a PutScalingConfig body: `minInstances` at most [`INSTANCES_MAX`].
 pub fn parse_scaling(body: &[u8]) -> Result<ScalingInput, ModelError> {
     let input: ScalingInput = parse(body)?;
     at_most("minInstances", input.min_instances, INSTANCES_MAX)?;

@@ -21,20 +21,31 @@ pub const TRIGGER_TYPES: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
+    /// Unique per function; FC's name rules.
     pub trigger_name: String,
+    /// A UUID given at creation.
     pub trigger_id: String,
+    /// One of [`TRIGGER_TYPES`] (`http`, `timer`, `oss`, ...).
     pub trigger_type: String,
     /// The kind's configuration as a JSON string (FC's shape).
     pub trigger_config: String,
+    /// What the trigger invokes: LATEST, a version id or an alias.
     pub qualifier: String,
+    /// Free text from the caller.
     pub description: String,
+    /// The event source's ARN (e.g. an OSS bucket), fixed at creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_arn: Option<String>,
+    /// The RAM role the source would invoke with (stored, not checked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invocation_role: Option<String>,
+    /// The ARN of the function the trigger belongs to.
     pub target_arn: String,
+    /// Always `Ready`: fcx stores triggers but does not fire them yet.
     pub status: String,
+    /// RFC 3339, set at creation.
     pub created_time: String,
+    /// RFC 3339, set by every update.
     pub last_modified_time: String,
 }
 
@@ -42,18 +53,25 @@ pub struct Trigger {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerInput {
+    /// Required on create, refused on update.
     #[serde(default)]
     pub trigger_name: Option<String>,
+    /// Required on create (one of [`TRIGGER_TYPES`]), refused on update.
     #[serde(default)]
     pub trigger_type: Option<String>,
+    /// Required on create; must hold a JSON document.
     #[serde(default)]
     pub trigger_config: Option<String>,
+    /// Defaults to LATEST on create.
     #[serde(default)]
     pub qualifier: Option<String>,
+    /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+    /// Create only; refused on update.
     #[serde(default)]
     pub source_arn: Option<String>,
+    /// Stored as given.
     #[serde(default)]
     pub invocation_role: Option<String>,
 }

@@ -11,9 +11,13 @@ use crate::ModelError;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
+    /// Decimal id from the function's counter; never reused.
     pub version_id: String,
+    /// Free text given at publishing.
     pub description: String,
+    /// RFC 3339, when it was published.
     pub created_time: String,
+    /// RFC 3339; equals `createdTime` (versions do not change).
     pub last_modified_time: String,
 }
 
@@ -21,6 +25,7 @@ pub struct Version {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishVersionInput {
+    /// At most 256 characters.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -29,12 +34,17 @@ pub struct PublishVersionInput {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Alias {
+    /// Unique per function; FC's name rules.
     pub alias_name: String,
+    /// The version most requests go to.
     pub version_id: String,
+    /// Free text.
     pub description: String,
     /// versionId → share of requests (0–1) routed to it instead of `versionId`.
     pub additional_version_weight: BTreeMap<String, f64>,
+    /// RFC 3339, set at creation.
     pub created_time: String,
+    /// RFC 3339, set by every update.
     pub last_modified_time: String,
 }
 
@@ -42,12 +52,16 @@ pub struct Alias {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AliasInput {
+    /// Required on create; not part of an UpdateAlias body.
     #[serde(default)]
     pub alias_name: Option<String>,
+    /// Required on create: a published version id.
     #[serde(default)]
     pub version_id: Option<String>,
+    /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+    /// A second version and the share of requests (0–1) it gets.
     #[serde(default)]
     pub additional_version_weight: Option<BTreeMap<String, f64>>,
 }
@@ -59,6 +73,7 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Model
     crate::parse_body(body)
 }
 
+/// Parses a PublishFunctionVersion body (empty is allowed).
 pub fn parse_publish(body: &[u8]) -> Result<PublishVersionInput, ModelError> {
     let input: PublishVersionInput = parse(body)?;
     if input

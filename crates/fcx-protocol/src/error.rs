@@ -6,40 +6,70 @@ use serde_json::{json, Map, Value};
 /// FC error codes fcx answers with (fc-protocol.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// A request field or parameter has a value FC does not accept (400).
     InvalidArgument,
+    /// A header the operation needs is absent (400).
     MissingRequiredHeader,
+    /// The method is not served on this API path (400).
     PathNotSupported,
+    /// A body or payload over its limit (400).
     EntityTooLarge,
+    /// The request signature, body hash, date or nonce does not check out (403).
     SignatureNotMatch,
+    /// The signing key is unknown (403).
     InvalidAccessKeyID,
+    /// No function of that name (404).
     FunctionNotFound,
+    /// CreateFunction with a name already taken (409).
     FunctionAlreadyExists,
+    /// The qualifier or version id names no published version (404).
     VersionNotFound,
+    /// No alias of that name on the function (404).
     AliasNotFound,
+    /// CreateAlias with a name already taken (409).
     AliasAlreadyExists,
+    /// No trigger of that name on the function (404).
     TriggerNotFound,
+    /// CreateTrigger with a name already taken (409).
     TriggerAlreadyExists,
+    /// A path that matches no API, or a resource other than the above that is missing (404).
     NotFound,
+    /// A concurrency or instance limit refused the request (429, with `Retry-After`).
     ResourceExhausted,
+    /// The instance did not listen on its port in time (502).
     FunctionNotStarted,
+    /// The function's process exited while serving (502).
     ProcessExited,
+    /// The instance closed the connection without an answer while still running (502).
     BadResponse,
+    /// The registry does not have the image (502).
     ImageNotFound,
+    /// The registry refused the credentials for the image (502).
     ImageAccessDenied,
+    /// The registry could not be reached (502).
     RegistryUnreachable,
+    /// The image has no manifest for this host's platform (502).
     ImagePlatformNotSupported,
+    /// A blob's digest does not match or a layer is unsafe to unpack (502).
     ImageInvalid,
+    /// The container's entrypoint does not exist in the image (502).
     EntrypointNotFound,
+    /// The container's entrypoint cannot be executed (502).
     EntrypointNotExecutable,
+    /// The instance was killed at its memory limit (502).
     MemoryLimitExceeded,
+    /// The backend the function needs is not available on this server (503).
     RuntimeUnavailable,
+    /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
-    /// A node of several lost the shared store for longer than its documented bound.
+    /// A node of several lost the shared store for longer than its documented bound (503).
     NodeOutOfSync,
+    /// A fault of fcx itself (500).
     InternalServerError,
 }
 
 impl ErrorCode {
+    /// The code as FC spells it in error bodies.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidArgument => "InvalidArgument",
@@ -75,6 +105,7 @@ impl ErrorCode {
         }
     }
 
+    /// The HTTP status FC answers this code with.
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidArgument
@@ -136,7 +167,9 @@ pub enum ApiFlavor {
 /// A platform error: code, message and optional fcx-only detail fields that FC clients ignore.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FcError {
+    /// What kind of error, which decides the status.
     pub code: ErrorCode,
+    /// What went wrong, with the offending value (the body's `Message`).
     pub message: String,
     /// Extra fields added to the body (fcx's diagnosis, limits); FC SDKs ignore them.
     pub detail: Map<String, Value>,
@@ -153,6 +186,7 @@ impl std::fmt::Display for FcError {
 impl std::error::Error for FcError {}
 
 impl FcError {
+    /// An error without detail fields or `Retry-After`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -168,10 +202,12 @@ impl FcError {
         self
     }
 
+    /// A rejected request value; the message names it.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
     }
 
+    /// The named function does not exist.
     pub fn function_not_found(name: &str) -> Self {
         Self::new(
             ErrorCode::FunctionNotFound,
@@ -179,6 +215,7 @@ impl FcError {
         )
     }
 
+    /// CreateFunction for a name already in use.
     pub fn function_already_exists(name: &str) -> Self {
         Self::new(
             ErrorCode::FunctionAlreadyExists,
@@ -186,6 +223,7 @@ impl FcError {
         )
     }
 
+    /// A body over `limit` bytes; the limit is also in the `Limit` field.
     pub fn entity_too_large(limit: usize) -> Self {
         Self::new(
             ErrorCode::EntityTooLarge,
@@ -194,6 +232,7 @@ impl FcError {
         .with_detail("Limit", limit)
     }
 
+    /// The header `name` is required but was not sent.
     pub fn missing_required_header(name: &str) -> Self {
         Self::new(
             ErrorCode::MissingRequiredHeader,
@@ -206,6 +245,7 @@ impl FcError {
         Self::new(ErrorCode::SignatureNotMatch, message)
     }
 
+    /// A signature made with the unknown access key `id`.
     pub fn invalid_access_key_id(id: &str) -> Self {
         Self::new(
             ErrorCode::InvalidAccessKeyID,
@@ -229,10 +269,12 @@ impl FcError {
         )
     }
 
+    /// A fault of fcx itself, not of the request or the function.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InternalServerError, message)
     }
 
+    /// The HTTP status of the code.
     pub fn status(&self) -> StatusCode {
         self.code.status()
     }

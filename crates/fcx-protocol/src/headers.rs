@@ -19,26 +19,43 @@ pub const CODE_CHECKSUM: &str = "x-fc-code-checksum";
 
 /// Context headers sent to instances on `/initialize`, `/invoke` and the lifecycle hooks.
 pub mod context {
+    /// The function's name.
     pub const FUNCTION_NAME: &str = "x-fc-function-name";
+    /// `memorySize` in MB.
     pub const FUNCTION_MEMORY: &str = "x-fc-function-memory";
+    /// The invocation timeout in seconds.
     pub const FUNCTION_TIMEOUT: &str = "x-fc-function-timeout";
+    /// The function's `handler` setting.
     pub const FUNCTION_HANDLER: &str = "x-fc-function-handler";
+    /// The function's `initializer` setting.
     pub const FUNCTION_INITIALIZER: &str = "x-fc-function-initializer";
+    /// The initializer's timeout in seconds.
     pub const INITIALIZATION_TIMEOUT: &str = "x-fc-initialization-timeout";
+    /// The region the server reports (`--region`).
     pub const REGION: &str = "x-fc-region";
+    /// The account id (16 digits, made at first start).
     pub const ACCOUNT_ID: &str = "x-fc-account-id";
+    /// The qualifier the request was invoked with (LATEST, a version, an alias).
     pub const QUALIFIER: &str = "x-fc-qualifier";
+    /// The version that serves it (LATEST or an id).
     pub const VERSION_ID: &str = "x-fc-version-id";
+    /// Which call this is (one of [`control_path`](super::control_path)).
     pub const CONTROL_PATH: &str = "x-fc-control-path";
+    /// The FC 2.0 service named in the request path (sent on FC 2.0 invocations only).
     pub const SERVICE_NAME: &str = "x-fc-service-name";
 }
 
 /// `x-fc-control-path` values.
 pub mod control_path {
+    /// An event invocation.
     pub const INVOKE: &str = "/invoke";
+    /// The initializer, called once per instance before its first invocation.
     pub const INITIALIZE: &str = "/initialize";
+    /// An HTTP-trigger invocation (FC's value; fcx has no HTTP triggers yet).
     pub const HTTP_INVOKE: &str = "/http-invoke";
+    /// The hook called before an instance is stopped.
     pub const PRE_STOP: &str = "/pre-stop";
+    /// The hook called before an instance is frozen.
     pub const PRE_FREEZE: &str = "/pre-freeze";
 }
 

@@ -1,17 +1,21 @@
 //! Log markers fcx writes around each call into an instance's log.
 
+/// The line written before an invocation's output.
 pub fn invoke_start(request_id: &str) -> String {
     format!("FC Invoke Start RequestId: {request_id}")
 }
 
+/// The line written after an invocation's output.
 pub fn invoke_end(request_id: &str) -> String {
     format!("FC Invoke End RequestId: {request_id}")
 }
 
+/// The line written before the initializer's output.
 pub fn initialize_start(request_id: &str) -> String {
     format!("FC Initialize Start RequestId: {request_id}")
 }
 
+/// The line written after the initializer's output.
 pub fn initialize_end(request_id: &str) -> String {
     format!("FC Initialize End RequestId: {request_id}")
 }

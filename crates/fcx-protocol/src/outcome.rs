@@ -5,7 +5,9 @@ use serde_json::json;
 /// Whether an invocation succeeded, as FC judges the instance's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The function answered its invocation successfully.
     Success,
+    /// The function reported a failure; the caller gets an `UnhandledInvocationError`.
     Failure,
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::cgroup::Cgroup;
 use crate::instance::Instance;
 use crate::spec::{EventOutcome, InstanceSpec};
 use crate::StartError;
@@ -17,11 +18,14 @@ use crate::StartError;
 /// on `Process`, a `customContainerConfig.image` on `Oci`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
+    /// Host processes in their own network namespace, as an unprivileged user.
     Process,
+    /// OCI containers under crun (or another OCI runtime).
     Oci,
 }
 
 impl BackendKind {
+    /// The name used in flags, logs and error messages.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Process => "process",
@@ -40,7 +44,9 @@ impl std::fmt::Display for BackendKind {
 /// backend or the host cannot tell).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InstanceStats {
+    /// Memory in use now (cgroup `memory.current`).
     pub memory_current_bytes: Option<u64>,
+    /// Most memory used since the start (cgroup `memory.peak`).
     pub memory_peak_bytes: Option<u64>,
     /// CPU time used by every process of the instance.
     pub cpu_usage: Option<Duration>,
@@ -73,6 +79,7 @@ impl Sandbox {
 /// [`Control`] handles the backend put into it.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// Which kind this is (what the scheduler's registry files it under).
     fn kind(&self) -> BackendKind;
 
     /// Whether [`Backend::prepare`] is supported.
@@ -149,18 +156,33 @@ pub trait Control: Send + Sync + 'static {
     /// Asks the instance to end (SIGTERM to what the backend runs).
     fn terminate(&self);
 
+    /// The instance's cgroup v2 group, if it has one: the default freeze, thaw and stats
+    /// go through it.
+    fn cgroup(&self) -> Option<&Cgroup> {
+        None
+    }
+
+    /// Stops every process of the instance in place.
     async fn freeze(&self) -> io::Result<()> {
-        Err(io::Error::other(
-            "freezing needs a cgroup v2 mount, which this host lacks",
-        ))
+        match self.cgroup() {
+            Some(c) => c.freeze().await,
+            None => Err(io::Error::other(
+                "freezing needs a cgroup v2 mount, which this host lacks",
+            )),
+        }
     }
 
+    /// Lets frozen processes run again (without a group nothing was frozen).
     async fn thaw(&self) -> io::Result<()> {
-        Ok(())
+        match self.cgroup() {
+            Some(c) => c.thaw().await,
+            None => Ok(()),
+        }
     }
 
+    /// The instance's resource use (without a group: nothing known).
     fn stats(&self) -> io::Result<InstanceStats> {
-        Ok(InstanceStats::default())
+        Ok(self.cgroup().map(Cgroup::stats).unwrap_or_default())
     }
 
     /// For the backend that made it (e.g. to reach its container).

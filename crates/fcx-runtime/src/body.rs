@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 
+/// The error type of every body on the instance path.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Any request or response body on the instance path.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -34,8 +35,10 @@ pub fn empty() -> Body {
 /// Why a body could not be read whole.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// The body exceeded its limit.
     #[error("payload size exceeds maximum allowed size")]
     TooLarge,
+    /// The connection broke or the stream failed mid-body; the cause as text.
     #[error("cannot read the body: {0}")]
     Broken(String),
 }

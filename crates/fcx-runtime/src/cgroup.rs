@@ -22,6 +22,85 @@ pub struct Cgroup {
     pub(crate) procs: CString,
 }
 
+/// Controllers fcx's groups get on cgroup v2: the OCI limits on memorySize, the process
+/// count and cpu.
+pub const V2_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// Enables, in `dir/cgroup.subtree_control`, those of [`V2_CONTROLLERS`] that `dir` has (its
+/// `cgroup.controllers`) and does not hand on yet, in one write: the kernel applies it whole
+/// or not at all. Enabling them one by one is a trap: in a group with processes (a
+/// container's cgroup namespace root) `+memory` fails with EBUSY while `+pids` and `+cpu`,
+/// threaded controllers, succeed and turn the group into a thread root, under which no
+/// child can hold a process again (EOPNOTSUPP), evacuated or not. `Err` names the
+/// controllers the write asked for.
+pub fn enable_subtree_controllers(dir: &Path) -> Result<(), (Vec<String>, io::Error)> {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let (available, enabled) = (read("cgroup.controllers"), read("cgroup.subtree_control"));
+    let wanted: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| c.to_string())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let line = wanted
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(dir.join("cgroup.subtree_control"), line).map_err(|e| (wanted, e))
+}
+
+/// The controllers `dir` hands to its children (`cgroup.subtree_control`).
+pub fn subtree_controllers(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes in group `dir` (its `cgroup.procs`).
+pub fn procs_of(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Moves every process of group `dir` into its child `leaf` (created), so that `dir` may
+/// enable controllers for its children: cgroup v2 refuses that to a non-root group with
+/// processes. Processes that exit meanwhile are skipped. Returns how many moved.
+pub fn evacuate(dir: &Path, leaf: &str) -> io::Result<usize> {
+    let to = dir.join(leaf);
+    std::fs::create_dir_all(&to)
+        .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", to.display())))?;
+    let mut moved = 0;
+    // New processes may be forked while moving: a few rounds catch them.
+    for _ in 0..10 {
+        let pids = procs_of(dir);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            match std::fs::write(to.join("cgroup.procs"), pid.to_string()) {
+                Ok(()) => moved += 1,
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("moving pid {pid} into {}: {e}", to.display()),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(moved)
+}
+
 /// Where cgroup2 is mounted.
 pub fn cgroup2_mount() -> Option<PathBuf> {
     crate::mountinfo::current()
@@ -105,6 +184,7 @@ impl Cgroup {
         std::fs::write(self.dir.join(file), value)
     }
 
+    /// Whether any process is still in the group.
     pub fn has_processes(&self) -> bool {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
             .map(|s| !s.trim().is_empty())
@@ -122,6 +202,7 @@ impl Cgroup {
         self.wait_frozen(true).await
     }
 
+    /// Thaws the group and waits (bounded) until the kernel reports it running.
     pub async fn thaw(&self) -> io::Result<()> {
         self.write("cgroup.freeze", "0")?;
         self.wait_frozen(false).await
@@ -148,6 +229,7 @@ impl Cgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 
+    /// The group's directory in the cgroup2 hierarchy.
     pub fn path(&self) -> &Path {
         &self.dir
     }
@@ -213,5 +295,53 @@ mod tests {
         let stats = Cgroup::existing(dir.path().to_owned()).stats();
         assert_eq!(stats.memory_current_bytes, None);
         assert_eq!(stats.cpu_usage, Some(Duration::from_micros(7)));
+    }
+
+    /// The controllers go in one write (the kernel applies it whole or not at all); only
+    /// the available ones not yet handed on are asked for. A plain directory stands in for
+    /// the group: this is the request's shape, the guest run proves the kernel's side.
+    #[test]
+    fn controllers_are_enabled_in_one_write_of_the_missing_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).expect("write");
+        write(
+            "cgroup.controllers",
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        );
+        write("cgroup.subtree_control", "memory\n");
+        enable_subtree_controllers(dir.path()).expect("enable");
+        let written = std::fs::read_to_string(dir.path().join("cgroup.subtree_control"));
+        assert_eq!(written.expect("read"), "+pids +cpu");
+        // Nothing missing: nothing written.
+        write("cgroup.subtree_control", "cpu memory pids\n");
+        enable_subtree_controllers(dir.path()).expect("enable");
+        let kept = std::fs::read_to_string(dir.path().join("cgroup.subtree_control"));
+        assert_eq!(kept.expect("read"), "cpu memory pids\n");
+    }
+
+    /// Moving a group's processes into its `init` leaf, on this host's real cgroup2 mount.
+    #[test]
+    fn evacuate_moves_every_process_into_the_leaf() {
+        let Some(mount) = cgroup2_mount() else { return };
+        if !crate::sys::is_root() {
+            return;
+        }
+        let dir = mount.join(format!("fcx-test-evacuate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let joined = std::fs::write(dir.join("cgroup.procs"), child.id().to_string());
+        let moved = evacuate(&dir, "init");
+        let (in_dir, in_leaf) = (procs_of(&dir), procs_of(&dir.join("init")));
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir(dir.join("init"));
+        let _ = std::fs::remove_dir(&dir);
+        joined.expect("joining the test group");
+        assert_eq!(moved.expect("evacuate"), 1);
+        assert!(in_dir.is_empty(), "{in_dir:?}");
+        assert_eq!(in_leaf, [child.id()]);
     }
 }

@@ -11,13 +11,23 @@ use std::sync::{Arc, Mutex};
 /// Largest total size of an unpacked package (guards against zip bombs).
 const UNPACKED_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Why a code package could not be unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
+    /// The package is not a zip archive fcx unpacks (corrupt, unsafe paths, too large).
     #[error("code package {checksum} is not a valid zip archive: {reason}")]
-    BadArchive { checksum: String, reason: String },
+    BadArchive {
+        /// The package's SHA-256.
+        checksum: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing the unpacked files failed.
     #[error("cannot unpack code package {checksum}: {source}")]
     Io {
+        /// The package's SHA-256.
         checksum: String,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
@@ -30,6 +40,7 @@ pub struct CodeCache {
 }
 
 impl CodeCache {
+    /// A cache rooted at `root` (created on first unpack).
     pub fn new(root: PathBuf) -> CodeCache {
         CodeCache {
             root,
@@ -194,9 +205,73 @@ pub fn validate_zip(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Lets instances execute what is unpacked under `run_root` (created already). systemd
+/// mounts `/run` `noexec` (Debian 12; found by scripts/portability.sh, where every
+/// process-backend start failed with EACCES at exec), so fcx bind-mounts `run_root` onto
+/// itself and clears `noexec` on that bind, keeping `nosuid` and `nodev`. Shared by every
+/// server using the same run root, and it lasts until reboot. `Ok(false)` when the mount
+/// `run_root` is on allows executing already.
+pub fn allow_exec(run_root: &Path) -> io::Result<bool> {
+    let root = run_root.canonicalize()?;
+    let mounts = crate::mountinfo::current();
+    let Some(mount) = crate::mountinfo::mount_of(&mounts, &root) else {
+        return Ok(false);
+    };
+    if !crate::mountinfo::is_noexec(mount) {
+        return Ok(false);
+    }
+    let path = root.to_string_lossy();
+    let failed = |what: &str, e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("{path} is on a noexec mount ({}) and {what} failed: {e}; give fcx a run dir where files may be executed (--run-dir)", mount.mount_point.display()),
+        )
+    };
+    if mount.mount_point != root {
+        crate::sys::mount(&path, &root, "", libc::MS_BIND, None)
+            .map_err(|e| failed(&format!("mount --bind {path} {path}"), e))?;
+    }
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
+    crate::sys::mount("none", &root, "", flags, None)
+        .map_err(|e| failed(&format!("mount -o remount,bind,exec {path}"), e))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run root on a `noexec` tmpfs, as systemd mounts `/run`: after `allow_exec` a
+    /// program unpacked there runs, and a second call has nothing to do.
+    #[test]
+    fn allow_exec_lifts_noexec_from_the_run_root() {
+        if !crate::sys::is_root() {
+            return;
+        }
+        let base = tempfile::tempdir().expect("temp dir");
+        let run = base.path().join("run");
+        std::fs::create_dir(&run).expect("mkdir");
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        crate::sys::mount("tmpfs", &run, "tmpfs", flags, Some("size=1m")).expect("tmpfs");
+        let root = run.join("fcx");
+        std::fs::create_dir(&root).expect("mkdir");
+        let prog = root.join("prog");
+        std::fs::write(&prog, "#!/bin/sh\necho ran\n").expect("write");
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let run_prog = || std::process::Command::new(&prog).output();
+        let denied = run_prog();
+        let first = allow_exec(&root);
+        let after = run_prog();
+        let second = allow_exec(&root);
+        // Unmount before asserting, so a failure leaves nothing mounted.
+        let _ = crate::sys::umount(&root, true);
+        let _ = crate::sys::umount(&run, true);
+        let denied = denied.expect_err("noexec must refuse the program");
+        assert_eq!(denied.raw_os_error(), Some(libc::EACCES), "{denied}");
+        assert!(first.expect("allow_exec"));
+        assert_eq!(after.expect("runs after allow_exec").stdout, b"ran\n");
+        assert!(!second.expect("second allow_exec"));
+    }
 
     #[test]
     fn symlinks_must_stay_inside() {

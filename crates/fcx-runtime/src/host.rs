@@ -5,6 +5,7 @@
 //! networking) and can apply [`fix_hybrid_cgroups`].
 
 mod cgroups;
+mod delegation;
 mod egress;
 mod probe;
 
@@ -21,11 +22,21 @@ pub use probe::find_executable;
 
 /// Check names, in the order [`check_host`] returns them.
 pub const ROOT: &str = "root";
+/// The OCI runtime binary is there and answers `--version`.
 pub const RUNTIME: &str = "oci runtime";
+/// The cgroup layout is one crun can use.
 pub const CGROUPS: &str = "cgroups";
+/// The controllers limits need are enabled.
 pub const CONTROLLERS: &str = "cgroup controllers";
+/// The cgroup subtree is delegated to the controllers fcx needs.
+pub const DELEGATION: &str = "cgroup delegation";
+/// The locked-memory limit is high enough.
+pub const MEMLOCK: &str = "locked memory";
+/// An overlay mount works in the data dir.
 pub const OVERLAYFS: &str = "overlayfs";
+/// Network namespaces can be created.
 pub const NETNS: &str = "network namespaces";
+/// `pasta` is installed (outbound networking).
 pub const PASTA: &str = "pasta";
 pub use egress::{EGRESS, FORWARDING, NFTABLES, VETH};
 
@@ -35,10 +46,14 @@ const CONTROLLERS_NEEDED: [&str; 3] = ["memory", "cpu", "pids"];
 /// How long `<runtime> --version` may take.
 const VERSION_LIMIT: Duration = Duration::from_secs(10);
 
+/// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Nothing to do.
     Ok,
+    /// Works, with a caveat `detail` names.
     Warn,
+    /// What needs it cannot work until `fix` is applied.
     Fail,
 }
 
@@ -46,20 +61,26 @@ pub enum Status {
 /// `internetAccess: true` (the server decides what is fatal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
+    /// Every OCI instance.
     Oci,
+    /// Instances with outbound networking only.
     Egress,
 }
 
+/// One host check, as `fcx doctor` prints it.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// One of the check names above.
     pub name: &'static str,
+    /// The outcome.
     pub status: Status,
     /// What was found, or what went wrong.
     pub detail: String,
     /// The command (or step) that fixes a Warn or Fail.
     pub fix: Option<String>,
+    /// What a failure affects.
     pub need: Need,
-    /// [`fix_hybrid_cgroups`] (`fcx doctor --fix`) applies `fix`.
+    /// [`apply_fix`] (`fcx doctor --fix`) applies `fix`.
     pub fixable: bool,
 }
 
@@ -100,6 +121,8 @@ pub fn check_host(runtime: &str, data_dir: &Path) -> Vec<Check> {
         check_runtime(runtime),
         check_cgroups(&layout, runtime),
         check_controllers(&layout),
+        check_delegation(&layout),
+        check_memlock(&layout, runtime),
         check_overlay(data_dir, root),
         check_netns(root),
         check_pasta(),
@@ -111,6 +134,20 @@ pub fn check_host(runtime: &str, data_dir: &Path) -> Vec<Check> {
 /// Idempotent: `Ok(false)` when nothing needed changing. Lasts until the next reboot.
 pub fn fix_hybrid_cgroups() -> io::Result<bool> {
     cgroups::fix_hybrid()
+}
+
+/// Applies the fix of the fixable check `name` (`fcx doctor --fix`): the hybrid-cgroup mount
+/// ([`fix_hybrid_cgroups`]) or the cgroup2 delegation (a read-only mount remounted, a
+/// container's processes moved off its cgroup namespace root). `Ok(false)`: nothing to do.
+pub fn apply_fix(name: &str) -> io::Result<bool> {
+    match name {
+        CGROUPS => fix_hybrid_cgroups(),
+        DELEGATION => match crate::cgroup::cgroup2_mount() {
+            Some(mount) => delegation::fix(&mount),
+            None => Ok(false),
+        },
+        _ => Ok(false),
+    }
 }
 
 /// `Err` with every failing check needed by the OCI backend and its fix (the lines of
@@ -331,6 +368,68 @@ fn check_controllers(layout: &io::Result<cgroups::Layout>) -> Check {
     Check::fail(CONTROLLERS, detail, fix)
 }
 
+fn check_delegation(layout: &io::Result<cgroups::Layout>) -> Check {
+    match layout {
+        Ok(cgroups::Layout::Unified { mount }) => delegation::check(mount, true),
+        Ok(cgroups::Layout::Hybrid { unified, .. }) => delegation::check(unified, false),
+        Ok(cgroups::Layout::Legacy { .. }) => Check::ok(
+            DELEGATION,
+            "no cgroup2 mount: limits in v1, no freezing of instances",
+        ),
+        _ => Check::fail(DELEGATION, "cgroup layout unknown", "see the cgroups check"),
+    }
+}
+
+/// crun attaches its device filter as an eBPF program on cgroup v2 and first raises
+/// RLIMIT_MEMLOCK to unlimited; with a finite hard limit and no CAP_SYS_RESOURCE (fcx in a
+/// container: found by scripts/portability.sh) every container fails with
+/// "setrlimit (RLIM_MEMLOCK): Operation not permitted".
+fn check_memlock(layout: &io::Result<cgroups::Layout>, runtime: &str) -> Check {
+    let unified = matches!(layout, Ok(cgroups::Layout::Unified { .. }));
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    memlock_check(
+        unified && is_crun(runtime),
+        &read("/proc/self/limits"),
+        &read("/proc/thread-self/status"),
+    )
+}
+
+/// [`check_memlock`] on the texts of `/proc/self/limits` and `/proc/thread-self/status`.
+fn memlock_check(applies: bool, limits: &str, status: &str) -> Check {
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap_or("unlimited")
+        .to_string();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let cap = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+    let limit = if hard == "unlimited" {
+        "unlimited".to_string()
+    } else {
+        format!("{hard} bytes")
+    };
+    if !applies || hard == "unlimited" || cap {
+        let why = if cap { ", CAP_SYS_RESOURCE held" } else { "" };
+        return Check::ok(MEMLOCK, format!("hard limit {limit}{why}"));
+    }
+    Check::fail(
+        MEMLOCK,
+        format!(
+            "hard limit {limit} and no CAP_SYS_RESOURCE: crun raises the limit to load its \
+             cgroup v2 device filter (eBPF), and every container would fail with \
+             \"setrlimit (RLIM_MEMLOCK): Operation not permitted\""
+        ),
+        "grant fcx CAP_SYS_RESOURCE (Kubernetes: securityContext.capabilities.add: \
+         [SYS_RESOURCE]), or start it with no locked-memory limit (ulimit -l unlimited; \
+         systemd: LimitMEMLOCK=infinity)",
+    )
+}
+
 /// The filesystem type `path` lives on (longest mount point prefix).
 fn fstype_of(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -439,7 +538,17 @@ mod tests {
         let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
         assert_eq!(
             names,
-            [ROOT, RUNTIME, CGROUPS, CONTROLLERS, OVERLAYFS, NETNS, PASTA]
+            [
+                ROOT,
+                RUNTIME,
+                CGROUPS,
+                CONTROLLERS,
+                DELEGATION,
+                MEMLOCK,
+                OVERLAYFS,
+                NETNS,
+                PASTA
+            ]
         );
         for c in &checks {
             assert!(!c.detail.is_empty(), "{c:?}");
@@ -453,7 +562,7 @@ mod tests {
         if crate::sys::is_root() {
             assert_eq!(checks[0].status, Status::Ok);
             // Root can always create a network namespace on Linux.
-            assert_eq!(checks[5].status, Status::Ok, "{:?}", checks[5]);
+            assert_eq!(checks[7].status, Status::Ok, "{:?}", checks[7]);
         }
         // The overlay probe cleans up after itself, and did not create the data dir.
         assert!(!data.exists());
@@ -504,6 +613,26 @@ mod tests {
         let egress = failure_report(&checks, Need::Egress).unwrap_or_default();
         assert!(egress.contains("apt-get install -y passt"));
         assert!(failure_report(&checks[..1], Need::Oci).is_none());
+    }
+
+    /// As in the guest's DaemonSet-like container: 8 MB hard limit, Docker's capabilities
+    /// plus SYS_ADMIN and NET_ADMIN (CapEff a82435fb), crun on pure cgroup v2.
+    #[test]
+    fn memlock_limit_without_cap_sys_resource_fails_for_crun_on_v2() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max locked memory         8388608              8388608              bytes\n";
+        let container = "Name:\tfcx\nCapEff:\t00000000a82435fb\n";
+        let c = memlock_check(true, limits, container);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.detail.contains("8388608 bytes"), "{}", c.detail);
+        assert!(c.fix.as_deref().unwrap_or("").contains("SYS_RESOURCE"));
+        // With CAP_SYS_RESOURCE (bit 24), an unlimited hard limit, or not crun on v2: fine.
+        let with_cap = "CapEff:\t00000000a92435fb\n";
+        assert_eq!(memlock_check(true, limits, with_cap).status, Status::Ok);
+        let unlimited =
+            "Max locked memory         8388608              unlimited            bytes\n";
+        assert_eq!(memlock_check(true, unlimited, container).status, Status::Ok);
+        assert_eq!(memlock_check(false, limits, container).status, Status::Ok);
     }
 
     #[test]

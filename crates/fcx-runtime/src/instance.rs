@@ -38,7 +38,12 @@ pub(crate) fn new_id() -> String {
 pub enum Dial {
     /// `127.0.0.1:<port>` inside the instance's own network namespace, connected from the
     /// namespace's thread (process and OCI instances).
-    Netns { netns: NetNs, port: u16 },
+    Netns {
+        /// The instance's namespace (and the thread that dials into it).
+        netns: NetNs,
+        /// The function's port.
+        port: u16,
+    },
     /// A plain TCP address on the host (the test fake's loopback servers).
     Tcp(SocketAddr),
 }
@@ -65,16 +70,21 @@ impl Dial {
 
 /// Everything a backend hands over to make an [`Instance`].
 pub struct InstanceParts {
+    /// Unique per server; answered as `x-fc-instance-id` and prefixed to its log lines.
     pub id: String,
+    /// How to reach its server.
     pub dial: Dial,
+    /// Where its output goes.
     pub log: Arc<InstanceLog>,
     /// Set once the instance's main process has ended, with how.
     pub exit: watch::Receiver<Option<ExitReason>>,
+    /// The backend's handles: kill, stop, freeze, stats, teardown.
     pub control: Box<dyn Control>,
 }
 
 /// A live instance. Dropping it kills its processes and tears down what its backend made.
 pub struct Instance {
+    /// See [`InstanceParts::id`].
     pub id: String,
     dial: Dial,
     log: Arc<InstanceLog>,
@@ -86,6 +96,7 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Makes an instance from what its backend set up; no root needed.
     pub fn new(parts: InstanceParts) -> Instance {
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -143,6 +154,7 @@ impl Instance {
         }
     }
 
+    /// Its output with FC's per-request markers.
     pub fn log(&self) -> &Arc<InstanceLog> {
         &self.log
     }

@@ -42,8 +42,11 @@ pub enum StartError {
     /// The server did not come up: FC's FunctionNotStarted.
     #[error("function not started after {elapsed:?}: {cause}")]
     NotStarted {
+        /// How long fcx waited.
         elapsed: Duration,
+        /// What it saw instead (nothing listening, a wrong address, the process exited).
         cause: String,
+        /// The instance's last output.
         logs: String,
     },
     /// Namespace, pipe or thread setup failed on the host.
@@ -52,14 +55,19 @@ pub enum StartError {
     /// A failure with its own diagnosis (OCI instances: bad entrypoint, cgroups, OOM, ...).
     #[error("{message}")]
     Failed {
+        /// Which failure, which decides the FC code.
         kind: StartFailure,
+        /// What went wrong and what to do.
         message: String,
+        /// The instance's last output.
         logs: String,
     },
     /// The backend does not do what was asked (e.g. pre-created sandboxes).
     #[error("the {backend} backend does not support {what}")]
     Unsupported {
+        /// The backend asked.
         backend: BackendKind,
+        /// What it was asked to do.
         what: &'static str,
     },
 }

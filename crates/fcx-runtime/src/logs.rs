@@ -5,6 +5,10 @@
 //! One reader thread per instance drains its output pipe. It reads only while holding the
 //! state lock, so "the pipe is empty and the lock is free" means every byte the process wrote
 //! before answering a request is already in that request's capture.
+//!
+//! A streamed answer ends in synchronous code, so its end marker may be written later by a
+//! task (once the reader caught up); the next request's start marker waits for it, so every
+//! request's lines stay between its own markers.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -13,6 +17,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::sys;
 
@@ -32,6 +38,8 @@ struct State {
 pub struct InstanceLog {
     state: Mutex<State>,
     pipe: Mutex<Option<RawFd>>,
+    /// End markers a task still has to write (see [`InstanceLog::end_when_settled`]).
+    deferred_ends: watch::Sender<usize>,
 }
 
 impl InstanceLog {
@@ -46,6 +54,7 @@ impl InstanceLog {
         Arc::new(InstanceLog {
             state: Mutex::new(State::default()),
             pipe: Mutex::new(None),
+            deferred_ends: watch::Sender::new(0),
         })
     }
 
@@ -65,6 +74,7 @@ impl InstanceLog {
                 ..State::default()
             }),
             pipe: Mutex::new(None),
+            deferred_ends: watch::Sender::new(0),
         })
     }
 
@@ -117,7 +127,12 @@ impl InstanceLog {
 
     /// Writes `marker` and, when `capture` is set, starts collecting output for `request_id`
     /// (only callers that return a log tail need it: every open capture costs each line a copy).
-    pub fn begin(&self, request_id: &str, marker: &str, capture: bool) {
+    /// Waits first for end markers still deferred, so this request's marker comes after them.
+    pub async fn begin(&self, request_id: &str, marker: &str, capture: bool) {
+        if *self.deferred_ends.borrow() != 0 {
+            let mut ends = self.deferred_ends.subscribe();
+            let _ = ends.wait_for(|n| *n == 0).await;
+        }
         let mut state = self.lock();
         if capture {
             state.captures.insert(request_id.to_owned(), Vec::new());
@@ -151,7 +166,7 @@ impl InstanceLog {
     /// Ends a request from synchronous code (a streamed answer's end): when every byte the
     /// process wrote is already read (the usual case: one `FIONREAD`), the marker is written
     /// at once; otherwise a task writes it once the reader caught up, so the request's lines
-    /// stay between its markers in the stored log.
+    /// stay between its markers in the stored log, and [`begin`](Self::begin) waits for it.
     pub fn end_when_settled(self: &Arc<Self>, request_id: &str, marker: String) {
         let settled = {
             let fd = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
@@ -160,10 +175,12 @@ impl InstanceLog {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) if !settled => {
-                let (log, rid) = (Arc::clone(self), request_id.to_owned());
+                self.deferred_ends.send_modify(|n| *n += 1);
+                let pending = DeferredEnd(Arc::clone(self));
+                let rid = request_id.to_owned();
                 rt.spawn(async move {
-                    log.settle().await;
-                    log.end_now(&rid, &marker);
+                    pending.0.settle().await;
+                    pending.0.end_now(&rid, &marker);
                 });
             }
             _ => self.end_now(request_id, &marker),
@@ -204,6 +221,16 @@ impl InstanceLog {
     }
 }
 
+/// One deferred end marker; counted down when its task ends (also if the task is dropped at
+/// shutdown), so a waiting `begin` never waits for a marker no one will write.
+struct DeferredEnd(Arc<InstanceLog>);
+
+impl Drop for DeferredEnd {
+    fn drop(&mut self) {
+        self.0.deferred_ends.send_modify(|n| *n -= 1);
+    }
+}
+
 fn append(state: &mut State, bytes: &[u8]) {
     if let Some(f) = state.file.as_mut() {
         let _ = f.write_all(bytes);
@@ -217,5 +244,45 @@ fn append(state: &mut State, bytes: &[u8]) {
         if excess > 0 {
             capture.drain(..excess);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// The test plays the reader thread: output stays in the pipe until it drains it, so the
+    /// streamed end marker is deferred every time.
+    #[tokio::test]
+    async fn a_request_begins_only_after_the_previous_streamed_end_marker() {
+        let log = InstanceLog::in_memory();
+        let (read_end, write_end) = sys::pipe().unwrap();
+        *log.pipe.lock().unwrap() = Some(read_end.as_raw_fd());
+        log.begin("a", "START a", false).await;
+        File::from(write_end).write_all(b"line of a\n").unwrap();
+        log.end_when_settled("a", "END a".to_owned());
+
+        let next = tokio::spawn({
+            let log = Arc::clone(&log);
+            async move { log.begin("b", "START b", false).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!next.is_finished(), "b began before a's output was read");
+
+        let mut buf = [0u8; 64];
+        let n = File::from(read_end.try_clone().unwrap())
+            .read(&mut buf)
+            .unwrap();
+        append(&mut log.lock(), &buf[..n]);
+        next.await.unwrap();
+        assert_eq!(
+            log.recent(RECENT_MAX),
+            "START a\nline of a\nEND a\nSTART b\n"
+        );
     }
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 /// One line of `/proc/self/mountinfo`, the fields the host checks use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// Per-mount options (`rw,nosuid,nodev,noexec,relatime`).
+    pub options: String,
+    /// Filesystem type (`cgroup2`, `overlay`, ...).
     pub fstype: String,
     /// Per-superblock options: for a cgroup v1 mount, its controllers (`rw,memory`).
     pub super_options: String,
@@ -18,13 +22,16 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split_whitespace().nth(4)?;
+            let mut left = left.split_whitespace().skip(4);
+            let mount_point = left.next()?;
+            let options = left.next().unwrap_or("").to_string();
             let mut right = right.split_whitespace();
             let fstype = right.next()?.to_string();
             let _source = right.next()?;
             let super_options = right.next().unwrap_or("").to_string();
             Some(MountEntry {
                 mount_point: PathBuf::from(unescape(mount_point)),
+                options,
                 fstype,
                 super_options,
             })
@@ -54,6 +61,25 @@ fn unescape(field: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount `path` lives on: the last-mounted entry whose mount point is the longest
+/// prefix of `path` (which should be absolute and free of symlinks).
+pub fn mount_of<'a>(mounts: &'a [MountEntry], path: &std::path::Path) -> Option<&'a MountEntry> {
+    let best = mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .map(|m| m.mount_point.as_os_str().len())
+        .max()?;
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point.as_os_str().len() == best && path.starts_with(&m.mount_point))
+}
+
+/// Whether a mount's options forbid executing files (`noexec`).
+pub fn is_noexec(entry: &MountEntry) -> bool {
+    entry.options.split(',').any(|o| o == "noexec")
 }
 
 /// The calling process's mounts (empty if `/proc` cannot be read).

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
+use crate::backend::{Backend, BackendKind, Control, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
 use crate::instance::{Dial, Instance, InstanceParts};
@@ -31,6 +31,7 @@ pub struct ProcessConfig {
     pub log_dir: PathBuf,
     /// Unprivileged user and group instances run as.
     pub uid: u32,
+    /// The group instances run as.
     pub gid: u32,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
@@ -42,6 +43,7 @@ pub struct ProcessBackend {
 }
 
 impl ProcessBackend {
+    /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
         ProcessBackend { config }
     }
@@ -219,24 +221,8 @@ impl Control for ProcessControl {
         sys::kill_group(self.pid as i32, libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
-    }
-
-    fn stats(&self) -> std::io::Result<InstanceStats> {
-        Ok(self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default())
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -268,7 +254,8 @@ pub(crate) async fn run_to_exit(
         request_id,
         &fcx_protocol::logs::invoke_start(request_id),
         true,
-    );
+    )
+    .await;
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 /// A listening TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// Bound address (`0.0.0.0`, `127.0.0.1`, `::`...).
     pub addr: IpAddr,
+    /// Bound port.
     pub port: u16,
 }
 

@@ -46,13 +46,16 @@ pub struct ContainerSpec {
 /// Why a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReason {
+    /// Exited with this status.
     Code(i32),
+    /// Killed by this signal.
     Signal(i32),
     /// Killed by the kernel for exceeding `memorySize` (MB).
     OutOfMemory(u32),
 }
 
 impl ExitReason {
+    /// How a child process's wait status reads.
     pub fn from_status(status: std::process::ExitStatus) -> ExitReason {
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
@@ -62,6 +65,7 @@ impl ExitReason {
         }
     }
 
+    /// Exit status 0.
     pub fn success(self) -> bool {
         self == ExitReason::Code(0)
     }
@@ -100,6 +104,7 @@ fn signal_name(sig: i32) -> &'static str {
 /// Result of one non-web-server invocation.
 #[derive(Debug, Clone)]
 pub struct EventOutcome {
+    /// The instance that ran the event.
     pub instance_id: String,
     /// How the process ended; `None` when fcx killed it at the timeout.
     pub exit: Option<ExitReason>,

@@ -360,3 +360,40 @@ pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
         cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
     }
 }
+
+/// The capability number of CAP_SYS_PTRACE (`linux/capability.h`).
+#[cfg(test)]
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Drops capability `cap` from the calling thread's effective set (capabilities are per
+/// thread): tests play a caller that lacks it, as fcx does in a container.
+#[cfg(test)]
+pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget writes one header and two data structs (version 3), both live and of
+    // the kernel's layout.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    check(got as libc::c_int)?;
+    let word = (cap / 32) as usize;
+    data[word].effective &= !(1u32 << (cap % 32));
+    // SAFETY: as above; capset only reads them, and changes the calling thread alone.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    check(set as libc::c_int)
+}

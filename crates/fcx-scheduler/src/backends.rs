@@ -14,6 +14,7 @@ pub struct Backends {
 }
 
 impl Backends {
+    /// An empty registry: functions needing any backend get `BackendUnavailable`.
     pub fn new() -> Backends {
         Backends::default()
     }
@@ -25,10 +26,12 @@ impl Backends {
         self
     }
 
+    /// The backend of `kind`, if this server runs one.
     pub fn get(&self, kind: BackendKind) -> Option<&Arc<dyn Backend>> {
         self.all.iter().find(|b| b.kind() == kind)
     }
 
+    /// Every backend (for reaping and shutdown).
     pub fn all(&self) -> &[Arc<dyn Backend>] {
         &self.all
     }

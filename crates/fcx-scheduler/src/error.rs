@@ -10,13 +10,24 @@ use fcx_runtime::{BackendKind, CallError, CodeError, ExitReason, StartError};
 /// A boxed cause (a broken connection or body).
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why the scheduler could not run an invocation, or why it broke off.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
+    /// No function of that name is deployed on this node.
     #[error("function '{function}' does not exist")]
-    FunctionNotFound { function: String },
+    FunctionNotFound {
+        /// The function's name.
+        function: String,
+    },
 
+    /// The function has no deployed version of that id.
     #[error("version '{version}' of function '{function}' does not exist")]
-    VersionNotFound { function: String, version: String },
+    VersionNotFound {
+        /// The function's name.
+        function: String,
+        /// The version id asked for.
+        version: String,
+    },
 
     /// The function's `reservedConcurrency` is in use.
     #[error(
@@ -24,8 +35,11 @@ pub enum SchedulerError {
          {reserved} and {inflight} requests are in flight"
     )]
     ReservedConcurrency {
+        /// The function's name.
         function: String,
+        /// Its `reservedConcurrency`.
         reserved: u64,
+        /// Its requests in flight when this one came.
         inflight: u32,
     },
 
@@ -34,7 +48,10 @@ pub enum SchedulerError {
         "Instance limit of this fcx server reached: {max} instances are running (server flag \
          --max-instances)"
     )]
-    InstanceLimit { max: u32 },
+    InstanceLimit {
+        /// `--max-instances`.
+        max: u32,
+    },
 
     /// No instance became ready for this request within the start timeout (another
     /// request's start it waited for failed or took too long).
@@ -43,7 +60,9 @@ pub enum SchedulerError {
          ready within the start timeout of {}s", start_timeout.as_secs()
     )]
     NoInstanceReady {
+        /// The function's name.
         function: String,
+        /// How long the request waited.
         start_timeout: Duration,
     },
 
@@ -59,8 +78,12 @@ pub enum SchedulerError {
     #[error(transparent)]
     Code(CodeError),
 
+    /// The function record names no code package and no image (a record fcx did not write).
     #[error("function '{function}' has neither code nor an image")]
-    NoCodeOrImage { function: String },
+    NoCodeOrImage {
+        /// The function's name.
+        function: String,
+    },
 
     /// The function needs a backend this server does not run.
     #[error(
@@ -69,8 +92,11 @@ pub enum SchedulerError {
          `fcx doctor` first)"
     )]
     BackendUnavailable {
+        /// The function's name.
         function: String,
+        /// The image it runs.
         image: String,
+        /// The backend it needs.
         kind: BackendKind,
     },
 
@@ -80,7 +106,10 @@ pub enum SchedulerError {
 
     /// The request body passed the payload limit (bytes).
     #[error("payload size exceeds maximum allowed size ({limit} bytes)")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 
     /// The request body could not be read.
     #[error("{0}")]
@@ -98,11 +127,19 @@ pub enum SchedulerError {
         "payload: {len} bytes exceed the {limit} bytes the kernel allows in the environment \
          variable FC_CUSTOM_CONTAINER_EVENT of a non-web-server function"
     )]
-    EventTooLarge { len: usize, limit: usize },
+    EventTooLarge {
+        /// The event's length in bytes.
+        len: usize,
+        /// The kernel's limit (`MAX_ARG_STRLEN` less the variable's name).
+        limit: usize,
+    },
 
+    /// A frozen instance could not be thawed to serve the request.
     #[error("cannot thaw instance {instance}: {source}")]
     Thaw {
+        /// The instance's id.
         instance: String,
+        /// The cgroup's error.
         #[source]
         source: std::io::Error,
     },
@@ -110,7 +147,9 @@ pub enum SchedulerError {
     /// The instance's process ended while it served the request or its initializer.
     #[error("Process exited unexpectedly before completing request ({exit})")]
     ProcessExited {
+        /// How the process ended.
         exit: ExitReason,
+        /// The instance's last output.
         logs: String,
         /// Set when a request (not the initializer) was being served.
         instance_id: Option<String>,
@@ -119,9 +158,12 @@ pub enum SchedulerError {
     /// The function's server broke the connection before answering; its process lives on.
     #[error("the function's server broke the connection before answering: {source}")]
     ConnectionBroken {
+        /// The connection's error.
         #[source]
         source: Cause,
+        /// The instance's last output.
         logs: String,
+        /// The instance that was serving.
         instance_id: String,
     },
 

@@ -45,6 +45,7 @@ use crate::pool::Pool;
 /// A function as deployed: its resolved record and where its code package is.
 #[derive(Debug)]
 pub struct Deployed {
+    /// The stored record, defaults filled in.
     pub function: Function,
     /// The published version this is (`None`: LATEST, the unpublished function).
     pub version_id: Option<String>,
@@ -55,7 +56,9 @@ pub struct Deployed {
 /// Server-wide settings the scheduler needs.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
+    /// Region in FC's environment variables and context headers.
     pub region: String,
+    /// Account id in the same places.
     pub account_id: String,
     /// How long a new instance has to start listening.
     pub start_timeout: Duration,
@@ -73,6 +76,7 @@ pub struct SchedulerConfig {
 
 /// One invocation as the control plane hands it over.
 pub struct InvokeRequest {
+    /// Who asks for what: request id, qualifier, log tail.
     pub context: CallContext,
     /// The event; it streams into web-server instances without being buffered.
     pub payload: Body,
@@ -81,7 +85,9 @@ pub struct InvokeRequest {
 /// Everything about a call but its body: what the context headers are made of.
 #[derive(Debug, Clone)]
 pub struct CallContext {
+    /// `x-fc-request-id`; also in the log markers.
     pub request_id: String,
+    /// How the caller named the version (LATEST, an id or an alias).
     pub qualifier: String,
     /// Return the log tail (`x-fc-log-type: Tail`).
     pub tail_log: bool,
@@ -105,7 +111,9 @@ impl CallContext {
 pub struct InvokeResponse {
     /// The result; streamed from the instance when no log tail was asked for.
     pub body: Body,
+    /// The instance's `Content-Type`, passed on.
     pub content_type: Option<String>,
+    /// The instance that answered (`x-fc-instance-id`).
     pub instance_id: String,
     /// `Some(UnhandledInvocationError)` when the function failed.
     pub error_type: Option<&'static str>,
@@ -117,10 +125,15 @@ pub struct InvokeResponse {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceInfo {
+    /// See [`fcx_runtime::Instance::id`].
     pub instance_id: String,
+    /// Always `LATEST`: only the unpublished function's instances are listed.
     pub qualifier: String,
+    /// Always `0`, for the same reason.
     pub version_id: String,
+    /// `Running` or `Frozen`.
     pub status: &'static str,
+    /// When it was started (ms since the Unix epoch).
     pub created_time_ms: u64,
 }
 
@@ -145,6 +158,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler starting instances on `backends`; `images` is needed for custom-container functions.
     pub fn new(
         backends: Backends,
         code: CodeCache,

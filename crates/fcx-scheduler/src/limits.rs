@@ -48,6 +48,7 @@ pub struct Demand {
     pub reserved: Option<u32>,
     /// Requests this node could have run at once lately.
     pub want: u32,
+    /// Requests running on this node now.
     pub inflight: u32,
 }
 

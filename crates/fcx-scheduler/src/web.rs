@@ -42,7 +42,8 @@ pub async fn invoke(
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = req.request_id.clone();
-    log.begin(&rid, &logs::invoke_start(&rid), req.tail_log);
+    log.begin(&rid, &logs::invoke_start(&rid), req.tail_log)
+        .await;
     let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
@@ -263,7 +264,8 @@ async fn initialize(
 ) -> Result<Vec<u8>, Stop> {
     let log = instance.log();
     let rid = &req.request_id;
-    log.begin(rid, &logs::initialize_start(rid), req.tail_log);
+    log.begin(rid, &logs::initialize_start(rid), req.tail_log)
+        .await;
     let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, &logs::initialize_end(rid)).await;

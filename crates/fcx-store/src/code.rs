@@ -15,15 +15,19 @@ pub struct StoredCode {
     pub checksum: String,
     /// CRC-64/XZ (decimal), what FC reports as `codeChecksum`.
     pub crc64: String,
+    /// Bytes in the package.
     pub size: u64,
+    /// Where the package is stored.
     pub path: PathBuf,
 }
 
+/// The code-package directory (`<data>/code`).
 pub struct CodeStore {
     dir: PathBuf,
 }
 
 impl CodeStore {
+    /// Opens (and creates) the directory `dir`.
     pub fn open(dir: &Path) -> Result<CodeStore, StoreError> {
         std::fs::create_dir_all(dir)?;
         Ok(CodeStore {

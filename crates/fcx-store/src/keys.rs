@@ -29,16 +29,22 @@ const SECRET_LEN: usize = 30;
 /// A key as created: the only time its secret is shown.
 #[derive(Debug, Clone)]
 pub struct NewAccessKey {
+    /// `FCX` and 21 random characters; what a client puts in its `Authorization` header.
     pub id: String,
+    /// 30 random characters, stored encrypted.
     pub secret: String,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub created_at: String,
 }
 
 /// What `fcx keys ls` shows: never the secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessKeyInfo {
+    /// The key's id.
     pub id: String,
+    /// Free text given at creation.
     pub description: String,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub created_at: String,
 }
 

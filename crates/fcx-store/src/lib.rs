@@ -53,7 +53,9 @@ impl StoreError {
 
 /// Function records and small server metadata. Implementations are safe to share.
 pub trait Store: Send + Sync {
+    /// Stores a new function; [`StoreError::AlreadyExists`] if the name is taken.
     fn create_function(&self, f: &Function) -> Result<(), StoreError>;
+    /// The function named `name`, if stored.
     fn get_function(&self, name: &str) -> Result<Option<Function>, StoreError>;
     /// Functions in name order, names starting with `prefix`, after `start_after`.
     fn list_functions(
@@ -62,11 +64,13 @@ pub trait Store: Send + Sync {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Function>, StoreError>;
+    /// Replaces a stored function; [`StoreError::NotFound`] if there is none of that name.
     fn update_function(&self, f: &Function) -> Result<(), StoreError>;
     /// Returns whether a function was deleted (its config documents go with it).
     fn delete_function(&self, name: &str) -> Result<bool, StoreError>;
     /// A per-function config document of `kind` (`concurrency`, `provision`, `scaling`).
     fn function_config(&self, name: &str, kind: &str) -> Result<Option<String>, StoreError>;
+    /// Creates or replaces the document of `kind` of function `name`.
     fn put_function_config(&self, name: &str, kind: &str, doc: &str) -> Result<(), StoreError>;
     /// Returns whether a document was deleted.
     fn delete_function_config(&self, name: &str, kind: &str) -> Result<bool, StoreError>;
@@ -81,6 +85,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<(String, String)>, StoreError>;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Creates or replaces a server-wide value.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Sets a server-wide value unless one is set; returns the value that holds afterwards
     /// (nodes starting together agree on one account id).

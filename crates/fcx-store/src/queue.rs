@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -22,22 +22,30 @@ const BATCH_MAX: usize = 512;
 /// An invocation to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewTask {
+    /// Caller-given (`x-fc-async-task-id`) or made by fcx; unique across the queue.
     pub task_id: String,
+    /// The request id of the enqueueing call, reused by every attempt.
     pub request_id: String,
+    /// The function to invoke.
     pub function: String,
+    /// The resolved version (`LATEST` or an id), so a retry runs what the first attempt ran.
     pub qualifier: String,
+    /// The event, as received.
     pub payload: Vec<u8>,
     /// Whether the caller asked for a stateful async task (shown in `x-fc-async-task-id`).
     pub is_task: bool,
+    /// Enqueue time (ms since the epoch): the task's creation time and first run time.
     pub now_ms: i64,
 }
 
 /// What enqueueing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
+    /// The task was stored.
     New,
     /// A task with this id existed already (caller-given ids are de-duplicated).
     Duplicate {
+        /// The request id of the task stored first.
         request_id: String,
     },
 }
@@ -45,62 +53,100 @@ pub enum Enqueued {
 /// A task a worker has leased.
 #[derive(Debug, Clone)]
 pub struct Leased {
+    /// The row's sequence number; identifies the task in [`Finish`].
     pub seq: i64,
+    /// See [`NewTask::task_id`].
     pub task_id: String,
+    /// See [`NewTask::request_id`].
     pub request_id: String,
+    /// See [`NewTask::function`].
     pub function: String,
+    /// See [`NewTask::qualifier`].
     pub qualifier: String,
+    /// See [`NewTask::payload`].
     pub payload: Vec<u8>,
+    /// Failed attempts recorded so far (throttled runs do not count).
     pub attempts: u32,
+    /// Enqueue time (ms since the epoch), against which the maximum event age is checked.
     pub created_ms: i64,
 }
 
 /// How a run ended, as the worker records it.
 #[derive(Debug, Clone)]
 pub struct Finish {
+    /// See [`Leased::seq`].
     pub seq: i64,
+    /// `Succeeded`, `Failed`, `Retrying`, `Expired`, `Invalid` or `Stopped`.
     pub status: &'static str,
+    /// Failed attempts including this run's, if it counted.
     pub attempts: u32,
     /// For `Retrying`: when to run again.
     pub next_run_ms: i64,
+    /// When the task ended (ms since the epoch); `None` while it will run again.
     pub ended_ms: Option<i64>,
+    /// The instance that ran it; `None` keeps the one recorded before.
     pub instance_id: Option<String>,
+    /// `Code: message` of the last failure.
     pub error: Option<String>,
+    /// What the function answered.
     pub return_payload: Option<Vec<u8>>,
+    /// How delivery to the destination went; `None` keeps the one recorded before.
     pub destination_status: Option<String>,
+    /// Appended to the task's event history (FC's `{status, timestamp, eventDetail}`).
     pub event: Value,
 }
 
 /// A stored task (GetAsyncTask / ListAsyncTasks).
 #[derive(Debug, Clone)]
 pub struct TaskRow {
+    /// See [`NewTask::task_id`].
     pub task_id: String,
+    /// See [`NewTask::request_id`].
     pub request_id: String,
+    /// See [`NewTask::function`].
     pub function: String,
+    /// See [`NewTask::qualifier`].
     pub qualifier: String,
+    /// See [`NewTask::payload`].
     pub payload: Vec<u8>,
+    /// `Enqueued`, `Running`, `Retrying`, `Stopping` or one of the end states of [`Finish::status`].
     pub status: String,
+    /// See [`Leased::attempts`].
     pub attempts: u32,
+    /// Enqueue time (ms since the epoch).
     pub created_ms: i64,
+    /// When the first attempt began (ms since the epoch).
     pub started_ms: Option<i64>,
+    /// See [`Finish::ended_ms`].
     pub ended_ms: Option<i64>,
+    /// See [`Finish::instance_id`].
     pub instance_id: Option<String>,
+    /// See [`Finish::error`].
     pub error: Option<String>,
+    /// See [`Finish::return_payload`].
     pub return_payload: Option<Vec<u8>>,
+    /// See [`Finish::destination_status`].
     pub destination_status: Option<String>,
+    /// The event history, oldest first (a JSON array).
     pub events: Value,
 }
 
 /// Filters of ListAsyncTasks.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
+    /// Only tasks in this status.
     pub status: Option<String>,
+    /// Only task ids starting with this.
     pub prefix: Option<String>,
+    /// Only tasks enqueued at or after this time (ms since the epoch).
     pub started_begin_ms: Option<i64>,
+    /// Only tasks enqueued at or before this time (ms since the epoch).
     pub started_end_ms: Option<i64>,
     /// Continue after this sequence number (the page token).
     pub after_seq: Option<i64>,
+    /// Most rows returned.
     pub limit: usize,
+    /// Newest first (descending sequence numbers) instead of oldest first.
     pub newest_first: bool,
 }
 
@@ -118,6 +164,7 @@ pub trait TaskQueue: Send + Sync {
     ) -> Result<Vec<Leased>, StoreError>;
     /// Extends the leases of tasks still running here to `until_ms`.
     async fn renew(&self, seqs: Vec<i64>, until_ms: i64) -> Result<(), StoreError>;
+    /// Records how a run ended (committed when this returns); a task already ended or stopped is left as it is.
     async fn finish(&self, finish: Finish) -> Result<(), StoreError>;
     /// Asks a task to stop: returns its status afterwards, `None` if there is no such task.
     async fn stop(
@@ -126,6 +173,7 @@ pub trait TaskQueue: Send + Sync {
         task_id: &str,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError>;
+    /// The task `task_id` of `function`, if there is one.
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError>;
     /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
     fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError>;
@@ -138,7 +186,9 @@ pub trait TaskQueue: Send + Sync {
 /// See [`TaskQueue::lease_policy`].
 #[derive(Debug, Clone, Copy)]
 pub struct LeasePolicy {
+    /// How long a lease lasts, in ms.
     pub lease_ms: i64,
+    /// How often running tasks renew their leases, in ms (`None`: never).
     pub renew_every_ms: Option<i64>,
 }
 
@@ -165,6 +215,7 @@ enum Write {
     ),
 }
 
+/// The queue: writes go to the writer thread, reads use a connection of their own.
 pub struct Queue {
     tx: mpsc::Sender<Write>,
     read: Mutex<Connection>,
@@ -355,7 +406,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>) {
         let tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
-                fail_all(batch, &e.to_string());
+                fail_all(batch, &Arc::new(e));
                 continue;
             }
         };
@@ -365,7 +416,10 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>) {
         }
         match tx.commit() {
             Ok(()) => replies.into_iter().for_each(Reply::send),
-            Err(e) => replies.into_iter().for_each(|r| r.fail(&e.to_string())),
+            Err(e) => {
+                let e = Arc::new(e);
+                replies.into_iter().for_each(|r| r.fail(&e));
+            }
         }
     }
 }
@@ -400,8 +454,8 @@ impl Reply {
         }
     }
 
-    fn fail(self, e: &str) {
-        let err = || StoreError::Corrupt(format!("queue commit failed: {e}"));
+    fn fail(self, e: &Arc<rusqlite::Error>) {
+        let err = || StoreError::database(CommitFailed(Arc::clone(e)));
         match self {
             Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
             Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
@@ -411,7 +465,13 @@ impl Reply {
     }
 }
 
-fn fail_all(batch: Vec<Write>, e: &str) {
+/// A batch's transaction that could not begin or commit; every write in it gets this, with
+/// the database's error as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("queue commit failed: {0}")]
+struct CommitFailed(#[source] Arc<rusqlite::Error>);
+
+fn fail_all(batch: Vec<Write>, e: &Arc<rusqlite::Error>) {
     for w in batch {
         let reply = match w {
             Write::Enqueue(_, tx) => Reply::Enqueue(tx, Ok(Enqueued::New)),
@@ -581,5 +641,32 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
             })();
             Reply::Stop(reply, result)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_commit_is_a_database_error_that_keeps_its_cause() {
+        let (tx, mut rx) = oneshot::channel();
+        let cause = Arc::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        Reply::Unit(tx, Ok(())).fail(&cause);
+        let err = rx.try_recv().unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert!(err.to_string().contains("queue commit failed"), "{err}");
+        let commit = err.source().unwrap();
+        let sqlite = commit.source().unwrap();
+        let sqlite = sqlite.downcast_ref::<Arc<rusqlite::Error>>().unwrap();
+        assert_eq!(
+            sqlite.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        );
     }
 }

@@ -21,6 +21,7 @@ impl<T> Db<T> for rusqlite::Result<T> {
     }
 }
 
+/// The embedded store: one SQLite database (the data dir's `fcx.db`) in WAL mode, migrated at open.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }

@@ -32,6 +32,7 @@ impl std::str::FromStr for StoreUrl {
 }
 
 impl StoreUrl {
+    /// Whether several nodes may share this store (PostgreSQL).
     pub fn is_shared(&self) -> bool {
         matches!(self, StoreUrl::Postgres(_))
     }

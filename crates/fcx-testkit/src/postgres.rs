@@ -164,10 +164,12 @@ impl PgServer {
         }
     }
 
+    /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The postmaster's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -283,10 +285,12 @@ impl TestDatabase {
         }
     }
 
+    /// The database's connection URL.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
     }

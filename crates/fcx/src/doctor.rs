@@ -1,7 +1,8 @@
 //! `fcx doctor`: prints the host checks of the OCI backend and of outbound networking
 //! (`fcx_runtime::host`: which egress mode a server would run and why), one line each with
 //! the command that fixes a failure, and with `--fix` applies the fixes that are safe to
-//! automate (the hybrid-cgroup mount) before checking again.
+//! automate (the hybrid-cgroup mount, cgroup2 delegation in a container) before checking
+//! again.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +27,9 @@ pub struct DoctorArgs {
     /// Egress mode to check, as `fcx server --egress` (auto, veth or pasta).
     #[arg(long, env = "FCX_EGRESS", default_value = "auto")]
     egress: fcx_runtime::egress::Requested,
-    /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount), then check
-    /// again.
+    /// Apply the safe fixes (moving controllers off a hybrid host's cgroup2 mount; in a
+    /// container, a read-only cgroup2 mount remounted and its processes moved off the cgroup
+    /// root), then check again.
     #[arg(long)]
     fix: bool,
 }
@@ -81,7 +83,7 @@ fn apply_fixes(checks: &[Check]) {
     }
     for c in fixable {
         let command = c.fix.as_deref().unwrap_or("");
-        match host::fix_hybrid_cgroups() {
+        match host::apply_fix(c.name) {
             Ok(true) => println!(
                 "--fix: {}: ran `{command}` (lasts until the next reboot)\n",
                 c.name
@@ -147,7 +149,7 @@ fn summary(checks: &[Check]) -> ExitCode {
         if failed == 1 { "" } else { "es" }
     );
     if checks.iter().any(|c| c.fixable && c.status == Status::Fail) {
-        next.push_str(" (or `fcx doctor --fix`, which applies the cgroup fix)");
+        next.push_str(" (or `fcx doctor --fix`, which applies the cgroup fixes)");
     }
     println!("{next}.");
     ExitCode::FAILURE

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod doctor;
 mod image;
+mod store;
 
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
 /// machine, with FC's exact contract: its API, headers, errors and limits.
@@ -63,6 +64,9 @@ Exit codes: 0 every check passed (warnings allowed), 1 a check failed.")]
 These work on <data dir>/images directly: no server has to run."
     )]
     Image(image::ImageCommand),
+    /// Move a single node's data into the PostgreSQL database several nodes share.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),
+        Command::Store(cmd) => store::run(cmd),
         Command::Client(cmd) => return cli::run(cmd, cli.global),
     };
     match result {

@@ -26,11 +26,158 @@ fn main() -> std::process::ExitCode {
             "package postgresql-15",
         )
         .command("ip", "package iproute2");
-    skip::run(vec![skip::test(
-        "three_nodes_share_functions_limits_async_and_survive_node_loss",
-        &needs,
-        three_nodes,
-    )])
+    let pg_only = Needs::new().root().executable(
+        "/usr/lib/postgresql/15/bin/postgres",
+        "package postgresql-15",
+    );
+    // These tests make their own PostgreSQL and SQLite stores: the suite's PostgreSQL pass
+    // (FCX_TEST_STORE=postgres) would only run them a second time.
+    let pass = "the SQLite pass (these tests start their own PostgreSQL)";
+    let needs = needs.check(pass, !support::on_postgres());
+    let pg_only = pg_only.check(pass, !support::on_postgres());
+    skip::run(vec![
+        skip::test(
+            "three_nodes_share_functions_limits_async_and_survive_node_loss",
+            &needs,
+            three_nodes,
+        ),
+        skip::test(
+            "store_migrate_moves_a_single_node_to_postgres",
+            &pg_only,
+            store_migrate,
+        ),
+    ])
+}
+
+/// `fcx store migrate`: a SQLite node's functions, documents, keys, pending async tasks and
+/// code packages, served afterwards by a node on PostgreSQL with an empty data dir of its own.
+fn store_migrate() {
+    let source = support::Server::start_with(support::Options::with_args(&[
+        // Nothing runs: the async invocations stay pending for the migration to move.
+        "--async-workers",
+        "0",
+    ]));
+    source.create_function(support::testfn_function("moved", json!({"V": "1"})));
+    let r = source.post_json("/2023-03-30/functions/moved/versions", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = source.post_json(
+        "/2023-03-30/functions/moved/aliases",
+        &json!({"aliasName": "prod", "versionId": "1"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let trigger = json!({"authType": "anonymous", "methods": ["GET"]}).to_string();
+    let r = source.post_json(
+        "/2023-03-30/functions/moved/triggers",
+        &json!({"triggerName": "web", "triggerType": "http", "triggerConfig": trigger}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = source.put_json(
+        "/2023-03-30/functions/moved/concurrency",
+        &json!({"reservedConcurrency": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let records = support::scratch_dir("migrate");
+    let record = records.path().join("ran");
+    let payload = format!("record:{}", record.display());
+    let pending: Vec<String> = (0..3)
+        .map(|_| {
+            let r = source.invoke_with(
+                "moved",
+                &[("x-fc-invocation-type", "Async")],
+                payload.as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.header("x-fc-request-id").unwrap().to_owned()
+        })
+        .collect();
+    let account = source
+        .request("GET", "/2023-03-30/functions/moved", &[], b"")
+        .json()["functionArn"]
+        .clone();
+    let key = Command::new(support::fcx_bin())
+        .args(["keys", "create", "--description", "moved", "--data-dir"])
+        .arg(source.data_dir.path())
+        .env_remove("FCX_STORE")
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "{key:?}");
+    let key = String::from_utf8(key.stdout).unwrap();
+    let field = |name: &str| {
+        key.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{key}"))
+            .to_owned()
+    };
+    let (key_id, key_secret) = (field("access_key_id="), field("access_key_secret="));
+    let data = source.stop();
+
+    let db = TestDatabase::create("migrate");
+    let migrate = |from: &str| {
+        Command::new(support::fcx_bin())
+            .args(["store", "migrate", "--from", from, "--to", db.url()])
+            .output()
+            .unwrap()
+    };
+    let from = format!("sqlite:{}", data.path().display());
+    let out = migrate(&from);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("migrated 1 function(s)")
+            && stdout.contains("1 AccessKey(s)")
+            && stdout.contains("3 pending async task(s)")
+            && stdout.contains("1 code package(s)"),
+        "{stdout}"
+    );
+    // A second migration into the same database is refused and changes nothing.
+    let again = migrate(&from);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("already holds 1 function(s)"),
+        "{again:?}"
+    );
+    let missing = migrate("sqlite:/nonexistent/fcx-data");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("/nonexistent/fcx-data/fcx.db does not exist"),
+        "{missing:?}"
+    );
+    assert_eq!(db.psql("SELECT count(*) FROM async_tasks").unwrap(), "3");
+
+    // The keys unseal with the source's secret.key, on PostgreSQL.
+    let keys = fcx_store::KeyStore::open_for(
+        data.path(),
+        &fcx_store::StoreUrl::Postgres(db.url().to_owned()),
+    )
+    .unwrap();
+    assert_eq!(keys.secret(&key_id).unwrap(), Some(key_secret));
+
+    // A node on the database with an empty data dir serves everything that moved, its code
+    // from the database, and runs the pending invocations.
+    let node = support::Server::start_with(support::Options::with_args(&["--store", db.url()]));
+    let f = node.request("GET", "/2023-03-30/functions/moved", &[], b"");
+    assert_eq!(f.status, 200, "{}", f.text());
+    assert_eq!(f.json()["functionArn"], account);
+    let alias = node.request("GET", "/2023-03-30/functions/moved/aliases/prod", &[], b"");
+    assert_eq!(alias.json()["versionId"], "1", "{}", alias.text());
+    let t = node.request("GET", "/2023-03-30/functions/moved/triggers/web", &[], b"");
+    assert_eq!(t.status, 200, "{}", t.text());
+    let c = node.request("GET", "/2023-03-30/functions/moved/concurrency", &[], b"");
+    assert_eq!(c.json()["reservedConcurrency"], 2, "{}", c.text());
+    let all_ran = within(Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        pending.iter().all(|id| text.lines().any(|l| l == id))
+    });
+    assert!(
+        all_ran.is_some(),
+        "pending invocations after the migration: ran {:?}, expected {pending:?}",
+        std::fs::read_to_string(&record).unwrap_or_default()
+    );
+    // The reserved concurrency moved too: retried while the pending runs hold its 2 slots.
+    let env = within(Duration::from_secs(30), || {
+        node.invoke("moved", b"env").text().contains("V=1")
+    });
+    assert!(env.is_some(), "{}", node.invoke("moved", b"env").text());
 }
 
 /// The documented bound on config propagation when a node is in sync: a notification, or

@@ -7,11 +7,13 @@ mod support;
 
 use std::process::{Command, Output};
 
-const CHECKS: [&str; 11] = [
+const CHECKS: [&str; 13] = [
     "root",
     "oci runtime",
     "cgroups",
     "cgroup controllers",
+    "cgroup delegation",
+    "locked memory",
     "overlayfs",
     "network namespaces",
     "pasta",

@@ -1,6 +1,7 @@
 //! Secrets by AccessKey id for the verifier: the data dir's [`KeyStore`] behind an in-memory
 //! cache, so a warm request does not touch the database. A miss reads the store again, so a
-//! key made with `fcx keys create` while the server runs works at once.
+//! key made with `fcx keys create` while the server runs works at once. That read runs on
+//! tokio's blocking pool, never on an async worker.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,25 +14,42 @@ use fcx_store::{KeyStore, NewAccessKey, StoreError};
 /// Name of the file the first admin key is written to.
 pub const CREDENTIALS_FILE: &str = "credentials";
 
+/// The verifier's view of the AccessKeys: cached secrets in front of the store.
 pub struct Keys {
-    store: KeyStore,
+    store: Arc<KeyStore>,
     cache: RwLock<HashMap<String, Arc<str>>>,
 }
 
+/// Why a secret could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking read did not finish (it panicked, or the runtime is shutting down).
+    #[error("the key lookup did not finish: {0}")]
+    Interrupted(#[source] tokio::task::JoinError),
+}
+
 impl Keys {
+    /// Serves the keys of `store`, with an empty cache.
     pub fn new(store: KeyStore) -> Keys {
         Keys {
-            store,
+            store: Arc::new(store),
             cache: RwLock::new(HashMap::new()),
         }
     }
 
     /// The secret of `id`, `None` for an unknown id.
-    pub fn secret(&self, id: &str) -> Result<Option<Arc<str>>, StoreError> {
+    pub async fn secret(&self, id: &str) -> Result<Option<Arc<str>>, LookupError> {
         if let Some(s) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(Some(Arc::clone(s)));
         }
-        let Some(secret) = self.store.secret(id)? else {
+        let (store, key) = (Arc::clone(&self.store), id.to_owned());
+        let found = tokio::task::spawn_blocking(move || store.secret(&key))
+            .await
+            .map_err(LookupError::Interrupted)??;
+        let Some(secret) = found else {
             return Ok(None);
         };
         let secret: Arc<str> = secret.into();

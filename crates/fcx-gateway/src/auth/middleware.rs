@@ -26,13 +26,16 @@ pub async fn verify_signature(
     let refuse = |e: FcError| ApiError::new(e, flavor, &new_request_id()).into_response();
     let now = unix_now();
     let (parts, body) = req.into_parts();
-    let checked = match verifier.check_headers(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        &parts.headers,
-        now,
-    ) {
+    let checked = match verifier
+        .check_headers(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            now,
+        )
+        .await
+    {
         Ok(c) => c,
         Err(e) => return refuse(e),
     };

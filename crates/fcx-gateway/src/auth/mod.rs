@@ -29,6 +29,7 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
+    /// The `--auth` value.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::Signature => "signature",

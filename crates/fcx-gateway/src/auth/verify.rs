@@ -19,6 +19,7 @@ pub use header::{AUTHORIZATION, CONTENT_SHA256, DATE, NONCE};
 /// `x-acs-*` header the request carries must be signed.
 const MUST_SIGN: [&str; 4] = ["host", DATE, NONCE, CONTENT_SHA256];
 
+/// Checks signed requests against the AccessKeys and remembers their nonces.
 pub struct Verifier {
     keys: Keys,
     nonces: NonceCache,
@@ -27,6 +28,7 @@ pub struct Verifier {
 /// What a request's headers proved; its body and nonce are checked next.
 #[derive(Debug)]
 pub struct Checked {
+    /// The AccessKey the request was signed with.
     pub key_id: String,
     nonce: String,
     content_sha256: String,
@@ -41,6 +43,7 @@ struct Authorization<'a> {
 }
 
 impl Verifier {
+    /// A verifier over `keys`, with an empty nonce memory.
     pub fn new(keys: Keys) -> Verifier {
         Verifier {
             keys,
@@ -50,7 +53,7 @@ impl Verifier {
 
     /// Checks everything but the body: the signing headers are there, the key exists, the
     /// date is within the skew window and the signature matches.
-    pub fn check_headers(
+    pub async fn check_headers(
         &self,
         method: &str,
         path: &str,
@@ -75,6 +78,7 @@ impl Verifier {
         let secret = self
             .keys
             .secret(auth.credential)
+            .await
             .map_err(|e| FcError::internal(format!("reading access keys: {e}")))?
             .ok_or_else(|| FcError::invalid_access_key_id(auth.credential))?;
 

@@ -55,6 +55,7 @@ fn join(base: &str, name: &str) -> String {
 }
 
 impl Layer {
+    /// An empty layer.
     pub fn new() -> Self {
         Layer::default()
     }
@@ -131,6 +132,7 @@ impl Layer {
         Ok(layer)
     }
 
+    /// A directory with permission bits `mode`.
     pub fn dir(mut self, path: &str, mode: u32) -> Self {
         self.entries.push(Entry::Dir {
             path: rel(path),
@@ -139,6 +141,7 @@ impl Layer {
         self
     }
 
+    /// A symbolic link at `path` pointing to `target` (stored as given).
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         self.entries.push(Entry::Symlink {
             path: rel(path),

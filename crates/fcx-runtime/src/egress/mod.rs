@@ -37,7 +37,9 @@ pub use resolv::{resolv_conf, resolv_conf_from};
 /// How instances get outbound networking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// A veth pair per instance namespace, routed and masqueraded by fcx's nftables table.
     Veth,
+    /// A `pasta` process per instance (user-mode networking).
     Pasta,
 }
 
@@ -55,7 +57,9 @@ impl std::fmt::Display for Mode {
 pub enum Requested {
     /// veth where the host can run it, else pasta.
     Auto,
+    /// veth, or the server refuses to start.
     Veth,
+    /// pasta, even where veth could run.
     Pasta,
 }
 
@@ -87,6 +91,7 @@ impl std::str::FromStr for Requested {
 /// How a server sets up egress.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The mode `--egress` asks for.
     pub requested: Requested,
     /// Used by veth egress (its prefix also names pasta's guard table and cgroup).
     pub veth: VethSettings,
@@ -185,6 +190,7 @@ fn pasta(s: &Settings, reason: String) -> Active {
 }
 
 impl Active {
+    /// The mode this server runs.
     pub fn mode(&self) -> Mode {
         self.mode
     }

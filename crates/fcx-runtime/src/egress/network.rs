@@ -137,10 +137,12 @@ impl VethNetwork {
         Ok(net)
     }
 
+    /// The address block instance namespaces get their addresses from.
     pub fn block(&self) -> Ipv4Net {
         self.block
     }
 
+    /// The prefix naming this server's veths, namespaces and nftables table.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -271,11 +271,26 @@ fn has_default_route(table: &str, text: &str) -> bool {
     })
 }
 
-/// Whether process `pid` is in a mount namespace other than ours.
+/// Whether pasta `pid` has sandboxed itself (the last step before it serves): it is in a
+/// mount namespace other than ours, or it runs under its seccomp filter. Reading its
+/// `ns/mnt` link needs CAP_SYS_PTRACE once pasta has made itself non-dumpable; fcx in a
+/// container (a Kubernetes DaemonSet's capabilities) lacks it, so the readiness wait never
+/// ended there (found by scripts/portability.sh). `/proc/<pid>/status` is readable by all,
+/// and pasta installs its filter after isolating.
 fn isolated(pid: u32) -> bool {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt"));
     let ours = std::fs::read_link("/proc/self/ns/mnt");
-    matches!((theirs, ours), (Ok(t), Ok(o)) if t != o)
+    if let (Ok(t), Ok(o)) = (theirs, ours) {
+        return t != o;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| seccomp_filtered(&s))
+}
+
+/// Whether a `/proc/<pid>/status` text says the process runs under a seccomp filter.
+fn seccomp_filtered(status: &str) -> bool {
+    status
+        .lines()
+        .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
 }
 
 /// Lines Debian's pasta prints when it finds no syslog socket, before each real message.
@@ -476,6 +491,33 @@ mod tests {
             sys::kill(pid, libc::SIGKILL);
         }
         assert!(gone, "pasta {pid} outlived its Pasta");
+    }
+
+    /// fcx in a container has no CAP_SYS_PTRACE: it cannot read the namespace links of a
+    /// pasta that made itself non-dumpable, and must still see it ready. Capabilities are
+    /// per thread, so a thread that dropped CAP_SYS_PTRACE plays that fcx. Whether the link
+    /// is unreadable there depends on the moment (pasta re-executes itself, which makes it
+    /// dumpable again for a while), so the fallback's signal is checked on its own: a running
+    /// pasta is under its seccomp filter.
+    #[test]
+    fn readiness_is_seen_without_cap_sys_ptrace() {
+        if !can_run() {
+            return;
+        }
+        let netns = crate::netns::NetNs::create("egress-noptrace").unwrap();
+        let egress = Pasta::attach(&netns.path(), "egress-noptrace", None).unwrap();
+        let pid = egress.pid();
+        let ready = std::thread::spawn(move || {
+            sys::drop_effective_capability(sys::CAP_SYS_PTRACE).unwrap();
+            isolated(pid)
+        })
+        .join()
+        .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        drop(egress);
+        assert!(ready, "a running pasta must count as isolated");
+        assert!(seccomp_filtered(&status), "{status}");
+        assert!(!seccomp_filtered("Seccomp:\t0\n"));
     }
 
     #[test]

@@ -15,17 +15,24 @@ const HANG_GUARD: Duration = Duration::from_secs(20);
 /// One request an instance received.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// The function whose instance received it.
     pub function: String,
+    /// The instance's id.
     pub instance: String,
+    /// The request's method.
     pub method: http::Method,
+    /// The request's path (`/invoke`, `/initialize`, ...).
     pub path: String,
+    /// Every header as received (the FC context headers among them).
     pub headers: http::HeaderMap,
+    /// The whole request body.
     pub body: Bytes,
     /// When it arrived (tokio time: the paused clock in tests that pause it).
     pub at: tokio::time::Instant,
 }
 
 impl Received {
+    /// A header's value, if present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -34,34 +41,54 @@ impl Received {
 /// One recorded call.
 #[derive(Clone, Debug)]
 pub enum Call {
+    /// A sandbox was created ahead of demand.
     Prepare {
+        /// The function it was made for.
         function: String,
+        /// The id its instance will have.
         instance: String,
     },
+    /// An instance started and listens.
     Start {
+        /// The function it runs.
         function: String,
+        /// Its id.
         instance: String,
+        /// Whether it came from a pre-created sandbox.
         from_sandbox: bool,
     },
+    /// A start failed as the script said.
     StartFailed {
+        /// The function whose start failed.
         function: String,
     },
+    /// A non-web-server run.
     RunEvent {
+        /// The function it ran.
         function: String,
+        /// The event it was given.
         event: Vec<u8>,
     },
+    /// A request an instance received.
     Request(Received),
+    /// The instance was asked to end (SIGTERM).
     Stop {
+        /// Its id.
         instance: String,
     },
     /// The instance was killed (recorded once, when it ended so).
     Kill {
+        /// Its id.
         instance: String,
     },
+    /// The instance was frozen.
     Freeze {
+        /// Its id.
         instance: String,
     },
+    /// The instance was thawed.
     Thaw {
+        /// Its id.
         instance: String,
     },
 }

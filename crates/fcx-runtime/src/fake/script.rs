@@ -21,15 +21,21 @@ pub type EventResponder = Arc<dyn Fn(&[u8]) -> EventRun + Send + Sync>;
 /// The whole behaviour of the fake's instances.
 #[derive(Clone)]
 pub struct Script {
+    /// How starts go (delay, gate, failure).
     pub start: StartPlan,
     /// `/invoke`; by default a 200 echoing the request body.
     pub invoke: Responder,
+    /// `/initialize`; by default a 200.
     pub initialize: Reply,
+    /// `/pre-stop`; by default a 200.
     pub pre_stop: Reply,
+    /// `/pre-freeze`; by default a 200.
     pub pre_freeze: Reply,
+    /// Non-web-server runs; by default exit 0 with the event as stdout.
     pub event: EventResponder,
     /// Instances ignore the stop signal (they end only when killed).
     pub ignore_sigterm: bool,
+    /// What [`Backend::stats`](crate::Backend::stats) reports for every instance.
     pub stats: InstanceStats,
 }
 
@@ -90,6 +96,7 @@ pub enum StartFail {
 /// The answer to one request.
 #[derive(Clone)]
 pub enum Reply {
+    /// An HTTP answer.
     Answer(Answer),
     /// The process dies mid-request: the connection closes unanswered and the instance
     /// reports this exit.
@@ -103,8 +110,11 @@ pub enum Reply {
 /// An HTTP answer.
 #[derive(Clone, Default)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// Headers added to the answer (e.g. `x-fc-status`).
     pub headers: Vec<(String, String)>,
+    /// The body (with `hold`: its first part).
     pub body: Bytes,
     /// Waits this long before answering.
     pub delay: Duration,
@@ -155,8 +165,11 @@ impl Reply {
 /// The outcome of one event run.
 #[derive(Clone, Debug)]
 pub struct EventRun {
+    /// How the process ends.
     pub exit: ExitReason,
+    /// What it prints on stdout (the result).
     pub stdout: Vec<u8>,
+    /// What it writes to its log.
     pub log: Vec<u8>,
     /// How long the run takes (past the function timeout: the run is killed).
     pub delay: Duration,
@@ -173,15 +186,18 @@ impl Default for Gate {
 }
 
 impl Gate {
+    /// A closed gate.
     pub fn new() -> Gate {
         Gate::default()
     }
 
+    /// Opens the gate for every waiter, present and future.
     pub fn open(&self) {
         // A closed semaphore fails every acquire at once: that is the gate being open.
         self.0.close();
     }
 
+    /// Returns once the gate is open.
     pub async fn wait(&self) {
         let _ = self.0.acquire().await;
     }

@@ -34,14 +34,22 @@ fn is_v1_option(opt: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// Only cgroup2, at `mount`.
-    Unified { mount: PathBuf },
+    Unified {
+        /// The cgroup2 mount point.
+        mount: PathBuf,
+    },
     /// v1 controller hierarchies (each in `v1`) plus a cgroup2 mount at `unified`.
     Hybrid {
+        /// The cgroup2 mount point.
         unified: PathBuf,
+        /// (controllers, mount point) of each v1 hierarchy.
         v1: Vec<(String, PathBuf)>,
     },
     /// Only v1 controller hierarchies.
-    Legacy { v1: Vec<(String, PathBuf)> },
+    Legacy {
+        /// (controllers, mount point) of each v1 hierarchy.
+        v1: Vec<(String, PathBuf)>,
+    },
     /// No cgroup filesystem is mounted at all.
     None,
 }
@@ -103,6 +111,7 @@ impl Layout {
         from_v1.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
     }
 
+    /// One line naming the layout and its mounts, for the host checks.
     pub fn describe(&self) -> String {
         match self {
             Layout::Unified { mount } => format!("cgroup v2 (unified) at {}", mount.display()),
@@ -265,6 +274,47 @@ mod tests {
         let mounts = parse_mountinfo(text);
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].mount_point, Path::new("/mnt/with space"));
+    }
+
+    /// `/proc/self/mountinfo` of the portability guest (Debian 12, kernel 6.1, systemd 252)
+    /// and of the DaemonSet-like container in it, captured by scripts/portability.sh.
+    const GUEST: &str = include_str!("fixtures/debian12-guest.mountinfo");
+    const CONTAINER: &str = include_str!("fixtures/debian12-container.mountinfo");
+
+    #[test]
+    fn debian12_guest_is_pure_v2_and_its_run_is_noexec() {
+        let mounts = parse_mountinfo(GUEST);
+        assert_eq!(
+            Layout::from_mounts(&mounts),
+            Layout::Unified {
+                mount: PathBuf::from("/sys/fs/cgroup")
+            }
+        );
+        // systemd mounts /run noexec: unpacked code under /run/fcx could not run until
+        // fcx_runtime::code::allow_exec.
+        let run = crate::mountinfo::mount_of(&mounts, Path::new("/run/fcx/fcx-1/code"));
+        let run = run.expect("/run is mounted");
+        assert_eq!(run.mount_point, Path::new("/run"));
+        assert!(crate::mountinfo::is_noexec(run), "{run:?}");
+        let root = crate::mountinfo::mount_of(&mounts, Path::new("/var/lib/fcx"));
+        assert!(!crate::mountinfo::is_noexec(root.expect("root mount")));
+    }
+
+    #[test]
+    fn debian12_container_is_pure_v2_with_a_read_only_cgroup_mount() {
+        let mounts = parse_mountinfo(CONTAINER);
+        let layout = Layout::from_mounts(&mounts);
+        assert_eq!(
+            layout,
+            Layout::Unified {
+                mount: PathBuf::from("/sys/fs/cgroup")
+            }
+        );
+        // The runtime mounts cgroup2 read-only: `fcx doctor` names the remount.
+        let cg = crate::mountinfo::mount_of(&mounts, Path::new("/sys/fs/cgroup/fcx"));
+        let cg = cg.expect("cgroup2 mount");
+        assert!(cg.options.split(',').any(|o| o == "ro"), "{cg:?}");
+        assert_eq!(cg.fstype, "cgroup2");
     }
 
     #[test]

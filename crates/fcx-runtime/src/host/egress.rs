@@ -9,9 +9,13 @@ use std::process::Command;
 use super::{Check, Need, Status};
 use crate::egress::{network, Requested};
 
+/// Which egress mode a server would run, and why.
 pub const EGRESS: &str = "egress mode";
+/// fcx's nftables ruleset loads (`nft -c`).
 pub const NFTABLES: &str = "nftables";
+/// veth pairs can be made.
 pub const VETH: &str = "veth";
+/// IP forwarding, and tables that would drop forwarded traffic.
 pub const FORWARDING: &str = "ip forwarding";
 
 /// The egress checks, `EGRESS` first (the mode a server started with `requested` would

@@ -23,6 +23,12 @@ pub struct BundleConfig<'a> {
     pub netns: &'a Path,
     /// Cgroup path relative to every hierarchy's root.
     pub cgroups_path: &'a str,
+    /// A cgroup namespace of its own, so `/sys/fs/cgroup` shows the container's group only.
+    /// On a pure cgroup v2 host the runtime mounts cgroup2 as the container's namespace sees
+    /// it: without one, that is the host's whole tree (every group, limits nowhere in
+    /// reach). Docker makes the same choice (private on v2, the host's on v1, where the
+    /// runtime bind-mounts the container's own groups).
+    pub cgroup_namespace: bool,
     /// Memory limit in MB; `None` when fcx enforces it on the parent group.
     pub memory_mb: Option<u32>,
     /// vCPUs (CPU quota); `None`: unlimited.
@@ -56,6 +62,16 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
         let quota = (cpu * CPU_PERIOD_US as f64).round() as i64;
         resources["cpu"] = json!({"quota": quota.max(1000), "period": CPU_PERIOD_US});
     }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "network", "path": c.netns}),
+    ];
+    if c.cgroup_namespace {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     let mut doc = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -71,13 +87,7 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
         "hostname": c.hostname,
         "mounts": mounts(c),
         "linux": {
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "network", "path": c.netns},
-            ],
+            "namespaces": namespaces,
             "cgroupsPath": c.cgroups_path,
             "resources": resources,
             "maskedPaths": profile::MASKED_PATHS,
@@ -131,6 +141,7 @@ mod tests {
             hostname: "c-1",
             netns: Path::new("/proc/1/task/2/ns/net"),
             cgroups_path: "/fcx/p/c-1/ctr",
+            cgroup_namespace: false,
             memory_mb: Some(128),
             cpu: Some(0.35),
             pids_limit: 256,
@@ -159,6 +170,11 @@ mod tests {
             .collect();
         assert_eq!(ns, ["pid", "mount", "ipc", "uts", "network"]);
         assert_eq!(v["linux"]["namespaces"][4]["path"], "/proc/1/task/2/ns/net");
+        // Pure cgroup v2 (found by scripts/portability.sh): the container's own namespace.
+        let mut v2 = sample(&args, &env);
+        v2.cgroup_namespace = true;
+        let v2 = render(&v2);
+        assert_eq!(v2["linux"]["namespaces"][5]["type"], "cgroup");
         let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         assert!(v["linux"]["maskedPaths"]

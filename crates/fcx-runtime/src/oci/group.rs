@@ -34,6 +34,13 @@ fn hierarchies() -> Vec<Hierarchy> {
         .collect()
 }
 
+/// Whether the host has cgroup2 only (no v1 hierarchy): the containers then get a cgroup
+/// namespace of their own.
+pub fn unified() -> bool {
+    let all = hierarchies();
+    !all.is_empty() && all.iter().all(|h| h.v2)
+}
+
 /// fcx's group of one OCI instance.
 #[derive(Debug)]
 pub struct InstanceGroup {
@@ -146,14 +153,33 @@ impl InstanceGroup {
 }
 
 /// Enables the memory, cpu and pids controllers on the path down to `rel` (cgroup v2 only
-/// hands a controller to children whose parent lists it in `cgroup.subtree_control`).
+/// hands a controller to children whose parent lists it in `cgroup.subtree_control`). A
+/// controller the path cannot hand on is an error naming the group and the kernel's reason
+/// (EBUSY: that group holds processes; `fcx doctor` says what to do).
 fn enable_controllers(mount: &Path, rel: &Path) -> io::Result<()> {
     let mut dir = mount.to_path_buf();
+    let mut dirs = vec![dir.clone()];
     for part in rel.iter() {
-        let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids +cpu");
         dir.push(part);
+        dirs.push(dir.clone());
     }
-    let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids +cpu");
+    for d in &dirs {
+        if let Err((wanted, e)) = crate::cgroup::enable_subtree_controllers(d) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot enable {} in {}/cgroup.subtree_control: {e}{}",
+                    wanted.join(" "),
+                    d.display(),
+                    if e.raw_os_error() == Some(libc::EBUSY) {
+                        " (the group holds processes; run `fcx doctor --fix`)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -60,6 +60,7 @@ pub struct OciBackend {
 }
 
 impl OciBackend {
+    /// A backend with `config`; its runtime state lives under `<run>/oci-state`.
     pub fn new(config: OciConfig) -> OciBackend {
         let state_root = config.run_dir.join("oci-state");
         let cat = ["/usr/bin/cat", "/bin/cat"]
@@ -74,6 +75,7 @@ impl OciBackend {
         }
     }
 
+    /// The OCI runtime binary (`--oci-runtime`).
     pub fn runtime(&self) -> &Path {
         &self.config.runtime
     }
@@ -375,6 +377,7 @@ impl OciBackend {
             hostname: id,
             netns: &netns_path,
             cgroups_path: &cgroups_path,
+            cgroup_namespace: group::unified(),
             memory_mb: None,
             cpu: c.cpu,
             pids_limit: self.config.pids_limit,
@@ -511,20 +514,8 @@ impl Control for OciControl {
         self.container.signal(libc::SIGTERM);
     }
 
-    async fn freeze(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.freeze().await,
-            None => Err(std::io::Error::other(
-                "freezing needs a cgroup v2 mount, which this host lacks",
-            )),
-        }
-    }
-
-    async fn thaw(&self) -> std::io::Result<()> {
-        match &self.cgroup {
-            Some(c) => c.thaw().await,
-            None => Ok(()),
-        }
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     fn stats(&self) -> std::io::Result<InstanceStats> {

@@ -21,9 +21,11 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// A node as the `nodes` table has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
+    /// The node's id (`--node-id`).
     pub id: String,
     /// Where other nodes reach its API (`host:port`).
     pub address: String,
+    /// When it started, in ms since the Unix epoch.
     pub started_ms: i64,
     /// Age of its last heartbeat, on the database's clock.
     pub heartbeat_age_ms: i64,
@@ -48,6 +50,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The cluster tables on `pg`, seen from node `node`.
     pub fn new(pg: Arc<Pg>, node: &str) -> Cluster {
         Cluster {
             pg,
@@ -55,10 +58,12 @@ impl Cluster {
         }
     }
 
+    /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.node
     }
 
+    /// The connection pool under it.
     pub fn pg(&self) -> &Arc<Pg> {
         &self.pg
     }
@@ -283,8 +288,11 @@ impl Cluster {
 /// Another node's row of a limit: what it wants and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareRow {
+    /// The node's id.
     pub node: String,
+    /// How many slots it could use lately.
     pub want: u32,
+    /// How many slots it holds now.
     pub share: u32,
 }
 

@@ -9,6 +9,7 @@
 //! future to that runtime and waits on a plain channel, which is safe from any thread.
 
 pub mod cluster;
+pub mod migrate;
 mod migrations;
 mod queue;
 mod store;

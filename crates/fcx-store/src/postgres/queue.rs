@@ -25,6 +25,7 @@ pub const RENEW_EVERY_MS: i64 = 3_000;
 
 type Waiting = (NewTask, oneshot::Sender<Result<Enqueued, StoreError>>);
 
+/// The async queue in PostgreSQL: group-committed enqueues, `SKIP LOCKED` leases that expire.
 pub struct PgQueue {
     pg: Arc<Pg>,
     node: String,

@@ -9,15 +9,18 @@ use fcx_model::Function;
 use super::{db, Pg};
 use crate::{Store, StoreError};
 
+/// The [`Store`] in PostgreSQL, shared by every node.
 pub struct PgStore {
     pg: Arc<Pg>,
 }
 
 impl PgStore {
+    /// The store on the pool `pg`.
     pub fn new(pg: Arc<Pg>) -> PgStore {
         PgStore { pg }
     }
 
+    /// The connection pool under it.
     pub fn pg(&self) -> &Arc<Pg> {
         &self.pg
     }

@@ -196,6 +196,16 @@ impl Server {
         self.addr = addr;
     }
 
+    /// Stops the server (SIGTERM, its instances cleaned up) and hands over its data dir,
+    /// which outlives it (e.g. to migrate the store it holds).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let placeholder = tempfile::Builder::new()
+            .prefix("fcx-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }

@@ -25,7 +25,11 @@ export KUBECONFIG=$DIR/kubeconfig
 for _ in $(seq 1 60); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done
 kubectl get nodes
 
-say "server-side dry run of every manifest"
+say "server-side dry run of the namespace, then of every manifest in it"
+# A server-side dry run of a namespaced object needs its namespace to exist (a dry run of
+# the Namespace creates nothing), so the namespace goes first, for real.
+kubectl apply --dry-run=server -f deploy/kubernetes/namespace.yaml
+kubectl apply -f deploy/kubernetes/namespace.yaml
 kubectl apply --dry-run=server -k deploy/kubernetes
 say "applying for real"
 kubectl apply -k deploy/kubernetes

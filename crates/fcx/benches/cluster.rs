@@ -66,8 +66,9 @@ impl Drop for Nginx {
 
 /// The shipped front config with `nodes` as its upstream servers, on a free loopback port.
 fn start_nginx(nodes: &[SocketAddr]) -> Result<Nginx, String> {
-    let shipped = std::fs::read_to_string(support::repo_root().join("deploy/nginx/fcx-cluster.conf"))
-        .map_err(|e| format!("reading deploy/nginx/fcx-cluster.conf: {e}"))?;
+    let shipped =
+        std::fs::read_to_string(support::repo_root().join("deploy/nginx/fcx-cluster.conf"))
+            .map_err(|e| format!("reading deploy/nginx/fcx-cluster.conf: {e}"))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("free port: {e}"))?
@@ -219,7 +220,8 @@ fn run() -> Result<(), String> {
     // Cold start on a single node on SQLite, the baseline.
     let single = support::Server::start();
     let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("solo{i}")).collect();
-    let (solo_p50, solo_max) = cold_starts(&single, &names, |n| post(single.addr, &invocations(n)))?;
+    let (solo_p50, solo_max) =
+        cold_starts(&single, &names, |n| post(single.addr, &invocations(n)))?;
     drop(single);
 
     let pg = std::sync::Arc::new(PgServer::start_durable());
@@ -262,8 +264,14 @@ fn run() -> Result<(), String> {
             post(s.addr, &invocations(n))?;
         }
     }
-    let on_a = names.iter().filter(|n| !a.instance_ids(n).is_empty()).count();
-    let on_b = names.iter().filter(|n| !b.instance_ids(n).is_empty()).count();
+    let on_a = names
+        .iter()
+        .filter(|n| !a.instance_ids(n).is_empty())
+        .count();
+    let on_b = names
+        .iter()
+        .filter(|n| !b.instance_ids(n).is_empty())
+        .count();
 
     let scratch = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let lua = scratch.path().join("spread.lua");
@@ -288,9 +296,10 @@ fn run() -> Result<(), String> {
         .iter()
         .map(|n| {
             let r = support::http::request(two.addr(), "POST", &invocations(n), &[], b"echo:x");
-            usize::from(r.header("x-fc-instance-id").is_some_and(|id| {
-                b.instance_ids(n).iter().any(|x| x == id)
-            }))
+            usize::from(
+                r.header("x-fc-instance-id")
+                    .is_some_and(|id| b.instance_ids(n).iter().any(|x| x == id)),
+            )
         })
         .collect();
     let via_b = spread.iter().sum::<usize>();
@@ -313,7 +322,10 @@ fn run() -> Result<(), String> {
         ms(pg_p50),
         ms(pg_max)
     );
-    println!("ratio warm invoke 2 nodes / 1 node: {:.2}", two_rps / one_rps);
+    println!(
+        "ratio warm invoke 2 nodes / 1 node: {:.2}",
+        two_rps / one_rps
+    );
     println!(
         "ratio cold start (median) cluster / single node: {:.2}",
         ms(pg_p50) / ms(solo_p50)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Warm-path benchmark (docs/benchmarks.md): the same echo server measured directly, behind
-# nginx (keep-alive reverse proxy) and through fcx's InvokeFunction with a warm instance, at 1
-# and 64 connections, with wrk. Each run lasts FCX_BENCH_SECS seconds (default 5); the whole
-# bench takes about 6 x FCX_BENCH_SECS + 15 s after the build. FCX_BENCH_ROUNDS=N (default 1)
+# nginx (keep-alive reverse proxy), through fcx's InvokeFunction and through an fcx HTTP
+# trigger with a warm instance, at 1 and 64 connections, with wrk. Each run lasts
+# FCX_BENCH_SECS seconds (default 5); the whole bench takes about 8 x FCX_BENCH_SECS + 20 s
+# after the build. FCX_BENCH_ROUNDS=N (default 1)
 # repeats the set N times, interleaved, and reports medians (this machine class is noisy).
 #
 #   bash scripts/bench.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: set up, build, start `fcx server` on 127.0.0.1:9100 (data in ./.fcx) in its
 # development mode without request signing (`--auth none`, loopback only), deploy the seed's two
-# sample functions, invoke each once, and keep serving.
+# sample functions and invoke each once, deploy one HTTP function (examples/express-http: the
+# Express sample with a page added) behind an anonymous HTTP trigger, print its browser URL,
+# and keep serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -54,6 +56,18 @@ curl -s -XPOST "$API/functions/express-event/invocations" -d '{"key":"value"}'
 echo "==> invoking python-event (non-web-server mode, event in FC_CUSTOM_CONTAINER_EVENT):" >&2
 curl -s -XPOST "$API/functions/python-event/invocations" -d '{"key":"value"}'
 
+deploy express-http examples/express-http \
+  '"customRuntimeConfig":{"command":["node","server.js"],"port":9000}'
+trigger='{"triggerName":"web","triggerType":"http","triggerConfig":"{\"authType\":\"anonymous\",\"methods\":[\"GET\",\"POST\"]}"}'
+status=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "$API/functions/express-http/triggers" -d "$trigger")
+case "$status" in
+  200|409) ;;   # 409: created by an earlier run
+  *) echo "creating the HTTP trigger of express-http failed with HTTP $status" >&2; exit 1 ;;
+esac
+URL=$(curl -s "$API/functions/express-http/triggers/web" | sed -n 's/.*"urlInternet":"\([^"]*\)".*/\1/p')
+echo "==> express-http serves the web through its HTTP trigger; open in a browser:" >&2
+echo "    $URL/"
+
 cat <<EOT
 
 fcx is serving on http://$LISTEN without request signing (--auth none; Ctrl-C stops it and its
@@ -64,6 +78,8 @@ instances). Try:
   curl $API/functions
   curl $API/functions/express-event
   curl $API/functions/express-event/invocations      # a browser GET: 400 PathNotSupported
+  curl $URL/api/hello                                # the HTTP function, through its trigger
+  $FCX --endpoint http://$LISTEN triggers ls express-http
   $FCX --endpoint http://$LISTEN invoke express-event --event '{"k":1}' --tail
   $FCX --endpoint http://$LISTEN logs express-event
 

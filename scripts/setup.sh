@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what fcx needs to build, run its examples and pass its tests on Debian 12:
 # system packages (only those missing, including the OCI backend's crun, nftables and pasta
-# for outbound networking, and its tests' registry, busybox and htpasswd), the hybrid-cgroup
-# fix crun needs, the Rust toolchain check, and the Express example's npm dependencies. Idempotent, and silent when nothing is
+# for outbound networking, and its tests' registry, busybox and htpasswd; chromium for the
+# browser test), the hybrid-cgroup fix crun needs, the Rust toolchain check, and the Express
+# examples' npm dependencies. Idempotent, and silent when nothing is
 # needed: safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,9 +124,23 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found. Install Rust with rust
 rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
 [ "${rust_minor:-0}" -ge 80 ] || die "rustc $(rustc --version) is too old: fcx needs 1.80 or newer (rustup update stable)"
 
-if [ ! -d examples/express-event/node_modules/express ]; then
-  say "installing the Express example's dependencies (npm ci)"
-  (cd examples/express-event && npm ci --no-audit --no-fund --loglevel=error)
-  changed=1
+for app in express-event express-http; do
+  if [ ! -d "examples/$app/node_modules/express" ]; then
+    say "installing the $app example's dependencies (npm ci)"
+    (cd "examples/$app" && npm ci --no-audit --no-fund --loglevel=error)
+    changed=1
+  fi
+done
+
+# Headless Chromium: the HTTP-trigger test loads a page in a real browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (headless browser for the HTTP-trigger tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  if apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
+    changed=1
+  else
+    warn "chromium could not be installed: the browser test will be skipped"
+  fi
 fi
 [ "$changed" = 0 ] || say "setup complete"

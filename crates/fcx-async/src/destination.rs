@@ -54,7 +54,14 @@ pub async fn deliver(
     let body = record(svc, t, condition, response, invokes);
     let delivered = match destination_function(destination) {
         Some(name) => svc
-            .enqueue(name, "LATEST", body, uuid::Uuid::new_v4().to_string(), None)
+            .enqueue(
+                name,
+                "LATEST",
+                body,
+                uuid::Uuid::new_v4().to_string(),
+                None,
+                crate::Origin::default(),
+            )
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),

@@ -5,6 +5,7 @@
 
 mod destination;
 mod error;
+mod origin;
 mod task_view;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use fcx_store::queue::{Enqueued, NewTask, TaskFilter, TaskQueue};
 use tokio::sync::{oneshot, Notify};
 
 pub use error::{AsyncError, ErrorText};
+pub use origin::{HttpRequestShape, Origin};
 pub use task_view::task_json;
 
 /// Settings of the async machinery.
@@ -184,6 +186,7 @@ impl AsyncService {
         payload: Vec<u8>,
         request_id: String,
         task_id: Option<String>,
+        origin: Origin,
     ) -> Result<Accepted, AsyncError> {
         let task_enabled = self.config(function).task_enabled() || task_id.is_some();
         let id = task_id.unwrap_or_else(|| request_id.clone());
@@ -197,6 +200,7 @@ impl AsyncService {
                 payload,
                 is_task: task_enabled,
                 now_ms: self.now_ms(),
+                origin: origin.encode(),
             })
             .await
             .map_err(AsyncError::Enqueue)?;

@@ -77,11 +77,19 @@ impl Harness {
         .expect("input");
         let mut f = Function::from_create(input, "id".into(), "cn-test", "123", "now").unwrap();
         f.code_sha256 = format!("{:064}", 1);
-        std::fs::create_dir_all(self.dir.path().join("code").join(&f.code_sha256)).unwrap();
+        std::fs::create_dir_all(
+            self.dir
+                .path()
+                .join("code")
+                .join("100000")
+                .join(&f.code_sha256),
+        )
+        .unwrap();
         self.sched.deploy(Deployed {
             function: f,
             version_id: None,
             code_zip: Some(PathBuf::from("/nonexistent/unused.zip")),
+            run_as: Some(100_000),
         });
     }
 
@@ -93,6 +101,7 @@ impl Harness {
                 payload.as_bytes().to_vec(),
                 uuid::Uuid::new_v4().to_string(),
                 Some(task_id.to_owned()),
+                crate::Origin::default(),
             )
             .await
             .expect("enqueued")

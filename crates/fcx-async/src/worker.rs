@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fcx_runtime::body;
-use fcx_scheduler::{CallContext, InvokeRequest, SchedulerError};
+use fcx_scheduler::{CallContext, HttpInvokeRequest, InvokeRequest, SchedulerError};
 use fcx_store::queue::{Finish, Leased};
 use serde_json::json;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::destination;
+use crate::origin::{HttpRequestShape, Origin};
 use crate::{AsyncError, AsyncService};
 
 /// How often an idle worker loop looks for retries that have become due.
@@ -206,16 +207,22 @@ async fn run_task(svc: &AsyncService, t: Leased) {
 }
 
 async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
-    let req = InvokeRequest {
-        context: CallContext {
-            request_id: t.request_id.clone(),
-            qualifier: t.qualifier.clone(),
-            tail_log: false,
-            service_name: None,
-        },
-        payload: body::full(t.payload.clone()),
+    let origin = Origin::decode(t.origin.as_deref());
+    let context = CallContext {
+        request_id: t.request_id.clone(),
+        qualifier: t.qualifier.clone(),
+        tail_log: false,
+        service_name: None,
+        trigger: origin.trigger.as_deref().map(Into::into),
     };
     let version = (t.qualifier != "LATEST").then_some(t.qualifier.as_str());
+    if let Some(http) = origin.http {
+        return invoke_http(svc, t, context, http, version).await;
+    }
+    let req = InvokeRequest {
+        context,
+        payload: body::full(t.payload.clone()),
+    };
     let resp = match svc
         .scheduler
         .invoke_version(&t.function, version, req)
@@ -230,6 +237,64 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
         Err(e) => return RunResult::Platform(AsyncError::ResponseBroken(e)),
     };
     if failed {
+        RunResult::FunctionError {
+            instance_id: resp.instance_id,
+            body: bytes,
+        }
+    } else {
+        RunResult::Succeeded {
+            instance_id: resp.instance_id,
+            body: bytes,
+        }
+    }
+}
+
+/// A queued HTTP request: sent as it came in, with the payload as its body; a 2xx or 3xx
+/// answer (or `x-fc-status: 200`) is a success, as for events.
+async fn invoke_http(
+    svc: &AsyncService,
+    t: &Leased,
+    context: CallContext,
+    shape: HttpRequestShape,
+    version: Option<&str>,
+) -> RunResult {
+    let mut request = http::Request::new(body::full(t.payload.clone()));
+    *request.method_mut() = shape.method.parse().unwrap_or(http::Method::POST);
+    *request.uri_mut() = shape
+        .uri
+        .parse()
+        .unwrap_or_else(|_| http::Uri::from_static("/"));
+    for (name, value) in &shape.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            request.headers_mut().append(n, v);
+        }
+    }
+    let req = HttpInvokeRequest {
+        context,
+        request,
+        base_path: shape.base_path,
+        client_upgrade: None,
+    };
+    let resp = match svc.scheduler.http_invoke(&t.function, version, req).await {
+        Ok(r) => r,
+        Err(e) => return RunResult::Platform(AsyncError::Run(e)),
+    };
+    let status = resp.response.status().as_u16();
+    let x_fc_status = resp
+        .response
+        .headers()
+        .get(fcx_protocol::headers::STATUS)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match body::collect(resp.response.into_body()).await {
+        Ok(b) => b.to_vec(),
+        Err(e) => return RunResult::Platform(AsyncError::ResponseBroken(e)),
+    };
+    let outcome = fcx_protocol::classify_invoke_response(status, x_fc_status.as_deref());
+    if resp.error_type.is_some() || outcome == fcx_protocol::Outcome::Failure {
         RunResult::FunctionError {
             instance_id: resp.instance_id,
             body: bytes,

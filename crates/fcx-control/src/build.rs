@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fcx_async::{AsyncService, AsyncSettings};
@@ -27,8 +27,8 @@ pub struct CoreConfig {
     pub run_root: PathBuf,
     /// How long a new instance has to start listening.
     pub start_timeout: Duration,
-    /// User instances run as: a name or `UID:GID`.
-    pub instance_user: String,
+    /// Where each function's own instance uid (and gid) comes from.
+    pub instance_uids: crate::UidRange,
     /// Region reported to functions (`FC_REGION`, `x-fc-region`) and in ARNs.
     pub region: String,
     /// Idle time after which instances are reclaimed (a function's `idleTimeout` wins).
@@ -52,6 +52,8 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// `--trigger-domain`: HTTP triggers answer at `<function>.<this>` (`DOMAIN[:PORT]`).
+    pub trigger_domain: String,
     /// Outbound networking of instances with internetAccess (`--egress`).
     pub egress: fcx_runtime::egress::Requested,
     /// Range veth egress leases this server's address block from (`--egress-range`).
@@ -129,6 +131,7 @@ impl ControlPlane {
     /// what this server created at run time.
     pub async fn shutdown(&self) {
         tracing::info!("stopping instances");
+        self.timers.stop_all();
         self.asyncs.shutdown();
         self.leave_cluster().await;
         self.scheduler.stop_instances().await;
@@ -160,16 +163,16 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
                 .into(),
         ));
     }
-    let (uid, gid) = fcx_runtime::lookup_user(&config.instance_user)
-        .map_err(io(format!("instance user '{}'", config.instance_user)))?;
+    check_uid_range(config.instance_uids)?;
     let (paths, prefix) = directories(config)?;
 
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
         log_dir: paths.log_dir.clone(),
-        uid,
-        gid,
+        init: std::env::current_exe().map_err(io("finding the fcx binary (instances' init)"))?,
         cgroups: CgroupRoot::open(&prefix),
+        prefix: prefix.clone(),
+        pids_limit: config.pids_limit,
     });
     let reaped = backend.reap();
     if reaped > 0 {
@@ -233,8 +236,14 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        instance_uids: config.instance_uids,
+        web: Default::default(),
+        trigger_domain: config.trigger_domain.clone(),
+        timers: Default::default(),
+        me: OnceLock::new(),
         egress: Mutex::new(Some(egress)),
     });
+    let _ = control.me.set(Arc::downgrade(&control));
     control.load().map_err(StartError::Load)?;
     if control.cluster.is_some() {
         control.record_loaded().map_err(StartError::Load)?;
@@ -294,8 +303,36 @@ fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened
             sync_interval: config.sync_interval,
         },
     );
-    let store: Arc<dyn Store> = Arc::new(fcx_store::postgres::PgStore::new(Arc::clone(&pg)));
+    // Every node holds the same secret.key (ARCHITECTURE.md, "Several nodes").
+    let sealer = fcx_store::Sealer::open(&paths.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(fcx_store::postgres::PgStore::new(
+        Arc::clone(&pg),
+        sealer,
+        &node_id,
+    ));
     Ok((store, Arc::new(queue), Some(cluster), Some(pg)))
+}
+
+/// Refuses a uid range that holds a user of this host (`/etc/passwd`): instances would run
+/// as that user.
+fn check_uid_range(range: crate::UidRange) -> Result<(), StartError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let mut fields = line.split(':');
+        let (Some(name), Some(uid)) = (fields.next(), fields.nth(1)) else {
+            continue;
+        };
+        if let Ok(uid) = uid.parse::<u32>() {
+            if (range.first..=range.last).contains(&uid) {
+                return Err(StartError::Refused(format!(
+                    "--instance-uids {}-{} holds uid {uid}, the host's user '{name}': \
+                     instances would run as that user; give a range no user has",
+                    range.first, range.last
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The data dir (0700: function code runs as another user and must not read keys or the
@@ -310,9 +347,16 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
         .map_err(io("securing the data dir"))?;
     let prefix = prefix_for(&data_dir);
     let run_dir = config.run_root.join(&prefix);
-    for dir in [&config.run_root, &run_dir, &run_dir.join("code")] {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+    // The instances reach their own code under <run>/code/<uid> (0750, their group); pid
+    // files are root's.
+    for (dir, mode) in [
+        (config.run_root.clone(), 0o755),
+        (run_dir.clone(), 0o755),
+        (run_dir.join("code"), 0o711),
+        (run_dir.join("instances"), 0o700),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
             .map_err(io(format!("setting permissions of {}", dir.display())))?;
     }
     // systemd mounts /run noexec: instances could not run their unpacked code.

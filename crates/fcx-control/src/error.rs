@@ -56,6 +56,26 @@ pub enum ControlError {
         /// The trigger's name.
         trigger: String,
     },
+    /// A second HTTP trigger for a function qualifier that has one.
+    #[error(
+        "function '{function}' already has the HTTP trigger '{existing}' for qualifier \
+         '{qualifier}': FC serves one HTTP trigger per function qualifier; update that trigger \
+         or use another qualifier"
+    )]
+    HttpTriggerExists {
+        /// The function's name.
+        function: String,
+        /// The qualifier both triggers would serve.
+        qualifier: String,
+        /// The name of the HTTP trigger already there.
+        existing: String,
+    },
+    /// No custom domain of that name.
+    #[error("custom domain '{0}' does not exist")]
+    DomainNotFound(String),
+    /// CreateCustomDomain for a name in use.
+    #[error("custom domain '{0}' already exists")]
+    DomainExists(String),
     /// GetAsyncInvokeConfig or DeleteAsyncInvokeConfig on a function without one.
     #[error("function '{0}' has no async invoke config")]
     AsyncConfigNotFound(String),

@@ -2,9 +2,11 @@
 //! for a synchronous call or the durable queue for an asynchronous one. No store read, no
 //! blocking call, and errors of the scheduler and the async service pass through as they are.
 
-pub use fcx_async::Accepted;
+pub use fcx_async::{Accepted, HttpRequestShape, Origin};
 pub use fcx_runtime::body::{Body, BoxError};
-pub use fcx_scheduler::{CallContext, InvokeRequest, InvokeResponse};
+pub use fcx_scheduler::{
+    CallContext, HttpInvokeRequest, HttpInvokeResponse, InvokeRequest, InvokeResponse,
+};
 
 use fcx_model::versions::validate_version_id;
 
@@ -23,6 +25,8 @@ pub struct AsyncInvocation<'a> {
     pub request_id: String,
     /// Caller-chosen task id (`x-fc-async-task-id`), checked by [`ControlPlane::accepts_async`].
     pub task_id: Option<String>,
+    /// The trigger it came through, and the HTTP request to replay for a trigger call.
+    pub origin: Origin,
 }
 
 impl ControlPlane {
@@ -90,6 +94,7 @@ impl ControlPlane {
                 job.payload,
                 job.request_id,
                 job.task_id,
+                job.origin,
             )
             .await
     }

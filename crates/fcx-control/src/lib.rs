@@ -23,6 +23,7 @@ pub mod asyncs;
 mod build;
 mod cluster;
 mod command;
+pub mod domains;
 mod error;
 pub mod functions;
 pub mod invoke;
@@ -37,11 +38,13 @@ mod sync;
 #[cfg(test)]
 mod testing;
 pub mod time;
+mod timers;
 pub mod triggers;
 pub mod versions;
+pub mod web;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use fcx_async::AsyncService;
 use fcx_scheduler::Scheduler;
@@ -60,6 +63,8 @@ pub mod errors {
 
 use crate::alias_cache::AliasCache;
 use crate::node::Node;
+use crate::timers::Timers;
+use crate::web::Web;
 
 /// The core of one fcx server: the store, the scheduler, the async service, and the
 /// in-memory views the invoke path reads. Shared by every request (`Arc`).
@@ -82,8 +87,52 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
+    /// `--instance-uids`: the range each function's own instance uid comes from.
+    instance_uids: UidRange,
+    /// HTTP triggers and custom domains as served (lock-free reads).
+    web: Web,
+    /// `--trigger-domain` (`DOMAIN[:PORT]`).
+    trigger_domain: String,
+    /// Running timer triggers.
+    timers: Timers,
+    /// This control plane, for the tasks it starts (timers).
+    me: OnceLock<Weak<ControlPlane>>,
     /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
     egress: Mutex<Option<fcx_runtime::egress::Active>>,
+}
+
+/// A range of unprivileged uids (and the same gids), `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    /// The lowest uid of the range.
+    pub first: u32,
+    /// The highest uid of the range (inclusive).
+    pub last: u32,
+}
+
+impl std::str::FromStr for UidRange {
+    type Err = String;
+
+    /// `FIRST-LAST`, both above 0 and below 2^32 − 1 (nobody's 65534 and root excluded).
+    fn from_str(s: &str) -> Result<UidRange, String> {
+        let bad = || {
+            format!(
+                "'{s}' is not a uid range: give FIRST-LAST, e.g. 100000-165535 (unprivileged \
+                 uids no user of this host has)"
+            )
+        };
+        let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+        let first: u32 = a.trim().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || first > last || last == u32::MAX || (first..=last).contains(&65534) {
+            return Err(format!(
+                "{bad}: the range must be ascending, exclude root (0), nobody (65534) and \
+                 4294967295",
+                bad = bad()
+            ));
+        }
+        Ok(UidRange { first, last })
+    }
 }
 
 /// Where one server keeps things.

@@ -5,10 +5,12 @@
 
 use std::collections::BTreeSet;
 
+use fcx_model::triggers::Trigger;
 use fcx_model::versions::Alias;
 
 use crate::error::decode;
 use crate::sync::decode_version;
+use crate::web::Domain;
 use crate::{keys, ControlError, ControlPlane};
 
 /// Functions read from the store per page.
@@ -26,12 +28,45 @@ impl ControlPlane {
                 let name = f.function_name.clone();
                 self.deploy(f, None);
                 self.load_versions_and_aliases(&name)?;
+                self.load_triggers(&name)?;
                 count += 1;
             }
         }
         tracing::info!(count, "functions loaded");
         self.load_limits()?;
-        self.load_async_configs()
+        self.load_async_configs()?;
+        self.load_domains()
+    }
+
+    fn load_triggers(&self, function: &str) -> Result<(), ControlError> {
+        for (kind, doc) in self.store.function_configs_of(function, keys::TRIGGERS)? {
+            match decode::<Trigger>(|| format!("{kind} of function '{function}'"), &doc) {
+                Ok(t) => self.apply_trigger(function, &t.trigger_name.clone(), Some(&t)),
+                Err(e) => tracing::warn!(error = %e, "trigger left out"),
+            }
+        }
+        Ok(())
+    }
+
+    fn load_domains(&self) -> Result<(), ControlError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_custom_domains(None, after.as_deref(), PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            for stored in page {
+                let name = stored.name.clone();
+                let built = decode(|| format!("custom domain '{name}'"), &stored.doc)
+                    .and_then(|record| Ok(Domain::build(record, stored.private_key.as_deref())?));
+                match built {
+                    Ok(d) => self.web.put_domain(&name, Some(d)),
+                    Err(e) => tracing::warn!(domain = %name, error = %e, "custom domain left out"),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn load_versions_and_aliases(&self, function: &str) -> Result<(), ControlError> {
@@ -39,8 +74,20 @@ impl ControlPlane {
             let id = kind
                 .trim_start_matches(keys::VERSIONS)
                 .trim_start_matches('0');
-            match decode_version(function, id, &doc) {
-                Ok(v) => self.deploy_version(v),
+            match decode_version(self.store.cipher(), function, id, &doc) {
+                Ok((v, plain)) => {
+                    if plain {
+                        // Written before secrets were sealed: store it sealed now.
+                        let sealed = crate::sync::encode_version(self.store.cipher(), &v)?;
+                        self.store.put_function_config(function, &kind, &sealed)?;
+                        tracing::info!(
+                            function,
+                            version = id,
+                            "sealed the secrets of a stored version"
+                        );
+                    }
+                    self.deploy_version(v)
+                }
                 Err(e) => tracing::warn!(error = %e, "version left out"),
             }
         }

@@ -21,9 +21,8 @@ pub(crate) fn store(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(zip_base64.trim())
         .map_err(|e| ControlError::invalid("code.zipFile", format!("not valid base64: {e}")))?;
-    fcx_runtime::code::validate_zip(&bytes).map_err(|e| {
-        ControlError::invalid("code.zipFile", format!("not a valid zip archive: {e}"))
-    })?;
+    fcx_runtime::code::validate_zip(&bytes)
+        .map_err(|e| ControlError::invalid("code.zipFile", e))?;
     let stored = code.put(&bytes)?;
     store.put_code(&stored.checksum, &bytes)?;
     Ok(Some(stored))

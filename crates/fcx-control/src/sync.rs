@@ -17,12 +17,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
 use fcx_model::scaling::{ConcurrencyInput, ProvisionInput, ScalingInput};
+use fcx_model::triggers::Trigger;
 use fcx_model::versions::Alias;
 use fcx_model::Function;
 use fcx_scheduler::Deployed;
 
 use crate::error::decode;
 use crate::versions::StoredVersion;
+use crate::web::{Domain, HttpTrigger};
 use crate::{keys, package, ControlError, ControlPlane};
 
 /// What a command changed in the store, by name.
@@ -41,6 +43,13 @@ pub(crate) enum Change {
     /// Its concurrency, provision or scaling document.
     Limits(String),
     AsyncConfig(String),
+    /// A trigger was created, updated or deleted (HTTP triggers are served, timers fire).
+    Trigger {
+        function: String,
+        trigger: String,
+    },
+    /// A custom domain was created, updated or deleted.
+    Domain(String),
 }
 
 /// A change as announced to the other nodes: who made it, and what it names.
@@ -51,7 +60,8 @@ struct Announced {
 }
 
 /// Digests of the documents this node applied last, by (function, kind); the function
-/// record itself is kind `""`, its three limit documents together `"limits"`.
+/// record itself is kind `""`, its three limit documents together `"limits"`; a custom
+/// domain (no function) is kept under function `""`, kind `domain:<name>`.
 pub(crate) type Seen = HashMap<(String, String), u64>;
 
 /// The kind a digest is kept under for `change`.
@@ -62,11 +72,21 @@ fn seen_key(change: &Change) -> (String, String) {
         Change::Alias { function, alias } => (function.clone(), keys::alias(alias)),
         Change::Limits(name) => (name.clone(), "limits".into()),
         Change::AsyncConfig(name) => (name.clone(), keys::ASYNC.into()),
+        Change::Trigger { function, trigger } => (function.clone(), keys::trigger(trigger)),
+        Change::Domain(name) => (String::new(), format!("{DOMAIN}{name}")),
     }
 }
 
+/// Where [`seen_key`] keeps custom domains (function names are never empty).
+const DOMAIN: &str = "domain:";
+
 /// The change a stored document of `kind` belongs to (`None`: nothing a node applies).
 fn change_of(function: &str, kind: &str) -> Option<Change> {
+    if function.is_empty() {
+        return kind
+            .strip_prefix(DOMAIN)
+            .map(|name| Change::Domain(name.to_owned()));
+    }
     let function = function.to_owned();
     if kind.is_empty() {
         return Some(Change::Function(function));
@@ -78,6 +98,10 @@ fn change_of(function: &str, kind: &str) -> Option<Change> {
     if let Some(alias) = kind.strip_prefix(keys::ALIASES) {
         let alias = alias.to_owned();
         return Some(Change::Alias { function, alias });
+    }
+    if let Some(trigger) = kind.strip_prefix(keys::TRIGGERS) {
+        let trigger = trigger.to_owned();
+        return Some(Change::Trigger { function, trigger });
     }
     match kind {
         keys::CONCURRENCY | keys::PROVISION | keys::SCALING | "limits" => {
@@ -174,6 +198,17 @@ impl ControlPlane {
                 }
             }
         }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_custom_domains(None, after.as_deref(), 500)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            for d in page {
+                stored.insert(seen_key(&Change::Domain(d.name)));
+            }
+        }
         let seen: BTreeSet<(String, String)> = self.seen().keys().cloned().collect();
         // Functions first, so versions and aliases land on a deployed function.
         let mut keys: Vec<&(String, String)> = stored.union(&seen).collect();
@@ -226,6 +261,8 @@ impl ControlPlane {
                     None => {
                         self.node.remove_function(name);
                         self.aliases.forget(name);
+                        self.web.forget_function(name);
+                        self.timers.forget_function(name);
                         self.seen().retain(|(f, _), _| f != name);
                     }
                 }
@@ -238,7 +275,9 @@ impl ControlPlane {
                     return Ok(());
                 }
                 match doc {
-                    Some(doc) => self.deploy_version(decode_version(function, version, &doc)?),
+                    Some(doc) => self.deploy_version(
+                        decode_version(self.store.cipher(), function, version, &doc)?.0,
+                    ),
                     None => self.node.remove_version(function, version),
                 }
             }
@@ -277,18 +316,77 @@ impl ControlPlane {
                 };
                 self.node.set_async_config(name, config);
             }
+            Change::Trigger { function, trigger } => {
+                let doc = self
+                    .store
+                    .function_config(function, &keys::trigger(trigger))?;
+                if !self.changed(change, &[doc.as_deref()], mode) {
+                    return Ok(());
+                }
+                let stored = match doc {
+                    Some(doc) => Some(decode::<Trigger>(
+                        || format!("trigger '{trigger}' of function '{function}'"),
+                        &doc,
+                    )?),
+                    None => None,
+                };
+                self.apply_trigger(function, trigger, stored.as_ref());
+            }
+            Change::Domain(name) => {
+                let stored = self.store.get_custom_domain(name)?;
+                let docs = stored
+                    .as_ref()
+                    .map(|d| [Some(d.doc.as_str()), d.private_key.as_deref()]);
+                if !self.changed(change, &docs.unwrap_or([None, None]), mode) {
+                    return Ok(());
+                }
+                let domain = match stored {
+                    Some(stored) => {
+                        let record = decode(|| format!("custom domain '{name}'"), &stored.doc)?;
+                        Some(Domain::build(record, stored.private_key.as_deref())?)
+                    }
+                    None => None,
+                };
+                self.web.put_domain(name, domain);
+            }
         }
         Ok(())
+    }
+
+    /// Serves `trigger` of `function` as its kind is served (`None`: it was deleted).
+    pub(crate) fn apply_trigger(&self, function: &str, name: &str, trigger: Option<&Trigger>) {
+        let http = match trigger.map(|t| HttpTrigger::build(function, t)) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                tracing::warn!(function, trigger = name, error = %e, "HTTP trigger left out");
+                None
+            }
+            None => None,
+        };
+        self.web.put_trigger(function, name, http);
+        self.apply_timer(function, name, trigger);
     }
 
     /// Hands a function record (LATEST, or the snapshot of `version`) to the node, with its
     /// code package's path.
     pub(crate) fn deploy(&self, mut function: Function, version: Option<String>) {
         let code_zip = package::zip_of(&self.code, self.store.as_ref(), &mut function);
+        let run_as = match self.store.instance_uid(
+            &function.function_name,
+            self.instance_uids.first,
+            self.instance_uids.last,
+        ) {
+            Ok(uid) => Some(uid),
+            Err(e) => {
+                tracing::error!(function = %function.function_name, error = %e, "no instance uid");
+                None
+            }
+        };
         self.node.deploy(Deployed {
             function,
             version_id: version,
             code_zip,
+            run_as,
         });
     }
 
@@ -331,13 +429,35 @@ impl ControlPlane {
     }
 }
 
+/// A stored version with its function's secrets opened, and whether one was stored in
+/// plain text (written before secrets were sealed).
 pub(crate) fn decode_version(
+    cipher: &dyn fcx_model::SecretCipher,
     function: &str,
     version: &str,
     doc: &str,
-) -> Result<StoredVersion, ControlError> {
-    decode(
+) -> Result<(StoredVersion, bool), ControlError> {
+    let mut stored: StoredVersion = decode(
         || format!("version '{version}' of function '{function}'"),
         doc,
-    )
+    )?;
+    let plain =
+        fcx_model::secret::open_all(&mut stored.function, cipher, function).map_err(|e| {
+            ControlError::Store(fcx_store::StoreError::Corrupt(format!(
+                "version '{version}' of function '{function}': {e}"
+            )))
+        })?;
+    Ok((stored, plain))
+}
+
+/// A version as stored: its function's secrets sealed.
+pub(crate) fn encode_version(
+    cipher: &dyn fcx_model::SecretCipher,
+    stored: &StoredVersion,
+) -> Result<String, ControlError> {
+    let mut sealed = stored.clone();
+    let name = sealed.function.function_name.clone();
+    fcx_model::secret::seal_all(&mut sealed.function, cipher, &name)
+        .map_err(|e| ControlError::Store(fcx_store::StoreError::Corrupt(e)))?;
+    crate::error::encode("version", &sealed)
 }

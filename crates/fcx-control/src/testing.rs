@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -157,9 +157,10 @@ impl Fixture {
             Backends::new().with(Arc::new(ProcessBackend::new(ProcessConfig {
                 run_dir: paths.run_dir.clone(),
                 log_dir: paths.log_dir.clone(),
-                uid: 65534,
-                gid: 65534,
+                init: "/nonexistent/fcx".into(),
                 cgroups: None,
+                prefix: "fcx-test".into(),
+                pids_limit: 64,
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {
@@ -200,8 +201,18 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
+            instance_uids: crate::UidRange {
+                first: 100_000,
+                last: 165_535,
+            },
+            web: Default::default(),
+            trigger_domain: "localhost".into(),
+            timers: Default::default(),
+            me: OnceLock::new(),
             egress: Mutex::new(None),
         });
+        let _ = cp.me.set(Arc::downgrade(&cp));
+        cp.set_endpoint("127.0.0.1:9100".parse().unwrap());
         Fixture { cp, node, dir }
     }
 

@@ -1,11 +1,14 @@
 //! Triggers (FC 3.0): CreateTrigger, GetTrigger, ListTriggers, UpdateTrigger, DeleteTrigger.
-//! Triggers are stored per function and returned in FC's shape; firing them per kind is not
-//! implemented yet, so no node state follows them.
+//! Triggers are stored per function and returned in FC's shape, an HTTP trigger with the
+//! URLs it is served at (`httpTrigger`). HTTP and timer triggers are checked per kind and
+//! served (`web`, `timers`) once stored; other kinds are stored only. A function has at most
+//! one HTTP trigger per qualifier, as on FC.
 
 use fcx_model::triggers::{self, Trigger};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{decode, encode};
+use crate::sync::Change;
 use crate::time::now_rfc3339;
 use crate::{keys, params, BodyCommand, Command, ControlError, ControlPlane, OffWorker};
 
@@ -27,11 +30,50 @@ impl ControlPlane {
         )
     }
 
+    /// Stores `t` (checked as its kind is served) and serves it.
     fn save_trigger(&self, function: &str, t: &Trigger) -> Result<(), ControlError> {
+        triggers::check_config(&t.trigger_type, &t.trigger_config)?;
+        crate::web::HttpTrigger::build(function, t)?;
+        if t.trigger_type == "http" {
+            self.check_one_http_trigger(function, t)?;
+        }
         let doc = encode("trigger", t)?;
-        Ok(self
+        self.store
+            .put_function_config(function, &keys::trigger(&t.trigger_name), &doc)?;
+        self.apply(Change::Trigger {
+            function: function.to_owned(),
+            trigger: t.trigger_name.clone(),
+        })
+    }
+
+    /// FC serves one HTTP trigger per function qualifier.
+    fn check_one_http_trigger(&self, function: &str, t: &Trigger) -> Result<(), ControlError> {
+        let other = self
             .store
-            .put_function_config(function, &keys::trigger(&t.trigger_name), &doc)?)
+            .function_configs_of(function, keys::TRIGGERS)?
+            .into_iter()
+            .filter_map(|(_, d)| serde_json::from_str::<Trigger>(&d).ok())
+            .find(|o| {
+                o.trigger_type == "http"
+                    && o.qualifier == t.qualifier
+                    && o.trigger_name != t.trigger_name
+            });
+        match other {
+            Some(o) => Err(ControlError::HttpTriggerExists {
+                function: function.to_owned(),
+                qualifier: t.qualifier.clone(),
+                existing: o.trigger_name,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `t` as answered: an HTTP trigger with its URLs.
+    fn answered(&self, function: &str, mut t: Trigger) -> Trigger {
+        if t.trigger_type == "http" {
+            t.http_trigger = self.trigger_urls(function, &t.qualifier);
+        }
+        t
     }
 }
 
@@ -71,11 +113,14 @@ impl BodyCommand for CreateTrigger {
             status: "Ready".into(),
             created_time: now.clone(),
             last_modified_time: now,
+            http_trigger: None,
         };
         cp.save_trigger(&name, &t)?;
-        tracing::warn!(function = %name, trigger = %t.trigger_name, kind = %t.trigger_type,
-            "trigger stored; fcx does not fire triggers yet");
-        Ok(t)
+        if !["http", "timer"].contains(&t.trigger_type.as_str()) {
+            tracing::warn!(function = %name, trigger = %t.trigger_name, kind = %t.trigger_type,
+                "trigger stored; fcx runs http and timer triggers only");
+        }
+        Ok(cp.answered(&name, t))
     }
 }
 
@@ -94,7 +139,8 @@ impl Command for GetTrigger {
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<Trigger, ControlError> {
         cp.function_arn(&self.function_name)?;
-        cp.trigger(&self.function_name, &self.trigger_name)
+        let t = cp.trigger(&self.function_name, &self.trigger_name)?;
+        Ok(cp.answered(&self.function_name, t))
     }
 }
 
@@ -141,6 +187,7 @@ impl Command for ListTriggers {
                 Some(a) => t.trigger_name.as_str() > a,
                 None => true,
             })
+            .map(|t| cp.answered(&name, t))
             .collect();
         let more = all.len() > limit;
         all.truncate(limit);
@@ -179,7 +226,7 @@ impl BodyCommand for UpdateTrigger {
         crate::given(&mut t.invocation_role, input.invocation_role.map(Some));
         t.last_modified_time = now_rfc3339();
         cp.save_trigger(&name, &t)?;
-        Ok(t)
+        Ok(cp.answered(&name, t))
     }
 }
 
@@ -202,6 +249,116 @@ impl Command for DeleteTrigger {
         cp.trigger(&name, &self.trigger_name)?;
         cp.store
             .delete_function_config(&name, &keys::trigger(&self.trigger_name))?;
-        Ok(())
+        cp.store.delete_timer_state(&name, &self.trigger_name)?;
+        cp.apply(Change::Trigger {
+            function: name,
+            trigger: self.trigger_name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::Fixture;
+    use crate::web::TriggerHost;
+
+    fn create(
+        fx: &Fixture,
+        name: &str,
+        kind: &str,
+        config: serde_json::Value,
+        qualifier: &str,
+    ) -> Result<Trigger, ControlError> {
+        fx.run_body(
+            CreateTrigger {
+                function_name: "f".into(),
+            },
+            json!({"triggerName": name, "triggerType": kind, "qualifier": qualifier,
+                   "triggerConfig": config.to_string()}),
+        )
+    }
+
+    #[test]
+    fn http_triggers_answer_their_urls_and_are_served_by_host() {
+        let fx = Fixture::new();
+        fx.create("f");
+        let t = create(
+            &fx,
+            "web",
+            "http",
+            json!({"authType": "anonymous"}),
+            "LATEST",
+        )
+        .unwrap();
+        let urls = t.http_trigger.unwrap();
+        assert_eq!(urls.url_internet, "http://f.localhost:9100");
+        assert_eq!(
+            urls.url_intranet,
+            "http://127.0.0.1:9100/2016-08-15/proxy/f/f"
+        );
+        assert!(
+            matches!(fx.cp.trigger_host("F.localhost"), TriggerHost::Trigger(t) if &*t.name == "web")
+        );
+        assert!(matches!(fx.cp.trigger_host("g.localhost"), TriggerHost::NoTrigger(l) if l == "g"));
+        assert!(matches!(
+            fx.cp.trigger_host("127.0.0.1"),
+            TriggerHost::Other
+        ));
+        assert!(fx.cp.trigger_of("f", "LATEST").is_some());
+
+        // One HTTP trigger per qualifier; another qualifier is fine.
+        let e = create(&fx, "web2", "http", json!({}), "LATEST").unwrap_err();
+        assert!(
+            matches!(&e, ControlError::HttpTriggerExists { existing, .. } if existing == "web"),
+            "{e}"
+        );
+        fx.publish("f");
+        let v1 = create(&fx, "web-v1", "http", json!({}), "1").unwrap();
+        assert_eq!(
+            v1.http_trigger.unwrap().url_internet,
+            "http://f--1.localhost:9100"
+        );
+        assert!(
+            matches!(fx.cp.trigger_host("f--1.localhost"), TriggerHost::Trigger(t) if &*t.name == "web-v1")
+        );
+
+        // A bad config is refused with its field; nothing is stored.
+        let e = create(&fx, "bad", "http", json!({"methods": ["FETCH"]}), "LATEST").unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Invalid(m) if m.field == "triggerConfig.methods[0]"),
+            "{e}"
+        );
+        let e = create(
+            &fx,
+            "tick",
+            "timer",
+            json!({"cronExpression": "* * * * *"}),
+            "LATEST",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Invalid(m) if m.field == "triggerConfig.cronExpression"),
+            "{e}"
+        );
+
+        fx.run(DeleteTrigger {
+            function_name: "f".into(),
+            trigger_name: "web".into(),
+        })
+        .unwrap();
+        assert!(matches!(
+            fx.cp.trigger_host("f.localhost"),
+            TriggerHost::NoTrigger(_)
+        ));
+        // A restart serves what is stored.
+        let fx = fx.restart();
+        fx.cp.load().unwrap();
+        assert!(matches!(
+            fx.cp.trigger_host("f--1.localhost"),
+            TriggerHost::Trigger(_)
+        ));
     }
 }

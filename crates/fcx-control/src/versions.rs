@@ -6,8 +6,7 @@ use fcx_model::versions::{self, Version};
 use fcx_model::Function;
 use serde::{Deserialize, Serialize};
 
-use crate::error::encode;
-use crate::sync::{decode_version, Change};
+use crate::sync::{decode_version, encode_version, Change};
 use crate::time::now_rfc3339;
 use crate::{keys, params, BodyCommand, Command, ControlError, ControlPlane, OffWorker};
 
@@ -30,7 +29,7 @@ impl ControlPlane {
                 function: function.to_owned(),
                 version: id.to_owned(),
             })?;
-        decode_version(function, id, &doc)
+        Ok(decode_version(self.store.cipher(), function, id, &doc)?.0)
     }
 
     /// The next version id of `function`, taken atomically by the store (nodes sharing it
@@ -71,7 +70,7 @@ impl BodyCommand for PublishVersion {
                 },
                 function,
             };
-            let doc = encode("version", &stored)?;
+            let doc = encode_version(cp.store.cipher(), &stored)?;
             cp.store.put_function_config(
                 &name,
                 &keys::version(&stored.version.version_id),

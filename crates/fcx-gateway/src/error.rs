@@ -33,7 +33,11 @@ impl ToFc for ControlError {
             ControlError::AliasNotFound { .. } => ErrorCode::AliasNotFound,
             ControlError::AliasExists { .. } => ErrorCode::AliasAlreadyExists,
             ControlError::TriggerNotFound { .. } => ErrorCode::TriggerNotFound,
-            ControlError::TriggerExists { .. } => ErrorCode::TriggerAlreadyExists,
+            ControlError::TriggerExists { .. } | ControlError::HttpTriggerExists { .. } => {
+                ErrorCode::TriggerAlreadyExists
+            }
+            ControlError::DomainNotFound(_) => ErrorCode::DomainNameNotFound,
+            ControlError::DomainExists(_) => ErrorCode::DomainNameAlreadyExists,
             ControlError::AsyncConfigNotFound(_) | ControlError::TaskNotFound { .. } => {
                 ErrorCode::NotFound
             }
@@ -99,7 +103,10 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
                 ExitReason::OutOfMemory(_) => ErrorCode::MemoryLimitExceeded,
                 _ => ErrorCode::ProcessExited,
             };
-            let err = FcError::new(code, text).with_detail("Logs", logs.clone());
+            let mut err = FcError::new(code, text);
+            if !logs.is_empty() {
+                err = err.with_detail("Logs", logs.clone());
+            }
             match instance_id {
                 Some(id) => err.with_detail("InstanceId", id.clone()),
                 None => err,
@@ -107,12 +114,22 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
         }
         E::ConnectionBroken {
             logs, instance_id, ..
-        } => FcError::new(ErrorCode::BadResponse, text)
-            .with_detail("Logs", logs.clone())
-            .with_detail("InstanceId", instance_id.clone()),
+        } => {
+            let err = FcError::new(ErrorCode::BadResponse, text);
+            let err = if logs.is_empty() {
+                err
+            } else {
+                err.with_detail("Logs", logs.clone())
+            };
+            err.with_detail("InstanceId", instance_id.clone())
+        }
         E::InitializerBroken(_) => FcError::new(ErrorCode::BadResponse, text),
+        E::NotHttpFunction { .. } => FcError::new(ErrorCode::NotFound, text),
+        E::Timeout { instance_id, .. } => FcError::new(ErrorCode::FunctionTimeout, text)
+            .with_detail("InstanceId", instance_id.clone()),
         E::Code(_)
         | E::NoCodeOrImage { .. }
+        | E::NoInstanceUser { .. }
         | E::Thaw { .. }
         | E::ProvisionedInitializerFailed
         | E::Internal(_) => FcError::internal(text),

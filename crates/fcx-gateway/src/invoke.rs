@@ -86,15 +86,14 @@ impl Call<'_> {
         off: &[&str],
         takes: &str,
     ) -> Result<bool, ApiError> {
-        match self.header(header) {
-            None => Ok(false),
-            Some(v) if on.contains(&v) => Ok(true),
-            Some(v) if off.contains(&v) => Ok(false),
-            Some(other) => Err(self.api.fail(
-                FcError::invalid_argument(format!("{header}: must be {takes}, got '{other}'"))
+        let value = self.header(header);
+        headers::switch(value, on, off).ok_or_else(|| {
+            let got = value.unwrap_or_default();
+            self.api.fail(
+                FcError::invalid_argument(format!("{header}: must be {takes}, got '{got}'"))
                     .with_detail("Field", header),
-            )),
-        }
+            )
+        })
     }
 
     async fn run(
@@ -127,6 +126,7 @@ impl Call<'_> {
                 qualifier,
                 tail_log,
                 service_name: self.service_name,
+                trigger: None,
             },
             payload,
         };
@@ -162,6 +162,7 @@ impl Call<'_> {
             payload: payload.to_vec(),
             request_id: api.rid.clone(),
             task_id,
+            origin: Default::default(),
         };
         let accepted = control.enqueue(job).await.map_err(|e| api.fail(e))?;
         let mut r = StatusCode::ACCEPTED.into_response();

@@ -1,7 +1,9 @@
 //! The HTTP front of fcx: request signature verification (`auth`), the routes (FC 3.0
 //! management API, InvokeFunction on the FC 3.0 and FC 2.0 paths), request parsing into the
-//! control plane's typed commands (`params`, `handlers`, `invoke`), body limits, the one
-//! reply helper (`reply`) and error mapping (`error`), and serving with a bounded draining
+//! control plane's typed commands (`params`, `handlers`, `invoke`), HTTP triggers and custom
+//! domains passed through to functions (`web`: host and path matching, FC's limits and
+//! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
+//! mapping (`error`), and serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining
 //! shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
 
 pub mod auth;
@@ -14,6 +16,8 @@ mod reply;
 mod routes;
 mod serve;
 mod state;
+mod tls;
+mod web;
 
 pub use auth::AuthMode;
 pub use serve::{serve, HttpConfig, ServeError};

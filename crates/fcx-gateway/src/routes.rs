@@ -11,6 +11,9 @@ use fcx_control::aliases::{CreateAlias, DeleteAlias, GetAlias, ListAliases, Upda
 use fcx_control::asyncs::{
     DeleteAsyncConfig, GetAsyncConfig, GetAsyncTask, ListAsyncTasks, PutAsyncConfig, StopAsyncTask,
 };
+use fcx_control::domains::{
+    CreateCustomDomain, DeleteCustomDomain, GetCustomDomain, ListCustomDomains, UpdateCustomDomain,
+};
 use fcx_control::functions::{
     CreateFunction, DeleteFunction, GetFunction, ListFunctions, UpdateFunction,
 };
@@ -38,6 +41,8 @@ use crate::state::{new_request_id, Shared};
 const FUNCTION: usize = limits::FUNCTION_BODY_MAX;
 /// Most bytes of every other management body.
 const DOC: usize = 64 * 1024;
+/// Most bytes of a custom domain's body (it carries a certificate chain and key).
+const DOMAIN: usize = 1024 * 1024;
 
 /// Every route; with a verifier, each request (unknown paths too) must be signed.
 pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
@@ -96,6 +101,19 @@ pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
         )
         .fc3("/{functionName}/logs", get(json::<GetLogs>))
         .fc3("/{functionName}/instances", get(list_instances))
+        .route(
+            "/2023-03-30/custom-domains",
+            not_supported(collection::<CreateCustomDomain, ListCustomDomains, DOMAIN>()),
+        )
+        .route(
+            "/2023-03-30/custom-domains/{domainName}",
+            not_supported(item::<
+                GetCustomDomain,
+                UpdateCustomDomain,
+                DeleteCustomDomain,
+                DOMAIN,
+            >()),
+        )
         .route(
             "/2016-08-15/services/{service}/functions/{functionName}/invocations",
             not_supported(post(invoke_fc2)),

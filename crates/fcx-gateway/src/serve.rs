@@ -1,5 +1,7 @@
 //! Serving HTTP in front of a started control plane: the AccessKeys for signed requests, the
-//! listener and its startup line, the router, and a bounded draining shutdown.
+//! listener and its startup line (and the HTTPS listener of custom domains), the front that
+//! sends web requests to triggers and domains and the rest to the API router, and a bounded
+//! draining shutdown.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// How long shutdown waits for in-flight requests before the core stops instances anyway.
     pub shutdown_timeout: Duration,
+    /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
+    pub https_listen: Option<SocketAddr>,
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -39,6 +43,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTPS listener's TLS settings were refused.
+    #[error("TLS settings: {0}")]
+    Tls(#[source] rustls::Error),
     /// The bound socket did not tell its address.
     #[error("reading the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
@@ -77,10 +84,10 @@ pub async fn serve(
     let verifier = match config.auth {
         AuthMode::Signature => {
             let core = Arc::clone(&control);
-            let keys = tokio::task::spawn_blocking(move || open_keys(&core))
+            let verifier = tokio::task::spawn_blocking(move || open_verifier(&core))
                 .await
                 .map_err(ServeError::Task)??;
-            Some(Arc::new(Verifier::new(keys)))
+            Some(Arc::new(verifier))
         }
         AuthMode::None => {
             tracing::warn!(
@@ -91,26 +98,54 @@ pub async fn serve(
             None
         }
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen).await?;
     let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    control.set_endpoint(local);
+    let https = match config.https_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     // Tests and scripts read this line to find the server.
     println!(
         "fcx server listening on http://{local} (data dir {}, run dir {})",
         control.data_dir().display(),
         control.run_dir().display()
     );
-    let router = crate::routes::router(control, verifier);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some((_, bound)) = &https {
+        println!("fcx server listening on https://{bound} (custom domains with protocol HTTPS)");
+    }
+    let api = crate::routes::router(Arc::clone(&control), verifier.clone());
+    let front = |https| {
+        crate::web::router(Arc::new(crate::web::Front {
+            control: Arc::clone(&control),
+            api: api.clone(),
+            verifier: verifier.clone(),
+            https,
+        }))
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tls_task = match https {
+        Some((l, _)) => {
+            let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
+            Some(tokio::spawn(crate::tls::serve(
+                l,
+                acceptor,
+                front(true),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let serving = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+        axum::serve(listener, front(false))
+            .with_graceful_shutdown(stopped(stop_rx))
             .into_future(),
     );
     tokio::pin!(serving);
@@ -119,8 +154,15 @@ pub async fn serve(
         () = shutdown => {
             // Stop accepting, let in-flight requests finish (bounded), then return.
             tracing::info!("shutting down: draining in-flight requests");
-            let _ = stop_tx.send(());
-            match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+            let _ = stop_tx.send(true);
+            let drained = async {
+                let served = (&mut serving).await;
+                if let Some(t) = tls_task {
+                    let _ = t.await;
+                }
+                served
+            };
+            match tokio::time::timeout(config.shutdown_timeout, drained).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(
@@ -133,6 +175,30 @@ pub async fn serve(
         }
     };
     served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
+}
+
+/// The verifier of signed requests: the AccessKeys where the store keeps them, and this
+/// node's nonce journal with the nonces its earlier runs accepted (per node, also when nodes
+/// share a store: ARCHITECTURE.md says what that bounds).
+fn open_verifier(control: &ControlPlane) -> Result<Verifier, ServeError> {
+    let data_dir = control.data_dir();
+    let keys = open_keys(control)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (journal, loaded) = fcx_store::NonceJournal::open(data_dir, now)?;
+    tracing::debug!(
+        count = loaded.nonces.len(),
+        "nonces remembered from earlier runs"
+    );
+    Ok(Verifier::durable(keys, journal, &loaded, now))
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 /// The AccessKeys where the store keeps them. `FCX_ADMIN_KEY_ID` and `FCX_ADMIN_KEY_SECRET`

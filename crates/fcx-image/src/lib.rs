@@ -96,8 +96,9 @@ pub struct ImageConfig {
     pub platform: String,
 }
 
-/// Per-function registry settings (FC 3.0's `customContainerConfig.registryConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Per-function registry settings (FC 3.0's `customContainerConfig.registryConfig`). Its
+/// `Debug` leaves the password out.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// `authConfig.userName` / `authConfig.password`; `None`: anonymous (bearer tokens
     /// are still fetched anonymously when the registry asks for them).
@@ -106,4 +107,14 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// `certConfig.rootCaCertBase64`, decoded: an extra PEM root certificate.
     pub root_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("insecure", &self.insecure)
+            .field("root_ca_pem", &self.root_ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
 }

@@ -432,6 +432,9 @@ fn bad_tar(digest: &str, e: io::Error) -> ImageError {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -125,9 +125,9 @@ pub struct CustomContainerConfig {
     pub health_check_config: Option<Value>,
     /// FC 2.0 extension: whether the container runs an HTTP server, default true.
     pub web_server_mode: bool,
-    /// Registry credentials and certificates (stored only).
+    /// Registry credentials (the password is a [`crate::Secret`]) and certificates.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub registry_config: Option<Value>,
+    pub registry_config: Option<crate::RegistryConfig>,
     /// Image acceleration type (stored only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acceleration_type: Option<String>,
@@ -554,7 +554,10 @@ fn merge_container(
         c.web_server_mode = v;
     }
     if let Some(v) = &i.registry_config {
-        c.registry_config = Some(v.clone());
+        c.registry_config = Some(crate::RegistryConfig::replaced_by(
+            c.registry_config.as_ref(),
+            v,
+        ));
     }
     if let Some(v) = &i.acceleration_type {
         c.acceleration_type = Some(v.clone());

@@ -192,8 +192,8 @@ pub struct CustomContainerConfigInput {
     pub health_check_config: Option<Value>,
     /// FC 2.0 extension: whether the container runs an HTTP server.
     pub web_server_mode: Option<bool>,
-    /// Registry credentials and certificates (stored only).
-    pub registry_config: Option<Value>,
+    /// Registry credentials and certificates.
+    pub registry_config: Option<crate::RegistryConfigInput>,
     /// Image acceleration (`Default` / `None`; stored only).
     pub acceleration_type: Option<String>,
     /// ACR Enterprise Edition instance id (FC 2.0 `instanceID`; stored only).

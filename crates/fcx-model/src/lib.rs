@@ -14,10 +14,15 @@
 //! [`Function::code_size`] and [`Function::code_checksum`].
 
 pub mod async_config;
+pub mod custom_domain;
 mod function;
+pub mod http_trigger;
 mod input;
 mod parse;
+mod registry;
 pub mod scaling;
+pub mod secret;
+pub mod timer;
 pub mod triggers;
 mod validate;
 pub mod versions;
@@ -33,6 +38,11 @@ pub use parse::{
     is_create_function_field, parse_create, parse_update, CREATE_ONLY_FIELDS,
     UNIMPLEMENTED_CREATE_FIELDS,
 };
+pub use registry::{
+    RegistryAuth, RegistryAuthInput, RegistryCert, RegistryCertInput, RegistryConfig,
+    RegistryConfigInput, RegistryNetwork,
+};
+pub use secret::{HasSecrets, Secret, SecretCipher};
 pub use validate::validate_function_name;
 
 /// Runtimes fcx accepts (custom runtimes and custom containers).

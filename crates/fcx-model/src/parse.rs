@@ -175,7 +175,7 @@ struct RawContainerConfig {
     #[serde(default, deserialize_with = "de_health_check")]
     health_check_config: Option<Value>,
     web_server_mode: Option<bool>,
-    registry_config: Option<Map<String, Value>>,
+    registry_config: Option<crate::RegistryConfigInput>,
     acceleration_type: Option<String>,
     #[serde(alias = "instanceID")]
     acr_instance_id: Option<String>,
@@ -390,7 +390,7 @@ fn normalize(raw: RawInput) -> Result<(Option<String>, UpdateFunctionInput), Mod
                 port: c.port,
                 health_check_config: c.health_check_config,
                 web_server_mode: c.web_server_mode,
-                registry_config: c.registry_config.map(Value::Object),
+                registry_config: c.registry_config,
                 acceleration_type: c.acceleration_type,
                 acr_instance_id: c.acr_instance_id,
                 resolved_image_uri: c.resolved_image_uri,

@@ -1,5 +1,6 @@
-//! Triggers (FC 3.0): CreateTrigger / UpdateTrigger bodies and the stored record. fcx stores
-//! triggers and returns them as FC does; running each trigger kind is the triggers issue's.
+//! Triggers (FC 3.0): CreateTrigger / UpdateTrigger bodies and the stored record, with the
+//! `triggerConfig` of the kinds fcx runs checked per kind (`http`: [`crate::http_trigger`],
+//! `timer`: [`crate::timer`]); the other kinds are stored and returned as FC does.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,20 @@ pub struct Trigger {
     pub created_time: String,
     /// RFC 3339, set by every update.
     pub last_modified_time: String,
+    /// The URLs an HTTP trigger is served at; filled in when answered (they depend on the
+    /// server's listener), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_trigger: Option<HttpTriggerUrls>,
+}
+
+/// `httpTrigger` of an HTTP trigger's record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpTriggerUrls {
+    /// The host-based URL fcx serves the trigger at.
+    pub url_internet: String,
+    /// The FC 2.0 path-form URL on the listen address (no DNS needed).
+    pub url_intranet: String,
 }
 
 /// CreateTrigger body (UpdateTrigger: description, invocationRole, qualifier, triggerConfig).
@@ -122,6 +137,15 @@ pub fn parse_trigger(body: &[u8], create: bool) -> Result<TriggerInput, ModelErr
         })?;
     }
     Ok(input)
+}
+
+/// Checks `config` as the `triggerConfig` of a trigger of `kind` (the kinds fcx runs).
+pub fn check_config(kind: &str, config: &str) -> Result<(), ModelError> {
+    match kind {
+        "http" => crate::http_trigger::parse_http_trigger_config(config).map(drop),
+        "timer" => crate::timer::parse_timer_trigger_config(config).map(drop),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

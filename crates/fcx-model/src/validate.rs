@@ -366,7 +366,9 @@ pub(crate) fn check_fields(u: &UpdateFunctionInput) -> Result<(), ModelError> {
             "customContainerConfig.healthCheckConfig",
             &cc.health_check_config,
         )?;
-        check_object("customContainerConfig.registryConfig", &cc.registry_config)?;
+        if let Some(rc) = &cc.registry_config {
+            rc.check()?;
+        }
     }
     if let Some(l) = &u.instance_lifecycle_config {
         for (name, hook) in [

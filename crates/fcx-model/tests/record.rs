@@ -13,7 +13,7 @@ fn function_json_round_trip() {
         with(
             container_body(),
             "customContainerConfig.registryConfig",
-            json!({"authConfig": {"userName": "u", "password": "p"}}),
+            json!({"authConfig": {"userName": "u"}, "certConfig": {"insecure": true}}),
         ),
         with(
             with(custom_body(), "cpu", json!(0.5)),
@@ -32,6 +32,44 @@ fn function_json_round_trip() {
         let text = serde_json::to_string_pretty(&f).unwrap();
         let back: Function = serde_json::from_str(&text).unwrap();
         assert_eq!(back, f, "{text}");
+    }
+}
+
+/// Issue 13: the record's JSON is what answers show, so a secret in it is "******"; the store
+/// seals it instead (fcx-store's tests).
+#[test]
+fn registry_password_is_redacted_in_the_json_and_type_checked() {
+    let body = with(
+        container_body(),
+        "customContainerConfig.registryConfig",
+        json!({"authConfig": {"userName": "u", "password": "p4ssw0rd"}}),
+    );
+    let f = record(&body);
+    let text = serde_json::to_string(&f).unwrap();
+    assert!(!text.contains("p4ssw0rd"), "{text}");
+    assert!(!format!("{f:?}").contains("p4ssw0rd"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["customContainerConfig"]["registryConfig"]["authConfig"]["password"],
+        "******"
+    );
+    for (path, value) in [
+        ("authConfig", json!({"userName": "u", "password": ["p"]})),
+        ("authConfig", json!({"userName": 7})),
+        ("certConfig", json!({"insecure": "yes"})),
+        ("authConfig", json!({"user": "u"})),
+    ] {
+        let body = with(
+            container_body(),
+            "customContainerConfig.registryConfig",
+            json!({ path: value }),
+        );
+        let err = fcx_model::parse_create(body.to_string().as_bytes()).unwrap_err();
+        assert!(
+            err.field
+                .starts_with(&format!("customContainerConfig.registryConfig.{path}")),
+            "{err}"
+        );
     }
 }
 
@@ -83,4 +121,19 @@ fn loads_minimal_stored_nested_objects_with_defaults() {
     assert_eq!(c.port, 9000);
     assert!(c.web_server_mode);
     assert!(f.initializer().is_none());
+}
+
+/// Found by the fuzzer (tests/fuzz.rs): without serde_json's exact float parsing a stored
+/// number changed in its last digit on every read and write.
+#[test]
+fn stored_numbers_read_back_exactly() {
+    let body = with(
+        custom_body(),
+        "tags",
+        json!([-5.545339846948315e-11, 3.743287285032815e-119, 0.1]),
+    );
+    let f = record(&body);
+    let text = serde_json::to_string(&f).unwrap();
+    let back: Function = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
 }

@@ -18,6 +18,16 @@ pub enum ErrorCode {
     SignatureNotMatch,
     /// The signing key is unknown (403).
     InvalidAccessKeyID,
+    /// A JWT-protected trigger or domain without a valid token.
+    Unauthorized,
+    /// `disableURLInternet` on a trigger's host-based URL.
+    AccessDenied,
+    /// A method a trigger or route does not take (with `Allow`).
+    MethodNotAllowed,
+    /// No custom domain of that name (404).
+    DomainNameNotFound,
+    /// CreateCustomDomain with a name already taken (409).
+    DomainNameAlreadyExists,
     /// No function of that name (404).
     FunctionNotFound,
     /// CreateFunction with a name already taken (409).
@@ -42,6 +52,8 @@ pub enum ErrorCode {
     ProcessExited,
     /// The instance closed the connection without an answer while still running (502).
     BadResponse,
+    /// An HTTP call ran past the function's timeout (fcx: 504, see ARCHITECTURE.md).
+    FunctionTimeout,
     /// The registry does not have the image (502).
     ImageNotFound,
     /// The registry refused the credentials for the image (502).
@@ -78,6 +90,11 @@ impl ErrorCode {
             Self::EntityTooLarge => "EntityTooLarge",
             Self::SignatureNotMatch => "SignatureNotMatch",
             Self::InvalidAccessKeyID => "InvalidAccessKeyID",
+            Self::Unauthorized => "Unauthorized",
+            Self::AccessDenied => "AccessDenied",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::DomainNameNotFound => "DomainNameNotFound",
+            Self::DomainNameAlreadyExists => "DomainNameAlreadyExists",
             Self::FunctionNotFound => "FunctionNotFound",
             Self::FunctionAlreadyExists => "FunctionAlreadyExists",
             Self::VersionNotFound => "VersionNotFound",
@@ -90,6 +107,7 @@ impl ErrorCode {
             Self::FunctionNotStarted => "FunctionNotStarted",
             Self::ProcessExited => "ProcessExited",
             Self::BadResponse => "BadResponse",
+            Self::FunctionTimeout => "FunctionTimeout",
             Self::ImageNotFound => "ImageNotFound",
             Self::ImageAccessDenied => "ImageAccessDenied",
             Self::RegistryUnreachable => "RegistryUnreachable",
@@ -112,7 +130,13 @@ impl ErrorCode {
             | Self::MissingRequiredHeader
             | Self::PathNotSupported
             | Self::EntityTooLarge => StatusCode::BAD_REQUEST,
-            Self::SignatureNotMatch | Self::InvalidAccessKeyID => StatusCode::FORBIDDEN,
+            Self::SignatureNotMatch | Self::InvalidAccessKeyID | Self::AccessDenied => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DomainNameNotFound => StatusCode::NOT_FOUND,
+            Self::DomainNameAlreadyExists => StatusCode::CONFLICT,
             Self::FunctionNotFound
             | Self::VersionNotFound
             | Self::AliasNotFound
@@ -136,6 +160,7 @@ impl ErrorCode {
             Self::RuntimeUnavailable | Self::CgroupSetupFailed | Self::NodeOutOfSync => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +172,7 @@ impl ErrorCode {
             self,
             Self::FunctionNotStarted
                 | Self::ProcessExited
+                | Self::FunctionTimeout
                 | Self::EntrypointNotFound
                 | Self::EntrypointNotExecutable
                 | Self::MemoryLimitExceeded
@@ -266,6 +292,20 @@ impl FcError {
         Self::new(
             ErrorCode::NotFound,
             format!("'{method}' against '{path}' matches no API. {EVENT_VS_HTTP}"),
+        )
+    }
+
+    /// No HTTP trigger or custom-domain route answers a web request (issue 11 point 4).
+    pub fn no_http_function(what: &str) -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            format!(
+                "{what}. Event functions are invoked with the InvokeFunction API (POST \
+                 /2023-03-30/functions/{{functionName}}/invocations, an FC SDK, or curl -X POST); \
+                 a browser or an arbitrary path reaches no event function. To serve browsers and \
+                 HTTP clients, use an HTTP function (a server answering any path) and add an HTTP \
+                 trigger to it (CreateTrigger with triggerType http), or route a custom domain to it"
+            ),
         )
     }
 

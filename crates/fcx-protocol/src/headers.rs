@@ -43,6 +43,9 @@ pub mod context {
     pub const CONTROL_PATH: &str = "x-fc-control-path";
     /// The FC 2.0 service named in the request path (sent on FC 2.0 invocations only).
     pub const SERVICE_NAME: &str = "x-fc-service-name";
+    /// The FC 2.0 proxy path's prefix (`/2016-08-15/proxy/<service>.<qualifier>/<function>`)
+    /// on HTTP calls that came in on that form.
+    pub const BASE_PATH: &str = "x-fc-base-path";
 }
 
 /// `x-fc-control-path` values.
@@ -61,3 +64,15 @@ pub mod control_path {
 
 /// `x-fc-error-type` value for every function error fcx reports.
 pub const UNHANDLED_INVOCATION_ERROR: &str = "UnhandledInvocationError";
+
+/// A two-valued FC header (`x-fc-invocation-type: Sync|Async`, `x-fc-log-type: None|Tail`):
+/// absent is off; `Some(on)` for a spelling in `on` or `off`, `None` for anything else (the
+/// caller refuses it, naming what the header takes). Values are matched exactly, as FC does.
+pub fn switch(value: Option<&str>, on: &[&str], off: &[&str]) -> Option<bool> {
+    match value {
+        None => Some(false),
+        Some(v) if on.contains(&v) => Some(true),
+        Some(v) if off.contains(&v) => Some(false),
+        Some(_) => None,
+    }
+}

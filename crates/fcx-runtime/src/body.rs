@@ -90,6 +90,15 @@ impl ResponseBody {
         }
     }
 
+    /// A body whose connection is not returned to a pool (an upgraded connection's).
+    pub(crate) fn unpooled(inner: Incoming) -> ResponseBody {
+        ResponseBody {
+            inner,
+            conn: None,
+            pool: ConnPool::default(),
+        }
+    }
+
     fn recycle(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.pool

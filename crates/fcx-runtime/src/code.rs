@@ -1,15 +1,20 @@
-//! Unpacked code packages, shared by all instances of the same code: `<root>/<checksum>/`.
-//! A package is unpacked once (into a temporary directory, then renamed into place), with
-//! permissions that let the unprivileged instance user read it and nothing escaping the root.
+//! Unpacked code packages, shared by the instances of one function: `<root>/<uid>/<checksum>/`,
+//! where `<root>/<uid>` is `root:<gid> 0750`, so only that function's instances (its own uid
+//! and gid) can reach its code. A package is unpacked once per owner (into a temporary
+//! directory, then renamed into place), with nothing escaping the root.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Largest total size of an unpacked package (guards against zip bombs).
-const UNPACKED_MAX: u64 = 2 * 1024 * 1024 * 1024;
+use fcx_protocol::limits::{CODE_ENTRIES_MAX, CODE_UNPACKED_MAX as UNPACKED_MAX};
+
+/// Longest symlink target read from a package.
+const LINK_TARGET_MAX: u64 = 4096;
+/// Most symlinks followed while resolving one path (the kernel's own limit).
+const LINKS_FOLLOWED_MAX: usize = 40;
 
 /// Why a code package could not be unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -48,28 +53,48 @@ impl CodeCache {
         }
     }
 
-    /// The unpacked directory for the package `checksum` stored at `zip_path`.
-    pub async fn ensure(&self, checksum: &str, zip_path: &Path) -> Result<PathBuf, CodeError> {
-        let dir = self.root.join(checksum);
+    /// The unpacked directory for the package `checksum` stored at `zip_path`, readable by
+    /// `owner` (a uid that is also the gid) and nobody else but root.
+    pub async fn ensure(
+        &self,
+        checksum: &str,
+        zip_path: &Path,
+        owner: u32,
+    ) -> Result<PathBuf, CodeError> {
+        let root = self.root.join(owner.to_string());
+        let dir = root.join(checksum);
         if dir.is_dir() {
             return Ok(dir);
         }
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(locks.entry(checksum.to_owned()).or_default())
+            Arc::clone(locks.entry(format!("{owner}/{checksum}")).or_default())
         };
         let _guard = lock.lock().await;
         if dir.is_dir() {
             return Ok(dir);
         }
-        let (root, sum, zip) = (self.root.clone(), checksum.to_owned(), zip_path.to_owned());
-        tokio::task::spawn_blocking(move || unpack_into_cache(&root, &sum, &zip))
-            .await
-            .map_err(|e| CodeError::Io {
-                checksum: checksum.to_owned(),
-                source: io::Error::other(e),
-            })?
+        let (sum, zip) = (checksum.to_owned(), zip_path.to_owned());
+        tokio::task::spawn_blocking(move || {
+            owner_dir(&root, owner).map_err(|source| CodeError::Io {
+                checksum: sum.clone(),
+                source,
+            })?;
+            unpack_into_cache(&root, &sum, &zip)
+        })
+        .await
+        .map_err(|e| CodeError::Io {
+            checksum: checksum.to_owned(),
+            source: io::Error::other(e),
+        })?
     }
+}
+
+/// `<root>/<uid>`: owned by root, group `owner`, mode 0750.
+fn owner_dir(dir: &Path, owner: u32) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(0), Some(owner))?;
+    set_mode(dir, 0o750)
 }
 
 fn unpack_into_cache(root: &Path, checksum: &str, zip: &Path) -> Result<PathBuf, CodeError> {
@@ -98,7 +123,9 @@ fn unpack_into_cache(root: &Path, checksum: &str, zip: &Path) -> Result<PathBuf,
     Ok(dir)
 }
 
-/// Unpacks `zip` into `dest`, keeping every entry inside `dest`.
+/// Unpacks `zip` into `dest`, keeping every entry inside `dest`. Symlinks are made last, so
+/// no file written here goes through one; the sizes written are bounded whatever the zip
+/// declares.
 pub fn unpack(zip: &Path, dest: &Path, checksum: &str) -> Result<(), CodeError> {
     let bad = |reason: String| CodeError::BadArchive {
         checksum: checksum.to_owned(),
@@ -112,46 +139,123 @@ pub fn unpack(zip: &Path, dest: &Path, checksum: &str) -> Result<(), CodeError> 
     let mut archive =
         zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
     let mut total: u64 = 0;
+    let mut links = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
-        let rel = entry.enclosed_name().ok_or_else(|| {
-            bad(format!(
-                "entry {:?} points outside the package",
-                entry.name().unwrap_or_default()
-            ))
-        })?;
+        let name: String = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        let rel = entry
+            .enclosed_name()
+            .ok_or_else(|| bad(format!("entry '{name}' points outside the package")))?;
         let path = dest.join(&rel);
         if entry.is_dir() {
-            std::fs::create_dir_all(&path).map_err(io_err)?;
-            set_mode(&path, 0o755).map_err(io_err)?;
+            create_dirs(dest, &path).map_err(io_err)?;
             continue;
         }
         if let Some(parent) = path.parent() {
             create_dirs(dest, parent).map_err(io_err)?;
         }
         if entry.is_symlink() {
-            let mut target = String::new();
-            io::Read::read_to_string(&mut entry, &mut target).map_err(io_err)?;
-            if !symlink_stays_inside(&rel, Path::new(&target)) {
-                return Err(bad(format!(
-                    "symlink '{}' -> '{target}' points outside the package",
-                    rel.display()
-                )));
-            }
-            std::os::unix::fs::symlink(&target, &path).map_err(io_err)?;
+            links.push((rel, read_link_target(&mut entry).map_err(io_err)?));
             continue;
         }
-        total = total.saturating_add(entry.size());
-        if total > UNPACKED_MAX {
-            return Err(bad(format!("unpacks to more than {UNPACKED_MAX} bytes")));
-        }
         let mut out = std::fs::File::create(&path).map_err(io_err)?;
-        io::copy(&mut entry, &mut out).map_err(io_err)?;
+        let written =
+            io::copy(&mut (&mut entry).take(UNPACKED_MAX - total + 1), &mut out).map_err(io_err)?;
+        total += written;
+        if total > UNPACKED_MAX {
+            return Err(bad(format!(
+                "entry '{name}' unpacks past the limit of {UNPACKED_MAX} bytes"
+            )));
+        }
         // Readable by the instance user; executable bits kept as packed.
         let mode = entry.unix_mode().unwrap_or(0o644) & 0o755 | 0o444;
         set_mode(&path, mode).map_err(io_err)?;
     }
+    let tree = Tree::new(
+        links
+            .iter()
+            .map(|(rel, target)| (rel.clone(), target.clone())),
+    );
+    for (rel, target) in &links {
+        tree.check_link(rel, target).map_err(bad)?;
+        std::os::unix::fs::symlink(target, dest.join(rel)).map_err(io_err)?;
+    }
     Ok(())
+}
+
+/// A symlink entry's target (its content), bounded.
+fn read_link_target<R: io::Read>(entry: &mut R) -> io::Result<String> {
+    let mut target = String::new();
+    entry.take(LINK_TARGET_MAX).read_to_string(&mut target)?;
+    Ok(target)
+}
+
+/// The symlinks of a package, to resolve a link's target through the links it meets (a
+/// chain of links each inside the package may still lead out: `a/b/s -> ../..` then
+/// `l -> a/b/s/..`).
+struct Tree {
+    links: HashMap<PathBuf, String>,
+}
+
+impl Tree {
+    fn new(links: impl Iterator<Item = (PathBuf, String)>) -> Tree {
+        Tree {
+            links: links.collect(),
+        }
+    }
+
+    /// The link `rel -> target` resolves inside the package (or dangles inside it).
+    fn check_link(&self, rel: &Path, target: &str) -> Result<(), String> {
+        let outside = || {
+            format!(
+                "symlink '{}' -> '{target}' points outside the package",
+                rel.display()
+            )
+        };
+        if Path::new(target).is_absolute() {
+            return Err(outside());
+        }
+        let base = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let start: Vec<String> = parts(&base);
+        self.resolve(start, target, 0)
+            .map(|_| ())
+            .map_err(|_| outside())
+    }
+
+    /// Walks `target` from the directory `at` (components from the package root),
+    /// following links; `Err` when the walk climbs above the root or loops.
+    fn resolve(&self, mut at: Vec<String>, target: &str, depth: usize) -> Result<Vec<String>, ()> {
+        if depth > LINKS_FOLLOWED_MAX || Path::new(target).is_absolute() {
+            return Err(());
+        }
+        for c in Path::new(target).components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    at.pop().ok_or(())?;
+                }
+                Component::Normal(name) => {
+                    at.push(name.to_string_lossy().into_owned());
+                    let here: PathBuf = at.iter().collect();
+                    if let Some(next) = self.links.get(&here) {
+                        at.pop();
+                        at = self.resolve(at, next, depth + 1)?;
+                    }
+                }
+                _ => return Err(()),
+            }
+        }
+        Ok(at)
+    }
+}
+
+fn parts(path: &Path) -> Vec<String> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn create_dirs(dest: &Path, dir: &Path) -> io::Result<()> {
@@ -169,38 +273,65 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// A relative target that, resolved from the link's directory, never climbs above the root.
-fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
-/// Checks that `bytes` is a zip archive fcx can unpack (used when code is uploaded, so a bad
-/// package is refused at deploy time rather than at the first invocation).
+/// Checks that `bytes` is a zip archive fcx can unpack, when code is uploaded, so a bad
+/// package is refused at create (400, naming the entry) rather than failing every
+/// invocation: every entry stays inside the package (names, and symlinks followed through
+/// each other), at most [`CODE_ENTRIES_MAX`] entries, and at most [`UNPACKED_MAX`] bytes,
+/// both as declared and as really decompressed (stopping at the limit: a zip bomb is not
+/// expanded further).
 pub fn validate_zip(bytes: &[u8]) -> Result<(), String> {
-    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes))
+        .map_err(|e| format!("not a valid zip archive: {e}"))?;
+    if archive.len() > CODE_ENTRIES_MAX {
+        return Err(format!(
+            "the package holds {} entries, more than the limit of {CODE_ENTRIES_MAX}",
+            archive.len()
+        ));
+    }
+    let mut declared: u64 = 0;
+    let mut actual: u64 = 0;
+    let mut links = Vec::new();
     for i in 0..archive.len() {
-        let entry = archive.by_index(i).map_err(|e| e.to_string())?;
-        if entry.enclosed_name().is_none() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format!("not a valid zip archive: entry {i}: {e}"))?;
+        let name: String = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        let Some(rel) = entry.enclosed_name() else {
+            return Err(format!("entry '{name}' points outside the package"));
+        };
+        if entry.is_dir() {
+            continue;
+        }
+        if entry.is_symlink() {
+            let target = read_link_target(&mut entry)
+                .map_err(|e| format!("entry '{name}': cannot read the symlink's target: {e}"))?;
+            links.push((rel, target));
+            continue;
+        }
+        declared = declared.saturating_add(entry.size());
+        if declared > UNPACKED_MAX {
             return Err(format!(
-                "entry {:?} points outside the package",
-                entry.name().unwrap_or_default()
+                "entry '{name}': the package declares more than {UNPACKED_MAX} bytes unpacked, \
+                 the limit"
             ));
         }
+        let read = io::copy(
+            &mut (&mut entry).take(UNPACKED_MAX - actual + 1),
+            &mut io::sink(),
+        )
+        .map_err(|e| format!("entry '{name}' does not decompress: {e}"))?;
+        actual += read;
+        if actual > UNPACKED_MAX {
+            return Err(format!(
+                "entry '{name}' unpacks past the limit of {UNPACKED_MAX} bytes (it declares \
+                 {} bytes: a zip bomb?)",
+                entry.size()
+            ));
+        }
+    }
+    let tree = Tree::new(links.iter().cloned());
+    for (rel, target) in &links {
+        tree.check_link(rel, target)?;
     }
     Ok(())
 }
@@ -241,6 +372,11 @@ pub fn allow_exec(run_root: &Path) -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    fn check(links: &[(&str, &str)], link: &str, target: &str) -> bool {
+        let tree = Tree::new(links.iter().map(|(l, t)| (PathBuf::from(l), t.to_string())));
+        tree.check_link(Path::new(link), target).is_ok()
+    }
+
     /// A run root on a `noexec` tmpfs, as systemd mounts `/run`: after `allow_exec` a
     /// program unpacked there runs, and a second call has nothing to do.
     #[test]
@@ -275,22 +411,21 @@ mod tests {
 
     #[test]
     fn symlinks_must_stay_inside() {
-        assert!(symlink_stays_inside(Path::new("a/b"), Path::new("c")));
-        assert!(symlink_stays_inside(
-            Path::new("node_modules/.bin/x"),
-            Path::new("../x/bin.js")
-        ));
-        assert!(!symlink_stays_inside(
-            Path::new("a"),
-            Path::new("../etc/passwd")
-        ));
-        assert!(!symlink_stays_inside(
-            Path::new("a/b"),
-            Path::new("../../x")
-        ));
-        assert!(!symlink_stays_inside(
-            Path::new("a"),
-            Path::new("/etc/passwd")
-        ));
+        assert!(check(&[], "a/b", "c"));
+        assert!(check(&[], "node_modules/.bin/x", "../x/bin.js"));
+        assert!(!check(&[], "a", "../etc/passwd"));
+        assert!(!check(&[], "a/b", "../../x"));
+        assert!(!check(&[], "a", "/etc/passwd"));
+    }
+
+    #[test]
+    fn a_chain_of_links_that_leads_out_is_caught() {
+        // a/b/s -> ../.. is the package root; l -> a/b/s/.. is then above it.
+        let links = [("a/b/s", "../.."), ("l", "a/b/s/..")];
+        assert!(check(&links, "a/b/s", "../.."));
+        assert!(!check(&links, "l", "a/b/s/.."));
+        // Loops are refused, not followed forever.
+        let loops = [("x", "y"), ("y", "x")];
+        assert!(!check(&loops, "x", "y"));
     }
 }

@@ -180,14 +180,59 @@ impl Instance {
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let mut sender = self.connection().await?;
-        let response = sender.send_request(req).await.map_err(|e| {
-            if is_too_large(&e) {
-                CallError::RequestTooLarge
-            } else {
-                CallError::Connection(describe(&e))
+        let (sender, _) = self.connection().await?;
+        self.send(sender, req).await
+    }
+
+    /// Like [`call`](Self::call) for a request that may be sent twice (an idempotent method
+    /// without a body): when a pooled connection turns out to be dropped by the server (it
+    /// closed it as the request went out), the request is sent once more on a fresh
+    /// connection, as FC retries GET, HEAD, OPTIONS and TRACE.
+    pub async fn call_replayable(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<ResponseBody>, CallError> {
+        let (sender, reused) = self.connection().await?;
+        if !reused {
+            return self.send(sender, req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let copy = http::Request::from_parts(parts.clone(), crate::body::empty());
+        match self
+            .send(sender, http::Request::from_parts(parts, body))
+            .await
+        {
+            Err(CallError::Connection(why)) => {
+                tracing::debug!(instance = %self.id, %why, "pooled connection dropped; sending again");
+                let fresh = self.dial_connection(false).await?;
+                self.send(fresh, copy).await
             }
-        })?;
+            other => other,
+        }
+    }
+
+    /// Sends `req` (an `Upgrade` request) on a connection of its own that can be taken over
+    /// after a `101 Switching Protocols` (`hyper::upgrade::on` the response). The connection
+    /// is never pooled.
+    pub async fn call_upgrade(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<ResponseBody>, CallError> {
+        let mut sender = self.dial_connection(true).await?;
+        let response = sender.send_request(req).await.map_err(call_error)?;
+        let (parts, body) = response.into_parts();
+        Ok(http::Response::from_parts(
+            parts,
+            ResponseBody::unpooled(body),
+        ))
+    }
+
+    async fn send(
+        &self,
+        mut sender: SendRequest<Body>,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<ResponseBody>, CallError> {
+        let response = sender.send_request(req).await.map_err(call_error)?;
         let (parts, body) = response.into_parts();
         let body = ResponseBody::new(body, sender, Arc::clone(&self.idle_conns));
         Ok(http::Response::from_parts(parts, body))
@@ -205,7 +250,8 @@ impl Instance {
         Ok(http::Response::from_parts(parts, bytes))
     }
 
-    async fn connection(&self) -> Result<SendRequest<Body>, CallError> {
+    /// A pooled connection (`true`: it served a request before) or a new one.
+    async fn connection(&self) -> Result<(SendRequest<Body>, bool), CallError> {
         loop {
             let pooled = self
                 .idle_conns
@@ -218,9 +264,14 @@ impl Instance {
             }
             // A connection whose previous exchange just ended is ready at once.
             if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
-                return Ok(sender);
+                return Ok((sender, true));
             }
         }
+        Ok((self.dial_connection(false).await?, false))
+    }
+
+    /// A new keep-alive connection; with `upgrades`, one that can be taken over after a 101.
+    async fn dial_connection(&self, upgrades: bool) -> Result<SendRequest<Body>, CallError> {
         let stream =
             self.dial.connect().await.map_err(|e| {
                 CallError::Connection(format!("connect {}: {e}", self.dial.describe()))
@@ -230,7 +281,11 @@ impl Instance {
             .await
             .map_err(|e| CallError::Connection(describe(&e)))?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
         });
         Ok(sender)
     }
@@ -259,6 +314,14 @@ impl Drop for Instance {
     fn drop(&mut self) {
         // The control's own drop then removes what the backend set up.
         self.control.kill();
+    }
+}
+
+fn call_error(e: hyper::Error) -> CallError {
+    if is_too_large(&e) {
+        CallError::RequestTooLarge
+    } else {
+        CallError::Connection(describe(&e))
     }
 }
 

@@ -11,7 +11,9 @@ pub mod code;
 pub mod egress;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub(crate) mod group;
 pub mod host;
+pub mod init;
 mod instance;
 pub mod logs;
 pub mod mountinfo;
@@ -34,7 +36,7 @@ pub use logs::InstanceLog;
 pub use oci::{OciBackend, OciConfig};
 pub use process::{ProcessBackend, ProcessConfig};
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
-pub use sys::{is_root, lookup_user};
+pub use sys::is_root;
 
 /// Why an instance could not be started.
 #[derive(Debug, thiserror::Error)]

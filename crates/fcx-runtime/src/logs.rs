@@ -2,6 +2,13 @@
 //! per instance with FC's per-request markers, plus the in-memory tails fcx answers with
 //! (`x-fc-log-result`, the `Logs :` part of FunctionNotStarted).
 //!
+//! Which lines an error answer may carry: only the failing request's own. Every request
+//! opens a window at its start marker ([`InstanceLog::begin`]); [`InstanceLog::since_begin`]
+//! gives what the instance wrote since. With `instanceConcurrency` 1 that is the request's
+//! own output (and whatever the instance printed late for the one before it); with more,
+//! nothing when another request ran on the instance meanwhile, since their lines cannot be
+//! told apart.
+//!
 //! One reader thread per instance drains its output pipe. It reads only while holding the
 //! state lock, so "the pipe is empty and the lock is free" means every byte the process wrote
 //! before answering a request is already in that request's capture.
@@ -32,6 +39,15 @@ struct State {
     file: Option<BufWriter<File>>,
     recent: VecDeque<u8>,
     captures: HashMap<String, Vec<u8>>,
+    /// Bytes written so far (the offset of the end of `recent`).
+    total: u64,
+    /// Open requests: where their output starts, and whether another request overlapped.
+    windows: HashMap<String, Window>,
+}
+
+struct Window {
+    start: u64,
+    shared: bool,
 }
 
 /// The log of one instance.
@@ -137,8 +153,35 @@ impl InstanceLog {
         if capture {
             state.captures.insert(request_id.to_owned(), Vec::new());
         }
+        let shared = !state.windows.is_empty();
+        for w in state.windows.values_mut() {
+            w.shared = true;
+        }
+        let start = state.total;
+        state
+            .windows
+            .insert(request_id.to_owned(), Window { start, shared });
         append(&mut state, marker.as_bytes());
         append(&mut state, b"\n");
+    }
+
+    /// The last `max` bytes the instance wrote since `request_id` began; empty when
+    /// another request ran on it meanwhile, unless `one_at_a_time` (the instance serves one
+    /// request at a time, so an overlap is only the previous request's late end marker).
+    /// An error answer must not carry other requests' lines.
+    pub fn since_begin(&self, request_id: &str, max: usize, one_at_a_time: bool) -> String {
+        let state = self.lock();
+        let Some(w) = state
+            .windows
+            .get(request_id)
+            .filter(|w| one_at_a_time || !w.shared)
+        else {
+            return String::new();
+        };
+        let first = state.total - state.recent.len() as u64;
+        let skip = w.start.saturating_sub(first) as usize;
+        let bytes: Vec<u8> = state.recent.iter().skip(skip).copied().collect();
+        String::from_utf8_lossy(fcx_protocol::logs::tail(&bytes, max)).into_owned()
     }
 
     /// Waits until output the process wrote so far is read, writes `marker`, and returns the
@@ -151,6 +194,7 @@ impl InstanceLog {
         let mut state = self.lock();
         append(&mut state, marker.as_bytes());
         append(&mut state, b"\n");
+        state.windows.remove(request_id);
         state.captures.remove(request_id).unwrap_or_default()
     }
 
@@ -160,6 +204,7 @@ impl InstanceLog {
         let mut state = self.lock();
         append(&mut state, marker.as_bytes());
         append(&mut state, b"\n");
+        state.windows.remove(request_id);
         state.captures.remove(request_id);
     }
 
@@ -235,6 +280,7 @@ fn append(state: &mut State, bytes: &[u8]) {
     if let Some(f) = state.file.as_mut() {
         let _ = f.write_all(bytes);
     }
+    state.total += bytes.len() as u64;
     state.recent.extend(bytes);
     let excess = state.recent.len().saturating_sub(RECENT_MAX);
     state.recent.drain(..excess);
@@ -284,5 +330,29 @@ mod tests {
             log.recent(RECENT_MAX),
             "START a\nline of a\nEND a\nSTART b\n"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_gets_only_its_own_requests_lines() {
+        let log = InstanceLog::in_memory();
+        log.begin("r1", "START r1", false).await;
+        log.line("secret of r1");
+        log.line("END r1 (not yet)");
+        tokio_free_end(&log, "r1");
+        log.begin("r2", "START r2", false).await;
+        log.line("r2 crashing");
+        let logs = log.since_begin("r2", 2048, true);
+        assert!(logs.contains("r2 crashing"), "{logs}");
+        assert!(!logs.contains("secret of r1"), "{logs}");
+        // Two requests at once: their lines cannot be told apart, so neither gets any.
+        log.begin("r3", "START r3", false).await;
+        log.line("r3 line");
+        assert_eq!(log.since_begin("r2", 2048, false), "");
+        assert_eq!(log.since_begin("r3", 2048, false), "");
+        assert_eq!(log.since_begin("unknown", 2048, true), "");
+    }
+
+    fn tokio_free_end(log: &InstanceLog, rid: &str) {
+        log.end_now(rid, &format!("END {rid}"));
     }
 }

@@ -5,6 +5,11 @@
 //! gateway gets connections to the instance's `127.0.0.1:<port>` by asking that thread to
 //! connect, since a socket stays bound to the namespace it was created in. No shared tokio
 //! worker ever changes namespace. The namespace dies with its last process and this thread.
+//!
+//! The instance's first process is forked by this thread too ([`NetNs::spawn_init`]), after
+//! it moved its future children into a new PID namespace: the instance's init is pid 1
+//! there, and its parent-death signal is tied to this thread, which lives exactly as long as
+//! the instance.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,20 +22,27 @@ use tokio::sync::oneshot;
 use crate::sys;
 
 type DialReply = oneshot::Sender<io::Result<std::net::TcpStream>>;
+/// A job run once on the namespace thread (it may change that thread's namespaces).
+type Job = Box<dyn FnOnce(&sys::OwnThread) + Send>;
+
+enum Request {
+    Dial(u16, DialReply),
+    Run(Job),
+}
 
 /// A network namespace kept alive by its own thread (and by the processes inside it).
 pub struct NetNs {
     fd: OwnedFd,
     /// Kernel id of the namespace thread, which stays in the namespace while `self` lives.
     tid: u32,
-    dial_tx: mpsc::Sender<(u16, DialReply)>,
+    dial_tx: mpsc::Sender<Request>,
 }
 
 impl NetNs {
     /// Creates a namespace with only `lo`, up.
     pub fn create(name: &str) -> io::Result<NetNs> {
         let (init_tx, init_rx) = mpsc::channel::<io::Result<(OwnedFd, u32)>>();
-        let (dial_tx, dial_rx) = mpsc::channel::<(u16, DialReply)>();
+        let (dial_tx, dial_rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name(format!("netns-{name}"))
             .stack_size(128 * 1024);
@@ -44,9 +56,14 @@ impl NetNs {
                 return;
             }
             // Loopback connects complete or fail at once, so blocking here is brief.
-            while let Ok((port, reply)) = dial_rx.recv() {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-                let _ = reply.send(std::net::TcpStream::connect(addr));
+            while let Ok(request) = dial_rx.recv() {
+                match request {
+                    Request::Dial(port, reply) => {
+                        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                        let _ = reply.send(std::net::TcpStream::connect(addr));
+                    }
+                    Request::Run(job) => job(own),
+                }
             }
         })?;
         let (fd, tid) = init_rx.recv().map_err(|_| {
@@ -74,7 +91,7 @@ impl NetNs {
     pub async fn dial(&self, port: u16) -> io::Result<tokio::net::TcpStream> {
         let (tx, rx) = oneshot::channel();
         self.dial_tx
-            .send((port, tx))
+            .send(Request::Dial(port, tx))
             .map_err(|_| io::Error::other("network namespace thread is gone"))?;
         let std_stream = rx
             .await
@@ -82,5 +99,29 @@ impl NetNs {
         std_stream.set_nonblocking(true)?;
         std_stream.set_nodelay(true)?;
         tokio::net::TcpStream::from_std(std_stream)
+    }
+
+    /// Spawns the instance's first process from the namespace thread, as pid 1 of a new PID
+    /// namespace (the thread moves its *future children* there; it can do so once, so one
+    /// instance has one init). `cmd` inherits this network namespace; its parent-death
+    /// signal fires when this namespace (its thread) goes.
+    pub async fn spawn_init(
+        &self,
+        mut cmd: tokio::process::Command,
+    ) -> io::Result<tokio::process::Child> {
+        let (tx, rx) = oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let job: Job = Box::new(move |own| {
+            let spawned = sys::unshare_pidns(own).and_then(|()| {
+                let _entered = runtime.enter();
+                cmd.spawn()
+            });
+            let _ = tx.send(spawned);
+        });
+        self.dial_tx
+            .send(Request::Run(job))
+            .map_err(|_| io::Error::other("network namespace thread is gone"))?;
+        rx.await
+            .map_err(|_| io::Error::other("network namespace thread is gone"))?
     }
 }

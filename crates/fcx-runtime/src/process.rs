@@ -1,5 +1,8 @@
 //! The `process` backend: instances are host processes started from the unpacked code
-//! directory, each in its own network namespace and session, as an unprivileged user.
+//! directory, each function under its own unprivileged uid and gid, each instance in its own
+//! network, PID, mount and IPC namespaces (its own `/proc`, a private tmpfs `/tmp`,
+//! `/var/tmp` and `/dev/shm`), in cgroups that limit its memory (`memorySize`) and processes.
+//! Its pid 1 is a small init (`init.rs`) that runs the function as pid 2.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -11,9 +14,10 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, BackendKind, Control, Sandbox};
+use crate::backend::{Backend, BackendKind, Control, InstanceStats, Sandbox};
 use crate::cgroup::{Cgroup, CgroupRoot};
 use crate::egress::{Egress, PendingEgress};
+use crate::group::InstanceGroup;
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::pidfile;
@@ -29,12 +33,15 @@ pub struct ProcessConfig {
     pub run_dir: PathBuf,
     /// Directory of instance log files.
     pub log_dir: PathBuf,
-    /// Unprivileged user and group instances run as.
-    pub uid: u32,
-    /// The group instances run as.
-    pub gid: u32,
+    /// The program exec'd as each instance's init, with [`crate::init::SUBCOMMAND`] as its
+    /// first argument (the fcx binary).
+    pub init: PathBuf,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
+    /// The server's prefix: instance limit groups are `fcx/<prefix>/<id>` in every hierarchy.
+    pub prefix: String,
+    /// Most processes one instance may run.
+    pub pids_limit: i64,
 }
 
 /// Starts instances as host processes.
@@ -48,22 +55,34 @@ impl ProcessBackend {
         ProcessBackend { config }
     }
 
-    fn spawn(
+    async fn spawn(
         &self,
         spec: &InstanceSpec,
         extra_env: &[(&str, &[u8])],
         stdout: Option<OwnedFd>,
     ) -> Result<(Instance, PendingEgress), StartError> {
+        let uid = spec.run_as.ok_or_else(|| {
+            StartError::spawn(
+                spec,
+                "the function has no instance uid (the server allocates one per function)".into(),
+            )
+        })?;
+        if spec.command.is_empty() {
+            return Err(StartError::spawn(
+                spec,
+                "the function has no start command".into(),
+            ));
+        }
         let id = crate::instance::new_id();
         let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
         let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
             .map_err(StartError::Namespace)?;
-        let (program, args) = spec
-            .command
-            .split_first()
-            .ok_or_else(|| StartError::spawn(spec, "the function has no start command".into()))?;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
+        let mut cmd = tokio::process::Command::new(&self.config.init);
+        cmd.arg(crate::init::SUBCOMMAND)
+            .arg(uid.to_string())
+            .arg(uid.to_string())
+            .arg("--")
+            .args(&spec.command)
             .current_dir(&spec.code_dir)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -84,26 +103,63 @@ impl ProcessBackend {
             Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
             None => None,
         };
+        let rel = std::path::Path::new("fcx")
+            .join(&self.config.prefix)
+            .join(&id);
+        let limits = InstanceGroup::for_process(&rel, spec.memory_mb, self.config.pids_limit)
+            .map_err(|e| {
+                StartError::failed(
+                    crate::StartFailure::CgroupRefused,
+                    format!(
+                        "cannot create the instance's cgroups {} with its memory and pids \
+                         limits: {e}",
+                        rel.display()
+                    ),
+                )
+            })?;
+        let mut procs: Vec<std::ffi::CString> = cgroup.iter().map(|c| c.procs.clone()).collect();
+        for p in &limits.procs {
+            procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
+        }
+        let (status_read, status_write) = sys::pipe().map_err(StartError::Namespace)?;
         sys::prepare_instance_command(
             &mut cmd,
             netns.fd().as_raw_fd(),
-            self.config.uid,
-            self.config.gid,
-            cgroup.as_ref().map(|c| c.procs.clone()),
+            procs,
+            private_mounts(spec.disk_mb).map_err(StartError::Namespace)?,
+            status_write.as_raw_fd(),
         );
-        let mut child = cmd
-            .spawn()
+        let program = &spec.command[0];
+        let mut child = netns
+            .spawn_init(cmd)
+            .await
             .map_err(|e| StartError::spawn(spec, format!("cannot start {program:?}: {e}")))?;
-        // The parent's copies of the write ends close with `cmd`, so EOF means every process ended.
-        drop(cmd);
+        // The parent's copies of the write ends closed with `cmd`, so EOF means every
+        // process ended.
+        drop(status_write);
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
         let (exit_tx, exit_rx) = watch::channel(None);
+        let limits = Arc::new(limits.group);
+        let watcher = Arc::clone(&limits);
+        let memory_mb = spec.memory_mb;
         tokio::spawn(async move {
-            let reason = match child.wait().await {
+            let init = match child.wait().await {
                 Ok(status) => ExitReason::from_status(status),
                 Err(_) => ExitReason::Code(-1),
+            };
+            let reason = match function_ending(status_read).await {
+                Some(crate::init::Ended::Exit(code)) => ExitReason::Code(code),
+                Some(crate::init::Ended::Signal(sig)) => ExitReason::Signal(sig),
+                // The init itself was killed (by fcx, or with the whole instance).
+                None => init,
+            };
+            let reason = match reason {
+                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
+                    ExitReason::OutOfMemory(memory_mb)
+                }
+                other => other,
             };
             let _ = exit_tx.send(Some(reason));
         });
@@ -111,6 +167,7 @@ impl ProcessBackend {
             pid,
             pidfile,
             cgroup,
+            limits,
             egress: std::sync::OnceLock::new(),
         };
         let instance = Instance::new(InstanceParts {
@@ -125,6 +182,46 @@ impl ProcessBackend {
         });
         Ok((instance, egress))
     }
+}
+
+fn cstring(bytes: &[u8]) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(bytes).map_err(|_| std::io::Error::other("path contains NUL"))
+}
+
+/// What each instance gets of its own: `/proc` of its PID namespace (other instances'
+/// processes are not there), and empty tmpfs `/tmp` (`diskSize` MB), `/var/tmp` and `/dev/shm`
+/// instead of the host's shared, world-writable ones.
+fn private_mounts(disk_mb: u32) -> std::io::Result<Vec<sys::PrivateMount>> {
+    let flags = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+    let mount = |target: &str, fstype: &str, flags: libc::c_ulong, data: Option<String>| {
+        Ok::<_, std::io::Error>(sys::PrivateMount {
+            target: cstring(target.as_bytes())?,
+            fstype: cstring(fstype.as_bytes())?,
+            flags,
+            data: data.map(|d| cstring(d.as_bytes())).transpose()?,
+        })
+    };
+    let tmp = |mb: u32| Some(format!("size={mb}m,mode=1777"));
+    Ok(vec![
+        mount(
+            "/proc",
+            "proc",
+            flags | libc::MS_NOEXEC as libc::c_ulong,
+            None,
+        )?,
+        mount("/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
+        mount("/var/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
+        mount("/dev/shm", "tmpfs", flags, tmp(64))?,
+    ])
+}
+
+/// What the init reported about the function's end on its status pipe (nothing when the
+/// init was killed before it could).
+async fn function_ending(pipe: OwnedFd) -> Option<crate::init::Ended> {
+    let mut text = String::new();
+    let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe).ok()?;
+    receiver.read_to_string(&mut text).await.ok()?;
+    crate::init::Ended::decode(&text)
 }
 
 #[async_trait]
@@ -146,7 +243,7 @@ impl Backend for ProcessBackend {
             });
         }
         let started = Instant::now();
-        let (instance, egress) = self.spawn(spec, &[], None)?;
+        let (instance, egress) = self.spawn(spec, &[], None).await?;
         let (listening, egress) =
             tokio::join!(wait_listening(&instance, spec, started), egress.ready());
         attach_egress(&instance, egress.map_err(StartError::Namespace)?);
@@ -162,11 +259,13 @@ impl Backend for ProcessBackend {
         request_id: &str,
     ) -> Result<EventOutcome, StartError> {
         let (stdout_read, stdout_write) = sys::pipe().map_err(StartError::Namespace)?;
-        let (instance, egress) = self.spawn(
-            spec,
-            &[("FC_CUSTOM_CONTAINER_EVENT", event)],
-            Some(stdout_write),
-        )?;
+        let (instance, egress) = self
+            .spawn(
+                spec,
+                &[("FC_CUSTOM_CONTAINER_EVENT", event)],
+                Some(stdout_write),
+            )
+            .await?;
         attach_egress(
             &instance,
             egress.ready().await.map_err(StartError::Namespace)?,
@@ -176,8 +275,11 @@ impl Backend for ProcessBackend {
 
     /// Kills what a previous run left: instances named by pid files, and their cgroups.
     fn reap(&self) -> usize {
-        pidfile::reap(&self.config.run_dir)
-            + self.config.cgroups.as_ref().map(|c| c.reap()).unwrap_or(0)
+        let reaped = pidfile::reap(&self.config.run_dir)
+            + self.config.cgroups.as_ref().map(|c| c.reap()).unwrap_or(0);
+        // The limit groups in the v1 hierarchies, now that their processes are gone.
+        crate::group::remove_tree(&std::path::Path::new("fcx").join(&self.config.prefix));
+        reaped
     }
 
     /// Removes the (emptied) instance groups and the server's own cgroup directory.
@@ -185,6 +287,9 @@ impl Backend for ProcessBackend {
         if let Some(root) = &self.config.cgroups {
             root.remove();
         }
+        let rel = std::path::Path::new("fcx").join(&self.config.prefix);
+        crate::group::remove_tree(&rel);
+        crate::group::remove_root(&rel);
     }
 }
 
@@ -197,19 +302,22 @@ fn attach_egress(instance: &Instance, egress: Option<Egress>) {
     }
 }
 
-/// A process instance's handles: its process group, its cgroup, its pid file and its
-/// outbound networking.
+/// A process instance's handles: its init (pid 1 of its namespace, leading its session),
+/// its cgroups, its pid file and its outbound networking.
 struct ProcessControl {
     pid: u32,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
+    /// The memory and pids limits (and the memory counters that tell an OOM kill).
+    limits: Arc<InstanceGroup>,
     /// Only held: pasta runs exactly as long as the instance.
     egress: std::sync::OnceLock<Egress>,
 }
 
 #[async_trait]
 impl Control for ProcessControl {
-    /// Kills the instance's processes at once (its cgroup, and its process group).
+    /// Kills the instance's processes at once: its cgroup, and its init (the kernel then
+    /// kills everything in the init's PID namespace).
     fn kill(&self) {
         if let Some(c) = &self.cgroup {
             c.kill();
@@ -217,8 +325,20 @@ impl Control for ProcessControl {
         sys::kill_group(self.pid as i32, libc::SIGKILL);
     }
 
+    /// SIGTERM to the init, which passes it on to the function's process group (a PID
+    /// namespace's init would ignore it itself).
     fn terminate(&self) {
-        sys::kill_group(self.pid as i32, libc::SIGTERM);
+        sys::kill(self.pid, libc::SIGTERM);
+    }
+
+    /// The v2 group's counters, with the memory figures of the limit group where the v2
+    /// group has none (a v1 or hybrid host).
+    fn stats(&self) -> std::io::Result<InstanceStats> {
+        let mut stats = self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default();
+        let (current, peak) = self.limits.memory_usage();
+        stats.memory_current_bytes = stats.memory_current_bytes.or(current);
+        stats.memory_peak_bytes = stats.memory_peak_bytes.or(peak);
+        Ok(stats)
     }
 
     fn cgroup(&self) -> Option<&Cgroup> {
@@ -237,6 +357,20 @@ impl Drop for ProcessControl {
         }
         if let Some(cgroup) = self.cgroup.take() {
             crate::cgroup::remove_in_background(cgroup);
+        }
+        let limits = Arc::clone(&self.limits);
+        let remove = move || {
+            // The groups can go once the kernel has reaped the instance's processes.
+            for _ in 0..100 {
+                if limits.remove_when_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }
@@ -403,6 +537,9 @@ mod tests {
             start_timeout: Duration::from_secs(2),
             internet_access: false,
             container: None,
+            memory_mb: 128,
+            disk_mb: 512,
+            run_as: Some(100_000),
         }
     }
 

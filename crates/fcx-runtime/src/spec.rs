@@ -23,6 +23,13 @@ pub struct InstanceSpec {
     pub internet_access: bool,
     /// Set for custom-container functions: they run on the OCI backend.
     pub container: Option<ContainerSpec>,
+    /// `memorySize` in MB (the instance's memory limit, swap included).
+    pub memory_mb: u32,
+    /// `diskSize` in MB (the size of the instance's own `/tmp`).
+    pub disk_mb: u32,
+    /// The function's own unprivileged uid (= gid) on the process backend; the OCI backend
+    /// runs the image's `USER` instead.
+    pub run_as: Option<u32>,
 }
 
 /// What an OCI instance needs beyond [`InstanceSpec`]: the image's unpacked rootfs and the

@@ -1,5 +1,5 @@
-//! The only module with `unsafe`: thin wrappers over the namespace, credential and signal
-//! syscalls fcx needs (`unshare`, `setns`, `ioctl`, `setsid`, `setuid`, `prctl`, `kill`).
+//! The only module with `unsafe`: thin wrappers over the namespace, mount, credential and
+//! signal syscalls fcx needs (`unshare`, `setns`, `mount`, `ioctl`, `setsid`, `prctl`, `kill`).
 //!
 //! Changing a thread's network namespace is safe for memory but a hazard for fcx: a tokio
 //! worker left in an instance's namespace would open every later connection there. So the
@@ -69,37 +69,83 @@ pub fn loopback_up() -> io::Result<()> {
     result
 }
 
-/// What a freshly forked instance process does before `exec`: join the instance's network
-/// namespace, start its own session (so fcx can kill its whole process group), drop to the
-/// unprivileged user, and die with the thread that spawned it (if fcx is killed).
+/// Moves the future children of the calling thread (one made for it, see [`OwnThread`]) into
+/// a new PID namespace: the next process it forks is pid 1 there. The thread itself stays.
+pub fn unshare_pidns(_on: &OwnThread) -> io::Result<()> {
+    // SAFETY: unshare only changes the calling thread's namespace for its children.
+    check(unsafe { libc::unshare(libc::CLONE_NEWPID) })
+}
+
+/// One file system an instance gets of its own, mounted in its mount namespace before `exec`
+/// (strings prepared before the fork: nothing is allocated in the child).
+#[derive(Debug)]
+pub struct PrivateMount {
+    pub target: std::ffi::CString,
+    pub fstype: std::ffi::CString,
+    pub flags: libc::c_ulong,
+    pub data: Option<std::ffi::CString>,
+}
+
+/// What a freshly forked instance init does before `exec`: join its cgroups and the
+/// instance's network namespace, start its own session (so fcx can signal its whole process
+/// group), enter a mount and an IPC namespace of its own with private mounts (`/proc` of its
+/// PID namespace, tmpfs `/tmp`...), put the status pipe on fd 3, and die with the thread that
+/// spawned it. It stays root: the init drops to the function's user in the function's process.
 ///
 /// Only async-signal-safe syscalls: this runs between `fork` and `exec`.
 ///
 /// # Safety
 ///
 /// Call it only in a freshly forked child before `exec` (a `pre_exec` hook): it changes the
-/// calling process's namespace, session and credentials for good, which in fcx itself (or on
-/// any thread of a running tokio runtime) would move that thread into the instance's
-/// namespace and drop fcx's privileges.
+/// calling process's namespaces, mounts and session for good, which in fcx itself would move
+/// fcx into the instance's namespaces.
 unsafe fn enter_instance(
     netns: RawFd,
-    uid: u32,
-    gid: u32,
-    cgroup_procs: Option<&std::ffi::CStr>,
+    cgroup_procs: &[std::ffi::CString],
+    mounts: &[PrivateMount],
+    status_fd: RawFd,
 ) -> io::Result<()> {
-    if let Some(path) = cgroup_procs {
-        // Joining before exec puts every later fork of the instance in its group too.
+    for path in cgroup_procs {
+        // Joining before exec puts every later fork of the instance in its groups too.
         join_cgroup(path)?;
     }
     // SAFETY: called in the child between fork and exec; every call below is
-    // async-signal-safe and touches only this process's own state.
+    // async-signal-safe and touches only this process's own state; every pointer is a
+    // NUL-terminated string prepared before the fork and alive for the call.
     unsafe {
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         check(libc::setsid())?;
-        check(libc::setgroups(0, std::ptr::null()))?;
-        check(libc::setgid(gid))?;
-        check(libc::setuid(uid))?;
-        // Set after setuid: a credential change clears the parent-death signal.
+        check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
+        // Nothing mounted here may propagate back to the host.
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for m in mounts {
+            let data = m
+                .data
+                .as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast());
+            let ret = libc::mount(
+                m.fstype.as_ptr(),
+                m.target.as_ptr(),
+                m.fstype.as_ptr(),
+                m.flags,
+                data,
+            );
+            // A host without the directory (e.g. no /var/tmp) has nothing to hide there.
+            if ret == -1 && *libc::__errno_location() != libc::ENOENT {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if status_fd == 3 {
+            check(libc::fcntl(3, libc::F_SETFD, 0))?;
+        } else {
+            check(libc::dup2(status_fd, 3))?;
+        }
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
     }
     Ok(())
@@ -154,37 +200,6 @@ pub fn pending_bytes(fd: RawFd) -> usize {
     }
 }
 
-/// Resolves a user name to (uid, gid) through the system's user database.
-pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
-    if let Some((u, g)) = name.split_once(':') {
-        if let (Ok(u), Ok(g)) = (u.parse(), g.parse()) {
-            return Ok((u, g));
-        }
-    }
-    let cname = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: passwd is plain old data; getpwnam_r writes into pwd/buf within the given sizes.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let ret = libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        );
-        if ret != 0 || result.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no user named '{name}' (use NAME or UID:GID)"),
-            ));
-        }
-        Ok((pwd.pw_uid, pwd.pw_gid))
-    }
-}
-
 /// Whether fcx runs with root's powers (namespaces and setuid need them).
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no side effects.
@@ -211,6 +226,18 @@ pub fn wait_readable(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Takes ownership of the inherited descriptor `fd` (when it is open), made close-on-exec.
+pub fn take_fd_cloexec(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on a descriptor number has no memory effects; it fails on a closed fd.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (fcntl succeeded) and nothing else in this process
+    // owns it: it is the one the process was started with for this purpose.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// A pipe whose both ends are close-on-exec: (read end, write end).
 pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     use std::os::fd::FromRawFd;
@@ -226,22 +253,22 @@ pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
-/// Makes `cmd`'s child join its cgroup and the namespace `netns`, and drop to `uid:gid`,
-/// before `exec`.
+/// Makes `cmd`'s child (an instance's init) join its cgroups, the namespace `netns`, and a
+/// mount namespace with `mounts`, with `status_fd` as its fd 3, before `exec`.
 pub fn prepare_instance_command(
     cmd: &mut tokio::process::Command,
     netns: RawFd,
-    uid: u32,
-    gid: u32,
-    cgroup_procs: Option<std::ffi::CString>,
+    cgroup_procs: Vec<std::ffi::CString>,
+    mounts: Vec<PrivateMount>,
+    status_fd: RawFd,
 ) {
     let hook = move || {
         // SAFETY: pre_exec runs this in the forked child before exec, which is exactly
         // enter_instance's contract.
-        unsafe { enter_instance(netns, uid, gid, cgroup_procs.as_deref()) }
+        unsafe { enter_instance(netns, &cgroup_procs, &mounts, status_fd) }
     };
     // SAFETY: the hook only calls async-signal-safe syscalls (see `enter_instance`) and
-    // allocates nothing; `netns` stays open in the parent until spawn returns.
+    // allocates nothing; `netns` and `status_fd` stay open in the parent until spawn returns.
     unsafe {
         cmd.pre_exec(hook);
     }

@@ -6,7 +6,6 @@ use base64::Engine;
 use fcx_image::{Image, RegistryOptions};
 use fcx_model::{CustomContainerConfig, Function};
 use fcx_runtime::{ContainerSpec, InstanceSpec};
-use serde_json::Value;
 
 use crate::{Deployed, SchedulerConfig};
 
@@ -62,6 +61,9 @@ pub fn instance_spec(deployed: &Deployed, image: &Image, config: &SchedulerConfi
             cpu: f.cpu,
             disk_mb: f.disk_size,
         }),
+        memory_mb: f.memory_size,
+        disk_mb: f.disk_size,
+        run_as: None,
     }
 }
 
@@ -100,21 +102,21 @@ pub fn registry_options(f: &Function) -> Result<RegistryOptions, String> {
     else {
         return Ok(RegistryOptions::default());
     };
-    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let mut opts = RegistryOptions::default();
-    if let Some(auth) = rc.get("authConfig") {
-        if let (Some(user), Some(pass)) = (text(auth, "userName"), text(auth, "password")) {
-            if !user.is_empty() {
-                opts.credentials = Some((user, pass));
-            }
+    if let Some(auth) = &rc.auth_config {
+        let user = auth.user_name.clone().unwrap_or_default();
+        let password = auth.password.as_ref().and_then(|p| p.expose());
+        if let (false, Some(password)) = (user.is_empty(), password) {
+            opts.credentials = Some((user, password.to_owned()));
         }
     }
-    if let Some(cert) = rc.get("certConfig") {
-        opts.insecure = cert
-            .get("insecure")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if let Some(b64) = text(cert, "rootCaCertBase64").filter(|s| !s.is_empty()) {
+    if let Some(cert) = &rc.cert_config {
+        opts.insecure = cert.insecure.unwrap_or(false);
+        if let Some(b64) = cert
+            .root_ca_cert_base64
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
             let pem = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| {

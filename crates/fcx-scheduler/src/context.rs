@@ -51,6 +51,9 @@ pub fn instance_spec(
         start_timeout: config.start_timeout,
         internet_access: f.internet_access,
         container: None,
+        memory_mb: f.memory_size,
+        disk_mb: f.disk_size,
+        run_as: deployed.run_as,
     }
 }
 

@@ -85,6 +85,16 @@ pub enum SchedulerError {
         function: String,
     },
 
+    /// The function has no instance uid (none could be allocated from the range).
+    #[error(
+        "function '{function}' has no instance uid: the server could not allocate one from \
+         --instance-uids (see its log)"
+    )]
+    NoInstanceUser {
+        /// The function.
+        function: String,
+    },
+
     /// The function needs a backend this server does not run.
     #[error(
         "function '{function}' runs the container image {image}, but this fcx server runs \
@@ -174,6 +184,25 @@ pub enum SchedulerError {
     /// A provisioned instance's initializer answered with a failure.
     #[error("the initializer failed; the instance log has its output")]
     ProvisionedInitializerFailed,
+
+    /// An HTTP request for a non-web-server function (it only takes events).
+    #[error(
+        "function '{function}' runs in non-web-server mode and takes events only; HTTP \
+         triggers and custom domains need a function whose server answers HTTP requests"
+    )]
+    NotHttpFunction {
+        /// The function's name.
+        function: String,
+    },
+
+    /// An HTTP call ran past the function's timeout before the function answered.
+    #[error("Function time out after {timeout_secs} seconds")]
+    Timeout {
+        /// The function's timeout.
+        timeout_secs: u32,
+        /// The instance that was serving.
+        instance_id: String,
+    },
 
     /// An internal invariant did not hold.
     #[error("{0}")]

@@ -18,9 +18,14 @@ pub async fn spec(
     let backend = Arc::clone(sched.backends.for_function(deployed)?);
     let f = &deployed.function;
     if let Some(zip) = &deployed.code_zip {
+        let owner = deployed
+            .run_as
+            .ok_or_else(|| SchedulerError::NoInstanceUser {
+                function: f.function_name.clone(),
+            })?;
         let code_dir = sched
             .code
-            .ensure(&f.code_sha256, zip)
+            .ensure(&f.code_sha256, zip, owner)
             .await
             .map_err(SchedulerError::Code)?;
         return Ok((

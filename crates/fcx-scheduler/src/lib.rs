@@ -10,6 +10,7 @@ mod container;
 mod context;
 mod error;
 mod event;
+mod http;
 mod launch;
 mod lifecycle;
 mod limits;
@@ -34,6 +35,7 @@ use fcx_runtime::CodeCache;
 
 pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
+pub use crate::http::{HttpInvokeRequest, HttpInvokeResponse};
 pub use fcx_image::ImageError;
 pub use fcx_runtime::{
     Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
@@ -51,6 +53,10 @@ pub struct Deployed {
     pub version_id: Option<String>,
     /// The stored zip of the code (`None` for image-based functions).
     pub code_zip: Option<PathBuf>,
+    /// The function's own instance uid (= gid) for the process backend, allocated once per
+    /// function and kept by the store (`None`: none could be allocated; code packages then
+    /// do not start).
+    pub run_as: Option<u32>,
 }
 
 /// Server-wide settings the scheduler needs.
@@ -93,6 +99,8 @@ pub struct CallContext {
     pub tail_log: bool,
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
     pub service_name: Option<String>,
+    /// The trigger the call came through, named in the instance log.
+    pub trigger: Option<std::sync::Arc<str>>,
 }
 
 impl CallContext {
@@ -103,6 +111,7 @@ impl CallContext {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            trigger: None,
         }
     }
 }

@@ -53,10 +53,7 @@ pub async fn invoke(
                 limit: limits::SYNC_PAYLOAD_MAX,
             });
         }
-        Ok(Err(e)) => {
-            log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(broken_connection(pool, &lease, Box::new(e)).await);
-        }
+        Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(resp)) => resp,
     };
     let x_fc_status = resp
@@ -94,10 +91,7 @@ pub async fn invoke(
     // The log tail (a header) is only known once the whole answer is in.
     let bytes = match tokio::time::timeout_at(deadline, body::collect(resp.into_body())).await {
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
-        Ok(Err(e)) => {
-            log.end(&rid, &logs::invoke_end(&rid)).await;
-            return Err(broken_connection(pool, &lease, Box::new(e)).await);
-        }
+        Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(bytes)) => bytes,
     };
     let mut tail = init_log.unwrap_or_default();
@@ -139,7 +133,7 @@ async fn timed_out(
 }
 
 /// Why an invocation ends before `/invoke` is called.
-enum Stop {
+pub(crate) enum Stop {
     /// A platform error (4xx/5xx).
     Error(SchedulerError),
     /// A function error answered as FC does (a failed initializer).
@@ -154,7 +148,7 @@ impl From<SchedulerError> for Stop {
 
 /// A warm slot (thawed if it was frozen), or a new instance started and initialized for this
 /// request. Returns the initializer's log when one ran.
-async fn lease(
+pub(crate) async fn lease(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
@@ -208,6 +202,8 @@ async fn start_instance(
     let deployed = &pool.deployed;
     let (backend, spec) = launch::spec(sched, deployed).await?;
     let instance = launch::start(backend.as_ref(), pool, &spec).await?;
+    // What the server printed while starting belongs before the first request's marker.
+    instance.log().settle().await;
     let init_log = match deployed.function.initializer() {
         Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
         None => None,
@@ -321,13 +317,22 @@ fn function_error(
 }
 
 /// The connection to the instance broke mid-request: a crash (the process exited) or a
-/// server that closed the connection. Either way the instance is replaced.
-async fn broken_connection(pool: &Pool, lease: &Lease, cause: Cause) -> SchedulerError {
+/// server that closed the connection. Either way the instance is replaced. The error
+/// carries the request's own log lines only (see `InstanceLog::since_begin`).
+pub(crate) async fn broken_connection(
+    pool: &Pool,
+    lease: &Lease,
+    rid: &str,
+    cause: Cause,
+) -> SchedulerError {
     let instance = &lease.slot.instance;
     let exit = instance.wait_exit(EXIT_GRACE).await;
     pool.discard(&lease.slot);
-    instance.log().settle().await;
-    let logs = instance.log().recent(2048);
+    let log = instance.log();
+    log.settle().await;
+    let one_at_a_time = pool.deployed.function.instance_concurrency <= 1;
+    let logs = log.since_begin(rid, 2048, one_at_a_time);
+    log.end(rid, &logs::invoke_end(rid)).await;
     let instance_id = instance.id.clone();
     match exit {
         Some(exit) => SchedulerError::ProcessExited {

@@ -1,27 +1,19 @@
 //! AccessKeys for signed requests: ids and secrets in the `access_keys` table, each secret
-//! encrypted at rest (ChaCha20-Poly1305, bound to its id) with the data dir's own key,
-//! `<data dir>/secret.key` (32 random bytes, mode 0600, created on first use). On a shared
-//! PostgreSQL store the table is in that database and every node must hold the same
-//! `secret.key` (a Kubernetes Secret, or a copy of the first node's).
+//! encrypted at rest with the data dir's own key (`seal.rs`: ChaCha20-Poly1305, bound to
+//! its id). On a shared PostgreSQL store the table is in that database and every node must
+//! hold the same `secret.key` (a Kubernetes Secret, or a copy of the first node's).
 
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use chacha20poly1305::aead::Aead;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::seal::{fill_random, Sealer};
 use crate::sqlite::Db;
 use crate::{migrations, StoreError};
 
-/// Name of the data-dir key file.
-pub const SECRET_KEY_FILE: &str = "secret.key";
-const KEY_LEN: usize = 32;
-const NONCE_LEN: usize = 12;
-/// First byte of every stored secret: the encryption format, so it can change later.
-const FORMAT_V1: u8 = 1;
+pub use crate::seal::SECRET_KEY_FILE;
+
 const ID_PREFIX: &str = "FCX";
 const ID_RANDOM_LEN: usize = 21;
 const SECRET_LEN: usize = 30;
@@ -58,18 +50,14 @@ enum Backing {
 /// The access keys of one data dir (or of the nodes sharing one database).
 pub struct KeyStore {
     backing: Backing,
-    cipher: ChaCha20Poly1305,
-    key_file: PathBuf,
+    sealer: Sealer,
 }
 
 impl KeyStore {
     /// Opens the keys of `data_dir` (which must exist): its database, migrated if needed, and
     /// its key file, created if missing.
     pub fn open(data_dir: &Path) -> Result<KeyStore, StoreError> {
-        let key_file = data_dir.join(SECRET_KEY_FILE);
-        let key = load_or_create_key(&key_file)?;
-        let cipher = ChaCha20Poly1305::new_from_slice(&key)
-            .map_err(|_| StoreError::Corrupt("secret.key has the wrong length".into()))?;
+        let sealer = Sealer::open(data_dir)?;
         let mut conn = Connection::open(data_dir.join("fcx.db")).db()?;
         conn.pragma_update(None, "journal_mode", "WAL").db()?;
         conn.pragma_update(None, "synchronous", "FULL").db()?;
@@ -77,8 +65,7 @@ impl KeyStore {
         migrations::apply(&mut conn).db()?;
         Ok(KeyStore {
             backing: Backing::Sqlite(Mutex::new(conn)),
-            cipher,
-            key_file,
+            sealer,
         })
     }
 
@@ -88,14 +75,10 @@ impl KeyStore {
         data_dir: &Path,
         pg: std::sync::Arc<crate::postgres::Pg>,
     ) -> Result<KeyStore, StoreError> {
-        let key_file = data_dir.join(SECRET_KEY_FILE);
-        let key = load_or_create_key(&key_file)?;
-        let cipher = ChaCha20Poly1305::new_from_slice(&key)
-            .map_err(|_| StoreError::Corrupt("secret.key has the wrong length".into()))?;
+        let sealer = Sealer::open(data_dir)?;
         Ok(KeyStore {
             backing: Backing::Postgres(pg),
-            cipher,
-            key_file,
+            sealer,
         })
     }
 
@@ -132,7 +115,7 @@ impl KeyStore {
             SECRET_LEN,
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
         )?;
-        let sealed = self.seal(&id, secret.as_bytes())?;
+        let sealed = self.sealer.seal(id.as_bytes(), secret.as_bytes())?;
         #[cfg(feature = "postgres")]
         if let Backing::Postgres(pg) = &self.backing {
             let created_at = pg_keys::create(pg, &id, sealed, description)?;
@@ -173,7 +156,7 @@ impl KeyStore {
         if self.secret(id)?.is_some() {
             return Ok(false);
         }
-        let sealed = self.seal(id, secret.as_bytes())?;
+        let sealed = self.sealer.seal(id.as_bytes(), secret.as_bytes())?;
         #[cfg(feature = "postgres")]
         if let Backing::Postgres(pg) = &self.backing {
             return pg_keys::import(pg, id, sealed, description);
@@ -200,7 +183,9 @@ impl KeyStore {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        let plain = self.open_sealed(id, &sealed)?;
+        let plain = self
+            .sealer
+            .unseal(id.as_bytes(), &sealed, &format!("access key '{id}'"))?;
         String::from_utf8(plain)
             .map(Some)
             .map_err(|_| StoreError::Corrupt(format!("access key '{id}': secret is not UTF-8")))
@@ -252,51 +237,6 @@ impl KeyStore {
             .query_row("SELECT count(*) FROM access_keys", [], |r| r.get(0))
             .db()?;
         Ok(n == 0)
-    }
-
-    /// `FORMAT_V1 || nonce || ciphertext+tag`, with the key id as associated data so a
-    /// secret copied onto another row does not decrypt.
-    fn seal(&self, id: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let sealed = self
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                chacha20poly1305::aead::Payload {
-                    msg: plain,
-                    aad: id.as_bytes(),
-                },
-            )
-            .map_err(|_| StoreError::Corrupt("encrypting an access key failed".into()))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    fn open_sealed(&self, id: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let undecryptable = || {
-            StoreError::Corrupt(format!(
-                "access key '{id}' cannot be decrypted with {} (was the key file replaced?)",
-                self.key_file.display()
-            ))
-        };
-        if sealed.len() < 1 + NONCE_LEN || sealed[0] != FORMAT_V1 {
-            return Err(undecryptable());
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[1..1 + NONCE_LEN]);
-        self.cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                chacha20poly1305::aead::Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad: id.as_bytes(),
-                },
-            )
-            .map_err(|_| undecryptable())
     }
 }
 
@@ -389,46 +329,6 @@ mod pg_keys {
                 .collect())
         })
     }
-}
-
-/// Reads the data-dir key, or creates it (exclusively, mode 0600) when it does not exist.
-fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StoreError> {
-    let mut key = [0u8; KEY_LEN];
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            fill_random(&mut key)?;
-            file.write_all(&key)?;
-            file.sync_all()?;
-            return Ok(key);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut file = std::fs::File::open(path)?;
-    if file.metadata()?.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), "the data-dir key was readable by others; made it 0600");
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    let mut bytes = Vec::with_capacity(KEY_LEN);
-    file.read_to_end(&mut bytes)?;
-    if bytes.len() != KEY_LEN {
-        return Err(StoreError::Corrupt(format!(
-            "{} must hold exactly {KEY_LEN} bytes, it holds {}",
-            path.display(),
-            bytes.len()
-        )));
-    }
-    key.copy_from_slice(&bytes);
-    Ok(key)
-}
-
-fn fill_random(buf: &mut [u8]) -> Result<(), StoreError> {
-    getrandom::fill(buf).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).

@@ -6,14 +6,18 @@
 mod code;
 pub mod keys;
 mod migrations;
+pub mod nonces;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+mod seal;
 mod sqlite;
 mod url;
 
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
+pub use nonces::NonceJournal;
+pub use seal::Sealer;
 pub use sqlite::SqliteStore;
 pub use url::StoreUrl;
 
@@ -39,6 +43,9 @@ pub enum StoreError {
     /// A stored record cannot be read back (bad JSON, undecryptable secret, ...).
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Every value of a range is taken (e.g. the instance uids of `--instance-uids`).
+    #[error("{0}")]
+    Exhausted(String),
     /// A file beside the database (code packages, key file) could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -83,6 +90,13 @@ pub trait Store: Send + Sync {
         name: &str,
         kind_prefix: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The instance uid of function `name`, allocated from `first..=last` the first time
+    /// (the lowest uid above every allocated one, else the lowest free one), and the same
+    /// ever after, across restarts and re-creations of the function.
+    fn instance_uid(&self, name: &str, first: u32, last: u32) -> Result<u32, StoreError>;
+    /// What seals the secret fields of records the control plane stores as documents
+    /// (function snapshots of versions): the same key as the store's own records.
+    fn cipher(&self) -> &dyn fcx_model::SecretCipher;
     /// A server-wide value (e.g. the account id), set once.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.
@@ -101,5 +115,61 @@ pub trait Store: Send + Sync {
     /// A package's bytes from the database (`None`: not kept there).
     fn get_code(&self, _sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
+    }
+
+    /// Stores a new custom domain (its private key sealed), or `AlreadyExists`.
+    fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError>;
+    /// Replaces a custom domain, or `NotFound`. A `None` private key keeps the stored one.
+    fn update_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError>;
+    /// The domain with its private key opened.
+    fn get_custom_domain(&self, name: &str) -> Result<Option<StoredDomain>, StoreError>;
+    /// Domains in name order, names starting with `prefix`, after `start_after`.
+    fn list_custom_domains(
+        &self,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredDomain>, StoreError>;
+    /// Deletes a custom domain; false when there was none.
+    fn delete_custom_domain(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// When a timer trigger last fired (ms since the Unix epoch).
+    fn timer_last_fire(&self, function: &str, trigger: &str) -> Result<Option<i64>, StoreError>;
+    /// Claims the fire of `function`'s timer `trigger` scheduled at `fire_ms`: true when no
+    /// fire at or after it was claimed before (a shared store makes this the once-per-tick
+    /// decision between nodes).
+    fn claim_timer_fire(
+        &self,
+        function: &str,
+        trigger: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Forgets a timer trigger's last fire (the trigger was deleted).
+    fn delete_timer_state(&self, function: &str, trigger: &str) -> Result<(), StoreError>;
+}
+
+/// A custom domain as stored: the FC document (without the private key) and the private key
+/// of its certificate, sealed at rest with the data dir's key.
+#[derive(Clone, PartialEq)]
+pub struct StoredDomain {
+    /// The domain name.
+    pub name: String,
+    /// The FC JSON document.
+    pub doc: String,
+    /// The sealed private key.
+    pub private_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoredDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("StoredDomain")
+            .field("name", &self.name)
+            .field("doc", &self.doc)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<sealed>"),
+            )
+            .finish()
     }
 }

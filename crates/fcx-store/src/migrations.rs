@@ -52,6 +52,27 @@ pub const MIGRATIONS: &[&str] = &[
         description TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL
     );",
+    // 5: custom domains (the certificate's private key sealed apart from the document),
+    // each timer trigger's last fire, and where an async invocation came from (a trigger,
+    // an HTTP request to replay).
+    "CREATE TABLE custom_domains (
+        name TEXT PRIMARY KEY NOT NULL,
+        doc TEXT NOT NULL,
+        key_enc BLOB
+    );
+    CREATE TABLE timer_state (
+        function TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        last_fire_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, trigger)
+    );
+    ALTER TABLE async_tasks ADD COLUMN origin TEXT;",
+    // 6: each function's own instance uid (process backend), stable across restarts; kept
+    // after a delete so a uid is never handed to a second function while the range lasts.
+    "CREATE TABLE instance_uids (
+        function TEXT PRIMARY KEY NOT NULL,
+        uid INTEGER NOT NULL UNIQUE
+    );",
 ];
 
 pub fn apply(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -36,6 +36,9 @@ pub struct NewTask {
     pub is_task: bool,
     /// Enqueue time (ms since the epoch): the task's creation time and first run time.
     pub now_ms: i64,
+    /// Where the invocation came from and how to deliver it (a trigger, an HTTP request), as
+    /// the async layer encodes it; opaque to the store.
+    pub origin: Option<String>,
 }
 
 /// What enqueueing did.
@@ -69,6 +72,8 @@ pub struct Leased {
     pub attempts: u32,
     /// Enqueue time (ms since the epoch), against which the maximum event age is checked.
     pub created_ms: i64,
+    /// [`NewTask::origin`].
+    pub origin: Option<String>,
 }
 
 /// How a run ended, as the worker records it.
@@ -497,8 +502,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
-                            is_task, status, next_run_ms, created_ms, events)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, ?8)
+                            is_task, status, next_run_ms, created_ms, events, origin)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?7, ?8, ?9)
                          ON CONFLICT (task_id) DO NOTHING",
                     ).db()?
                     .execute(params![
@@ -509,7 +514,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                         t.payload,
                         t.is_task,
                         t.now_ms,
-                        format!("[{}]", event("Enqueued", t.now_ms, ""))
+                        format!("[{}]", event("Enqueued", t.now_ms, "")),
+                        t.origin,
                     ]).db()?;
                 if inserted == 1 {
                     return Ok(Enqueued::New);
@@ -542,7 +548,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                            AND next_run_ms <= ?1 AND lease_until_ms <= ?1
                          ORDER BY next_run_ms LIMIT ?4)
                      RETURNING seq, task_id, request_id, function, qualifier, payload,
-                               attempts, created_ms"
+                               attempts, created_ms, origin"
                     ))
                     .db()?;
                 let rows = stmt
@@ -563,6 +569,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                                 payload: r.get(5)?,
                                 attempts: r.get(6)?,
                                 created_ms: r.get(7)?,
+                                origin: r.get(8)?,
                             })
                         },
                     )

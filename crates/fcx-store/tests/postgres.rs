@@ -46,6 +46,10 @@ fn main() -> std::process::ExitCode {
             a_timer_tick_is_claimed_once_however_many_nodes_try,
         ),
         (
+            "domains_timers_and_uids_are_shared_by_the_nodes",
+            domains_timers_and_uids_are_shared_by_the_nodes,
+        ),
+        (
             "limit_shares_never_add_up_past_the_limit",
             limit_shares_never_add_up_past_the_limit,
         ),
@@ -89,8 +93,130 @@ fn function(name: &str) -> Function {
     Function::from_create(input, "id".into(), "local", "1", "2026-01-01T00:00:00Z").unwrap()
 }
 
+/// A node's store: its own pool, the key file of `key_dir` (the nodes' common secret.key).
+fn pg_store(db: &TestDatabase, key_dir: &std::path::Path, node: &str) -> PgStore {
+    let sealer = fcx_store::Sealer::open(key_dir).unwrap();
+    PgStore::new(Pg::connect(db.url()).unwrap(), sealer, node)
+}
+
+fn domains_timers_and_uids_are_shared_by_the_nodes(db: &TestDatabase) {
+    let keys = tempfile::tempdir().unwrap();
+    let nodes: Vec<Arc<PgStore>> = (0..3)
+        .map(|i| Arc::new(pg_store(db, keys.path(), &format!("n{i}"))))
+        .collect();
+    // Custom domains: the private key sealed at rest, opened by another node.
+    let domain = |name: &str, key: Option<&str>| fcx_store::StoredDomain {
+        name: name.into(),
+        doc: format!("{{\"domainName\":\"{name}\"}}"),
+        private_key: key.map(str::to_owned),
+    };
+    nodes[0]
+        .create_custom_domain(&domain("a.example.com", Some("PRIVATE-KEY-A")))
+        .unwrap();
+    nodes[0]
+        .create_custom_domain(&domain("b.example.com", None))
+        .unwrap();
+    assert!(matches!(
+        nodes[1].create_custom_domain(&domain("a.example.com", None)),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let raw = db
+        .psql("SELECT encode(key_enc, 'escape') FROM custom_domains WHERE name = 'a.example.com'")
+        .unwrap();
+    assert!(
+        !raw.contains("PRIVATE-KEY-A"),
+        "the key is stored in plain text: {raw}"
+    );
+    let got = nodes[1]
+        .get_custom_domain("a.example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.private_key.as_deref(), Some("PRIVATE-KEY-A"));
+    // An update without a key keeps the stored one.
+    let mut changed = domain("a.example.com", None);
+    changed.doc = "{\"changed\":true}".into();
+    nodes[2].update_custom_domain(&changed).unwrap();
+    let got = nodes[0]
+        .get_custom_domain("a.example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.doc.as_str(), got.private_key.as_deref()),
+        ("{\"changed\":true}", Some("PRIVATE-KEY-A"))
+    );
+    assert!(matches!(
+        nodes[0].update_custom_domain(&domain("c.example.com", None)),
+        Err(StoreError::NotFound(_))
+    ));
+    let names = |prefix: Option<&str>, after: Option<&str>| -> Vec<String> {
+        nodes[1]
+            .list_custom_domains(prefix, after, 10)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect()
+    };
+    assert_eq!(names(None, None), ["a.example.com", "b.example.com"]);
+    assert_eq!(names(Some("b."), None), ["b.example.com"]);
+    assert_eq!(names(None, Some("a.example.com")), ["b.example.com"]);
+    assert!(nodes[2].delete_custom_domain("b.example.com").unwrap());
+    assert!(!nodes[2].delete_custom_domain("b.example.com").unwrap());
+    // A key file other than the nodes' common one does not open the sealed key.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = pg_store(db, other.path(), "stranger");
+    assert!(matches!(
+        stranger.get_custom_domain("a.example.com"),
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // Timer fires: one node's claim per tick, forward only, forgotten with the trigger.
+    for tick in [1000i64, 2000, 3000] {
+        let claims: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|n| s.spawn(move || n.claim_timer_fire("f", "t", tick).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            claims.iter().filter(|c| **c).count(),
+            1,
+            "tick {tick}: {claims:?}"
+        );
+    }
+    assert!(!nodes[1].claim_timer_fire("f", "t", 2000).unwrap());
+    assert_eq!(nodes[2].timer_last_fire("f", "t").unwrap(), Some(3000));
+    assert_eq!(nodes[2].timer_last_fire("f", "other").unwrap(), None);
+    nodes[0].delete_timer_state("f", "t").unwrap();
+    assert_eq!(nodes[1].timer_last_fire("f", "t").unwrap(), None);
+    assert!(nodes[1].claim_timer_fire("f", "t", 1000).unwrap());
+
+    // Instance uids: nodes allocating at once never share one; each function keeps its own.
+    let names: Vec<String> = (0..12).map(|i| format!("fn{i}")).collect();
+    let uids: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let node = Arc::clone(&nodes[i % 3]);
+                s.spawn(move || node.instance_uid(name, 5000, 5011).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = uids.clone();
+    sorted.sort();
+    assert_eq!(sorted, (5000..=5011).collect::<Vec<u32>>(), "{uids:?}");
+    assert_eq!(nodes[2].instance_uid("fn0", 5000, 5011).unwrap(), uids[0]);
+    assert!(matches!(
+        nodes[0].instance_uid("fn-late", 5000, 5011),
+        Err(StoreError::Exhausted(_))
+    ));
+}
+
 fn store_matches_the_sqlite_semantics(db: &TestDatabase) {
-    let store = PgStore::new(Pg::connect(db.url()).unwrap());
+    let keys = tempfile::tempdir().unwrap();
+    let store = pg_store(db, keys.path(), "n0");
     store.create_function(&function("a_b")).unwrap();
     store.create_function(&function("axb")).unwrap();
     store.create_function(&function("b")).unwrap();
@@ -141,8 +267,9 @@ fn store_matches_the_sqlite_semantics(db: &TestDatabase) {
 
 fn counters_and_meta_are_atomic_across_connections(db: &TestDatabase) {
     // Two "nodes" (pools) taking version ids at once never get the same one.
-    let a = Arc::new(PgStore::new(Pg::connect(db.url()).unwrap()));
-    let b = Arc::new(PgStore::new(Pg::connect(db.url()).unwrap()));
+    let keys = tempfile::tempdir().unwrap();
+    let a = Arc::new(pg_store(db, keys.path(), "a"));
+    let b = Arc::new(pg_store(db, keys.path(), "b"));
     let threads: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
         .into_iter()
         .map(|s| {
@@ -204,6 +331,7 @@ fn task(id: &str, now_ms: i64) -> NewTask {
         payload: id.as_bytes().to_vec(),
         is_task: false,
         now_ms,
+        origin: Some(format!("origin-{id}")),
     }
 }
 
@@ -246,6 +374,13 @@ fn queue_group_commits_dedups_and_leases_each_row_once(db: &TestDatabase) {
         let (la, lb) = tokio::join!(a.lease(2000, 10_000, 200), b.lease(2000, 10_000, 200));
         let (la, lb) = (la.unwrap(), lb.unwrap());
         assert_eq!(la.len() + lb.len(), 290);
+        for l in la.iter().chain(lb.iter()) {
+            assert_eq!(
+                l.origin,
+                Some(format!("origin-{}", l.task_id)),
+                "origin kept"
+            );
+        }
         let mut seqs: Vec<i64> = la.iter().chain(lb.iter()).map(|l| l.seq).collect();
         seqs.sort_unstable();
         seqs.dedup();

@@ -47,6 +47,12 @@ pub enum Command<'a> {
     /// holding now, this one included), wait `ms`, remove the marker and reply
     /// `holding <count>`: the largest count replied is the most requests in flight at once.
     Hold { dir: &'a str, ms: u64 },
+    /// `alloc:<mb>`: allocate and touch that many MiB, then reply.
+    Alloc(u64),
+    /// `pids`: reply with the pids visible in `/proc`.
+    Pids,
+    /// `probe:<spec>`: try something isolation must deny (see `isolation.rs`).
+    Probe(&'a str),
     /// Anything else: echo the raw body.
     Raw,
 }
@@ -82,6 +88,9 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("udp", Some(addr)) => Some(Command::Udp(addr)),
         ("source", Some(addr)) => Some(Command::Source(addr)),
         ("record", Some(path)) => Some(Command::Record(path)),
+        ("alloc", Some(mb)) => number(mb).map(Command::Alloc),
+        ("pids", None) => Some(Command::Pids),
+        ("probe", Some(spec)) => Some(Command::Probe(spec)),
         ("flaky", Some(rest)) => rest
             .rsplit_once(':')
             .and_then(|(dir, n)| number(n).map(|n| Command::Flaky { dir, n: n as usize })),

@@ -28,6 +28,8 @@ pub struct Config {
     pub init_fail: Option<String>,
     /// `TESTFN_INIT_SLEEP_MS`: delay before handling `/initialize`.
     pub init_sleep_ms: Option<u64>,
+    /// `TESTFN_BODIES`: file each `/invoke` appends `<x-fc-request-id> <body>` to.
+    pub bodies: Option<PathBuf>,
 }
 
 impl Config {
@@ -40,6 +42,9 @@ impl Config {
                 .map(PathBuf::from),
             init_fail: var("TESTFN_INIT_FAIL"),
             init_sleep_ms: var("TESTFN_INIT_SLEEP_MS").and_then(|v| v.trim().parse().ok()),
+            bodies: std::env::var_os("TESTFN_BODIES")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 
@@ -58,6 +63,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Appends `<request id> <body>` as one line to the bodies file, if one is configured.
+    fn record_body(&self, request_id: &str, body: &[u8]) {
+        let Some(path) = &self.bodies else { return };
+        let mut line = format!("{request_id} ").into_bytes();
+        line.extend_from_slice(body);
+        line.push(b'\n');
+        let result = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&line));
+        if let Err(e) = result {
+            log_err(&format!("testfn: cannot append to {}: {e}", path.display()));
+        }
+    }
+}
+
 /// What the connection loop must do after a request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -66,14 +89,21 @@ pub enum Outcome {
     Exit(i32),
     /// Abort the whole process (SIGABRT), without responding.
     Abort,
+    /// An HTTP-function request (`x-fc-control-path: /http-invoke`).
+    Web(crate::web::Web),
 }
 
 /// Routes one request.
 pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
+    if head.header("x-fc-control-path") == Some("/http-invoke") {
+        cfg.record("http-invoke");
+        return Outcome::Web(crate::web::handle(head, body));
+    }
     match (head.method.as_str(), head.path()) {
         ("POST", "/initialize") => initialize(cfg),
         ("POST", "/invoke") => {
             cfg.record("invoke");
+            cfg.record_body(request_id(head), body);
             match invoke(cfg, head, body) {
                 Outcome::Respond(resp) => {
                     Outcome::Respond(resp.with_header("x-testfn-instance", &cfg.instance_id))
@@ -171,6 +201,9 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             headers: Vec::new(),
             body: Body::Repeat { byte: b'x', len: n },
         },
+        Command::Alloc(mb) => Response::new(200, crate::isolation::allocate(mb)),
+        Command::Pids => Response::new(200, crate::isolation::visible_pids()),
+        Command::Probe(spec) => Response::new(200, crate::isolation::run(spec)),
         Command::Raw => Response::new(200, body),
     };
     Outcome::Respond(resp)

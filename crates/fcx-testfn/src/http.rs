@@ -69,7 +69,6 @@ pub struct Head {
 
 impl Head {
     /// First value of header `name` (lowercase).
-    #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

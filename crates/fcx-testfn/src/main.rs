@@ -1,15 +1,18 @@
-//! `fcx-testfn`: a std-only test function used by fcx's end-to-end tests as a real function
+//! `fcx-testfn`: a small test function (std, and nix for the isolation probes) used by fcx's end-to-end tests as a real function
 //! process. `TESTFN_MODE` selects its behaviour: an HTTP server speaking the FC custom-runtime
 //! protocol (`serve`, `listen-localhost`), misbehaviours (`never-listen`, `exit`), or the
 //! non-web-server mode (`event`). Routes and `/invoke` commands are listed in `handlers.rs` and
-//! `command.rs`.
+//! `command.rs`; HTTP-function routes (HTTP triggers, WebSocket) in `web.rs` and `ws.rs`.
 
 mod command;
 mod handlers;
 mod http;
+mod isolation;
 mod probe;
 mod response;
 mod server;
+mod web;
+mod ws;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};

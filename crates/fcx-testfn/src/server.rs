@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::handlers::{self, Config, Outcome};
 use crate::http::{self, BodyKind, HttpError};
 use crate::response::{self, Response};
+use crate::web::Web;
 use crate::{flush_all, log_err, log_out};
 
 /// Binds `ip:port`, prints the startup line and serves forever.
@@ -66,6 +67,8 @@ fn serve_connection(stream: TcpStream, cfg: &Config) {
     };
     let mut reader = BufReader::new(stream);
     let mut writer = BufWriter::new(write_half);
+    // Set by `/arm-drop`: the next request on this connection is closed unanswered.
+    let mut drop_next = false;
     loop {
         let head = match http::read_head(&mut reader) {
             Ok(head) => head,
@@ -90,6 +93,10 @@ fn serve_connection(stream: TcpStream, cfg: &Config) {
             }
         };
         let close = !head.keep_alive();
+        if drop_next {
+            log_out("testfn: dropping the connection without an answer");
+            return;
+        }
         match handlers::handle(cfg, &head, &body) {
             Outcome::Respond(resp) => {
                 let head_only = head.method == "HEAD";
@@ -106,6 +113,61 @@ fn serve_connection(stream: TcpStream, cfg: &Config) {
                 flush_all();
                 process::abort();
             }
+            Outcome::Web(web) => match web {
+                Web::Respond(resp) => {
+                    let head_only = head.method == "HEAD";
+                    if response::write_response(&mut writer, &resp, close, head_only).is_err()
+                        || close
+                    {
+                        return;
+                    }
+                }
+                Web::ArmDrop(resp) => {
+                    drop_next = true;
+                    if response::write_response(&mut writer, &resp, close, false).is_err() {
+                        return;
+                    }
+                }
+                Web::Sse { gate } => {
+                    if sse(&mut writer, &gate).is_err() || close {
+                        return;
+                    }
+                }
+                Web::Upgrade { key } => {
+                    crate::ws::serve(&mut reader, &mut writer, &key);
+                    return;
+                }
+                Web::Exit(code) => {
+                    flush_all();
+                    process::exit(code);
+                }
+            },
         }
     }
+}
+
+/// A chunked event stream: one event, then a second once `gate` exists (at most 30 s), so a
+/// client can tell whether the first arrived before the stream ended.
+fn sse<W: std::io::Write>(w: &mut W, gate: &str) -> std::io::Result<()> {
+    w.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )?;
+    let chunk = |w: &mut W, data: &[u8]| -> std::io::Result<()> {
+        write!(w, "{:x}\r\n", data.len())?;
+        w.write_all(data)?;
+        w.write_all(b"\r\n")?;
+        w.flush()
+    };
+    chunk(w, b"data: first\n\n")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !gate.is_empty() && !std::path::Path::new(gate).exists() {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    chunk(w, b"data: second\n\n")?;
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()
 }

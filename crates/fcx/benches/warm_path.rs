@@ -5,6 +5,9 @@
 //! - (b) nginx: a keep-alive reverse proxy in front of it;
 //! - (c) fcx: `POST /2023-03-30/functions/bench/invocations` on a warm instance of the same
 //!   binary, run by fcx in its own network namespace,
+//! - (d) fcx-trigger: the same function through an anonymous HTTP trigger
+//!   (`Host: bench.localhost`, `POST /body` with `hello`, answered `hello`): the passthrough
+//!   path with FC's header checks and reserved-header filtering,
 //!
 //! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
 //! lasts `FCX_BENCH_SECS` seconds (default 5); `FCX_BENCH_ROUNDS` (default 1) repeats the
@@ -140,6 +143,18 @@ fn run() -> Result<bool, String> {
     let mut function = support::testfn_function(FUNCTION, json!({}));
     function["instanceConcurrency"] = json!(200);
     server.create_function(function);
+    let trigger = server.post_json(
+        &format!("/2023-03-30/functions/{FUNCTION}/triggers"),
+        &json!({"triggerName": "web", "triggerType": "http",
+                "triggerConfig": json!({"authType": "anonymous"}).to_string()}),
+    );
+    if trigger.status != 200 {
+        return Err(format!(
+            "CreateTrigger failed: {} {}",
+            trigger.status,
+            trigger.text()
+        ));
+    }
     let warm = server.invoke(FUNCTION, b"echo:hello");
     if warm.status != 200 || warm.body != b"hello" {
         return Err(format!(
@@ -163,26 +178,40 @@ fn run() -> Result<bool, String> {
          wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
     )
     .map_err(|e| format!("write {}: {e}", lua.display()))?;
+    let trigger_lua = scratch.path().join("trigger.lua");
+    std::fs::write(
+        &trigger_lua,
+        format!(
+            "wrk.method = \"POST\"\n\
+             wrk.body = \"hello\"\n\
+             wrk.headers[\"Host\"] = \"{FUNCTION}.localhost:{}\"\n\
+             wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
+            server.addr.port()
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", trigger_lua.display()))?;
 
-    let targets: [(&'static str, String); 3] = [
-        ("direct", format!("http://{echo_addr}/invoke")),
-        ("nginx", format!("http://{nginx_addr}/invoke")),
+    let targets: [(&'static str, String, &Path); 4] = [
+        ("direct", format!("http://{echo_addr}/invoke"), &lua),
+        ("nginx", format!("http://{nginx_addr}/invoke"), &lua),
         (
             "fcx",
             server.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
+            &lua,
         ),
+        ("fcx-trigger", server.url("/body"), &trigger_lua),
     ];
 
     let mut runs = Vec::new();
     let mut failures = Vec::new();
     // Rounds interleave the targets so that a slow spell of the machine hits all of them.
     for round in 1..=rounds {
-        for (target, url) in &targets {
+        for (target, url, lua) in &targets {
             echo.check_alive()?;
             proxy.check_alive()?;
             if round == 1 {
                 // Unreported warm-up: opens the proxies' upstream connections, faults pages in.
-                if let Err(e) = wrk_run(&wrk, &lua, url, 64, WARMUP_SECS) {
+                if let Err(e) = wrk_run(&wrk, lua, url, 64, WARMUP_SECS) {
                     failures.push(format!("{target} warm-up: {e}"));
                 }
             }
@@ -195,14 +224,14 @@ fn run() -> Result<bool, String> {
                         .into_iter()
                         .chain([echo.pid()])
                         .collect(),
-                    "fcx" => [server.pid()]
+                    "fcx" | "fcx-trigger" => [server.pid()]
                         .into_iter()
                         .chain(server.instance_pids())
                         .collect(),
                     _ => vec![echo.pid()],
                 };
                 let cpu_before = cpu_ticks(&pids);
-                let result = wrk_run(&wrk, &lua, url, conns, secs);
+                let result = wrk_run(&wrk, lua, url, conns, secs);
                 let cpu_ticks_used = cpu_ticks(&pids).saturating_sub(cpu_before);
                 match result {
                     Ok(out) => match parse_wrk(&out) {
@@ -638,6 +667,25 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
             n.cpu_us_per_req - d.cpu_us_per_req,
             (f.cpu_us_per_req - d.cpu_us_per_req) / (n.cpu_us_per_req - d.cpu_us_per_req)
         );
+    }
+    for conns in CONNS {
+        if let (Some(t), Some(n)) = (get("fcx-trigger", conns), get("nginx", conns)) {
+            println!(
+                "- HTTP trigger at {conns} conn(s): fcx-trigger/nginx = {:.2} (req/s), p50 {} vs \
+                 {} (ratio {:.2}), p99 {} vs {} (ratio {:.2}), server CPU/req {:.0} vs {:.0} µs \
+                 (ratio {:.2})",
+                t.rps / n.rps,
+                fmt_us(t.p50_us),
+                fmt_us(n.p50_us),
+                t.p50_us / n.p50_us,
+                fmt_us(t.p99_us),
+                fmt_us(n.p99_us),
+                t.p99_us / n.p99_us,
+                t.cpu_us_per_req,
+                n.cpu_us_per_req,
+                t.cpu_us_per_req / n.cpu_us_per_req
+            );
+        }
     }
     println!("- fcx instances running after the runs: {fcx_instances}");
     println!(

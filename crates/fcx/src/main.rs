@@ -32,6 +32,8 @@ enum Command {
   fcx server --listen 0.0.0.0:9100 --data-dir /var/lib/fcx
   fcx server --auth none                      # development: no signatures, loopback only
   curl -XPOST http://127.0.0.1:9100/2023-03-30/functions/NAME/invocations -d '{\"key\":\"value\"}'   # --auth none
+  curl http://NAME.localhost:9100/                 # a function's HTTP trigger (fcx triggers ls NAME)
+  fcx server --https-listen 127.0.0.1:9443        # HTTPS for custom domains (certificate by SNI)
 
 With --auth signature (the default) every request is signed as the FC SDKs sign
 (ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
@@ -99,9 +101,11 @@ struct ServerArgs {
     /// no authentication, allowed on loopback addresses only.
     #[arg(long, env = "FCX_AUTH", value_enum, default_value = "signature")]
     auth: Auth,
-    /// Unprivileged user instances run as (name or UID:GID).
-    #[arg(long, default_value = "nobody")]
-    instance_user: String,
+    /// Unprivileged uids for code-package instances, FIRST-LAST: each function gets one of
+    /// its own (also its gid), kept across restarts, so functions cannot read or signal each
+    /// other's processes and files. No user of the host may have a uid in the range.
+    #[arg(long, env = "FCX_INSTANCE_UIDS", default_value = "100000-165535")]
+    instance_uids: fcx_control::UidRange,
     /// Region reported to functions (FC_REGION, x-fc-region).
     #[arg(long, env = "FCX_REGION", default_value = "local")]
     region: String,
@@ -128,7 +132,7 @@ struct ServerArgs {
     /// start when the runtime cannot work (see `fcx doctor`).
     #[arg(long, env = "FCX_OCI_RUNTIME", default_value = "crun")]
     oci_runtime: String,
-    /// Most processes one container instance may run (a fork bomb stops here).
+    /// Most processes one instance (process or container) may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
     /// Containers kept created ahead of demand per custom-container function (web-server
@@ -138,6 +142,22 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// Domain of HTTP trigger URLs: a trigger of function F answers at
+    /// http://F.<domain>:<port>/ (F--QUALIFIER for a version or alias). The default works
+    /// from browsers and curl without DNS set-up (*.localhost is loopback); with a wildcard
+    /// DNS record use your own, e.g. fc.example.com, or fc.example.com:80 when a proxy in
+    /// front serves another port.
+    #[arg(
+        long,
+        env = "FCX_TRIGGER_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN[:PORT]"
+    )]
+    trigger_domain: String,
+    /// Also serve HTTPS here, for custom domains with protocol HTTPS (the certificate is
+    /// picked by SNI from their certConfig).
+    #[arg(long, env = "FCX_HTTPS_LISTEN")]
+    https_listen: Option<SocketAddr>,
     /// Outbound networking of instances with internetAccess. `veth`: a veth pair per
     /// instance, routed and masqueraded by the kernel through fcx's own nftables table (no
     /// process per instance). `pasta`: one pasta process per instance (~29 MB each). `auto`:
@@ -176,6 +196,15 @@ struct ServerArgs {
 }
 
 fn main() -> ExitCode {
+    // The init of a process instance (pid 1 of its PID namespace): not a user command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
+    {
+        let code = fcx_runtime::init::main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -210,6 +239,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             Auth::None => fcx_gateway::AuthMode::None,
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        https_listen: args.https_listen,
     };
     // Refused before the core touches the host.
     http.check()?;
@@ -225,7 +255,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),
-        instance_user: args.instance_user,
+        instance_uids: args.instance_uids,
         region: args.region,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         freeze_after: args.freeze_idle_after.map(Duration::from_secs),
@@ -237,6 +267,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
         async_error_text: fcx_gateway::error::async_error_text,
+        trigger_domain: args.trigger_domain,
         egress: args.egress,
         egress_range: args.egress_range,
         egress_pool: args.egress_pool,

@@ -50,12 +50,22 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("migrating {} to {to}: {e}", dir.display()))?;
     println!(
         "migrated {} function(s), {} function document(s), {} server value(s), {} AccessKey(s), \
-         {} pending async task(s), {} code package(s)",
-        m.functions, m.documents, m.meta, m.keys, m.pending_tasks, m.code_packages
+         {} pending async task(s), {} code package(s), {} custom domain(s), {} timer(s), \
+         {} instance uid(s)",
+        m.functions,
+        m.documents,
+        m.meta,
+        m.keys,
+        m.pending_tasks,
+        m.code_packages,
+        m.custom_domains,
+        m.timers,
+        m.instance_uids
     );
-    if m.keys > 0 {
+    if m.keys + m.custom_domains + m.functions > 0 {
         eprintln!(
-            "fcx: the AccessKeys are sealed with {}: copy it into every node's data dir",
+            "fcx: AccessKeys, custom domains' private keys and functions' secret fields are \
+             sealed with {}: copy it into every node's data dir",
             dir.join("secret.key").display()
         );
     }

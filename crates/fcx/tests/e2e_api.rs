@@ -375,3 +375,66 @@ fn chunked_request_bodies_are_accepted() {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+/// Issue 13: a package with a symlink leading out of it, or a zip bomb, was accepted at
+/// create and then failed every invoke with 500 (the bomb re-expanding up to 2 GiB each
+/// time). Each is now a 400 at create naming the entry; packages with links that stay
+/// inside still deploy and run.
+#[test]
+fn hostile_code_packages_are_refused_at_create_naming_the_entry() {
+    use support::zipper::{zip_bomb, zip_with_links};
+    let server = Server::start();
+    let bootstrap: (&str, &[u8], u32) = ("bootstrap", b"#!/bin/sh\n", 0o755);
+    let gib = 1024 * 1024 * 1024u64;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "absolute link",
+            zip_with_links(&[bootstrap], &[("etc-passwd", "/etc/passwd")]),
+            "symlink 'etc-passwd' -> '/etc/passwd' points outside the package",
+        ),
+        (
+            "climbing link",
+            zip_with_links(&[bootstrap], &[("lib/up", "../../../etc")]),
+            "symlink 'lib/up' -> '../../../etc' points outside the package",
+        ),
+        (
+            "chained links",
+            zip_with_links(&[bootstrap], &[("a/b/s", "../.."), ("out", "a/b/s/..")]),
+            "symlink 'out' -> 'a/b/s/..' points outside the package",
+        ),
+        (
+            "declared bomb",
+            zip_bomb("huge.bin", 1024 * 1024, 0xF000_0000),
+            "entry 'huge.bin': the package declares more than 1073741824 bytes",
+        ),
+        (
+            "lying bomb",
+            // The zip reader stops an entry at its declared size; fcx's own count of what
+            // really came out stops at the limit.
+            zip_bomb("small.bin", gib + 64 * 1024 * 1024, 4096),
+            "entry 'small.bin' does not decompress: File is larger than its declared",
+        ),
+    ];
+    for (i, (what, zip, expected)) in cases.iter().enumerate() {
+        let mut f = minimal(&format!("hostile{i}"));
+        f["code"]["zipFile"] = json!(support::zipper::base64(zip));
+        let r = server.post_json("/2023-03-30/functions", &f);
+        println!(
+            "{what} ({} bytes zipped): {} {}",
+            zip.len(),
+            r.status,
+            r.text()
+        );
+        assert_invalid(&r, "code.zipFile");
+        assert!(r.text().contains(expected), "{what}: {}", r.text());
+    }
+    let mut ok = support::testfn_function("linked", json!({}));
+    let testfn = std::fs::read(support::testfn_bin()).unwrap();
+    let zip = zip_with_links(
+        &[("bin/testfn", &testfn, 0o755)],
+        &[("bootstrap", "bin/testfn"), ("bin/self", "../bin")],
+    );
+    ok["code"]["zipFile"] = json!(support::zipper::base64(&zip));
+    server.create_function(ok);
+    assert_eq!(server.invoke("linked", b"echo:inside").text(), "inside");
+}

@@ -631,3 +631,61 @@ fn non_loopback_listen_is_allowed_with_signatures() {
     let r = server.request("GET", "/2023-03-30/functions", &[], b"");
     assert_fc_error(&r, 400, "MissingRequiredHeader");
 }
+
+/// Issue 13: the nonce cache was in memory only, so a signed DELETE replayed after a server
+/// restart deleted the function again (204). The nonces now outlive the server: the replay
+/// after a `kill -9` and restart on the same address is refused, and the function stays.
+#[test]
+fn signed_request_replayed_after_a_restart_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut options = Options::with_auth();
+    options.listen = format!("127.0.0.1:{port}");
+    let mut server = Server::start_with(options);
+    let key = server.credentials.clone().expect("admin credentials");
+    let create = support::testfn_function("victim", json!({})).to_string();
+    let create_signed = |server: &Server| {
+        sign(
+            server,
+            &key,
+            "POST",
+            "/2023-03-30/functions",
+            &[],
+            create.as_bytes(),
+            SignOptions::default(),
+        )
+    };
+    assert_eq!(create_signed(&server).send(&server).status, 200);
+    let delete = sign(
+        &server,
+        &key,
+        "DELETE",
+        "/2023-03-30/functions/victim",
+        &[],
+        b"",
+        SignOptions::default(),
+    );
+    assert_eq!(delete.send(&server).status, 204);
+    assert_eq!(create_signed(&server).send(&server).status, 200);
+
+    server.crash_and_restart();
+    assert_eq!(server.addr.port(), port);
+    let replay = delete.send(&server);
+    println!(
+        "DELETE replayed after a restart: {} {}",
+        replay.status,
+        replay.text()
+    );
+    let message = assert_fc_error(&replay, 403, "SignatureNotMatch");
+    assert!(message.contains("already used"), "{message}");
+    let r = signed_get(&server, &key, "/2023-03-30/functions/victim");
+    assert_eq!(
+        r.status,
+        200,
+        "the replay deleted the function: {}",
+        r.text()
+    );
+}

@@ -39,26 +39,28 @@ fn insecure_listen_flag_is_gone() {
     assert!(err.contains("--insecure-listen"), "{err}");
 }
 
+/// `--instance-uids` replaced `--instance-user` (issue 13): a range must be well formed and
+/// hold no user of the host.
 #[test]
-fn unknown_instance_user_is_refused() {
-    let data = tempfile::tempdir().unwrap();
-    let out = Command::new(support::fcx_bin())
-        .args([
-            "server",
-            "--auth",
-            "none",
-            "--listen",
-            "127.0.0.1:0",
-            "--instance-user",
-            "no-such-user-fcx",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no user named 'no-such-user-fcx'"), "{err}");
+fn bad_instance_uid_ranges_are_refused() {
+    for (range, expected) in [
+        ("100-50", "must be ascending"),
+        ("lots", "is not a uid range"),
+        ("0-10", "exclude root"),
+        ("1-100", "holds uid"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(support::fcx_bin())
+            .args(["server", "--auth", "none", "--listen", "127.0.0.1:0"])
+            .args(["--instance-uids", range])
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{range} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{range}: {err}");
+    }
 }
 
 #[test]

@@ -165,6 +165,7 @@ fn readme_shows_the_current_help_of_every_command() {
         "alias",
         "deploy",
         "logs",
+        "triggers ls",
         "local invoke",
     ] {
         let out = Command::new(support::fcx_bin())

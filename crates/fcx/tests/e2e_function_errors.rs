@@ -372,3 +372,26 @@ fn tail_log_holds_markers_and_the_request_output() {
     let none = server.invoke("logger", b"echo:x");
     assert_eq!(none.header("x-fc-log-result"), None);
 }
+
+/// Issue 13: 502 bodies carried a `Logs` field with earlier requests' lines, visible to any
+/// caller. Now they carry the failing request's own lines only.
+#[test]
+fn error_bodies_carry_only_the_failing_requests_log_lines() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("tattle", json!({})));
+    let r = server.invoke("tattle", b"log:token-of-an-earlier-caller-1f2e");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let crashed = server.invoke("tattle", b"crash");
+    assert_eq!(crashed.status, 502, "{}", crashed.text());
+    let logs = crashed.json()["Logs"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("Logs of the 502: {logs:?}");
+    assert!(logs.contains("testfn: crashing"), "{logs}");
+    assert!(
+        !crashed.text().contains("token-of-an-earlier-caller-1f2e"),
+        "an earlier request's line leaked: {}",
+        crashed.text()
+    );
+}

@@ -289,6 +289,115 @@ fn fork_bombs_and_memory_hogs_hit_their_limits_while_others_answer() {
     assert_eq!(shell(&server, "calm", "echo after").text().trim(), "after");
 }
 
+/// Issue 13: the registry password was echoed by Create/Get/ListFunctions and stored in
+/// plain text (the database and its WAL held it). Now it is sealed at rest, "******" in every
+/// answer, still usable after a restart (versions included), and kept when a client sends
+/// the placeholder back.
+#[test]
+fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
+    const PASSWORD: &str = "pw-7f3c9e-sealed-at-rest";
+    let registry = TestRegistry::start_with_auth("fcx-user", PASSWORD);
+    let image = images::push(
+        &registry,
+        "private/busybox-event:v2",
+        &fixtures::busybox_event_image().expect("busybox image"),
+    );
+    let mut server = Server::start();
+    let auth = json!({ "authConfig": { "userName": "fcx-user", "password": PASSWORD } });
+    let body = container_function(
+        "sealed",
+        &image,
+        json!({ "customContainerConfig": { "webServerMode": false, "registryConfig": auth } }),
+    );
+    let created = server.post_json("/2023-03-30/functions", &body);
+    assert_eq!(created.status, 200, "{}", created.text());
+    let got = server.request("GET", "/2023-03-30/functions/sealed", &[], b"");
+    let listed = server.request("GET", "/2023-03-30/functions", &[], b"");
+    for (what, r) in [("create", &created), ("get", &got), ("list", &listed)] {
+        println!("{what}: {}", r.text());
+        assert!(
+            !r.text().contains(PASSWORD),
+            "{what} shows the password: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        got.json()["customContainerConfig"]["registryConfig"]["authConfig"]["password"],
+        "******"
+    );
+    assert_eq!(server.invoke("sealed", b"pulled").text(), "pulled\n");
+    let r = server.request("POST", "/2023-03-30/functions/sealed/versions", &[], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A GetFunction answer sent back as an update keeps the stored password.
+    let mut cc = got.json()["customContainerConfig"].clone();
+    cc.as_object_mut().unwrap().remove("resolvedImageUri");
+    let r = server.put_json(
+        "/2023-03-30/functions/sealed",
+        &json!({ "customContainerConfig": cc, "description": "round trip" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    server.crash_and_restart();
+    // Forget the cached tag, so the image is pulled again with the stored password.
+    for e in std::fs::read_dir(server.data_dir.path().join("images/refs"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    for qualifier in ["LATEST", "1"] {
+        let r = server.request(
+            "POST",
+            &format!("/2023-03-30/functions/sealed/invocations?qualifier={qualifier}"),
+            &[],
+            b"again",
+        );
+        assert_eq!(r.status, 200, "{qualifier}: {}", r.text());
+    }
+    for entry in std::fs::read_dir(server.data_dir.path()).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes());
+            assert!(
+                !found,
+                "{} holds the password in plain text",
+                path.display()
+            );
+        }
+    }
+
+    // A wrong password is not echoed in the error either; a wrongly typed one is refused.
+    let wrong = "wrong-pw-never-echoed";
+    let body = container_function(
+        "wrong",
+        &image,
+        json!({ "customContainerConfig": { "webServerMode": false,
+            "registryConfig": { "authConfig": { "userName": "fcx-user", "password": wrong } } } }),
+    );
+    server.create_function(body);
+    let r = server.invoke("wrong", b"x");
+    assert_eq!(code(&r), "ImageAccessDenied", "{}", r.text());
+    assert!(!r.text().contains(wrong), "{}", r.text());
+    let body = container_function(
+        "typed",
+        &image,
+        json!({ "customContainerConfig": { "registryConfig":
+            { "authConfig": { "userName": "fcx-user", "password": ["a", "b"] } } } }),
+    );
+    let r = server.post_json("/2023-03-30/functions", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("customContainerConfig.registryConfig.authConfig.password"),
+        "{}",
+        r.text()
+    );
+}
+
 #[test]
 fn private_registry_needs_the_right_credentials() {
     let registry = TestRegistry::start_with_auth("fcx-user", "s3cret-pw");

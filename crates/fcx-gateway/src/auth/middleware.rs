@@ -23,10 +23,28 @@ pub async fn verify_signature(
     next: Next,
 ) -> Response {
     let flavor = flavor_of(req.uri().path());
-    let refuse = |e: FcError| ApiError::new(e, flavor, &new_request_id()).into_response();
-    let now = unix_now();
     let (parts, body) = req.into_parts();
-    let checked = match verifier
+    let limit = body_limit(parts.uri.path());
+    match verify_request(&verifier, &parts, body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => ApiError::new(e, flavor, &new_request_id()).into_response(),
+    }
+}
+
+/// Checks a signed request (headers first, then the body of at most `limit` bytes, then the
+/// nonce) and returns its body: the API's check, also used by HTTP triggers with
+/// `authType: function`.
+pub async fn verify_request(
+    verifier: &Verifier,
+    parts: &http::request::Parts,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, FcError> {
+    let now = unix_now();
+    let checked = verifier
         .check_headers(
             parts.method.as_str(),
             parts.uri.path(),
@@ -34,34 +52,21 @@ pub async fn verify_signature(
             &parts.headers,
             now,
         )
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return refuse(e),
-    };
+        .await?;
     // Only a correctly signed request gets its body read.
-    let limit = body_limit(parts.uri.path());
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return refuse(FcError::entity_too_large(limit));
+        return Err(FcError::entity_too_large(limit));
     }
-    let bytes = match read_limited(body, limit).await {
-        Ok(b) => b,
-        Err(e) => return refuse(e),
-    };
-    if let Err(e) = verifier.check_body(&checked, &bytes) {
-        return refuse(e);
-    }
-    if let Err(e) = verifier.remember_nonce(&checked, now) {
-        return refuse(e);
-    }
+    let bytes = read_limited(body, limit).await?;
+    verifier.check_body(&checked, &bytes)?;
+    verifier.remember_nonce(&checked, now)?;
     tracing::trace!(key = %checked.key_id, "signed request verified");
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(bytes)
 }
 
 /// The most any handler on `path` accepts; handlers still apply their own, smaller limits.

@@ -16,6 +16,7 @@ pub mod verify;
 use std::sync::Arc;
 
 pub use keys::{Keys, CREDENTIALS_FILE};
+pub use middleware::verify_request;
 pub use verify::Verifier;
 
 /// How `fcx server` authenticates API requests.

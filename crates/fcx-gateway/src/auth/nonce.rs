@@ -1,5 +1,7 @@
 //! Replay protection: every `x-acs-signature-nonce` accepted with a key is remembered until
-//! its request's `x-acs-date` leaves the skew window, in bounded memory.
+//! its request's `x-acs-date` leaves the skew window, in bounded memory, and in the data
+//! dir's nonce journal (`fcx_store::nonces`), so a request replayed after a restart is
+//! refused too: the journal's nonces are loaded back at start.
 //!
 //! When the cache is full, the nonces that would expire first are forgotten and the cache
 //! remembers their expiry as a floor: a request expiring at or before the floor is refused,
@@ -23,6 +25,7 @@ pub enum Replay {
 pub struct NonceCache {
     capacity: usize,
     inner: Mutex<Inner>,
+    journal: Option<fcx_store::NonceJournal>,
 }
 
 #[derive(Default)]
@@ -39,7 +42,34 @@ impl NonceCache {
         NonceCache {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
+            journal: None,
         }
+    }
+
+    /// A cache that also writes every accepted nonce to `journal`, starting with the
+    /// nonces a previous run accepted (`remembered`: fingerprint, expiry).
+    pub fn durable(
+        capacity: usize,
+        journal: fcx_store::NonceJournal,
+        remembered: &[(u128, i64)],
+    ) -> NonceCache {
+        let mut cache = NonceCache::new(capacity);
+        {
+            let inner = cache.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            let mut sorted = remembered.to_vec();
+            // Keep the ones that expire last when there are more than fit.
+            sorted.sort_by_key(|(_, exp)| std::cmp::Reverse(*exp));
+            for (i, (print, exp)) in sorted.into_iter().enumerate() {
+                if i >= cache.capacity {
+                    inner.floor = inner.floor.max(exp);
+                    continue;
+                }
+                inner.seen.insert(print, exp);
+                inner.by_expiry.insert((exp, print));
+            }
+        }
+        cache.journal = Some(journal);
+        cache
     }
 
     /// Records `nonce` of `key_id` for a request valid until `expires`; refuses a replay.
@@ -78,6 +108,14 @@ impl NonceCache {
         }
         inner.seen.insert(print, expires);
         inner.by_expiry.insert((expires, print));
+        drop(inner);
+        if let Some(journal) = &self.journal {
+            // Written before the request runs, so a restart right after it still knows it.
+            // A failing disk does not stop signed requests: this run still remembers it.
+            if let Err(e) = journal.append(print, expires) {
+                tracing::warn!(error = %e, "cannot write the nonce journal: a replay after a restart would not be recognised");
+            }
+        }
         Ok(())
     }
 

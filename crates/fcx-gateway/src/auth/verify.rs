@@ -23,6 +23,9 @@ const MUST_SIGN: [&str; 4] = ["host", DATE, NONCE, CONTENT_SHA256];
 pub struct Verifier {
     keys: Keys,
     nonces: NonceCache,
+    /// Requests signed before this (unix seconds) are refused: set after a host reboot,
+    /// when the nonce journal may have lost its last second.
+    signed_after: i64,
 }
 
 /// What a request's headers proved; its body and nonce are checked next.
@@ -43,11 +46,28 @@ struct Authorization<'a> {
 }
 
 impl Verifier {
-    /// A verifier over `keys`, with an empty nonce memory.
-    pub fn new(keys: Keys) -> Verifier {
+    /// A verifier whose nonces outlive restarts: `journal` holds them, `loaded` is what it
+    /// held at start, `started` the server's start (unix seconds).
+    pub fn durable(
+        keys: Keys,
+        journal: fcx_store::NonceJournal,
+        loaded: &fcx_store::nonces::Loaded,
+        started: i64,
+    ) -> Verifier {
+        if loaded.after_reboot {
+            tracing::warn!(
+                "the host restarted since the nonce journal was written: requests signed \
+                 before this server's start are refused"
+            );
+        }
         Verifier {
             keys,
-            nonces: NonceCache::new(NONCE_CAPACITY),
+            nonces: NonceCache::durable(NONCE_CAPACITY, journal, &loaded.nonces),
+            signed_after: if loaded.after_reboot {
+                started
+            } else {
+                i64::MIN
+            },
         }
     }
 
@@ -96,6 +116,13 @@ impl Verifier {
             )));
         }
 
+        if date_secs < self.signed_after {
+            return Err(FcError::signature_not_match(format!(
+                "x-acs-date '{date}' is before this server started ({}) after a host restart, \
+                 when it may have lost the nonces it had seen: sign the request again",
+                fcx_sign::format_date(self.signed_after.max(0) as u64)
+            )));
+        }
         let signed: Vec<&str> = auth.signed_headers.split(';').collect();
         if signed
             .iter()

@@ -513,10 +513,16 @@ mod tests {
         })
         .join()
         .unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        // pasta may be re-executing itself (`passt.avx2`) at this moment, before it applies
+        // its filter again: wait for the running state rather than read one instant.
+        let mut status = String::new();
+        let filtered = eventually(|| {
+            status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            seccomp_filtered(&status)
+        });
         drop(egress);
         assert!(ready, "a running pasta must count as isolated");
-        assert!(seccomp_filtered(&status), "{status}");
+        assert!(filtered, "{status}");
         assert!(!seccomp_filtered("Seccomp:\t0\n"));
     }
 

@@ -177,6 +177,7 @@ mod tests {
         assert_eq!(v2["linux"]["namespaces"][5]["type"], "cgroup");
         let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
         assert!(v["linux"]["maskedPaths"]
             .as_array()
             .unwrap()

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::group::InstanceGroup;
 use super::rootfs::Rootfs;
+use crate::group::InstanceGroup;
 use crate::spec::ExitReason;
 use crate::sys;
 

@@ -7,7 +7,7 @@
 
 mod config;
 mod container;
-mod group;
+
 mod profile;
 mod rootfs;
 mod user;
@@ -30,7 +30,7 @@ use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
-use crate::{process, sys, StartError, StartFailure};
+use crate::{group, process, sys, StartError, StartFailure};
 
 /// Where the OCI backend keeps its files and which runtime it drives.
 #[derive(Debug, Clone)]

@@ -1,14 +1,16 @@
 //! The fixed security profile of OCI instances, Docker's defaults: the capability set,
 //! the masked and read-only `/proc` paths, and a seccomp filter.
 
-/// Docker's default capability set (bounding = effective = permitted).
+/// Docker's default capability set (bounding = effective = permitted) without
+/// `CAP_NET_RAW` (as Podman does): raw sockets let an instance forge packets on its network,
+/// and FC functions have no use for them (unprivileged ICMP sockets remain where the host's
+/// `net.ipv4.ping_group_range` allows them).
 pub const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
     "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",

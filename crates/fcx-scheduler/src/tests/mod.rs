@@ -19,6 +19,9 @@ use fcx_runtime::body;
 use fcx_runtime::fake::{Call, FakeBackend, Gate, Received, Recorder, Reply};
 use fcx_runtime::{BackendKind, CodeCache};
 
+/// The instance uid test functions are deployed with (the fake backend runs no process).
+const TEST_UID: u32 = 100_000;
+
 use crate::{
     Backends, CallContext, Deployed, InvokeRequest, InvokeResponse, Scheduler, SchedulerConfig,
     SchedulerError,
@@ -75,12 +78,18 @@ impl Harness {
     }
 
     pub fn deploy_version(&self, f: Function, version: Option<&str>) {
-        let code = self.dir.path().join("code").join(&f.code_sha256);
+        let code = self
+            .dir
+            .path()
+            .join("code")
+            .join(TEST_UID.to_string())
+            .join(&f.code_sha256);
         std::fs::create_dir_all(&code).expect("code dir");
         self.sched.deploy(Deployed {
             function: f,
             version_id: version.map(str::to_owned),
             code_zip: Some(PathBuf::from("/nonexistent/unused.zip")),
+            run_as: Some(TEST_UID),
         });
     }
 
@@ -153,6 +162,7 @@ pub fn request(body: &str) -> InvokeRequest {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            trigger: None,
         },
         payload: body::full(Bytes::from(body.to_owned())),
     }

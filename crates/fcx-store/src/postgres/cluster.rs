@@ -270,19 +270,27 @@ impl Cluster {
             .run(async move {
                 let c = pg.conn().await?;
                 let n = c
-                    .execute(
-                        "INSERT INTO timer_ticks (timer, tick_ms, node) VALUES ($1, $2, $3)
-                         ON CONFLICT (timer) DO UPDATE
-                            SET tick_ms = excluded.tick_ms, node = excluded.node
-                            WHERE timer_ticks.tick_ms < excluded.tick_ms",
-                        &[&timer, &tick_ms, &node],
-                    )
+                    .execute(CLAIM_TICK, &[&timer, &tick_ms, &node])
                     .await
                     .map_err(db("claiming a timer tick"))?;
                 Ok(n == 1)
             })
             .await
     }
+}
+
+/// Claims tick `$2` of timer `$1` for node `$3`: the row only moves forward, so of every
+/// node trying the same tick exactly one changes it (and a tick at or before the last claimed
+/// one is never claimed again).
+pub(super) const CLAIM_TICK: &str =
+    "INSERT INTO timer_ticks (timer, tick_ms, node) VALUES ($1, $2, $3)
+     ON CONFLICT (timer) DO UPDATE
+        SET tick_ms = excluded.tick_ms, node = excluded.node
+        WHERE timer_ticks.tick_ms < excluded.tick_ms";
+
+/// The `timer_ticks` row of trigger `trigger` of `function` (function names hold no '/').
+pub(super) fn timer_key(function: &str, trigger: &str) -> String {
+    format!("{function}/{trigger}")
 }
 
 /// Another node's row of a limit: what it wants and what it holds.

@@ -1,8 +1,10 @@
 //! `fcx store migrate`: moves a single node's data (the data dir's SQLite `fcx.db` and its code
 //! packages) into a PostgreSQL database that nodes will share. Functions, their documents
 //! (versions, aliases, triggers, scaling and async configs, counters), server metadata (the
-//! account id), AccessKeys and pending async tasks are copied in one transaction, so a failure
-//! leaves the target as it was. The source is only read.
+//! account id), AccessKeys, custom domains, timers' last fires, instance uids and pending
+//! async tasks are copied in one transaction, so a failure leaves the target as it was. The
+//! source is only read. Sealed values (AccessKey secrets, domains' private keys, records'
+//! secret fields) are copied sealed: the nodes use the source data dir's `secret.key`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,12 @@ pub struct Migrated {
     pub pending_tasks: usize,
     /// Code packages (`<data dir>/code/*.zip`).
     pub code_packages: usize,
+    /// Custom domains (private keys still sealed).
+    pub custom_domains: usize,
+    /// Timer triggers' last fires (a timer does not fire again for a tick already fired).
+    pub timers: usize,
+    /// Functions' instance uids (a function keeps its uid on the cluster).
+    pub instance_uids: usize,
 }
 
 /// Async task statuses a migration moves: those still to run. A `Running` task of a stopped
@@ -41,6 +49,9 @@ struct Source {
     keys: Vec<(String, Vec<u8>, String, String)>,
     tasks: Vec<Task>,
     code: Vec<(String, PathBuf)>,
+    domains: Vec<(String, String, Option<Vec<u8>>)>,
+    timers: Vec<(String, i64)>,
+    uids: Vec<(String, i64)>,
 }
 
 struct Task {
@@ -56,6 +67,7 @@ struct Task {
     created_ms: i64,
     started_ms: Option<i64>,
     events: String,
+    origin: Option<String>,
 }
 
 /// Copies the store of `data_dir` into the PostgreSQL database at `url` (migrated first). The
@@ -126,7 +138,7 @@ fn read_sqlite(data_dir: &Path) -> Result<Source, StoreError> {
     let mut q = conn
         .prepare(&format!(
             "SELECT task_id, request_id, function, qualifier, payload, is_task, status,
-                    attempts, next_run_ms, created_ms, started_ms, events
+                    attempts, next_run_ms, created_ms, started_ms, events, origin
              FROM async_tasks WHERE status IN {PENDING} ORDER BY seq"
         ))
         .map_err(&e)?;
@@ -145,8 +157,34 @@ fn read_sqlite(data_dir: &Path) -> Result<Source, StoreError> {
                 created_ms: r.get(9)?,
                 started_ms: r.get(10)?,
                 events: r.get(11)?,
+                origin: r.get(12)?,
             })
         })
+        .and_then(Iterator::collect)
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT name, doc, key_enc FROM custom_domains ORDER BY name")
+        .map_err(&e)?;
+    s.domains = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(Iterator::collect)
+        .map_err(&e)?;
+    // The shared store's timer_ticks rows (`function/trigger`).
+    let mut q = conn
+        .prepare(
+            "SELECT function || '/' || trigger, last_fire_ms FROM timer_state
+             ORDER BY function, trigger",
+        )
+        .map_err(&e)?;
+    s.timers = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT function, uid FROM instance_uids ORDER BY function")
+        .map_err(&e)?;
+    s.uids = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(Iterator::collect)
         .map_err(&e)?;
     let code_dir = data_dir.join("code");
@@ -230,8 +268,8 @@ async fn write(pg: &Pg, s: Source) -> Result<Migrated, StoreError> {
     for t in &s.tasks {
         tx.execute(
             "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
-                is_task, status, attempts, next_run_ms, created_ms, started_ms, events)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)",
+                is_task, status, attempts, next_run_ms, created_ms, started_ms, events, origin)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)",
             &[
                 &t.task_id,
                 &t.request_id,
@@ -245,6 +283,7 @@ async fn write(pg: &Pg, s: Source) -> Result<Migrated, StoreError> {
                 &t.created_ms,
                 &t.started_ms,
                 &t.events,
+                &t.origin,
             ],
         )
         .await
@@ -262,6 +301,37 @@ async fn write(pg: &Pg, s: Source) -> Result<Migrated, StoreError> {
         .await
         .map_err(db("copying a code package"))?;
     }
+    for (name, doc, key) in &s.domains {
+        tx.execute(
+            "INSERT INTO custom_domains (name, doc, key_enc) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, key_enc = excluded.key_enc",
+            &[name, doc, key],
+        )
+        .await
+        .map_err(db("copying a custom domain"))?;
+    }
+    for (timer, last) in &s.timers {
+        tx.execute(
+            "INSERT INTO timer_ticks (timer, tick_ms, node) VALUES ($1, $2, 'migrated')
+             ON CONFLICT (timer) DO UPDATE SET tick_ms = excluded.tick_ms",
+            &[timer, last],
+        )
+        .await
+        .map_err(db("copying a timer's last fire"))?;
+    }
+    for (function, uid) in &s.uids {
+        tx.execute(
+            "INSERT INTO instance_uids (function, uid) VALUES ($1, $2)",
+            &[function, uid],
+        )
+        .await
+        .map_err(|e| {
+            StoreError::database(format!(
+                "copying the instance uid {uid} of function '{function}': {e} (a node started \
+                 on the target already took it: migrate into a new, empty database)"
+            ))
+        })?;
+    }
     tx.commit().await.map_err(db("committing the migration"))?;
     Ok(Migrated {
         functions: s.functions.len(),
@@ -270,5 +340,8 @@ async fn write(pg: &Pg, s: Source) -> Result<Migrated, StoreError> {
         keys,
         pending_tasks: s.tasks.len(),
         code_packages: s.code.len(),
+        custom_domains: s.domains.len(),
+        timers: s.timers.len(),
+        instance_uids: s.uids.len(),
     })
 }

@@ -1,5 +1,5 @@
-//! The schema in PostgreSQL's dialect: the SQLite store's migrations 1–4 with PostgreSQL
-//! types, then the tables only a shared store has. `fcx_migrations` records what ran; an
+//! The schema in PostgreSQL's dialect: the SQLite store's migrations with PostgreSQL types,
+//! and the tables only a shared store has. `fcx_migrations` records what ran; an
 //! advisory lock makes nodes that start together migrate one after the other.
 
 use super::{db, Pg};
@@ -83,6 +83,20 @@ const MIGRATIONS: &[&str] = &[
         timer TEXT PRIMARY KEY,
         tick_ms BIGINT NOT NULL,
         node TEXT NOT NULL
+    );",
+    // 7: what the SQLite store's migrations 5 and 6 added: custom domains (private keys
+    // sealed with the nodes' common secret.key), where an async task came from, and each
+    // function's instance uid. Timer fires are the `timer_ticks` of 6 (one claim per tick
+    // for the whole cluster), so SQLite's `timer_state` has no table here.
+    "CREATE TABLE custom_domains (
+        name TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        key_enc BYTEA
+    );
+    ALTER TABLE async_tasks ADD COLUMN origin TEXT;
+    CREATE TABLE instance_uids (
+        function TEXT PRIMARY KEY,
+        uid BIGINT NOT NULL UNIQUE
     );",
 ];
 

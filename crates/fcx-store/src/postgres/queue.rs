@@ -109,14 +109,15 @@ async fn insert(pg: &Pg, tasks: &[&NewTask]) -> Result<Vec<Enqueued>, StoreError
     let payloads: Vec<&[u8]> = tasks.iter().map(|t| t.payload.as_slice()).collect();
     let is_task: Vec<bool> = tasks.iter().map(|t| t.is_task).collect();
     let now: Vec<i64> = tasks.iter().map(|t| t.now_ms).collect();
+    let origins: Vec<Option<String>> = tasks.iter().map(|t| t.origin.clone()).collect();
     let inserted = tx
         .query(
             "INSERT INTO async_tasks (task_id, request_id, function, qualifier, payload,
-                is_task, status, next_run_ms, created_ms, events)
-             SELECT t.id, t.rid, t.f, t.q, t.p, t.it, 'Enqueued', t.now, t.now, t.ev::jsonb
+                is_task, status, next_run_ms, created_ms, events, origin)
+             SELECT t.id, t.rid, t.f, t.q, t.p, t.it, 'Enqueued', t.now, t.now, t.ev::jsonb, t.o
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-                         $6::bool[], $7::bigint[], $8::text[])
-                  WITH ORDINALITY AS t(id, rid, f, q, p, it, now, ev, ord)
+                         $6::bool[], $7::bigint[], $8::text[], $9::text[])
+                  WITH ORDINALITY AS t(id, rid, f, q, p, it, now, ev, o, ord)
              ORDER BY t.ord
              ON CONFLICT (task_id) DO NOTHING
              RETURNING task_id, request_id",
@@ -129,6 +130,7 @@ async fn insert(pg: &Pg, tasks: &[&NewTask]) -> Result<Vec<Enqueued>, StoreError
                 &is_task,
                 &now,
                 &events,
+                &origins,
             ],
         )
         .await
@@ -235,7 +237,7 @@ impl TaskQueue for PgQueue {
                              ORDER BY next_run_ms LIMIT $4
                              FOR UPDATE SKIP LOCKED)
                          RETURNING seq, task_id, request_id, function, qualifier, payload,
-                                   attempts, created_ms",
+                                   attempts, created_ms, origin",
                         &[
                             &now_ms,
                             &(now_ms + lease_ms),
@@ -257,6 +259,7 @@ impl TaskQueue for PgQueue {
                         payload: r.get(5),
                         attempts: r.get::<_, i32>(6) as u32,
                         created_ms: r.get(7),
+                        origin: r.get(8),
                     })
                     .collect())
             })

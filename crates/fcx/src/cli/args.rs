@@ -92,6 +92,17 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 auth refused, 4 the function failed.")]
   fcx alias rm my-fn prod"
     )]
     Alias(AliasAction),
+    /// List a function's triggers with the URL each HTTP trigger is served at.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  fcx triggers ls my-fn                  # NAME TYPE QUALIFIER URL / SCHEDULE
+  fcx triggers ls my-fn --output json
+  curl http://my-fn.localhost:9100/      # an anonymous HTTP trigger's URL
+
+Triggers are created with CreateTrigger (an FC SDK) or `triggers:` in an s.yaml (fcx deploy)."
+    )]
+    Triggers(TriggersAction),
     /// Print a function's logs: instance output with FC's per-request markers.
     #[command(after_help = "Examples:
   fcx logs my-fn                                  # the last 200 lines
@@ -225,6 +236,20 @@ pub enum LocalAction {
   fcx local invoke --code examples/python-event --non-web-server --event '{\"k\":1}' -- python3 main.py
   fcx local invoke -f examples/sdeploy/s.yaml --event '{}' --tail")]
     Invoke(LocalInvokeArgs),
+}
+
+// `fcx triggers ...`.
+#[derive(clap::Subcommand)]
+pub enum TriggersAction {
+    /// List a function's triggers (ListTriggers): HTTP triggers with their URL, timers
+    /// with their schedule.
+    #[command(after_help = "Examples:
+  fcx triggers ls my-fn
+  fcx triggers ls my-fn --output json | jq '.[].httpTrigger.urlInternet'")]
+    Ls {
+        /// Function name.
+        name: String,
+    },
 }
 
 // `fcx versions ...`.

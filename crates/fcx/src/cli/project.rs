@@ -350,3 +350,101 @@ mod tests {
         assert!(substitute(&json!("${other}"), &vars).is_err());
     }
 }
+
+/// Fuzzing the `s.yaml` loader with proptest: arbitrary text, and YAML documents built from
+/// s.yaml's keys (`resources`, `props`, `vars`, `${vars.x}` / `${env(X)}` references, code
+/// paths) with values of every type. Loading answers a project or an error, never a panic,
+/// Budget: `FCX_FUZZ_CASES`,
+/// `FCX_FUZZ_SEED` (see `scripts/fuzz.sh`).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    const KEYS: &[&str] = &[
+        "edition",
+        "name",
+        "access",
+        "vars",
+        "resources",
+        "component",
+        "props",
+        "region",
+        "functionName",
+        "runtime",
+        "code",
+        "handler",
+        "memorySize",
+        "customRuntimeConfig",
+        "command",
+        "template",
+        "actions",
+        "environmentVariables",
+        "timeout",
+        "x",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            proptest::sample::select(vec![
+                "${vars.x}",
+                "${vars.x.y}",
+                "${env(HOME)}",
+                "${env(FCX_SURELY_UNSET_9)}",
+                "${",
+                "${}",
+                "${vars.",
+                "fc3",
+                "./code",
+                "../..",
+                "/",
+                "custom.debian12",
+                "${vars.x}${vars.x}",
+            ])
+            .prop_map(|s| Value::String(s.into())),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(
+                    |kv| Value::Object(
+                        kv.into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect::<Map<_, _>>()
+                    )
+                ),
+            ]
+        })
+    }
+
+    #[test]
+    fn s_yaml_loads_or_is_refused_without_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        let doc = prop_oneof![
+            any::<String>(),
+            value().prop_map(|v| serde_yaml::to_string(&v).unwrap_or_default()),
+            value().prop_map(|v| {
+                let mut top = serde_json::json!({"edition": "3.0.0", "name": "fz",
+                    "resources": {"f": {"component": "fc3", "props": v}}});
+                top["vars"] = serde_json::json!({"x": {"y": 1}});
+                serde_yaml::to_string(&top).unwrap_or_default()
+            }),
+        ];
+        fcx_fuzz::run("s.yaml", 256, doc, |text| {
+            std::fs::write(&file, &text).unwrap();
+            // Packing `code` (a directory to zip) is left out: a fuzzed `/` would zip
+            // the whole host.
+            if let Ok(project) = super::load(&file) {
+                for plan in &project.plans {
+                    let _ = plan.function_name();
+                }
+            }
+            Ok(())
+        });
+    }
+}

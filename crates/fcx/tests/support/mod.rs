@@ -15,6 +15,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod sign;
 pub mod zipper;
 
 use std::io::{BufRead, BufReader};
@@ -68,6 +69,10 @@ pub struct Options {
     pub auth: bool,
     /// `--listen`.
     pub listen: String,
+    /// The data dir goes under [`SCRATCH_ROOT`], which instances see (by default it is under
+    /// the host's `/tmp`, which they do not: each has a `/tmp` of its own), so a test of
+    /// its permissions tests them and not its invisibility.
+    pub data_dir_visible: bool,
 }
 
 impl Default for Options {
@@ -77,6 +82,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             auth: false,
             listen: "127.0.0.1:0".into(),
+            data_dir_visible: false,
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct Server {
     pub run_dir: PathBuf,
     /// The admin key of a server started with [`Options::with_auth`].
     pub credentials: Option<Credentials>,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https_addr: Option<SocketAddr>,
     options: Options,
     /// Its PostgreSQL database (`FCX_TEST_STORE=postgres`); dropped after the server.
     database: Option<fcx_testkit::postgres::TestDatabase>,
@@ -148,10 +156,15 @@ impl Server {
     }
 
     pub fn start_with(options: Options) -> Server {
-        let data_dir = tempfile::Builder::new()
-            .prefix("fcx-e2e-")
-            .tempdir()
-            .expect("temp data dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("fcx-e2e-");
+        let data_dir = if options.data_dir_visible {
+            std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
+            builder.tempdir_in(SCRATCH_ROOT)
+        } else {
+            builder.tempdir()
+        }
+        .expect("temp data dir");
         let database = on_postgres().then(|| fcx_testkit::postgres::TestDatabase::create("e2e"));
         let mut options = options;
         if let Some(db) = &database {
@@ -159,7 +172,7 @@ impl Server {
                 .extra_args
                 .extend(["--store".into(), db.url().to_owned()]);
         }
-        let (child, addr, run_dir) = spawn(data_dir.path(), &options);
+        let (child, addr, run_dir, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
             .auth
@@ -170,6 +183,7 @@ impl Server {
             data_dir,
             run_dir,
             credentials,
+            https_addr,
             options,
             database,
         }
@@ -180,6 +194,44 @@ impl Server {
         self.database.as_ref().map(|d| d.url())
     }
 
+    /// Stops the server (SIGTERM, as an operator would), waits `down`, and starts it again on
+    /// the same data dir and address.
+    pub fn restart_after(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            procs::terminate(child.id(), Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down);
+        let mut options = self.options.clone();
+        options.listen = self.addr.to_string();
+        let (child, addr, _, https) = spawn(self.data_dir.path(), &options);
+        self.child = Some(child);
+        self.addr = addr;
+        self.https_addr = https;
+    }
+
+    /// A request signed with the server's admin key (`--auth signature`), else plain.
+    pub fn signed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let Some(key) = &self.credentials else {
+            return self.request(method, path_and_query, headers, body);
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let signed = sign::headers(key, &self.addr.to_string(), method, path, query, body);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.request(method, path_and_query, &all, body)
+    }
+
     /// Kills the server with SIGKILL (no cleanup on its side) and starts it again on the
     /// same data dir.
     pub fn crash_and_restart(&mut self) {
@@ -187,7 +239,8 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, run_dir) = spawn(self.data_dir.path(), &self.options);
+        let (child, addr, run_dir, https) = spawn(self.data_dir.path(), &self.options);
+        self.https_addr = https;
         assert_eq!(
             run_dir, self.run_dir,
             "run dir must derive from the data dir"
@@ -301,7 +354,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
+fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Option<SocketAddr>) {
     let mut child = Command::new(fcx_bin())
         .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
@@ -323,6 +376,19 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
             panic!("fcx server printed no startup line: {other:?}");
         }
     };
+    // With --https-listen, the second line names the HTTPS address.
+    let https = options
+        .extra_args
+        .iter()
+        .any(|a| a == "--https-listen")
+        .then(|| {
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            line.split("https://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no HTTPS startup line: {line}"))
+        });
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     let addr = line
@@ -336,7 +402,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf) {
         .nth(1)
         .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
         .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
-    (child, addr, run_dir)
+    (child, addr, run_dir, https)
 }
 
 /// A CreateFunction body for the test function with `env` as its environment.
@@ -352,12 +418,17 @@ pub fn testfn_function(name: &str, env: Value) -> Value {
     })
 }
 
-/// A unique, world-writable scratch directory for barrier files and records.
+/// Where scratch directories go: not `/tmp`, since every instance has a `/tmp` of its own.
+pub const SCRATCH_ROOT: &str = "/run/fcx-e2e";
+
+/// A unique, world-writable scratch directory for barrier files and records, which the
+/// test and its instances both see.
 pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(SCRATCH_ROOT).expect("scratch root");
     let dir = tempfile::Builder::new()
         .prefix(&format!("fcx-e2e-{tag}-"))
-        .tempdir()
+        .tempdir_in(SCRATCH_ROOT)
         .expect("scratch dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir

@@ -11,6 +11,7 @@ pub mod local;
 pub mod logs;
 pub mod ls;
 pub mod rm;
+pub mod triggers;
 pub mod versions;
 
 use super::args::{ClientCommand, GlobalArgs, Output};
@@ -29,5 +30,6 @@ pub fn execute(cmd: ClientCommand, global: &GlobalArgs) -> anyhow::Result<u8> {
         ClientCommand::Logs(args) => logs::run(&client, &args, json),
         ClientCommand::Local(action) => local::run(action, global.output),
         ClientCommand::Deploy(args) => deploy::run(&client, &args.file, json),
+        ClientCommand::Triggers(action) => triggers::run(&client, action, json),
     }
 }

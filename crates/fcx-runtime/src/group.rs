@@ -1,5 +1,8 @@
-//! The cgroup an OCI instance lives under: fcx makes `/fcx/<prefix>/<id>` with the memory
-//! limit, and the runtime puts the container in `<that>/ctr` with the CPU and pids limits.
+//! The cgroups that limit an instance's memory and processes, on cgroup v1, v2 and hybrid
+//! hosts. An OCI instance lives under `/fcx/<prefix>/<id>`, which fcx makes with the memory
+//! limit, and the runtime puts the container in `<that>/ctr` with the CPU and pids limits. A
+//! process instance is put by fcx itself in `/fcx/<prefix>/<id>` of the memory and pids
+//! hierarchies (v1) or of the cgroup2 hierarchy (v2), with both limits ([`InstanceGroup::for_process`]).
 //! The limit sits on fcx's own group because the runtime deletes the container's group when
 //! the container ends, taking its counters with it; fcx's group survives long enough to tell
 //! an out-of-memory kill from any other SIGKILL. Works with cgroup v1 (and hybrid hosts,
@@ -14,6 +17,7 @@ struct Hierarchy {
     mount: PathBuf,
     v2: bool,
     memory: bool,
+    pids: bool,
 }
 
 fn hierarchies() -> Vec<Hierarchy> {
@@ -25,8 +29,10 @@ fn hierarchies() -> Vec<Hierarchy> {
                 "cgroup2" => true,
                 _ => return None,
             };
+            let has = |c: &str| !v2 && m.super_options.split(',').any(|o| o == c);
             Some(Hierarchy {
-                memory: !v2 && m.super_options.split(',').any(|o| o == "memory"),
+                memory: has("memory"),
+                pids: has("pids"),
                 mount: m.mount_point,
                 v2,
             })
@@ -48,6 +54,14 @@ pub struct InstanceGroup {
     rel: PathBuf,
     /// The group holding the memory limit and its counters.
     memory_dir: Option<(PathBuf, bool)>,
+}
+
+/// The groups a process instance's processes join (their `cgroup.procs` files), besides the
+/// cgroup2 group fcx freezes and kills it through.
+#[derive(Debug)]
+pub struct ProcessGroups {
+    pub group: InstanceGroup,
+    pub procs: Vec<PathBuf>,
 }
 
 impl InstanceGroup {
@@ -75,6 +89,54 @@ impl InstanceGroup {
             group.memory_dir = Some((dir, true));
         }
         Ok(group)
+    }
+
+    /// The limits of a process instance: `memory_mb` (swap included) and at most `pids`
+    /// processes, in the v1 memory and pids hierarchies where the host has them, else in the
+    /// cgroup2 group `rel` (which the caller creates for freezing; made here if missing).
+    /// Controllers the host lacks leave that limit out (with a warning).
+    pub fn for_process(rel: &Path, memory_mb: u32, pids: i64) -> io::Result<ProcessGroups> {
+        let all = hierarchies();
+        let bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        let mut group = InstanceGroup {
+            rel: rel.to_owned(),
+            memory_dir: None,
+        };
+        let mut procs = Vec::new();
+        let v2 = all.iter().find(|h| h.v2);
+        if let Some(h) = all.iter().find(|h| h.memory) {
+            let dir = h.mount.join(rel);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("memory.limit_in_bytes"), &bytes)?;
+            let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), &bytes);
+            procs.push(dir.join("cgroup.procs"));
+            group.memory_dir = Some((dir, false));
+        } else if let Some(h) = v2 {
+            let dir = h.mount.join(rel);
+            enable_controllers(&h.mount, rel.parent().unwrap_or(rel))?;
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("memory.max"), &bytes)?;
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            group.memory_dir = Some((dir, true));
+        } else {
+            tracing::warn!("no memory cgroup on this host: memorySize is not enforced");
+        }
+        if let Some(h) = all.iter().find(|h| h.pids) {
+            let dir = h.mount.join(rel);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("pids.max"), pids.to_string())?;
+            procs.push(dir.join("cgroup.procs"));
+        } else if let Some(h) = v2 {
+            let dir = h.mount.join(rel);
+            enable_controllers(&h.mount, rel.parent().unwrap_or(rel))?;
+            std::fs::create_dir_all(&dir)?;
+            if std::fs::write(dir.join("pids.max"), pids.to_string()).is_err() {
+                tracing::warn!(
+                    "no pids cgroup controller on this host: --pids-limit is not enforced"
+                );
+            }
+        }
+        Ok(ProcessGroups { group, procs })
     }
 
     /// The container's group path for `config.json`.
@@ -140,6 +202,19 @@ impl InstanceGroup {
                 read("memory.max_usage_in_bytes"),
             )
         }
+    }
+
+    /// Removes the group in every hierarchy; whether none is left (a group with processes
+    /// cannot be removed yet).
+    pub fn remove_when_empty(&self) -> bool {
+        let mut gone = true;
+        for h in hierarchies() {
+            let dir = h.mount.join(&self.rel);
+            if dir.exists() && std::fs::remove_dir(&dir).is_err() && !h.v2 {
+                gone = false;
+            }
+        }
+        gone
     }
 
     /// Removes the group (and a container group the runtime left) in every hierarchy.

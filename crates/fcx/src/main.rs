@@ -24,6 +24,8 @@ struct Cli {
     global: cli::GlobalArgs,
 }
 
+// Parsed once at start and matched once: the size of the server's variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the fcx server: FC 3.0 API (2023-03-30) and instances on this machine.

@@ -3,7 +3,7 @@
 //! blocking call, and errors of the scheduler and the async service pass through as they are.
 
 pub use fcx_async::{Accepted, HttpRequestShape, Origin};
-pub use fcx_runtime::body::{Body, BoxError};
+pub use fcx_runtime::body::{Body, BoxError, ClientBodyError};
 pub use fcx_scheduler::{
     CallContext, HttpInvokeRequest, HttpInvokeResponse, InvokeRequest, InvokeResponse,
 };

@@ -1,20 +1,69 @@
-//! Reads request bodies (plain or chunked) up to a limit, answering EntityTooLarge past it.
+//! Reads request bodies (plain or chunked) up to a limit, answering EntityTooLarge past it: a
+//! declared Content-Length over the limit is refused before anything is read, and a chunked
+//! body is read frame by frame into one buffer and cut at the limit.
 
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use fcx_protocol::FcError;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
-/// The whole body, or `EntityTooLarge` naming `limit` when it is longer.
-pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, FcError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(FcError::entity_too_large(limit))
+/// The whole body, or `EntityTooLarge` naming `limit` when it is (or declares to be) longer.
+pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, FcError> {
+    use hyper::body::Body as _;
+    // The Content-Length, when the client sent one.
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(FcError::entity_too_large(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| FcError::invalid_argument(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(FcError::entity_too_large(limit));
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(e) => Err(FcError::invalid_argument(format!(
-            "cannot read the request body: {e}"
-        ))),
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_and_others_read_whole() {
+        let ok = read_limited(Body::from(vec![b'a'; 10]), 10).await.unwrap();
+        assert_eq!(ok.len(), 10);
+        let over = read_limited(Body::from(vec![b'a'; 11]), 10)
+            .await
+            .unwrap_err();
+        assert_eq!(over, FcError::entity_too_large(10));
+        // A stream without a declared length is cut at the limit as it flows.
+        let chunks = futures_stream(vec![vec![b'a'; 6], vec![b'a'; 6]]);
+        let cut = read_limited(chunks, 10).await.unwrap_err();
+        assert_eq!(cut, FcError::entity_too_large(10));
+    }
+
+    /// Chunks with no declared length, as a chunked upload arrives.
+    fn futures_stream(parts: Vec<Vec<u8>>) -> Body {
+        Body::new(Chunks(parts.into_iter().map(Bytes::from).collect()))
+    }
+
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl hyper::body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+        }
     }
 }
 

@@ -141,6 +141,13 @@ pub fn async_error(e: &AsyncError) -> FcError {
     match e {
         AsyncError::Run(e) => scheduler_error(e),
         AsyncError::ResponseBroken(_) => FcError::new(ErrorCode::BadResponse, e.to_string()),
+        AsyncError::Enqueue(store) if store.is_disk_full() => FcError::new(
+            ErrorCode::StorageFull,
+            format!(
+                "the async invocation was not accepted: the data dir's disk is full, so it \
+                 cannot be queued durably ({e}); nothing was queued, retry once there is room"
+            ),
+        ),
         AsyncError::Enqueue(_) | AsyncError::Store(_) => FcError::internal(e.to_string()),
     }
 }

@@ -3,13 +3,16 @@
 //! control plane's typed commands (`params`, `handlers`, `invoke`), HTTP triggers and custom
 //! domains passed through to functions (`web`: host and path matching, FC's limits and
 //! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
-//! mapping (`error`), and serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining
-//! shutdown (`serve`). Handlers call only [`fcx_control::ControlPlane`].
+//! mapping (`error`), client connections under timeouts and a connection limit (`conn`,
+//! `head`), and serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown
+//! (`serve`). Handlers call only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
+mod conn;
 pub mod error;
 mod handlers;
+mod head;
 mod invoke;
 mod params;
 mod reply;
@@ -20,4 +23,6 @@ mod tls;
 mod web;
 
 pub use auth::AuthMode;
+pub use conn::ConnLimits;
+pub use head::HEADER_LINE_MAX;
 pub use serve::{serve, HttpConfig, ServeError};

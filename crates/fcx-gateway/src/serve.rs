@@ -3,7 +3,6 @@
 //! sends web requests to triggers and domains and the rest to the API router, and a bounded
 //! draining shutdown.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use fcx_control::ControlPlane;
 
 use crate::auth::{AuthMode, Keys, Verifier};
+use crate::conn::ConnLimits;
 
 /// What the HTTP front is told on `fcx server`'s command line.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// How long shutdown waits for in-flight requests before the core stops instances anyway.
     pub shutdown_timeout: Duration,
+    /// Client connections: timeouts and how many may be open.
+    pub connections: ConnLimits,
     /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
     pub https_listen: Option<SocketAddr>,
 }
@@ -49,9 +51,6 @@ pub enum ServeError {
     /// The bound socket did not tell its address.
     #[error("reading the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
-    /// Accepting or serving connections failed.
-    #[error("serving HTTP: {0}")]
-    Serve(#[source] std::io::Error),
     /// A start-up or serving task panicked or was cancelled.
     #[error("server task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
@@ -128,9 +127,6 @@ pub async fn serve(
         }))
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let tls_task = match https {
         Some((l, _)) => {
             let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
@@ -143,11 +139,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let serving = tokio::spawn(
-        axum::serve(listener, front(false))
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
-    );
+    let limits = fit_to_fd_limit(config.connections);
+    let serving = tokio::spawn(crate::conn::serve(listener, front(false), limits, stop_rx));
     tokio::pin!(serving);
     let served = tokio::select! {
         result = &mut serving => result,
@@ -169,12 +162,46 @@ pub async fn serve(
                         timeout = ?config.shutdown_timeout,
                         "in-flight requests did not finish in time; stopping instances anyway"
                     );
-                    Ok(Ok(()))
+                    Ok(())
                 }
             }
         }
     };
-    served.map_err(ServeError::Task)?.map_err(ServeError::Serve)
+    served.map_err(ServeError::Task)
+}
+
+/// File descriptors kept for everything but client connections (instances' pipes and
+/// sockets, the store, images).
+const FD_RESERVE: u64 = 512;
+
+/// Raises the soft fd limit to the hard one, and lowers `--max-connections` to what that
+/// leaves (a server out of fds answers no one; one at its connection limit answers 503).
+fn fit_to_fd_limit(mut limits: ConnLimits) -> ConnLimits {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let mut nofile = getrlimit(Resource::Nofile);
+    if nofile.current < nofile.maximum {
+        let raised = Rlimit {
+            current: nofile.maximum,
+            maximum: nofile.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            nofile = getrlimit(Resource::Nofile);
+        }
+    }
+    if let Some(soft) = nofile.current {
+        let room = soft.saturating_sub(FD_RESERVE).max(16) as usize;
+        if limits.max_connections > room {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                fd_limit = soft,
+                lowered_to = room,
+                "--max-connections exceeds what the open-file limit leaves after {FD_RESERVE} \
+                 fds for instances; using {room} (raise `ulimit -n` to allow more)"
+            );
+            limits.max_connections = room;
+        }
+    }
+    limits
 }
 
 /// The verifier of signed requests: the AccessKeys where the store keeps them, and this

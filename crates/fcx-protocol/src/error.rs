@@ -72,6 +72,10 @@ pub enum ErrorCode {
     MemoryLimitExceeded,
     /// The backend the function needs is not available on this server (503).
     RuntimeUnavailable,
+    /// The server has `--max-connections` client connections open (503, with `Retry-After`).
+    TooManyConnections,
+    /// The data dir's disk is full: what the request would store cannot be kept (503).
+    StorageFull,
     /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
     /// A node of several lost the shared store for longer than its documented bound (503).
@@ -117,6 +121,8 @@ impl ErrorCode {
             Self::EntrypointNotExecutable => "EntrypointNotExecutable",
             Self::MemoryLimitExceeded => "MemoryLimitExceeded",
             Self::RuntimeUnavailable => "RuntimeUnavailable",
+            Self::TooManyConnections => "TooManyConnections",
+            Self::StorageFull => "StorageFull",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
             Self::NodeOutOfSync => "NodeOutOfSync",
             Self::InternalServerError => "InternalServerError",
@@ -157,9 +163,11 @@ impl ErrorCode {
             | Self::EntrypointNotFound
             | Self::EntrypointNotExecutable
             | Self::MemoryLimitExceeded => StatusCode::BAD_GATEWAY,
-            Self::RuntimeUnavailable | Self::CgroupSetupFailed | Self::NodeOutOfSync => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::RuntimeUnavailable
+            | Self::CgroupSetupFailed
+            | Self::TooManyConnections
+            | Self::StorageFull
+            | Self::NodeOutOfSync => StatusCode::SERVICE_UNAVAILABLE,
             Self::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -43,6 +43,29 @@ pub enum BodyError {
     Broken(String),
 }
 
+/// The client's request body broke while it streamed into an instance: the client aborted,
+/// sent malformed chunked framing, or stalled past the server's body timeout. The gateway
+/// wraps every error of an incoming body in this, so a broken upload is told apart from a
+/// broken instance connection and is answered as the client's error (400), with the
+/// instance kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(pub String);
+
+/// The client-body error `e` wraps, if any (the instance connection did not break).
+pub fn client_body_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a ClientBodyError> {
+    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<ClientBodyError>() {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Whether `e` (or any error it wraps) is a body length limit being hit.
 pub fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);

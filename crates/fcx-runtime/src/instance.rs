@@ -11,7 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::sync::watch;
 
 use crate::backend::Control;
-use crate::body::{is_too_large, Body, ConnPool, ResponseBody};
+use crate::body::{client_body_error, is_too_large, Body, ConnPool, ResponseBody};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::procnet::{self, Listener};
@@ -26,6 +26,10 @@ pub enum CallError {
     /// The client's request body passed the payload limit while it streamed in.
     #[error("the request body exceeds the payload limit")]
     RequestTooLarge,
+    /// The client's request body broke midway (aborted, malformed, stalled); the instance
+    /// is not at fault. The message says what the client did.
+    #[error("the request body could not be read from the client: {0}")]
+    ClientBody(String),
 }
 
 /// A new instance id (`c-` and 20 hex digits), the same shape on every backend.
@@ -320,6 +324,8 @@ impl Drop for Instance {
 fn call_error(e: hyper::Error) -> CallError {
     if is_too_large(&e) {
         CallError::RequestTooLarge
+    } else if let Some(client) = client_body_error(&e) {
+        CallError::ClientBody(client.0.clone())
     } else {
         CallError::Connection(describe(&e))
     }

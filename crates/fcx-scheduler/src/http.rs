@@ -140,6 +140,11 @@ async fn invoke(
                 limit: fcx_protocol::limits::SYNC_PAYLOAD_MAX,
             });
         }
+        Ok(Err(CallError::ClientBody(message))) => {
+            // The client's upload broke, not the instance (see web.rs): the instance stays.
+            log.end(&rid, &logs::invoke_end(&rid)).await;
+            return Err(SchedulerError::PayloadUnreadable(message));
+        }
         // It ends the request's log window after taking the request's own lines from it.
         Ok(Err(e)) => return Err(web::broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(resp)) => resp,

@@ -53,6 +53,12 @@ pub async fn invoke(
                 limit: limits::SYNC_PAYLOAD_MAX,
             });
         }
+        Ok(Err(CallError::ClientBody(message))) => {
+            // The client's upload broke, not the instance: its half-sent connection is
+            // dropped (not pooled), the instance and its other requests carry on.
+            log.end(&rid, &logs::invoke_end(&rid)).await;
+            return Err(SchedulerError::PayloadUnreadable(message));
+        }
         Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(resp)) => resp,
     };

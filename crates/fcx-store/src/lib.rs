@@ -56,6 +56,36 @@ impl StoreError {
     pub fn database(cause: impl Into<DatabaseCause>) -> StoreError {
         StoreError::Database(cause.into())
     }
+
+    /// Whether the write failed because the data dir's disk is full (SQLite's SQLITE_FULL,
+    /// or ENOSPC from a file beside the database): nothing was stored, and retrying once
+    /// there is room can succeed.
+    pub fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = match self {
+            StoreError::Io(e) => Some(e),
+            StoreError::Database(cause) => Some(cause.as_ref()),
+            _ => None,
+        };
+        while let Some(err) = cur {
+            let sqlite = err.downcast_ref::<rusqlite::Error>().or_else(|| {
+                err.downcast_ref::<std::sync::Arc<rusqlite::Error>>()
+                    .map(|a| &**a)
+            });
+            if sqlite.and_then(rusqlite::Error::sqlite_error_code)
+                == Some(rusqlite::ErrorCode::DiskFull)
+            {
+                return true;
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                // ENOSPC (ErrorKind::StorageFull is newer than the MSRV).
+                if io.raw_os_error() == Some(28) {
+                    return true;
+                }
+            }
+            cur = err.source();
+        }
+        false
+    }
 }
 
 /// Function records and small server metadata. Implementations are safe to share.
@@ -171,5 +201,27 @@ impl std::fmt::Debug for StoredDomain {
                 &self.private_key.as_ref().map(|_| "<sealed>"),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_full_and_enospc_are_disk_full_and_others_are_not() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::database(full).is_disk_full());
+        let nospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::Io(nospc).is_disk_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!StoreError::database(busy).is_disk_full());
+        assert!(!StoreError::Corrupt("x".into()).is_disk_full());
     }
 }

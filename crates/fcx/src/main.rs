@@ -123,6 +123,23 @@ struct ServerArgs {
     /// Seconds shutdown waits for in-flight requests before stopping instances anyway.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Seconds a client has to send a whole request head, counted from its first byte (and,
+    /// on a new connection, from the accept); slower connections are closed (nginx's
+    /// client_header_timeout).
+    #[arg(long, default_value_t = 60)]
+    header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed
+    /// (nginx's keepalive_timeout).
+    #[arg(long, default_value_t = 75)]
+    keepalive_timeout: u64,
+    /// Seconds a request body may send nothing before the request fails with 400 as the
+    /// client's error, freeing its instance (nginx's client_body_timeout).
+    #[arg(long, default_value_t = 60)]
+    body_timeout: u64,
+    /// Most client connections open at once; more are answered 503 TooManyConnections and
+    /// closed. Lowered at start to what the open-file limit leaves.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
     /// Async invocations run at once by this server.
     #[arg(long, default_value_t = 32)]
     async_workers: usize,
@@ -241,6 +258,12 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             Auth::None => fcx_gateway::AuthMode::None,
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        connections: fcx_gateway::ConnLimits {
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
+            body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
         https_listen: args.https_listen,
     };
     // Refused before the core touches the host.

@@ -15,6 +15,7 @@ pub mod containers;
 pub mod http;
 pub mod images;
 pub mod procs;
+pub mod raw;
 pub mod sign;
 pub mod zipper;
 
@@ -38,15 +39,15 @@ pub fn testfn_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            // Built every time (a no-op when fresh): `cargo test` does not build another
+            // package's binary, and a copy left from an older checkout lacks new commands.
             let path = fcx_bin().with_file_name("fcx-testfn");
-            if !path.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "fcx-testfn"])
-                    .status()
-                    .expect("run cargo build -p fcx-testfn");
-                assert!(status.success(), "cargo build -p fcx-testfn failed");
-            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "fcx-testfn"])
+                .status()
+                .expect("run cargo build -p fcx-testfn");
+            assert!(status.success(), "cargo build -p fcx-testfn failed");
             path
         })
         .clone()
@@ -165,6 +166,11 @@ impl Server {
             builder.tempdir()
         }
         .expect("temp data dir");
+        Self::start_in(data_dir, options)
+    }
+
+    /// A server on a data dir the test made (e.g. a small mount of its own).
+    pub fn start_in(data_dir: tempfile::TempDir, options: Options) -> Server {
         let database = on_postgres().then(|| fcx_testkit::postgres::TestDatabase::create("e2e"));
         let mut options = options;
         if let Some(db) = &database {

@@ -1,0 +1,504 @@
+//! Client connections, bounded as nginx bounds them: a max-connections limit (503 at it, the
+//! connection refused gracefully), a header-read timeout (a head not complete in time is cut,
+//! slowloris), an idle keep-alive timeout, and a body-read timeout (a request body that sends
+//! nothing for that long fails as the client's error, so it holds no instance slot until the
+//! function's timeout). The limits apply before a request reaches the router.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use fcx_protocol::{ErrorCode, FcError};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use crate::state::new_request_id;
+
+/// The client-connection limits (`fcx server` flags; defaults as nginx's).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// A request head must be complete this long after its first byte, and a new connection
+    /// must send its first head within it (`--header-timeout`; nginx client_header_timeout).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed (`--keepalive-timeout`;
+    /// nginx keepalive_timeout).
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long fails with 400 (`--body-timeout`;
+    /// nginx client_body_timeout).
+    pub body_timeout: Duration,
+    /// Most client connections open at once; more are answered 503 and closed
+    /// (`--max-connections`).
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// The most bytes a request head may take in all (hyper answers 431 past it).
+const HEAD_MAX: usize = 64 * 1024;
+/// Connections over the limit being answered 503 at once; past this they are closed at once.
+const REFUSING_MAX: usize = 64;
+/// How long a refused connection has to send its request head.
+const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts connections until `stop` turns true, then lets open connections finish their
+/// requests (keep-alive ones are closed after their current request).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of fds or a transient error: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match Arc::clone(&open).try_acquire_owned() {
+            Ok(permit) => {
+                let router = router.clone();
+                let stop = stop.clone();
+                tokio::spawn(connection(stream, router, limits, stop, permit));
+            }
+            Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(refuse(stream, limits.max_connections, permit));
+                }
+                // Even the refusals are at their limit: close at once.
+                Err(_) => drop(stream),
+            },
+        }
+    }
+    // Every connection holds a permit until it ends.
+    let _ = open.acquire_many(limits.max_connections as u32).await;
+}
+
+/// Serves one connection under the header, idle and body timeouts.
+async fn connection(
+    stream: TcpStream,
+    router: Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let service = Service {
+        router: TowerToHyperService::new(router),
+        activity: Arc::clone(&activity),
+        body_timeout: limits.body_timeout,
+    };
+    // Upgrades (WebSocket on HTTP triggers): once upgraded, the connection leaves this
+    // future (and the timeouts and the count) to the spliced stream.
+    let conn = builder().serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = activity.deadline(&limits);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = activity.changed.notified() => {}
+            () = sleep_until(deadline) => {
+                if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                    // No request in flight and none coming in time: close (slowloris,
+                    // idle keep-alive, a connection that never sends).
+                    return;
+                }
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+fn builder() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    // The timeouts are this module's (hyper's one header timer also runs while idle).
+    b.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(HEAD_MAX)
+        // A client that shuts down its sending side after a request still gets the answer.
+        .half_close(true)
+        .keep_alive(true);
+    b
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers a connection over `--max-connections` with 503 and closes it.
+async fn refuse(stream: TcpStream, max: usize, _permit: OwnedSemaphorePermit) {
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| async move {
+        let error = FcError::new(
+            ErrorCode::TooManyConnections,
+            format!(
+                "this fcx server has {max} client connections open, its limit (server flag \
+                 --max-connections); retry later"
+            ),
+        );
+        let flavor = crate::routes::flavor_of(req.uri().path());
+        let mut resp = http::Response::new(Body::from(error.body(flavor, &new_request_id())));
+        *resp.status_mut() = error.status();
+        let h = resp.headers_mut();
+        h.insert(http::header::CONNECTION, "close".parse().expect("static"));
+        h.insert(http::header::RETRY_AFTER, "1".parse().expect("static"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().expect("static"),
+        );
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let mut b = builder();
+    b.header_read_timeout(REFUSE_HEAD_TIMEOUT).keep_alive(false);
+    let conn = b.serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(REFUSE_HEAD_TIMEOUT * 2, conn).await;
+}
+
+/// What a connection is doing, for its timeouts.
+struct Activity {
+    state: Mutex<Phase>,
+    /// Woken when a request starts or ends, or the first byte of a head arrives.
+    changed: Notify,
+}
+
+struct Phase {
+    /// Requests being handled (their responses not yet sent).
+    in_flight: u32,
+    /// When the first byte of the next head arrived (none yet: idle).
+    head_since: Option<Instant>,
+    /// When the connection became idle (accepted, or its last response sent).
+    idle_since: Instant,
+    /// Whether a request was served (the idle timeout applies, not the first-head one).
+    served: bool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new(Phase {
+                in_flight: 0,
+                head_since: None,
+                idle_since: Instant::now(),
+                served: false,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the connection is to be closed if nothing changes; none while a request runs.
+    fn deadline(&self, limits: &ConnLimits) -> Option<Instant> {
+        let p = self.phase();
+        if p.in_flight > 0 {
+            return None;
+        }
+        Some(match p.head_since {
+            Some(t) => t + limits.header_timeout,
+            None if p.served => p.idle_since + limits.idle_timeout,
+            None => p.idle_since + limits.header_timeout,
+        })
+    }
+
+    fn read_bytes(&self) {
+        let mut p = self.phase();
+        if p.in_flight == 0 && p.head_since.is_none() {
+            p.head_since = Some(Instant::now());
+            drop(p);
+            self.changed.notify_one();
+        }
+    }
+
+    fn begin(&self) {
+        let mut p = self.phase();
+        p.in_flight += 1;
+        p.head_since = None;
+        drop(p);
+        self.changed.notify_one();
+    }
+
+    fn end(&self) {
+        let mut p = self.phase();
+        p.in_flight = p.in_flight.saturating_sub(1);
+        p.served = true;
+        p.idle_since = Instant::now();
+        drop(p);
+        self.changed.notify_one();
+    }
+}
+
+/// A request in flight; it ends when its response body has been sent or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// The socket, telling the connection's [`Activity`] when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read_bytes();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The router behind the connection's bookkeeping: each request counts as in flight until
+/// its response is sent, and its body reads under the body timeout.
+#[derive(Clone)]
+struct Service {
+    router: TowerToHyperService<Router>,
+    activity: Arc<Activity>,
+    body_timeout: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Service {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        self.activity.begin();
+        let guard = InFlight(Arc::clone(&self.activity));
+        if let Some(refused) = crate::head::refuse(&req) {
+            return Box::pin(async move {
+                Ok(refused.map(|b| {
+                    Body::new(Sent {
+                        inner: b,
+                        _guard: guard,
+                    })
+                }))
+            });
+        }
+        let req = req.map(|b| Body::new(ClientBody::new(b, self.body_timeout)));
+        let routed = hyper::service::Service::call(&self.router, req);
+        Box::pin(async move {
+            let resp = routed.await?;
+            Ok(resp.map(|b| {
+                Body::new(Sent {
+                    inner: b,
+                    _guard: guard,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+struct Sent {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for Sent {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client's request body: each error it ends with is a [`ClientBodyError`] (the client's
+/// fault, whoever reads it), and it fails when no bytes arrive for the body timeout.
+///
+/// [`ClientBodyError`]: fcx_control::invoke::ClientBodyError
+struct ClientBody {
+    inner: Incoming,
+    timeout: Duration,
+    /// Started when a read first waits; reset by every frame.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientBody {
+    fn new(inner: Incoming, timeout: Duration) -> ClientBody {
+        ClientBody {
+            inner,
+            timeout,
+            stall: None,
+        }
+    }
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = fcx_control::invoke::ClientBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        use fcx_control::invoke::ClientBodyError;
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.stall = None;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError(describe(&e))))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError(format!(
+                        "the client sent no body bytes for {}s (server flag --body-timeout)",
+                        timeout.as_secs()
+                    ))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A hyper error with its causes (hyper's own text is only the outermost).
+fn describe(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(cause) = cur {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        cur = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_phase() {
+        let limits = ConnLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(5),
+            max_connections: 1,
+        };
+        let a = Activity::new();
+        let start = Instant::now();
+        assert_eq!(a.deadline(&limits), Some(start + limits.header_timeout));
+        a.read_bytes();
+        a.begin();
+        assert_eq!(a.deadline(&limits), None, "no timeout while a request runs");
+        tokio::time::advance(Duration::from_secs(100)).await;
+        a.end();
+        let idle = Instant::now();
+        assert_eq!(a.deadline(&limits), Some(idle + limits.idle_timeout));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        a.read_bytes();
+        assert_eq!(
+            a.deadline(&limits),
+            Some(Instant::now() + limits.header_timeout),
+            "a started head has the header timeout"
+        );
+    }
+}

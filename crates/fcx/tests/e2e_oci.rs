@@ -371,10 +371,16 @@ fn registry_password_is_sealed_at_rest_and_redacted_in_every_answer() {
     }
 
     // A wrong password is not echoed in the error either; a wrongly typed one is refused.
+    // Another tag, so the pull goes to the registry (a cached reference is not pulled again).
+    let uncached = images::push(
+        &registry,
+        "private/busybox-event:wrong",
+        &fixtures::busybox_event_image().expect("busybox image"),
+    );
     let wrong = "wrong-pw-never-echoed";
     let body = container_function(
         "wrong",
-        &image,
+        &uncached,
         json!({ "customContainerConfig": { "webServerMode": false,
             "registryConfig": { "authConfig": { "userName": "fcx-user", "password": wrong } } } }),
     );

@@ -68,6 +68,9 @@ pub struct CoreConfig {
     pub advertise: Option<String>,
     /// With a shared store: how often everything is re-read (`--sync-interval`).
     pub sync_interval: Duration,
+    /// With a shared store: most instances all nodes together run
+    /// (`--cluster-max-instances`; `None`: each node's `--max-instances` only).
+    pub cluster_max_instances: Option<u32>,
 }
 
 /// Why the core did not start.
@@ -125,6 +128,13 @@ impl ControlPlane {
             Some(pg) => KeyStore::open_postgres(&self.paths.data_dir, Arc::clone(pg)),
             None => KeyStore::open(&self.paths.data_dir),
         }
+    }
+
+    /// The nonces every node sharing the store accepted (`None` on the embedded store).
+    pub fn shared_nonces(&self) -> Option<fcx_store::postgres::nonces::PgNonces> {
+        self.pg
+            .as_ref()
+            .map(|pg| fcx_store::postgres::nonces::PgNonces::new(Arc::clone(pg)))
     }
 
     /// Stops the async workers, then every instance (with its pre-stop hook), and removes
@@ -244,6 +254,10 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         egress: Mutex::new(Some(egress)),
     });
     let _ = control.me.set(Arc::downgrade(&control));
+    if let Some(cluster) = &control.cluster {
+        // Before anything starts an instance (loading starts minimum instances).
+        cluster.lease_instances_now(&control.scheduler);
+    }
     control.load().map_err(StartError::Load)?;
     if control.cluster.is_some() {
         control.record_loaded().map_err(StartError::Load)?;
@@ -263,6 +277,13 @@ type Opened = (
 fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened, StartError> {
     let url = match &config.store {
         StoreUrl::Sqlite => {
+            if let Some(cap) = config.cluster_max_instances {
+                return Err(StartError::Refused(format!(
+                    "--cluster-max-instances {cap} caps instances over several nodes sharing \
+                     a store: it needs --store postgres://...; a single node is capped by \
+                     --max-instances"
+                )));
+            }
             let db = paths.data_dir.join("fcx.db");
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
             let queue = fcx_store::queue::Queue::open(&db)?;
@@ -301,6 +322,7 @@ fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened
         crate::cluster::ClusterSettings {
             advertise,
             sync_interval: config.sync_interval,
+            max_instances: config.cluster_max_instances,
         },
     );
     // Every node holds the same secret.key (ARCHITECTURE.md, "Several nodes").

@@ -2,8 +2,8 @@
 //! address (`nodes` table), the listener that applies what other nodes announce, the periodic
 //! re-read, its part of each function's minimum instances (spread over the live nodes, so the
 //! count holds cluster-wide and comes back when a node dies), and its leased shares of
-//! reserved concurrency (renewed every second, no write per request). Only the control plane
-//! uses it; the single-node path never builds one.
+//! reserved concurrency and of the cluster's instance cap (renewed every second, no write per
+//! request). Only the control plane uses it; the single-node path never builds one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -22,6 +22,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const NODE_FRESH_MS: i64 = 4_000;
 /// A limit share lasts this long unless renewed.
 pub const SHARE_TTL_MS: i64 = 3_000;
+/// The `limit_shares` scope of the cluster's instance cap (no function name has a '*').
+pub const INSTANCES_SCOPE: &str = "*instances";
 
 /// What [`ClusterNode`] is told at start.
 #[derive(Debug, Clone)]
@@ -30,6 +32,9 @@ pub struct ClusterSettings {
     pub advertise: String,
     /// Everything is re-read this often (the safety net of LISTEN/NOTIFY).
     pub sync_interval: Duration,
+    /// Most instances all nodes together run (`--cluster-max-instances`; `None`: no cap
+    /// beyond each node's `--max-instances`).
+    pub max_instances: Option<u32>,
 }
 
 pub(crate) struct ClusterNode {
@@ -117,22 +122,46 @@ impl ClusterNode {
         self.granted(scheduler, function, granted);
     }
 
-    fn granted(&self, scheduler: &Scheduler, function: &str, granted: Result<u32, StoreError>) {
+    /// Leases this node's first share of the cluster's instance cap (at start, before
+    /// anything runs; until a share is granted no instance starts). Blocking.
+    pub(crate) fn lease_instances_now(&self, scheduler: &Scheduler) {
+        let Some(cap) = self.settings.max_instances else {
+            return;
+        };
+        scheduler.set_instance_share(Some(cap), Some(0));
+        let cluster = Cluster::new(self.cluster.pg().clone(), self.node_id());
+        let granted = self.cluster.pg().block(async move {
+            cluster
+                .lease_share(INSTANCES_SCOPE, cap, 1, 0, SHARE_TTL_MS)
+                .await
+        });
+        self.granted(scheduler, INSTANCES_SCOPE, granted);
+    }
+
+    /// Applies a lease's outcome to `scope` (a function, or [`INSTANCES_SCOPE`]).
+    fn granted(&self, scheduler: &Scheduler, scope: &str, granted: Result<u32, StoreError>) {
+        let set = |share: u32| {
+            if scope == INSTANCES_SCOPE {
+                scheduler.set_instance_share(self.settings.max_instances, Some(share));
+            } else {
+                scheduler.set_limit_share(scope, Some(share));
+            }
+        };
         match granted {
             Ok(share) => {
-                scheduler.set_limit_share(function, Some(share));
+                set(share);
                 self.state()
                     .granted_at
-                    .insert(function.to_owned(), Instant::now());
+                    .insert(scope.to_owned(), Instant::now());
             }
             Err(e) => {
-                let expired = self.state().granted_at.get(function).map_or(true, |t| {
+                let expired = self.state().granted_at.get(scope).map_or(true, |t| {
                     t.elapsed() >= Duration::from_millis(SHARE_TTL_MS as u64 - 500)
                 });
-                tracing::warn!(function, error = %e, expired, "cannot renew a limit share");
+                tracing::warn!(scope, error = %e, expired, "cannot renew a limit share");
                 if expired {
                     // The database may already give it to others: admit nothing more.
-                    scheduler.set_limit_share(function, Some(0));
+                    set(0);
                 }
             }
         }
@@ -261,15 +290,20 @@ async fn tick_loop(control: Weak<ControlPlane>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot list the nodes"),
         }
-        for (name, demand) in cp.scheduler.limit_demands() {
+        let mut demands = cp.scheduler.limit_demands();
+        if node.settings.max_instances.is_some() {
+            demands.push((INSTANCES_SCOPE.to_owned(), cp.scheduler.instance_demand()));
+        }
+        for (name, demand) in demands {
             let Some(limit) = demand.reserved else {
                 continue;
             };
             // A little headroom, so a node that was idle can take its first request.
             let want = demand.want.saturating_add(1).min(limit);
+            // Recorded: what it may hold until the new share applies (`Demand::held`).
             let granted = node
                 .cluster
-                .lease_share(&name, limit, want, demand.inflight, SHARE_TTL_MS)
+                .lease_share(&name, limit, want, demand.held, SHARE_TTL_MS)
                 .await;
             node.granted(&cp.scheduler, &name, granted);
         }

@@ -82,6 +82,9 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
         E::InstanceLimit { max } => throttled(text)
             .with_detail("Limit", *max)
             .with_detail("LimitName", "maxInstances"),
+        E::ClusterInstanceLimit { max, .. } => throttled(text)
+            .with_detail("Limit", *max)
+            .with_detail("LimitName", "clusterMaxInstances"),
         E::NoInstanceReady { .. } => FcError::new(ErrorCode::FunctionNotStarted, text),
         E::Start(start) => start_error(start),
         E::Image(image) => image_error(image),

@@ -204,9 +204,9 @@ fn fit_to_fd_limit(mut limits: ConnLimits) -> ConnLimits {
     limits
 }
 
-/// The verifier of signed requests: the AccessKeys where the store keeps them, and this
-/// node's nonce journal with the nonces its earlier runs accepted (per node, also when nodes
-/// share a store: ARCHITECTURE.md says what that bounds).
+/// The verifier of signed requests: the AccessKeys where the store keeps them, this node's
+/// nonce journal with the nonces its earlier runs accepted, and when nodes share a store the
+/// nonces all of them accepted (ARCHITECTURE.md, "Several nodes").
 fn open_verifier(control: &ControlPlane) -> Result<Verifier, ServeError> {
     let data_dir = control.data_dir();
     let keys = open_keys(control)?;
@@ -219,7 +219,7 @@ fn open_verifier(control: &ControlPlane) -> Result<Verifier, ServeError> {
         count = loaded.nonces.len(),
         "nonces remembered from earlier runs"
     );
-    Ok(Verifier::durable(keys, journal, &loaded, now))
+    Ok(Verifier::durable(keys, journal, &loaded, now).shared_with(control.shared_nonces()))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {

@@ -292,6 +292,17 @@ impl Scheduler {
         self.limits_of(name).set_share(share);
     }
 
+    /// The cluster's instance cap and this node's leased share of it (`None`, `None`: no
+    /// cluster cap).
+    pub fn set_instance_share(&self, cluster: Option<u32>, share: Option<u32>) {
+        self.budget.set_share(cluster, share);
+    }
+
+    /// What this node could use of the cluster's instance cap lately.
+    pub fn instance_demand(&self) -> Demand {
+        self.budget.demand()
+    }
+
     /// What this node could use of each function's reserved concurrency lately (functions
     /// with a reserved concurrency only).
     pub fn limit_demands(&self) -> Vec<(String, Demand)> {

@@ -1,8 +1,10 @@
 //! Admission limits: a function's reserved concurrency and the server-wide instance cap.
 //! Both refuse at once (the gateway answers FC's 429 `ResourceExhausted`), never queue.
-//! When nodes share a store, reserved concurrency holds cluster-wide: this node admits up to
-//! the share of it the control plane leased for it ([`FunctionLimits::set_share`]), and
-//! reports what it could use ([`FunctionLimits::demand`]) for the next lease.
+//! When nodes share a store, reserved concurrency and the cluster's instance cap
+//! (`--cluster-max-instances`) hold cluster-wide: this node admits up to the share of each
+//! the control plane leased for it ([`FunctionLimits::set_share`],
+//! [`InstanceBudget::set_share`]), and reports what it could use (`demand`) for the next
+//! lease.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +52,22 @@ pub struct Demand {
     pub want: u32,
     /// Requests running on this node now.
     pub inflight: u32,
+    /// What this node may be holding by the time a new share is applied: what runs now, or
+    /// the share in effect if larger (it still admits up to that share while the lease is
+    /// under way), never more than the limit. Recorded with the share, so the recorded
+    /// shares bound what runs even while a node's share shrinks.
+    pub held: u32,
+}
+
+/// [`Demand::held`]: `inflight`, or the share in effect (capped at `limit`) if larger.
+fn held(inflight: u32, share: u64, limit: u64) -> u32 {
+    let effective = share.min(limit);
+    let effective = if effective == UNLIMITED {
+        0
+    } else {
+        effective.min(u64::from(u32::MAX)) as u32
+    };
+    inflight.max(effective)
 }
 
 /// A request's place within its function's reserved concurrency; released on drop.
@@ -80,13 +98,15 @@ impl FunctionLimits {
         let inflight = self.inflight.load(Ordering::Acquire);
         let peak = self.peak.swap(inflight, Ordering::AcqRel).max(inflight);
         let refused = self.refused.swap(0, Ordering::AcqRel);
+        let reserved = self.reserved.load(Ordering::Acquire);
         Demand {
-            reserved: match self.reserved.load(Ordering::Acquire) {
+            reserved: match reserved {
                 UNLIMITED => None,
                 r => Some(r as u32),
             },
             want: peak.saturating_add(refused),
             inflight,
+            held: held(inflight, self.share.load(Ordering::Acquire), reserved),
         }
     }
 
@@ -118,11 +138,19 @@ impl FunctionLimits {
     }
 }
 
-/// The server-wide cap on running instances (`--max-instances`).
+/// The server-wide cap on running instances (`--max-instances`) and, when nodes share a
+/// store, this node's leased share of the cluster's cap (`--cluster-max-instances`).
 #[derive(Debug)]
 pub struct InstanceBudget {
     max: u32,
     used: AtomicU32,
+    /// The cluster-wide cap (or [`UNLIMITED`]: none).
+    cluster: AtomicU64,
+    /// This node's share of `cluster` (or [`UNLIMITED`]).
+    share: AtomicU64,
+    /// Most instances at once, and refusals by the share, since the last demand.
+    peak: AtomicU32,
+    refused: AtomicU32,
 }
 
 /// One instance's share of the budget; returned when the instance is gone.
@@ -140,6 +168,10 @@ impl InstanceBudget {
         Arc::new(InstanceBudget {
             max,
             used: AtomicU32::new(0),
+            cluster: AtomicU64::new(UNLIMITED),
+            share: AtomicU64::new(UNLIMITED),
+            peak: AtomicU32::new(0),
+            refused: AtomicU32::new(0),
         })
     }
 
@@ -148,12 +180,52 @@ impl InstanceBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// The cluster's instance cap and this node's share of it (`None`, `None`: no cluster
+    /// cap, as on a single node).
+    pub fn set_share(&self, cluster: Option<u32>, share: Option<u32>) {
+        let v = |x: Option<u32>| x.map(u64::from).unwrap_or(UNLIMITED);
+        self.cluster.store(v(cluster), Ordering::Release);
+        self.share.store(v(share), Ordering::Release);
+    }
+
+    /// What this node could have used of the cluster's cap since the last call (`reserved`
+    /// is the cluster cap; the want never exceeds `--max-instances`, which this node cannot
+    /// pass anyway).
+    pub fn demand(&self) -> Demand {
+        let used = self.used.load(Ordering::Acquire);
+        let peak = self.peak.swap(used, Ordering::AcqRel).max(used);
+        let refused = self.refused.swap(0, Ordering::AcqRel);
+        let cluster = self.cluster.load(Ordering::Acquire);
+        Demand {
+            reserved: match cluster {
+                UNLIMITED => None,
+                c => Some(c as u32),
+            },
+            want: peak.saturating_add(refused).min(self.max),
+            inflight: used,
+            held: held(used, self.share.load(Ordering::Acquire), cluster),
+        }
+    }
+
     pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, SchedulerError> {
         let before = self.used.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {
             self.used.fetch_sub(1, Ordering::AcqRel);
             return Err(SchedulerError::InstanceLimit { max: self.max });
         }
+        let share = self.share.load(Ordering::Acquire);
+        if u64::from(before) >= share {
+            self.used.fetch_sub(1, Ordering::AcqRel);
+            self.refused.fetch_add(1, Ordering::AcqRel);
+            return Err(SchedulerError::ClusterInstanceLimit {
+                max: self
+                    .cluster
+                    .load(Ordering::Acquire)
+                    .min(u64::from(u32::MAX)) as u32,
+                share: share as u32,
+            });
+        }
+        self.peak.fetch_max(before + 1, Ordering::AcqRel);
         Ok(InstanceTicket(Arc::clone(self)))
     }
 }
@@ -201,7 +273,8 @@ mod tests {
             Demand {
                 reserved: Some(4),
                 want: 3,
-                inflight: 1
+                inflight: 1,
+                held: 1,
             }
         );
         // Counted since the last call only.
@@ -225,5 +298,45 @@ mod tests {
         drop(t);
         assert_eq!(b.used(), 0);
         assert!(b.take().is_ok());
+    }
+
+    #[test]
+    fn a_share_of_the_cluster_cap_bounds_instances_and_is_held_while_leasing() {
+        let b = InstanceBudget::new(10);
+        b.set_share(Some(6), Some(2));
+        let t1 = b.take().unwrap();
+        let _t2 = b.take().unwrap();
+        let e = b.take().unwrap_err();
+        assert!(e.is_throttle(), "{e}");
+        assert!(
+            matches!(e, SchedulerError::ClusterInstanceLimit { max: 6, share: 2 }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("--cluster-max-instances 6"), "{e}");
+        // Held: the share in effect (2), since this node may still fill it while leasing.
+        assert_eq!(
+            b.demand(),
+            Demand {
+                reserved: Some(6),
+                want: 3,
+                inflight: 2,
+                held: 2
+            }
+        );
+        drop(t1);
+        b.set_share(Some(6), Some(0));
+        assert!(b.take().is_err(), "a share of 0 starts nothing");
+        // The want never passes --max-instances; without a cluster cap nothing is leased.
+        for _ in 0..20 {
+            let _ = b.take();
+        }
+        assert_eq!(b.demand().want, 10);
+        b.set_share(None, None);
+        assert_eq!(b.demand().reserved, None);
+        let _more: Vec<_> = (0..9).map(|_| b.take().unwrap()).collect();
+        assert!(matches!(
+            b.take().unwrap_err(),
+            SchedulerError::InstanceLimit { max: 10 }
+        ));
     }
 }

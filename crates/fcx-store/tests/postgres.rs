@@ -54,6 +54,10 @@ fn main() -> std::process::ExitCode {
             limit_shares_never_add_up_past_the_limit,
         ),
         (
+            "a_nonce_is_claimed_by_one_node_only_until_it_expires",
+            a_nonce_is_claimed_by_one_node_only_until_it_expires,
+        ),
+        (
             "heartbeats_list_live_nodes_and_notify_reaches_listeners",
             heartbeats_list_live_nodes_and_notify_reaches_listeners,
         ),
@@ -487,6 +491,33 @@ async fn futures_all<T: Send + 'static>(
     out
 }
 
+fn a_nonce_is_claimed_by_one_node_only_until_it_expires(db: &TestDatabase) {
+    use fcx_store::postgres::nonces::PgNonces;
+    let nodes: Vec<PgNonces> = (0..3)
+        .map(|_| PgNonces::new(Pg::connect(db.url()).unwrap()))
+        .collect();
+    runtime().block_on(async {
+        let now = 1_000_000;
+        // Three nodes claim the same nonce at once: exactly one wins.
+        let won = futures_all(nodes.iter().map(|n| {
+            let n = n.clone();
+            async move { n.claim(7, now + 900, now).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        // Still refused later in its window, by every node.
+        for n in &nodes {
+            assert!(!n.claim(7, now + 950, now + 100).await.unwrap());
+        }
+        // Another nonce is free.
+        assert!(nodes[1].claim(8, now + 900, now).await.unwrap());
+        // Once its window is over the nonce may be used again (a new request, a new expiry).
+        assert!(nodes[2].claim(7, now + 2000, now + 901).await.unwrap());
+        assert!(!nodes[0].claim(7, now + 2000, now + 902).await.unwrap());
+    });
+    assert_eq!(db.psql("SELECT count(*) FROM nonces").unwrap(), "2");
+}
+
 fn limit_shares_never_add_up_past_the_limit(db: &TestDatabase) {
     let nodes: Vec<Arc<Cluster>> = ["a", "b", "c"]
         .iter()
@@ -582,5 +613,5 @@ fn migrations_run_once_when_nodes_start_together(db: &TestDatabase) {
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "7");
+    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "8");
 }

@@ -212,6 +212,12 @@ struct ServerArgs {
     /// invocations (503 NodeOutOfSync).
     #[arg(long, default_value_t = 2)]
     sync_interval: u64,
+    /// With a shared store: most instances all nodes together run (the account's instance
+    /// cap over the cluster; give every node the same value). Each node leases a share of it
+    /// every second; more cold starts get 429 ResourceExhausted. A node also never runs more
+    /// than its own --max-instances.
+    #[arg(long, env = "FCX_CLUSTER_MAX_INSTANCES")]
+    cluster_max_instances: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -277,6 +283,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         node_id: args.node_id,
         advertise: advertise.or_else(|| Some(args.listen.to_string())),
         sync_interval: Duration::from_secs(args.sync_interval.max(1)),
+        cluster_max_instances: args.cluster_max_instances,
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),

@@ -185,6 +185,10 @@ fn store_migrate() {
 const SYNC_INTERVAL_SECS: u64 = 1;
 const PROPAGATION_BOUND: Duration = Duration::from_secs(SYNC_INTERVAL_SECS + 3);
 
+/// `--cluster-max-instances` of the nodes: room for every case, and a cap the instance-cap
+/// case runs into.
+const CLUSTER_MAX_INSTANCES: usize = 10;
+
 /// The namespaces and veth pairs; removed on drop.
 struct Net {
     tag: String,
@@ -285,12 +289,39 @@ struct Node {
 
 const API: &str = "127.0.0.1:9100";
 
+/// The admin AccessKey every node imports (FCX_ADMIN_KEY_ID/SECRET, as a Kubernetes Secret
+/// would hand it): the nodes check signatures, and every request of the test is signed.
+fn admin_key() -> support::Credentials {
+    support::Credentials {
+        id: "FCXCLUSTERADMIN".into(),
+        secret: "cluster-e2e-secret-2b7f0c1d".into(),
+    }
+}
+
+/// Signature headers of `method path?query` with `body`, for any node (they all listen on
+/// [`API`] in their own namespace, so one signed request is valid on each of them).
+fn signed_headers(method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    support::sign::headers(&admin_key(), API, method, path, query, body)
+}
+
 impl Node {
-    fn start(name: &'static str, ns: String, args: Vec<String>) -> Node {
+    /// A node whose data dir holds `secret_key` (every node seals with the same key).
+    fn start(name: &'static str, ns: String, args: Vec<String>, secret_key: &[u8]) -> Node {
         let data_dir = tempfile::Builder::new()
             .prefix("fcx-e2e-node-")
             .tempdir()
             .unwrap();
+        let key_file = data_dir.path().join(fcx_store::keys::SECRET_KEY_FILE);
+        std::fs::write(&key_file, secret_key).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let mut node = Node {
             name,
             ns,
@@ -307,9 +338,18 @@ impl Node {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns])
             .arg(support::fcx_bin())
-            .args(["server", "--listen", API, "--auth", "none", "--data-dir"])
+            .args([
+                "server",
+                "--listen",
+                API,
+                "--auth",
+                "signature",
+                "--data-dir",
+            ])
             .arg(self.data_dir.path())
             .args(&self.args)
+            .env("FCX_ADMIN_KEY_ID", admin_key().id)
+            .env("FCX_ADMIN_KEY_SECRET", admin_key().secret)
             .env(
                 "FCX_LOG",
                 std::env::var("FCX_TEST_NODE_LOG").unwrap_or("warn".into()),
@@ -341,8 +381,22 @@ impl Node {
         }
     }
 
-    /// A request from a thread inside the node's namespace.
+    /// A request from a thread inside the node's namespace, signed with the admin key.
     fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<http::Response> {
+        let signed = signed_headers(method, path, body);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.send(method, path, &all, body)
+    }
+
+    /// Sends exactly these headers (a captured signed request, replayed).
+    fn send(
         &self,
         method: &str,
         path: &str,
@@ -525,6 +579,126 @@ fn timer_fires_once_per_tick(nodes: &[Node], db: &TestDatabase) {
     assert_eq!(r.status, 204, "{}", r.text());
 }
 
+/// A signed request, captured and sent again: refused by the node that accepted it and by
+/// the others (the nonce is in the shared store), with FC's 403 SignatureNotMatch.
+fn replayed_requests_are_refused_by_every_node(nodes: &[Node]) {
+    let path = "/2023-03-30/functions?limit=1";
+    let captured = signed_headers("GET", path, b"");
+    let headers: Vec<(&str, &str)> = captured
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let first = nodes[1].send("GET", path, &headers, b"").unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    for n in [&nodes[1], &nodes[2], &nodes[0]] {
+        let replay = n.send("GET", path, &headers, b"").unwrap();
+        assert_eq!(
+            replay.status,
+            403,
+            "replayed to node {}: {}",
+            n.name,
+            replay.text()
+        );
+        let body = replay.json();
+        assert_eq!(body["Code"], "SignatureNotMatch", "{}", replay.text());
+        assert!(
+            body["Message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already used"),
+            "{}",
+            replay.text()
+        );
+    }
+    // A request signed afresh (a new nonce) is served by every node.
+    for n in nodes {
+        let r = n.request("GET", path, b"");
+        assert_eq!(r.status, 200, "node {}: {}", n.name, r.text());
+    }
+}
+
+/// With `--cluster-max-instances` N, parallel requests over the three nodes (a function of
+/// one request per instance, each holding its instance) never hold more than N instances
+/// at once (the documented bound while the database is reachable: none), and the excess
+/// gets FC's throttling error (429 ResourceExhausted) naming the limit.
+fn instance_cap_holds_across_nodes(nodes: &[Node], db: &TestDatabase) {
+    let cap = CLUSTER_MAX_INSTANCES;
+    let hold_dir = support::scratch_dir("cap");
+    let mut f = function("capped", json!({}));
+    f["timeout"] = json!(30);
+    f["instanceConcurrency"] = json!(1);
+    let r = nodes[0].request("POST", "/2023-03-30/functions", f.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    for n in &nodes[1..] {
+        assert!(
+            within(PROPAGATION_BOUND, || n
+                .request("GET", "/2023-03-30/functions/capped", b"")
+                .status
+                == 200)
+            .is_some(),
+            "node {} does not know capped",
+            n.name
+        );
+    }
+    let requests = 3 * cap;
+    let body = format!("hold:{}:2000", hold_dir.path().display());
+    let results: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..requests)
+            .map(|i| {
+                let body = body.clone();
+                s.spawn(move || {
+                    let r = nodes[i % 3].invoke("capped", body.as_bytes());
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shares: u32 = db
+        .psql("SELECT coalesce(sum(share), 0) FROM limit_shares WHERE scope = '*instances'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held: Vec<usize> = results
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, t)| {
+            t.trim_start_matches("holding ")
+                .parse()
+                .unwrap_or_else(|_| panic!("{t}"))
+        })
+        .collect();
+    let throttled: Vec<&String> = results
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, t)| t)
+        .collect();
+    eprintln!(
+        "cluster instance cap {cap}: {} ran (most at once {:?}), {} throttled, shares {shares}",
+        held.len(),
+        held.iter().max(),
+        throttled.len()
+    );
+    assert!(!held.is_empty(), "{results:?}");
+    assert_eq!(held.len() + throttled.len(), requests, "{results:?}");
+    assert!(
+        *held.iter().max().unwrap() <= cap,
+        "more than {cap} instances held at once: {held:?}"
+    );
+    assert!(shares as usize <= cap, "recorded shares {shares} > {cap}");
+    let capped_by_the_cluster = throttled
+        .iter()
+        .filter(|t| t.contains("ResourceExhausted") && t.contains("clusterMaxInstances"))
+        .count();
+    assert!(
+        capped_by_the_cluster > 0,
+        "no refusal names the cluster's cap: {throttled:?}"
+    );
+    // Its instances go, so the later cases have the room.
+    let r = nodes[0].request("DELETE", "/2023-03-30/functions/capped", b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
 fn three_nodes() {
     let net = Net::create(3);
     let hosts: Vec<Ipv4Addr> = (0..3).map(Net::host_addr).collect();
@@ -539,6 +713,10 @@ fn three_nodes() {
         )
     };
     let names = ["a", "b", "c"];
+    // One secret.key for all (a Kubernetes Secret in a deployment), made as fcx makes it.
+    let key_dir = tempfile::tempdir().unwrap();
+    fcx_store::Sealer::open(key_dir.path()).unwrap();
+    let secret_key = std::fs::read(key_dir.path().join(fcx_store::keys::SECRET_KEY_FILE)).unwrap();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
             let args = vec![
@@ -556,8 +734,10 @@ fn three_nodes() {
                 "8".into(),
                 "--oci-runtime".into(),
                 "none".into(),
+                "--cluster-max-instances".into(),
+                CLUSTER_MAX_INSTANCES.to_string(),
             ];
-            Node::start(names[i], net.ns(i), args)
+            Node::start(names[i], net.ns(i), args, &secret_key)
         })
         .collect();
     // Every node is in the nodes table with its own address.
@@ -575,6 +755,26 @@ fn three_nodes() {
         addresses,
         "198.18.0.2:9100\n198.18.0.6:9100\n198.18.0.10:9100"
     );
+
+    // Every node holds a share of the instance cap once the first node to start has given
+    // back what it took alone (a lease or two), and the shares never add up past the cap.
+    let spread = within(Duration::from_secs(20), || {
+        db.psql(
+            "SELECT count(*) FILTER (WHERE share > 0) || ' ' || sum(share) FROM limit_shares \
+             WHERE scope = '*instances'",
+        )
+        .unwrap()
+            == format!("3 {CLUSTER_MAX_INSTANCES}")
+    });
+    assert!(
+        spread.is_some(),
+        "instance cap shares: {:?}",
+        db.psql("SELECT node, want, share FROM limit_shares")
+    );
+
+    // 0. The nonces are shared: a signed request accepted by B is refused when replayed to
+    // B, C or A, with FC's error.
+    replayed_requests_are_refused_by_every_node(&nodes);
 
     // 1. Created through A, invoked through B and C.
     let r = nodes[0].request(
@@ -697,6 +897,11 @@ fn three_nodes() {
         *held.iter().max().unwrap() <= 4,
         "more than 4 in flight at once: {held:?}"
     );
+
+    // 2b. The cluster's instance cap holds across the nodes.
+    let r = nodes[0].request("DELETE", "/2023-03-30/functions/limited", b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    instance_cap_holds_across_nodes(&nodes, &db);
 
     // 3. Minimum instances spread over the nodes: 3 cluster-wide, one each.
     assert_eq!(

@@ -64,7 +64,7 @@ pub async fn verify_request(
     }
     let bytes = read_limited(body, limit).await?;
     verifier.check_body(&checked, &bytes)?;
-    verifier.remember_nonce(&checked, now)?;
+    verifier.remember_nonce(&checked, now).await?;
     tracing::trace!(key = %checked.key_id, "signed request verified");
     Ok(bytes)
 }

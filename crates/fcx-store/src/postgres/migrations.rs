@@ -98,6 +98,13 @@ const MIGRATIONS: &[&str] = &[
         function TEXT PRIMARY KEY,
         uid BIGINT NOT NULL UNIQUE
     );",
+    // 8: the signed requests' nonces, shared so a request replayed to another node is
+    // refused (`nonces.rs`).
+    "CREATE TABLE nonces (
+        print BYTEA PRIMARY KEY,
+        expires_s BIGINT NOT NULL
+    );
+    CREATE INDEX nonces_expiry ON nonces (expires_s);",
 ];
 
 pub(super) async fn apply(pg: &Pg) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
 //! The PostgreSQL store several fcx nodes share: the same [`Store`](crate::Store) trait, keys,
 //! and queue as the embedded SQLite store, with the same migrations in PostgreSQL's dialect,
 //! plus what only a shared store needs (`cluster`: nodes with heartbeats, leased shares of
-//! limits, timer ticks claimed once cluster-wide, change notifications over LISTEN/NOTIFY).
+//! limits, timer ticks claimed once cluster-wide, change notifications over LISTEN/NOTIFY,
+//! the signed requests' nonces).
 //!
 //! The client is `tokio-postgres` with a `deadpool-postgres` pool, driven by a small runtime of
 //! its own ([`Pg`]): the store trait is blocking (commands run on tokio's blocking pool) and
@@ -11,6 +12,7 @@
 pub mod cluster;
 pub mod migrate;
 mod migrations;
+pub mod nonces;
 mod queue;
 mod store;
 

@@ -169,7 +169,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
         log_dir: paths.log_dir.clone(),
-        init: std::env::current_exe().map_err(io("finding the fcx binary (instances' init)"))?,
+        init: fcx_runtime::init::program()
+            .map_err(io("opening the fcx binary (instances' init)"))?,
         cgroups: CgroupRoot::open(&prefix),
         prefix: prefix.clone(),
         pids_limit: config.pids_limit,

@@ -68,6 +68,9 @@ pub struct CoreConfig {
     pub advertise: Option<String>,
     /// With a shared store: how often everything is re-read (`--sync-interval`).
     pub sync_interval: Duration,
+    /// With a shared store: a request this node has no capacity for goes to a node that has
+    /// some (`--forward`).
+    pub forward: bool,
 }
 
 /// Why the core did not start.
@@ -302,6 +305,9 @@ fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened
         crate::cluster::ClusterSettings {
             advertise,
             sync_interval: config.sync_interval,
+            forward: config.forward,
+            // Nodes authenticate their requests to each other with it (`peers.rs`).
+            node_key: fcx_store::derived_key(&paths.data_dir, crate::peers::KEY_PURPOSE)?,
         },
     );
     // Every node holds the same secret.key (ARCHITECTURE.md, "Several nodes").

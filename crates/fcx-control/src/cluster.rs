@@ -30,11 +30,15 @@ pub struct ClusterSettings {
     pub advertise: String,
     /// Everything is re-read this often (the safety net of LISTEN/NOTIFY).
     pub sync_interval: Duration,
+    /// Whether a request this node has no capacity for is forwarded to another node.
+    pub forward: bool,
+    /// The key the nodes authenticate their requests to each other with.
+    pub node_key: [u8; 32],
 }
 
 pub(crate) struct ClusterNode {
     cluster: Cluster,
-    settings: ClusterSettings,
+    pub(crate) settings: ClusterSettings,
     state: Mutex<State>,
 }
 
@@ -66,6 +70,17 @@ impl ClusterNode {
             settings,
             state: Mutex::default(),
         }
+    }
+
+    /// The other live nodes at the last tick (at most [`TICK`] old), in id order.
+    pub(crate) fn peers(&self) -> Vec<NodeRow> {
+        let state = self.state();
+        state
+            .live
+            .iter()
+            .filter(|n| n.id != self.node_id())
+            .cloned()
+            .collect()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -234,7 +249,8 @@ async fn tick_loop(control: Weak<ControlPlane>) {
         let Some(node) = cp.cluster.as_ref() else {
             return;
         };
-        if let Err(e) = node.cluster.heartbeat(&node.settings.advertise).await {
+        let free = cp.scheduler.free_instances();
+        if let Err(e) = node.cluster.heartbeat(&node.settings.advertise, free).await {
             tracing::warn!(error = %e, "cannot record this node's heartbeat");
         }
         match node.cluster.live_nodes(NODE_FRESH_MS).await {

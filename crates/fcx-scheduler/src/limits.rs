@@ -148,6 +148,11 @@ impl InstanceBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// How many more instances may start now.
+    pub fn free(&self) -> u32 {
+        self.max.saturating_sub(self.used.load(Ordering::Acquire))
+    }
+
     pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, SchedulerError> {
         let before = self.used.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {

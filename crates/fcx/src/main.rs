@@ -212,6 +212,11 @@ struct ServerArgs {
     /// invocations (503 NodeOutOfSync).
     #[arg(long, default_value_t = 2)]
     sync_interval: u64,
+    /// With a shared store: a synchronous invocation this node has no free instance and no
+    /// room (--max-instances) for goes to a live node that had room at its last heartbeat,
+    /// once (a forwarded request is never forwarded again), instead of a 429.
+    #[arg(long, env = "FCX_FORWARD")]
+    forward: bool,
 }
 
 fn main() -> ExitCode {
@@ -277,6 +282,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         node_id: args.node_id,
         advertise: advertise.or_else(|| Some(args.listen.to_string())),
         sync_interval: Duration::from_secs(args.sync_interval.max(1)),
+        forward: args.forward,
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),

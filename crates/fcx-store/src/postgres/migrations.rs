@@ -98,6 +98,9 @@ const MIGRATIONS: &[&str] = &[
         function TEXT PRIMARY KEY,
         uid BIGINT NOT NULL UNIQUE
     );",
+    // 8: how many more instances each node can start, with its heartbeat (a node with no
+    // capacity forwards a request to one that has some: `--forward`).
+    "ALTER TABLE nodes ADD COLUMN free_instances INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) async fn apply(pg: &Pg) -> Result<(), StoreError> {

@@ -3,7 +3,8 @@
 //! `fcx*` range). Each node's API listens on loopback inside its namespace (the test's client
 //! threads join that namespace to reach it); each node reaches the database over its veth, so
 //! downing a veth cuts that node off. The nodes reach each other (ListInstances, `--forward`)
-//! over a second network, a bridge in a namespace of its own (198.18.1.0/24), so cutting a
+//! over a second network, a bridge in a namespace of its own (198.18.1.0/24; a relay in each
+//! node's namespace carries its bridge address to its loopback listener), so cutting a
 //! node's database link leaves its peers reachable. Traffic stays on loopback and these
 //! namespaces.
 
@@ -315,8 +316,72 @@ struct Node {
 
 /// Where the test's clients reach a node (inside its namespace).
 const API: &str = "127.0.0.1:9100";
-/// What a node listens on: loopback for the test, the bridge for the other nodes.
-const LISTEN: &str = "0.0.0.0:9100";
+/// What a node listens on. The nodes run `--auth none` (the test's requests are unsigned),
+/// which fcx serves on loopback only; a [`Relay`] carries the node's bridge address to it.
+const LISTEN: &str = API;
+
+/// Carries TCP connections to `peer_addr(i):9100` in node `i`'s namespace to the node's
+/// loopback listener, standing for a node listening on the address it advertises (as it
+/// does with `--auth signature`). Stopped on drop.
+struct Relay {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(ns: &str, from: SocketAddr) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = PathBuf::from("/run/netns").join(ns);
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let listener = std::net::TcpListener::bind(from).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            let to: SocketAddr = API.parse().unwrap();
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = inbound.set_nonblocking(false);
+                // Threads made here are in the namespace too (setns is per thread, inherited).
+                std::thread::spawn(move || {
+                    let Ok(outbound) = std::net::TcpStream::connect(to) else {
+                        return;
+                    };
+                    let pipe = |mut a: std::net::TcpStream, mut b: std::net::TcpStream| {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Write);
+                    };
+                    let (i2, o2) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                    let back = std::thread::spawn(move || pipe(o2, i2));
+                    pipe(inbound, outbound);
+                    let _ = back.join();
+                });
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("relay listening");
+        Relay {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 impl Node {
     /// Starts a node whose data dir holds `secret` as its secret.key (every node of a
@@ -734,6 +799,9 @@ fn three_nodes() {
         )
     };
     let names = ["a", "b", "c"];
+    let _relays: Vec<Relay> = (0..3)
+        .map(|i| Relay::start(&net.ns(i), SocketAddr::from((Net::peer_addr(i), 9100))))
+        .collect();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
             let args = vec![

@@ -16,8 +16,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::read_limited;
-use crate::peer::FromNode;
 use crate::error::ApiError;
+use crate::peer::FromNode;
 use crate::reply::Api;
 
 pub async fn invoke_fc3(

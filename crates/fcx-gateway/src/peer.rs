@@ -265,10 +265,7 @@ pub async fn from_node(
     req: Request,
     next: Next,
 ) -> Response {
-    let marked = req
-        .headers()
-        .keys()
-        .any(|n| n.as_str().starts_with(PREFIX));
+    let marked = req.headers().keys().any(|n| n.as_str().starts_with(PREFIX));
     if !marked {
         return next.run(req).await;
     }
@@ -503,10 +500,16 @@ mod tests {
 
     #[test]
     fn only_invocations_and_instances_take_a_node_signature() {
-        assert!(node_path(&Method::POST, "/2023-03-30/functions/f/invocations"));
+        assert!(node_path(
+            &Method::POST,
+            "/2023-03-30/functions/f/invocations"
+        ));
         assert!(node_path(&Method::GET, "/2023-03-30/functions/f/instances"));
         assert!(!node_path(&Method::DELETE, "/2023-03-30/functions/f"));
-        assert!(!node_path(&Method::GET, "/2023-03-30/functions/f/invocations"));
+        assert!(!node_path(
+            &Method::GET,
+            "/2023-03-30/functions/f/invocations"
+        ));
         assert!(!node_path(&Method::POST, "/2023-03-30/functions"));
     }
 }

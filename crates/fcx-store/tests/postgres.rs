@@ -582,5 +582,5 @@ fn migrations_run_once_when_nodes_start_together(db: &TestDatabase) {
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "7");
+    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "8");
 }

@@ -256,7 +256,16 @@ impl Net {
         for i in 0..nodes {
             let port = format!("fxn{}p{i}", net.tag);
             ip(&[
-                "link", "add", &port, "type", "veth", "peer", "name", "peer0", "netns", &net.ns(i),
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "peer0",
+                "netns",
+                &net.ns(i),
             ]);
             ip(&["link", "set", &port, "netns", &br]);
             ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
@@ -508,7 +517,11 @@ impl Node {
         let r = self.list_instances(function);
         assert_eq!(r.status, 200, "node {}: {}", self.name, r.text());
         let mut by_node = HashMap::new();
-        for i in r.json()["instances"].as_array().cloned().unwrap_or_default() {
+        for i in r.json()["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let node = i["nodeId"].as_str().unwrap_or_else(|| panic!("{i}"));
             *by_node.entry(node.to_owned()).or_insert(0) += 1;
         }
@@ -686,7 +699,11 @@ fn list_and_forward(nodes: &[Node], db: &TestDatabase) {
     let listed = within(PROPAGATION_BOUND, || {
         nodes[1].list_instances("spread").status == 200
     });
-    assert!(listed.is_some(), "{}", nodes[1].list_instances("spread").text());
+    assert!(
+        listed.is_some(),
+        "{}",
+        nodes[1].list_instances("spread").text()
+    );
     let r = nodes[1].list_instances("spread");
     assert_eq!(r.header("x-fcx-nodes-missing"), None, "{}", r.text());
     let by_node = nodes[1].instances_by_node("spread");
@@ -771,13 +788,22 @@ fn list_and_forward(nodes: &[Node], db: &TestDatabase) {
         let r = nodes[0]
             .try_request("POST", uri.path(), &headers, b"echo:twice")
             .unwrap();
-        assert_eq!(r.status, 429, "a forwarded request was served: {}", r.text());
+        assert_eq!(
+            r.status,
+            429,
+            "a forwarded request was served: {}",
+            r.text()
+        );
         assert!(r.text().contains("--max-instances"), "{}", r.text());
         assert_eq!(r.header("x-fcx-forwarded-to"), None);
         for h in holders {
             let r = h.join().unwrap();
             assert_eq!(r.status, 200, "{}", r.text());
-            assert_eq!(r.header("x-fcx-forwarded-to"), None, "a holder was forwarded");
+            assert_eq!(
+                r.header("x-fcx-forwarded-to"),
+                None,
+                "a holder was forwarded"
+            );
         }
     });
     // Gone, its instances too: a has its room back for the later cases.

@@ -10,9 +10,9 @@
 #   FCX_FUZZ_CASES=100000 bash scripts/fuzz.sh
 #   FCX_FUZZ_SEED=7 bash scripts/fuzz.sh       # another part of the input space
 #
-# Targets (add new parsers here; cron expressions of issue 11 get a target of their own:
-# a test calling `fcx_fuzz::run` in the crate that parses them):
+# Targets (add new parsers here: a test calling `fcx_fuzz::run` in the crate that parses them):
 #   fcx-model     function JSON (CreateFunction / UpdateFunction bodies)
+#   fcx-model     timer schedules (cron with seconds, CRON_TZ, @every) and timer configs
 #   fcx           the s.yaml loader (cli/project.rs)
 #   fcx-protocol  FC headers, the x-fc-status mapping, error bodies, log tails
 #   fcx-sign      signature canonicalization (query, headers, dates)
@@ -27,6 +27,7 @@ export FCX_FUZZ_SECONDS="${FCX_FUZZ_SECONDS:-600}"
 
 targets=(
   "-p fcx-model --test fuzz"
+  "-p fcx-model --test fuzz_cron"
   "-p fcx --bin fcx cli::project::fuzz"
   "-p fcx-protocol --test fuzz"
   "-p fcx-sign --test fuzz"

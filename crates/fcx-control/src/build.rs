@@ -71,6 +71,9 @@ pub struct CoreConfig {
     /// With a shared store: most instances all nodes together run
     /// (`--cluster-max-instances`; `None`: each node's `--max-instances` only).
     pub cluster_max_instances: Option<u32>,
+    /// With a shared store: a request this node has no capacity for goes to a node that has
+    /// some (`--forward`).
+    pub forward: bool,
 }
 
 /// Why the core did not start.
@@ -179,7 +182,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
         log_dir: paths.log_dir.clone(),
-        init: std::env::current_exe().map_err(io("finding the fcx binary (instances' init)"))?,
+        init: fcx_runtime::init::program()
+            .map_err(io("opening the fcx binary (instances' init)"))?,
         cgroups: CgroupRoot::open(&prefix),
         prefix: prefix.clone(),
         pids_limit: config.pids_limit,
@@ -323,6 +327,9 @@ fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened
             advertise,
             sync_interval: config.sync_interval,
             max_instances: config.cluster_max_instances,
+            forward: config.forward,
+            // Nodes authenticate their requests to each other with it (`peers.rs`).
+            node_key: fcx_store::derived_key(&paths.data_dir, crate::peers::KEY_PURPOSE)?,
         },
     );
     // Every node holds the same secret.key (ARCHITECTURE.md, "Several nodes").

@@ -35,11 +35,15 @@ pub struct ClusterSettings {
     /// Most instances all nodes together run (`--cluster-max-instances`; `None`: no cap
     /// beyond each node's `--max-instances`).
     pub max_instances: Option<u32>,
+    /// Whether a request this node has no capacity for is forwarded to another node.
+    pub forward: bool,
+    /// The key the nodes authenticate their requests to each other with.
+    pub node_key: [u8; 32],
 }
 
 pub(crate) struct ClusterNode {
     cluster: Cluster,
-    settings: ClusterSettings,
+    pub(crate) settings: ClusterSettings,
     state: Mutex<State>,
 }
 
@@ -71,6 +75,17 @@ impl ClusterNode {
             settings,
             state: Mutex::default(),
         }
+    }
+
+    /// The other live nodes at the last tick (at most [`TICK`] old), in id order.
+    pub(crate) fn peers(&self) -> Vec<NodeRow> {
+        let state = self.state();
+        state
+            .live
+            .iter()
+            .filter(|n| n.id != self.node_id())
+            .cloned()
+            .collect()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -263,7 +278,8 @@ async fn tick_loop(control: Weak<ControlPlane>) {
         let Some(node) = cp.cluster.as_ref() else {
             return;
         };
-        if let Err(e) = node.cluster.heartbeat(&node.settings.advertise).await {
+        let free = cp.scheduler.free_instances();
+        if let Err(e) = node.cluster.heartbeat(&node.settings.advertise, free).await {
             tracing::warn!(error = %e, "cannot record this node's heartbeat");
         }
         match node.cluster.live_nodes(NODE_FRESH_MS).await {

@@ -33,6 +33,7 @@ pub mod logs;
 mod node;
 mod package;
 mod params;
+pub mod peers;
 pub mod scaling;
 mod sync;
 #[cfg(test)]

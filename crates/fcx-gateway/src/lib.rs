@@ -15,6 +15,7 @@ mod handlers;
 mod head;
 mod invoke;
 mod params;
+pub mod peer;
 mod reply;
 mod routes;
 mod serve;

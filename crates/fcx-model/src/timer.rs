@@ -46,8 +46,10 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every(interval) => {
+                // Checked: `@every 99999999999h` parses, and `+` would panic past year 262143
+                // (found by the cron fuzz target).
                 let step = chrono::Duration::from_std(*interval).ok()?;
-                Some(after + step)
+                after.checked_add_signed(step)
             }
             Schedule::Cron { cron, zone } => {
                 let local = zone.from_utc_datetime(&after.naive_utc());

@@ -21,6 +21,28 @@ use nix::unistd::Pid;
 /// The hidden subcommand of the fcx binary that runs [`main`].
 pub const SUBCOMMAND: &str = "__instance-init";
 
+/// The path the process backend execs as each instance's init: `/proc/self/fd/N`, N a
+/// descriptor on the fcx binary (`current_exe`) opened once and kept for the process's life,
+/// at N ≥ 10, clear of the status pipe the child puts on fd 3. The exec happens after the
+/// instance's private mounts are in place, so a plain path under `/tmp` (a checkout built
+/// there) was hidden by the instance's own `/tmp` and failed with ENOENT; a descriptor
+/// reaches the file whatever the mounts hide.
+pub fn program() -> std::io::Result<std::path::PathBuf> {
+    static FD: std::sync::OnceLock<std::os::fd::RawFd> = std::sync::OnceLock::new();
+    let fd = match FD.get() {
+        Some(fd) => *fd,
+        None => {
+            let file = std::fs::File::open(std::env::current_exe()?)?;
+            let dup = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+                .map_err(std::io::Error::from)?;
+            // Never closed: every instance this process starts execs it. (Two first callers
+            // at once leave one spare descriptor open, which is harmless.)
+            *FD.get_or_init(|| dup)
+        }
+    };
+    Ok(std::path::PathBuf::from(format!("/proc/self/fd/{fd}")))
+}
+
 /// Signals the init passes on to the function's process group.
 const FORWARDED: [Signal; 7] = [
     Signal::SIGTERM,

@@ -34,7 +34,7 @@ pub struct ProcessConfig {
     /// Directory of instance log files.
     pub log_dir: PathBuf,
     /// The program exec'd as each instance's init, with [`crate::init::SUBCOMMAND`] as its
-    /// first argument (the fcx binary).
+    /// first argument (the fcx binary, best as [`crate::init::program`] gives it).
     pub init: PathBuf,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,

@@ -144,6 +144,10 @@ pub struct InstanceInfo {
     pub status: &'static str,
     /// When it was started (ms since the Unix epoch).
     pub created_time_ms: u64,
+    /// The node running it, when several share a store (an fcx addition to FC's fields:
+    /// ListInstances answers for every node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 /// Pools are keyed by function name (LATEST) or `name@version`.
@@ -326,6 +330,12 @@ impl Scheduler {
         self.pools().contains_key(name)
     }
 
+    /// How many more instances this server may start now (`--max-instances` less those
+    /// running).
+    pub fn free_instances(&self) -> u32 {
+        self.budget.free()
+    }
+
     /// Live instances of a function.
     pub fn list_instances(&self, name: &str) -> Result<Vec<InstanceInfo>, SchedulerError> {
         let pool = self.pool(name)?;
@@ -338,6 +348,7 @@ impl Scheduler {
                 version_id: "0".into(),
                 status: if s.is_frozen() { "Frozen" } else { "Running" },
                 created_time_ms: s.instance.created_ms,
+                node_id: None,
             })
             .collect())
     }

@@ -207,6 +207,13 @@ impl InstanceBudget {
         }
     }
 
+    /// How many more instances may start now (within `--max-instances` and this node's
+    /// share of the cluster's cap).
+    pub fn free(&self) -> u32 {
+        let cap = u64::from(self.max).min(self.share.load(Ordering::Acquire)) as u32;
+        cap.saturating_sub(self.used.load(Ordering::Acquire))
+    }
+
     pub fn take(self: &Arc<Self>) -> Result<InstanceTicket, SchedulerError> {
         let before = self.used.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {

@@ -17,7 +17,7 @@ mod url;
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
 pub use nonces::NonceJournal;
-pub use seal::Sealer;
+pub use seal::{derived_key, Sealer};
 pub use sqlite::SqliteStore;
 pub use url::StoreUrl;
 

@@ -570,14 +570,14 @@ fn heartbeats_list_live_nodes_and_notify_reaches_listeners(db: &TestDatabase) {
         let _ = tx.send(h);
     });
     runtime().block_on(async {
-        a.heartbeat("10.0.0.1:9100").await.unwrap();
-        b.heartbeat("10.0.0.2:9100").await.unwrap();
+        a.heartbeat("10.0.0.1:9100", 5).await.unwrap();
+        b.heartbeat("10.0.0.2:9100", 0).await.unwrap();
         let live = a.live_nodes(5000).await.unwrap();
         assert_eq!(
             live.iter()
-                .map(|n| (n.id.as_str(), n.address.as_str()))
+                .map(|n| (n.id.as_str(), n.address.as_str(), n.free_instances))
                 .collect::<Vec<_>>(),
-            [("a", "10.0.0.1:9100"), ("b", "10.0.0.2:9100")]
+            [("a", "10.0.0.1:9100", 5), ("b", "10.0.0.2:9100", 0)]
         );
         db.psql("UPDATE nodes SET heartbeat_ms = heartbeat_ms - 60000 WHERE id = 'b'")
             .unwrap();
@@ -613,5 +613,5 @@ fn migrations_run_once_when_nodes_start_together(db: &TestDatabase) {
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "8");
+    assert_eq!(db.psql("SELECT count(*) FROM fcx_migrations").unwrap(), "9");
 }

@@ -218,6 +218,11 @@ struct ServerArgs {
     /// than its own --max-instances.
     #[arg(long, env = "FCX_CLUSTER_MAX_INSTANCES")]
     cluster_max_instances: Option<u32>,
+    /// With a shared store: a synchronous invocation this node has no free instance and no
+    /// room (--max-instances) for goes to a live node that had room at its last heartbeat,
+    /// once (a forwarded request is never forwarded again), instead of a 429.
+    #[arg(long, env = "FCX_FORWARD")]
+    forward: bool,
 }
 
 fn main() -> ExitCode {
@@ -284,6 +289,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         advertise: advertise.or_else(|| Some(args.listen.to_string())),
         sync_interval: Duration::from_secs(args.sync_interval.max(1)),
         cluster_max_instances: args.cluster_max_instances,
+        forward: args.forward,
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),

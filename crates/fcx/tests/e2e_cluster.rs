@@ -2,7 +2,11 @@
 //! its own address on a veth pair the test makes (`fxn*` links, 198.18.0.0/24, never fcx's own
 //! `fcx*` range). Each node's API listens on loopback inside its namespace (the test's client
 //! threads join that namespace to reach it); each node reaches the database over its veth, so
-//! downing a veth cuts that node off. Traffic stays on loopback and these namespaces.
+//! downing a veth cuts that node off. The nodes reach each other (ListInstances, `--forward`)
+//! over a second network, a bridge in a namespace of its own (198.18.1.0/24; a relay in each
+//! node's namespace carries its bridge address to its loopback listener), so cutting a
+//! node's database link leaves its peers reachable. Traffic stays on loopback and these
+//! namespaces.
 
 mod support;
 
@@ -185,9 +189,10 @@ fn store_migrate() {
 const SYNC_INTERVAL_SECS: u64 = 1;
 const PROPAGATION_BOUND: Duration = Duration::from_secs(SYNC_INTERVAL_SECS + 3);
 
-/// `--cluster-max-instances` of the nodes: room for every case, and a cap the instance-cap
-/// case runs into.
-const CLUSTER_MAX_INSTANCES: usize = 10;
+/// `--cluster-max-instances` of the nodes: room for every case (an idle split of 8 each, so
+/// a's `--max-instances` 8 can fill up in the forward case), and a cap the instance-cap case
+/// runs into.
+const CLUSTER_MAX_INSTANCES: usize = 24;
 
 /// The namespaces and veth pairs; removed on drop.
 struct Net {
@@ -207,6 +212,13 @@ impl Net {
     }
     fn node_addr(i: usize) -> Ipv4Addr {
         Ipv4Addr::new(198, 18, 0, (4 * i + 2) as u8)
+    }
+    /// Where node `i` is reached by the other nodes (the bridge network).
+    fn peer_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 1, (i + 1) as u8)
+    }
+    fn bridge_ns(&self) -> String {
+        format!("fxn{}br", self.tag)
     }
 
     fn create(nodes: usize) -> Net {
@@ -241,6 +253,31 @@ impl Net {
             inside(&["link", "set", "eth0", "up"]);
             inside(&["link", "set", "lo", "up"]);
         }
+        // The nodes' own network: one bridge, a veth from each node onto it.
+        let br = net.bridge_ns();
+        ip(&["netns", "add", &br]);
+        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        for i in 0..nodes {
+            let port = format!("fxn{}p{i}", net.tag);
+            ip(&[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "peer0",
+                "netns",
+                &net.ns(i),
+            ]);
+            ip(&["link", "set", &port, "netns", &br]);
+            ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
+            let addr = format!("{}/24", Net::peer_addr(i));
+            ip(&["-n", &net.ns(i), "addr", "add", &addr, "dev", "peer0"]);
+            ip(&["-n", &net.ns(i), "link", "set", "peer0", "up"]);
+        }
         net
     }
 
@@ -264,6 +301,10 @@ impl Drop for Net {
                 .args(["netns", "del", &self.ns(i)])
                 .status();
         }
+        // Its veth ends go with it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.bridge_ns()])
+            .status();
     }
 }
 
@@ -287,7 +328,74 @@ struct Node {
     args: Vec<String>,
 }
 
+/// Where the test's clients reach a node (inside its namespace).
 const API: &str = "127.0.0.1:9100";
+/// What a node listens on: loopback in its namespace (the test's clients are there); a
+/// [`Relay`] carries the node's bridge address to it for the other nodes.
+const LISTEN: &str = API;
+
+/// Carries TCP connections to `peer_addr(i):9100` in node `i`'s namespace to the node's
+/// loopback listener, standing for a node listening on the address it advertises (as it
+/// does with `--auth signature`). Stopped on drop.
+struct Relay {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(ns: &str, from: SocketAddr) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = PathBuf::from("/run/netns").join(ns);
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let listener = std::net::TcpListener::bind(from).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            let to: SocketAddr = API.parse().unwrap();
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = inbound.set_nonblocking(false);
+                // Threads made here are in the namespace too (setns is per thread, inherited).
+                std::thread::spawn(move || {
+                    let Ok(outbound) = std::net::TcpStream::connect(to) else {
+                        return;
+                    };
+                    let pipe = |mut a: std::net::TcpStream, mut b: std::net::TcpStream| {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Write);
+                    };
+                    let (i2, o2) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                    let back = std::thread::spawn(move || pipe(o2, i2));
+                    pipe(inbound, outbound);
+                    let _ = back.join();
+                });
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("relay listening");
+        Relay {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// The admin AccessKey every node imports (FCX_ADMIN_KEY_ID/SECRET, as a Kubernetes Secret
 /// would hand it): the nodes check signatures, and every request of the test is signed.
@@ -298,8 +406,8 @@ fn admin_key() -> support::Credentials {
     }
 }
 
-/// Signature headers of `method path?query` with `body`, for any node (they all listen on
-/// [`API`] in their own namespace, so one signed request is valid on each of them).
+/// Signature headers of `method path?query` with `body`, for any node (the test reaches each
+/// at [`API`] in its own namespace, so one signed request is valid on each of them).
 fn signed_headers(method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
     let (path, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -309,19 +417,24 @@ fn signed_headers(method: &str, path: &str, body: &[u8]) -> Vec<(String, String)
 }
 
 impl Node {
-    /// A node whose data dir holds `secret_key` (every node seals with the same key).
-    fn start(name: &'static str, ns: String, args: Vec<String>, secret_key: &[u8]) -> Node {
+    /// Starts a node whose data dir holds `secret` as its secret.key (every node of a
+    /// cluster holds the same one).
+    fn start(name: &'static str, ns: String, args: Vec<String>, secret: &[u8; 32]) -> Node {
         let data_dir = tempfile::Builder::new()
             .prefix("fcx-e2e-node-")
             .tempdir()
             .unwrap();
-        let key_file = data_dir.path().join(fcx_store::keys::SECRET_KEY_FILE);
-        std::fs::write(&key_file, secret_key).unwrap();
-        std::fs::set_permissions(
-            &key_file,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(data_dir.path().join("secret.key"))
+                .unwrap();
+            f.write_all(secret).unwrap();
+        }
         let mut node = Node {
             name,
             ns,
@@ -341,7 +454,7 @@ impl Node {
             .args([
                 "server",
                 "--listen",
-                API,
+                LISTEN,
                 "--auth",
                 "signature",
                 "--data-dir",
@@ -437,14 +550,38 @@ impl Node {
         )
     }
 
-    fn instances(&self, function: &str) -> usize {
-        let r = self.request(
+    /// ListInstances through this node: the instances of every live node.
+    fn list_instances(&self, function: &str) -> http::Response {
+        self.request(
             "GET",
             &format!("/2023-03-30/functions/{function}/instances"),
             b"",
-        );
+        )
+    }
+
+    /// How many instances of `function` ListInstances through this node shows on each node.
+    fn instances_by_node(&self, function: &str) -> HashMap<String, usize> {
+        let r = self.list_instances(function);
         assert_eq!(r.status, 200, "node {}: {}", self.name, r.text());
-        r.json()["instances"].as_array().map_or(0, Vec::len)
+        let mut by_node = HashMap::new();
+        for i in r.json()["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let node = i["nodeId"].as_str().unwrap_or_else(|| panic!("{i}"));
+            *by_node.entry(node.to_owned()).or_insert(0) += 1;
+        }
+        by_node
+    }
+
+    /// The instances of `function` this node runs (as it lists them).
+    fn instances(&self, function: &str) -> usize {
+        let id = format!("node-{}", self.name);
+        self.instances_by_node(function)
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -620,7 +757,9 @@ fn replayed_requests_are_refused_by_every_node(nodes: &[Node]) {
 /// With `--cluster-max-instances` N, parallel requests over the three nodes (a function of
 /// one request per instance, each holding its instance) never hold more than N instances
 /// at once (the documented bound while the database is reachable: none), and the excess
-/// gets FC's throttling error (429 ResourceExhausted) naming the limit.
+/// gets FC's throttling error (429 ResourceExhausted) naming the limit (a node out of its
+/// share forwards first, `--forward`, to a node that had room; that one refuses if it has
+/// none left).
 fn instance_cap_holds_across_nodes(nodes: &[Node], db: &TestDatabase) {
     let cap = CLUSTER_MAX_INSTANCES;
     let hold_dir = support::scratch_dir("cap");
@@ -640,7 +779,8 @@ fn instance_cap_holds_across_nodes(nodes: &[Node], db: &TestDatabase) {
             n.name
         );
     }
-    let requests = 3 * cap;
+    // More than any node's share on every node (a also has its --max-instances 8).
+    let requests = cap * 3 / 2;
     let body = format!("hold:{}:2000", hold_dir.path().display());
     let results: Vec<(u16, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..requests)
@@ -699,6 +839,148 @@ fn instance_cap_holds_across_nodes(nodes: &[Node], db: &TestDatabase) {
     assert_eq!(r.status, 204, "{}", r.text());
 }
 
+/// The nodes' common secret.key (fixed: the test is deterministic).
+const SECRET: [u8; 32] = *b"e2e-cluster-secret-key-32-bytes!";
+/// `--max-instances` of node a.
+const A_MAX_INSTANCES: usize = 8;
+
+/// Node a's free instances as its last heartbeat recorded them.
+fn free_on_a(db: &TestDatabase) -> String {
+    db.psql("SELECT free_instances FROM nodes WHERE id = 'node-a'")
+        .unwrap()
+}
+
+/// ListInstances through b shows the instances running on a and c (b runs none). Then a's
+/// instances are all busy and it can start no more (`--max-instances`): a request to a is
+/// served by b or c (`--forward`), also one carrying a client's forged node mark (stripped);
+/// a request another node forwarded is not forwarded again (a answers its own 429).
+fn list_and_forward(nodes: &[Node], db: &TestDatabase) {
+    let r = nodes[0].request(
+        "POST",
+        "/2023-03-30/functions",
+        function("spread", json!({})).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(nodes[0].invoke("spread", b"echo:a").text(), "a");
+    let c = within(PROPAGATION_BOUND, || {
+        nodes[2].invoke("spread", b"echo:c").status == 200
+    });
+    assert!(c.is_some(), "c does not serve spread");
+    let listed = within(PROPAGATION_BOUND, || {
+        nodes[1].list_instances("spread").status == 200
+    });
+    assert!(
+        listed.is_some(),
+        "{}",
+        nodes[1].list_instances("spread").text()
+    );
+    let r = nodes[1].list_instances("spread");
+    assert_eq!(r.header("x-fcx-nodes-missing"), None, "{}", r.text());
+    let by_node = nodes[1].instances_by_node("spread");
+    assert_eq!(
+        by_node,
+        HashMap::from([("node-a".to_string(), 1), ("node-c".to_string(), 1)]),
+        "ListInstances through b: {}",
+        r.text()
+    );
+    let ids: std::collections::HashSet<String> = r.json()["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", r.text());
+    // Each node answers the same (a lists c's, c lists a's).
+    assert_eq!(nodes[0].instances_by_node("spread"), by_node);
+    assert_eq!(nodes[2].instances_by_node("spread"), by_node);
+
+    // a runs spread's one instance and nothing else (the earlier cases' are gone).
+    let one = (A_MAX_INSTANCES - 1).to_string();
+    assert!(
+        within(Duration::from_secs(10), || free_on_a(db) == one).is_some(),
+        "a's free instances: {}",
+        free_on_a(db)
+    );
+    // a's instances all busy: A_MAX_INSTANCES requests holding one each.
+    let hold = support::scratch_dir("fill");
+    let held_body = format!("hold:{}:15000", hold.path().display());
+    let markers = || std::fs::read_dir(hold.path()).map_or(0, |d| d.count());
+    std::thread::scope(|s| {
+        let holders: Vec<_> = (0..A_MAX_INSTANCES)
+            .map(|_| s.spawn(|| nodes[0].invoke("spread", held_body.as_bytes())))
+            .collect();
+        let full = within(Duration::from_secs(12), || {
+            markers() == A_MAX_INSTANCES && free_on_a(db) == "0"
+        });
+        assert!(
+            full.is_some(),
+            "{} of {A_MAX_INSTANCES} holding, a's free instances {}",
+            markers(),
+            free_on_a(db)
+        );
+        // Served elsewhere, said so.
+        let r = nodes[0].invoke("spread", b"echo:elsewhere");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "elsewhere");
+        let to = r.header("x-fcx-forwarded-to").map(str::to_owned);
+        assert!(
+            matches!(to.as_deref(), Some("node-b" | "node-c")),
+            "forwarded to {to:?}"
+        );
+        // A client's own mark means nothing: stripped, the request is forwarded as any.
+        let r = nodes[0]
+            .try_request(
+                "POST",
+                "/2023-03-30/functions/spread/invocations",
+                &[("x-fcx-node-from", "node-b"), ("x-fcx-node-auth", "00")],
+                b"echo:forged",
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("x-fcx-forwarded-to").is_some());
+        // Signed as b's forward (the nodes' key from the shared secret.key): a has no room
+        // and does not send it on a second hop.
+        let key = fcx_store::derived_key(nodes[1].data_dir.path(), fcx_control::peers::KEY_PURPOSE)
+            .unwrap();
+        let uri: ::http::Uri = "/2023-03-30/functions/spread/invocations".parse().unwrap();
+        let signed = fcx_gateway::peer::sign(
+            &key,
+            "node-b",
+            &::http::Method::POST,
+            &uri,
+            &::http::HeaderMap::new(),
+            b"echo:twice",
+        );
+        let headers: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        let r = nodes[0]
+            .try_request("POST", uri.path(), &headers, b"echo:twice")
+            .unwrap();
+        assert_eq!(
+            r.status,
+            429,
+            "a forwarded request was served: {}",
+            r.text()
+        );
+        assert!(r.text().contains("--max-instances"), "{}", r.text());
+        assert_eq!(r.header("x-fcx-forwarded-to"), None);
+        for h in holders {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(
+                r.header("x-fcx-forwarded-to"),
+                None,
+                "a holder was forwarded"
+            );
+        }
+    });
+    // Gone, its instances too: a has its room back for the later cases.
+    let r = nodes[0].request("DELETE", "/2023-03-30/functions/spread", b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
 fn three_nodes() {
     let net = Net::create(3);
     let hosts: Vec<Ipv4Addr> = (0..3).map(Net::host_addr).collect();
@@ -713,10 +995,9 @@ fn three_nodes() {
         )
     };
     let names = ["a", "b", "c"];
-    // One secret.key for all (a Kubernetes Secret in a deployment), made as fcx makes it.
-    let key_dir = tempfile::tempdir().unwrap();
-    fcx_store::Sealer::open(key_dir.path()).unwrap();
-    let secret_key = std::fs::read(key_dir.path().join(fcx_store::keys::SECRET_KEY_FILE)).unwrap();
+    let _relays: Vec<Relay> = (0..3)
+        .map(|i| Relay::start(&net.ns(i), SocketAddr::from((Net::peer_addr(i), 9100))))
+        .collect();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
             let args = vec![
@@ -725,7 +1006,8 @@ fn three_nodes() {
                 "--node-id".into(),
                 format!("node-{}", names[i]),
                 "--advertise".into(),
-                format!("{}:9100", Net::node_addr(i)),
+                format!("{}:9100", Net::peer_addr(i)),
+                "--forward".into(),
                 "--sync-interval".into(),
                 SYNC_INTERVAL_SECS.to_string(),
                 "--egress-pool".into(),
@@ -737,7 +1019,12 @@ fn three_nodes() {
                 "--cluster-max-instances".into(),
                 CLUSTER_MAX_INSTANCES.to_string(),
             ];
-            Node::start(names[i], net.ns(i), args, &secret_key)
+            let mut args = args;
+            if i == 0 {
+                // Small enough that the forward case fills it; the other cases fit.
+                args.extend(["--max-instances".into(), A_MAX_INSTANCES.to_string()]);
+            }
+            Node::start(names[i], net.ns(i), args, &SECRET)
         })
         .collect();
     // Every node is in the nodes table with its own address.
@@ -753,7 +1040,7 @@ fn three_nodes() {
     let addresses = db.psql("SELECT address FROM nodes ORDER BY id").unwrap();
     assert_eq!(
         addresses,
-        "198.18.0.2:9100\n198.18.0.6:9100\n198.18.0.10:9100"
+        "198.18.1.1:9100\n198.18.1.2:9100\n198.18.1.3:9100"
     );
 
     // Every node holds a share of the instance cap once the first node to start has given
@@ -827,6 +1114,10 @@ fn three_nodes() {
             n.name
         );
     }
+
+    // 1a. ListInstances through any node answers for all; a node without capacity
+    // forwards, once.
+    list_and_forward(&nodes, &db);
 
     // 1b. A timer at `@every 1s` on three nodes fires once per tick, not three times.
     timer_fires_once_per_tick(&nodes, &db);
@@ -1017,6 +1308,17 @@ fn three_nodes() {
         "after a's loss: b {} c {}",
         nodes[1].instances("warm"),
         nodes[2].instances("warm")
+    );
+
+    // 5b. ListInstances through b leaves out the dead a's instances within its heartbeat
+    // bound (a dead node is one whose heartbeat is older than 4 s, read every second).
+    let forgotten = within(Duration::from_secs(10), || {
+        !nodes[1].instances_by_node("warm").contains_key("node-a")
+    });
+    assert!(
+        forgotten.is_some(),
+        "b still lists a's instances: {:?}",
+        nodes[1].instances_by_node("warm")
     );
 
     // 6. A network cut (c's veth down) degrades c: it stops serving rather than serve what

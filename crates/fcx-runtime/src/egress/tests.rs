@@ -24,6 +24,20 @@ fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Settings of a test's own veth network: a fresh prefix, `range` (one per test, so it never
+/// meets a running server's block or another test's), 4 instances, and no uplinks (servers
+/// may rely on the host's uplinks meanwhile: the tests leave them alone).
+fn test_settings(state_dir: &std::path::Path, range: &str) -> VethSettings {
+    let hex = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    VethSettings {
+        prefix: format!("fcx-{hex}"),
+        range: range.parse().unwrap(),
+        capacity: 4,
+        state_dir: state_dir.to_owned(),
+        uplinks: Some(Vec::new()),
+    }
+}
+
 fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -34,16 +48,7 @@ fn veth_attach_configures_the_namespace_and_everything_goes_on_removal() {
         return;
     }
     let state = tempfile::tempdir().unwrap();
-    let hex = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let settings = VethSettings {
-        prefix: format!("fcx-{hex}"),
-        // A range of its own so it never meets a running server's block.
-        range: "10.250.128.0/20".parse().unwrap(),
-        capacity: 4,
-        state_dir: state.path().to_owned(),
-        // Servers may rely on the host's uplinks meanwhile: this test leaves them alone.
-        uplinks: Some(Vec::new()),
-    };
+    let settings = test_settings(state.path(), "10.250.128.0/20");
     let net = Arc::new(VethNetwork::setup(&settings).unwrap());
     let table = network::table_name(&settings.prefix);
     let nft = network::nft_binary().unwrap();
@@ -106,14 +111,7 @@ fn the_pool_hands_out_configured_namespaces_and_refills() {
         return;
     }
     let state = tempfile::tempdir().unwrap();
-    let hex = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let settings = VethSettings {
-        prefix: format!("fcx-{hex}"),
-        range: "10.250.144.0/20".parse().unwrap(),
-        capacity: 4,
-        state_dir: state.path().to_owned(),
-        uplinks: Some(Vec::new()),
-    };
+    let settings = test_settings(state.path(), "10.250.144.0/20");
     let net = Arc::new(VethNetwork::setup(&settings).unwrap());
     let pool = pool::Pool::start(Arc::clone(&net), 2);
     let take = || {

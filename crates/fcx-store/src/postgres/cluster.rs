@@ -29,6 +29,8 @@ pub struct NodeRow {
     pub started_ms: i64,
     /// Age of its last heartbeat, on the database's clock.
     pub heartbeat_age_ms: i64,
+    /// How many more instances it could start at its last heartbeat.
+    pub free_instances: u32,
 }
 
 /// What the listener hands on.
@@ -68,20 +70,23 @@ impl Cluster {
         &self.pg
     }
 
-    /// Records that this node is alive at `address` (inserting its row the first time).
-    pub async fn heartbeat(&self, address: &str) -> Result<(), StoreError> {
+    /// Records that this node is alive at `address`, able to start `free_instances` more
+    /// instances (inserting its row the first time).
+    pub async fn heartbeat(&self, address: &str, free_instances: u32) -> Result<(), StoreError> {
         let (pg, node, address) = (Arc::clone(&self.pg), self.node.clone(), address.to_owned());
+        let free = i32::try_from(free_instances).unwrap_or(i32::MAX);
         self.pg
             .run(async move {
                 let c = pg.conn().await?;
                 c.execute(
                     &format!(
-                        "INSERT INTO nodes (id, address, started_ms, heartbeat_ms)
-                         VALUES ($1, $2, {NOW_MS}, {NOW_MS})
+                        "INSERT INTO nodes (id, address, started_ms, heartbeat_ms, free_instances)
+                         VALUES ($1, $2, {NOW_MS}, {NOW_MS}, $3)
                          ON CONFLICT (id) DO UPDATE
-                            SET address = excluded.address, heartbeat_ms = excluded.heartbeat_ms"
+                            SET address = excluded.address, heartbeat_ms = excluded.heartbeat_ms,
+                                free_instances = excluded.free_instances"
                     ),
-                    &[&node, &address],
+                    &[&node, &address, &free],
                 )
                 .await
                 .map_err(db("recording the node's heartbeat"))?;
@@ -123,7 +128,8 @@ impl Cluster {
                 let rows = c
                     .query(
                         &format!(
-                            "SELECT id, address, started_ms, {NOW_MS} - heartbeat_ms FROM nodes
+                            "SELECT id, address, started_ms, {NOW_MS} - heartbeat_ms, free_instances
+                             FROM nodes
                              WHERE heartbeat_ms >= {NOW_MS} - $1 ORDER BY id COLLATE \"C\""
                         ),
                         &[&fresh_ms],
@@ -137,6 +143,7 @@ impl Cluster {
                         address: r.get(1),
                         started_ms: r.get(2),
                         heartbeat_age_ms: r.get(3),
+                        free_instances: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
                     })
                     .collect())
             })

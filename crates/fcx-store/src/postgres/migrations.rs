@@ -98,7 +98,10 @@ const MIGRATIONS: &[&str] = &[
         function TEXT PRIMARY KEY,
         uid BIGINT NOT NULL UNIQUE
     );",
-    // 8: the signed requests' nonces, shared so a request replayed to another node is
+    // 8: how many more instances each node can start, with its heartbeat (a node with no
+    // capacity forwards a request to one that has some: `--forward`).
+    "ALTER TABLE nodes ADD COLUMN free_instances INTEGER NOT NULL DEFAULT 0;",
+    // 9: the signed requests' nonces, shared so a request replayed to another node is
     // refused (`nonces.rs`).
     "CREATE TABLE nonces (
         print BYTEA PRIMARY KEY,

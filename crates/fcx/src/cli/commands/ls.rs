@@ -7,28 +7,15 @@ use crate::cli::client::{functions_path, Client};
 use crate::cli::output::{print_header, print_json, str_of};
 
 pub fn run(client: &Client, args: &LsArgs, json: bool) -> anyhow::Result<u8> {
-    let mut all = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let v = client
+    let all = super::all_pages("functions", |token| {
+        client
             .get("ListFunctions", functions_path())
             .query("limit", "100")
             .query_opt("prefix", args.prefix.as_deref())
-            .query_opt("nextToken", token.as_deref())
+            .query_opt("nextToken", token)
             .call()?
-            .json()?;
-        if let Some(fs) = v.get("functions").and_then(Value::as_array) {
-            all.extend(fs.iter().cloned());
-        }
-        token = v
-            .get("nextToken")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+            .json()
+    })?;
     if json {
         print_json(&Value::Array(all));
         return Ok(0);

@@ -9,28 +9,15 @@ use crate::cli::output::{print_header, print_json, str_of};
 
 pub fn run(client: &Client, action: TriggersAction, json: bool) -> anyhow::Result<u8> {
     let TriggersAction::Ls { name } = action;
-    let mut all = Vec::new();
-    let mut token: Option<String> = None;
     let path = format!("{}/triggers", function_path(&name));
-    loop {
-        let v = client
+    let all = super::all_pages("triggers", |token| {
+        client
             .get("ListTriggers", path.as_str())
             .query("limit", "100")
-            .query_opt("nextToken", token.as_deref())
+            .query_opt("nextToken", token)
             .call()?
-            .json()?;
-        if let Some(ts) = v.get("triggers").and_then(Value::as_array) {
-            all.extend(ts.iter().cloned());
-        }
-        token = v
-            .get("nextToken")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+            .json()
+    })?;
     if json {
         print_json(&Value::Array(all));
         return Ok(0);

@@ -180,6 +180,9 @@ pub trait TaskQueue: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
     /// The task `task_id` of `function`, if there is one.
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError>;
+    /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
+    /// oldest of them (Unix ms), for the metrics. Blocking.
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError>;
     /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
     fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError>;
     /// How long a lease lasts and how often running tasks renew theirs (`None`: never). A
@@ -310,6 +313,19 @@ impl TaskQueue for Queue {
     ) -> Result<Option<String>, StoreError> {
         let (f, t) = (function.to_owned(), task_id.to_owned());
         self.send(|r| Write::Stop(f, t, now_ms, r)).await
+    }
+
+    /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
+    /// oldest of them (Unix ms), for the metrics.
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT count(*), min(created_ms) FROM async_tasks
+             WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<i64>>(1)?)),
+        )
+        .db()
     }
 
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {

@@ -372,6 +372,22 @@ impl TaskQueue for PgQueue {
         })
     }
 
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let pg = Arc::clone(&self.pg);
+        self.pg.block(async move {
+            let c = pg.conn().await?;
+            let row = c
+                .query_one(
+                    "SELECT count(*), min(created_ms) FROM async_tasks
+                     WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+                    &[],
+                )
+                .await
+                .map_err(db("counting the async backlog"))?;
+            Ok((row.get::<_, i64>(0) as u64, row.get::<_, Option<i64>>(1)))
+        })
+    }
+
     fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError> {
         let pg = Arc::clone(&self.pg);
         let function = function.to_owned();

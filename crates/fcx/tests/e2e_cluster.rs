@@ -189,10 +189,10 @@ fn store_migrate() {
 const SYNC_INTERVAL_SECS: u64 = 1;
 const PROPAGATION_BOUND: Duration = Duration::from_secs(SYNC_INTERVAL_SECS + 3);
 
-/// `--cluster-max-instances` of the nodes: room for every case (an idle split of 8 each, so
+/// `--cluster-max-instances` of the nodes: room for every case (an idle split of 10 each, so
 /// a's `--max-instances` 8 can fill up in the forward case), and a cap the instance-cap case
 /// runs into.
-const CLUSTER_MAX_INSTANCES: usize = 24;
+const CLUSTER_MAX_INSTANCES: usize = 30;
 
 /// The namespaces and veth pairs; removed on drop.
 struct Net {

@@ -67,6 +67,30 @@ fi
 # the cgroup2 mount still owns a controller ("cgroups in hybrid mode not supported, drop all
 # controllers from cgroupv2"). Mounting each such controller as its own v1 hierarchy moves it
 # off cgroup2. Lasts until reboot; `fcx doctor --fix` does the same.
+# PostgreSQL 15 for the tests of the shared store (they run their own servers in temporary
+# directories as the unprivileged `postgres` user). The package must not leave a cluster
+# running: createcluster.conf stops it from making one; a cluster the install still started
+# is stopped by its PID and set to manual start. Clusters that existed before are not touched.
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  say "installing PostgreSQL 15 (for the shared-store tests; no cluster is created or started)"
+  mkdir -p /etc/postgresql-common
+  [ -e /etc/postgresql-common/createcluster.conf ] \
+    || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  before=$(ls /etc/postgresql/15 2>/dev/null || true)
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+    postgresql-15 postgresql-client-15 >/dev/null
+  for cluster in $(ls /etc/postgresql/15 2>/dev/null || true); do
+    grep -qx "$cluster" <<<"$before" && continue
+    pidfile=/var/lib/postgresql/15/$cluster/postmaster.pid
+    [ -f "$pidfile" ] && kill -INT "$(head -1 "$pidfile")" 2>/dev/null || true
+    echo manual > "/etc/postgresql/15/$cluster/start.conf"
+    warn "the postgresql-15 package made cluster 15/$cluster: stopped it and set it to manual start"
+  done
+  changed=1
+fi
+
 fix_hybrid_cgroups() {
   # mountinfo: field 5 is the mount point, 6 its options, and the fs type follows the "-".
   local mounts unified parent controllers c dir err

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use fcx_model::async_config::AsyncConfig;
 use fcx_scheduler::Scheduler;
-use fcx_store::queue::{Enqueued, NewTask, Queue, TaskFilter};
+use fcx_store::queue::{Enqueued, NewTask, TaskFilter, TaskQueue};
 use tokio::sync::{oneshot, Notify};
 
 pub use error::{AsyncError, ErrorText};
@@ -53,7 +53,9 @@ pub struct Accepted {
 
 /// This node's async machinery: the durable queue, its workers, the per-function configs and the stop signals of running tasks.
 pub struct AsyncService {
-    queue: Arc<Queue>,
+    queue: Arc<dyn TaskQueue>,
+    /// Sequence numbers of the tasks this node runs now (their leases are renewed).
+    leased: Mutex<std::collections::HashSet<i64>>,
     scheduler: Arc<Scheduler>,
     settings: AsyncSettings,
     configs: Mutex<HashMap<String, AsyncConfig>>,
@@ -89,7 +91,7 @@ enum Clock {
 impl AsyncService {
     /// A service over `queue` that runs tasks through `scheduler`; nothing runs before [`start`](Self::start).
     pub fn new(
-        queue: Queue,
+        queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
@@ -99,7 +101,7 @@ impl AsyncService {
     /// Like [`AsyncService::new`], on tokio's clock (which a test may pause and move).
     #[cfg(test)]
     pub(crate) fn on_tokio_clock(
-        queue: Queue,
+        queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
     ) -> Arc<AsyncService> {
@@ -111,14 +113,15 @@ impl AsyncService {
     }
 
     fn with_clock(
-        queue: Queue,
+        queue: Arc<dyn TaskQueue>,
         scheduler: Arc<Scheduler>,
         settings: AsyncSettings,
         clock: Clock,
     ) -> Arc<AsyncService> {
         let metrics = Arc::clone(&settings.metrics);
         let svc = Arc::new(AsyncService {
-            queue: Arc::new(queue),
+            queue,
+            leased: Mutex::default(),
             scheduler,
             settings,
             configs: Mutex::default(),
@@ -143,6 +146,9 @@ impl AsyncService {
     /// Starts the workers (resuming whatever the queue holds).
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(worker::run(Arc::clone(self)));
+        if let Some(every) = self.queue.lease_policy().renew_every_ms {
+            tokio::spawn(worker::renew(Arc::clone(self), every));
+        }
     }
 
     /// Stops leasing; call before the scheduler stops its instances.
@@ -150,6 +156,10 @@ impl AsyncService {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_waiters();
+    }
+
+    pub(crate) fn leases(&self) -> MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.leased.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
@@ -284,7 +294,7 @@ impl AsyncService {
 
 /// `fcx_async_queue_depth` and `fcx_async_oldest_event_age_seconds`, read from the queue at
 /// scrape time.
-struct Backlog(std::sync::Weak<Queue>);
+struct Backlog(std::sync::Weak<dyn TaskQueue>);
 
 impl std::fmt::Debug for Backlog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

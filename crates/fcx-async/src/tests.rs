@@ -55,7 +55,7 @@ impl Harness {
         fcx_store::SqliteStore::open(&db).expect("store");
         let queue = fcx_store::queue::Queue::open(&db).expect("queue");
         let svc = AsyncService::on_tokio_clock(
-            queue,
+            Arc::new(queue),
             Arc::clone(&sched),
             AsyncSettings {
                 workers: 4,

@@ -14,9 +14,6 @@ use crate::destination;
 use crate::origin::{HttpRequestShape, Origin};
 use crate::{AsyncError, AsyncService};
 
-/// How long a lease lasts. On the embedded store leases only matter after a crash, and start-up
-/// clears them, so this only bounds how long a stuck run blocks its task.
-const LEASE_MS: i64 = 60 * 60 * 1000;
 /// How often an idle worker loop looks for retries that have become due.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Retry delay of a throttled run (it does not consume an attempt).
@@ -33,7 +30,8 @@ pub async fn run(svc: Arc<AsyncService>) {
             }
             continue;
         }
-        let leased = match svc.queue.lease(svc.now_ms(), LEASE_MS, free).await {
+        let lease_ms = svc.queue.lease_policy().lease_ms;
+        let leased = match svc.queue.lease(svc.now_ms(), lease_ms, free).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot lease async invocations");
@@ -50,10 +48,30 @@ pub async fn run(svc: Arc<AsyncService>) {
                 return;
             };
             let svc = Arc::clone(&svc);
+            let seq = task.seq;
+            svc.leases().insert(seq);
             tokio::spawn(async move {
                 run_task(&svc, task).await;
+                svc.leases().remove(&seq);
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Renews the leases of the tasks running here every `every_ms`, so a shared queue's short
+/// leases last as long as the runs, and expire soon after this node dies.
+pub async fn renew(svc: Arc<AsyncService>, every_ms: i64) {
+    let every = Duration::from_millis(every_ms.max(1) as u64);
+    while !svc.is_stopping() {
+        tokio::time::sleep(every).await;
+        let seqs: Vec<i64> = svc.leases().iter().copied().collect();
+        if seqs.is_empty() {
+            continue;
+        }
+        let until = svc.now_ms() + svc.queue.lease_policy().lease_ms;
+        if let Err(e) = svc.queue.renew(seqs, until).await {
+            tracing::warn!(error = %e, "cannot renew async leases (another node may run them again)");
         }
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use fcx_async::{AsyncService, AsyncSettings};
 use fcx_runtime::{Backend, CgroupRoot, CodeCache, ProcessBackend, ProcessConfig};
 use fcx_scheduler::{Backends, Scheduler, SchedulerConfig};
-use fcx_store::{CodeStore, SqliteStore, Store, StoreError};
+use fcx_store::queue::TaskQueue;
+use fcx_store::{CodeStore, KeyStore, SqliteStore, Store, StoreError, StoreUrl};
 use sha2::{Digest, Sha256};
 
 use crate::node::Live;
@@ -73,6 +74,20 @@ pub struct CoreConfig {
     pub egress_range: fcx_runtime::egress::Ipv4Net,
     /// Namespaces with veth egress kept made ahead of demand (`--egress-pool`).
     pub egress_pool: usize,
+    /// Where functions, configs, keys and the async queue are kept (`--store`).
+    pub store: StoreUrl,
+    /// With a shared store: this node's id (`--node-id`; `None`: host name and prefix).
+    pub node_id: Option<String>,
+    /// With a shared store: the address other nodes reach this node's API at.
+    pub advertise: Option<String>,
+    /// With a shared store: how often everything is re-read (`--sync-interval`).
+    pub sync_interval: Duration,
+    /// With a shared store: most instances all nodes together run
+    /// (`--cluster-max-instances`; `None`: each node's `--max-instances` only).
+    pub cluster_max_instances: Option<u32>,
+    /// With a shared store: a request this node has no capacity for goes to a node that has
+    /// some (`--forward`).
+    pub forward: bool,
 }
 
 /// Why the core did not start.
@@ -120,7 +135,23 @@ impl ControlPlane {
             .map_err(|e| StartError::Refused(format!("start-up did not finish: {e}")))??;
         control.scheduler.start_maintenance();
         control.asyncs.start();
+        control.start_cluster();
         Ok(control)
+    }
+
+    /// The AccessKeys, where the store keeps them (the gateway's signature check).
+    pub fn open_keys(&self) -> Result<KeyStore, StoreError> {
+        match &self.pg {
+            Some(pg) => KeyStore::open_postgres(&self.paths.data_dir, Arc::clone(pg)),
+            None => KeyStore::open(&self.paths.data_dir),
+        }
+    }
+
+    /// The nonces every node sharing the store accepted (`None` on the embedded store).
+    pub fn shared_nonces(&self) -> Option<fcx_store::postgres::nonces::PgNonces> {
+        self.pg
+            .as_ref()
+            .map(|pg| fcx_store::postgres::nonces::PgNonces::new(Arc::clone(pg)))
     }
 
     /// Stops the async workers, then every instance (with its pre-stop hook), and removes
@@ -129,6 +160,7 @@ impl ControlPlane {
         tracing::info!("stopping instances");
         self.timers.stop_all();
         self.asyncs.shutdown();
+        self.leave_cluster().await;
         self.scheduler.stop_instances().await;
         // After the instances, before the backends' cleanup removes the cgroup root (pasta's
         // group lives under it).
@@ -199,12 +231,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         );
     }
 
-    let db = paths.data_dir.join("fcx.db");
-    let store: Arc<dyn Store> = Arc::new(crate::timed_store::TimedStore::new(
-        Arc::new(SqliteStore::open(&db)?),
-        &metrics,
-    ));
-    let queue = fcx_store::queue::Queue::open(&db)?;
+    let (store, queue, cluster, pg) = open_store(config, &paths, &prefix)?;
+    let store: Arc<dyn Store> = Arc::new(crate::timed_store::TimedStore::new(store, &metrics));
     let code = CodeStore::open(&paths.data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
     let mut backends = Backends::new().with(Arc::new(backend));
@@ -262,6 +290,9 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         asyncs,
         aliases: Default::default(),
         publishing: Mutex::new(()),
+        cluster,
+        pg,
+        seen: Mutex::default(),
         paths,
         region: config.region.clone(),
         account_id,
@@ -275,8 +306,88 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         egress: Mutex::new(Some(egress)),
     });
     let _ = control.me.set(Arc::downgrade(&control));
+    if let Some(cluster) = &control.cluster {
+        // Before anything starts an instance (loading starts minimum instances).
+        cluster.lease_instances_now(&control.scheduler);
+    }
     control.load().map_err(StartError::Load)?;
+    if control.cluster.is_some() {
+        control.record_loaded().map_err(StartError::Load)?;
+    }
     Ok(control)
+}
+
+/// What `--store` opens: the store, the async queue, and with a shared store this node's
+/// place among the others.
+type Opened = (
+    Arc<dyn Store>,
+    Arc<dyn TaskQueue>,
+    Option<crate::cluster::ClusterNode>,
+    Option<Arc<fcx_store::postgres::Pg>>,
+);
+
+fn open_store(config: &CoreConfig, paths: &Paths, prefix: &str) -> Result<Opened, StartError> {
+    let url = match &config.store {
+        StoreUrl::Sqlite => {
+            if let Some(cap) = config.cluster_max_instances {
+                return Err(StartError::Refused(format!(
+                    "--cluster-max-instances {cap} caps instances over several nodes sharing \
+                     a store: it needs --store postgres://...; a single node is capped by \
+                     --max-instances"
+                )));
+            }
+            let db = paths.data_dir.join("fcx.db");
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+            let queue = fcx_store::queue::Queue::open(&db)?;
+            return Ok((store, Arc::new(queue), None, None));
+        }
+        StoreUrl::Postgres(url) => url,
+    };
+    let pg = fcx_store::postgres::Pg::connect(url)?;
+    let node_id = config.node_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{prefix}", host.trim())
+    });
+    let queue = fcx_store::postgres::PgQueue::new(Arc::clone(&pg), &node_id);
+    // What a previous run of this node leased runs again now, not when the leases expire.
+    let released = pg.block({
+        let pg = Arc::clone(&pg);
+        let node = node_id.clone();
+        async move { fcx_store::postgres::release_leases(&pg, &node).await }
+    })?;
+    if released > 0 {
+        tracing::warn!(
+            count = released,
+            "async invocations a previous run of this node had leased run again"
+        );
+    }
+    let advertise = config.advertise.clone().ok_or_else(|| {
+        StartError::Refused(
+            "with a shared store (--store postgres://...) the node must say where other nodes \
+             reach it: --advertise HOST:PORT"
+                .into(),
+        )
+    })?;
+    tracing::info!(store = %config.store, node = %node_id, %advertise, "shared store");
+    let cluster = crate::cluster::ClusterNode::new(
+        fcx_store::postgres::cluster::Cluster::new(Arc::clone(&pg), &node_id),
+        crate::cluster::ClusterSettings {
+            advertise,
+            sync_interval: config.sync_interval,
+            max_instances: config.cluster_max_instances,
+            forward: config.forward,
+            // Nodes authenticate their requests to each other with it (`peers.rs`).
+            node_key: fcx_store::derived_key(&paths.data_dir, crate::peers::KEY_PURPOSE)?,
+        },
+    );
+    // Every node holds the same secret.key (ARCHITECTURE.md, "Several nodes").
+    let sealer = fcx_store::Sealer::open(&paths.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(fcx_store::postgres::PgStore::new(
+        Arc::clone(&pg),
+        sealer,
+        &node_id,
+    ));
+    Ok((store, Arc::new(queue), Some(cluster), Some(pg)))
 }
 
 /// Refuses a uid range that holds a user of this host (`/etc/passwd`): instances would run
@@ -424,13 +535,11 @@ fn executable(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// A 16-digit account id, generated once per data dir.
+/// A 16-digit account id, generated once per store (nodes starting together agree on one).
 fn account_id(store: &dyn Store) -> Result<String, StoreError> {
     if let Some(id) = store.meta("account_id")? {
         return Ok(id);
     }
     let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000_000 + 1_000_000_000_000_000;
-    let id = n.to_string();
-    store.set_meta("account_id", &id)?;
-    Ok(id)
+    store.init_meta("account_id", &n.to_string())
 }

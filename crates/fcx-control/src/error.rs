@@ -87,6 +87,16 @@ pub enum ControlError {
         /// The task id asked for.
         task: String,
     },
+    /// This node has not re-read the shared store for longer than it may serve without it.
+    #[error(
+        "this node has not reached the shared store for {secs} s (more than 3 × --sync-interval): \
+         it refuses invocations rather than serve functions that may have changed; another node \
+         can serve them"
+    )]
+    OutOfSync {
+        /// Seconds since its last successful re-read.
+        secs: u64,
+    },
     /// A parameter or body field is wrong; the error names the field (FC's camelCase path).
     #[error(transparent)]
     Invalid(#[from] ModelError),

@@ -31,7 +31,7 @@ impl BodyCommand for CreateFunction {
 
     fn run(self, cp: &ControlPlane, body: &[u8], _: OffWorker) -> Result<Function, ControlError> {
         let input = fcx_model::parse_create(body)?;
-        let code = package::store(&cp.code, input.code.as_ref())?;
+        let code = package::store(&cp.code, cp.store.as_ref(), input.code.as_ref())?;
         let function_id = uuid::Uuid::new_v4().to_string();
         let mut f = Function::from_create(
             input,
@@ -132,7 +132,7 @@ impl BodyCommand for UpdateFunction {
         let name = self.function_name;
         let input = fcx_model::parse_update(&name, body)?;
         let mut f = cp.function(&name)?;
-        let code = package::store(&cp.code, input.code.as_ref())?;
+        let code = package::store(&cp.code, cp.store.as_ref(), input.code.as_ref())?;
         f.apply_update(input, &now_rfc3339())?;
         if let Some(stored) = code {
             package::record(&mut f, stored);

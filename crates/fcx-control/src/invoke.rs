@@ -43,6 +43,9 @@ impl ControlPlane {
         qualifier: &str,
         draw: impl FnOnce() -> f64,
     ) -> Result<Option<String>, ControlError> {
+        if let Some(secs) = self.out_of_sync() {
+            return Err(ControlError::OutOfSync { secs });
+        }
         if qualifier == "LATEST" {
             return Ok(None);
         }

@@ -21,6 +21,7 @@ mod alias_cache;
 pub mod aliases;
 pub mod asyncs;
 mod build;
+mod cluster;
 mod command;
 pub mod domains;
 mod error;
@@ -32,6 +33,7 @@ pub mod logs;
 mod node;
 mod package;
 mod params;
+pub mod peers;
 pub mod scaling;
 pub mod status;
 mod sync;
@@ -52,6 +54,7 @@ use fcx_scheduler::Scheduler;
 use fcx_store::{CodeStore, Store};
 
 pub use build::{prefix_for, CoreConfig, StartError};
+pub use cluster::{NODE_FRESH_MS, SHARE_TTL_MS, TICK as CLUSTER_TICK};
 pub use command::{BodyCommand, Command, OffWorker, WithBody};
 pub use error::{AsyncError, ControlError, SchedulerError};
 
@@ -78,6 +81,12 @@ pub struct ControlPlane {
     aliases: AliasCache,
     /// Held while a version id is taken, so concurrent publishes never share one.
     publishing: Mutex<()>,
+    /// This node among the others when the store is shared (`None`: a single node).
+    cluster: Option<cluster::ClusterNode>,
+    /// The shared store's connections (for the AccessKeys), when there is one.
+    pg: Option<Arc<fcx_store::postgres::Pg>>,
+    /// What this node applied last, per document (`sync`).
+    seen: Mutex<sync::Seen>,
     paths: Paths,
     region: String,
     account_id: String,

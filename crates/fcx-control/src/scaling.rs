@@ -222,7 +222,8 @@ impl<D: Document> Command for DeleteConfig<D> {
     }
 }
 
-/// ListInstances: the function's live instances.
+/// ListInstances: the function's live instances on this node (the gateway adds the other
+/// nodes').
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListInstances {
@@ -235,9 +236,16 @@ impl Command for ListInstances {
 
     fn run(self, cp: &ControlPlane, _: OffWorker) -> Result<Self::Output, ControlError> {
         cp.function_arn(&self.function_name)?;
-        cp.node
+        let mut instances = cp
+            .node
             .instances(&self.function_name)
-            .map_err(ControlError::Scheduler)
+            .map_err(ControlError::Scheduler)?;
+        if let Some(id) = cp.node_id() {
+            for i in &mut instances {
+                i.node_id = Some(id.to_owned());
+            }
+        }
+        Ok(instances)
     }
 }
 

@@ -184,7 +184,7 @@ impl Fixture {
             None,
         );
         let asyncs = AsyncService::new(
-            queue,
+            Arc::new(queue),
             Arc::clone(&scheduler),
             AsyncSettings {
                 workers: 1,
@@ -205,6 +205,9 @@ impl Fixture {
             asyncs,
             aliases: Default::default(),
             publishing: Mutex::new(()),
+            cluster: None,
+            pg: None,
+            seen: Mutex::default(),
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),

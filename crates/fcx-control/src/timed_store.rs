@@ -100,6 +100,20 @@ impl Store for TimedStore {
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.timed(11, |s| s.set_meta(key, value))
     }
+    // The shared store's own operations (rare, not on the request path): passed on untimed,
+    // so PostgreSQL's implementations are used, not the trait's single-node defaults.
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.inner.init_meta(key, value)
+    }
+    fn next_counter(&self, name: &str, kind: &str) -> Result<u64, StoreError> {
+        self.inner.next_counter(name, kind)
+    }
+    fn put_code(&self, sha256: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_code(sha256, bytes)
+    }
+    fn get_code(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_code(sha256)
+    }
     fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {
         self.timed(12, |s| s.create_custom_domain(d))
     }

@@ -32,18 +32,14 @@ impl ControlPlane {
         Ok(decode_version(self.store.cipher(), function, id, &doc)?.0)
     }
 
-    /// The next version id of `function`. The counter is written before the version, so a
-    /// crash in between skips an id rather than giving it out twice.
+    /// The next version id of `function`, taken atomically by the store (nodes sharing it
+    /// never get the same one). The counter is written before the version, so a crash in
+    /// between skips an id rather than giving it out twice.
     fn take_version_id(&self, function: &str) -> Result<String, ControlError> {
-        let last: u64 = self
+        Ok(self
             .store
-            .function_config(function, keys::VERSION_COUNTER)?
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
-        let id = (last + 1).to_string();
-        self.store
-            .put_function_config(function, keys::VERSION_COUNTER, &id)?;
-        Ok(id)
+            .next_counter(function, keys::VERSION_COUNTER)?
+            .to_string())
     }
 }
 

@@ -44,6 +44,7 @@ impl ToFc for ControlError {
             ControlError::Invalid(e) => {
                 return FcError::invalid_argument(message).with_detail("Field", e.field)
             }
+            ControlError::OutOfSync { .. } => ErrorCode::NodeOutOfSync,
             ControlError::Scheduler(e) => return e.to_fc(),
             ControlError::Async(e) => return e.to_fc(),
             ControlError::Store(_)
@@ -81,6 +82,9 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
         E::InstanceLimit { max } => throttled(text)
             .with_detail("Limit", *max)
             .with_detail("LimitName", "maxInstances"),
+        E::ClusterInstanceLimit { max, .. } => throttled(text)
+            .with_detail("Limit", *max)
+            .with_detail("LimitName", "clusterMaxInstances"),
         E::NoInstanceReady { .. } => FcError::new(ErrorCode::FunctionNotStarted, text),
         E::Start(start) => start_error(start),
         E::Image(image) => image_error(image),

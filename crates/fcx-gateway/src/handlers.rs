@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::Extension;
+use http::Uri;
+
+use crate::peer::FromNode;
 use fcx_control::scaling::ListInstances;
 use fcx_control::{BodyCommand, Command, ControlPlane, WithBody};
 use http::StatusCode;
@@ -57,11 +61,32 @@ pub async fn no_content<C: Command<Output = ()>>(
 }
 
 /// ListInstances, whose answer also names the request.
+/// With a shared store it answers for every live node: this node's instances and those each
+/// other node answers for itself (asked with the nodes' signature, [`crate::peer`]); a node
+/// that does not answer in time is left out and named in `x-fcx-nodes-missing`.
 pub async fn list_instances(
     State(control): State<Arc<ControlPlane>>,
+    from_node: Option<Extension<FromNode>>,
+    uri: Uri,
     Params(command): Params<ListInstances>,
 ) -> Reply {
     let api = Api::fc3();
     let instances = control.execute(command).await.map_err(|e| api.fail(e))?;
-    Ok(api.json(&json!({"instances": instances, "requestId": api.rid})))
+    let mut all: Vec<serde_json::Value> = instances
+        .iter()
+        .filter_map(|i| serde_json::to_value(i).ok())
+        .collect();
+    let mut missing = Vec::new();
+    if from_node.is_none() && control.node_id().is_some() {
+        let (others, gone) = crate::peer::instances_elsewhere(&control, &uri).await;
+        all.extend(others);
+        missing = gone;
+    }
+    let mut reply = api.json(&json!({"instances": all, "requestId": api.rid}));
+    if !missing.is_empty() {
+        if let Ok(v) = http::HeaderValue::from_str(&missing.join(",")) {
+            reply.headers_mut().insert(crate::peer::MISSING, v);
+        }
+    }
+    Ok(reply)
 }

@@ -11,8 +11,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fcx_control::invoke::{AsyncInvocation, BoxError, CallContext, InvokeRequest, InvokeResponse};
-use fcx_control::ControlPlane;
-use fcx_control::SchedulerError;
+use fcx_control::{ControlPlane, SchedulerError};
 use fcx_protocol::trace::TRACEPARENT;
 use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -22,6 +21,7 @@ use tracing::Instrument;
 
 use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::peer::FromNode;
 use crate::reply::Api;
 use crate::trace::{Trace, TARGET};
 
@@ -57,6 +57,9 @@ pub async fn invoke_fc3(
         name: &name,
         service_name: None,
         headers: &parts.headers,
+        forwardable: forwardable(&control, &parts),
+        method: &parts.method,
+        uri: &parts.uri,
         started,
     };
     call.run(&control, qualifier, body).await
@@ -81,9 +84,18 @@ pub async fn invoke_fc2(
         name: &name,
         service_name: Some(service),
         headers: &parts.headers,
+        forwardable: forwardable(&control, &parts),
+        method: &parts.method,
+        uri: &parts.uri,
         started,
     };
     call.run(&control, qualifier, body).await
+}
+
+/// Whether this request may go to another node when this one has no capacity: forwarding
+/// is on (`--forward`) and no node forwarded it here already (one hop at most).
+fn forwardable(control: &ControlPlane, parts: &http::request::Parts) -> bool {
+    control.forwards() && parts.extensions.get::<FromNode>().is_none()
 }
 
 /// Caller-chosen async task id (FC 3.0) and its FC 2.0 spelling.
@@ -97,6 +109,10 @@ struct Call<'a> {
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
     service_name: Option<String>,
     headers: &'a HeaderMap,
+    /// See [`forwardable`].
+    forwardable: bool,
+    method: &'a http::Method,
+    uri: &'a http::Uri,
     /// When the request reached the handler (end-to-end latency starts here).
     started: Instant,
 }
@@ -156,6 +172,17 @@ impl Call<'_> {
             let resolved = version.as_deref().unwrap_or("LATEST");
             return self.accept_async(control, resolved, body).await;
         }
+        // Kept whole to send on if this node turns out to have no capacity (a signed
+        // request's body was read whole already).
+        let (kept, body) = match self.forwardable {
+            true => {
+                let bytes = read_limited(body, limits::SYNC_PAYLOAD_MAX)
+                    .await
+                    .map_err(|e| self.api.fail(e))?;
+                (Some(bytes.clone()), Body::from(bytes))
+            }
+            false => (None, body),
+        };
         let payload = streamed_payload(self.headers, body).map_err(|e| self.reject(control, e))?;
         let trace = Trace::from_headers(self.headers);
         let span = tracing::debug_span!(
@@ -187,16 +214,27 @@ impl Call<'_> {
             },
             payload,
         };
-        let resp = control
+        let resp = match control
             .invoke(self.name, version.as_deref(), request)
             .instrument(span.clone())
             .await
-            .map_err(|e| match e {
-                // No deployed version was reached: the scheduler counted nothing.
+        {
+            Ok(resp) => resp,
+            // No room here: --max-instances, or this node's share of the cluster's cap.
+            Err(
+                e @ (SchedulerError::InstanceLimit { .. }
+                | SchedulerError::ClusterInstanceLimit { .. }),
+            ) if kept.is_some() => {
+                let body = kept.unwrap_or_default();
+                return self.forward(control, body).await.ok_or(self.api.fail(e));
+            }
+            // No deployed version was reached: the scheduler counted nothing.
+            Err(
                 e @ (SchedulerError::FunctionNotFound { .. }
-                | SchedulerError::VersionNotFound { .. }) => self.reject(control, e),
-                e => self.api.fail(e),
-            })?;
+                | SchedulerError::VersionNotFound { .. }),
+            ) => return Err(self.reject(control, e)),
+            Err(e) => return Err(self.api.fail(e)),
+        };
         if !span.is_disabled() {
             span.record("instance", resp.instance_id.as_str());
             span.record("cold_start", resp.facts.cold_start);
@@ -204,6 +242,25 @@ impl Call<'_> {
         let mut r = respond(&self.api, resp);
         r.headers_mut().insert(TRACEPARENT, traceparent);
         Ok(r)
+    }
+
+    /// This node cannot start an instance: the request goes to a node that could at its last
+    /// heartbeat, and its answer is passed on. `None` when there is none or it cannot be
+    /// reached (this node's own refusal stands).
+    async fn forward(&self, control: &ControlPlane, body: bytes::Bytes) -> Option<Response> {
+        let peer = control.forward_target(self.name)?;
+        match crate::peer::forward(control, &peer, (self.method, self.uri, self.headers), body)
+            .await
+        {
+            Ok(resp) => {
+                tracing::debug!(function = self.name, node = %peer.id, "forwarded: no capacity here");
+                Some(resp)
+            }
+            Err(e) => {
+                tracing::warn!(function = self.name, "cannot forward a request: {e}");
+                None
+            }
+        }
     }
 
     /// `x-fc-invocation-type: Async`: the event (≤ 128 KB) is committed to the durable queue

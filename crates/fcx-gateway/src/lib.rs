@@ -18,6 +18,7 @@ mod head;
 mod invoke;
 mod metrics;
 mod params;
+pub mod peer;
 mod reply;
 mod routes;
 mod serve;

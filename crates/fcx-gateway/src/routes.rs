@@ -131,12 +131,18 @@ pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
             not_supported(post(invoke_fc2)),
         )
         .fallback(unknown_path)
-        .with_state(control);
+        .with_state(Arc::clone(&control));
     let router = match verifier {
         Some(v) => crate::auth::layer(router, v),
         None => router,
     };
-    public.merge(router)
+    // Outermost: node-to-node requests are recognised (and marks stripped) first.
+    public
+        .merge(router)
+        .layer(axum::middleware::from_fn_with_state(
+            control,
+            crate::peer::from_node,
+        ))
 }
 
 trait Fc3Routes {

@@ -4,7 +4,6 @@
 //! draining shutdown.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,8 +85,8 @@ pub async fn serve(
     config.check()?;
     let verifier = match config.auth {
         AuthMode::Signature => {
-            let data_dir = control.data_dir().to_owned();
-            let verifier = tokio::task::spawn_blocking(move || open_verifier(&data_dir))
+            let core = Arc::clone(&control);
+            let verifier = tokio::task::spawn_blocking(move || open_verifier(&core))
                 .await
                 .map_err(ServeError::Task)??;
             Some(Arc::new(verifier))
@@ -244,10 +243,12 @@ fn fit_to_fd_limit(mut limits: ConnLimits) -> ConnLimits {
     limits
 }
 
-/// The verifier of signed requests: the data dir's AccessKeys, and its nonce journal with
-/// the nonces earlier runs accepted.
-fn open_verifier(data_dir: &Path) -> Result<Verifier, ServeError> {
-    let keys = open_keys(data_dir)?;
+/// The verifier of signed requests: the AccessKeys where the store keeps them, this node's
+/// nonce journal with the nonces its earlier runs accepted, and when nodes share a store the
+/// nonces all of them accepted (ARCHITECTURE.md, "Several nodes").
+fn open_verifier(control: &ControlPlane) -> Result<Verifier, ServeError> {
+    let data_dir = control.data_dir();
+    let keys = open_keys(control)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -257,7 +258,7 @@ fn open_verifier(data_dir: &Path) -> Result<Verifier, ServeError> {
         count = loaded.nonces.len(),
         "nonces remembered from earlier runs"
     );
-    Ok(Verifier::durable(keys, journal, &loaded, now))
+    Ok(Verifier::durable(keys, journal, &loaded, now).shared_with(control.shared_nonces()))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
@@ -266,10 +267,22 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })
 }
 
-/// The data dir's AccessKeys; a data dir without any gets an admin key, written to
-/// `<data dir>/credentials` (0600).
-fn open_keys(data_dir: &Path) -> Result<Keys, ServeError> {
-    let keys = Keys::new(fcx_store::KeyStore::open(data_dir)?);
+/// The AccessKeys where the store keeps them. `FCX_ADMIN_KEY_ID` and `FCX_ADMIN_KEY_SECRET`
+/// (e.g. from a Kubernetes Secret) make sure that key exists; otherwise a store without any
+/// key gets an admin key, written to `<data dir>/credentials` (0600).
+fn open_keys(control: &ControlPlane) -> Result<Keys, ServeError> {
+    let data_dir = control.data_dir();
+    let store = control.open_keys()?;
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("FCX_ADMIN_KEY_ID"),
+        std::env::var("FCX_ADMIN_KEY_SECRET"),
+    ) {
+        if store.import(&id, &secret, "admin (from FCX_ADMIN_KEY_ID)")? {
+            tracing::info!(id, "imported the admin AccessKey from the environment");
+        }
+        return Ok(Keys::new(store));
+    }
+    let keys = Keys::new(store);
     if let Some(path) = keys.ensure_admin_key(data_dir)? {
         // stderr: stdout's first line is the startup line scripts read.
         eprintln!(

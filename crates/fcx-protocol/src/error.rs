@@ -78,6 +78,8 @@ pub enum ErrorCode {
     StorageFull,
     /// The host's cgroups refused the instance's group (503).
     CgroupSetupFailed,
+    /// A node of several lost the shared store for longer than its documented bound (503).
+    NodeOutOfSync,
     /// A fault of fcx itself (500).
     InternalServerError,
 }
@@ -122,6 +124,7 @@ impl ErrorCode {
             Self::TooManyConnections => "TooManyConnections",
             Self::StorageFull => "StorageFull",
             Self::CgroupSetupFailed => "CgroupSetupFailed",
+            Self::NodeOutOfSync => "NodeOutOfSync",
             Self::InternalServerError => "InternalServerError",
         }
     }
@@ -163,7 +166,8 @@ impl ErrorCode {
             Self::RuntimeUnavailable
             | Self::CgroupSetupFailed
             | Self::TooManyConnections
-            | Self::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::StorageFull
+            | Self::NodeOutOfSync => StatusCode::SERVICE_UNAVAILABLE,
             Self::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -53,6 +53,19 @@ pub enum SchedulerError {
         max: u32,
     },
 
+    /// This node runs its leased share of the cluster's instance cap already.
+    #[error(
+        "Instance limit of the cluster reached: this node runs its share of {share} of the \
+         {max} instances all nodes together may run (server flag --cluster-max-instances \
+         {max}); shares are rebalanced every second"
+    )]
+    ClusterInstanceLimit {
+        /// `--cluster-max-instances`.
+        max: u32,
+        /// This node's share of it when the instance was refused.
+        share: u32,
+    },
+
     /// No instance became ready for this request within the start timeout (another
     /// request's start it waited for failed or took too long).
     #[error(
@@ -233,7 +246,9 @@ impl SchedulerError {
     pub fn is_throttle(&self) -> bool {
         matches!(
             self,
-            SchedulerError::ReservedConcurrency { .. } | SchedulerError::InstanceLimit { .. }
+            SchedulerError::ReservedConcurrency { .. }
+                | SchedulerError::InstanceLimit { .. }
+                | SchedulerError::ClusterInstanceLimit { .. }
         )
     }
 }

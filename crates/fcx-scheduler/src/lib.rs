@@ -14,6 +14,7 @@ mod http;
 mod launch;
 mod lifecycle;
 mod limits;
+pub use limits::Demand;
 mod maintain;
 mod observe;
 mod pool;
@@ -186,6 +187,10 @@ pub struct InstanceInfo {
     pub status: &'static str,
     /// When it was started (ms since the Unix epoch).
     pub created_time_ms: u64,
+    /// The node running it, when several share a store (an fcx addition to FC's fields:
+    /// ListInstances answers for every node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 /// Pools are keyed by function name (LATEST) or `name@version`.
@@ -363,6 +368,33 @@ impl Scheduler {
         self.limits_of(name).set_reserved(reserved);
     }
 
+    /// This node's leased share of a function's reserved concurrency (`None`: all of it).
+    pub fn set_limit_share(&self, name: &str, share: Option<u32>) {
+        self.limits_of(name).set_share(share);
+    }
+
+    /// The cluster's instance cap and this node's leased share of it (`None`, `None`: no
+    /// cluster cap).
+    pub fn set_instance_share(&self, cluster: Option<u32>, share: Option<u32>) {
+        self.budget.set_share(cluster, share);
+    }
+
+    /// What this node could use of the cluster's instance cap lately.
+    pub fn instance_demand(&self) -> Demand {
+        self.budget.demand()
+    }
+
+    /// What this node could use of each function's reserved concurrency lately (functions
+    /// with a reserved concurrency only).
+    pub fn limit_demands(&self) -> Vec<(String, Demand)> {
+        let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        limits
+            .iter()
+            .map(|(name, l)| (name.clone(), l.demand()))
+            .filter(|(_, d)| d.reserved.is_some())
+            .collect()
+    }
+
     /// Sets how many instances are kept running (provisioned / minimum instances).
     pub fn set_min_instances(&self, name: &str, min: u32) {
         self.limits_of(name)
@@ -373,6 +405,12 @@ impl Scheduler {
     /// Whether a function is deployed.
     pub fn has_function(&self, name: &str) -> bool {
         self.pools().contains_key(name)
+    }
+
+    /// How many more instances this server may start now (`--max-instances` less those
+    /// running).
+    pub fn free_instances(&self) -> u32 {
+        self.budget.free()
     }
 
     /// Live instances of a function.
@@ -387,6 +425,7 @@ impl Scheduler {
                 version_id: "0".into(),
                 status: if s.is_frozen() { "Frozen" } else { "Running" },
                 created_time_ms: s.instance.created_ms,
+                node_id: None,
             })
             .collect())
     }

@@ -1,20 +1,25 @@
 //! Persistence: the [`Store`] trait the control plane uses, its embedded SQLite
-//! implementation (WAL, versioned migrations), and the code-package files beside it.
-//! A PostgreSQL implementation for multi-node setups will implement the same trait.
+//! implementation (WAL, versioned migrations), the code-package files beside it, and (feature
+//! `postgres`) the PostgreSQL implementation several nodes share, with its queue and the
+//! cluster tables (nodes, limit shares, timer ticks, change notifications).
 
 mod code;
 pub mod keys;
 mod migrations;
 pub mod nonces;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 mod seal;
 mod sqlite;
+mod url;
 
 pub use code::{CodeStore, StoredCode};
 pub use keys::{AccessKeyInfo, KeyStore, NewAccessKey};
 pub use nonces::NonceJournal;
-pub use seal::Sealer;
+pub use seal::{derived_key, Sealer};
 pub use sqlite::SqliteStore;
+pub use url::StoreUrl;
 
 use fcx_model::Function;
 
@@ -126,6 +131,21 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a server-wide value.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets a server-wide value unless one is set; returns the value that holds afterwards
+    /// (nodes starting together agree on one account id).
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
+    /// Adds one to the counter document `kind` of function `name` (starting at 1) and returns
+    /// the new value, atomically: two nodes never get the same value.
+    fn next_counter(&self, name: &str, kind: &str) -> Result<u64, StoreError>;
+    /// Keeps a code package's bytes in the database when nodes share it (they have no common
+    /// file system); the embedded store keeps packages as files only and does nothing here.
+    fn put_code(&self, _sha256: &str, _bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A package's bytes from the database (`None`: not kept there).
+    fn get_code(&self, _sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
 
     /// Stores a new custom domain (its private key sealed), or `AlreadyExists`.
     fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError>;

@@ -1,7 +1,9 @@
-//! The durable async invocation queue in SQLite. One writer thread owns the write connection
-//! and commits whatever requests have piled up in one transaction (group commit), so many
-//! concurrent enqueues share one fsync; every caller gets its answer only after the commit.
-//! Reads (task queries) use their own connection (WAL lets them run beside the writer).
+//! The durable async invocation queue: the [`TaskQueue`] trait the async service uses, and its
+//! SQLite implementation ([`Queue`]). One writer thread owns the write connection and commits
+//! whatever requests have piled up in one transaction (group commit), so many concurrent
+//! enqueues share one fsync; every caller gets its answer only after the commit. Reads (task
+//! queries) use their own connection (WAL lets them run beside the writer). The PostgreSQL
+//! queue (`postgres::PgQueue`) implements the same trait for nodes that share a database.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -157,6 +159,55 @@ pub struct TaskFilter {
     pub newest_first: bool,
 }
 
+/// The queue the async service runs on, whichever store holds it.
+#[async_trait::async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Durably enqueues (committed and synced when this returns).
+    async fn enqueue(&self, task: NewTask) -> Result<Enqueued, StoreError>;
+    /// Leases up to `limit` runnable tasks until `now_ms + lease_ms`, marking them Running.
+    async fn lease(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Leased>, StoreError>;
+    /// Extends the leases of tasks still running here to `until_ms`.
+    async fn renew(&self, seqs: Vec<i64>, until_ms: i64) -> Result<(), StoreError>;
+    /// Records how a run ended (committed when this returns); a task already ended or stopped is left as it is.
+    async fn finish(&self, finish: Finish) -> Result<(), StoreError>;
+    /// Asks a task to stop: returns its status afterwards, `None` if there is no such task.
+    async fn stop(
+        &self,
+        function: &str,
+        task_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
+    /// The task `task_id` of `function`, if there is one.
+    fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError>;
+    /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
+    /// oldest of them (Unix ms), for the metrics. Blocking.
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError>;
+    /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
+    fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError>;
+    /// How long a lease lasts and how often running tasks renew theirs (`None`: never). A
+    /// queue of one node clears leases at start and needs no renewal; a shared queue's
+    /// leases are short, so a dead node's work runs again on another soon.
+    fn lease_policy(&self) -> LeasePolicy;
+}
+
+/// See [`TaskQueue::lease_policy`].
+#[derive(Debug, Clone, Copy)]
+pub struct LeasePolicy {
+    /// How long a lease lasts, in ms.
+    pub lease_ms: i64,
+    /// How often running tasks renew their leases, in ms (`None`: never).
+    pub renew_every_ms: Option<i64>,
+}
+
+/// On the embedded store leases only matter after a crash, and start-up clears them, so a
+/// lease only bounds how long a stuck run blocks its task.
+const SQLITE_LEASE_MS: i64 = 60 * 60 * 1000;
+
 enum Write {
     Enqueue(NewTask, oneshot::Sender<Result<Enqueued, StoreError>>),
     Lease {
@@ -166,6 +217,7 @@ enum Write {
         reply: oneshot::Sender<Result<Vec<Leased>, StoreError>>,
     },
     Finish(Finish, oneshot::Sender<Result<(), StoreError>>),
+    Renew(Vec<i64>, i64, oneshot::Sender<Result<(), StoreError>>),
     /// Marks a task `Stopping` if it has not ended; returns its status afterwards.
     Stop(
         String,
@@ -241,14 +293,15 @@ impl Queue {
         rx.await
             .map_err(|_| StoreError::Corrupt("queue writer stopped".into()))?
     }
+}
 
-    /// Durably enqueues (committed and synced when this returns).
-    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued, StoreError> {
+#[async_trait::async_trait]
+impl TaskQueue for Queue {
+    async fn enqueue(&self, task: NewTask) -> Result<Enqueued, StoreError> {
         self.send(|r| Write::Enqueue(task, r)).await
     }
 
-    /// Leases up to `limit` runnable tasks for `lease_ms`, marking them Running.
-    pub async fn lease(
+    async fn lease(
         &self,
         now_ms: i64,
         lease_ms: i64,
@@ -263,13 +316,11 @@ impl Queue {
         .await
     }
 
-    /// Records how a run ended (committed when this returns); a task already ended or stopped is left as it is.
-    pub async fn finish(&self, finish: Finish) -> Result<(), StoreError> {
+    async fn finish(&self, finish: Finish) -> Result<(), StoreError> {
         self.send(|r| Write::Finish(finish, r)).await
     }
 
-    /// Asks a task to stop: returns its status afterwards, `None` if there is no such task.
-    pub async fn stop(
+    async fn stop(
         &self,
         function: &str,
         task_id: &str,
@@ -281,7 +332,7 @@ impl Queue {
 
     /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
     /// oldest of them (Unix ms), for the metrics.
-    pub fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
         let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
         conn.query_row(
             "SELECT count(*), min(created_ms) FROM async_tasks
@@ -292,8 +343,7 @@ impl Queue {
         .db()
     }
 
-    /// The task `task_id` of `function`, if there is one.
-    pub fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
+    fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
         let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM async_tasks WHERE function = ?1 AND task_id = ?2"),
@@ -304,12 +354,7 @@ impl Queue {
         .db()
     }
 
-    /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
-    pub fn list(
-        &self,
-        function: &str,
-        filter: &TaskFilter,
-    ) -> Result<Vec<(i64, TaskRow)>, StoreError> {
+    fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError> {
         let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
         let order = if filter.newest_first { "DESC" } else { "ASC" };
         let cmp = if filter.newest_first { "<" } else { ">" };
@@ -341,6 +386,17 @@ impl Queue {
             .collect::<Result<Vec<_>, _>>()
             .db()?;
         Ok(rows)
+    }
+
+    async fn renew(&self, seqs: Vec<i64>, until_ms: i64) -> Result<(), StoreError> {
+        self.send(|r| Write::Renew(seqs, until_ms, r)).await
+    }
+
+    fn lease_policy(&self) -> LeasePolicy {
+        LeasePolicy {
+            lease_ms: SQLITE_LEASE_MS,
+            renew_every_ms: None,
+        }
     }
 }
 
@@ -456,14 +512,14 @@ fn fail_all(batch: Vec<Write>, e: &Arc<rusqlite::Error>) {
         let reply = match w {
             Write::Enqueue(_, tx) => Reply::Enqueue(tx, Ok(Enqueued::New)),
             Write::Lease { reply, .. } => Reply::Lease(reply, Ok(vec![])),
-            Write::Finish(_, tx) => Reply::Unit(tx, Ok(())),
+            Write::Finish(_, tx) | Write::Renew(_, _, tx) => Reply::Unit(tx, Ok(())),
             Write::Stop(_, _, _, tx) => Reply::Stop(tx, Ok(None)),
         };
         reply.fail(e);
     }
 }
 
-fn event(status: &str, now_ms: i64, detail: &str) -> String {
+pub(crate) fn event(status: &str, now_ms: i64, detail: &str) -> String {
     serde_json::json!({"status": status, "timestamp": now_ms, "eventDetail": detail}).to_string()
 }
 
@@ -582,6 +638,21 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> Reply {
                 })
                 .map(|_| ())
                 .db();
+            Reply::Unit(reply, result)
+        }
+        Write::Renew(seqs, until_ms, reply) => {
+            let result = (|| {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE async_tasks SET lease_until_ms = ?2
+                         WHERE seq = ?1 AND status = 'Running'",
+                    )
+                    .db()?;
+                for seq in seqs {
+                    stmt.execute(params![seq, until_ms]).db()?;
+                }
+                Ok(())
+            })();
             Reply::Unit(reply, result)
         }
         Write::Stop(function, task_id, now_ms, reply) => {

@@ -83,6 +83,25 @@ impl Sealer {
     }
 }
 
+/// A 32-byte key for `purpose`, derived from `<data_dir>/secret.key` (created when there is
+/// none): SHA-256 of the purpose, a zero byte and the key, so every node holding that file
+/// derives the same key and the sealing key itself is never used for anything else (nodes
+/// authenticate their requests to each other with `fcx nodes v1`).
+pub fn derived_key(data_dir: &Path, purpose: &str) -> Result<[u8; 32], StoreError> {
+    use sha2::{Digest, Sha256};
+    let key = load_or_create_key(&data_dir.join(SECRET_KEY_FILE))?;
+    let mut h = Sha256::new();
+    h.update(purpose.as_bytes());
+    h.update([0u8]);
+    h.update(key);
+    Ok(h.finalize().into())
+}
+
+/// What a custom domain's private key is bound to (the same in every store).
+pub(crate) fn domain_owner(name: &str) -> Vec<u8> {
+    format!("custom-domain:{name}").into_bytes()
+}
+
 /// Secret fields of records (`fcx_model::Secret`), sealed as base64 text bound to `context`
 /// (the record's name).
 impl fcx_model::SecretCipher for Sealer {

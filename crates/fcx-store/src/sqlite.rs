@@ -102,14 +102,13 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn owner(name: &str) -> Vec<u8> {
-        format!("custom-domain:{name}").into_bytes()
-    }
-
     fn seal_key(&self, d: &StoredDomain) -> Result<Option<Vec<u8>>, StoreError> {
         d.private_key
             .as_deref()
-            .map(|k| self.sealer.seal(&Self::owner(&d.name), k.as_bytes()))
+            .map(|k| {
+                self.sealer
+                    .seal(&crate::seal::domain_owner(&d.name), k.as_bytes())
+            })
             .transpose()
     }
 
@@ -123,7 +122,9 @@ impl SqliteStore {
             None => None,
             Some(sealed) => {
                 let what = format!("the private key of custom domain '{name}'");
-                let plain = self.sealer.unseal(&Self::owner(&name), &sealed, &what)?;
+                let plain =
+                    self.sealer
+                        .unseal(&crate::seal::domain_owner(&name), &sealed, &what)?;
                 Some(
                     String::from_utf8(plain)
                         .map_err(|_| StoreError::Corrupt(format!("{what} is not UTF-8 text")))?,
@@ -367,6 +368,33 @@ impl Store for SqliteStore {
             )
             .db()?;
         Ok(())
+    }
+
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![key, value],
+        )
+        .db()?;
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .db()
+    }
+
+    fn next_counter(&self, name: &str, kind: &str) -> Result<u64, StoreError> {
+        let doc: String = self
+            .lock()
+            .query_row(
+                "INSERT INTO function_configs (name, kind, doc) VALUES (?1, ?2, '1')
+             ON CONFLICT(name, kind) DO UPDATE
+                SET doc = CAST(CAST(doc AS INTEGER) + 1 AS TEXT)
+             RETURNING doc",
+                [name, kind],
+                |r| r.get(0),
+            )
+            .db()?;
+        doc.parse()
+            .map_err(|_| StoreError::Corrupt(format!("counter {kind} of '{name}' is '{doc}'")))
     }
 
     fn create_custom_domain(&self, d: &StoredDomain) -> Result<(), StoreError> {

@@ -48,6 +48,10 @@ pub enum Command<'a> {
     /// `flaky:<dir>:<n>`: fail (`x-fc-status: 404`) the first `n` times a request id is seen,
     /// counting attempts in files under `<dir>`, then succeed.
     Flaky { dir: &'a str, n: usize },
+    /// `hold:<dir>:<ms>`: put a marker in `<dir>`, count the markers there (the requests
+    /// holding now, this one included), wait `ms`, remove the marker and reply
+    /// `holding <count>`: the largest count replied is the most requests in flight at once.
+    Hold { dir: &'a str, ms: u64 },
     /// `state`: check the memory `/initialize` built (`TESTFN_INIT_ALLOC_MB`), page by page;
     /// reply `pages=<n> intact=<true|false>`.
     State,
@@ -99,6 +103,10 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("flaky", Some(rest)) => rest
             .rsplit_once(':')
             .and_then(|(dir, n)| number(n).map(|n| Command::Flaky { dir, n: n as usize })),
+        ("hold", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, ms)| {
+            let ms = number(ms)?;
+            (!dir.is_empty()).then_some(Command::Hold { dir, ms })
+        }),
         ("barrier", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
             let n = usize::try_from(number(n)?).ok()?;
             (!dir.is_empty()).then_some(Command::Barrier { dir, n })

@@ -212,6 +212,7 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             Response::new(200, "logged")
         }
         Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
+        Command::Hold { dir, ms } => hold(cfg, Path::new(dir), ms),
         Command::Chat { dir, n } => {
             let rid = request_id(head);
             log_out(&format!("{rid} before"));
@@ -320,6 +321,22 @@ fn whoami() -> Option<(String, String)> {
             .map(str::to_string)
     };
     Some((first("Uid:")?, first("Gid:")?))
+}
+
+fn hold(cfg: &Config, dir: &Path, ms: u64) -> Response {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let marker = dir.join(format!("{}-{}-{seq}", cfg.instance_id, std::process::id()));
+    if let Err(e) = fs::File::create(&marker) {
+        return Response::new(
+            500,
+            format!("testfn: cannot create {}: {e}", marker.display()),
+        );
+    }
+    let count = fs::read_dir(dir).map_or(0, |entries| entries.count());
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = fs::remove_file(&marker);
+    Response::new(200, format!("holding {count}"))
 }
 
 fn barrier(cfg: &Config, dir: &Path, n: usize) -> Response {

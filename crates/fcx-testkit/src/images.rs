@@ -143,6 +143,30 @@ pub fn express_image(app_dir: &Path) -> io::Result<ImageBuilder> {
         .layer(app))
 }
 
+/// The image of an fcx node (the Kubernetes DaemonSet's, `deploy/kubernetes/`): busybox for
+/// a shell, the `fcx` binary at `/usr/local/bin/fcx` and the host's `crun` and `nft` with
+/// their shared-library closures; ENTRYPOINT `fcx`. Code-package instances run from the
+/// node's own files, so the image holds everything fcx itself runs.
+pub fn fcx_node_image(fcx: &Path) -> io::Result<ImageBuilder> {
+    let crun = Path::new("/usr/bin/crun");
+    let nft = Path::new("/usr/sbin/nft");
+    require(crun, "crun (package crun)")?;
+    require(nft, "nft (package nftables)")?;
+    let tools = closure(&[fcx, crun, nft])?;
+    let fcx_layer = Layer::new()
+        .dir("/usr/local/bin", 0o755)
+        .host_file("/usr/local/bin/fcx", fcx)
+        .map_err(|e| named(e, fcx))?
+        .dir("/var/lib/fcx", 0o700)
+        .dir("/run", 0o755);
+    Ok(busybox_image()?
+        .env(PATH_ENV)
+        .entrypoint(&["/usr/local/bin/fcx"])
+        .cmd(&["server", "--listen=0.0.0.0:9100"])
+        .layer(tools)
+        .layer(fcx_layer))
+}
+
 /// The seed's Python sample in non-web-server mode: CPython 3.11 from the host (see
 /// [`HOST_PYTHON`]), `app_dir` (with `main.py`) at [`APP_DIR`], the working directory;
 /// CMD `["python3", "main.py"]`. With `FC_CUSTOM_CONTAINER_EVENT={"k":"v"}` it prints

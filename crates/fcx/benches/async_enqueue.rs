@@ -2,7 +2,9 @@
 //! invocation). Starts the real `fcx` server (release build) with the test function, then
 //! drives it with `wrk` at 64 connections: `x-fc-invocation-type: Async` (each 202 means the
 //! event is fsync'd in SQLite) and plain synchronous invocations of the same function.
-//! Prints req/s for both and their ratio. Bounded: FCX_BENCH_SECS (default 5) per run.
+//! Prints req/s for both and their ratio. Then the same async enqueue against a server on a
+//! PostgreSQL store (a real PostgreSQL 15 with its default durability, fsync on, started for
+//! the run) and its ratio to SQLite's. Bounded: FCX_BENCH_SECS (default 5) per run.
 //! Run with `bash scripts/bench.sh` (installs wrk) or `cargo bench -p fcx --bench async_enqueue`.
 
 #[path = "../tests/support/mod.rs"]
@@ -85,5 +87,21 @@ fn run() -> Result<(), String> {
         async_rps / sync_rps
     );
     println!("goal: >= 20000 durable enqueues/s on 2 cores");
+    drop(server);
+
+    // The same enqueues on the shared store (group-committed in PostgreSQL).
+    let pg = fcx_testkit::postgres::PgServer::start_durable();
+    let db = fcx_testkit::postgres::TestDatabase::create_on("bench", Some(std::sync::Arc::new(pg)));
+    let server = support::Server::start_with(support::Options::with_args(&["--store", db.url()]));
+    let mut f = support::testfn_function("bench", json!({}));
+    f["instanceConcurrency"] = json!(200);
+    server.create_function(f);
+    let url = server.url("/2023-03-30/functions/bench/invocations");
+    let (pg_rps, _) = wrk(&url, &async_lua, secs)?;
+    println!("| async enqueue on PostgreSQL (durable 202, fsync on) | {pg_rps:.0} |");
+    println!(
+        "ratio async enqueue PostgreSQL / SQLite: {:.2}",
+        pg_rps / async_rps
+    );
     Ok(())
 }

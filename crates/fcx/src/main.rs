@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod doctor;
 mod image;
+mod store;
 mod telemetry;
 
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
@@ -24,6 +25,8 @@ struct Cli {
     global: cli::GlobalArgs,
 }
 
+// Parsed once at start and matched once: the size of the server's variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the fcx server: FC 3.0 API (2023-03-30) and instances on this machine.
@@ -66,6 +69,9 @@ Exit codes: 0 every check passed (warnings allowed), 1 a check failed.")]
 These work on <data dir>/images directly: no server has to run."
     )]
     Image(image::ImageCommand),
+    /// Move a single node's data into the PostgreSQL database several nodes share.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -237,6 +243,37 @@ struct ServerArgs {
     /// internetAccess sets up nothing on its path (refilled in the background; 0: none).
     #[arg(long, default_value_t = 4)]
     egress_pool: usize,
+    /// Where functions, configs, keys and the async queue live. `sqlite`: the embedded
+    /// database in the data dir (one node). `postgres://USER:PASSWORD@HOST:PORT/DB`: a
+    /// PostgreSQL database that several identical nodes share (every node needs the same
+    /// <data dir>/secret.key; see ARCHITECTURE.md, "Several nodes").
+    #[arg(long, env = "FCX_STORE", default_value = "sqlite")]
+    store: fcx_store::StoreUrl,
+    /// With a shared store: this node's id in the nodes table (default: host name and the
+    /// data dir's prefix; stable across restarts, so a restart takes its leases back at once).
+    #[arg(long, env = "FCX_NODE_ID")]
+    node_id: Option<String>,
+    /// With a shared store: HOST:PORT where other nodes reach this node's API (default: the
+    /// --listen address when it names one).
+    #[arg(long, env = "FCX_ADVERTISE")]
+    advertise: Option<String>,
+    /// With a shared store: seconds between full re-reads of the store, the safety net
+    /// behind change notifications. A node serves a changed or deleted function at most
+    /// this long after the change; one that cannot re-read for 3 × this refuses
+    /// invocations (503 NodeOutOfSync).
+    #[arg(long, default_value_t = 2)]
+    sync_interval: u64,
+    /// With a shared store: most instances all nodes together run (the account's instance
+    /// cap over the cluster; give every node the same value). Each node leases a share of it
+    /// every second; more cold starts get 429 ResourceExhausted. A node also never runs more
+    /// than its own --max-instances.
+    #[arg(long, env = "FCX_CLUSTER_MAX_INSTANCES")]
+    cluster_max_instances: Option<u32>,
+    /// With a shared store: a synchronous invocation this node has no free instance and no
+    /// room (--max-instances) for goes to a live node that had room at its last heartbeat,
+    /// once (a forwarded request is never forwarded again), instead of a 429.
+    #[arg(long, env = "FCX_FORWARD")]
+    forward: bool,
 }
 
 fn main() -> ExitCode {
@@ -262,6 +299,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),
+        Command::Store(cmd) => store::run(cmd),
         Command::Client(cmd) => return cli::run(cmd, cli.global),
     };
     match result {
@@ -292,7 +330,17 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     // Refused before the core touches the host.
     http.check()?;
+    let advertise = args.advertise.or_else(|| {
+        (!args.listen.ip().is_unspecified() && args.listen.port() != 0)
+            .then(|| args.listen.to_string())
+    });
     let core = fcx_control::CoreConfig {
+        store: args.store,
+        node_id: args.node_id,
+        advertise: advertise.or_else(|| Some(args.listen.to_string())),
+        sync_interval: Duration::from_secs(args.sync_interval.max(1)),
+        cluster_max_instances: args.cluster_max_instances,
+        forward: args.forward,
         data_dir: args.data_dir,
         run_root: args.run_dir,
         start_timeout: Duration::from_secs(args.start_timeout.max(1)),

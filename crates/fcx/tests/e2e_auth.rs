@@ -574,9 +574,11 @@ fn keys_cli_creates_keys_the_running_server_accepts() {
     );
     assert_eq!(mode & 0o777, 0o600);
 
+    let store = server.store_url().unwrap_or("sqlite").to_owned();
     let out = Command::new(support::fcx_bin())
         .args(["keys", "create", "--description", "ci", "--data-dir"])
         .arg(server.data_dir.path())
+        .args(["--store", &store])
         .output()
         .unwrap();
     assert!(
@@ -596,6 +598,7 @@ fn keys_cli_creates_keys_the_running_server_accepts() {
     let out = Command::new(support::fcx_bin())
         .args(["keys", "ls", "--data-dir"])
         .arg(server.data_dir.path())
+        .args(["--store", &store])
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);

@@ -150,6 +150,7 @@ fn readme_shows_the_current_help_of_every_command() {
         "",
         "server",
         "keys create",
+        "store migrate",
         "doctor",
         "image",
         "image pull",

@@ -1,7 +1,8 @@
 //! Replay protection: every `x-acs-signature-nonce` accepted with a key is remembered until
 //! its request's `x-acs-date` leaves the skew window, in bounded memory, and in the data
 //! dir's nonce journal (`fcx_store::nonces`), so a request replayed after a restart is
-//! refused too: the journal's nonces are loaded back at start.
+//! refused too: the journal's nonces are loaded back at start. When nodes share a store the
+//! verifier also claims each nonce in it (`fcx_store::postgres::nonces`), after this cache.
 //!
 //! When the cache is full, the nonces that would expire first are forgotten and the cache
 //! remembers their expiry as a floor: a request expiring at or before the floor is refused,
@@ -131,7 +132,7 @@ impl NonceCache {
 }
 
 /// 128 bits of SHA-256 over the key id and nonce: fixed-size entries whatever clients send.
-fn fingerprint(key_id: &str, nonce: &str) -> u128 {
+pub(crate) fn fingerprint(key_id: &str, nonce: &str) -> u128 {
     let mut h = Sha256::new();
     h.update(key_id.as_bytes());
     h.update([0u8]);

@@ -6,7 +6,7 @@ use fcx_sign::{header, ALGORITHM};
 use http::HeaderMap;
 
 use super::keys::Keys;
-use super::nonce::{NonceCache, Replay};
+use super::nonce::{fingerprint, NonceCache, Replay};
 
 /// How far `x-acs-date` may be from the server's clock, either way.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
@@ -26,6 +26,9 @@ pub struct Verifier {
     /// Requests signed before this (unix seconds) are refused: set after a host reboot,
     /// when the nonce journal may have lost its last second.
     signed_after: i64,
+    /// With a shared store: the nonces every node accepted, so a request replayed to another
+    /// node is refused too.
+    shared: Option<fcx_store::postgres::nonces::PgNonces>,
 }
 
 /// What a request's headers proved; its body and nonce are checked next.
@@ -68,7 +71,15 @@ impl Verifier {
             } else {
                 i64::MIN
             },
+            shared: None,
         }
+    }
+
+    /// Also claims every nonce in the nodes' shared store (one INSERT per signed request),
+    /// so no node accepts a request another node already accepted.
+    pub fn shared_with(mut self, nonces: Option<fcx_store::postgres::nonces::PgNonces>) -> Self {
+        self.shared = nonces;
+        self
     }
 
     /// Checks everything but the body: the signing headers are there, the key exists, the
@@ -189,18 +200,37 @@ impl Verifier {
         Ok(())
     }
 
-    /// Refuses a nonce this key already used within the skew window.
-    pub fn remember_nonce(&self, checked: &Checked, now: i64) -> Result<(), FcError> {
+    /// Refuses a nonce this key already used within the skew window (on this node, or on
+    /// any node sharing the store).
+    pub async fn remember_nonce(&self, checked: &Checked, now: i64) -> Result<(), FcError> {
         let expires = checked.date + MAX_SKEW_SECS;
-        match self
-            .nonces
-            .check_and_insert(&checked.key_id, &checked.nonce, expires, now)
-        {
-            Ok(()) => Ok(()),
-            Err(Replay::Seen) => Err(FcError::signature_not_match(format!(
+        let seen = || {
+            FcError::signature_not_match(format!(
                 "x-acs-signature-nonce '{}' was already used: every request needs a new nonce",
                 checked.nonce
-            ))),
+            ))
+        };
+        let local = self
+            .nonces
+            .check_and_insert(&checked.key_id, &checked.nonce, expires, now);
+        if let (Ok(()), Some(shared)) = (&local, &self.shared) {
+            // The local cache refused what this node saw; the store knows the other nodes'.
+            let print = fingerprint(&checked.key_id, &checked.nonce);
+            return match shared.claim(print, expires, now).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(seen()),
+                Err(e) => Err(FcError::new(
+                    fcx_protocol::ErrorCode::NodeOutOfSync,
+                    format!(
+                        "cannot check x-acs-signature-nonce against the other nodes (the shared \
+                         store did not answer: {e}): send the request again, with a new nonce"
+                    ),
+                )),
+            };
+        }
+        match local {
+            Ok(()) => Ok(()),
+            Err(Replay::Seen) => Err(seen()),
             Err(Replay::TooOld) => Err(FcError::signature_not_match(
                 "x-acs-date is too old for the nonces this server can still remember under the \
                  current request rate: send the request again with the current time",

@@ -358,9 +358,13 @@ pub enum KeysCommand {
 
 #[derive(clap::Args)]
 pub struct DataDirArg {
-    /// The server's data dir (where its keys live).
+    /// The server's data dir (where its keys live, and its secret.key).
     #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
     pub data_dir: PathBuf,
+    /// The server's store: `sqlite` (the data dir's database) or the PostgreSQL URL the
+    /// nodes share.
+    #[arg(long, env = "FCX_STORE", default_value = "sqlite")]
+    pub store: fcx_store::StoreUrl,
 }
 
 #[cfg(test)]

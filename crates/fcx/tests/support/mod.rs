@@ -3,6 +3,12 @@
 //! line, and talks HTTP to it. Dropping a [`Server`]
 //! kills it and every process it started (found by pid files and by working directory under
 //! its run dir), and removes its run dir, even when the test failed.
+//!
+//! The store is chosen by the environment, so the whole suite runs on either: by default the
+//! embedded SQLite store; with `FCX_TEST_STORE=postgres` each server gets a PostgreSQL
+//! database of its own (`--store postgres://...`) on the run's shared server
+//! (`FCX_TEST_PG_URL`, started once by `scripts/test.sh`) or, without one, on a server
+//! started for that test.
 #![allow(dead_code)]
 
 pub mod containers;
@@ -149,6 +155,13 @@ pub struct Server {
     /// The HTTPS listener's address, with `--https-listen`.
     pub https_addr: Option<SocketAddr>,
     options: Options,
+    /// Its PostgreSQL database (`FCX_TEST_STORE=postgres`); dropped after the server.
+    database: Option<fcx_testkit::postgres::TestDatabase>,
+}
+
+/// Whether this run puts every server on PostgreSQL (`FCX_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("FCX_TEST_STORE").is_ok_and(|s| s == "postgres")
 }
 
 impl Server {
@@ -171,6 +184,13 @@ impl Server {
 
     /// A server on a data dir the test made (e.g. a small mount of its own).
     pub fn start_in(data_dir: tempfile::TempDir, options: Options) -> Server {
+        let database = on_postgres().then(|| fcx_testkit::postgres::TestDatabase::create("e2e"));
+        let mut options = options;
+        if let Some(db) = &database {
+            options
+                .extra_args
+                .extend(["--store".into(), db.url().to_owned()]);
+        }
         let (child, addr, run_dir, metrics_addr, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
@@ -185,7 +205,13 @@ impl Server {
             metrics_addr,
             https_addr,
             options,
+            database,
         }
+    }
+
+    /// The `--store` URL of a server on PostgreSQL (for CLI commands run beside it).
+    pub fn store_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url())
     }
 
     /// Stops the server (SIGTERM, as an operator would), waits `down`, and starts it again on
@@ -244,6 +270,16 @@ impl Server {
         );
         self.child = Some(child);
         self.addr = addr;
+    }
+
+    /// Stops the server (SIGTERM, its instances cleaned up) and hands over its data dir,
+    /// which outlives it (e.g. to migrate the store it holds).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let placeholder = tempfile::Builder::new()
+            .prefix("fcx-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
     }
 
     pub fn pid(&self) -> u32 {

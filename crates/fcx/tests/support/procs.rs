@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 /// Pids of processes whose working directory is under `run_dir` (every instance runs from its
 /// unpacked code there).
 pub fn under(run_dir: &Path) -> Vec<u32> {
+    // Every path starts with the empty one: a server that never said its run dir (it did
+    // not start) has no processes, not every process of the machine.
+    if !run_dir.is_absolute() || run_dir.parent().is_none() {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -19,7 +19,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("creating the data dir {}: {e}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let store = fcx_store::KeyStore::open(dir)
+    let store = fcx_store::KeyStore::open_for(dir, &data.store)
         .map_err(|e| anyhow!("opening the keys of {}: {e}", dir.display()))?;
     match cmd {
         KeysCommand::Create { description, .. } => {

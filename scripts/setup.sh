@@ -24,6 +24,9 @@ declare -A wanted=(
   # with htpasswd auth and build images around a static busybox.
   [crun]=crun [nft]=nftables [pasta]=passt [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
+  # Observability tests: a real Prometheus scrapes fcx (promtool checks its output), and a
+  # headless Chromium screenshots the status page.
+  [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -35,11 +38,28 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
   || missing+=(busybox-static)
 # `python3 -m venv` (the official FC SDK the signed-request tests run) needs ensurepip.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Packages whose install may start a system service (prometheus listens on :9090): the
+# processes of that name running before are remembered, and only those the install started
+# are stopped afterwards, by pid.
+services=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
+  say "installing Debian packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
+  declare -A before=()
+  for name in "${services[@]}"; do before[$name]=" $( (pgrep -x "$name" || true) | tr '\n' ' ') "; done
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+  # `sort -u`: prometheus provides two commands.
+  mapfile -t unique < <(printf '%s\n' "${missing[@]}" | sort -u)
+  apt-get install -y -qq --no-install-recommends "${unique[@]}" ca-certificates >/dev/null
+  for name in "${services[@]}"; do
+    for pid in $(pgrep -x "$name" || true); do
+      case "${before[$name]}" in *" $pid "*) continue ;; esac
+      say "stopping the $name service the install started (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+  done
   changed=1
 fi
 

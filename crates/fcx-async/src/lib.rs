@@ -38,6 +38,8 @@ pub struct AsyncSettings {
     /// How a failed run's error reads in its task record: the gateway's one mapping of
     /// errors to FC codes (`Code: message`).
     pub error_text: ErrorText,
+    /// Attempts by result, queue wait, and (at scrape time) the backlog.
+    pub metrics: Arc<fcx_metrics::Metrics>,
 }
 
 /// An accepted invocation.
@@ -116,7 +118,8 @@ impl AsyncService {
         settings: AsyncSettings,
         clock: Clock,
     ) -> Arc<AsyncService> {
-        Arc::new(AsyncService {
+        let metrics = Arc::clone(&settings.metrics);
+        let svc = Arc::new(AsyncService {
             queue,
             leased: Mutex::default(),
             scheduler,
@@ -126,7 +129,9 @@ impl AsyncService {
             wake: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             clock,
-        })
+        });
+        metrics.add_collector(Box::new(Backlog(Arc::downgrade(&svc.queue))));
+        svc
     }
 
     /// The time now, in ms since the Unix epoch.
@@ -278,5 +283,51 @@ impl AsyncService {
             }
         }
         Ok(status)
+    }
+}
+
+/// `fcx_async_queue_depth` and `fcx_async_oldest_event_age_seconds`, read from the queue at
+/// scrape time.
+struct Backlog(std::sync::Weak<dyn TaskQueue>);
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backlog")
+    }
+}
+
+impl fcx_metrics::prometheus_client::collector::Collector for Backlog {
+    fn encode(
+        &self,
+        mut encoder: fcx_metrics::prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use fcx_metrics::prometheus_client::encoding::EncodeMetric;
+        use fcx_metrics::prometheus_client::metrics::gauge::ConstGauge;
+        use fcx_metrics::prometheus_client::registry::Unit;
+
+        let Some(queue) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let Ok((depth, oldest)) = queue.backlog() else {
+            return Ok(());
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+        let depth = ConstGauge::new(depth as i64);
+        depth.encode(encoder.encode_descriptor(
+            "fcx_async_queue_depth",
+            "Async invocations waiting or running (Enqueued, Retrying, Running)",
+            None,
+            depth.metric_type(),
+        )?)?;
+        let age = ConstGauge::new(age);
+        age.encode(encoder.encode_descriptor(
+            "fcx_async_oldest_event_age",
+            "Age of the oldest async invocation still waiting or running",
+            Some(&Unit::Seconds),
+            age.metric_type(),
+        )?)
     }
 }

@@ -22,6 +22,8 @@ fn error_text(e: &AsyncError) -> String {
 
 struct Harness {
     svc: Arc<AsyncService>,
+    /// Shared by the scheduler and the service, as in the server.
+    metrics: Arc<fcx_metrics::Metrics>,
     sched: Arc<Scheduler>,
     fake: Arc<FakeBackend>,
     dir: tempfile::TempDir,
@@ -31,6 +33,7 @@ impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let fake = FakeBackend::new(BackendKind::Process);
+        let metrics: Arc<fcx_metrics::Metrics> = Default::default();
         let sched = Scheduler::new(
             Backends::new().with(Arc::clone(&fake) as Arc<dyn fcx_runtime::Backend>),
             CodeCache::new(dir.path().join("code")),
@@ -43,6 +46,8 @@ impl Harness {
                 max_instances: 100,
                 sandboxes_per_function: 0,
                 sandbox_limit: 0,
+                metrics: Arc::clone(&metrics),
+                error_code: |_| "TestError",
             },
             None,
         );
@@ -58,10 +63,12 @@ impl Harness {
                 region: "cn-test".into(),
                 account_id: "123".into(),
                 error_text,
+                metrics: Arc::clone(&metrics),
             },
         );
         Harness {
             svc,
+            metrics,
             sched,
             fake,
             dir,
@@ -471,4 +478,82 @@ async fn a_repeated_task_id_is_enqueued_and_run_once() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(h.fake.recorder().requests("/invoke").len(), 1);
+}
+
+/// The value of the first series whose line starts with `needle`.
+fn series(h: &Harness, needle: &str) -> Option<f64> {
+    h.metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn backlog_attempts_by_result_and_queue_wait_reach_the_metrics() {
+    let clock = ManualClock::start();
+    let h = Harness::new();
+    h.deploy("ok");
+    h.deploy("bad");
+    h.fake.script(|s| {
+        s.on_invoke(|r| match &r.body[..] {
+            b"fail" => Reply::status(500, "boom").header("x-fc-status", "500"),
+            _ => Reply::ok("fine"),
+        })
+    });
+    h.svc.set_config(
+        "bad",
+        Some(AsyncConfig {
+            max_async_retry_attempts: Some(1),
+            ..AsyncConfig::default()
+        }),
+    );
+    // Queued before any worker runs: the backlog shows both, the oldest with its age.
+    h.enqueue("ok", "x", "t-ok").await;
+    h.enqueue("bad", "fail", "t-bad").await;
+    assert_eq!(series(&h, "fcx_async_queue_depth "), Some(2.0));
+    assert!(series(&h, "fcx_async_oldest_event_age_seconds ").is_some_and(|a| a >= 0.0));
+
+    h.svc.start();
+    h.wait_status(
+        Some(&clock),
+        Duration::from_millis(60),
+        "ok",
+        "t-ok",
+        "Succeeded",
+    )
+    .await;
+    h.wait_status(
+        Some(&clock),
+        Duration::from_millis(60),
+        "bad",
+        "t-bad",
+        "Failed",
+    )
+    .await;
+    let attempts = |f: &str, kind: &str| {
+        series(
+            &h,
+            &format!(r#"fcx_async_attempts_total{{function="{f}",kind="{kind}"}}"#),
+        )
+    };
+    assert_eq!(attempts("ok", "succeeded"), Some(1.0));
+    assert_eq!(
+        attempts("bad", "retrying"),
+        Some(1.0),
+        "the first run of two"
+    );
+    assert_eq!(attempts("bad", "failed"), Some(1.0));
+    assert_eq!(attempts("bad", "succeeded"), None);
+    // Each task's wait for its first attempt (a retry waits for its backoff, not the queue).
+    assert_eq!(series(&h, "fcx_async_queue_wait_seconds_count"), Some(2.0));
+    assert_eq!(series(&h, "fcx_async_queue_depth "), Some(0.0));
+    // The async runs are invocations too.
+    assert_eq!(
+        series(
+            &h,
+            r#"fcx_invocations_total{function="bad",qualifier="LATEST",outcome="function_error",code="UnhandledInvocationError"}"#
+        ),
+        Some(2.0)
+    );
 }

@@ -88,6 +88,14 @@ async fn run_task(svc: &AsyncService, t: Leased) {
     let config = svc.config(&t.function);
     let now = svc.now_ms();
     let age_ms = now - t.created_ms;
+    if t.attempts == 0 {
+        let waited = std::time::Duration::from_millis(age_ms.max(0) as u64);
+        svc.settings
+            .metrics
+            .counters
+            .async_queue_wait
+            .observe(waited);
+    }
     if age_ms > i64::from(config.max_age_secs()) * 1000 {
         let message = format!(
             "event expired: {age_ms} ms old, older than maxAsyncEventAgeInSeconds ({})",
@@ -167,6 +175,7 @@ async fn run_task(svc: &AsyncService, t: Leased) {
         RunResult::Platform(AsyncError::Run(e)) if e.is_throttle() => {
             // Throttled: try again soon, without consuming an attempt.
             let text = (svc.settings.error_text)(&AsyncError::Run(e));
+            svc.settings.metrics.async_attempt(&t.function, "throttled");
             retry(
                 svc,
                 &t,
@@ -214,6 +223,8 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
         tail_log: false,
         service_name: None,
         trigger: origin.trigger.as_deref().map(Into::into),
+        started: std::time::Instant::now(),
+        trace: None,
     };
     let version = (t.qualifier != "LATEST").then_some(t.qualifier.as_str());
     if let Some(http) = origin.http {
@@ -351,6 +362,7 @@ async fn failed_attempt(
     } else {
         let base = svc.settings.retry_base.as_millis() as i64;
         let delay = base.saturating_mul(1 << (attempts - 1).min(16));
+        svc.settings.metrics.async_attempt(&t.function, "retrying");
         retry(svc, t, attempts, now + jitter(delay), message, instance_id).await;
     }
 }
@@ -399,6 +411,15 @@ async fn finish(
     return_payload: Option<Vec<u8>>,
     destination_status: Option<String>,
 ) {
+    let result = match status {
+        "Succeeded" => "succeeded",
+        "Failed" => "failed",
+        "Expired" => "expired",
+        "Invalid" => "invalid",
+        "Stopped" => "stopped",
+        _ => "other",
+    };
+    svc.settings.metrics.async_attempt(&t.function, result);
     record(svc, Finish {
         seq: t.seq,
         status,

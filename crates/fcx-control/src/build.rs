@@ -52,6 +52,14 @@ pub struct CoreConfig {
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
+    /// The FC code of a scheduler error (the same mapping), for the metrics' `code` label.
+    pub scheduler_error_code: fn(&fcx_scheduler::SchedulerError) -> &'static str,
+    /// Most function versions with series of their own in the metrics.
+    pub metrics_max_functions: usize,
+    /// Instance log retention and buffering.
+    pub logs: fcx_runtime::LogSettings,
+    /// Record invocation metrics (off only for the warm-path benchmark's baseline).
+    pub record_metrics: bool,
     /// `--trigger-domain`: HTTP triggers answer at `<function>.<this>` (`DOMAIN[:PORT]`).
     pub trigger_domain: String,
     /// Outbound networking of instances with internetAccess (`--egress`).
@@ -168,10 +176,18 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     }
     check_uid_range(config.instance_uids)?;
     let (paths, prefix) = directories(config)?;
+    let metrics = Arc::new(fcx_metrics::Metrics::new(config.metrics_max_functions));
+    metrics.set_recording(config.record_metrics);
+    let logs = fcx_runtime::LogWriter::start(
+        paths.log_dir.clone(),
+        config.logs.clone(),
+        metrics.counters.clone(),
+    )
+    .map_err(io("starting the instance log writer"))?;
 
     let backend = ProcessBackend::new(ProcessConfig {
         run_dir: paths.run_dir.clone(),
-        log_dir: paths.log_dir.clone(),
+        logs: Arc::clone(&logs),
         init: fcx_runtime::init::program()
             .map_err(io("opening the fcx binary (instances' init)"))?,
         cgroups: CgroupRoot::open(&prefix),
@@ -187,11 +203,12 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     }
 
     let (store, queue, cluster, pg) = open_store(config, &paths, &prefix)?;
+    let store: Arc<dyn Store> = Arc::new(crate::timed_store::TimedStore::new(store, &metrics));
     let code = CodeStore::open(&paths.data_dir.join("code"))?;
     let account_id = account_id(store.as_ref())?;
     let mut backends = Backends::new().with(Arc::new(backend));
     let mut images = None;
-    if let Some((oci, image_store)) = containers(config, &paths, &prefix)? {
+    if let Some((oci, image_store)) = containers(config, &paths, &prefix, &logs)? {
         backends = backends.with(oci);
         images = Some(image_store);
     }
@@ -209,6 +226,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             max_instances: config.max_instances,
             sandboxes_per_function: config.sandboxes_per_function,
             sandbox_limit: config.sandbox_limit,
+            metrics: Arc::clone(&metrics),
+            error_code: config.scheduler_error_code,
         },
         images,
     );
@@ -221,6 +240,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
             region: config.region.clone(),
             account_id: account_id.clone(),
             error_text: config.async_error_text,
+            metrics: Arc::clone(&metrics),
         },
     );
     let control = Arc::new(ControlPlane {
@@ -240,6 +260,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         paths,
         region: config.region.clone(),
         account_id,
+        metrics,
+        logs,
         instance_uids: config.instance_uids,
         web: Default::default(),
         trigger_domain: config.trigger_domain.clone(),
@@ -390,6 +412,7 @@ fn containers(
     config: &CoreConfig,
     paths: &Paths,
     prefix: &str,
+    logs: &Arc<fcx_runtime::LogWriter>,
 ) -> Result<Option<Containers>, StartError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
@@ -408,7 +431,7 @@ fn containers(
         runtime: executable(runtime),
         run_dir: paths.run_dir.clone(),
         layer_dir: data_dir.join("instances").join(prefix),
-        log_dir: paths.log_dir.clone(),
+        logs: Arc::clone(logs),
         prefix: prefix.to_owned(),
         pids_limit: config.pids_limit,
         resolv_conf: fcx_runtime::egress::resolv_conf(),

@@ -5,7 +5,8 @@
 pub use fcx_async::{Accepted, HttpRequestShape, Origin};
 pub use fcx_runtime::body::{Body, BoxError, ClientBodyError};
 pub use fcx_scheduler::{
-    CallContext, HttpInvokeRequest, HttpInvokeResponse, InvokeRequest, InvokeResponse,
+    CallContext, CallFacts, HttpInvokeRequest, HttpInvokeResponse, InvokeRequest, InvokeResponse,
+    TraceHeaders,
 };
 
 use fcx_model::versions::validate_version_id;

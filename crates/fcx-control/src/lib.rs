@@ -35,10 +35,12 @@ mod package;
 mod params;
 pub mod peers;
 pub mod scaling;
+pub mod status;
 mod sync;
 #[cfg(test)]
 mod testing;
 pub mod time;
+mod timed_store;
 mod timers;
 pub mod triggers;
 pub mod versions;
@@ -88,6 +90,11 @@ pub struct ControlPlane {
     paths: Paths,
     region: String,
     account_id: String,
+    /// Every layer's series (`GET /metrics`, the status page).
+    metrics: Arc<fcx_metrics::Metrics>,
+    /// The instance log task (its handle keeps it running).
+    #[allow(dead_code)]
+    logs: Arc<fcx_runtime::LogWriter>,
     /// `--instance-uids`: the range each function's own instance uid comes from.
     instance_uids: UidRange,
     /// HTTP triggers and custom domains as served (lock-free reads).
@@ -165,6 +172,12 @@ impl ControlPlane {
     }
 
     /// This server's run dir (`<run root>/<prefix>`).
+    /// Every layer's series, for `GET /metrics`.
+    pub fn metrics(&self) -> &Arc<fcx_metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// This server's run dir (unpacked code, pid files).
     pub fn run_dir(&self) -> &Path {
         &self.paths.run_dir
     }

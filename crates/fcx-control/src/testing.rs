@@ -156,7 +156,12 @@ impl Fixture {
         let scheduler = Scheduler::new(
             Backends::new().with(Arc::new(ProcessBackend::new(ProcessConfig {
                 run_dir: paths.run_dir.clone(),
-                log_dir: paths.log_dir.clone(),
+                logs: fcx_runtime::LogWriter::start(
+                    paths.log_dir.clone(),
+                    Default::default(),
+                    Default::default(),
+                )
+                .unwrap(),
                 init: "/nonexistent/fcx".into(),
                 cgroups: None,
                 prefix: "fcx-test".into(),
@@ -172,6 +177,8 @@ impl Fixture {
                 max_instances: 1,
                 sandboxes_per_function: 0,
                 sandbox_limit: 0,
+                metrics: Default::default(),
+                error_code: |_| "TestError",
             },
             None,
         );
@@ -184,9 +191,11 @@ impl Fixture {
                 region: "test".into(),
                 account_id: "1234567890123456".into(),
                 error_text: |e| e.to_string(),
+                metrics: Default::default(),
             },
         );
         let node = Arc::new(Recorder::default());
+        let paths_log_dir = paths.log_dir.clone();
         let cp = Arc::new(ControlPlane {
             store,
             code: CodeStore::open(&paths.data_dir.join("code")).unwrap(),
@@ -201,6 +210,13 @@ impl Fixture {
             paths,
             region: "test".into(),
             account_id: "1234567890123456".into(),
+            metrics: Default::default(),
+            logs: fcx_runtime::LogWriter::start(
+                paths_log_dir,
+                Default::default(),
+                Default::default(),
+            )
+            .unwrap(),
             instance_uids: crate::UidRange {
                 first: 100_000,
                 last: 165_535,

@@ -213,8 +213,11 @@ impl Timer {
             },
         };
         match control.enqueue(job).await {
-            Ok(_) => tracing::info!(function = %self.function, trigger = %self.trigger,
-                trigger_time = %at, request_id, "timer trigger fired"),
+            Ok(_) => {
+                control.metrics.trigger_fired(&self.function, "timer");
+                tracing::info!(function = %self.function, trigger = %self.trigger,
+                    trigger_time = %at, request_id, "timer trigger fired")
+            }
             Err(e) => tracing::warn!(function = %self.function, trigger = %self.trigger,
                 error = %e, "timer fire not queued"),
         }

@@ -2,7 +2,9 @@
 //! connection refused gracefully), a header-read timeout (a head not complete in time is cut,
 //! slowloris), an idle keep-alive timeout, and a body-read timeout (a request body that sends
 //! nothing for that long fails as the client's error, so it holds no instance slot until the
-//! function's timeout). The limits apply before a request reaches the router.
+//! function's timeout). The limits apply before a request reaches the router, on the plain
+//! listeners and on the HTTPS one alike (there the TLS handshake must also finish within the
+//! header timeout).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,13 +61,27 @@ const REFUSING_MAX: usize = 64;
 /// How long a refused connection has to send its request head.
 const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Counts a refused connection by what it got (`answered` or `closed`).
+pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// What an accepted socket speaks before HTTP.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP straight on TCP.
+    Plain,
+    /// TLS first (the HTTPS listener), with certificates by SNI (`crate::tls`).
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
 /// Accepts connections until `stop` turns true, then lets open connections finish their
 /// requests (keep-alive ones are closed after their current request).
 pub async fn serve(
     listener: TcpListener,
+    transport: Transport,
     router: Router,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
+    refused: Refused,
 ) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
@@ -86,16 +102,42 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         match Arc::clone(&open).try_acquire_owned() {
             Ok(permit) => {
-                let router = router.clone();
-                let stop = stop.clone();
-                tokio::spawn(connection(stream, router, limits, stop, permit));
+                let (transport, router, stop) = (transport.clone(), router.clone(), stop.clone());
+                tokio::spawn(async move {
+                    match transport {
+                        Transport::Plain => connection(stream, router, limits, stop, permit).await,
+                        Transport::Tls(acceptor) => {
+                            if let Some(tls) =
+                                handshake(&acceptor, stream, limits.header_timeout).await
+                            {
+                                connection(tls, router, limits, stop, permit).await;
+                            }
+                        }
+                    }
+                });
             }
             Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
                 Ok(permit) => {
-                    tokio::spawn(refuse(stream, limits.max_connections, permit));
+                    refused("answered");
+                    let (transport, max) = (transport.clone(), limits.max_connections);
+                    tokio::spawn(async move {
+                        match transport {
+                            Transport::Plain => refuse(stream, max, permit).await,
+                            Transport::Tls(acceptor) => {
+                                if let Some(tls) =
+                                    handshake(&acceptor, stream, REFUSE_HEAD_TIMEOUT).await
+                                {
+                                    refuse(tls, max, permit).await;
+                                }
+                            }
+                        }
+                    });
                 }
                 // Even the refusals are at their limit: close at once.
-                Err(_) => drop(stream),
+                Err(_) => {
+                    refused("closed");
+                    drop(stream);
+                }
             },
         }
     }
@@ -103,9 +145,30 @@ pub async fn serve(
     let _ = open.acquire_many(limits.max_connections as u32).await;
 }
 
-/// Serves one connection under the header, idle and body timeouts.
-async fn connection(
+/// The TLS handshake, bounded like a request head: a client that opens the connection and
+/// sends no (or half a) ClientHello is closed, as a silent plain connection is.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
+    within: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake not done within {within:?}: closed");
+            None
+        }
+    }
+}
+
+/// Serves one connection under the header, idle and body timeouts.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     router: Router,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
@@ -166,7 +229,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Answers a connection over `--max-connections` with 503 and closes it.
-async fn refuse(stream: TcpStream, max: usize, _permit: OwnedSemaphorePermit) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    max: usize,
+    _permit: OwnedSemaphorePermit,
+) {
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| async move {
         let error = FcError::new(
             ErrorCode::TooManyConnections,
@@ -278,12 +345,12 @@ impl Drop for InFlight {
 }
 
 /// The socket, telling the connection's [`Activity`] when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -298,7 +365,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -136,6 +136,12 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
     }
 }
 
+/// The FC code a scheduler error is answered with: the metrics' `code` label, handed to
+/// the scheduler by the binary (it cannot depend on this crate).
+pub fn scheduler_error_code(e: &SchedulerError) -> &'static str {
+    scheduler_error(e).code.as_str()
+}
+
 /// FC's answer to an async-layer error.
 pub fn async_error(e: &AsyncError) -> FcError {
     match e {

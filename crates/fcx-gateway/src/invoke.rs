@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -11,14 +12,18 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fcx_control::invoke::{AsyncInvocation, BoxError, CallContext, InvokeRequest, InvokeResponse};
 use fcx_control::{ControlPlane, SchedulerError};
+use fcx_protocol::trace::TRACEPARENT;
 use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::peer::FromNode;
 use crate::reply::Api;
+use crate::trace::{Trace, TARGET};
 
 pub async fn invoke_fc3(
     State(control): State<Arc<ControlPlane>>,
@@ -26,6 +31,7 @@ pub async fn invoke_fc3(
     Query(query): Query<HashMap<String, String>>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     // Taking the request whole avoids copying its headers (the HeaderMap extractor clones).
     let (parts, body) = request.into_parts();
     let qualifier = query.get("qualifier").cloned();
@@ -37,6 +43,7 @@ pub async fn invoke_fc3(
         forwardable: forwardable(&control, &parts),
         method: &parts.method,
         uri: &parts.uri,
+        started,
     };
     call.run(&control, qualifier, body).await
 }
@@ -49,6 +56,7 @@ pub async fn invoke_fc2(
     Query(query): Query<HashMap<String, String>>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
     let (service, qualifier) = match service.split_once('.') {
         Some((s, q)) => (s.to_owned(), Some(q.to_owned())),
@@ -62,6 +70,7 @@ pub async fn invoke_fc2(
         forwardable: forwardable(&control, &parts),
         method: &parts.method,
         uri: &parts.uri,
+        started,
     };
     call.run(&control, qualifier, body).await
 }
@@ -87,6 +96,8 @@ struct Call<'a> {
     forwardable: bool,
     method: &'a http::Method,
     uri: &'a http::Uri,
+    /// When the request reached the handler (end-to-end latency starts here).
+    started: Instant,
 }
 
 impl Call<'_> {
@@ -113,6 +124,14 @@ impl Call<'_> {
         })
     }
 
+    /// Refused before it ran (no deployed function reached, or an async event not queued):
+    /// counted without a function label.
+    fn reject(&self, control: &ControlPlane, e: impl crate::error::ToFc) -> ApiError {
+        let err = self.api.fail(e);
+        control.metrics().rejected(err.error.code.as_str());
+        err
+    }
+
     async fn run(
         self,
         control: &ControlPlane,
@@ -123,7 +142,7 @@ impl Call<'_> {
         // LATEST, a version id, or an alias (weighted: the version is drawn per request).
         let version = control
             .resolve(self.name, &qualifier)
-            .map_err(|e| self.api.fail(e))?;
+            .map_err(|e| self.reject(control, e))?;
         let asynchronous = self.switch(
             headers::INVOCATION_TYPE,
             &["Async", "async"],
@@ -142,12 +161,30 @@ impl Call<'_> {
             true => {
                 let bytes = read_limited(body, limits::SYNC_PAYLOAD_MAX)
                     .await
-                    .map_err(|e| self.api.fail(e))?;
+                    .map_err(|e| self.reject(control, e))?;
                 (Some(bytes.clone()), Body::from(bytes))
             }
             false => (None, body),
         };
-        let payload = streamed_payload(self.headers, body).map_err(|e| self.api.fail(e))?;
+        let payload = streamed_payload(self.headers, body).map_err(|e| self.reject(control, e))?;
+        let trace = Trace::from_headers(self.headers);
+        let span = tracing::debug_span!(
+            target: TARGET,
+            "invoke",
+            request_id = %self.api.rid,
+            function = %self.name,
+            qualifier = %qualifier,
+            version = version.as_deref().unwrap_or("LATEST"),
+            trace_id = Empty,
+            instance = Empty,
+            cold_start = Empty,
+        );
+        if !span.is_disabled() {
+            span.record("trace_id", trace.trace_id_hex());
+            trace.adopt(&span);
+        }
+        let forwarded = trace.forward(&span);
+        let traceparent = forwarded.traceparent.clone();
         let request = InvokeRequest {
             context: CallContext {
                 request_id: self.api.rid.clone(),
@@ -155,18 +192,35 @@ impl Call<'_> {
                 tail_log,
                 service_name: self.service_name.clone(),
                 trigger: None,
+                started: self.started,
+                trace: Some(forwarded),
             },
             payload,
         };
-        let resp = match control.invoke(self.name, version.as_deref(), request).await {
+        let resp = match control
+            .invoke(self.name, version.as_deref(), request)
+            .instrument(span.clone())
+            .await
+        {
             Ok(resp) => resp,
             Err(e @ SchedulerError::InstanceLimit { .. }) if kept.is_some() => {
                 let body = kept.unwrap_or_default();
                 return self.forward(control, body).await.ok_or(self.api.fail(e));
             }
+            // No deployed version was reached: the scheduler counted nothing.
+            Err(
+                e @ (SchedulerError::FunctionNotFound { .. }
+                | SchedulerError::VersionNotFound { .. }),
+            ) => return Err(self.reject(control, e)),
             Err(e) => return Err(self.api.fail(e)),
         };
-        Ok(respond(&self.api, resp))
+        if !span.is_disabled() {
+            span.record("instance", resp.instance_id.as_str());
+            span.record("cold_start", resp.facts.cold_start);
+        }
+        let mut r = respond(&self.api, resp);
+        r.headers_mut().insert(TRACEPARENT, traceparent);
+        Ok(r)
     }
 
     /// This node cannot start an instance: the request goes to a node that could at its last
@@ -203,10 +257,10 @@ impl Call<'_> {
             .map(str::to_owned);
         control
             .accepts_async(self.name, task_id.as_deref())
-            .map_err(|e| api.fail(e))?;
+            .map_err(|e| self.reject(control, e))?;
         let payload = read_limited(body, limits::ASYNC_PAYLOAD_MAX)
             .await
-            .map_err(|e| api.fail(e))?;
+            .map_err(|e| self.reject(control, e))?;
         let job = AsyncInvocation {
             function: self.name,
             qualifier,
@@ -215,7 +269,10 @@ impl Call<'_> {
             task_id,
             origin: Default::default(),
         };
-        let accepted = control.enqueue(job).await.map_err(|e| api.fail(e))?;
+        let accepted = control
+            .enqueue(job)
+            .await
+            .map_err(|e| self.reject(control, e))?;
         let mut r = StatusCode::ACCEPTED.into_response();
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {
@@ -267,6 +324,17 @@ fn respond(api: &Api, resp: InvokeResponse) -> Response {
     }
     if let Some(t) = resp.error_type {
         h.insert(headers::ERROR_TYPE, HeaderValue::from_static(t));
+    }
+    let facts = &resp.facts;
+    h.insert(
+        headers::INVOCATION_DURATION,
+        HeaderValue::from(facts.duration.as_millis() as u64),
+    );
+    if let Some(mb) = facts.max_memory_mb {
+        h.insert(headers::MAX_MEMORY_USAGE, HeaderValue::from(mb));
+    }
+    if let Some(sum) = &facts.code_checksum {
+        h.insert(headers::CODE_CHECKSUM, sum.clone());
     }
     if let Some(log) = resp.log_tail {
         let tail = logs::tail(&log, limits::LOG_TAIL_MAX);

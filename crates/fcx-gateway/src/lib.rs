@@ -3,9 +3,11 @@
 //! control plane's typed commands (`params`, `handlers`, `invoke`), HTTP triggers and custom
 //! domains passed through to functions (`web`: host and path matching, FC's limits and
 //! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
-//! mapping (`error`), client connections under timeouts and a connection limit (`conn`,
-//! `head`), and serving on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown
-//! (`serve`). Handlers call only [`fcx_control::ControlPlane`].
+//! mapping (`error`), `GET /metrics` (`metrics`, also on its own `--metrics-listen`
+//! address), the status page (`status`), trace context and the invoke span (`trace`),
+//! client connections under timeouts and a connection limit (`conn`, `head`), and serving
+//! on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`). Handlers call
+//! only [`fcx_control::ControlPlane`].
 
 pub mod auth;
 mod body;
@@ -14,13 +16,16 @@ pub mod error;
 mod handlers;
 mod head;
 mod invoke;
+mod metrics;
 mod params;
 pub mod peer;
 mod reply;
 mod routes;
 mod serve;
 mod state;
+mod status;
 mod tls;
+pub mod trace;
 mod web;
 
 pub use auth::AuthMode;

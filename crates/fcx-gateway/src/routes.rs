@@ -22,6 +22,7 @@ use fcx_control::scaling::{
     ConcurrencyInput, DeleteConfig, GetConcurrency, GetConfig, ProvisionInput, PutConcurrency,
     PutConfig, ScalingInput, Shown,
 };
+use fcx_control::status::GetStatus;
 use fcx_control::triggers::{
     CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, UpdateTrigger,
 };
@@ -44,9 +45,16 @@ const DOC: usize = 64 * 1024;
 /// Most bytes of a custom domain's body (it carries a certificate chain and key).
 const DOMAIN: usize = 1024 * 1024;
 
-/// Every route; with a verifier, each request (unknown paths too) must be signed.
+/// Every route; with a verifier, each request (unknown paths too) must be signed, except
+/// the status page's static HTML. `/metrics` is among the signed routes then
+/// (`--metrics-listen` serves it unauthenticated).
 pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
+    // Not `/`: there FC answers the browser's GET with the NotFound that explains how event
+    // functions are invoked.
+    let public = Router::new().route(crate::status::PAGE, get(crate::status::page));
     let router = Router::new()
+        .route(crate::metrics::PATH, get(crate::metrics::metrics))
+        .route(crate::status::DATA, get(json::<GetStatus>))
         .fc3("", collection::<CreateFunction, ListFunctions, FUNCTION>())
         .fc3(
             "/{functionName}",
@@ -129,10 +137,11 @@ pub fn router(control: Shared, verifier: Option<Arc<Verifier>>) -> Router {
         None => router,
     };
     // Outermost: node-to-node requests are recognised (and marks stripped) first.
-    router.layer(axum::middleware::from_fn_with_state(
+    let router = router.layer(axum::middleware::from_fn_with_state(
         control,
         crate::peer::from_node,
-    ))
+    ));
+    public.merge(router)
 }
 
 trait Fc3Routes {

@@ -21,6 +21,9 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// How long shutdown waits for in-flight requests before the core stops instances anyway.
     pub shutdown_timeout: Duration,
+    /// A second address serving only `GET /metrics`, without authentication (for
+    /// Prometheus); on the API listener `/metrics` needs the API's authentication.
+    pub metrics_listen: Option<SocketAddr>,
     /// Client connections: timeouts and how many may be open.
     pub connections: ConnLimits,
     /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
@@ -108,9 +111,21 @@ pub async fn serve(
         }
         None => None,
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = l.local_addr().map_err(ServeError::LocalAddr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics_note = metrics
+        .as_ref()
+        .map(|(_, bound)| format!("; metrics on http://{bound}/metrics"))
+        .unwrap_or_default();
     // Tests and scripts read this line to find the server.
     println!(
-        "fcx server listening on http://{local} (data dir {}, run dir {})",
+        "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
         control.data_dir().display(),
         control.run_dir().display()
     );
@@ -127,20 +142,44 @@ pub async fn serve(
         }))
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let limits = fit_to_fd_limit(config.connections);
+    let metrics_of = Arc::clone(control.metrics());
+    let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
+    // The HTTPS listener is bounded like the API's; each listener has its own connection cap.
     let tls_task = match https {
         Some((l, _)) => {
             let acceptor = crate::tls::acceptor(Arc::clone(&control)).map_err(ServeError::Tls)?;
-            Some(tokio::spawn(crate::tls::serve(
+            Some(tokio::spawn(crate::conn::serve(
                 l,
-                acceptor,
+                crate::conn::Transport::Tls(acceptor),
                 front(true),
+                limits,
                 stop_rx.clone(),
+                Arc::clone(&refused),
             )))
         }
         None => None,
     };
-    let limits = fit_to_fd_limit(config.connections);
-    let serving = tokio::spawn(crate::conn::serve(listener, front(false), limits, stop_rx));
+    if let Some((l, _)) = metrics {
+        // The metrics listener is bounded like the API's (Prometheus keeps one connection).
+        let app = crate::metrics::router(Arc::clone(&control));
+        tokio::spawn(crate::conn::serve(
+            l,
+            crate::conn::Transport::Plain,
+            app,
+            limits,
+            stop_rx.clone(),
+            Arc::clone(&refused),
+        ));
+    }
+    let serving = tokio::spawn(crate::conn::serve(
+        listener,
+        crate::conn::Transport::Plain,
+        front(false),
+        limits,
+        stop_rx,
+        refused,
+    ));
     tokio::pin!(serving);
     let served = tokio::select! {
         result = &mut serving => result,

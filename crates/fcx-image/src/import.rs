@@ -7,6 +7,7 @@ use crate::config::{self, digest_hex};
 use crate::media::{self, AnyManifest, Descriptor};
 use crate::pull::{offered, parse_manifest, pick_amd64};
 use crate::registry::parse_reference;
+use crate::store::RefSource;
 use crate::unpack::{decompressed, Unpacker};
 use crate::{report, Image, ImageConfig, ImageError, ImageStore, Progress, ProgressFn};
 use serde::Deserialize;
@@ -88,7 +89,8 @@ impl ImageStore {
         for p in images {
             let img = self.install(&p, progress)?;
             for name in &p.names {
-                self.inner.record_ref(name, &img.digest)?;
+                self.inner
+                    .record_ref(name, &img.digest, RefSource::Imported)?;
             }
             out.push((p.names, img));
         }

@@ -7,7 +7,7 @@
 use crate::config::{self, digest_hex};
 use crate::media::{self, AnyManifest, Descriptor};
 use crate::registry::{parse_reference, Connection};
-use crate::store::{DigestLock, StoreInner};
+use crate::store::{DigestLock, RefSource, StoreInner};
 use crate::unpack::Unpacker;
 use crate::{report, Image, ImageError, ImageStore, Progress, ProgressFn, RegistryOptions};
 use oci_client::Reference;
@@ -19,6 +19,29 @@ use tokio::io::AsyncWrite;
 
 /// Report download progress at most once per this many bytes (plus at the end).
 const PROGRESS_STEP: u64 = 1 << 20;
+
+/// How long a cache hit waits for its registry to confirm the caller's access.
+const AUTHORIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Names one (reference, credentials) pair without keeping the password in memory as is.
+fn authorization_key(whole: &str, opts: &RegistryOptions) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(whole.as_bytes());
+    match &opts.credentials {
+        Some((user, password)) => {
+            h.update([1]);
+            h.update((user.len() as u64).to_le_bytes());
+            h.update(user.as_bytes());
+            h.update(password.as_bytes());
+        }
+        None => h.update([0]),
+    }
+    h.update([u8::from(opts.insecure)]);
+    if let Some(ca) = &opts.root_ca_pem {
+        h.update(ca);
+    }
+    h.finalize().into()
+}
 
 impl ImageStore {
     /// Cached image for the reference (a tag is resolved once, then served from the cache;
@@ -34,6 +57,7 @@ impl ImageStore {
         let r = parse_reference(reference)?;
         let whole = r.whole();
         if let Some(img) = self.inner.lookup(&whole) {
+            self.authorize_cached(&r, opts).await?;
             report(
                 progress,
                 Progress::Cached {
@@ -46,15 +70,15 @@ impl ImageStore {
         let guard = flight.lock().await;
         // Another caller may have pulled it while this one waited.
         let result = match self.inner.lookup(&whole) {
-            Some(img) => {
+            Some(img) => self.authorize_cached(&r, opts).await.map(|()| {
                 report(
                     progress,
                     Progress::Cached {
                         digest: img.digest.clone(),
                     },
                 );
-                Ok(img)
-            }
+                img
+            }),
             None => self.pull_parsed(&r, opts, progress).await,
         };
         drop(guard);
@@ -78,6 +102,48 @@ impl ImageStore {
         drop(guard);
         self.land(&whole, flight);
         result
+    }
+
+    /// A cache hit is served only to a caller the registry lets read the reference: a
+    /// private image pulled with one function's credentials must not start for another
+    /// function that has wrong or no credentials (the cache is shared by all functions).
+    /// The registry is asked once per (reference, credentials) in this process, with one
+    /// manifest request and no layers. Imported names have no registry to ask. Only an
+    /// explicit refusal denies: an unreachable registry (or one that does not answer within
+    /// [`AUTHORIZE_TIMEOUT`]) leaves the cached image usable, as it is whenever a registry
+    /// is down, and is logged.
+    async fn authorize_cached(
+        &self,
+        r: &Reference,
+        opts: &RegistryOptions,
+    ) -> Result<(), ImageError> {
+        let whole = r.whole();
+        if self.inner.ref_imported(&whole) {
+            return Ok(());
+        }
+        let key = authorization_key(&whole, opts);
+        if self.inner.lock_authorized().contains(&key) {
+            return Ok(());
+        }
+        let asked = async {
+            let conn = Connection::new(&whole, opts)?;
+            conn.manifest(r).await.map(drop)
+        };
+        match tokio::time::timeout(AUTHORIZE_TIMEOUT, asked).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e @ ImageError::Unauthorized { .. })) => return Err(e),
+            Ok(Err(e)) => tracing::warn!(
+                image = %whole,
+                error = %e,
+                "serving the cached image: its registry could not confirm access"
+            ),
+            Err(_) => tracing::warn!(
+                image = %whole,
+                "serving the cached image: its registry did not answer the access check within {AUTHORIZE_TIMEOUT:?}"
+            ),
+        }
+        self.inner.lock_authorized().insert(key);
+        Ok(())
     }
 
     /// The single-flight mutex of a reference.
@@ -112,6 +178,10 @@ impl ImageStore {
         let whole = r.whole();
         let conn = Connection::new(&whole, opts)?;
         let (digest, manifest) = resolve(&conn, r).await?;
+        // The registry let these credentials read the reference: later cache hits need not ask.
+        self.inner
+            .lock_authorized()
+            .insert(authorization_key(&whole, opts));
         let config_desc = manifest
             .config
             .clone()
@@ -127,7 +197,7 @@ impl ImageStore {
             }
         }
         if let Some(img) = self.inner.image_by_digest(&digest) {
-            self.inner.record_ref(&whole, &digest)?;
+            self.inner.record_ref(&whole, &digest, RefSource::Pulled)?;
             report(progress, Progress::Cached { digest });
             return Ok(img);
         }
@@ -149,7 +219,7 @@ impl ImageStore {
         let _lock = self.lock_digest(&digest).await?;
         if let Some(img) = self.inner.image_by_digest(&digest) {
             // Another process finished it while this one waited for the lock.
-            self.inner.record_ref(&whole, &digest)?;
+            self.inner.record_ref(&whole, &digest, RefSource::Pulled)?;
             return Ok(img);
         }
         let staging = self.inner.stage()?;
@@ -202,7 +272,7 @@ impl ImageStore {
         })
         .await
         .map_err(|e| ImageError::Io(std::io::Error::other(e)))??;
-        self.inner.record_ref(&whole, &digest)?;
+        self.inner.record_ref(&whole, &digest, RefSource::Pulled)?;
         Ok(img)
     }
 

@@ -48,6 +48,21 @@ struct ImageMeta {
 struct RefRecord {
     reference: String,
     digest: String,
+    /// Written by an import (`fcx image import`, code builds): no registry stands behind the
+    /// name, so a cache hit needs no credential check. Records from before the field count as
+    /// pulled, which is the safe side.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    imported: bool,
+}
+
+/// Where a reference record came from: what decides whether a cache hit is checked
+/// against the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefSource {
+    /// Pulled from the registry the reference names.
+    Pulled,
+    /// Imported from an archive or a build.
+    Imported,
 }
 
 /// The image cache. Cheap to share via `Arc`; every method is safe to call concurrently,
@@ -62,6 +77,9 @@ pub(crate) struct StoreInner {
     unpacks: AtomicU64,
     /// Single flight: one async mutex per reference being resolved/pulled in this process.
     pub(crate) inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// (reference, credentials) pairs the registry has let read the reference in this
+    /// process: a cache hit for a pair not in here asks the registry first (`pull.rs`).
+    pub(crate) authorized: Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 /// A staging directory removed on drop unless its rootfs was moved into the cache.
@@ -166,6 +184,7 @@ impl StoreInner {
             root,
             unpacks: AtomicU64::new(0),
             inflight: Mutex::new(HashMap::new()),
+            authorized: Mutex::new(std::collections::HashSet::new()),
         };
         store.clean_stale_staging();
         Ok(store)
@@ -255,10 +274,31 @@ impl StoreInner {
         (rec.reference == reference).then_some(rec.digest)
     }
 
-    pub(crate) fn record_ref(&self, reference: &str, digest: &str) -> io::Result<()> {
+    /// The set of authorized (reference, credentials) pairs, also after a panic elsewhere.
+    pub(crate) fn lock_authorized(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.authorized.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the reference's record says it was imported (no registry to ask).
+    pub(crate) fn ref_imported(&self, reference: &str) -> bool {
+        fs::read(self.ref_path(reference))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RefRecord>(&b).ok())
+            .is_some_and(|rec| rec.reference == reference && rec.imported)
+    }
+
+    pub(crate) fn record_ref(
+        &self,
+        reference: &str,
+        digest: &str,
+        source: RefSource,
+    ) -> io::Result<()> {
         let rec = RefRecord {
             reference: reference.to_string(),
             digest: digest.to_string(),
+            imported: source == RefSource::Imported,
         };
         write_atomic(
             &self.ref_path(reference),

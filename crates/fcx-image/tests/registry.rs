@@ -188,6 +188,62 @@ async fn credentials_missing_wrong_and_right() {
 }
 
 #[tokio::test]
+async fn a_cached_private_image_is_served_only_to_credentials_the_registry_accepts() {
+    let reg = TestRegistry::start_with_auth("alice", "s3cret");
+    let reference = format!("{}/private/cached:v1", reg.addr());
+    let good = RegistryOptions {
+        credentials: Some(("alice".into(), "s3cret".into())),
+        ..Default::default()
+    };
+    let bad = RegistryOptions {
+        credentials: Some(("alice".into(), "nope".into())),
+        ..Default::default()
+    };
+    let pushed = image("c").push(&reference, &good).await.unwrap();
+    let (dir, store) = store();
+    assert_eq!(
+        store.ensure(&reference, &good, None).await.unwrap().digest,
+        pushed
+    );
+    // The image is in the cache now; other credentials still have to pass the registry,
+    // in this process and after a restart (a fresh store on the same directory).
+    for store in [store, ImageStore::open(dir.path().join("images")).unwrap()] {
+        let unpacks = store.unpacks();
+        for opts in [anon(), bad.clone()] {
+            let err = store.ensure(&reference, &opts, None).await.unwrap_err();
+            assert!(matches!(err, ImageError::Unauthorized { .. }), "{err}");
+        }
+        assert_eq!(
+            store.ensure(&reference, &good, None).await.unwrap().digest,
+            pushed
+        );
+        assert_eq!(
+            store.unpacks(),
+            unpacks,
+            "a cache hit is never unpacked again"
+        );
+    }
+
+    // A name an import wrote has no registry behind it: served without asking, even when
+    // the name's registry (this one) would refuse anonymous reads.
+    let layout = tempfile::tempdir().unwrap();
+    let imported_name = format!("{}/private/imported:v1", reg.addr());
+    let digest = image("i")
+        .write_oci_layout(layout.path(), &imported_name)
+        .unwrap();
+    let (_d2, store) = self::store();
+    store.import(layout.path(), None).unwrap();
+    assert_eq!(
+        store
+            .ensure(&imported_name, &anon(), None)
+            .await
+            .unwrap()
+            .digest,
+        digest
+    );
+}
+
+#[tokio::test]
 async fn unknown_tag_and_repository_are_not_found() {
     let reg = TestRegistry::start();
     image("x")

@@ -16,6 +16,11 @@ pub const INVOCATION_TYPE: &str = "x-fc-invocation-type";
 pub const STATUS: &str = "x-fc-status";
 /// Code checksum of the function that served the call.
 pub const CODE_CHECKSUM: &str = "x-fc-code-checksum";
+/// Milliseconds the invocation spent in the instance (to the answer's headers when it
+/// streams, to its last byte otherwise).
+pub const INVOCATION_DURATION: &str = "x-fc-invocation-duration";
+/// Peak memory of the instance that served the call, in MB (its cgroup's `memory.peak`).
+pub const MAX_MEMORY_USAGE: &str = "x-fc-max-memory-usage";
 
 /// Context headers sent to instances on `/initialize`, `/invoke` and the lifecycle hooks.
 pub mod context {

@@ -97,6 +97,8 @@ pub struct Instance {
     control: Box<dyn Control>,
     /// When the instance was started, in ms since the Unix epoch.
     pub created_ms: u64,
+    /// When its backend finished creating it (the cold start's `create` phase ends here).
+    pub created_at: std::time::Instant,
 }
 
 impl Instance {
@@ -114,6 +116,7 @@ impl Instance {
             idle_conns: ConnPool::default(),
             control: parts.control,
             created_ms,
+            created_at: std::time::Instant::now(),
         }
     }
 

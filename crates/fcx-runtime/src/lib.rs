@@ -32,7 +32,7 @@ pub use body::{Body, BodyError, ResponseBody};
 pub use cgroup::CgroupRoot;
 pub use code::{CodeCache, CodeError};
 pub use instance::{CallError, Dial, Instance, InstanceParts};
-pub use logs::InstanceLog;
+pub use logs::{InstanceLog, LogSettings, LogWriter, Marker};
 pub use oci::{OciBackend, OciConfig};
 pub use process::{ProcessBackend, ProcessConfig};
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};

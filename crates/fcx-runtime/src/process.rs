@@ -31,8 +31,8 @@ use crate::StartError;
 pub struct ProcessConfig {
     /// Per-server run directory (pid files of live instances).
     pub run_dir: PathBuf,
-    /// Directory of instance log files.
-    pub log_dir: PathBuf,
+    /// The log task that stores instance logs (under `<data dir>/logs`).
+    pub logs: std::sync::Arc<crate::logs::LogWriter>,
     /// The program exec'd as each instance's init, with [`crate::init::SUBCOMMAND`] as its
     /// first argument (the fcx binary, best as [`crate::init::program`] gives it).
     pub init: PathBuf,
@@ -74,7 +74,7 @@ impl ProcessBackend {
             ));
         }
         let id = crate::instance::new_id();
-        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
+        let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
         let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
             .map_err(StartError::Namespace)?;
         let mut cmd = tokio::process::Command::new(&self.config.init);
@@ -384,12 +384,8 @@ pub(crate) async fn run_to_exit(
     request_id: &str,
 ) -> EventOutcome {
     let log = Arc::clone(instance.log());
-    log.begin(
-        request_id,
-        &fcx_protocol::logs::invoke_start(request_id),
-        true,
-    )
-    .await;
+    log.begin(request_id, crate::logs::Marker::Invoke, true)
+        .await;
     let reader = tokio::spawn(read_stdout(stdout_read, Arc::clone(&log)));
     let exit = match tokio::time::timeout(timeout, instance.wait_exit(Duration::MAX)).await {
         Ok(reason) => reason,
@@ -401,9 +397,7 @@ pub(crate) async fn run_to_exit(
     // Children may keep stdout open; the group kill ends them so the reader sees EOF.
     instance.kill();
     let stdout = reader.await.unwrap_or_default();
-    let log_bytes = log
-        .end(request_id, &fcx_protocol::logs::invoke_end(request_id))
-        .await;
+    let log_bytes = log.end(request_id, crate::logs::Marker::Invoke).await;
     EventOutcome {
         instance_id: instance.id.clone(),
         exit,

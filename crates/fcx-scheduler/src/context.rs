@@ -127,5 +127,15 @@ pub fn headers(
     {
         map.insert(HeaderName::from_static(h::SERVICE_NAME), v);
     }
+    if let Some(trace) = &req.trace {
+        use fcx_protocol::trace::{TRACEPARENT, TRACESTATE};
+        map.insert(
+            HeaderName::from_static(TRACEPARENT),
+            trace.traceparent.clone(),
+        );
+        if let Some(state) = &trace.tracestate {
+            map.insert(HeaderName::from_static(TRACESTATE), state.clone());
+        }
+    }
     map
 }

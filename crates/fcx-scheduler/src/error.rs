@@ -210,6 +210,24 @@ pub enum SchedulerError {
 }
 
 impl SchedulerError {
+    /// The limit that refused the call (`reservedConcurrency`, `maxInstances`).
+    pub fn limit_name(&self) -> Option<&'static str> {
+        match self {
+            SchedulerError::ReservedConcurrency { .. } => Some("reservedConcurrency"),
+            SchedulerError::InstanceLimit { .. } => Some("maxInstances"),
+            _ => None,
+        }
+    }
+
+    /// The instance the error happened in, when one was reached.
+    pub fn instance_id(&self) -> Option<&str> {
+        match self {
+            SchedulerError::ProcessExited { instance_id, .. } => instance_id.as_deref(),
+            SchedulerError::ConnectionBroken { instance_id, .. } => Some(instance_id),
+            _ => None,
+        }
+    }
+
     /// A refusal at a limit (reserved concurrency, instance cap): the caller may retry soon,
     /// and an async retry does not count it as an attempt.
     pub fn is_throttle(&self) -> bool {

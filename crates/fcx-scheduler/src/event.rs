@@ -9,7 +9,7 @@ use fcx_protocol::outcome;
 use fcx_runtime::body::{self, BodyError};
 
 use crate::pool::Pool;
-use crate::{launch, InvokeRequest, InvokeResponse, Scheduler, SchedulerError};
+use crate::{launch, CallFacts, InvokeRequest, InvokeResponse, Scheduler, SchedulerError};
 
 /// How many log lines a failed run's error body carries.
 const ERROR_LOG_LINES: usize = 20;
@@ -36,8 +36,18 @@ pub async fn invoke(
     let f = &deployed.function;
     let (backend, spec) = launch::spec(sched, deployed).await?;
     let timeout = Duration::from_secs(f.timeout.into());
+    let started = std::time::Instant::now();
     let run =
         launch::run_event(backend.as_ref(), &spec, &payload, timeout, &req.request_id).await?;
+    let facts = |function_error| CallFacts {
+        function_error,
+        // Every run starts its own process.
+        cold_start: true,
+        duration: started.elapsed(),
+        max_memory_mb: None,
+        code_checksum: pool.code_checksum.clone(),
+        streamed: false,
+    };
     let tail = req.tail_log.then(|| run.log.clone());
     let failure = match run.exit {
         Some(exit) if exit.success() => None,
@@ -58,6 +68,7 @@ pub async fn invoke(
             instance_id: run.instance_id,
             error_type: None,
             log_tail: tail,
+            facts: facts(None),
         },
         Some((error_type, message)) => InvokeResponse {
             body: body::full(error_body(error_type, &message, &run.log)),
@@ -65,6 +76,7 @@ pub async fn invoke(
             instance_id: run.instance_id,
             error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
             log_tail: tail,
+            facts: facts(Some(error_type)),
         },
     })
 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fcx_protocol::headers::{self, context as h, control_path};
-use fcx_protocol::{logs, outcome};
+use fcx_protocol::outcome;
 use fcx_runtime::body::{self, Body};
+use fcx_runtime::logs::Marker;
 use fcx_runtime::{CallError, ResponseBody};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -22,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::limits::Admission;
 use crate::pool::{Lease, Pool};
-use crate::stream::InvocationBody;
+use crate::stream::{InvocationBody, Observed};
 use crate::web::{self, Stop};
 use crate::{CallContext, Scheduler, SchedulerError};
 
@@ -47,6 +48,8 @@ pub struct HttpInvokeResponse {
     pub instance_id: String,
     /// Set when fcx made the answer because the function failed (a failed initializer).
     pub error_type: Option<&'static str>,
+    /// The function switched protocols: the connection is spliced through, no body follows.
+    pub upgraded: bool,
 }
 
 /// Methods FC sends again after a dropped keep-alive connection.
@@ -71,8 +74,13 @@ impl Scheduler {
                 function: name.to_owned(),
             });
         }
-        let admission = pool.limits.admit(name)?;
-        invoke(self, &pool, req, admission).await
+        let call = crate::observe::Call::new(&req.context);
+        let result = match pool.limits.admit(name) {
+            Ok(admission) => invoke(self, &pool, req, admission).await,
+            Err(e) => Err(e),
+        };
+        call.record_http(&pool.metrics, &result, self.config.error_code);
+        result
     }
 }
 
@@ -88,8 +96,8 @@ async fn invoke(
         base_path,
         client_upgrade,
     } = req;
-    let lease = match web::lease(sched, pool, &ctx).await {
-        Ok((lease, _)) => lease,
+    let (lease, cold_start) = match web::lease(sched, pool, &ctx).await {
+        Ok((lease, _, cold_start)) => (lease, cold_start),
         Err(Stop::Error(e)) => return Err(e),
         Err(Stop::Respond(failed)) => {
             // The initializer failed: FC answers HTTP functions with a 5xx.
@@ -103,6 +111,7 @@ async fn invoke(
                 response,
                 instance_id: failed.instance_id,
                 error_type: failed.error_type,
+                upgraded: false,
             });
         }
     };
@@ -111,7 +120,8 @@ async fn invoke(
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = ctx.request_id.clone();
-    log.begin(&rid, &logs::invoke_start(&rid), false).await;
+    log.begin(&rid, Marker::Invoke, false).await;
+    let call_started = std::time::Instant::now();
     if let Some(trigger) = &ctx.trigger {
         log.line(&format!(
             "fcx: trigger {trigger}: {} {}",
@@ -135,14 +145,14 @@ async fn invoke(
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Err(timed_out(pool, &lease, &rid, timeout_secs).await),
         Ok(Err(CallError::RequestTooLarge)) => {
-            log.end(&rid, &logs::invoke_end(&rid)).await;
+            log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadTooLarge {
                 limit: fcx_protocol::limits::SYNC_PAYLOAD_MAX,
             });
         }
         Ok(Err(CallError::ClientBody(message))) => {
             // The client's upload broke, not the instance (see web.rs): the instance stays.
-            log.end(&rid, &logs::invoke_end(&rid)).await;
+            log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadUnreadable(message));
         }
         // It ends the request's log window after taking the request's own lines from it.
@@ -164,11 +174,26 @@ async fn invoke(
         }
     }
     let (parts, body) = resp.into_parts();
-    let body = InvocationBody::new(body, lease, admission, deadline, rid, timeout_secs);
+    let observed = Observed {
+        metrics: Arc::clone(&pool.metrics),
+        request_started: ctx.started,
+        call_started,
+        cold_start,
+    };
+    let body = InvocationBody::new(
+        body,
+        lease,
+        admission,
+        deadline,
+        rid,
+        timeout_secs,
+        observed,
+    );
     Ok(HttpInvokeResponse {
         response: http::Response::from_parts(parts, body.boxed_unsync()),
         instance_id,
         error_type: None,
+        upgraded: false,
     })
 }
 
@@ -215,7 +240,7 @@ async fn timed_out(pool: &Pool, lease: &Lease, rid: &str, timeout_secs: u32) -> 
     instance
         .log()
         .line(&format!("fcx: {message} (request {rid})"));
-    instance.log().end(rid, &logs::invoke_end(rid)).await;
+    instance.log().end(rid, Marker::Invoke).await;
     SchedulerError::Timeout {
         timeout_secs,
         instance_id: instance.id.clone(),
@@ -278,7 +303,7 @@ fn splice(
                 "fcx: upgraded connection closed at the function timeout (request {rid})"
             )),
         }
-        log.end_when_settled(&rid, logs::invoke_end(&rid));
+        log.end_when_settled(&rid, Marker::Invoke);
         drop(held);
     });
     let (parts, _) = resp.into_parts();
@@ -286,5 +311,6 @@ fn splice(
         response: http::Response::from_parts(parts, body::empty()),
         instance_id,
         error_type: None,
+        upgraded: true,
     }
 }

@@ -47,7 +47,7 @@ pub async fn spec(
             kind: backend.kind(),
         })?;
     let opts = container::registry_options(f).map_err(SchedulerError::RegistryConfig)?;
-    let image = images.ensure(&cc.image, &opts, None).await?;
+    let image = pull_counted(sched, images, &cc.image, &opts).await?;
     Ok((
         backend,
         container::instance_spec(deployed, &image, &sched.config),
@@ -84,4 +84,38 @@ pub async fn run_event(
     request_id: &str,
 ) -> Result<EventOutcome, SchedulerError> {
     Ok(backend.run_event(spec, event, timeout, request_id).await?)
+}
+
+/// `ImageStore::ensure`, counting registry pulls and their bytes (a cached image is no pull).
+async fn pull_counted(
+    sched: &Scheduler,
+    images: &fcx_image::ImageStore,
+    reference: &str,
+    opts: &fcx_image::RegistryOptions,
+) -> Result<fcx_image::Image, SchedulerError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let cached = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (c, b) = (Arc::clone(&cached), Arc::clone(&bytes));
+    let progress = move |p: &fcx_image::Progress| match p {
+        fcx_image::Progress::Cached { .. } => c.store(true, Ordering::Relaxed),
+        fcx_image::Progress::Resolved { total_bytes, .. } => {
+            b.store(*total_bytes, Ordering::Relaxed)
+        }
+        _ => {}
+    };
+    let result = images.ensure(reference, opts, Some(&progress)).await;
+    let metrics = &sched.config.metrics;
+    match &result {
+        Ok(_) if cached.load(Ordering::Relaxed) => {}
+        Ok(_) => {
+            metrics.image_pull("pulled");
+            metrics
+                .counters
+                .image_pull_bytes
+                .inc_by(bytes.load(Ordering::Relaxed));
+        }
+        Err(_) => metrics.image_pull("failed"),
+    }
+    Ok(result?)
 }

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 pub use limits::Demand;
 mod maintain;
+mod observe;
 mod pool;
 mod sandbox;
 mod stream;
@@ -26,7 +27,7 @@ mod web;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fcx_image::ImageStore;
 use fcx_model::Function;
@@ -37,6 +38,7 @@ pub use crate::backends::Backends;
 pub use crate::error::{Cause, SchedulerError};
 pub use crate::http::{HttpInvokeRequest, HttpInvokeResponse};
 pub use fcx_image::ImageError;
+pub use fcx_metrics::Metrics;
 pub use fcx_runtime::{
     Backend, BackendKind, CallError, CodeError, ExitReason, StartError, StartFailure,
 };
@@ -78,6 +80,11 @@ pub struct SchedulerConfig {
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
     pub sandbox_limit: u32,
+    /// Where invocations, cold starts and instances are counted.
+    pub metrics: Arc<fcx_metrics::Metrics>,
+    /// The FC code a platform error is answered with (the gateway's one mapping, handed in
+    /// by the binary), the `code` label of `fcx_invocations_total`.
+    pub error_code: fn(&SchedulerError) -> &'static str,
 }
 
 /// One invocation as the control plane hands it over.
@@ -99,8 +106,21 @@ pub struct CallContext {
     pub tail_log: bool,
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
     pub service_name: Option<String>,
+    /// When the request arrived (end-to-end latency is measured from here).
+    pub started: Instant,
+    /// W3C trace context forwarded to the instance.
+    pub trace: Option<TraceHeaders>,
     /// The trigger the call came through, named in the instance log.
     pub trigger: Option<std::sync::Arc<str>>,
+}
+
+/// The `traceparent` (and `tracestate`) headers an instance receives with a call.
+#[derive(Debug, Clone)]
+pub struct TraceHeaders {
+    /// The `traceparent` naming fcx's invoke span as the parent.
+    pub traceparent: ::http::HeaderValue,
+    /// The client's `tracestate`, passed on unchanged.
+    pub tracestate: Option<::http::HeaderValue>,
 }
 
 impl CallContext {
@@ -111,6 +131,8 @@ impl CallContext {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            started: Instant::now(),
+            trace: None,
             trigger: None,
         }
     }
@@ -128,6 +150,26 @@ pub struct InvokeResponse {
     pub error_type: Option<&'static str>,
     /// The invocation's log tail (at most 4 KB), when asked for.
     pub log_tail: Option<Vec<u8>>,
+    /// What fcx and the metrics know about the call (`X-Fc-*` response headers).
+    pub facts: CallFacts,
+}
+
+/// Per-invocation facts behind FC's response headers and the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct CallFacts {
+    /// The function error's type (`UnhandledInvocationError`, `FunctionTimeout`,
+    /// `InitializationError`, `ProcessExitError`, ...) when it failed.
+    pub function_error: Option<&'static str>,
+    /// An instance was started for this request.
+    pub cold_start: bool,
+    /// Time in the instance: to the answer's headers when it streams, else to its end.
+    pub duration: Duration,
+    /// The serving instance's peak memory in MB, as last read from its cgroup.
+    pub max_memory_mb: Option<u64>,
+    /// `X-Fc-Code-Checksum` of the version that ran.
+    pub code_checksum: Option<::http::HeaderValue>,
+    /// The answer streams: the metrics are recorded when its last byte is sent.
+    pub(crate) streamed: bool,
 }
 
 /// A running instance, as ListInstances shows it.
@@ -178,7 +220,7 @@ impl Scheduler {
         config: SchedulerConfig,
         images: Option<Arc<ImageStore>>,
     ) -> Arc<Scheduler> {
-        Arc::new(Scheduler {
+        let sched = Arc::new(Scheduler {
             backends,
             code: Arc::new(code),
             images,
@@ -186,7 +228,12 @@ impl Scheduler {
             config,
             pools: Mutex::default(),
             limits: Mutex::default(),
-        })
+        });
+        sched
+            .config
+            .metrics
+            .add_collector(Box::new(observe::Instances(Arc::downgrade(&sched))));
+        sched
     }
 
     /// Starts the background loop (minimum instances, idle reclaim, freezing, dead instances).
@@ -241,10 +288,15 @@ impl Scheduler {
         let name = deployed.function.function_name.clone();
         let key = pool_key(&name, deployed.version_id.as_deref());
         let headers = context::static_headers(&deployed, &self.config);
+        let metrics = self
+            .config
+            .metrics
+            .function(&name, deployed.version_id.as_deref().unwrap_or("LATEST"));
         let pool = Arc::new(Pool::new(
             Arc::new(deployed),
             self.limits_of(&name),
             headers,
+            metrics,
         ));
         let old = self.pools().insert(key, pool);
         if let Some(old) = old {
@@ -270,6 +322,7 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.config.metrics.remove_all_versions(name);
         for pool in old {
             pool.retire()
                 .into_iter()
@@ -279,6 +332,7 @@ impl Scheduler {
 
     /// Stops the instances of a deleted version.
     pub fn remove_version(&self, name: &str, version: &str) {
+        self.config.metrics.remove_function(name, version);
         if let Some(old) = self.pools().remove(&pool_key(name, Some(version))) {
             old.retire()
                 .into_iter()
@@ -406,12 +460,19 @@ impl Scheduler {
         req: InvokeRequest,
     ) -> Result<InvokeResponse, SchedulerError> {
         let pool = self.version_pool(name, version)?;
-        // Held until the answer's last byte: a streamed answer is still in flight.
-        let admission = pool.limits.admit(name)?;
-        if pool.deployed.function.web_server_mode() {
-            web::invoke(self, &pool, req, admission).await
-        } else {
-            event::invoke(self, &pool, req).await
+        // Copied inline (no allocation): the request is moved into the call.
+        let call = observe::Call::new(&req.context);
+        let result = async {
+            // Held until the answer's last byte: a streamed answer is still in flight.
+            let admission = pool.limits.admit(name)?;
+            if pool.deployed.function.web_server_mode() {
+                web::invoke(self, &pool, req, admission).await
+            } else {
+                event::invoke(self, &pool, req).await
+            }
         }
+        .await;
+        call.record(&pool.metrics, &result, self.config.error_code);
+        result
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fcx_model::LifecycleHook;
 use fcx_protocol::headers::control_path;
+use fcx_runtime::Marker;
 
 use crate::pool::Slot;
 use crate::{context, CallContext, Deployed, SchedulerConfig};
@@ -39,18 +40,11 @@ pub async fn call_hook(slot: &Slot, path: &'static str, hook: &LifecycleHook) ->
     let statics = context::static_headers(&ctx.deployed, &ctx.config);
     *request.headers_mut() = context::headers(&statics, &req, path);
     let log = slot.instance.log();
-    log.line(&format!(
-        "FC {} Start RequestId: {}",
-        hook_name(path),
-        req.request_id
-    ));
+    log.begin(&req.request_id, Marker::Hook(hook_name(path)), false)
+        .await;
     let timeout = Duration::from_secs(hook.timeout.max(1).into());
     let result = tokio::time::timeout(timeout, slot.instance.call_collect(request)).await;
-    log.line(&format!(
-        "FC {} End RequestId: {}",
-        hook_name(path),
-        req.request_id
-    ));
+    log.end_now(&req.request_id, Marker::Hook(hook_name(path)));
     match result {
         Err(_) => HookOutcome::Failed(format!("{path} timed out after {}s", hook.timeout)),
         Ok(Err(e)) => HookOutcome::Failed(format!("{path}: {e}")),

@@ -27,7 +27,7 @@ pub async fn run(scheduler: Weak<Scheduler>) {
                 sandboxes += 1;
             }
             for slot in pool.slots() {
-                slot.instance.log().flush();
+                slot.refresh_stats();
             }
             pool.forget_dead();
             keep_minimum(&sched, &pool);

@@ -5,7 +5,7 @@
 //! itself, so N simultaneous first requests start `ceil(N / instanceConcurrency)` instances.
 //! The lock is a plain mutex never held across an `await`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ pub struct Slot {
     pub provisioned: bool,
     /// What lifecycle hook calls need (function, region, account).
     pub(crate) hooks: Arc<HookContext>,
+    /// Peak memory in MB as last read from the instance's cgroup (0: unknown), refreshed
+    /// by the maintenance loop so no request reads cgroup files.
+    pub(crate) memory_peak_mb: AtomicU64,
     _ticket: InstanceTicket,
 }
 
@@ -54,8 +57,26 @@ impl Slot {
             power: tokio::sync::Mutex::new(()),
             provisioned,
             hooks,
+            memory_peak_mb: AtomicU64::new(0),
             _ticket: ticket,
         }
+    }
+
+    /// Reads the instance's memory peak from its backend (blocking: cgroup files).
+    pub(crate) fn refresh_stats(&self) {
+        if let Ok(Some(peak)) = self
+            .backend
+            .stats(&self.instance)
+            .map(|s| s.memory_peak_bytes)
+        {
+            self.memory_peak_mb
+                .store(peak.div_ceil(1024 * 1024), Ordering::Relaxed);
+        }
+    }
+
+    /// The last peak read, in MB.
+    pub fn memory_peak_mb(&self) -> Option<u64> {
+        Some(self.memory_peak_mb.load(Ordering::Relaxed)).filter(|mb| *mb > 0)
     }
 
     pub fn is_dead(&self) -> bool {
@@ -88,6 +109,10 @@ pub struct Pool {
     pub limits: Arc<FunctionLimits>,
     /// Context headers shared by every call into this version's instances.
     pub context_headers: http::HeaderMap,
+    /// The series this version's invocations are counted in.
+    pub metrics: Arc<fcx_metrics::FunctionMetrics>,
+    /// `X-Fc-Code-Checksum` of this version (`None` without a code package).
+    pub code_checksum: Option<http::HeaderValue>,
     state: Mutex<State>,
     changed: Notify,
     retired: AtomicBool,
@@ -164,11 +189,17 @@ impl Pool {
         deployed: Arc<Deployed>,
         limits: Arc<FunctionLimits>,
         context_headers: http::HeaderMap,
+        metrics: Arc<fcx_metrics::FunctionMetrics>,
     ) -> Pool {
+        let checksum = &deployed.function.code_checksum;
         Pool {
+            code_checksum: (!checksum.is_empty())
+                .then(|| http::HeaderValue::from_str(checksum).ok())
+                .flatten(),
             deployed,
             limits,
             context_headers,
+            metrics,
             state: Mutex::default(),
             changed: Notify::new(),
             retired: AtomicBool::new(false),
@@ -381,4 +412,36 @@ impl Pool {
             .map(|e| Arc::clone(&e.slot))
             .collect()
     }
+
+    /// Instances by state and slots in use, for the metrics (read at scrape time).
+    pub fn census(&self) -> Census {
+        let st = self.lock();
+        let mut c = Census {
+            starting: u64::from(st.starting),
+            ..Census::default()
+        };
+        for e in st.entries.iter().filter(|e| !e.slot.is_dead()) {
+            c.slots_in_use += u64::from(e.inflight);
+            if e.slot.is_frozen() {
+                c.frozen += 1;
+            } else if e.inflight == 0 {
+                c.idle += 1;
+            } else {
+                c.busy += 1;
+            }
+        }
+        c.slot_capacity = (c.idle + c.busy + c.frozen) * u64::from(self.concurrency());
+        c
+    }
+}
+
+/// A pool's instances by state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Census {
+    pub starting: u64,
+    pub idle: u64,
+    pub busy: u64,
+    pub frozen: u64,
+    pub slots_in_use: u64,
+    pub slot_capacity: u64,
 }

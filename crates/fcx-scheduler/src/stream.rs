@@ -1,14 +1,15 @@
 //! The streamed answer of an invocation: forwards the instance's response body as it comes,
 //! keeps the request's concurrency slot and its reserved-concurrency admission until the
 //! last byte, enforces the function timeout on the body too, and writes the request's end
-//! marker into the instance log when done.
+//! marker into the instance log and records the invocation's metrics when done.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use fcx_protocol::{logs, outcome};
+use fcx_protocol::outcome;
 use fcx_runtime::body::BoxError;
 use fcx_runtime::ResponseBody;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -16,6 +17,16 @@ use tokio::time::{Instant, Sleep};
 
 use crate::limits::Admission;
 use crate::pool::Lease;
+
+/// What the metrics need when the answer ends.
+pub struct Observed {
+    pub metrics: Arc<fcx_metrics::FunctionMetrics>,
+    /// The request's arrival.
+    pub request_started: std::time::Instant,
+    /// When `/invoke` was called.
+    pub call_started: std::time::Instant,
+    pub cold_start: bool,
+}
 
 pub struct InvocationBody {
     inner: ResponseBody,
@@ -29,6 +40,7 @@ pub struct InvocationBody {
     admission: Option<Admission>,
     request_id: String,
     timeout_secs: u32,
+    observed: Observed,
 }
 
 impl InvocationBody {
@@ -39,6 +51,7 @@ impl InvocationBody {
         deadline: Instant,
         request_id: String,
         timeout_secs: u32,
+        observed: Observed,
     ) -> InvocationBody {
         InvocationBody {
             inner,
@@ -48,18 +61,31 @@ impl InvocationBody {
             admission: Some(admission),
             request_id,
             timeout_secs,
+            observed,
         }
     }
 
-    /// Ends the request: end marker, slot and admission released.
-    fn finish(&mut self) {
+    /// Ends the request: end marker, metrics, slot and admission released. `failure` is
+    /// the FC code when the answer broke off (a drop before the end counts as success: the
+    /// client went away).
+    fn finish(&mut self, failure: Option<(fcx_metrics::Outcome, &'static str)>) {
         self.admission.take();
         if let Some(lease) = self.lease.take() {
-            lease
-                .slot
-                .instance
+            let instance = &lease.slot.instance;
+            let (outcome, code) = failure.unwrap_or((fcx_metrics::Outcome::Success, ""));
+            let o = &self.observed;
+            o.metrics.finished(&fcx_metrics::Finished {
+                request_id: &self.request_id,
+                instance_id: &instance.id,
+                outcome,
+                code,
+                total: o.request_started.elapsed(),
+                in_instance: Some(o.call_started.elapsed()),
+                cold_start: o.cold_start,
+            });
+            instance
                 .log()
-                .end_when_settled(&self.request_id, logs::invoke_end(&self.request_id));
+                .end_when_settled(&self.request_id, fcx_runtime::Marker::Invoke);
         }
     }
 }
@@ -78,11 +104,11 @@ impl HttpBody for InvocationBody {
                 if let Some(lease) = &self.lease {
                     lease.discard();
                 }
-                self.finish();
+                self.finish(Some((fcx_metrics::Outcome::PlatformError, "BadResponse")));
                 return Poll::Ready(Some(Err(Box::new(e))));
             }
             Poll::Ready(None) => {
-                self.finish();
+                self.finish(None);
                 return Poll::Ready(None);
             }
             Poll::Pending => {}
@@ -101,7 +127,10 @@ impl HttpBody for InvocationBody {
                     .line(&format!("fcx: {message} (request {})", self.request_id));
                 lease.discard();
             }
-            self.finish();
+            self.finish(Some((
+                fcx_metrics::Outcome::FunctionError,
+                "FunctionTimeout",
+            )));
             return Poll::Ready(Some(Err(message.into())));
         }
         Poll::Pending
@@ -118,6 +147,6 @@ impl HttpBody for InvocationBody {
 
 impl Drop for InvocationBody {
     fn drop(&mut self) {
-        self.finish();
+        self.finish(None);
     }
 }

@@ -2,22 +2,25 @@
 //! event; its answer, a crash, or a timeout becomes the response or a [`SchedulerError`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fcx_protocol::headers::control_path;
-use fcx_protocol::{limits, logs, outcome, Outcome};
+use fcx_protocol::{limits, outcome, Outcome};
 use fcx_runtime::body::{self, Body};
-use fcx_runtime::{Backend, CallError, Instance};
+use fcx_runtime::{Backend, CallError, Instance, Marker};
 use http_body_util::BodyExt;
 
 use crate::error::Cause;
 use crate::lifecycle::{self, HookContext};
 use crate::limits::Admission;
+use crate::observe::ColdStart;
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
-use crate::stream::InvocationBody;
+use crate::stream::{InvocationBody, Observed};
 use crate::{
-    context, launch, CallContext, InvokeRequest, InvokeResponse, Scheduler, SchedulerError,
+    context, launch, CallContext, CallFacts, InvokeRequest, InvokeResponse, Scheduler,
+    SchedulerError,
 };
+use fcx_metrics::Phase;
 
 /// How long fcx waits for a process whose connection broke to report its exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -32,7 +35,7 @@ pub async fn invoke(
         context: req,
         payload,
     } = req;
-    let (lease, init_log) = match lease(sched, pool, &req).await {
+    let (lease, init_log, cold_start) = match lease(sched, pool, &req).await {
         Ok(leased) => leased,
         Err(Stop::Error(e)) => return Err(e),
         Err(Stop::Respond(r)) => return Ok(r),
@@ -42,13 +45,13 @@ pub async fn invoke(
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = req.request_id.clone();
-    log.begin(&rid, &logs::invoke_start(&rid), req.tail_log)
-        .await;
+    log.begin(&rid, Marker::Invoke, req.tail_log).await;
+    let call_started = Instant::now();
     let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
     let resp = match tokio::time::timeout_at(deadline, call).await {
-        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
+        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log, call_started).await),
         Ok(Err(CallError::RequestTooLarge)) => {
-            log.end(&rid, &logs::invoke_end(&rid)).await;
+            log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadTooLarge {
                 limit: limits::SYNC_PAYLOAD_MAX,
             });
@@ -56,7 +59,7 @@ pub async fn invoke(
         Ok(Err(CallError::ClientBody(message))) => {
             // The client's upload broke, not the instance: its half-sent connection is
             // dropped (not pooled), the instance and its other requests carry on.
-            log.end(&rid, &logs::invoke_end(&rid)).await;
+            log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadUnreadable(message));
         }
         Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
@@ -75,9 +78,24 @@ pub async fn invoke(
         .map(str::to_owned);
     let error_type = failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR);
     let instance_id = instance.id.clone();
+    let mut facts = CallFacts {
+        function_error: error_type,
+        cold_start,
+        duration: call_started.elapsed(),
+        max_memory_mb: lease.slot.memory_peak_mb(),
+        code_checksum: pool.code_checksum.clone(),
+        streamed: false,
+    };
     if !req.tail_log && !failed {
         // The common case streams the answer; the lease and the admission are held until it
-        // has been sent.
+        // has been sent, and the metrics are recorded then.
+        facts.streamed = true;
+        let observed = Observed {
+            metrics: Arc::clone(&pool.metrics),
+            request_started: req.started,
+            call_started,
+            cold_start,
+        };
         let body = InvocationBody::new(
             resp.into_body(),
             lease,
@@ -85,6 +103,7 @@ pub async fn invoke(
             deadline,
             rid,
             timeout_secs,
+            observed,
         );
         return Ok(InvokeResponse {
             body: body.boxed_unsync(),
@@ -92,22 +111,25 @@ pub async fn invoke(
             instance_id,
             error_type,
             log_tail: None,
+            facts,
         });
     }
     // The log tail (a header) is only known once the whole answer is in.
     let bytes = match tokio::time::timeout_at(deadline, body::collect(resp.into_body())).await {
-        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log).await),
+        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log, call_started).await),
         Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
         Ok(Ok(bytes)) => bytes,
     };
     let mut tail = init_log.unwrap_or_default();
-    tail.extend(log.end(&rid, &logs::invoke_end(&rid)).await);
+    tail.extend(log.end(&rid, Marker::Invoke).await);
+    facts.duration = call_started.elapsed();
     Ok(InvokeResponse {
         body: body::full(bytes),
         content_type,
         instance_id,
         error_type,
         log_tail: req.tail_log.then_some(tail),
+        facts,
     })
 }
 
@@ -118,6 +140,7 @@ async fn timed_out(
     lease: &Lease,
     req: &CallContext,
     init_log: Option<Vec<u8>>,
+    call_started: Instant,
 ) -> InvokeResponse {
     let f = &pool.deployed.function;
     let instance = &lease.slot.instance;
@@ -126,16 +149,16 @@ async fn timed_out(
     let message = outcome::timeout_message(f.timeout);
     log.line(&format!("fcx: {message} (request {})", req.request_id));
     let mut tail = init_log.unwrap_or_default();
-    tail.extend(
-        log.end(&req.request_id, &logs::invoke_end(&req.request_id))
-            .await,
-    );
-    function_error(
+    tail.extend(log.end(&req.request_id, Marker::Invoke).await);
+    let mut resp = function_error(
         instance,
         "FunctionTimeout",
         &message,
         req.tail_log.then_some(tail),
-    )
+    );
+    resp.facts.duration = call_started.elapsed();
+    resp.facts.code_checksum = pool.code_checksum.clone();
+    resp
 }
 
 /// Why an invocation ends before `/invoke` is called.
@@ -153,12 +176,12 @@ impl From<SchedulerError> for Stop {
 }
 
 /// A warm slot (thawed if it was frozen), or a new instance started and initialized for this
-/// request. Returns the initializer's log when one ran.
+/// request. Returns the initializer's log when one ran, and whether an instance was started.
 pub(crate) async fn lease(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
-) -> Result<(Lease, Option<Vec<u8>>), Stop> {
+) -> Result<(Lease, Option<Vec<u8>>, bool), Stop> {
     let deadline = tokio::time::Instant::now() + sched.config.start_timeout;
     match pool.acquire(deadline).await {
         None => Err(Stop::Error(SchedulerError::NoInstanceReady {
@@ -173,14 +196,17 @@ pub(crate) async fn lease(
                     source,
                 }));
             }
-            Ok((lease, None))
+            Ok((lease, None, false))
         }
         Some(Acquired::Start(permit)) => {
             let ticket = sched.budget.take()?;
-            let (backend, instance, init_log) = start_instance(sched, pool, req).await?;
+            let (backend, instance, init_log) = start_instance(sched, pool, req, true).await?;
             let slot = Slot::new(instance, backend, ticket, false, hook_context(sched, pool));
+            // Cgroup files are in memory and a cold start takes milliseconds anyway; later
+            // reads happen in the maintenance loop, off the request path.
+            slot.refresh_stats();
             match permit.complete(slot) {
-                Some(lease) => Ok((lease, init_log)),
+                Some(lease) => Ok((lease, init_log, true)),
                 None => Err(Stop::Error(SchedulerError::Internal(
                     "started instance was not leased",
                 ))),
@@ -199,21 +225,43 @@ fn hook_context(sched: &Scheduler, pool: &Pool) -> Arc<HookContext> {
 /// The backend and the instance it started, with the initializer's log when one ran.
 type Started = (Arc<dyn Backend>, Instance, Option<Vec<u8>>);
 
-/// Unpacks the code (once per package), starts an instance, and runs its initializer.
+/// Unpacks the code (once per package), starts an instance, and runs its initializer. A
+/// start for a request (`for_request`) is a cold start: its phases are recorded.
 async fn start_instance(
     sched: &Scheduler,
     pool: &Arc<Pool>,
     req: &CallContext,
+    for_request: bool,
 ) -> Result<Started, Stop> {
     let deployed = &pool.deployed;
+    let mut cold = ColdStart::default();
+    let t = Instant::now();
     let (backend, spec) = launch::spec(sched, deployed).await?;
+    let fetch = match deployed.code_zip {
+        Some(_) => Phase::Unpack,
+        None => Phase::Image,
+    };
+    cold.add(fetch, t.elapsed());
+    let t = Instant::now();
     let instance = launch::start(backend.as_ref(), pool, &spec).await?;
+    // A pre-created sandbox was made before this start: its creation costs this request nothing.
+    let create = instance.created_at.saturating_duration_since(t);
+    cold.add(Phase::Create, create);
+    cold.add(Phase::Ready, t.elapsed().saturating_sub(create));
     // What the server printed while starting belongs before the first request's marker.
     instance.log().settle().await;
     let init_log = match deployed.function.initializer() {
-        Some(hook) => Some(initialize(pool, req, &instance, hook.timeout).await?),
+        Some(hook) => {
+            let t = Instant::now();
+            let log = initialize(pool, req, &instance, hook.timeout).await?;
+            cold.add(Phase::Initialize, t.elapsed());
+            Some(log)
+        }
         None => None,
     };
+    if for_request {
+        cold.record(&pool.metrics);
+    }
     Ok((backend, instance, init_log))
 }
 
@@ -227,7 +275,7 @@ pub async fn start_provisioned(
         let ticket = sched.budget.take()?;
         let req = CallContext::internal();
         let (backend, instance, _) =
-            start_instance(sched, pool, &req)
+            start_instance(sched, pool, &req, false)
                 .await
                 .map_err(|s| match s {
                     Stop::Error(e) => e,
@@ -266,11 +314,10 @@ async fn initialize(
 ) -> Result<Vec<u8>, Stop> {
     let log = instance.log();
     let rid = &req.request_id;
-    log.begin(rid, &logs::initialize_start(rid), req.tail_log)
-        .await;
+    log.begin(rid, Marker::Initialize, req.tail_log).await;
     let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
-    let init_log = log.end(rid, &logs::initialize_end(rid)).await;
+    let init_log = log.end(rid, Marker::Initialize).await;
     let failure = match result {
         Err(_) => format!("Function initialization time out after {timeout_secs} seconds"),
         Ok(Err(e)) => {
@@ -309,7 +356,7 @@ async fn initialize(
 
 fn function_error(
     instance: &Instance,
-    error_type: &str,
+    error_type: &'static str,
     message: &str,
     log_tail: Option<Vec<u8>>,
 ) -> InvokeResponse {
@@ -319,6 +366,10 @@ fn function_error(
         instance_id: instance.id.clone(),
         error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
         log_tail,
+        facts: CallFacts {
+            function_error: Some(error_type),
+            ..CallFacts::default()
+        },
     }
 }
 
@@ -338,7 +389,7 @@ pub(crate) async fn broken_connection(
     log.settle().await;
     let one_at_a_time = pool.deployed.function.instance_concurrency <= 1;
     let logs = log.since_begin(rid, 2048, one_at_a_time);
-    log.end(rid, &logs::invoke_end(rid)).await;
+    log.end(rid, Marker::Invoke).await;
     let instance_id = instance.id.clone();
     match exit {
         Some(exit) => SchedulerError::ProcessExited {

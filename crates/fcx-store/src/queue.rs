@@ -178,6 +178,9 @@ pub trait TaskQueue: Send + Sync {
         task_id: &str,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError>;
+    /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
+    /// oldest of them (Unix ms), for the metrics.
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError>;
     /// The task `task_id` of `function`, if there is one.
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError>;
     /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
@@ -310,6 +313,17 @@ impl TaskQueue for Queue {
     ) -> Result<Option<String>, StoreError> {
         let (f, t) = (function.to_owned(), task_id.to_owned());
         self.send(|r| Write::Stop(f, t, now_ms, r)).await
+    }
+
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT count(*), min(created_ms) FROM async_tasks
+             WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<i64>>(1)?)),
+        )
+        .db()
     }
 
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {

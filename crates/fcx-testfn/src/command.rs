@@ -25,6 +25,11 @@ pub enum Command<'a> {
     Log(&'a str),
     /// `barrier:<dir>:<n>`: wait until `<dir>` holds `n` entries.
     Barrier { dir: &'a str, n: usize },
+    /// `chat:<dir>:<n>`: print `<request id> before`, wait as `barrier` does, print
+    /// `<request id> after` (requests told apart in a shared instance's log).
+    Chat { dir: &'a str, n: usize },
+    /// `spew:<lines>`: print that many 200-byte lines (a chatty function).
+    Spew(u64),
     /// `size:<n>`: reply with `n` bytes of `x`.
     Size(u64),
     /// `read:<path>`: reply with the file's bytes, or 403 and the error if it cannot be read.
@@ -102,6 +107,11 @@ pub fn parse(body: &[u8]) -> Command<'_> {
             let n = usize::try_from(number(n)?).ok()?;
             (!dir.is_empty()).then_some(Command::Barrier { dir, n })
         }),
+        ("chat", Some(rest)) => rest.rsplit_once(':').and_then(|(dir, n)| {
+            let n = usize::try_from(number(n)?).ok()?;
+            (!dir.is_empty()).then_some(Command::Chat { dir, n })
+        }),
+        ("spew", Some(n)) => number(n).map(Command::Spew),
         _ => None,
     };
     parsed.unwrap_or(Command::Raw)
@@ -180,6 +190,14 @@ mod tests {
         assert_eq!(parse(b"size:1048576"), Command::Size(1_048_576));
         assert_eq!(parse(b"status:503"), Command::Status(503));
         assert_eq!(parse(b"log:hello world"), Command::Log("hello world"));
+        assert_eq!(
+            parse(b"chat:/tmp/a:2"),
+            Command::Chat {
+                dir: "/tmp/a",
+                n: 2
+            }
+        );
+        assert_eq!(parse(b"spew:10"), Command::Spew(10));
         assert_eq!(parse(b"tcp:10.0.0.1:80"), Command::Tcp("10.0.0.1:80"));
         assert_eq!(parse(b"udp:10.0.0.1:53"), Command::Udp("10.0.0.1:53"));
         assert_eq!(parse(b"source:10.0.0.1:9"), Command::Source("10.0.0.1:9"));

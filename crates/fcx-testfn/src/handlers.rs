@@ -186,6 +186,23 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
         }
         Command::Barrier { dir, n } => barrier(cfg, Path::new(dir), n),
         Command::Hold { dir, ms } => hold(cfg, Path::new(dir), ms),
+        Command::Chat { dir, n } => {
+            let rid = request_id(head);
+            log_out(&format!("{rid} before"));
+            let answer = barrier(cfg, Path::new(dir), n);
+            log_out(&format!("{rid} after"));
+            answer
+        }
+        Command::Spew(lines) => {
+            use std::io::Write;
+            let line = format!("{}\n", "s".repeat(199));
+            let mut out = std::io::stdout().lock();
+            for _ in 0..lines {
+                let _ = out.write_all(line.as_bytes());
+            }
+            let _ = out.flush();
+            Response::new(200, format!("spewed {lines}"))
+        }
         Command::Connect(addr) => Response::new(200, connect(addr)),
         Command::Tcp(addr) => Response::new(200, crate::probe::tcp(addr)),
         Command::Udp(addr) => Response::new(200, crate::probe::udp(addr)),

@@ -4,8 +4,10 @@
 //! - (a) direct: the echo server on the host at `127.0.0.1:<port>`;
 //! - (b) nginx: a keep-alive reverse proxy in front of it;
 //! - (c) fcx: `POST /2023-03-30/functions/bench/invocations` on a warm instance of the same
-//!   binary, run by fcx in its own network namespace,
-//! - (d) fcx-trigger: the same function through an anonymous HTTP trigger
+//!   binary, run by fcx in its own network namespace, with its default metrics and logging;
+//! - (d) fcx-bare: the same with `--no-observability` (no invocation metrics, no instance
+//!   log files), the baseline of what (c)'s observability costs,
+//! - (e) fcx-trigger: the same function through an anonymous HTTP trigger
 //!   (`Host: bench.localhost`, `POST /body` with `hello`, answered `hello`): the passthrough
 //!   path with FC's header checks and reserved-header filtering,
 //!
@@ -138,11 +140,9 @@ fn run() -> Result<bool, String> {
     let (mut proxy, nginx_addr) = start_nginx(&nginx, scratch.path(), echo_addr)?;
     eprintln!("nginx: pid {} on {nginx_addr}", proxy.pid());
 
-    // (c) fcx with a warm instance of the same binary.
-    let server = support::Server::start();
-    let mut function = support::testfn_function(FUNCTION, json!({}));
-    function["instanceConcurrency"] = json!(200);
-    server.create_function(function);
+    // (c) fcx with a warm instance of the same binary, (d) the same without observability.
+    let server = start_fcx(&[])?;
+    let bare = start_fcx(&["--no-observability"])?;
     let trigger = server.post_json(
         &format!("/2023-03-30/functions/{FUNCTION}/triggers"),
         &json!({"triggerName": "web", "triggerType": "http",
@@ -191,12 +191,17 @@ fn run() -> Result<bool, String> {
     )
     .map_err(|e| format!("write {}: {e}", trigger_lua.display()))?;
 
-    let targets: [(&'static str, String, &Path); 4] = [
+    let targets: [(&'static str, String, &Path); 5] = [
         ("direct", format!("http://{echo_addr}/invoke"), &lua),
         ("nginx", format!("http://{nginx_addr}/invoke"), &lua),
         (
             "fcx",
             server.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
+            &lua,
+        ),
+        (
+            "fcx-bare",
+            bare.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
             &lua,
         ),
         ("fcx-trigger", server.url("/body"), &trigger_lua),
@@ -227,6 +232,10 @@ fn run() -> Result<bool, String> {
                     "fcx" | "fcx-trigger" => [server.pid()]
                         .into_iter()
                         .chain(server.instance_pids())
+                        .collect(),
+                    "fcx-bare" => [bare.pid()]
+                        .into_iter()
+                        .chain(bare.instance_pids())
                         .collect(),
                     _ => vec![echo.pid()],
                 };
@@ -272,6 +281,23 @@ fn run() -> Result<bool, String> {
         }
         Ok(false)
     }
+}
+
+/// A server with `extra` flags and the warm bench function.
+fn start_fcx(extra: &[&str]) -> Result<support::Server, String> {
+    let server = support::Server::start_with(support::Options::with_args(extra));
+    let mut function = support::testfn_function(FUNCTION, json!({}));
+    function["instanceConcurrency"] = json!(200);
+    server.create_function(function);
+    let warm = server.invoke(FUNCTION, b"echo:hello");
+    if warm.status != 200 || warm.body != b"hello" {
+        return Err(format!(
+            "warm-up invoke ({extra:?}) failed: {} {}",
+            warm.status,
+            warm.text()
+        ));
+    }
+    Ok(server)
 }
 
 /// Makes sure `fcx-testfn` sits next to the release `fcx` binary: under `cargo bench`,
@@ -640,6 +666,18 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
                 f.rps / n.rps,
                 f.rps / d.rps,
                 n.rps / d.rps
+            );
+        }
+    }
+    for conns in CONNS {
+        if let (Some(f), Some(b)) = (get("fcx", conns), get("fcx-bare", conns)) {
+            println!(
+                "- metrics and logging at {conns} conn(s): fcx/fcx-bare throughput = {:.3} \
+                 (cost {:+.1} %), CPU/req {:.0} µs vs {:.0} µs",
+                f.rps / b.rps,
+                (1.0 - f.rps / b.rps) * 100.0,
+                f.cpu_us_per_req,
+                b.cpu_us_per_req
             );
         }
     }

@@ -12,6 +12,7 @@ mod cli;
 mod doctor;
 mod image;
 mod store;
+mod telemetry;
 
 /// fcx runs Function Compute custom-runtime and custom-container functions on your own
 /// machine, with FC's exact contract: its API, headers, errors and limits.
@@ -40,7 +41,7 @@ enum Command {
 With --auth signature (the default) every request is signed as the FC SDKs sign
 (ACS3-HMAC-SHA256). The first start writes an admin key to <data dir>/credentials;
 more keys: fcx keys create.")]
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Manage the AccessKeys that sign API requests (ACS3-HMAC-SHA256, as the FC SDKs do).
     #[command(subcommand)]
     Keys(cli::KeysCommand),
@@ -161,6 +162,42 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// Also serve GET /metrics (Prometheus text format) on this address, without
+    /// authentication. On --listen, /metrics needs the API's authentication (none with
+    /// --auth none).
+    #[arg(long, env = "FCX_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Most function versions with metric series of their own; later ones are counted
+    /// together under function="_other", qualifier="_other".
+    #[arg(long, default_value_t = fcx_metrics::DEFAULT_MAX_FUNCTIONS)]
+    metrics_max_functions: usize,
+    /// The server's own log lines on stderr: `text`, or `json` (one object per line, for log
+    /// shippers). FCX_LOG filters them (e.g. FCX_LOG=debug).
+    #[arg(long, env = "FCX_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: telemetry::LogFormat,
+    /// Export the invoke spans over OTLP/HTTP (protobuf) to this URL, e.g.
+    /// http://127.0.0.1:4318/v1/traces. Off unless given.
+    #[arg(long, env = "FCX_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Most MB of instance logs kept per function (all its instances); the oldest segments
+    /// are removed first.
+    #[arg(long, default_value_t = 100)]
+    log_retention_mb: u64,
+    /// Hours instance log segments are kept (closed segments older than this are removed).
+    #[arg(long, default_value_t = 168)]
+    log_retention_hours: u64,
+    /// MB after which an instance's log segment is closed and a new one started (at most a
+    /// quarter of --log-retention-mb).
+    #[arg(long, default_value_t = 8)]
+    log_segment_mb: u64,
+    /// Instance output chunks (up to 16 KB each) buffered for the log writer; when it is
+    /// full, output is dropped and counted (fcx_log_dropped_total), never waited for.
+    #[arg(long, default_value_t = 2048)]
+    log_buffer: usize,
+    /// Benchmark baseline only: record no invocation metrics and write no instance log files
+    /// (scripts/bench.sh measures what they cost).
+    #[arg(long, hide = true)]
+    no_observability: bool,
     /// Domain of HTTP trigger URLs: a trigger of function F answers at
     /// http://F.<domain>:<port>/ (F--QUALIFIER for a version or alias). The default works
     /// from browsers and curl without DNS set-up (*.localhost is loopback); with a wildcard
@@ -230,16 +267,11 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FCX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if !matches!(cli.command, Command::Server(_)) {
+        telemetry::init_logs(telemetry::LogFormat::Text);
+    }
     let result = match cli.command {
-        Command::Server(args) => server(args),
+        Command::Server(args) => server(*args),
         Command::Keys(cmd) => cli::keys(cmd),
         Command::Doctor(args) => return doctor::run(args),
         Command::Image(cmd) => return image::run(cmd, cli.global.output),
@@ -263,6 +295,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             Auth::None => fcx_gateway::AuthMode::None,
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        metrics_listen: args.metrics_listen,
         connections: fcx_gateway::ConnLimits {
             header_timeout: Duration::from_secs(args.header_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
@@ -298,6 +331,16 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
         async_error_text: fcx_gateway::error::async_error_text,
+        scheduler_error_code: fcx_gateway::error::scheduler_error_code,
+        metrics_max_functions: args.metrics_max_functions,
+        logs: fcx_runtime::LogSettings {
+            max_bytes_per_function: args.log_retention_mb.max(1) * 1024 * 1024,
+            max_age: Duration::from_secs(args.log_retention_hours.max(1) * 3600),
+            segment_bytes: args.log_segment_mb.max(1) * 1024 * 1024,
+            buffer_records: args.log_buffer.max(16),
+            files: !args.no_observability,
+        },
+        record_metrics: !args.no_observability,
         trigger_domain: args.trigger_domain,
         egress: args.egress,
         egress_range: args.egress_range,
@@ -306,6 +349,18 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Dropped last: flushes the spans still queued after the server stopped.
+    let _otlp = match &args.otlp_endpoint {
+        Some(endpoint) => Some(telemetry::init_with_otlp(
+            args.log_format,
+            endpoint,
+            runtime.handle().clone(),
+        )?),
+        None => {
+            telemetry::init_logs(args.log_format);
+            None
+        }
+    };
     runtime.block_on(async {
         let control = fcx_control::ControlPlane::start(core).await?;
         let served = fcx_gateway::serve(Arc::clone(&control), http, shutdown_signal()).await;

@@ -232,6 +232,13 @@ fn fork_bombs_and_memory_hogs_hit_their_limits_while_others_answer() {
     let during = shell(&server, "calm", "echo still-up");
     assert_eq!(during.status, 200, "{}", during.text());
     assert_eq!(during.text().trim(), "still-up");
+    // FC's X-Fc-Max-Memory-Usage: the container's memory peak in MB, within its memorySize.
+    let peak: u64 = during
+        .header("x-fc-max-memory-usage")
+        .unwrap_or_else(|| panic!("no x-fc-max-memory-usage: {:?}", during.headers))
+        .parse()
+        .unwrap();
+    assert!((1..=128).contains(&peak), "peak {peak} MB");
     let prefix = server.run_dir.file_name().unwrap().to_owned();
     let groups = std::path::Path::new("/sys/fs/cgroup/pids/fcx").join(prefix);
     let mut seen = 0;
@@ -440,6 +447,29 @@ fn private_registry_needs_the_right_credentials() {
     let r = server.invoke("right-creds", b"hello-event");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "hello-event\n");
+
+    // The image is cached now: functions without the right credentials still cannot use it.
+    server.create_function(event("no-creds-cached", json!({})));
+    server.create_function(event(
+        "wrong-creds-cached",
+        json!({ "authConfig": { "userName": "fcx-user", "password": "nope" } }),
+    ));
+    for name in ["no-creds-cached", "wrong-creds-cached"] {
+        let r = server.invoke(name, b"hi");
+        assert_eq!(code(&r), "ImageAccessDenied", "{name}: {}", r.text());
+    }
+
+    // The pulls in the metrics: the refused ones, and the one that brought the image's bytes.
+    let metrics = server.request("GET", "/metrics", &[], b"").text();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert_eq!(value(r#"fcx_image_pulls_total{kind="pulled"}"#), 1.0);
+    assert!(value(r#"fcx_image_pulls_total{kind="failed"}"#) >= 2.0);
+    assert!(value("fcx_image_pull_bytes_total") > 10_000.0, "{metrics}");
 }
 
 #[test]

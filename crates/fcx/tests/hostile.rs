@@ -1,9 +1,9 @@
 //! Hostile clients against the real server: broken, malformed and stalled request bodies,
-//! slow and idle connections, oversized heads, missing Host, large management bodies,
-//! smuggling attempts and a flood of idle connections. One server with short connection
-//! timeouts serves every case but the flood (which has its own, at its connection limit).
-//! Every case is bounded in count and time; none asserts a wall-clock duration (latencies
-//! are printed).
+//! slow and idle connections (also silent or stalled TLS handshakes on the HTTPS listener),
+//! oversized heads, missing Host, large management bodies, smuggling attempts and a flood of
+//! idle connections. One server with short connection timeouts serves every case but the
+//! flood (which has its own, at its connection limit). Every case is bounded in count and
+//! time; none asserts a wall-clock duration (latencies are printed).
 
 mod support;
 
@@ -32,6 +32,8 @@ fn shared_server() -> Server {
         &KEEPALIVE_TIMEOUT.to_string(),
         "--body-timeout",
         &BODY_TIMEOUT.to_string(),
+        "--https-listen",
+        "127.0.0.1:0",
     ]))
 }
 
@@ -229,6 +231,10 @@ fn hostile_clients() {
             "slowloris",
             slowloris_is_cut_while_a_normal_client_is_served,
         ),
+        (
+            "silent and stalled TLS handshakes",
+            silent_and_stalled_tls_handshakes_are_closed,
+        ),
         ("missing Host", missing_host_is_refused),
         ("long header line", one_long_header_line_is_refused),
         (
@@ -287,6 +293,33 @@ fn silent_and_idle_connections_are_closed(server: &Server) {
             "{what}: the connection stayed open"
         );
         println!("{what} connection closed after {:?}", started.elapsed());
+    }
+}
+
+/// The HTTPS listener has the plain one's limits: a connection that sends no ClientHello,
+/// and one that stops in the middle of it, are closed (the handshake has the header timeout).
+fn silent_and_stalled_tls_handshakes_are_closed(server: &Server) {
+    let https = server.https_addr.expect("--https-listen");
+    let mut silent = raw::connect(https);
+    let mut stalled = raw::connect(https);
+    // A TLS record header announcing a 512-byte handshake message, then nothing more.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let started = Instant::now();
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("stalled ClientHello", &mut stalled),
+    ] {
+        attempt();
+        assert!(
+            raw::closed_within(s, CUT_WITHIN),
+            "HTTPS {what}: the connection stayed open"
+        );
+        println!(
+            "HTTPS {what} connection closed after {:?}",
+            started.elapsed()
+        );
     }
 }
 

@@ -316,6 +316,9 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
             tail_log: false,
             service_name: None,
             trigger: target.trigger.clone(),
+            started: std::time::Instant::now(),
+            // The client's own traceparent, if any, reaches the function with its headers.
+            trace: None,
         },
         request,
         base_path: target.base_path.map(str::to_owned),
@@ -395,6 +398,11 @@ async fn queue(
             }
             r
         }
-        Err(e) => fail(api, e),
+        Err(e) => {
+            // Not queued (StorageFull, a store error): counted as the API's async refusals.
+            let e = crate::error::ToFc::to_fc(e);
+            control.metrics().rejected(e.code.as_str());
+            fail(api, e)
+        }
     }
 }

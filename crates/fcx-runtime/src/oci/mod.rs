@@ -41,8 +41,8 @@ pub struct OciConfig {
     pub run_dir: PathBuf,
     /// Where instances' writable layers go (on disk, under the data dir).
     pub layer_dir: PathBuf,
-    /// Directory of instance log files.
-    pub log_dir: PathBuf,
+    /// The log task that stores instance logs (under `<data dir>/logs`).
+    pub logs: std::sync::Arc<crate::logs::LogWriter>,
     /// The server's prefix (`fcx-<8 hex>`): container names and cgroup paths carry it.
     pub prefix: String,
     /// Most processes one instance may have (fork bombs stop here).
@@ -133,7 +133,7 @@ impl OciBackend {
         })?;
         let id = crate::instance::new_id();
         let name = format!("{}-{id}", self.config.prefix);
-        let log = InstanceLog::for_instance(&self.config.log_dir, &spec.function_name, &id);
+        let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
         // Egress comes ready with a pooled namespace, or is set up while the rootfs is
         // mounted and the container starts; the instance is ready only with both.
         let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)

@@ -6,6 +6,7 @@ mod failures;
 mod hooks;
 mod limits;
 mod maintenance;
+mod metrics;
 mod pool;
 mod sandboxes;
 
@@ -31,6 +32,8 @@ use crate::{
 pub struct Harness {
     pub sched: Arc<Scheduler>,
     pub fake: Arc<FakeBackend>,
+    /// The scheduler's metrics.
+    pub metrics: Arc<fcx_metrics::Metrics>,
     dir: tempfile::TempDir,
 }
 
@@ -44,6 +47,8 @@ pub fn config() -> SchedulerConfig {
         max_instances: 100,
         sandboxes_per_function: 0,
         sandbox_limit: 0,
+        metrics: Default::default(),
+        error_code: |_| "TestError",
     }
 }
 
@@ -59,13 +64,19 @@ impl Harness {
     pub fn with(fake: Arc<FakeBackend>, config: SchedulerConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let backends = Backends::new().with(Arc::clone(&fake) as Arc<dyn fcx_runtime::Backend>);
+        let metrics = Arc::clone(&config.metrics);
         let sched = Scheduler::new(
             backends,
             CodeCache::new(dir.path().join("code")),
             config,
             None,
         );
-        Harness { sched, fake, dir }
+        Harness {
+            sched,
+            fake,
+            metrics,
+            dir,
+        }
     }
 
     pub fn rec(&self) -> &Recorder {
@@ -162,6 +173,8 @@ pub fn request(body: &str) -> InvokeRequest {
             qualifier: "LATEST".into(),
             tail_log: false,
             service_name: None,
+            started: std::time::Instant::now(),
+            trace: None,
             trigger: None,
         },
         payload: body::full(Bytes::from(body.to_owned())),

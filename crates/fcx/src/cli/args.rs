@@ -107,7 +107,8 @@ Triggers are created with CreateTrigger (an FC SDK) or `triggers:` in an s.yaml 
     #[command(after_help = "Examples:
   fcx logs my-fn                                  # the last 200 lines
   fcx logs my-fn --request-id 1f0c2d9e-...        # one request, Start to End marker
-  fcx logs my-fn --follow                         # keep printing new lines (Ctrl-C stops)")]
+  fcx logs my-fn --follow                         # keep printing new lines (Ctrl-C stops)
+  fcx logs my-fn --from 2026-12-01T10:00:00Z --to 2026-12-01T11:00:00Z -t")]
     Logs(LogsArgs),
     /// Run a function without a server (`local invoke`).
     #[command(subcommand)]
@@ -167,15 +168,28 @@ pub struct NameArg {
 pub struct LogsArgs {
     /// Function name.
     pub name: String,
-    /// Only the lines of this request (between its FC Invoke Start/End markers).
+    /// Only the lines of this request (its markers and what the function printed for it).
     #[arg(long)]
     pub request_id: Option<String>,
-    /// Keep polling and print new lines as they are written.
+    /// Only the lines of this instance.
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// Only lines at or after this time (RFC 3339 UTC, e.g. 2026-12-01T11:00:00Z, or Unix
+    /// milliseconds); pages forward from there instead of printing the latest lines.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only lines at or before this time.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Keep polling and print new lines as they are written (also across log rotations).
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// How many of the latest lines to print first.
+    /// How many of the latest lines to print first (without --from).
     #[arg(long, default_value_t = 200)]
     pub tail: usize,
+    /// Print each line with its time and request id.
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
 }
 
 // `fcx deploy`.

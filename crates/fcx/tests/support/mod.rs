@@ -16,6 +16,7 @@ pub mod http;
 pub mod images;
 pub mod procs;
 pub mod raw;
+pub mod services;
 pub mod sign;
 pub mod zipper;
 
@@ -70,6 +71,8 @@ pub struct Options {
     pub auth: bool,
     /// `--listen`.
     pub listen: String,
+    /// More environment variables for the server.
+    pub extra_env: Vec<(String, String)>,
     /// The data dir goes under [`SCRATCH_ROOT`], which instances see (by default it is under
     /// the host's `/tmp`, which they do not: each has a `/tmp` of its own), so a test of
     /// its permissions tests them and not its invisibility.
@@ -83,6 +86,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             auth: false,
             listen: "127.0.0.1:0".into(),
+            extra_env: Vec::new(),
             data_dir_visible: false,
         }
     }
@@ -139,6 +143,8 @@ pub struct Server {
     pub run_dir: PathBuf,
     /// The admin key of a server started with [`Options::with_auth`].
     pub credentials: Option<Credentials>,
+    /// The `--metrics-listen` address, when the server was given one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The HTTPS listener's address, with `--https-listen`.
     pub https_addr: Option<SocketAddr>,
     options: Options,
@@ -178,7 +184,7 @@ impl Server {
                 .extra_args
                 .extend(["--store".into(), db.url().to_owned()]);
         }
-        let (child, addr, run_dir, https_addr) = spawn(data_dir.path(), &options);
+        let (child, addr, run_dir, metrics_addr, https_addr) = spawn(data_dir.path(), &options);
         // Written before the startup line, so it is there now.
         let credentials = options
             .auth
@@ -189,6 +195,7 @@ impl Server {
             data_dir,
             run_dir,
             credentials,
+            metrics_addr,
             https_addr,
             options,
             database,
@@ -211,9 +218,10 @@ impl Server {
         std::thread::sleep(down);
         let mut options = self.options.clone();
         options.listen = self.addr.to_string();
-        let (child, addr, _, https) = spawn(self.data_dir.path(), &options);
+        let (child, addr, _, metrics, https) = spawn(self.data_dir.path(), &options);
         self.child = Some(child);
         self.addr = addr;
+        self.metrics_addr = metrics;
         self.https_addr = https;
     }
 
@@ -245,7 +253,9 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, run_dir, https) = spawn(self.data_dir.path(), &self.options);
+        let (child, addr, run_dir, metrics_addr, https) =
+            spawn(self.data_dir.path(), &self.options);
+        self.metrics_addr = metrics_addr;
         self.https_addr = https;
         assert_eq!(
             run_dir, self.run_dir,
@@ -360,7 +370,17 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Option<SocketAddr>) {
+/// What a started server's startup lines name: its process, API address, run dir, and the
+/// metrics and HTTPS listeners when it has them.
+type Spawned = (
+    Child,
+    SocketAddr,
+    PathBuf,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
+
+fn spawn(data_dir: &Path, options: &Options) -> Spawned {
     let mut child = Command::new(fcx_bin())
         .args(["server", "--listen", &options.listen, "--data-dir"])
         .arg(data_dir)
@@ -368,6 +388,7 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Opt
         .args(["--start-timeout", &options.start_timeout_secs.to_string()])
         .args(&options.extra_args)
         .env("FCX_LOG", "warn")
+        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -403,12 +424,19 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, SocketAddr, PathBuf, Opt
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected startup line: {line}"));
+    // `(data dir D, run dir R)` or `(data dir D, run dir R; metrics on http://M/metrics)`.
     let run_dir = line
         .split("run dir ")
         .nth(1)
-        .map(|rest| PathBuf::from(rest.trim_end_matches(')')))
+        .and_then(|rest| rest.split([';', ')']).next())
+        .map(PathBuf::from)
         .unwrap_or_else(|| panic!("startup line lacks the run dir: {line}"));
-    (child, addr, run_dir, https)
+    let metrics_addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok());
+    (child, addr, run_dir, metrics_addr, https)
 }
 
 /// A CreateFunction body for the test function with `env` as its environment.

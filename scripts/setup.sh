@@ -144,6 +144,23 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found. Install Rust with rust
 rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
 [ "${rust_minor:-0}" -ge 80 ] || die "rustc $(rustc --version) is too old: fcx needs 1.80 or newer (rustup update stable)"
 
+# Snapshot starts need CRIU 4.2+ (Debian 12's 3.17 fails on this kernel): built once from
+# Debian's source package and cached (scripts/criu.sh). Without it fcx still runs, snapshot-
+# enabled functions start cold, and the snapshot tests say they were skipped and why.
+criu_ok() {
+  local v
+  v=$(criu --version 2>/dev/null | awk '/^Version:/{print $2}') || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n4.2\n' "$v" | sort -V | head -1)" = 4.2 ]
+}
+if ! criu_ok; then
+  say "building CRIU 4.2 for snapshot starts (scripts/criu.sh install; cached after the first time)"
+  if bash scripts/criu.sh install; then
+    changed=1
+  else
+    warn "CRIU could not be built (see above): snapshot starts are off on this host, and their tests skip"
+  fi
+fi
+
 for app in express-event express-http; do
   if [ ! -d "examples/$app/node_modules/express" ]; then
     say "installing the $app example's dependencies (npm ci)"

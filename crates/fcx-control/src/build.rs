@@ -49,6 +49,12 @@ pub struct CoreConfig {
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
     pub sandbox_limit: u32,
+    /// The CRIU binary for snapshot starts (`None`: looked up on PATH).
+    pub criu: Option<PathBuf>,
+    /// Bytes the snapshots under `<data>/snapshots` may take.
+    pub snapshot_budget: u64,
+    /// Restores of snapshots with more memory than this (bytes) use lazy pages.
+    pub snapshot_lazy_above: u64,
     /// How a failed async run reads in its task record (`Code: message`): the gateway's one
     /// mapping of errors to FC codes, handed in by the binary.
     pub async_error_text: fn(&fcx_async::AsyncError) -> String,
@@ -176,6 +182,18 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     }
     check_uid_range(config.instance_uids)?;
     let (paths, prefix) = directories(config)?;
+    let criu = fcx_runtime::snapshot::Criu::probe(config.criu.as_deref()).map(|mut c| {
+        c.lazy_pages_above = config.snapshot_lazy_above;
+        Arc::new(c)
+    });
+    match &criu {
+        Ok(c) => {
+            tracing::info!(criu = %c.path.display(), version = %c.version, lazy_pages = c.lazy_pages, "snapshot starts available")
+        }
+        Err(why) => {
+            tracing::info!(reason = %why, "snapshot starts unavailable: functions with fcxSnapshot start cold")
+        }
+    }
     let metrics = Arc::new(fcx_metrics::Metrics::new(config.metrics_max_functions));
     metrics.set_recording(config.record_metrics);
     let logs = fcx_runtime::LogWriter::start(
@@ -191,6 +209,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         init: fcx_runtime::init::program()
             .map_err(io("opening the fcx binary (instances' init)"))?,
         cgroups: CgroupRoot::open(&prefix),
+        criu: criu.clone().ok(),
         prefix: prefix.clone(),
         pids_limit: config.pids_limit,
     });
@@ -208,7 +227,8 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     let account_id = account_id(store.as_ref())?;
     let mut backends = Backends::new().with(Arc::new(backend));
     let mut images = None;
-    if let Some((oci, image_store)) = containers(config, &paths, &prefix, &logs)? {
+    if let Some((oci, image_store)) = containers(config, &paths, &prefix, &logs, criu.clone().ok())?
+    {
         backends = backends.with(oci);
         images = Some(image_store);
     }
@@ -231,6 +251,12 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         },
         images,
     );
+    let snapshots = fcx_runtime::snapshot::SnapshotStore::open(
+        &paths.data_dir.join("snapshots"),
+        config.snapshot_budget,
+    )
+    .map_err(|e| StartError::Refused(e.to_string()))?;
+    scheduler.set_snapshots(fcx_scheduler::snapshot::Snapshots::new(snapshots, criu));
     let asyncs = AsyncService::new(
         queue,
         Arc::clone(&scheduler),
@@ -413,6 +439,7 @@ fn containers(
     paths: &Paths,
     prefix: &str,
     logs: &Arc<fcx_runtime::LogWriter>,
+    criu: Option<Arc<fcx_runtime::snapshot::Criu>>,
 ) -> Result<Option<Containers>, StartError> {
     let Some(runtime) = &config.oci_runtime else {
         return Ok(None);
@@ -435,6 +462,7 @@ fn containers(
         prefix: prefix.to_owned(),
         pids_limit: config.pids_limit,
         resolv_conf: fcx_runtime::egress::resolv_conf(),
+        criu,
     });
     let reaped = backend.reap();
     if reaped > 0 {

@@ -164,6 +164,7 @@ impl Fixture {
                 .unwrap(),
                 init: "/nonexistent/fcx".into(),
                 cgroups: None,
+                criu: None,
                 prefix: "fcx-test".into(),
                 pids_limit: 64,
             }))),

@@ -60,6 +60,9 @@ pub struct Function {
     /// Lifecycle hooks (always present; each hook optional).
     #[serde(default)]
     pub instance_lifecycle_config: InstanceLifecycleConfig,
+    /// fcx extension (not an FC field): snapshot starts (absent: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcx_snapshot: Option<SnapshotConfig>,
     /// Size of the decoded code package in bytes (set by the control plane).
     pub code_size: u64,
     /// CRC-64 of the code package as FC computes it (CRC-64/XZ, decimal; set by the control plane).
@@ -77,6 +80,20 @@ pub struct Function {
     /// logConfig, role, tags, layers, ...), returned as-is by GetFunction.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `fcxSnapshot`, an fcx extension (not an FC field): start instances by restoring a CRIU
+/// snapshot of one taken right after its first successful `/initialize`
+/// (docs/snapshots.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotConfig {
+    /// Whether snapshot starts are on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Whether `POST /restore` is called on each restored instance before it serves.
+    #[serde(default)]
+    pub restore_hook: bool,
 }
 
 /// Custom runtime configuration, resolved.
@@ -254,6 +271,19 @@ impl Function {
     }
 
     /// The initializer hook if configured.
+    /// Whether instances start from snapshots (the `fcxSnapshot` extension).
+    pub fn snapshot_enabled(&self) -> bool {
+        self.fcx_snapshot.as_ref().is_some_and(|s| s.enabled)
+    }
+
+    /// Whether restored instances get `POST /restore` before they serve.
+    pub fn restore_hook(&self) -> bool {
+        self.fcx_snapshot
+            .as_ref()
+            .is_some_and(|s| s.enabled && s.restore_hook)
+    }
+
+    /// The initializer hook, when the function has one.
     pub fn initializer(&self) -> Option<&LifecycleHook> {
         self.instance_lifecycle_config.initializer.as_ref()
     }
@@ -306,6 +336,7 @@ fn build(
         custom_runtime_config: None,
         custom_container_config: None,
         instance_lifecycle_config: InstanceLifecycleConfig::default(),
+        fcx_snapshot: None,
         code_size: 0,
         code_checksum: String::new(),
         code_sha256: String::new(),
@@ -396,6 +427,14 @@ fn apply(
             &mut hooks.pre_freeze,
             l.pre_freeze.as_ref(),
         )?;
+    }
+
+    if let Some(s) = &u.fcx_snapshot {
+        let current = f.fcx_snapshot.clone().unwrap_or_default();
+        f.fcx_snapshot = Some(SnapshotConfig {
+            enabled: s.enabled.unwrap_or(current.enabled),
+            restore_hook: s.restore_hook.unwrap_or(current.restore_hook),
+        });
     }
 
     for (key, value) in &u.extra {

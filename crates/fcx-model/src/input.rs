@@ -41,6 +41,8 @@ pub struct CreateFunctionInput {
     pub custom_container_config: Option<CustomContainerConfigInput>,
     /// Lifecycle hooks; the FC 2.0 top-level `initializer` / `initializationTimeout` end up here.
     pub instance_lifecycle_config: Option<InstanceLifecycleConfigInput>,
+    /// fcx extension (not an FC field): snapshot starts.
+    pub fcx_snapshot: Option<SnapshotConfigInput>,
     /// FC 2.0 `caPort`: overrides the port of whichever config the function has.
     pub ca_port: Option<u32>,
     /// Code package (custom runtimes only).
@@ -85,6 +87,8 @@ pub struct UpdateFunctionInput {
     pub custom_container_config: Option<CustomContainerConfigInput>,
     /// Hooks merged field by field; a hook whose resulting handler is empty is removed.
     pub instance_lifecycle_config: Option<InstanceLifecycleConfigInput>,
+    /// fcx extension (not an FC field): snapshot starts, merged field by field.
+    pub fcx_snapshot: Option<SnapshotConfigInput>,
     /// FC 2.0 `caPort`: overrides the port of whichever config the function has.
     pub ca_port: Option<u32>,
     /// New code package (the control plane decodes it and updates code size and checksum).
@@ -112,6 +116,7 @@ impl CreateFunctionInput {
             custom_runtime_config: self.custom_runtime_config,
             custom_container_config: self.custom_container_config,
             instance_lifecycle_config: self.instance_lifecycle_config,
+            fcx_snapshot: self.fcx_snapshot,
             ca_port: self.ca_port,
             code: self.code,
             extra: self.extra,
@@ -137,11 +142,22 @@ impl CreateFunctionInput {
             custom_runtime_config: update.custom_runtime_config,
             custom_container_config: update.custom_container_config,
             instance_lifecycle_config: update.instance_lifecycle_config,
+            fcx_snapshot: update.fcx_snapshot,
             ca_port: update.ca_port,
             code: update.code,
             extra: update.extra,
         }
     }
+}
+
+/// `fcxSnapshot` as sent (an fcx extension, not an FC field).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotConfigInput {
+    /// Start instances from a snapshot taken right after the first `/initialize`.
+    pub enabled: Option<bool>,
+    /// Call `POST /restore` on every instance restored from a snapshot, before it serves.
+    pub restore_hook: Option<bool>,
 }
 
 /// Code package of a custom-runtime function. fcx supports `zipFile` only.

@@ -29,10 +29,11 @@ pub mod versions;
 
 pub use function::{
     CustomContainerConfig, CustomRuntimeConfig, Function, InstanceLifecycleConfig, LifecycleHook,
+    SnapshotConfig,
 };
 pub use input::{
     Code, CreateFunctionInput, CustomContainerConfigInput, CustomRuntimeConfigInput,
-    InstanceLifecycleConfigInput, LifecycleHookInput, UpdateFunctionInput,
+    InstanceLifecycleConfigInput, LifecycleHookInput, SnapshotConfigInput, UpdateFunctionInput,
 };
 pub use parse::{
     is_create_function_field, parse_create, parse_update, CREATE_ONLY_FIELDS,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::input::{
     Code, CreateFunctionInput, CustomContainerConfigInput, CustomRuntimeConfigInput,
-    InstanceLifecycleConfigInput, LifecycleHookInput, UpdateFunctionInput,
+    InstanceLifecycleConfigInput, LifecycleHookInput, SnapshotConfigInput, UpdateFunctionInput,
 };
 use crate::validate::{self, show};
 use crate::ModelError;
@@ -32,6 +32,8 @@ const IMPLEMENTED_FIELDS: &[&str] = &[
     "customContainerConfig",
     "instanceLifecycleConfig",
     "code",
+    // fcx extensions (not FC fields; documented in docs/snapshots.md).
+    "fcxSnapshot",
 ];
 
 /// FC 2.0 spellings accepted at the top level and mapped onto their FC 3.0 places.
@@ -151,6 +153,7 @@ struct RawInput {
     custom_container_config: Option<RawContainerConfig>,
     instance_lifecycle_config: Option<InstanceLifecycleConfigInput>,
     code: Option<Code>,
+    fcx_snapshot: Option<SnapshotConfigInput>,
     /// FC 2.0: initializer handler.
     initializer: Option<String>,
     /// FC 2.0: initializer timeout.
@@ -413,6 +416,7 @@ fn normalize(raw: RawInput) -> Result<(Option<String>, UpdateFunctionInput), Mod
         custom_runtime_config: raw.custom_runtime_config,
         custom_container_config: container,
         instance_lifecycle_config: lifecycle,
+        fcx_snapshot: raw.fcx_snapshot,
         ca_port: raw.ca_port,
         code: raw.code,
         extra: Map::new(),

@@ -263,3 +263,29 @@ fn code_may_be_taken_out_before_building_or_updating() {
     let input = parse_update("web", br#"{"code": {"zipFile": "UEs="}}"#).unwrap();
     assert_eq!(g.apply_update(input, "later").unwrap_err().field, "code");
 }
+
+#[test]
+fn the_fcx_snapshot_extension_is_stored_merged_and_checked() {
+    let body = with(custom_body(), "fcxSnapshot", json!({"enabled": true}));
+    let mut f = record(&body);
+    assert!(f.snapshot_enabled());
+    assert!(!f.restore_hook());
+    let stored = serde_json::to_value(&f).unwrap();
+    assert_eq!(
+        stored["fcxSnapshot"],
+        json!({"enabled": true, "restoreHook": false})
+    );
+    // Merged field by field; turning it off keeps the hook setting for later.
+    update(&mut f, json!({"fcxSnapshot": {"restoreHook": true}})).unwrap();
+    assert!(f.snapshot_enabled() && f.restore_hook());
+    update(&mut f, json!({"fcxSnapshot": {"enabled": false}})).unwrap();
+    assert!(!f.snapshot_enabled() && !f.restore_hook());
+    // Absent from records that do not use it.
+    let plain = serde_json::to_value(record(&custom_body())).unwrap();
+    assert!(plain.get("fcxSnapshot").is_none());
+    // Unknown sub-fields and wrong types name the field.
+    let err = update(&mut f, json!({"fcxSnapshot": {"enable": true}})).unwrap_err();
+    assert!(err.field.starts_with("fcxSnapshot"), "{err:?}");
+    let err = update(&mut f, json!({"fcxSnapshot": {"enabled": "yes"}})).unwrap_err();
+    assert_eq!(err.field, "fcxSnapshot.enabled", "{err:?}");
+}

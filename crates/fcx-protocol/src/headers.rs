@@ -65,6 +65,8 @@ pub mod control_path {
     pub const PRE_STOP: &str = "/pre-stop";
     /// The hook called before an instance is frozen.
     pub const PRE_FREEZE: &str = "/pre-freeze";
+    /// fcx extension: called on an instance restored from a snapshot, before it serves.
+    pub const RESTORE: &str = "/restore";
 }
 
 /// `x-fc-error-type` value for every function error fcx reports.

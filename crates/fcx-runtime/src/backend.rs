@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::cgroup::Cgroup;
 use crate::instance::Instance;
+use crate::snapshot::{PendingSnapshot, Snapshot, SnapshotError, SnapshotMeta};
 use crate::spec::{EventOutcome, InstanceSpec};
 use crate::StartError;
 
@@ -113,6 +114,35 @@ pub trait Backend: Send + Sync + 'static {
         timeout: Duration,
         request_id: &str,
     ) -> Result<EventOutcome, StartError>;
+
+    /// Whether [`Backend::snapshot`] and [`Backend::restore`] can work (CRIU is usable).
+    fn snapshots(&self) -> bool {
+        false
+    }
+
+    /// Dumps `instance` (started from a spec with `snapshot` set, initialized, not yet
+    /// serving) into `into`, leaving it running. Default: not supported.
+    async fn snapshot(
+        &self,
+        instance: &Instance,
+        into: &PendingSnapshot,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let _ = (instance, into);
+        Err(SnapshotError::Unsupported(format!(
+            "the {} backend does not take snapshots",
+            self.kind()
+        )))
+    }
+
+    /// Starts a fresh instance of `spec` from `from` (a snapshot this backend took) and
+    /// returns once it listens. Default: not supported.
+    async fn restore(&self, spec: &InstanceSpec, from: &Snapshot) -> Result<Instance, StartError> {
+        let _ = (spec, from);
+        Err(StartError::Unsupported {
+            backend: self.kind(),
+            what: "snapshots",
+        })
+    }
 
     /// Asks the instance to end (SIGTERM or the backend's equivalent), and kills it when it
     /// has not ended after `grace`.

@@ -101,12 +101,18 @@ pub fn evacuate(dir: &Path, leaf: &str) -> io::Result<usize> {
     Ok(moved)
 }
 
-/// Where cgroup2 is mounted.
+/// Where cgroup2 is mounted (read once found: it does not move while the server runs; a
+/// host without one is asked again, since `fcx doctor --fix` may mount it).
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    crate::mountinfo::current()
+    static CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(found) = CACHE.get() {
+        return Some(found.clone());
+    }
+    let found = crate::mountinfo::current()
         .into_iter()
         .find(|m| m.fstype == "cgroup2")
-        .map(|m| m.mount_point)
+        .map(|m| m.mount_point)?;
+    Some(CACHE.get_or_init(|| found).clone())
 }
 
 impl CgroupRoot {

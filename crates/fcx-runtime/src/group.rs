@@ -20,7 +20,14 @@ struct Hierarchy {
     pids: bool,
 }
 
+/// The host's cgroup mounts, read from mountinfo once per server: they do not change while
+/// it runs, and reading mountinfo on every cold start cost a scan of every mount.
 fn hierarchies() -> Vec<Hierarchy> {
+    static CACHE: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(read_hierarchies).clone()
+}
+
+fn read_hierarchies() -> Vec<Hierarchy> {
     crate::mountinfo::current()
         .into_iter()
         .filter_map(|m| {
@@ -89,6 +96,41 @@ impl InstanceGroup {
             group.memory_dir = Some((dir, true));
         }
         Ok(group)
+    }
+
+    /// Creates the container's group (`<rel>/ctr`) in every hierarchy, as the OCI runtime
+    /// would, with the pids limit and CPU quota, and returns the `cgroup.procs` files to
+    /// join (a restored container has no runtime to do it).
+    pub fn create_container_groups(
+        &self,
+        pids_limit: i64,
+        cpu: Option<f64>,
+    ) -> io::Result<Vec<std::ffi::CString>> {
+        let mut procs = Vec::new();
+        for h in hierarchies() {
+            let dir = h.mount.join(&self.rel).join("ctr");
+            std::fs::create_dir_all(&dir)?;
+            inherit_cpuset(&h.mount, &self.rel.join("ctr"));
+            let has = |f: &str| dir.join(f).exists();
+            if has("pids.max") {
+                std::fs::write(dir.join("pids.max"), pids_limit.to_string())?;
+            }
+            if let Some(cpu) = cpu {
+                let quota = ((cpu * 100_000.0).round() as i64).max(1000);
+                if has("cpu.max") {
+                    std::fs::write(dir.join("cpu.max"), format!("{quota} 100000"))?;
+                } else if has("cpu.cfs_quota_us") {
+                    std::fs::write(dir.join("cpu.cfs_period_us"), "100000")?;
+                    std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                }
+            }
+            let path = dir.join("cgroup.procs");
+            procs.push(
+                std::ffi::CString::new(path.into_os_string().into_encoded_bytes())
+                    .map_err(|_| io::Error::other("cgroup path contains NUL"))?,
+            );
+        }
+        Ok(procs)
     }
 
     /// The limits of a process instance: `memory_mb` (swap included) and at most `pids`
@@ -223,6 +265,26 @@ impl InstanceGroup {
             let dir = h.mount.join(&self.rel);
             let _ = std::fs::remove_dir(dir.join("ctr"));
             let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// A v1 cpuset group starts with no CPUs and memory nodes, and nothing can join it (ENOSPC)
+/// until they are set: copies them down from the parent at each level (as runtimes do).
+fn inherit_cpuset(mount: &Path, rel: &Path) {
+    let mut dir = mount.to_path_buf();
+    for part in rel.iter() {
+        let parent = dir.clone();
+        dir.push(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let Ok(own) = std::fs::read_to_string(dir.join(file)) else {
+                return;
+            };
+            if own.trim().is_empty() {
+                if let Ok(up) = std::fs::read_to_string(parent.join(file)) {
+                    let _ = std::fs::write(dir.join(file), up.trim());
+                }
+            }
         }
     }
 }

@@ -65,6 +65,8 @@ pub enum Need {
     Oci,
     /// Instances with outbound networking only.
     Egress,
+    /// Snapshot starts (functions with the `fcxSnapshot` extension).
+    Snapshots,
 }
 
 /// One host check, as `fcx doctor` prints it.
@@ -498,6 +500,38 @@ fn check_netns(root: bool) -> Check {
             },
         ),
     }
+}
+
+/// The check name of [`check_snapshots`].
+pub const SNAPSHOTS: &str = "snapshots";
+
+/// Whether snapshot starts work here: a CRIU 4.2+ (at `criu`, or found on PATH) that passes
+/// `criu check`, and whether its restores can use lazy pages. A warning, not a failure:
+/// without it snapshot-enabled functions start cold.
+pub fn check_snapshots(criu: Option<&Path>) -> Check {
+    let mut check = match crate::snapshot::Criu::probe(criu) {
+        Ok(c) => Check::ok(
+            SNAPSHOTS,
+            format!(
+                "{} (CRIU {}; lazy pages {})",
+                c.path.display(),
+                c.version,
+                if c.lazy_pages {
+                    "available"
+                } else {
+                    "unavailable: no userfaultfd"
+                }
+            ),
+        ),
+        Err(why) => Check::new(
+            SNAPSHOTS,
+            Status::Warn,
+            format!("snapshot starts unavailable, functions with fcxSnapshot start cold: {why}"),
+        )
+        .with_fix("bash scripts/criu.sh install (builds CRIU 4.2 from Debian's source package)"),
+    };
+    check.need = Need::Snapshots;
+    check
 }
 
 fn check_pasta() -> Check {

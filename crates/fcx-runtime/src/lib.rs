@@ -22,6 +22,7 @@ pub mod oci;
 pub mod pidfile;
 mod process;
 pub mod procnet;
+pub mod snapshot;
 mod spec;
 mod sys;
 

@@ -125,3 +125,54 @@ impl NetNs {
             .map_err(|_| io::Error::other("network namespace thread is gone"))?
     }
 }
+
+/// A few network namespaces made ahead of demand, so a restore (or any start) takes one at
+/// once instead of spawning its thread and bringing `lo` up on the request path. Refilled in
+/// the background after each take; an empty pool makes one on the spot.
+pub struct NetNsPool {
+    ready: std::sync::Arc<std::sync::Mutex<Vec<NetNs>>>,
+    size: usize,
+}
+
+impl NetNsPool {
+    /// A pool that keeps `size` namespaces ready (0: none, every take makes one).
+    pub fn new(size: usize) -> NetNsPool {
+        NetNsPool {
+            ready: Default::default(),
+            size,
+        }
+    }
+
+    /// A fresh namespace with only `lo`, up: a pooled one if there is one.
+    pub fn take(&self, name: &str) -> io::Result<NetNs> {
+        let pooled = self.ready.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        self.refill();
+        match pooled {
+            Some(ns) => Ok(ns),
+            None => NetNs::create(name),
+        }
+    }
+
+    /// Tops the pool up to its size on a blocking thread (when a runtime is running).
+    pub fn refill(&self) {
+        if self.size == 0 {
+            return;
+        }
+        let (ready, size) = (std::sync::Arc::clone(&self.ready), self.size);
+        let fill = move || loop {
+            if ready.lock().unwrap_or_else(|p| p.into_inner()).len() >= size {
+                return;
+            }
+            match NetNs::create("pool") {
+                Ok(ns) => ready.lock().unwrap_or_else(|p| p.into_inner()).push(ns),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pre-make a network namespace");
+                    return;
+                }
+            }
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            drop(rt.spawn_blocking(fill));
+        }
+    }
+}

@@ -4,10 +4,11 @@
 //! `/var/tmp` and `/dev/shm`), in cgroups that limit its memory (`memorySize`) and processes.
 //! Its pid 1 is a small init (`init.rs`) that runs the function as pid 2.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,9 +23,12 @@ use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::pidfile;
 use crate::procnet::Listener;
+use crate::snapshot::{
+    self, Criu, LazyPages, PendingSnapshot, Snapshot, SnapshotError, SnapshotMeta,
+};
 use crate::spec::{EventOutcome, ExitReason, InstanceSpec};
 use crate::sys;
-use crate::StartError;
+use crate::{StartError, StartFailure};
 
 /// Where the process backend keeps its files and whom instances run as.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct ProcessConfig {
     pub init: PathBuf,
     /// Where instance cgroups go (`None`: no cgroup2 on this host; no freezing).
     pub cgroups: Option<CgroupRoot>,
+    /// CRIU for snapshot starts (`None`: none usable; snapshot-enabled functions start cold).
+    pub criu: Option<Arc<Criu>>,
     /// The server's prefix: instance limit groups are `fcx/<prefix>/<id>` in every hierarchy.
     pub prefix: String,
     /// Most processes one instance may run.
@@ -47,12 +53,17 @@ pub struct ProcessConfig {
 /// Starts instances as host processes.
 pub struct ProcessBackend {
     config: ProcessConfig,
+    /// Pre-made namespaces for restores (kept only where snapshots work).
+    netns_pool: crate::netns::NetNsPool,
 }
 
 impl ProcessBackend {
     /// A backend with `config`.
     pub fn new(config: ProcessConfig) -> ProcessBackend {
-        ProcessBackend { config }
+        let pooled = usize::from(config.criu.is_some()) * 2;
+        let netns_pool = crate::netns::NetNsPool::new(pooled);
+        netns_pool.refill();
+        ProcessBackend { config, netns_pool }
     }
 
     async fn spawn(
@@ -77,12 +88,34 @@ impl ProcessBackend {
         let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
         let (netns, egress) = PendingEgress::with_namespace(&id, spec.internet_access)
             .map_err(StartError::Namespace)?;
-        let mut cmd = tokio::process::Command::new(&self.config.init);
-        cmd.arg(crate::init::SUBCOMMAND)
-            .arg(uid.to_string())
+        let (program, args) = spec
+            .command
+            .split_first()
+            .ok_or_else(|| StartError::spawn(spec, "the function has no start command".into()))?;
+        let snapshot_shape = spec.snapshot && self.config.criu.is_some();
+        // Snapshot-enabled instances run under the snapshot init (`sys::pidns_init`): the
+        // shape CRIU can dump and restore (see docs/snapshots.md); the others under the
+        // instance init (`init.rs`).
+        // Snapshot-enabled inits are exec'd by their path, resolved inside their own mount
+        // namespace (where a private mount that hides it is undone by `keep`): CRIU must find
+        // the executable of every task it dumps on a mount of that namespace, and a
+        // descriptor opened by fcx names the host's.
+        let init_path = if snapshot_shape {
+            std::fs::read_link(&self.config.init).unwrap_or_else(|_| self.config.init.clone())
+        } else {
+            self.config.init.clone()
+        };
+        let mut cmd = tokio::process::Command::new(&init_path);
+        if snapshot_shape {
+            cmd.arg(crate::snapshot::INIT_ARG);
+        } else {
+            cmd.arg(crate::init::SUBCOMMAND);
+        }
+        cmd.arg(uid.to_string())
             .arg(uid.to_string())
             .arg("--")
-            .args(&spec.command)
+            .arg(program)
+            .args(args)
             .current_dir(&spec.code_dir)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -93,6 +126,10 @@ impl ProcessBackend {
             cmd.env(k, std::ffi::OsStr::from_bytes(v));
         }
         let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
+        let pipe = format!(
+            "pipe:[{}]",
+            snapshot::inode(write_end.as_fd()).map_err(StartError::Namespace)?
+        );
         let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
         match stdout {
             Some(fd) => cmd.stdout(Stdio::from(fd)),
@@ -122,17 +159,45 @@ impl ProcessBackend {
             procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
         }
         let (status_read, status_write) = sys::pipe().map_err(StartError::Namespace)?;
-        sys::prepare_instance_command(
-            &mut cmd,
-            netns.fd().as_raw_fd(),
-            procs,
-            private_mounts(spec.disk_mb).map_err(StartError::Namespace)?,
-            status_write.as_raw_fd(),
-        );
-        let program = &spec.command[0];
-        let mut child = netns
-            .spawn_init(cmd)
-            .await
+        // Snapshot-enabled instances run as PID 1 of their own PID namespace, with their
+        // identity file as fd 3: the shape CRIU dumps and restores.
+        let identity = if snapshot_shape {
+            let path = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
+                .map_err(StartError::Namespace)?;
+            let file = std::fs::File::open(&path).map_err(StartError::Namespace)?;
+            cmd.env(snapshot::IDENTITY_ENV, snapshot::PROCESS_IDENTITY_PATH);
+            sys::prepare_pidns_command(
+                &mut cmd,
+                sys::PidnsSetup {
+                    netns: netns.fd().as_raw_fd(),
+                    cgroup_procs: procs,
+                    user: None,
+                    fds: vec![(file.as_raw_fd(), 3)],
+                    subreaper: false,
+                    private: Some(
+                        snapshot_namespace(spec, &init_path).map_err(StartError::Namespace)?,
+                    ),
+                },
+            );
+            Some((path, file))
+        } else {
+            sys::prepare_instance_command(
+                &mut cmd,
+                netns.fd().as_raw_fd(),
+                procs,
+                private_mounts(spec.disk_mb).map_err(StartError::Namespace)?,
+                status_write.as_raw_fd(),
+            );
+            None
+        };
+        let spawned = if identity.is_some() {
+            let spawned = cmd.spawn();
+            drop(cmd);
+            spawned
+        } else {
+            netns.spawn_init(cmd).await
+        };
+        let mut child = spawned
             .map_err(|e| StartError::spawn(spec, format!("cannot start {program:?}: {e}")))?;
         // The parent's copies of the write ends closed with `cmd`, so EOF means every
         // process ended.
@@ -140,13 +205,14 @@ impl ProcessBackend {
         log.attach(read_end, &id);
         let pid = child.id().unwrap_or(0);
         let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
+        let waiter = identity.is_some();
         let (exit_tx, exit_rx) = watch::channel(None);
         let limits = Arc::new(limits.group);
         let watcher = Arc::clone(&limits);
         let memory_mb = spec.memory_mb;
         tokio::spawn(async move {
             let init = match child.wait().await {
-                Ok(status) => ExitReason::from_status(status),
+                Ok(status) => waiter_exit(ExitReason::from_status(status), waiter),
                 Err(_) => ExitReason::Code(-1),
             };
             let reason = match function_ending(status_read).await {
@@ -163,12 +229,26 @@ impl ProcessBackend {
             };
             let _ = exit_tx.send(Some(reason));
         });
+        // The waiter forks the program before it execs, so the program is its only child.
+        let init = OnceLock::new();
+        if waiter {
+            if let Some(p) = first_child(pid) {
+                let _ = init.set(p);
+            }
+        }
         let control = ProcessControl {
             pid,
+            init,
+            init_file: None,
             pidfile,
             cgroup,
             limits,
             egress: std::sync::OnceLock::new(),
+            identity: identity.map(|(path, _)| path),
+            work: None,
+            pipe,
+            uid,
+            gid: uid,
         };
         let instance = Instance::new(InstanceParts {
             id,
@@ -182,6 +262,204 @@ impl ProcessBackend {
         });
         Ok((instance, egress))
     }
+
+    /// Restores `snap` into a fresh instance: its own namespace, cgroup, log pipe and
+    /// identity file; `criu restore -d` under a subreaper waiter, which then stands for the
+    /// instance's main process.
+    async fn restore_instance(
+        &self,
+        criu: &Criu,
+        spec: &InstanceSpec,
+        snap: &Snapshot,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let uid = spec.run_as.ok_or_else(|| {
+            StartError::spawn(
+                spec,
+                "the function has no instance uid (the server allocates one per function)".into(),
+            )
+        })?;
+        let id = crate::instance::new_id();
+        let log = InstanceLog::for_instance(&self.config.logs, &spec.function_name, &id);
+        let (netns, egress) =
+            PendingEgress::with_pooled_namespace(&self.netns_pool, &id, spec.internet_access)
+                .map_err(StartError::Namespace)?;
+        let identity = snapshot::write_identity(&self.config.run_dir.join("identity"), &id)
+            .map_err(StartError::Namespace)?;
+        let identity_file = std::fs::File::open(&identity).map_err(StartError::Namespace)?;
+        let work = self.config.run_dir.join("restore").join(&id);
+        std::fs::create_dir_all(&work).map_err(StartError::Namespace)?;
+        let (read_end, write_end) = sys::pipe().map_err(StartError::Namespace)?;
+        let pipe = format!(
+            "pipe:[{}]",
+            snapshot::inode(write_end.as_fd()).map_err(StartError::Namespace)?
+        );
+        let cgroup = match &self.config.cgroups {
+            Some(root) => Some(root.create(&id).map_err(StartError::Namespace)?),
+            None => None,
+        };
+        // The same memory and pids limits as a cold-started instance.
+        let rel = std::path::Path::new("fcx")
+            .join(&self.config.prefix)
+            .join(&id);
+        let limits = InstanceGroup::for_process(&rel, spec.memory_mb, self.config.pids_limit)
+            .map_err(|e| {
+                StartError::failed(
+                    crate::StartFailure::CgroupRefused,
+                    format!(
+                        "cannot create the restored instance's cgroups {} with its memory and \
+                         pids limits: {e}",
+                        rel.display()
+                    ),
+                )
+            })?;
+        let mut procs: Vec<std::ffi::CString> = cgroup.iter().map(|c| c.procs.clone()).collect();
+        for p in &limits.procs {
+            procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
+        }
+        let lazy = if criu.lazy_for(snap.meta.pages_bytes) {
+            Some(
+                LazyPages::start(criu, &snap.images(), &work)
+                    .await
+                    .map_err(|e| StartError::failed(StartFailure::Sandbox, e))?,
+            )
+        } else {
+            None
+        };
+        let mut args = snapshot::criu::restore_args(
+            &snap.images(),
+            &work,
+            &work.join("pid"),
+            &snap.meta.pipe,
+            Some(&snap.meta.identity),
+        );
+        if lazy.is_some() {
+            args.push("--lazy-pages".into());
+        }
+        // The instance's mount namespace comes back from the image, on the host's root.
+        args.extend(snapshot::criu::HOST_MOUNTS.map(String::from));
+        args.extend(["--root".to_owned(), "/".to_owned()]);
+        let mut cmd = tokio::process::Command::new(&criu.path);
+        cmd.args(&args)
+            .current_dir(&work)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        sys::prepare_pidns_command(
+            &mut cmd,
+            sys::PidnsSetup {
+                netns: netns.fd().as_raw_fd(),
+                cgroup_procs: procs,
+                user: None,
+                fds: vec![
+                    (netns.fd().as_raw_fd(), snapshot::criu::FD_NETNS),
+                    (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
+                    (identity_file.as_raw_fd(), snapshot::criu::FD_IDENTITY),
+                ],
+                subreaper: true,
+                private: None,
+            },
+        );
+        let prepared_in = started.elapsed();
+        let mut child = cmd.spawn().map_err(|e| {
+            StartError::failed(
+                StartFailure::Sandbox,
+                format!("cannot run {}: {e}", criu.path.display()),
+            )
+        })?;
+        drop(cmd);
+        drop(write_end);
+        drop(identity_file);
+        log.attach(read_end, &id);
+        let pid = child.id().unwrap_or(0);
+        let pidfile = pidfile::write(&self.config.run_dir, &id, pid);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let limits = Arc::new(limits.group);
+        let watcher = Arc::clone(&limits);
+        let memory_mb = spec.memory_mb;
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => waiter_exit(ExitReason::from_status(status), true),
+                Err(_) => ExitReason::Code(-1),
+            };
+            let reason = match reason {
+                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
+                    ExitReason::OutOfMemory(memory_mb)
+                }
+                other => other,
+            };
+            let _ = exit_tx.send(Some(reason));
+        });
+        let control = ProcessControl {
+            pid,
+            init: OnceLock::new(),
+            init_file: Some(work.join("pid")),
+            pidfile,
+            cgroup,
+            limits,
+            egress: std::sync::OnceLock::new(),
+            identity: Some(identity),
+            work: Some(work.clone()),
+            pipe,
+            uid,
+            gid: uid,
+        };
+        let instance = Instance::new(InstanceParts {
+            id,
+            dial: Dial::Netns {
+                netns,
+                port: spec.port,
+            },
+            log,
+            exit: exit_rx,
+            control: Box::new(control),
+        });
+        let (listening, egress) =
+            tokio::join!(wait_listening(&instance, spec, started), egress.ready());
+        attach_egress(&instance, egress.map_err(StartError::Namespace)?);
+        if let Err(e) = listening {
+            return Err(StartError::failed(
+                StartFailure::Sandbox,
+                format!(
+                    "the restored instance did not come up ({e}); criu: {}",
+                    snapshot::criu::log_errors(&work.join("restore.log"))
+                ),
+            ));
+        }
+        if let Some(lazy) = lazy {
+            lazy.detach();
+        }
+        tracing::debug!(
+            instance = %instance.id,
+            prepared_ms = prepared_in.as_secs_f64() * 1e3,
+            listening_ms = started.elapsed().as_secs_f64() * 1e3,
+            "process instance restored"
+        );
+        Ok(instance)
+    }
+}
+
+/// A waiter exits with 128+N when its program died of signal N.
+fn waiter_exit(reason: ExitReason, waiter: bool) -> ExitReason {
+    match reason {
+        ExitReason::Code(c) if waiter && c > 128 && c <= 128 + 64 => ExitReason::Signal(c - 128),
+        other => other,
+    }
+}
+
+/// The first child of `pid` (`/proc/<pid>/task/<pid>/children`).
+fn first_child(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn cstring(bytes: &[u8]) -> std::io::Result<std::ffi::CString> {
@@ -213,6 +491,61 @@ fn private_mounts(disk_mb: u32) -> std::io::Result<Vec<sys::PrivateMount>> {
         mount("/var/tmp", "tmpfs", flags, tmp(disk_mb.max(1)))?,
         mount("/dev/shm", "tmpfs", flags, tmp(64))?,
     ])
+}
+
+/// The key CRIU names descriptor `fd` of `pid` by when it is external
+/// ([`snapshot::criu::external_file`]): its mount id (`fdinfo`) and inode.
+fn fd_external_key(pid: u32, fd: i32) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+    let mnt_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no mnt_id in /proc/{pid}/fdinfo/{fd}: {info:?}"),
+            )
+        })?;
+    let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))?.ino();
+    Ok(snapshot::criu::external_file(mnt_id, inode))
+}
+
+/// The mount and IPC namespaces of a snapshot-enabled instance: the same private mounts as
+/// every process instance, without the host mounts that come and go with other instances
+/// (overlay root file systems, namespace files: a restore needs every mount the image names
+/// still there), with the code directory and the init's directory kept reachable.
+fn snapshot_namespace(
+    spec: &InstanceSpec,
+    init: &std::path::Path,
+) -> std::io::Result<sys::PrivateNamespace> {
+    let mut detach: Vec<std::path::PathBuf> = crate::mountinfo::current()
+        .into_iter()
+        .filter(|m| {
+            matches!(m.fstype.as_str(), "overlay" | "nsfs")
+                || m.fstype.starts_with("fuse")
+                || (m.mount_point.starts_with("/run/netns") && m.mount_point != *"/run/netns")
+        })
+        .map(|m| m.mount_point)
+        .collect();
+    // Innermost first.
+    detach.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    detach.dedup();
+    let mut keep = vec![sys::KeepVisible::new(&std::path::absolute(
+        &spec.code_dir,
+    )?)?];
+    if let Some(dir) = init.parent().filter(|d| d.is_absolute()) {
+        keep.push(sys::KeepVisible::new(dir)?);
+    }
+    Ok(sys::PrivateNamespace {
+        mounts: private_mounts(spec.disk_mb)?,
+        detach: detach
+            .iter()
+            .map(|p| cstring(p.as_os_str().as_encoded_bytes()))
+            .collect::<std::io::Result<_>>()?,
+        keep,
+    })
 }
 
 /// What the init reported about the function's end on its status pipe (nothing when the
@@ -273,6 +606,76 @@ impl Backend for ProcessBackend {
         Ok(run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 
+    fn snapshots(&self) -> bool {
+        self.config.criu.is_some()
+    }
+
+    /// Dumps a snapshot-enabled instance (PID 1 of its namespace) with CRIU, leaving it
+    /// running.
+    async fn snapshot(
+        &self,
+        instance: &Instance,
+        into: &PendingSnapshot,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let criu = self
+            .config
+            .criu
+            .as_ref()
+            .ok_or_else(|| SnapshotError::Unsupported("no usable criu on this host".into()))?;
+        let c = instance
+            .control()
+            .as_any()
+            .downcast_ref::<ProcessControl>()
+            .ok_or_else(|| SnapshotError::Unsupported("not a process instance".into()))?;
+        let (Some(init), Some(_)) = (c.init_pid(), &c.identity) else {
+            return Err(SnapshotError::Unsupported(
+                "the instance was not started for snapshots (no PID namespace)".into(),
+            ));
+        };
+        let netns = instance
+            .netns()
+            .ok_or_else(|| SnapshotError::Unsupported("the instance has no namespace".into()))?;
+        let ino = snapshot::inode(netns.fd()).map_err(|source| SnapshotError::Io {
+            what: "the instance's namespace".into(),
+            source,
+        })?;
+        let images = into.images();
+        // The identity file (fd 3) was opened by fcx, on a host mount the instance's mount
+        // namespace does not have: named external, and passed in afresh on restore.
+        let identity_key = fd_external_key(init, 3).map_err(|source| SnapshotError::Io {
+            what: format!("the identity file (fd 3) of pid {init}"),
+            source,
+        })?;
+        let mut cmd = tokio::process::Command::new(&criu.path);
+        cmd.args(snapshot::criu::dump_args(init as i32, &images, ino, None))
+            .args(snapshot::criu::HOST_MOUNTS)
+            .arg("--external")
+            .arg(&identity_key);
+        sys::run_as_real_ids(&mut cmd, c.uid, c.gid);
+        let memory_bytes = snapshot::rss_bytes(init as i32);
+        snapshot::run_criu(cmd, &images, "dump.log", Duration::from_secs(120))
+            .await
+            .map_err(SnapshotError::Dump)?;
+        Ok(SnapshotMeta {
+            backend: BackendKind::Process.as_str().into(),
+            pipe: c.pipe.clone(),
+            identity: identity_key,
+            external_mounts: Vec::new(),
+            pages_bytes: snapshot::pages_bytes(&images),
+            memory_bytes,
+        })
+    }
+
+    async fn restore(&self, spec: &InstanceSpec, from: &Snapshot) -> Result<Instance, StartError> {
+        let Some(criu) = &self.config.criu else {
+            return Err(StartError::Unsupported {
+                backend: BackendKind::Process,
+                what: "snapshots (no usable criu)",
+            });
+        };
+        self.restore_instance(criu, spec, from).await
+    }
+
     /// Kills what a previous run left: instances named by pid files, and their cgroups.
     fn reap(&self) -> usize {
         let reaped = pidfile::reap(&self.config.run_dir)
@@ -302,16 +705,42 @@ fn attach_egress(instance: &Instance, egress: Option<Egress>) {
     }
 }
 
-/// A process instance's handles: its init (pid 1 of its namespace, leading its session),
-/// its cgroups, its pid file and its outbound networking.
+/// A process instance's handles: its init (pid 1 of its namespace, leading its session, or
+/// for snapshot-enabled instances the waiter in front of it), its cgroups, its pid file and
+/// its outbound networking; for snapshot-enabled instances also its PID-namespace init,
+/// identity file and log pipe.
 struct ProcessControl {
+    /// fcx's child: the program, or the waiter in front of a PID namespace.
     pid: u32,
+    /// PID 1 of the instance's PID namespace (on the host), once known.
+    init: OnceLock<u32>,
+    /// Where a restorer wrote `init` (CRIU's `--pidfile`).
+    init_file: Option<PathBuf>,
     pidfile: PathBuf,
     cgroup: Option<Cgroup>,
     /// The memory and pids limits (and the memory counters that tell an OOM kill).
     limits: Arc<InstanceGroup>,
     /// Only held: pasta runs exactly as long as the instance.
     egress: std::sync::OnceLock<Egress>,
+    /// The identity file (snapshot-enabled instances), removed with the instance.
+    identity: Option<PathBuf>,
+    /// A restore's work directory, removed with the instance.
+    work: Option<PathBuf>,
+    /// The log pipe's write end as CRIU names it.
+    pipe: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl ProcessControl {
+    fn init_pid(&self) -> Option<u32> {
+        if let Some(p) = self.init.get() {
+            return Some(*p);
+        }
+        let text = std::fs::read_to_string(self.init_file.as_ref()?).ok()?;
+        let pid: u32 = text.trim().parse().ok().filter(|p| *p > 1)?;
+        Some(*self.init.get_or_init(|| pid))
+    }
 }
 
 #[async_trait]
@@ -322,13 +751,20 @@ impl Control for ProcessControl {
         if let Some(c) = &self.cgroup {
             c.kill();
         }
+        // Killing a PID namespace's init kills everything in it.
+        if let Some(init) = self.init_pid() {
+            sys::kill(init, libc::SIGKILL);
+        }
         sys::kill_group(self.pid as i32, libc::SIGKILL);
     }
 
-    /// SIGTERM to the init, which passes it on to the function's process group (a PID
-    /// namespace's init would ignore it itself).
+    /// SIGTERM: to the snapshot init (which passes it on) or to the instance init (which
+    /// passes it on to the function's process group).
     fn terminate(&self) {
-        sys::kill(self.pid, libc::SIGTERM);
+        match self.init_pid() {
+            Some(init) => sys::kill(init, libc::SIGTERM),
+            None => sys::kill(self.pid, libc::SIGTERM),
+        }
     }
 
     /// The v2 group's counters, with the memory figures of the limit group where the v2
@@ -354,6 +790,12 @@ impl Drop for ProcessControl {
     fn drop(&mut self) {
         if !self.pidfile.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.pidfile);
+        }
+        if let Some(path) = &self.identity {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = &self.work {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(cgroup) = self.cgroup.take() {
             crate::cgroup::remove_in_background(cgroup);
@@ -531,6 +973,7 @@ mod tests {
             start_timeout: Duration::from_secs(2),
             internet_access: false,
             container: None,
+            snapshot: false,
             memory_mb: 128,
             disk_mb: 512,
             run_as: Some(100_000),

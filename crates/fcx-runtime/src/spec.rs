@@ -23,6 +23,9 @@ pub struct InstanceSpec {
     pub internet_access: bool,
     /// Set for custom-container functions: they run on the OCI backend.
     pub container: Option<ContainerSpec>,
+    /// The function starts from snapshots: its instances run in the shape CRIU can dump
+    /// (own PID namespace, the identity file passed in; see docs/snapshots.md).
+    pub snapshot: bool,
     /// `memorySize` in MB (the instance's memory limit, swap included).
     pub memory_mb: u32,
     /// `diskSize` in MB (the size of the instance's own `/tmp`).

@@ -388,6 +388,449 @@ pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// How a process that snapshots can be taken of starts (see [`prepare_pidns_command`]).
+pub struct PidnsSetup {
+    /// The instance's network namespace.
+    pub netns: RawFd,
+    /// `cgroup.procs` files to join before anything else (one per hierarchy).
+    pub cgroup_procs: Vec<std::ffi::CString>,
+    /// Who the program runs as; `None`: keep root (the restorer, which gives each restored
+    /// task its own credentials, and [`pidns_init`], which drops them for its child).
+    pub user: Option<(u32, u32)>,
+    /// Open fds handed to the program as the given numbers (at most four): the identity
+    /// file, or a restorer's namespace, log pipe and identity file.
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// Whether the parent stays behind as a subreaper (a restorer whose tree outlives it).
+    pub subreaper: bool,
+    /// A mount and an IPC namespace of the instance's own (not for a restorer: CRIU makes
+    /// them from the image).
+    pub private: Option<PrivateNamespace>,
+}
+
+/// The mount and IPC namespaces of a snapshot-enabled process instance: the hardened
+/// instances' private mounts (`/proc` of its PID namespace, tmpfs `/tmp`...), in a shape CRIU
+/// can dump (see docs/snapshots.md): the host mounts other instances come and go with
+/// (`detach`) are gone from it, stdin is reopened inside it, and each directory of `keep`
+/// that a private mount hides is bind-mounted back at its own path.
+#[derive(Debug, Default)]
+pub struct PrivateNamespace {
+    /// The private mounts.
+    pub mounts: Vec<PrivateMount>,
+    /// Host mount points detached from the namespace first (lazily, errors ignored).
+    pub detach: Vec<std::ffi::CString>,
+    /// Directories that must stay reachable by their paths (at most four): the code
+    /// directory (the first one, which also becomes the working directory) and the
+    /// directory of the binary exec'd as the init.
+    pub keep: Vec<KeepVisible>,
+}
+
+/// A directory a private mount may hide, put back at its own path (strings prepared before
+/// the fork).
+#[derive(Debug)]
+pub struct KeepVisible {
+    /// The directory.
+    pub path: std::ffi::CString,
+    /// Its ancestors below the root, outermost first, created in a private mount when the
+    /// directory is hidden.
+    pub ancestors: Vec<std::ffi::CString>,
+}
+
+impl KeepVisible {
+    /// The directory `path` (absolute).
+    pub fn new(path: &std::path::Path) -> io::Result<KeepVisible> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+        };
+        let mut ancestors: Vec<std::ffi::CString> = path
+            .ancestors()
+            .skip(1)
+            .filter(|a| a.parent().is_some())
+            .map(c)
+            .collect::<io::Result<_>>()?;
+        ancestors.reverse();
+        Ok(KeepVisible {
+            path: c(path)?,
+            ancestors,
+        })
+    }
+}
+
+/// `/proc/self/fd/N` for the descriptors [`KeepVisible`] directories are held open on in
+/// the child (fixed numbers, so nothing is formatted after the fork).
+const KEEP_FDS: [(libc::c_int, &std::ffi::CStr); 4] = [
+    (60, c"/proc/self/fd/60"),
+    (61, c"/proc/self/fd/61"),
+    (62, c"/proc/self/fd/62"),
+    (63, c"/proc/self/fd/63"),
+];
+
+/// Makes `cmd`'s child join its cgroups and network namespace, start a session, and fork
+/// the program as PID 1 of a new PID namespace, session leader there: the shape CRIU can
+/// dump and restore. The forked-off parent stays as a small waiter (closing every fd, so it
+/// holds nothing open) and exits with the program's status (128+N for signal N), so the
+/// caller's child still ends when the instance does. With `subreaper` it also collects
+/// orphans (a `criu restore -d` and the restored tree it leaves).
+pub fn prepare_pidns_command(cmd: &mut tokio::process::Command, setup: PidnsSetup) {
+    let hook = move || {
+        // SAFETY: pre_exec runs this in the forked child before exec; see `enter_pidns`.
+        unsafe { enter_pidns(&setup) }
+    };
+    // SAFETY: the hook only makes async-signal-safe syscalls and allocates nothing; the fds
+    // it uses stay open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// # Safety
+///
+/// Only in a freshly forked child before `exec` (a `pre_exec` hook): it changes the
+/// process's namespaces and credentials for good and may never return in the waiter.
+unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
+    // SAFETY: called between fork and exec; every call is async-signal-safe and touches only
+    // this process's own state.
+    unsafe {
+        for path in &s.cgroup_procs {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        check(libc::setns(s.netns, libc::CLONE_NEWNET))?;
+        check(libc::setsid())?;
+        // Copies above every target first, so no dup2 overwrites a source still needed.
+        let mut high = [-1; 4];
+        for (i, (fd, _)) in s.fds.iter().take(4).enumerate() {
+            high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+            if high[i] < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        for (i, (_, target)) in s.fds.iter().take(4).enumerate() {
+            check(libc::dup2(high[i], *target))?;
+            libc::close(high[i]);
+        }
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        if s.subreaper {
+            check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
+        } else if s.private.is_some() {
+            check(libc::unshare(
+                libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC,
+            ))?;
+        } else {
+            check(libc::unshare(libc::CLONE_NEWPID))?;
+        }
+        let child = libc::fork();
+        if child < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if child > 0 {
+            wait_and_exit(child);
+        }
+        // The program (PID 1 of the new namespace, or the restorer).
+        if !s.subreaper {
+            check(libc::setsid())?;
+        }
+        if let Some(private) = &s.private {
+            enter_private_mounts(private)?;
+        }
+        if let Some((uid, gid)) = s.user {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))?;
+        }
+        // Set last: a credential change clears it. The parent is the waiter.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// Sets up the private mounts of a snapshot-enabled instance, in its fresh mount namespace,
+/// as PID 1 of its PID namespace (so `/proc` is that namespace's).
+///
+/// # Safety
+///
+/// Only in a freshly forked child before `exec`, in a mount namespace of its own.
+unsafe fn enter_private_mounts(p: &PrivateNamespace) -> io::Result<()> {
+    // SAFETY: async-signal-safe syscalls on NUL-terminated strings prepared before the fork;
+    // they change only this process's (new) mount namespace and fd table.
+    unsafe {
+        // Nothing mounted here may propagate back to the host.
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for target in &p.detach {
+            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+        }
+        for (keep, (fd, _)) in p.keep.iter().zip(KEEP_FDS) {
+            let opened = libc::open(
+                keep.path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if opened < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            check(libc::dup3(opened, fd, libc::O_CLOEXEC))?;
+            libc::close(opened);
+        }
+        for m in &p.mounts {
+            let data = m
+                .data
+                .as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast());
+            let ret = libc::mount(
+                m.fstype.as_ptr(),
+                m.target.as_ptr(),
+                m.fstype.as_ptr(),
+                m.flags,
+                data,
+            );
+            // A host without the directory (e.g. no /var/tmp) has nothing to hide there.
+            if ret == -1 && *libc::__errno_location() != libc::ENOENT {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        for (keep, (fd, fd_path)) in p.keep.iter().zip(KEEP_FDS) {
+            if libc::access(keep.path.as_ptr(), libc::F_OK) != 0 {
+                for dir in keep.ancestors.iter().chain(std::iter::once(&keep.path)) {
+                    libc::mkdir(dir.as_ptr(), 0o755);
+                }
+                // Through the descriptor: the kernel follows /proc/self/fd/N to the hidden
+                // directory itself.
+                check(libc::mount(
+                    fd_path.as_ptr(),
+                    keep.path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            libc::close(fd);
+        }
+        // The working directory (set before the fork) and stdin (opened by fcx) belong to
+        // the host's mounts, which CRIU cannot name in this namespace: both anew from here.
+        if let Some(code) = p.keep.first() {
+            check(libc::chdir(code.path.as_ptr()))?;
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        check(libc::dup2(null, 0))?;
+        libc::close(null);
+        // Nothing but stdio and the identity file (fd 3) goes on: a descriptor fcx itself
+        // inherited without close-on-exec would name a host file CRIU cannot dump.
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+    }
+    Ok(())
+}
+
+/// The waiter: holds no fd, reaps every child and exits with the status of the last one
+/// that was not `first` (or with `first`'s when it failed: a restorer that gave up).
+///
+/// # Safety
+///
+/// Only in a forked child that will never return to Rust code.
+unsafe fn wait_and_exit(first: libc::pid_t) -> ! {
+    // SAFETY: async-signal-safe syscalls only; this process never returns.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut code = 0;
+        loop {
+            let mut status: libc::c_int = 0;
+            let pid = libc::waitpid(-1, &mut status, 0);
+            if pid < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(code);
+            }
+            let this = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                continue;
+            };
+            if pid == first && this != 0 {
+                libc::_exit(this);
+            }
+            code = this;
+        }
+    }
+}
+
+/// Makes `cmd` (a `criu dump`) run with the real uid and gid of the instance it dumps while
+/// keeping root's effective ids: reading another user's resource limits (`prlimit`) needs
+/// CAP_SYS_RESOURCE or matching real ids, and some hosts (this kind of VM) give root no
+/// CAP_SYS_RESOURCE.
+pub fn run_as_real_ids(cmd: &mut tokio::process::Command, uid: u32, gid: u32) {
+    // SAFETY: setresgid/setresuid are async-signal-safe and change only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(gid, 0, 0))?;
+            check(libc::setresuid(uid, 0, 0))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
+        });
+    }
+}
+
+/// Makes `cmd`'s child get `fd` (open in the parent until spawn returns) as fd `target`.
+pub fn pass_fd(cmd: &mut tokio::process::Command, fd: RawFd, target: RawFd) {
+    // SAFETY: dup2 and fcntl are async-signal-safe and change only the child's fd table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                check(libc::fcntl(fd, libc::F_SETFD, 0))
+            } else {
+                check(libc::dup2(fd, target))
+            }
+        });
+    }
+}
+
+/// `capset(2)`'s header and one 32-bit half of the sets (`_LINUX_CAPABILITY_VERSION_3`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets the calling thread's effective and permitted capabilities to `caps` (bit numbers
+/// below 32), nothing inheritable.
+fn set_caps(caps: u32) -> io::Result<()> {
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: caps,
+            permitted: caps,
+            inheritable: 0,
+        },
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: header and data are the v3 layout capset expects, alive for the call.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } as libc::c_int)
+}
+
+/// PID 1 of a snapshot-enabled process instance (`fcx __fcx-pidns-init UID GID -- PROG
+/// ARGS...`, exec'd as root by the pid-namespace child). It becomes `uid:gid` like the
+/// program, so CRIU, which must read every task's resource limits with the same real ids
+/// (`prlimit`; this kind of host gives root no CAP_SYS_RESOURCE), can dump both; it keeps
+/// only CAP_SYS_ADMIN and CAP_DAC_OVERRIDE, which CRIU's parasite needs in the namespace's
+/// init to mount the namespace's own `/proc` beside the code. Then it forks the program (no
+/// capabilities, default signal handling), passes SIGTERM/SIGINT/SIGHUP on to it, reaps
+/// orphans, and returns the program's status (128+N for signal N) once it ends. The program
+/// cannot reach its capabilities: ptrace needs a superset of them, and its `/proc` files
+/// stay root's. Call it first thing in `main`, while the process has one thread.
+pub fn pidns_init(uid: u32, gid: u32, argv: &[std::ffi::CString]) -> i32 {
+    if argv.is_empty() {
+        return 127;
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: credential calls on this (single) thread, with valid arguments.
+    let dropped = unsafe {
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))
+            .and_then(|()| check(libc::setgroups(0, std::ptr::null())))
+            .and_then(|()| check(libc::setresgid(gid, gid, gid)))
+            .and_then(|()| check(libc::setresuid(uid, uid, uid)))
+    };
+    // CAP_DAC_OVERRIDE is capability 1, CAP_SYS_ADMIN 21.
+    let kept = (1u32 << 21) | (1u32 << 1);
+    if dropped.and_then(|()| set_caps(kept)).is_err() {
+        return 126;
+    }
+    // SAFETY: single-threaded at this point (called before anything spawns threads), so
+    // fork is safe; the child only makes async-signal-safe calls before exec; sigset_t is
+    // plain old data.
+    unsafe {
+        let mut forwarded: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut forwarded);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut forwarded, sig);
+        }
+        // Blocked signals reach a PID-namespace init even from outside it; sigwaitinfo
+        // takes them one by one.
+        libc::sigprocmask(libc::SIG_BLOCK, &forwarded, std::ptr::null_mut());
+        let child = libc::fork();
+        if child < 0 {
+            return 126;
+        }
+        if child == 0 {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // No capabilities at all for the program (exec as a non-root user would drop
+            // them too; this does not depend on it).
+            let none = [CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            }; 2];
+            let header = CapHeader {
+                version: 0x2008_0522,
+                pid: 0,
+            };
+            if libc::syscall(libc::SYS_capset, &header, none.as_ptr()) != 0 {
+                libc::_exit(126);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&forwarded, &mut info);
+            if sig == libc::SIGCHLD {
+                loop {
+                    let mut status: libc::c_int = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == child {
+                        if libc::WIFEXITED(status) {
+                            return libc::WEXITSTATUS(status);
+                        }
+                        if libc::WIFSIGNALED(status) {
+                            return 128 + libc::WTERMSIG(status);
+                        }
+                    }
+                }
+            } else if sig > 0 {
+                libc::kill(child, sig);
+            }
+        }
+    }
+}
+
 /// The capability number of CAP_SYS_PTRACE (`linux/capability.h`).
 #[cfg(test)]
 pub const CAP_SYS_PTRACE: u32 = 19;
@@ -396,24 +839,15 @@ pub const CAP_SYS_PTRACE: u32 = 19;
 /// thread): tests play a caller that lacks it, as fcx does in a container.
 #[cfg(test)]
 pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Default, Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
+    let mut header = CapHeader {
+        version: 0x2008_0522,
         pid: 0,
     };
-    let mut data = [Data::default(); 2];
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     // SAFETY: capget writes one header and two data structs (version 3), both live and of
     // the kernel's layout.
     let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
@@ -421,6 +855,6 @@ pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
     let word = (cap / 32) as usize;
     data[word].effective &= !(1u32 << (cap % 32));
     // SAFETY: as above; capset only reads them, and changes the calling thread alone.
-    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    let set = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
     check(set as libc::c_int)
 }

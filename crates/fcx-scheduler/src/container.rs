@@ -53,6 +53,7 @@ pub fn instance_spec(deployed: &Deployed, image: &Image, config: &SchedulerConfi
         port,
         start_timeout: config.start_timeout,
         internet_access: f.internet_access,
+        snapshot: f.snapshot_enabled() && f.web_server_mode(),
         container: Some(ContainerSpec {
             rootfs: image.rootfs.clone(),
             working_dir: image.config.working_dir.clone(),

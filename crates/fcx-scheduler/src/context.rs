@@ -50,6 +50,7 @@ pub fn instance_spec(
         port,
         start_timeout: config.start_timeout,
         internet_access: f.internet_access,
+        snapshot: f.snapshot_enabled() && f.web_server_mode(),
         container: None,
         memory_mb: f.memory_size,
         disk_mb: f.disk_size,
@@ -100,13 +101,21 @@ pub fn static_headers(deployed: &Deployed, config: &SchedulerConfig) -> HeaderMa
 }
 
 /// FC's common request headers for one call of kind `control_path`: the version's static
-/// headers plus the request's own.
+/// headers plus the request's own, and the id of the instance called (fresh after a
+/// snapshot restore, while the environment's `FC_INSTANCE_ID` is frozen).
 pub fn headers(
     static_headers: &HeaderMap,
     req: &CallContext,
     control_path: &'static str,
+    instance_id: &str,
 ) -> HeaderMap {
     let mut map = static_headers.clone();
+    if let Ok(v) = HeaderValue::from_str(instance_id) {
+        map.insert(
+            HeaderName::from_static(fcx_protocol::headers::INSTANCE_ID),
+            v,
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&req.request_id) {
         map.insert(
             HeaderName::from_static(fcx_protocol::headers::REQUEST_ID),

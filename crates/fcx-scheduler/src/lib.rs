@@ -19,6 +19,7 @@ mod maintain;
 mod observe;
 mod pool;
 mod sandbox;
+pub mod snapshot;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -210,6 +211,8 @@ pub struct Scheduler {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     limits: Mutex<HashMap<String, Arc<FunctionLimits>>>,
     budget: Arc<InstanceBudget>,
+    /// Snapshot starts (unset: functions that opt in start cold, uncounted).
+    snapshots: std::sync::OnceLock<Arc<snapshot::Snapshots>>,
 }
 
 impl Scheduler {
@@ -228,12 +231,23 @@ impl Scheduler {
             config,
             pools: Mutex::default(),
             limits: Mutex::default(),
+            snapshots: std::sync::OnceLock::new(),
         });
         sched
             .config
             .metrics
             .add_collector(Box::new(observe::Instances(Arc::downgrade(&sched))));
         sched
+    }
+
+    /// Turns snapshot starts on (once, before functions are deployed).
+    pub fn set_snapshots(&self, snapshots: snapshot::Snapshots) {
+        let _ = self.snapshots.set(Arc::new(snapshots));
+    }
+
+    /// Snapshot dumps, restores and fallbacks so far (`None`: snapshot starts are off).
+    pub fn snapshot_counters(&self) -> Option<&snapshot::SnapshotCounters> {
+        self.snapshots.get().map(|s| &s.counters)
     }
 
     /// Starts the background loop (minimum instances, idle reclaim, freezing, dead instances).
@@ -287,6 +301,9 @@ impl Scheduler {
     pub fn deploy(&self, deployed: Deployed) {
         let name = deployed.function.function_name.clone();
         let key = pool_key(&name, deployed.version_id.as_deref());
+        if let Some(s) = self.snapshots.get() {
+            s.invalidate(&name, deployed.version_id.as_deref(), Some(&deployed));
+        }
         let headers = context::static_headers(&deployed, &self.config);
         let metrics = self
             .config
@@ -322,6 +339,9 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        if let Some(s) = self.snapshots.get() {
+            s.remove_function(name);
+        }
         self.config.metrics.remove_all_versions(name);
         for pool in old {
             pool.retire()
@@ -332,6 +352,9 @@ impl Scheduler {
 
     /// Stops the instances of a deleted version.
     pub fn remove_version(&self, name: &str, version: &str) {
+        if let Some(s) = self.snapshots.get() {
+            s.invalidate(name, Some(version), None);
+        }
         self.config.metrics.remove_function(name, version);
         if let Some(old) = self.pools().remove(&pool_key(name, Some(version))) {
             old.retire()

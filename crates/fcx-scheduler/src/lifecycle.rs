@@ -38,7 +38,7 @@ pub async fn call_hook(slot: &Slot, path: &'static str, hook: &LifecycleHook) ->
     let mut request = http::Request::new(fcx_runtime::body::empty());
     *request.uri_mut() = http::Uri::from_static(path);
     let statics = context::static_headers(&ctx.deployed, &ctx.config);
-    *request.headers_mut() = context::headers(&statics, &req, path);
+    *request.headers_mut() = context::headers(&statics, &req, path, &slot.instance.id);
     let log = slot.instance.log();
     log.begin(&req.request_id, Marker::Hook(hook_name(path)), false)
         .await;

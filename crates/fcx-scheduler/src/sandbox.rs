@@ -57,7 +57,10 @@ impl Sandboxes {
 /// Whether `pool`'s function runs from pre-created sandboxes: its backend makes them and it
 /// runs in web-server mode.
 fn wants_sandboxes(sched: &Scheduler, pool: &Pool) -> bool {
+    // Snapshot-enabled functions start from restores, which make their own sandbox.
+    let snapshots = sched.snapshots.get().is_some() && pool.deployed.function.snapshot_enabled();
     sched.config.sandboxes_per_function > 0
+        && !snapshots
         && pool.deployed.function.web_server_mode()
         && !pool.is_retired()
         && sched

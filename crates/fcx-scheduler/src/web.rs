@@ -15,6 +15,7 @@ use crate::lifecycle::{self, HookContext};
 use crate::limits::Admission;
 use crate::observe::ColdStart;
 use crate::pool::{Acquired, Lease, Pool, Slot, StartPermit};
+use crate::snapshot;
 use crate::stream::{InvocationBody, Observed};
 use crate::{
     context, launch, CallContext, CallFacts, InvokeRequest, InvokeResponse, Scheduler,
@@ -47,7 +48,7 @@ pub async fn invoke(
     let rid = req.request_id.clone();
     log.begin(&rid, Marker::Invoke, req.tail_log).await;
     let call_started = Instant::now();
-    let call = instance.call(request(pool, &req, control_path::INVOKE, payload));
+    let call = instance.call(request(pool, &req, control_path::INVOKE, payload, instance));
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Ok(timed_out(pool, &lease, &req, init_log, call_started).await),
         Ok(Err(CallError::RequestTooLarge)) => {
@@ -243,6 +244,17 @@ async fn start_instance(
     };
     cold.add(fetch, t.elapsed());
     let t = Instant::now();
+    let plan = snapshot::plan(sched.snapshots.get(), pool, backend.as_ref(), &spec);
+    if let Some(plan) = &plan {
+        // Restored instances were initialized before their snapshot: no second /initialize.
+        if let Some(instance) = plan.restore(pool, backend.as_ref(), &spec).await {
+            cold.add(Phase::Ready, t.elapsed());
+            if for_request {
+                cold.record(&pool.metrics);
+            }
+            return Ok((backend, instance, None));
+        }
+    }
     let instance = launch::start(backend.as_ref(), pool, &spec).await?;
     // A pre-created sandbox was made before this start: its creation costs this request nothing.
     let create = instance.created_at.saturating_duration_since(t);
@@ -259,6 +271,9 @@ async fn start_instance(
         }
         None => None,
     };
+    if let Some(plan) = &plan {
+        plan.dump(backend.as_ref(), &instance).await;
+    }
     if for_request {
         cold.record(&pool.metrics);
     }
@@ -315,7 +330,13 @@ async fn initialize(
     let log = instance.log();
     let rid = &req.request_id;
     log.begin(rid, Marker::Initialize, req.tail_log).await;
-    let call = instance.call_collect(request(pool, req, control_path::INITIALIZE, body::empty()));
+    let call = instance.call_collect(request(
+        pool,
+        req,
+        control_path::INITIALIZE,
+        body::empty(),
+        instance,
+    ));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, Marker::Initialize).await;
     let failure = match result {
@@ -405,11 +426,17 @@ pub(crate) async fn broken_connection(
     }
 }
 
-fn request(pool: &Pool, req: &CallContext, path: &'static str, body: Body) -> http::Request<Body> {
+fn request(
+    pool: &Pool,
+    req: &CallContext,
+    path: &'static str,
+    body: Body,
+    instance: &Instance,
+) -> http::Request<Body> {
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from_static(path);
-    let mut headers = context::headers(&pool.context_headers, req, path);
+    let mut headers = context::headers(&pool.context_headers, req, path, &instance.id);
     headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/octet-stream"),

@@ -52,6 +52,9 @@ pub enum Command<'a> {
     /// holding now, this one included), wait `ms`, remove the marker and reply
     /// `holding <count>`: the largest count replied is the most requests in flight at once.
     Hold { dir: &'a str, ms: u64 },
+    /// `state`: check the memory `/initialize` built (`TESTFN_INIT_ALLOC_MB`), page by page;
+    /// reply `pages=<n> intact=<true|false>`.
+    State,
     /// `alloc:<mb>`: allocate and touch that many MiB, then reply.
     Alloc(u64),
     /// `pids`: reply with the pids visible in `/proc`.
@@ -77,6 +80,7 @@ pub fn parse(body: &[u8]) -> Command<'_> {
         ("headers", None) => Some(Command::Headers),
         ("env", None) => Some(Command::Env),
         ("whoami", None) => Some(Command::Whoami),
+        ("state", None) => Some(Command::State),
         ("crash", None) => Some(Command::Crash),
         ("abort", None) => Some(Command::Abort),
         ("fail", None) => Some(Command::Fail),

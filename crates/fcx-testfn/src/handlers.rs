@@ -1,4 +1,5 @@
-//! Routes of the test function's HTTP server: `/initialize`, `/invoke`, `/pre-stop`, `/pre-freeze`.
+//! Routes of the test function's HTTP server: `/initialize`, `/invoke`, `/pre-stop`,
+//! `/pre-freeze`, and fcx's `/restore` extension.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -28,9 +29,15 @@ pub struct Config {
     pub init_fail: Option<String>,
     /// `TESTFN_INIT_SLEEP_MS`: delay before handling `/initialize`.
     pub init_sleep_ms: Option<u64>,
+    /// `TESTFN_INIT_ALLOC_MB`: state built by `/initialize` (that many MB of written
+    /// memory, held for the process's life): what a snapshot has to carry.
+    pub init_alloc_mb: Option<usize>,
     /// `TESTFN_BODIES`: file each `/invoke` appends `<x-fc-request-id> <body>` to.
     pub bodies: Option<PathBuf>,
 }
+
+/// The state `/initialize` built (`TESTFN_INIT_ALLOC_MB`).
+static STATE: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
 impl Config {
     pub fn from_env() -> Self {
@@ -42,6 +49,7 @@ impl Config {
                 .map(PathBuf::from),
             init_fail: var("TESTFN_INIT_FAIL"),
             init_sleep_ms: var("TESTFN_INIT_SLEEP_MS").and_then(|v| v.trim().parse().ok()),
+            init_alloc_mb: var("TESTFN_INIT_ALLOC_MB").and_then(|v| v.trim().parse().ok()),
             bodies: std::env::var_os("TESTFN_BODIES")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -119,6 +127,16 @@ pub fn handle(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             cfg.record("pre-freeze");
             Outcome::Respond(Response::new(200, "ok"))
         }
+        // fcx's snapshot extension: called on an instance restored from a snapshot. The
+        // record line carries the fresh id from the identity file, not the frozen env.
+        ("POST", "/restore") => {
+            let id = std::env::var_os("FCX_INSTANCE_ID_FILE")
+                .and_then(|p| fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            log_out(&format!("testfn: restore {}", id.trim()));
+            cfg.record(&format!("restore {}", id.trim()));
+            Outcome::Respond(Response::new(200, "restored"))
+        }
         (method, _) => Outcome::Respond(Response::new(
             404,
             format!("testfn: no route for {method} {}", head.target),
@@ -132,6 +150,15 @@ fn initialize(cfg: &Config) -> Outcome {
     }
     log_out("testfn: initialize");
     cfg.record("initialize");
+    if let Some(mb) = cfg.init_alloc_mb {
+        // Every page written (memset, fast even unoptimized), each one marked with its
+        // number, so all of it is real, distinct memory.
+        let mut state = vec![1u8; mb << 20];
+        for (i, page) in state.chunks_mut(4096).enumerate() {
+            page[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        }
+        *STATE.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
     match cfg.init_fail.as_deref() {
         Some("1") => Outcome::Respond(Response::new(404, "init failed")),
         Some("crash") => Outcome::Exit(9),
@@ -218,12 +245,25 @@ fn invoke(cfg: &Config, head: &Head, body: &[u8]) -> Outcome {
             headers: Vec::new(),
             body: Body::Repeat { byte: b'x', len: n },
         },
+        Command::State => Response::new(200, state_summary().trim_start().to_owned()),
         Command::Alloc(mb) => Response::new(200, crate::isolation::allocate(mb)),
         Command::Pids => Response::new(200, crate::isolation::visible_pids()),
         Command::Probe(spec) => Response::new(200, crate::isolation::run(spec)),
         Command::Raw => Response::new(200, body),
     };
     Outcome::Respond(resp)
+}
+
+/// ` pages=<n> intact=<bool>` for the state `/initialize` built (empty without one).
+fn state_summary() -> String {
+    let state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    if state.is_empty() {
+        return String::new();
+    }
+    let intact = state.chunks(4096).enumerate().all(|(i, page)| {
+        page.len() < 8 || page[..8] == (i as u64).to_le_bytes() && page[8..].iter().all(|b| *b == 1)
+    });
+    format!(" pages={} intact={intact}", state.len() / 4096)
 }
 
 fn request_id(head: &Head) -> &str {
@@ -316,7 +356,10 @@ fn barrier(cfg: &Config, dir: &Path, n: usize) -> Response {
     loop {
         let count = fs::read_dir(dir).map_or(0, |entries| entries.count());
         if count >= n {
-            return Response::new(200, format!("released {}", cfg.instance_id));
+            return Response::new(
+                200,
+                format!("released {}{}", cfg.instance_id, state_summary()),
+            );
         }
         if Instant::now() >= deadline {
             return Response::new(200, "barrier timeout");

@@ -189,6 +189,39 @@ pub fn python_event_image(app_dir: &Path) -> io::Result<ImageBuilder> {
         .layer(app))
 }
 
+/// Where Debian installs Python packages (`apt-get install python3-sympy`, ...).
+pub const HOST_DIST_PACKAGES: &str = "/usr/lib/python3/dist-packages";
+
+/// A Python web app with Debian's packages `packages` (directories of
+/// [`HOST_DIST_PACKAGES`], e.g. `sympy`, `flask`) beside the host's CPython: `app.py` from
+/// `app_dir`, run as `python3 /app/app.py`. The benchmark's heavy-initializer app.
+pub fn python_packages_image(app_dir: &Path, packages: &[&str]) -> io::Result<ImageBuilder> {
+    require(&app_dir.join("app.py"), "the app's app.py")?;
+    let mut layer = python::runtime_layer(Layer::new())?;
+    for package in packages {
+        let host = Path::new(HOST_DIST_PACKAGES).join(package);
+        require(
+            &host,
+            &format!("Debian's Python package {package} (apt-get install python3-{package})"),
+        )?;
+        layer = layer
+            .host_dir(&format!("{HOST_DIST_PACKAGES}/{package}"), &host)
+            .map_err(|e| named(e, &host))?;
+    }
+    let app = Layer::new()
+        .host_dir(APP_DIR, app_dir)
+        .map_err(|e| named(e, app_dir))?;
+    Ok(ImageBuilder::new()
+        .platform("linux/amd64")
+        .env(PATH_ENV)
+        .env("PYTHONDONTWRITEBYTECODE=1")
+        .working_dir(APP_DIR)
+        .cmd(&["python3", "app.py"])
+        .layer(base_layer())
+        .layer(layer)
+        .layer(app))
+}
+
 /// The repository's `examples/` directory (the seed's samples), found from this crate.
 pub fn examples_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")

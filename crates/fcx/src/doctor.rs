@@ -2,7 +2,7 @@
 //! (`fcx_runtime::host`: which egress mode a server would run and why), one line each with
 //! the command that fixes a failure, and with `--fix` applies the fixes that are safe to
 //! automate (the hybrid-cgroup mount, cgroup2 delegation in a container) before checking
-//! again.
+//! again; it also says whether snapshot starts (CRIU) work, as a warning.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,9 @@ pub struct DoctorArgs {
     /// The server's data dir; the overlay test mount is made on its filesystem.
     #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
     data_dir: PathBuf,
+    /// CRIU binary to check for snapshot starts (as `fcx server --criu`; default: PATH).
+    #[arg(long, env = "FCX_CRIU")]
+    criu: Option<PathBuf>,
     /// Egress mode to check, as `fcx server --egress` (auto, veth or pasta).
     #[arg(long, env = "FCX_EGRESS", default_value = "auto")]
     egress: fcx_runtime::egress::Requested,
@@ -47,6 +50,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         let mut checks = host::check_host(&a.runtime, &a.data_dir);
         checks.extend(host::check_egress(a.egress));
         relax_pasta(&mut checks);
+        checks.push(host::check_snapshots(a.criu.as_deref()));
         checks
     };
     let mut checks = all(&args);
@@ -116,6 +120,7 @@ fn print_checks(checks: &[Check], fixed: bool) {
         let scope = match (c.status, c.need) {
             (Status::Ok, _) | (_, Need::Oci) => "",
             (_, Need::Egress) => " (only instances with internetAccess need it)",
+            (_, Need::Snapshots) => " (only functions with fcxSnapshot need it)",
         };
         println!("  {label:<6}{:<width$}  {}{scope}", c.name, c.detail);
         if c.status == Status::Ok {

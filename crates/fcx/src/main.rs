@@ -162,6 +162,20 @@ struct ServerArgs {
     /// Most pre-created containers on this server (each holds a few MB).
     #[arg(long, default_value_t = 16)]
     sandbox_limit: u32,
+    /// CRIU binary for snapshot starts (functions with the fcx extension `fcxSnapshot`);
+    /// default: `criu` on PATH, /usr/local/sbin, /usr/sbin. Without a usable CRIU 4.2+
+    /// those functions start cold (`fcx doctor` says why).
+    #[arg(long, env = "FCX_CRIU")]
+    criu: Option<PathBuf>,
+    /// Disk budget of the snapshots in <data dir>/snapshots, in MB; the least recently used
+    /// snapshots are removed beyond it.
+    #[arg(long, default_value_t = 2048)]
+    snapshot_budget_mb: u64,
+    /// Restores of snapshots holding more memory than this many MB load their pages lazily
+    /// (userfaultfd), where the kernel allows it: the instance runs at once and pages arrive
+    /// on first touch.
+    #[arg(long, default_value_t = 64)]
+    snapshot_lazy_pages_mb: u64,
     /// Also serve GET /metrics (Prometheus text format) on this address, without
     /// authentication. On --listen, /metrics needs the API's authentication (none with
     /// --auth none).
@@ -257,8 +271,12 @@ struct ServerArgs {
 }
 
 fn main() -> ExitCode {
-    // The init of a process instance (pid 1 of its PID namespace): not a user command.
+    // PID 1 of a snapshot-enabled instance's namespace: before anything else (one thread).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = fcx_runtime::snapshot::run_init(&args[1..]) {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    // The init of a process instance (pid 1 of its PID namespace): not a user command.
     if args
         .get(1)
         .is_some_and(|a| a == fcx_runtime::init::SUBCOMMAND)
@@ -330,6 +348,9 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         pids_limit: args.pids_limit,
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
+        criu: args.criu,
+        snapshot_budget: args.snapshot_budget_mb.saturating_mul(1024 * 1024),
+        snapshot_lazy_above: args.snapshot_lazy_pages_mb.saturating_mul(1024 * 1024),
         async_error_text: fcx_gateway::error::async_error_text,
         scheduler_error_code: fcx_gateway::error::scheduler_error_code,
         metrics_max_functions: args.metrics_max_functions,

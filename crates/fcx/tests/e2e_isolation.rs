@@ -9,8 +9,10 @@
 //! function's code and the other instance's environment, connecting to fcx's API. A `/proc`
 //! path this kernel lacks is marked `[absent on this host's kernel]` in the output.
 //!
+//! The same runs against a snapshot-enabled process instance, cold and restored by CRIU.
+//!
 //! A `harness = false` target (see `fcx_testkit::skip`): the OCI test needs crun and the
-//! registry; a host without them reports it `ignored (needs ...)`.
+//! registry, the snapshot test CRIU 4.2; a host without them reports it `ignored (needs ...)`.
 
 mod support;
 
@@ -24,6 +26,14 @@ use support::Server;
 
 fn main() -> std::process::ExitCode {
     let root = Needs::new().root();
+    let criu = fcx_runtime::snapshot::Criu::probe(None);
+    let snapshots = Needs::new().root().check(
+        &format!(
+            "CRIU 4.2+ passing `criu check` ({})",
+            criu.as_ref().err().map_or("found", String::as_str)
+        ),
+        criu.is_ok(),
+    );
     let oci = Needs::new()
         .root()
         .command("crun", "package crun")
@@ -33,6 +43,11 @@ fn main() -> std::process::ExitCode {
             "a_process_instance_is_denied_every_attempt",
             &root,
             a_process_instance_is_denied_every_attempt,
+        ),
+        skip::test(
+            "a_snapshot_enabled_process_instance_is_denied_every_attempt_cold_and_restored",
+            &snapshots,
+            a_snapshot_enabled_process_instance_is_denied_every_attempt_cold_and_restored,
         ),
         skip::test(
             "an_oci_instance_is_denied_every_attempt",
@@ -164,6 +179,58 @@ fn a_process_instance_is_denied_every_attempt() {
     };
     let invoke = |cmd: &str| server.invoke("hostile", cmd.as_bytes()).text();
     attempt_all("process", &invoke, &targets);
+}
+
+/// A snapshot-enabled function (CRIU's shape of a process instance, with the same private
+/// mount and IPC namespaces) is as confined as any: the instance that was dumped, and one
+/// restored from its snapshot (its mount namespace rebuilt by CRIU) after it was reclaimed.
+fn a_snapshot_enabled_process_instance_is_denied_every_attempt_cold_and_restored() {
+    let server = Server::start_with(support::Options {
+        data_dir_visible: true,
+        ..Default::default()
+    });
+    let (victim_pid, victim_code) = start_victim(&server);
+    let scratch = support::scratch_dir("isolation-snap");
+    let record = scratch.path().join("record");
+    let mut body = support::testfn_function("hostile-snap", json!({ "TESTFN_RECORD": record }));
+    body["instanceLifecycleConfig"] = json!({
+        "initializer": { "handler": "init", "timeout": 10 }
+    });
+    body["fcxSnapshot"] = json!({ "enabled": true, "restoreHook": true });
+    // Reclaimed after a second idle, so the next invocation restores.
+    body["idleTimeout"] = json!(1);
+    server.create_function(body);
+    let targets = Targets {
+        victim_pid,
+        victim_code,
+        data_db: server.data_dir.path().join("fcx.db"),
+        api: server.addr.to_string(),
+    };
+    let invoke = |cmd: &str| server.invoke("hostile-snap", cmd.as_bytes()).text();
+    let events = |event: &str| {
+        std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(event))
+            .count()
+    };
+    attempt_all("process, snapshot-enabled", &invoke, &targets);
+    assert_eq!(events("initialize"), 1, "the first instance started cold");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server.instance_ids("hostile-snap").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle instance was not reclaimed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    attempt_all("process, restored", &invoke, &targets);
+    assert_eq!(
+        events("initialize"),
+        1,
+        "the second instance was not initialized"
+    );
+    assert_eq!(events("restore"), 1, "the second instance was restored");
 }
 
 /// fcx-testfn and its library closure as a web-server image (as the cold-start bench does).

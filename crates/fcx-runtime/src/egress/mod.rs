@@ -293,6 +293,26 @@ impl PendingEgress {
         name: &str,
         wanted: bool,
     ) -> io::Result<(crate::netns::NetNs, PendingEgress)> {
+        PendingEgress::namespace_from(name, wanted, crate::netns::NetNs::create)
+    }
+
+    /// As [`PendingEgress::with_namespace`], for a snapshot restore: with `internetAccess`
+    /// a pre-made namespace with its veth egress when there is one, else (and without
+    /// `internetAccess`) one from `plain`, the backend's pool of bare namespaces, its egress
+    /// set up while CRIU restores.
+    pub(crate) fn with_pooled_namespace(
+        plain: &crate::netns::NetNsPool,
+        name: &str,
+        wanted: bool,
+    ) -> io::Result<(crate::netns::NetNs, PendingEgress)> {
+        PendingEgress::namespace_from(name, wanted, |name| plain.take(name))
+    }
+
+    fn namespace_from(
+        name: &str,
+        wanted: bool,
+        make: impl FnOnce(&str) -> io::Result<crate::netns::NetNs>,
+    ) -> io::Result<(crate::netns::NetNs, PendingEgress)> {
         if wanted {
             if let Provider::Veth(_, pool) = provider() {
                 if let Some((netns, link)) = pool.take() {
@@ -302,7 +322,7 @@ impl PendingEgress {
                 }
             }
         }
-        let netns = crate::netns::NetNs::create(name)?;
+        let netns = make(name)?;
         let egress = PendingEgress::start(&netns, name, wanted);
         Ok((netns, egress))
     }

@@ -43,6 +43,10 @@ pub struct BundleConfig<'a> {
     /// runtime on the host) blocks the container's start until fcx opens and closes the
     /// fifo. `(cat binary, fifo)`.
     pub gate: Option<(&'a Path, &'a Path)>,
+    /// Snapshot-enabled instances: the host file bind-mounted read-only at
+    /// [`crate::snapshot::CONTAINER_IDENTITY_PATH`]; they also do without the
+    /// `/sys/fs/cgroup` mount, which CRIU cannot restore into a fresh group.
+    pub identity: Option<&'a Path>,
 }
 
 /// The CFS period the CPU quota is expressed in.
@@ -103,7 +107,7 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
 
 fn mounts(c: &BundleConfig<'_>) -> Value {
     let tmp_size = format!("size={}m", c.tmp_mb);
-    json!([
+    let mut list = json!([
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -123,7 +127,15 @@ fn mounts(c: &BundleConfig<'_>) -> Value {
          "options": ["rbind", "ro"]},
         {"destination": "/etc/hosts", "type": "bind", "source": c.hosts,
          "options": ["rbind", "ro"]},
-    ])
+    ]);
+    if let (Some(identity), Some(all)) = (c.identity, list.as_array_mut()) {
+        all.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        all.push(
+            json!({"destination": crate::snapshot::CONTAINER_IDENTITY_PATH,
+            "type": "bind", "source": identity, "options": ["rbind", "ro"]}),
+        );
+    }
+    list
 }
 
 #[cfg(test)]
@@ -149,6 +161,7 @@ mod tests {
             resolv_conf: Path::new("/run/r"),
             hosts: Path::new("/run/h"),
             gate: None,
+            identity: None,
         }
     }
 
@@ -208,5 +221,23 @@ mod tests {
         c.gate = Some((Path::new("/usr/bin/cat"), Path::new("/b/start")));
         let v = render(&c);
         assert_eq!(v["hooks"]["createContainer"][0]["args"][1], "/b/start");
+    }
+
+    #[test]
+    fn snapshot_instances_get_the_identity_file_and_no_cgroup_mount() {
+        let mut c = sample(&[], &[]);
+        let dests = |v: &Value| -> Vec<String> {
+            v["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["destination"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert!(dests(&render(&c)).contains(&"/sys/fs/cgroup".to_owned()));
+        c.identity = Some(Path::new("/b/instance-id"));
+        let d = dests(&render(&c));
+        assert!(!d.contains(&"/sys/fs/cgroup".to_owned()), "{d:?}");
+        assert!(d.contains(&"/etc/fcx-instance-id".to_owned()), "{d:?}");
     }
 }

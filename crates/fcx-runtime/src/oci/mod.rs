@@ -9,6 +9,7 @@ mod config;
 mod container;
 
 mod profile;
+mod restore;
 mod rootfs;
 mod user;
 
@@ -29,6 +30,7 @@ use crate::egress::{Egress, PendingEgress};
 use crate::instance::{Dial, Instance, InstanceParts};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
+use crate::snapshot::{self, Criu, PendingSnapshot, Snapshot, SnapshotError, SnapshotMeta};
 use crate::spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
 use crate::{group, process, sys, StartError, StartFailure};
 
@@ -49,11 +51,15 @@ pub struct OciConfig {
     pub pids_limit: i64,
     /// `/etc/resolv.conf` for instances with outbound networking.
     pub resolv_conf: String,
+    /// CRIU for snapshot starts (`None`: none usable).
+    pub criu: Option<Arc<Criu>>,
 }
 
 /// Starts instances as OCI containers.
 pub struct OciBackend {
     config: OciConfig,
+    /// Pre-made namespaces for restores (kept only where snapshots work).
+    netns_pool: crate::netns::NetNsPool,
     state_root: PathBuf,
     /// `cat`, the pre-created sandboxes' start-gate hook.
     cat: PathBuf,
@@ -69,6 +75,7 @@ impl OciBackend {
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("/bin/cat"));
         OciBackend {
+            netns_pool: crate::netns::NetNsPool::new(usize::from(config.criu.is_some()) * 2),
             config,
             state_root,
             cat,
@@ -205,6 +212,10 @@ impl OciBackend {
             return Err(StartError::failed(StartFailure::Sandbox, message));
         }
         let (read_end, write_end) = crate::sys::pipe().map_err(StartError::Namespace)?;
+        let pipe = format!(
+            "pipe:[{}]",
+            snapshot::inode(std::os::fd::AsFd::as_fd(&write_end)).map_err(StartError::Namespace)?
+        );
         let stderr = write_end.try_clone().map_err(StartError::Namespace)?;
         let mut cmd = tokio::process::Command::new(&self.config.runtime);
         cmd.arg("--root")
@@ -272,6 +283,10 @@ impl OciBackend {
             container,
             exit: exit_rx.clone(),
             egress: OnceLock::new(),
+            user: user::resolve(&c.rootfs, &c.user)
+                .map(|u| (u.uid, u.gid))
+                .unwrap_or((0, 0)),
+            pipe,
         };
         let instance = Instance::new(InstanceParts {
             id,
@@ -324,8 +339,17 @@ impl OciBackend {
                 }
             }
         }
+        let gate_opened = started.elapsed();
         match process::wait_listening(&instance, spec, started).await {
-            Ok(()) => Ok(instance),
+            Ok(()) => {
+                tracing::debug!(
+                    instance = %instance.id,
+                    gate_ms = gate_opened.as_secs_f64() * 1e3,
+                    listening_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "pre-created sandbox started"
+                );
+                Ok(instance)
+            }
             Err(e) => Err(explain(e, &instance)),
         }
     }
@@ -344,6 +368,15 @@ impl OciBackend {
         let user = user::resolve(&c.rootfs, &c.user)?;
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("FC_INSTANCE_ID={id}"));
+        let identity = container.bundle.join("instance-id");
+        if spec.snapshot {
+            std::fs::write(&identity, format!("{id}\n")).map_err(|e| e.to_string())?;
+            env.push(format!(
+                "{}={}",
+                snapshot::IDENTITY_ENV,
+                snapshot::CONTAINER_IDENTITY_PATH
+            ));
+        }
         for (k, v) in extra_env {
             env.push(format!("{k}={}", String::from_utf8_lossy(v)));
         }
@@ -388,6 +421,7 @@ impl OciBackend {
                 .gate
                 .as_deref()
                 .map(|fifo| (self.cat.as_path(), fifo)),
+            identity: spec.snapshot.then_some(identity.as_path()),
         });
         let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(container.bundle.join("config.json"), text).map_err(|e| e.to_string())
@@ -463,6 +497,85 @@ impl Backend for OciBackend {
         Ok(process::run_to_exit(instance, stdout_read, timeout, request_id).await)
     }
 
+    fn snapshots(&self) -> bool {
+        self.config.criu.is_some()
+    }
+
+    /// Dumps a snapshot-enabled container's process tree with CRIU (its network namespace
+    /// and bind mounts named external, its rootfs as the root), leaving it running, and
+    /// keeps a copy of its writable layer.
+    async fn snapshot(
+        &self,
+        instance: &Instance,
+        into: &PendingSnapshot,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let criu = self
+            .config
+            .criu
+            .as_ref()
+            .ok_or_else(|| SnapshotError::Unsupported("no usable criu on this host".into()))?;
+        let c = control_of(instance)
+            .ok_or_else(|| SnapshotError::Unsupported("not a container instance".into()))?;
+        let init = c
+            .container
+            .init_pid()
+            .ok_or_else(|| SnapshotError::Unsupported("the container has no init yet".into()))?;
+        let netns = instance
+            .netns()
+            .ok_or_else(|| SnapshotError::Unsupported("the instance has no namespace".into()))?;
+        let ino = snapshot::inode(netns.fd()).map_err(|source| SnapshotError::Io {
+            what: "the instance's namespace".into(),
+            source,
+        })?;
+        let images = into.images();
+        let externals = external_mounts(init);
+        let mut cmd = tokio::process::Command::new(&criu.path);
+        cmd.args(snapshot::criu::dump_args(
+            init,
+            &images,
+            ino,
+            Some(&c.container.rootfs.target),
+        ));
+        for (i, (target, _)) in externals.iter().enumerate() {
+            cmd.arg("--external").arg(format!("mnt[{target}]:m{i}"));
+        }
+        sys::run_as_real_ids(&mut cmd, c.user.0, c.user.1);
+        let memory_bytes = snapshot::rss_bytes(init);
+        snapshot::run_criu(cmd, &images, "dump.log", Duration::from_secs(120))
+            .await
+            .map_err(SnapshotError::Dump)?;
+        let (upper, seed) = (c.container.rootfs.upper(), into.upper());
+        tokio::task::spawn_blocking(move || rootfs::copy_tree(&upper, &seed))
+            .await
+            .map_err(|e| SnapshotError::Dump(e.to_string()))?
+            .map_err(|source| SnapshotError::Io {
+                what: "copying the writable layer".into(),
+                source,
+            })?;
+        Ok(SnapshotMeta {
+            backend: BackendKind::Oci.as_str().into(),
+            pipe: c.pipe.clone(),
+            identity: String::new(),
+            external_mounts: externals
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, kind))| (format!("m{i}"), kind.to_owned()))
+                .collect(),
+            pages_bytes: snapshot::pages_bytes(&images),
+            memory_bytes,
+        })
+    }
+
+    async fn restore(&self, spec: &InstanceSpec, from: &Snapshot) -> Result<Instance, StartError> {
+        let Some(criu) = self.config.criu.clone() else {
+            return Err(StartError::Unsupported {
+                backend: BackendKind::Oci,
+                what: "snapshots (no usable criu)",
+            });
+        };
+        self.restore_container(&criu, spec, from).await
+    }
+
     fn reap(&self) -> usize {
         self.reap_leftovers()
     }
@@ -478,6 +591,10 @@ impl Backend for OciBackend {
 /// the container's cgroup2 group (freezing) and its outbound networking.
 struct OciControl {
     container: Arc<Container>,
+    /// The container's user (CRIU dumps it with these real ids).
+    user: (u32, u32),
+    /// The log pipe's write end as CRIU names it.
+    pipe: String,
     /// `crun run`, fcx's child, leading its own process group.
     runtime_pid: u32,
     cgroup: Option<Cgroup>,
@@ -543,6 +660,35 @@ impl Drop for OciControl {
             crate::cgroup::remove_in_background(cgroup);
         }
     }
+}
+
+/// Bind mounts of a container that CRIU must leave to the restorer, by where they are inside
+/// it: fcx's resolv.conf, hosts and identity files, and `/dev/null` over masked files.
+fn external_mounts(init: i32) -> Vec<(String, &'static str)> {
+    let text = std::fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap_or_default();
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(target) = fields.nth(4) else {
+            continue;
+        };
+        let fstype = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("");
+        let kind = match target {
+            "/etc/resolv.conf" => "resolv",
+            "/etc/hosts" => "hosts",
+            t if t == snapshot::CONTAINER_IDENTITY_PATH => "identity",
+            t if profile::MASKED_PATHS.contains(&t) && fstype != "tmpfs" => "null",
+            _ => continue,
+        };
+        if !found.iter().any(|(t, _)| t == target) {
+            found.push((target.to_owned(), kind));
+        }
+    }
+    found
 }
 
 /// OCI runtimes exit with 128+N when the container's init died of signal N.

@@ -19,8 +19,23 @@ pub struct Rootfs {
 impl Rootfs {
     /// Mounts `lower` + a fresh writable layer in `layer_dir` at `target`.
     pub fn mount(lower: &Path, layer_dir: &Path, target: &Path) -> io::Result<Rootfs> {
+        Rootfs::mount_seeded(lower, layer_dir, target, None)
+    }
+
+    /// Like [`Rootfs::mount`], with the writable layer starting as a copy of `seed` (the
+    /// layer of a snapshotted instance: what it wrote while it initialized).
+    pub fn mount_seeded(
+        lower: &Path,
+        layer_dir: &Path,
+        target: &Path,
+        seed: Option<&Path>,
+    ) -> io::Result<Rootfs> {
         let upper = layer_dir.join("upper");
         let work = layer_dir.join("work");
+        if let Some(seed) = seed {
+            std::fs::create_dir_all(layer_dir)?;
+            copy_tree(seed, &upper)?;
+        }
         for dir in [&upper, &work, &target.to_path_buf()] {
             std::fs::create_dir_all(dir)?;
         }
@@ -55,10 +70,37 @@ impl Rootfs {
         })
     }
 
+    /// The writable layer (overlay `upperdir`).
+    pub fn upper(&self) -> PathBuf {
+        self.layer_dir.join("upper")
+    }
+
     /// Unmounts the overlay and deletes the writable layer (blocking: the layer may be big).
     pub fn remove(&self) {
         unmount(&self.target);
         let _ = std::fs::remove_dir_all(&self.layer_dir);
+    }
+}
+
+/// Copies a directory tree with owners, modes, times, links and special files as they are
+/// (`cp -a`, which also keeps overlay whiteouts, character devices 0/0).
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "cp -a {} {}: {status}",
+            from.display(),
+            to.display()
+        )))
     }
 }
 

@@ -387,7 +387,11 @@ fn spawn(data_dir: &Path, options: &Options) -> Spawned {
         .args(["--auth", if options.auth { "signature" } else { "none" }])
         .args(["--start-timeout", &options.start_timeout_secs.to_string()])
         .args(&options.extra_args)
-        .env("FCX_LOG", "warn")
+        // FCX_TEST_LOG (e.g. `fcx_runtime=debug`) shows the servers' phase timings.
+        .env(
+            "FCX_LOG",
+            std::env::var("FCX_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

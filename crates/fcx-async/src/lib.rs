@@ -193,7 +193,13 @@ impl AsyncService {
         task_id: Option<String>,
         origin: Origin,
     ) -> Result<Accepted, AsyncError> {
-        let task_enabled = self.config(function).task_enabled() || task_id.is_some();
+        // Read in place: no clone of the whole config (destinations, retry settings) on
+        // every event for one flag.
+        let configured = self
+            .configs()
+            .get(function)
+            .is_some_and(AsyncConfig::task_enabled);
+        let task_enabled = configured || task_id.is_some();
         let id = task_id.unwrap_or_else(|| request_id.clone());
         let outcome = self
             .queue

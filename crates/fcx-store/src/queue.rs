@@ -18,6 +18,10 @@ use crate::StoreError;
 
 /// Most writes committed in one transaction.
 const BATCH_MAX: usize = 512;
+/// The writer connection's page cache, in KiB (negative `cache_size` means KiB).
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+/// WAL pages (4 KiB) after which a commit checkpoints (SQLite's default is 1000).
+const CHECKPOINT_PAGES: i64 = 4000;
 
 /// An invocation to enqueue.
 #[derive(Debug, Clone)]
@@ -244,6 +248,17 @@ impl Queue {
     /// server, so leases are cleared and interrupted stops completed.
     pub fn open(path: &Path) -> Result<Queue, StoreError> {
         let write = open(path)?;
+        // The writer's working set (the table's and indexes' hot pages, ~10 MB at a 100k
+        // event backlog) stays cached: SQLite's default 2 MB re-read pages on every commit.
+        write
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .db()?;
+        // A checkpoint (copy the WAL into the database, fsync it) every 16 MB of WAL instead
+        // of every 4 MB: a page rewritten by many commits is copied once per checkpoint, and
+        // the writer stalls for a checkpoint a quarter as often. Commits stay fsync'd.
+        write
+            .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
+            .db()?;
         write
             .execute(
                 "UPDATE async_tasks SET lease_until_ms = 0 WHERE status IN ('Running', 'Retrying')",

@@ -42,13 +42,20 @@ pub fn testfn_bin() -> PathBuf {
         .get_or_init(|| {
             // Built every time (a no-op when fresh): `cargo test` does not build another
             // package's binary, and a copy left from an older checkout lacks new commands.
+            // The profile of the fcx binary under test: a bench (release) gets a release
+            // build, not a debug one while it runs whatever release copy lies beside fcx.
             let path = fcx_bin().with_file_name("fcx-testfn");
+            let release = path.parent().is_some_and(|d| d.ends_with("release"));
+            let mut args = vec!["build", "--quiet", "-p", "fcx-testfn"];
+            if release {
+                args.push("--release");
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "fcx-testfn"])
+                .args(&args)
                 .status()
                 .expect("run cargo build -p fcx-testfn");
-            assert!(status.success(), "cargo build -p fcx-testfn failed");
+            assert!(status.success(), "cargo {} failed", args.join(" "));
             path
         })
         .clone()

@@ -14,7 +14,7 @@ pub struct TimedStore {
     timers: [AtomicHistogram; OPERATIONS.len()],
 }
 
-const OPERATIONS: [&str; 21] = [
+const OPERATIONS: [&str; 25] = [
     "create_function",
     "get_function",
     "list_functions",
@@ -36,6 +36,10 @@ const OPERATIONS: [&str; 21] = [
     "claim_timer_fire",
     "delete_timer_state",
     "instance_uid",
+    "init_meta",
+    "next_counter",
+    "put_code",
+    "get_code",
 ];
 
 impl TimedStore {

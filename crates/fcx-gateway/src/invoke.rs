@@ -178,7 +178,7 @@ impl Call<'_> {
             true => {
                 let bytes = read_limited(body, limits::SYNC_PAYLOAD_MAX)
                     .await
-                    .map_err(|e| self.api.fail(e))?;
+                    .map_err(|e| self.reject(control, e))?;
                 (Some(bytes.clone()), Body::from(bytes))
             }
             false => (None, body),

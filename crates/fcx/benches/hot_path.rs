@@ -137,6 +137,12 @@ fn setup() -> Result<Bench, String> {
             .map_err(|e| format!("egress range: {e}"))?,
         egress_pool: 0,
         trigger_domain: "fcx.localhost".into(),
+        store: fcx_store::StoreUrl::Sqlite,
+        node_id: None,
+        advertise: None,
+        sync_interval: Duration::from_secs(10),
+        cluster_max_instances: None,
+        forward: false,
     };
     let (fcx, direct) = rt.block_on(async {
         let control = fcx_control::ControlPlane::start(core)

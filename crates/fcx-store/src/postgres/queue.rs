@@ -354,6 +354,22 @@ impl TaskQueue for PgQueue {
             .await
     }
 
+    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let pg = Arc::clone(&self.pg);
+        self.pg.block(async move {
+            let c = pg.conn().await?;
+            let row = c
+                .query_one(
+                    "SELECT count(*), min(created_ms) FROM async_tasks
+                     WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+                    &[],
+                )
+                .await
+                .map_err(db("counting the async backlog"))?;
+            Ok((row.get::<_, i64>(0) as u64, row.get::<_, Option<i64>>(1)))
+        })
+    }
+
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
         let pg = Arc::clone(&self.pg);
         let (function, task_id) = (function.to_owned(), task_id.to_owned());
@@ -369,22 +385,6 @@ impl TaskQueue for PgQueue {
                 .await
                 .map_err(db("reading an async task"))?;
             Ok(row.map(|r| task_row(&r, 0)))
-        })
-    }
-
-    fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
-        let pg = Arc::clone(&self.pg);
-        self.pg.block(async move {
-            let c = pg.conn().await?;
-            let row = c
-                .query_one(
-                    "SELECT count(*), min(created_ms) FROM async_tasks
-                     WHERE status IN ('Enqueued', 'Retrying', 'Running')",
-                    &[],
-                )
-                .await
-                .map_err(db("counting the async backlog"))?;
-            Ok((row.get::<_, i64>(0) as u64, row.get::<_, Option<i64>>(1)))
         })
     }
 

@@ -381,15 +381,34 @@ fn cold_invoke(
     Ok(took)
 }
 
-/// Whether a sandbox of function `name` waits at its start gate (a bundle with a gate, no
-/// pid file yet, and the function's name in its environment).
+/// Whether a sandbox of function `name` waits at its start gate: a bundle with a gate and
+/// the function's name in its environment whose gate hook is running, inside the container
+/// (`cat /dev/.fcx-start` in the sandbox's cgroup) or on the host (`cat <bundle>/start`).
 fn has_ready_sandbox(server: &support::Server, name: &str) -> bool {
     let needle = format!("FC_FUNCTION_NAME={name}\"");
+    let hooks: Vec<(String, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            Some((String::from_utf8_lossy(&cmdline).replace('\0', " "), cgroup))
+        })
+        .filter(|(c, _)| c.starts_with("cat ") && c.ends_with("start "))
+        .collect();
     std::fs::read_dir(server.run_dir.join("oci"))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("start").exists() && !e.path().join("pid").exists())
+        .filter(|e| e.path().join("start").exists())
+        .filter(|e| {
+            let gate = e.path().join("start").display().to_string();
+            let group = format!("/{}", e.file_name().to_string_lossy());
+            hooks.iter().any(|(c, cgroup)| {
+                c.contains(&gate) || (c.contains("/dev/.fcx-start") && cgroup.contains(&group))
+            })
+        })
         .any(|e| {
             std::fs::read_to_string(e.path().join("config.json")).is_ok_and(|c| c.contains(&needle))
         })

@@ -510,15 +510,21 @@ fn image_and_entrypoint_failures_have_their_own_codes() {
 }
 
 /// Ids of the pre-created sandboxes waiting at their start gate under a server's run dir:
-/// bundles whose gate fifo a `cat` hook process holds open.
+/// bundles whose gate fifo a `cat` hook process holds open, either inside the container
+/// (`cat /dev/.fcx-start`, in the sandbox's cgroup) or on the host (`cat <bundle>/start`).
 fn sandboxes(server: &Server) -> Vec<String> {
-    let gates: Vec<String> = std::fs::read_dir("/proc")
+    let gates: Vec<(String, String)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("cat ") && c.ends_with("/start "))
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            Some((String::from_utf8_lossy(&cmdline).replace('\0', " "), cgroup))
+        })
+        .filter(|(c, _)| {
+            c == "cat /dev/.fcx-start " || (c.starts_with("cat ") && c.ends_with("/start "))
+        })
         .collect();
     let dir = server.run_dir.join("oci");
     let mut ids: Vec<String> = std::fs::read_dir(dir)
@@ -527,7 +533,10 @@ fn sandboxes(server: &Server) -> Vec<String> {
         .flatten()
         .filter(|e| {
             let gate = e.path().join("start").display().to_string();
-            gates.iter().any(|c| c.contains(&gate))
+            let group = format!("/{}", e.file_name().to_string_lossy());
+            gates.iter().any(|(c, cgroup)| {
+                c.contains(&gate) || (c.contains("/dev/.fcx-start") && cgroup.contains(&group))
+            })
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();

@@ -39,15 +39,33 @@ pub struct BundleConfig<'a> {
     /// Host files bind-mounted read-only at `/etc/resolv.conf` and `/etc/hosts`.
     pub resolv_conf: &'a Path,
     pub hosts: &'a Path,
-    /// A pre-created sandbox's gate: a `createRuntime` hook (`cat <fifo>`, run by the
-    /// runtime on the host) blocks the container's start until fcx opens and closes the
-    /// fifo. `(cat binary, fifo)`.
-    pub gate: Option<(&'a Path, &'a Path)>,
+    /// A pre-created sandbox's gate: a hook that blocks the container's start until fcx
+    /// opens and closes the fifo.
+    pub gate: Option<Gate<'a>>,
     /// Snapshot-enabled instances: the host file bind-mounted read-only at
     /// [`crate::snapshot::CONTAINER_IDENTITY_PATH`]; they also do without the
     /// `/sys/fs/cgroup` mount, which CRIU cannot restore into a fresh group.
     pub identity: Option<&'a Path>,
 }
+
+/// How a pre-created sandbox is held before the function's process starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Gate<'a> {
+    /// A `startContainer` hook: the runtime runs it inside the container after
+    /// `pivot_root` (so the old root's detach, which can wait for an RCU grace period, is
+    /// paid at prepare time), just before the function's process. A static busybox,
+    /// bind-mounted read-only at [`GATE_BINARY`], reads the fifo bind-mounted at
+    /// [`GATE_FIFO`] (both under the container's own `/dev` tmpfs: nothing lands in the
+    /// writable layer).
+    InContainer { busybox: &'a Path, fifo: &'a Path },
+    /// A `createContainer` hook (`cat <fifo>`, the host's binary), run before `pivot_root`:
+    /// the fallback where no static busybox is installed.
+    Host { cat: &'a Path, fifo: &'a Path },
+}
+
+/// Where the in-container gate's busybox and fifo appear inside the container.
+pub const GATE_BINARY: &str = "/dev/.fcx-gate";
+pub const GATE_FIFO: &str = "/dev/.fcx-start";
 
 /// The CFS period the CPU quota is expressed in.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -99,8 +117,15 @@ pub fn render(c: &BundleConfig<'_>) -> Value {
             "seccomp": profile::seccomp(),
         },
     });
-    if let Some((cat, fifo)) = c.gate {
-        doc["hooks"] = json!({"createContainer": [{"path": cat, "args": ["cat", fifo]}]});
+    match c.gate {
+        Some(Gate::Host { cat, fifo }) => {
+            doc["hooks"] = json!({"createContainer": [{"path": cat, "args": ["cat", fifo]}]});
+        }
+        Some(Gate::InContainer { .. }) => {
+            doc["hooks"] =
+                json!({"startContainer": [{"path": GATE_BINARY, "args": ["cat", GATE_FIFO]}]});
+        }
+        None => {}
     }
     doc
 }
@@ -133,6 +158,16 @@ fn mounts(c: &BundleConfig<'_>) -> Value {
         all.push(
             json!({"destination": crate::snapshot::CONTAINER_IDENTITY_PATH,
             "type": "bind", "source": identity, "options": ["rbind", "ro"]}),
+        );
+    }
+    if let (Some(Gate::InContainer { busybox, fifo }), Some(all)) = (c.gate, list.as_array_mut()) {
+        all.push(
+            json!({"destination": GATE_BINARY, "type": "bind", "source": busybox,
+            "options": ["bind", "ro", "nosuid", "nodev"]}),
+        );
+        all.push(
+            json!({"destination": GATE_FIFO, "type": "bind", "source": fifo,
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
         );
     }
     list
@@ -218,9 +253,31 @@ mod tests {
         assert!(v["linux"]["resources"].get("memory").is_none());
         assert!(v["linux"]["resources"].get("cpu").is_none());
         assert!(v.get("hooks").is_none());
-        c.gate = Some((Path::new("/usr/bin/cat"), Path::new("/b/start")));
+        c.gate = Some(Gate::Host {
+            cat: Path::new("/usr/bin/cat"),
+            fifo: Path::new("/b/start"),
+        });
         let v = render(&c);
         assert_eq!(v["hooks"]["createContainer"][0]["args"][1], "/b/start");
+        assert!(v["hooks"].get("startContainer").is_none());
+        // After pivot_root: the hook and its fifo are paths inside the container.
+        c.gate = Some(Gate::InContainer {
+            busybox: Path::new("/bin/busybox"),
+            fifo: Path::new("/b/start"),
+        });
+        let v = render(&c);
+        assert!(v["hooks"].get("createContainer").is_none());
+        assert_eq!(v["hooks"]["startContainer"][0]["path"], GATE_BINARY);
+        assert_eq!(v["hooks"]["startContainer"][0]["args"][1], GATE_FIFO);
+        let mounts = v["mounts"].as_array().unwrap();
+        let source = |dest: &str| {
+            mounts
+                .iter()
+                .find(|m| m["destination"] == dest)
+                .map(|m| m["source"].clone())
+        };
+        assert_eq!(source(GATE_BINARY), Some(json!("/bin/busybox")));
+        assert_eq!(source(GATE_FIFO), Some(json!("/b/start")));
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub struct Container {
     pub(crate) bundle: PathBuf,
     pub(crate) rootfs: Rootfs,
     pub(crate) group: InstanceGroup,
-    /// The start gate of a pre-created sandbox (a fifo its runtime's hook waits on).
+    /// The start gate of a pre-created sandbox (a fifo its runtime's hook waits on, on the
+    /// host or bind-mounted into the container).
     pub(crate) gate: Option<PathBuf>,
     /// The runtime process (`crun run`), fcx's child.
     pub(crate) runtime_pid: std::sync::atomic::AtomicU32,
@@ -98,8 +99,9 @@ impl Container {
         self.signal(libc::SIGKILL);
         if let Some(gate) = &self.gate {
             if self.init_pid().is_none() {
-                // A sandbox that never started: its runtime waits in the gate hook, before
-                // the pid file exists. Ending the runtime ends the container it set up.
+                // A sandbox that never started, held by the host-side gate hook: that runs
+                // before the pid file exists. Ending the runtime ends the container it set
+                // up. (The in-container hook runs after it: killing the init ends both.)
                 let pid = self.runtime_pid.load(std::sync::atomic::Ordering::Acquire);
                 sys::kill(pid, libc::SIGKILL);
             }

@@ -61,8 +61,10 @@ pub struct OciBackend {
     /// Pre-made namespaces for restores (kept only where snapshots work).
     netns_pool: crate::netns::NetNsPool,
     state_root: PathBuf,
-    /// `cat`, the pre-created sandboxes' start-gate hook.
+    /// `cat`, the pre-created sandboxes' start-gate hook where no static busybox exists.
     cat: PathBuf,
+    /// A static busybox: the start gate then runs inside the container, after `pivot_root`.
+    busybox: Option<PathBuf>,
 }
 
 impl OciBackend {
@@ -74,7 +76,12 @@ impl OciBackend {
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("/bin/cat"));
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| is_static_executable(p));
         OciBackend {
+            busybox,
             netns_pool: crate::netns::NetNsPool::new(usize::from(config.criu.is_some()) * 2),
             config,
             state_root,
@@ -191,6 +198,12 @@ impl OciBackend {
         if let Some(gate) = &container.gate {
             if let Err(e) =
                 nix::unistd::mkfifo(gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| {
+                        // The in-container hook runs as the function's user: it must read it.
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(gate, std::fs::Permissions::from_mode(0o644))
+                    })
             {
                 container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
                 return Err(StartError::failed(
@@ -417,15 +430,39 @@ impl OciBackend {
             tmp_mb: c.disk_mb,
             resolv_conf: &resolv,
             hosts: &hosts,
-            gate: container
-                .gate
-                .as_deref()
-                .map(|fifo| (self.cat.as_path(), fifo)),
+            gate: container.gate.as_deref().map(|fifo| match &self.busybox {
+                Some(busybox) => config::Gate::InContainer { busybox, fifo },
+                None => config::Gate::Host {
+                    cat: &self.cat,
+                    fifo,
+                },
+            }),
             identity: spec.snapshot.then_some(identity.as_path()),
         });
         let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(container.bundle.join("config.json"), text).map_err(|e| e.to_string())
     }
+}
+
+/// Whether `path` is an ELF executable without a program interpreter (statically linked),
+/// so it runs in any container's rootfs, even one without a libc.
+fn is_static_executable(path: &Path) -> bool {
+    let Ok(elf) = std::fs::read(path) else {
+        return false;
+    };
+    // 64-bit little-endian ELF: e_phoff at 32, e_phentsize at 54, e_phnum at 56.
+    if elf.len() < 64 || elf[..4] != *b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap_or_default()) as usize;
+    let (size, count) = (u16_at(54), u16_at(56));
+    const PT_INTERP: u32 = 3;
+    (0..count).all(|i| {
+        let at = phoff.saturating_add(i * size);
+        elf.get(at..at.saturating_add(4))
+            .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
+    })
 }
 
 #[async_trait]
@@ -795,5 +832,21 @@ mod tests {
     fn signal_exit_codes_become_signals() {
         assert_eq!(runtime_exit(ExitReason::Code(137)), ExitReason::Signal(9));
         assert_eq!(runtime_exit(ExitReason::Code(1)), ExitReason::Code(1));
+    }
+
+    #[test]
+    fn only_executables_without_an_interpreter_are_static() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 64-bit ELF header with no program headers: nothing asks for an interpreter.
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let path = dir.path().join("static");
+        std::fs::write(&path, &elf).unwrap();
+        assert!(is_static_executable(&path));
+        // The test binary itself is dynamically linked (PT_INTERP).
+        assert!(!is_static_executable(&std::env::current_exe().unwrap()));
+        assert!(!is_static_executable(&dir.path().join("missing")));
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        assert!(!is_static_executable(&path));
     }
 }

@@ -238,6 +238,10 @@ impl Scheduler {
             .metrics
             .add_collector(Box::new(observe::Instances(Arc::downgrade(&sched))));
         sched
+            .config
+            .metrics
+            .add_collector(Box::new(observe::SnapshotStarts(Arc::downgrade(&sched))));
+        sched
     }
 
     /// Turns snapshot starts on (once, before functions are deployed).

@@ -206,3 +206,58 @@ impl fcx_metrics::prometheus_client::collector::Collector for Instances {
         Ok(())
     }
 }
+
+/// `fcx_snapshot_dumps_total`, `fcx_snapshot_restores_total` and
+/// `fcx_snapshot_fallbacks_total{reason}`: read from the snapshot counters at scrape time;
+/// nothing while snapshot starts are off.
+pub struct SnapshotStarts(pub std::sync::Weak<crate::Scheduler>);
+
+impl std::fmt::Debug for SnapshotStarts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotStarts")
+    }
+}
+
+impl fcx_metrics::prometheus_client::collector::Collector for SnapshotStarts {
+    fn encode(
+        &self,
+        mut encoder: fcx_metrics::prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use fcx_metrics::prometheus_client::encoding::EncodeMetric;
+        use fcx_metrics::prometheus_client::metrics::counter::ConstCounter;
+        use std::sync::atomic::Ordering;
+
+        let Some(sched) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let Some(counters) = sched.snapshot_counters() else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "fcx_snapshot_dumps",
+                "Snapshots taken after a first successful /initialize",
+                counters.dumps.load(Ordering::Relaxed),
+            ),
+            (
+                "fcx_snapshot_restores",
+                "Instances started from a snapshot instead of a cold start",
+                counters.restores.load(Ordering::Relaxed),
+            ),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "fcx_snapshot_fallbacks",
+            "Snapshot starts that fell back to a cold start, by reason (no usable CRIU, dump or \
+             restore failed, over the disk budget, restore hook failed)",
+            None,
+            fcx_metrics::prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, n) in counters.fallbacks() {
+            ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}

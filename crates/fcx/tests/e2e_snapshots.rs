@@ -460,6 +460,19 @@ fn a_corrupted_snapshot_falls_back_to_a_cold_start() {
     assert_eq!(now.len(), 1);
     let restored = std::fs::read(now[0].join("images").join("inventory.img")).unwrap();
     assert_ne!(restored, b"garbage");
+    // The fallback is counted in the metrics by its reason, never shown to the caller.
+    let metrics = server.request("GET", "/metrics", &[], b"").text();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert!(
+        value(r#"fcx_snapshot_fallbacks_total{reason="restore_failed"}"#) >= 1.0,
+        "{metrics}"
+    );
+    assert!(value("fcx_snapshot_dumps_total") >= 2.0, "{metrics}");
 }
 
 fn kill_9_during_a_dump_leaves_nothing_behind() {

@@ -339,31 +339,16 @@ impl ProcessBackend {
         // The instance's mount namespace comes back from the image, on the host's root.
         args.extend(snapshot::criu::HOST_MOUNTS.map(String::from));
         args.extend(["--root".to_owned(), "/".to_owned()]);
-        let mut cmd = tokio::process::Command::new(&criu.path);
-        cmd.args(&args)
-            .current_dir(&work)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::prepare_pidns_command(
-            &mut cmd,
-            sys::PidnsSetup {
-                netns: netns.fd().as_raw_fd(),
-                cgroup_procs: procs,
-                user: None,
-                fds: vec![
-                    (netns.fd().as_raw_fd(), snapshot::criu::FD_NETNS),
-                    (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
-                    (identity_file.as_raw_fd(), snapshot::criu::FD_IDENTITY),
-                ],
-                subreaper: true,
-                private: None,
-            },
+        let mut cmd = snapshot::criu::restore_command(
+            &criu.path,
+            &args,
+            &work,
+            netns.fd().as_raw_fd(),
+            procs,
+            &[
+                (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
+                (identity_file.as_raw_fd(), snapshot::criu::FD_IDENTITY),
+            ],
         );
         let prepared_in = started.elapsed();
         let mut child = cmd.spawn().map_err(|e| {

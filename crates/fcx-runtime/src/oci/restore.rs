@@ -4,7 +4,6 @@
 //! tree back into it, under a subreaper waiter that stands for `crun run`.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -158,30 +157,13 @@ impl OciBackend {
         if lazy.is_some() {
             args.push("--lazy-pages".into());
         }
-        let mut cmd = tokio::process::Command::new(&criu.path);
-        cmd.args(&args)
-            .current_dir(&work)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::prepare_pidns_command(
-            &mut cmd,
-            sys::PidnsSetup {
-                netns: netns.fd().as_raw_fd(),
-                cgroup_procs: procs,
-                user: None,
-                fds: vec![
-                    (netns.fd().as_raw_fd(), snapshot::criu::FD_NETNS),
-                    (write_end.as_raw_fd(), snapshot::criu::FD_LOG),
-                ],
-                subreaper: true,
-                private: None,
-            },
+        let mut cmd = snapshot::criu::restore_command(
+            &criu.path,
+            &args,
+            &work,
+            netns.fd().as_raw_fd(),
+            procs,
+            &[(write_end.as_raw_fd(), snapshot::criu::FD_LOG)],
         );
         let prepared_in = started.elapsed();
         let mut child = match cmd.spawn() {

@@ -153,6 +153,45 @@ pub fn dump_args(pid: i32, images: &Path, netns_inode: u64, root: Option<&Path>)
     args
 }
 
+/// The `criu restore` child of both backends: `args` run in `work` with a clean environment
+/// and no stdio, as a subreaper in a fresh PID namespace joined to `netns`, in the cgroups of
+/// `cgroup_procs`, inheriting `netns` as [`FD_NETNS`] and each of `fds` (the log pipe as
+/// [`FD_LOG`], a process instance's identity file as [`FD_IDENTITY`]).
+pub fn restore_command(
+    criu: &Path,
+    args: &[String],
+    work: &Path,
+    netns: std::os::fd::RawFd,
+    cgroup_procs: Vec<std::ffi::CString>,
+    fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(criu);
+    cmd.args(args)
+        .current_dir(work)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut inherited = vec![(netns, FD_NETNS)];
+    inherited.extend_from_slice(fds);
+    crate::sys::prepare_pidns_command(
+        &mut cmd,
+        crate::sys::PidnsSetup {
+            netns,
+            cgroup_procs,
+            user: None,
+            fds: inherited,
+            subreaper: true,
+            private: None,
+        },
+    );
+    cmd
+}
+
 /// `criu restore -d` of `images` (the restorer's work files in `work`), with the
 /// instance's fresh namespace, log pipe and (process instances) identity file inherited as
 /// fds 3, 4, 5.

@@ -89,6 +89,9 @@ struct Run {
     p99_us: f64,
     /// CPU time (user + system) of the server-side processes per request, in µs.
     cpu_us_per_req: f64,
+    /// Peak resident memory of the server-side processes (sum of their VmHWM), in KiB,
+    /// read after the run.
+    rss_kib: u64,
     requests: u64,
     non_2xx: u64,
     socket_errors: String,
@@ -207,6 +210,17 @@ fn run() -> Result<bool, String> {
         ("fcx-trigger", server.url("/body"), &trigger_lua),
     ];
 
+    // FCX_BENCH_TARGETS=nginx,fcx measures only those (profiling one path); ratios need
+    // the rows they compare.
+    let only = std::env::var("FCX_BENCH_TARGETS").unwrap_or_default();
+    let wanted = |t: &str| only.trim().is_empty() || only.split(',').any(|w| w.trim() == t);
+    let targets: Vec<_> = targets.into_iter().filter(|(t, _, _)| wanted(t)).collect();
+    if targets.is_empty() {
+        return Err(format!(
+            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, fcx, fcx-bare, fcx-trigger)"
+        ));
+    }
+
     let mut runs = Vec::new();
     let mut failures = Vec::new();
     // Rounds interleave the targets so that a slow spell of the machine hits all of them.
@@ -247,6 +261,7 @@ fn run() -> Result<bool, String> {
                         Some(mut r) => {
                             r.target = target;
                             r.conns = conns;
+                            r.rss_kib = peak_rss_kib(&pids);
                             if r.requests > 0 {
                                 r.cpu_us_per_req =
                                     cpu_ticks_used as f64 * 1e6 / clk_tck() / r.requests as f64;
@@ -541,6 +556,7 @@ fn summarize(runs: &[Run], rounds: u64) -> Vec<Run> {
             p50_us: median(same.iter().map(|x| x.p50_us).collect()),
             p99_us: median(same.iter().map(|x| x.p99_us).collect()),
             cpu_us_per_req: median(same.iter().map(|x| x.cpu_us_per_req).collect()),
+            rss_kib: same.iter().map(|x| x.rss_kib).max().unwrap_or(0),
             requests: same.iter().map(|x| x.requests).sum(),
             non_2xx: same.iter().map(|x| x.non_2xx).sum(),
             socket_errors: socket_errors.join(" / "),
@@ -616,12 +632,14 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
         println!("Medians over {rounds} rounds; req/s range = lowest-highest round.");
         println!();
         println!(
-            "| target | conns | req/s | req/s range | p50 | p99 | server CPU/req | requests | errors |"
+            "| target | conns | req/s | req/s range | p50 | p99 | server CPU/req | server RSS | requests | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    } else {
+        println!(
+            "| target | conns | req/s | p50 | p99 | server CPU/req | server RSS | requests | errors |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
-    } else {
-        println!("| target | conns | req/s | p50 | p99 | server CPU/req | requests | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---|");
     }
     for r in runs {
         let mut errors = Vec::new();
@@ -637,13 +655,14 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
             String::new()
         };
         println!(
-            "| {} | {} | {:.0} |{range} {} | {} | {:.0} µs | {} | {} |",
+            "| {} | {} | {:.0} |{range} {} | {} | {:.0} µs | {:.1} MiB | {} | {} |",
             r.target,
             r.conns,
             r.rps,
             fmt_us(r.p50_us),
             fmt_us(r.p99_us),
             r.cpu_us_per_req,
+            r.rss_kib as f64 / 1024.0,
             r.requests,
             if errors.is_empty() {
                 "none".to_string()
@@ -725,10 +744,19 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
             );
         }
     }
+    if let (Some(f), Some(n)) = (get("fcx", 64), get("nginx", 64)) {
+        println!(
+            "- peak RSS at 64 conns, one warm instance: fcx + instance {:.1} MiB, nginx (master, \
+             workers) + echo server {:.1} MiB",
+            f.rss_kib as f64 / 1024.0,
+            n.rss_kib as f64 / 1024.0
+        );
+    }
     println!("- fcx instances running after the runs: {fcx_instances}");
     println!(
         "- server CPU/req: user + system CPU of the echo server (direct), nginx's processes + \
-         the echo server (nginx), fcx + its instance (fcx), divided by the requests served"
+         the echo server (nginx), fcx + its instance (fcx), divided by the requests served; \
+         server RSS: the same processes' peak resident memory (VmHWM) summed"
     );
 }
 
@@ -764,6 +792,17 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
             let utime: u64 = rest.nth(11)?.parse().ok()?;
             let stime: u64 = rest.next()?.parse().ok()?;
             Some(utime + stime)
+        })
+        .sum()
+}
+
+/// The summed peak resident set (`VmHWM`, KiB) of `pids`.
+fn peak_rss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .sum()
 }

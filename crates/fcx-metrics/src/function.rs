@@ -230,7 +230,7 @@ impl FunctionMetrics {
                 phase: p.as_str(),
             });
         }
-        for limit in ["reservedConcurrency", "maxInstances"] {
+        for limit in ["reservedConcurrency", "maxInstances", "clusterMaxInstances"] {
             f.throttles.remove(&LimitLabels {
                 function: labels.function.clone(),
                 qualifier: labels.qualifier.clone(),

@@ -47,7 +47,7 @@ pub struct LimitLabels {
     pub function: Arc<str>,
     /// `LATEST` or a version id.
     pub qualifier: Arc<str>,
-    /// `reservedConcurrency` or `maxInstances`.
+    /// `reservedConcurrency`, `maxInstances` or `clusterMaxInstances`.
     pub limit: &'static str,
 }
 

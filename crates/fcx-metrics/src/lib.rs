@@ -175,7 +175,8 @@ impl Metrics {
         );
         r.register(
             "fcx_throttles",
-            "Invocations refused with 429 by limit (reservedConcurrency, maxInstances)",
+            "Invocations refused with 429 by limit (reservedConcurrency, maxInstances, \
+             clusterMaxInstances)",
             f.throttles.clone(),
         );
         r.register(

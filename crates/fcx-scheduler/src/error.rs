@@ -223,11 +223,14 @@ pub enum SchedulerError {
 }
 
 impl SchedulerError {
-    /// The limit that refused the call (`reservedConcurrency`, `maxInstances`).
+    /// The limit that refused the call (`reservedConcurrency`, `maxInstances`,
+    /// `clusterMaxInstances`): the `LimitName` of the 429 and the metrics' `limit` label.
+    /// Every [`is_throttle`](Self::is_throttle) error has one.
     pub fn limit_name(&self) -> Option<&'static str> {
         match self {
             SchedulerError::ReservedConcurrency { .. } => Some("reservedConcurrency"),
             SchedulerError::InstanceLimit { .. } => Some("maxInstances"),
+            SchedulerError::ClusterInstanceLimit { .. } => Some("clusterMaxInstances"),
             _ => None,
         }
     }

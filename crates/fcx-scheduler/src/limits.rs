@@ -320,6 +320,8 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().contains("--cluster-max-instances 6"), "{e}");
+        // The 429's LimitName and the metrics' limit label.
+        assert_eq!(e.limit_name(), Some("clusterMaxInstances"));
         // Held: the share in effect (2), since this node may still fill it while leasing.
         assert_eq!(
             b.demand(),

@@ -1,6 +1,8 @@
 //! What the scheduler records into the metrics: outcomes with their codes, the cold start
 //! once, a streamed answer only at its end, and the series of a deleted function gone.
 
+use std::sync::atomic::Ordering;
+
 use fcx_runtime::fake::{Gate, Reply};
 
 use super::*;
@@ -136,4 +138,48 @@ async fn a_throttle_is_counted_with_its_limit() {
     );
     gate.open();
     read(busy).await;
+}
+
+#[tokio::test]
+async fn a_refusal_at_the_cluster_instance_cap_is_counted_as_a_throttle() {
+    let h = Harness::new();
+    h.deploy(function("f"));
+    // This node's share of `--cluster-max-instances 3` is 0: no instance may start here.
+    h.sched.set_instance_share(Some(3), Some(0));
+    let refused = h.invoke("f", "x").await.err().expect("refused");
+    assert!(
+        matches!(
+            refused,
+            SchedulerError::ClusterInstanceLimit { max: 3, share: 0 }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        series(
+            &h,
+            r#"fcx_throttles_total{function="f",qualifier="LATEST",limit="clusterMaxInstances"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &h,
+            r#"fcx_invocations_total{function="f",qualifier="LATEST",outcome="throttled",code="clusterMaxInstances"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !h.metrics.encode().contains(r#"outcome="platform_error""#),
+        "{}",
+        h.metrics.encode()
+    );
+    assert_eq!(h.metrics.totals().throttles.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        h.metrics.totals().platform_errors.load(Ordering::Relaxed),
+        0
+    );
+
+    // The function's throttle series go with it.
+    h.sched.remove("f");
+    assert!(!h.metrics.encode().contains(r#"function="f""#));
 }

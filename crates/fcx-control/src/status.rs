@@ -110,6 +110,8 @@ pub struct Totals {
     pub function_errors: u64,
     /// Invocations fcx could not run.
     pub platform_errors: u64,
+    /// Invocations refused for the request's own fault (a broken or oversized body: 4xx).
+    pub client_errors: u64,
     /// Invocations refused at a concurrency limit (429).
     pub throttles: u64,
 }
@@ -186,6 +188,7 @@ impl Command for GetStatus {
                 success: t.success.load(Ordering::Relaxed),
                 function_errors: t.function_errors.load(Ordering::Relaxed),
                 platform_errors: t.platform_errors.load(Ordering::Relaxed),
+                client_errors: t.client_errors.load(Ordering::Relaxed),
                 throttles: t.throttles.load(Ordering::Relaxed),
             },
             region: cp.region.clone(),

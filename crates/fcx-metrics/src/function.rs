@@ -1,7 +1,7 @@
 //! The series of one deployed function version, registered when it is deployed: the
 //! invocation path only increments atomics it already holds (success counter, latency
-//! histograms), with no lookup, lock or allocation. Function errors, throttles and platform
-//! errors look their series up in the family (a read lock, once per failed invocation):
+//! histograms), with no lookup, lock or allocation. Function errors, throttles, platform
+//! and client errors look their series up in the family (a read lock, once per failed invocation):
 //! their codes form a small fixed set.
 
 use std::sync::atomic::Ordering;
@@ -26,6 +26,9 @@ pub enum Outcome {
     Throttled,
     /// fcx could not run it (`code` is the FC error code).
     PlatformError,
+    /// The request itself was at fault, answered 4xx: its body broke or timed out mid-upload,
+    /// was too large, or cannot be passed as an event (`code` is the FC error code).
+    ClientError,
 }
 
 impl Outcome {
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::FunctionError => "function_error",
             Outcome::Throttled => "throttled",
             Outcome::PlatformError => "platform_error",
+            Outcome::ClientError => "client_error",
         }
     }
 }
@@ -154,6 +158,7 @@ impl FunctionMetrics {
             Outcome::FunctionError => &totals.function_errors,
             Outcome::Throttled => &totals.throttles,
             Outcome::PlatformError => &totals.platform_errors,
+            Outcome::ClientError => &totals.client_errors,
         }
         .fetch_add(1, Ordering::Relaxed);
         if done.outcome == Outcome::Throttled {

@@ -62,6 +62,8 @@ pub struct Totals {
     pub function_errors: AtomicU64,
     /// Invocations fcx could not run.
     pub platform_errors: AtomicU64,
+    /// Invocations refused for the request's own fault (a broken or oversized body: 4xx).
+    pub client_errors: AtomicU64,
     /// Invocations refused at a concurrency limit.
     pub throttles: AtomicU64,
 }

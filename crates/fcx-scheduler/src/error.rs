@@ -235,6 +235,19 @@ impl SchedulerError {
         }
     }
 
+    /// The request itself was at fault (answered 4xx): its body broke or timed out while it
+    /// was read, was too large, or cannot be passed as an event. Counted as a client error,
+    /// not a platform error.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::PayloadUnreadable(_)
+                | SchedulerError::PayloadTooLarge { .. }
+                | SchedulerError::EventHasNul
+                | SchedulerError::EventTooLarge { .. }
+        )
+    }
+
     /// The instance the error happened in, when one was reached.
     pub fn instance_id(&self) -> Option<&str> {
         match self {

@@ -49,10 +49,7 @@ impl Call {
                 }
             }
             Err(e) => {
-                let (outcome, code) = match e.limit_name() {
-                    Some(limit) => (Outcome::Throttled, limit),
-                    None => (Outcome::PlatformError, error_code(e)),
-                };
+                let (outcome, code) = failure(e, error_code);
                 Finished {
                     request_id: self.request_id.as_str(),
                     instance_id: e.instance_id().unwrap_or(""),
@@ -102,10 +99,7 @@ impl Call {
                 },
             },
             Err(e) => {
-                let (outcome, code) = match e.limit_name() {
-                    Some(limit) => (Outcome::Throttled, limit),
-                    None => (Outcome::PlatformError, error_code(e)),
-                };
+                let (outcome, code) = failure(e, error_code);
                 Finished {
                     request_id: self.request_id.as_str(),
                     instance_id: e.instance_id().unwrap_or(""),
@@ -118,6 +112,21 @@ impl Call {
             }
         };
         metrics.finished(&done);
+    }
+}
+
+/// How a failed call is counted: refused at a limit (its name), the request's own fault
+/// (its FC code), or fcx could not run it (its FC code).
+fn failure(
+    e: &SchedulerError,
+    error_code: fn(&SchedulerError) -> &'static str,
+) -> (Outcome, &'static str) {
+    if let Some(limit) = e.limit_name() {
+        (Outcome::Throttled, limit)
+    } else if e.is_client_error() {
+        (Outcome::ClientError, error_code(e))
+    } else {
+        (Outcome::PlatformError, error_code(e))
     }
 }
 

@@ -183,3 +183,72 @@ async fn a_refusal_at_the_cluster_instance_cap_is_counted_as_a_throttle() {
     h.sched.remove("f");
     assert!(!h.metrics.encode().contains(r#"function="f""#));
 }
+
+/// A request body that fails as the gateway's does when the client aborts its upload.
+struct AbortedUpload;
+
+impl hyper::body::Body for AbortedUpload {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, body::BoxError>>> {
+        let e = body::ClientBodyError("the client aborted its upload".into());
+        std::task::Poll::Ready(Some(Err(Box::new(e))))
+    }
+}
+
+#[tokio::test]
+async fn a_broken_client_body_is_counted_as_a_client_error_not_a_platform_error() {
+    use http_body_util::BodyExt;
+
+    let h = Harness::new();
+    h.deploy(function("f"));
+    h.fake.script(|s| s.on_invoke(|_| Reply::ok("fine")));
+    let req = InvokeRequest {
+        payload: AbortedUpload.boxed_unsync(),
+        ..request("")
+    };
+    let e = h.sched.invoke("f", req).await.err().expect("refused");
+    assert!(matches!(e, SchedulerError::PayloadUnreadable(_)), "{e:?}");
+    assert_eq!(
+        series(
+            &h,
+            r#"fcx_invocations_total{function="f",qualifier="LATEST",outcome="client_error",code="TestError"}"#
+        ),
+        Some(1.0)
+    );
+    let text = h.metrics.encode();
+    assert!(!text.contains(r#"outcome="platform_error""#), "{text}");
+    assert_eq!(h.metrics.totals().client_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        h.metrics.totals().platform_errors.load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(h.metrics.recent()[0].outcome, "client_error");
+}
+
+#[test]
+fn errors_of_the_request_itself_are_client_errors_and_failures_of_fcx_are_not() {
+    for e in [
+        SchedulerError::PayloadUnreadable("aborted".into()),
+        SchedulerError::PayloadTooLarge { limit: 10 },
+        SchedulerError::EventHasNul,
+        SchedulerError::EventTooLarge { len: 11, limit: 10 },
+    ] {
+        assert!(e.is_client_error(), "{e:?}");
+        assert_eq!(e.limit_name(), None, "{e:?}");
+    }
+    for e in [
+        SchedulerError::InstanceLimit { max: 1 },
+        SchedulerError::ClusterInstanceLimit { max: 2, share: 1 },
+        SchedulerError::Internal("broken invariant"),
+        SchedulerError::FunctionNotFound {
+            function: "f".into(),
+        },
+    ] {
+        assert!(!e.is_client_error(), "{e:?}");
+    }
+}

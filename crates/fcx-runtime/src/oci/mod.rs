@@ -252,7 +252,7 @@ impl OciBackend {
             None => cmd.stdout(Stdio::from(write_end)),
         };
         crate::sys::die_with_fcx(&mut cmd);
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
                 container.teardown(&watch::channel(Some(ExitReason::Code(0))).1);
@@ -272,24 +272,8 @@ impl OciBackend {
         container
             .runtime_pid
             .store(pid, std::sync::atomic::Ordering::Release);
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let memory_mb = c.memory_mb;
         let container = Arc::new(container);
-        let watcher = Arc::clone(&container);
-        tokio::spawn(async move {
-            let reason = match child.wait().await {
-                Ok(status) => runtime_exit(ExitReason::from_status(status)),
-                Err(_) => ExitReason::Code(-1),
-            };
-
-            let reason = match reason {
-                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
-                    ExitReason::OutOfMemory(memory_mb)
-                }
-                other => other,
-            };
-            let _ = exit_tx.send(Some(reason));
-        });
+        let exit_rx = watch_exit(child, Arc::clone(&container), c.memory_mb);
         let control = OciControl {
             runtime_pid: pid,
             cgroup: container.group.container_v2_dir().map(Cgroup::existing),
@@ -734,6 +718,32 @@ fn runtime_exit(reason: ExitReason) -> ExitReason {
         ExitReason::Code(c) if c > 128 && c <= 128 + 64 => ExitReason::Signal(c - 128),
         other => other,
     }
+}
+
+/// Waits in a task for the container's runtime process (`crun run`, or the subreaper
+/// waiter of a restore) to end and reports why on the returned channel: a runtime's 128+N
+/// exit as signal N, and a SIGKILL by the memory cgroup's OOM killer as out of memory at
+/// `memory_mb`.
+fn watch_exit(
+    mut child: tokio::process::Child,
+    container: Arc<Container>,
+    memory_mb: u32,
+) -> watch::Receiver<Option<ExitReason>> {
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let reason = match child.wait().await {
+            Ok(status) => runtime_exit(ExitReason::from_status(status)),
+            Err(_) => ExitReason::Code(-1),
+        };
+        let reason = match reason {
+            ExitReason::Signal(libc::SIGKILL) if container.hit_memory_limit() => {
+                ExitReason::OutOfMemory(memory_mb)
+            }
+            other => other,
+        };
+        let _ = exit_tx.send(Some(reason));
+    });
+    exit_rx
 }
 
 /// Turns "the container exited before listening" into the runtime's own diagnosis when its

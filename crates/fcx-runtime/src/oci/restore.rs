@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::container::Container;
-use super::{attach_egress, group, rootfs, runtime_exit, OciBackend, OciControl};
+use super::{attach_egress, group, rootfs, watch_exit, OciBackend, OciControl};
 use crate::cgroup::Cgroup;
 use crate::egress::PendingEgress;
 use crate::instance::{Dial, Instance, InstanceParts};
@@ -166,7 +166,7 @@ impl OciBackend {
             &[(write_end.as_raw_fd(), snapshot::criu::FD_LOG)],
         );
         let prepared_in = started.elapsed();
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
                 teardown(&container);
@@ -180,23 +180,8 @@ impl OciBackend {
         container
             .runtime_pid
             .store(pid, std::sync::atomic::Ordering::Release);
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let memory_mb = c.memory_mb;
         let container = Arc::new(container);
-        let watcher = Arc::clone(&container);
-        tokio::spawn(async move {
-            let reason = match child.wait().await {
-                Ok(status) => runtime_exit(ExitReason::from_status(status)),
-                Err(_) => ExitReason::Code(-1),
-            };
-            let reason = match reason {
-                ExitReason::Signal(libc::SIGKILL) if watcher.hit_memory_limit() => {
-                    ExitReason::OutOfMemory(memory_mb)
-                }
-                other => other,
-            };
-            let _ = exit_tx.send(Some(reason));
-        });
+        let exit_rx = watch_exit(child, Arc::clone(&container), c.memory_mb);
         let control = OciControl {
             runtime_pid: pid,
             cgroup: container.group.container_v2_dir().map(Cgroup::existing),

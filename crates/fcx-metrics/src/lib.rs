@@ -143,7 +143,8 @@ impl Metrics {
         r.register(
             "fcx_invocations",
             "Invocations by function version and outcome (success, function_error by error \
-             type, throttled by limit, platform_error by FC code)",
+             type, throttled by limit, platform_error by FC code, client_error by FC code for a \
+             request at fault: its body broke, stalled or was too large)",
             f.invocations.clone(),
         );
         r.register_with_unit(

@@ -208,6 +208,18 @@ fn broken_client_bodies_are_client_errors_and_keep_the_instance(server: &Server)
             "{what}: the instance was replaced"
         );
     }
+    // The metrics count each broken upload as the client's error, none as fcx's.
+    let metrics = server.request("GET", "/metrics", &[], b"").text();
+    let count = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(r#"fcx_invocations_total{function="shared""#))
+            .filter(|l| l.contains(&format!(r#"outcome="{outcome}""#)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("client_error"), 6.0, "{metrics}");
+    assert_eq!(count("platform_error"), 0.0, "{metrics}");
 }
 
 /// A named hostile case run against the shared server.

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::state::new_request_id;
@@ -215,18 +215,23 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
     // future (and the timeouts and the count) to the spliced stream.
     let conn = builder().serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
+    // One timer for the connection's life, checked lazily: it is never armed later than
+    // the earliest moment a deadline could fall due, and when it fires the deadline is
+    // recomputed (and the timer re-armed if it has moved on). A request therefore costs no
+    // timer registration and no wake-up of this task, only the phase updates.
+    let check = tokio::time::sleep_until(activity.next_check(&limits));
+    tokio::pin!(check);
     let mut stopping = false;
     loop {
-        let deadline = activity.deadline(&limits);
         tokio::select! {
             _ = conn.as_mut() => return,
-            () = activity.changed.notified() => {}
-            () = sleep_until(deadline) => {
+            () = check.as_mut() => {
                 if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
                     // No request in flight and none coming in time: close (slowloris,
                     // idle keep-alive, a connection that never sends).
                     return;
                 }
+                check.as_mut().reset(activity.next_check(&limits));
             }
             _ = stop.wait_for(|s| *s), if !stopping => {
                 stopping = true;
@@ -246,13 +251,6 @@ fn builder() -> hyper::server::conn::http1::Builder {
         .half_close(true)
         .keep_alive(true);
     b
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Answers a connection over `--max-connections` with 503 and closes it.
@@ -290,8 +288,6 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 /// What a connection is doing, for its timeouts.
 struct Activity {
     state: Mutex<Phase>,
-    /// Woken when a request starts or ends, or the first byte of a head arrives.
-    changed: Notify,
 }
 
 struct Phase {
@@ -314,7 +310,6 @@ impl Activity {
                 idle_since: Instant::now(),
                 served: false,
             }),
-            changed: Notify::new(),
         }
     }
 
@@ -335,12 +330,19 @@ impl Activity {
         })
     }
 
+    /// When to look at the deadline next: at it, or sooner, by the shorter of the header
+    /// and idle timeouts from now, since a phase change can bring a deadline no closer than
+    /// that (a head that starts now is due in `header_timeout`, an idle spell that starts
+    /// now in `idle_timeout`).
+    fn next_check(&self, limits: &ConnLimits) -> Instant {
+        let soonest = Instant::now() + limits.header_timeout.min(limits.idle_timeout);
+        self.deadline(limits).map_or(soonest, |d| d.min(soonest))
+    }
+
     fn read_bytes(&self) {
         let mut p = self.phase();
         if p.in_flight == 0 && p.head_since.is_none() {
             p.head_since = Some(Instant::now());
-            drop(p);
-            self.changed.notify_one();
         }
     }
 
@@ -348,8 +350,6 @@ impl Activity {
         let mut p = self.phase();
         p.in_flight += 1;
         p.head_since = None;
-        drop(p);
-        self.changed.notify_one();
     }
 
     fn end(&self) {
@@ -357,8 +357,6 @@ impl Activity {
         p.in_flight = p.in_flight.saturating_sub(1);
         p.served = true;
         p.idle_since = Instant::now();
-        drop(p);
-        self.changed.notify_one();
     }
 }
 
@@ -594,5 +592,31 @@ mod tests {
             Some(Instant::now() + limits.header_timeout),
             "a started head has the header timeout"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lazy_check_is_never_later_than_a_deadline_a_phase_change_can_bring() {
+        let limits = ConnLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(5),
+            max_connections: 1,
+        };
+        let a = Activity::new();
+        a.read_bytes();
+        a.begin();
+        a.end();
+        // Idle: due in 30 s, but a head starting now would be due in 10 s.
+        let armed = a.next_check(&limits);
+        assert_eq!(armed, Instant::now() + limits.header_timeout);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        a.read_bytes();
+        assert!(armed <= a.deadline(&limits).unwrap());
+        // In flight: no deadline, yet an end now would start the idle timeout.
+        a.begin();
+        let armed = a.next_check(&limits);
+        assert!(armed <= Instant::now() + limits.idle_timeout);
+        a.end();
+        assert!(armed <= a.deadline(&limits).unwrap());
     }
 }

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fcx_control::invoke::{AsyncInvocation, BoxError, CallContext, InvokeRequest, InvokeResponse};
 use fcx_control::{ControlPlane, SchedulerError};
-use fcx_protocol::trace::TRACEPARENT;
 use fcx_protocol::{headers, limits, logs, ApiFlavor, FcError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -214,11 +213,14 @@ impl Call<'_> {
             },
             payload,
         };
-        let resp = match control
-            .invoke(self.name, version.as_deref(), request)
-            .instrument(span.clone())
-            .await
-        {
+        let invoked = control.invoke(self.name, version.as_deref(), request);
+        // Wrapping the call in a disabled span would only move its (large) future.
+        let invoked = if span.is_disabled() {
+            invoked.await
+        } else {
+            invoked.instrument(span.clone()).await
+        };
+        let resp = match invoked {
             Ok(resp) => resp,
             // No room here: --max-instances, or this node's share of the cluster's cap.
             Err(
@@ -240,7 +242,7 @@ impl Call<'_> {
             span.record("cold_start", resp.facts.cold_start);
         }
         let mut r = respond(&self.api, resp);
-        r.headers_mut().insert(TRACEPARENT, traceparent);
+        r.headers_mut().insert(headers::name::TRACEPARENT, traceparent);
         Ok(r)
     }
 
@@ -341,27 +343,27 @@ fn respond(api: &Api, resp: InvokeResponse) -> Response {
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     h.insert(http::header::CONTENT_TYPE, content_type);
     if let Ok(v) = HeaderValue::from_str(&resp.instance_id) {
-        h.insert(headers::INSTANCE_ID, v);
+        h.insert(headers::name::INSTANCE_ID, v);
     }
     if let Some(t) = resp.error_type {
-        h.insert(headers::ERROR_TYPE, HeaderValue::from_static(t));
+        h.insert(headers::name::ERROR_TYPE, HeaderValue::from_static(t));
     }
     let facts = &resp.facts;
     h.insert(
-        headers::INVOCATION_DURATION,
-        HeaderValue::from(facts.duration.as_millis() as u64),
+        headers::name::INVOCATION_DURATION,
+        headers::small_number(facts.duration.as_millis() as u64),
     );
     if let Some(mb) = facts.max_memory_mb {
-        h.insert(headers::MAX_MEMORY_USAGE, HeaderValue::from(mb));
+        h.insert(headers::name::MAX_MEMORY_USAGE, headers::small_number(mb));
     }
     if let Some(sum) = &facts.code_checksum {
-        h.insert(headers::CODE_CHECKSUM, sum.clone());
+        h.insert(headers::name::CODE_CHECKSUM, sum.clone());
     }
     if let Some(log) = resp.log_tail {
         let tail = logs::tail(&log, limits::LOG_TAIL_MAX);
         let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
         if let Ok(v) = HeaderValue::from_str(&encoded) {
-            h.insert(headers::LOG_RESULT, v);
+            h.insert(headers::name::LOG_RESULT, v);
         }
     }
     api.with_id(r)

@@ -13,6 +13,7 @@ pub mod auth;
 mod body;
 mod conn;
 pub mod error;
+mod fast;
 mod handlers;
 mod head;
 mod invoke;

@@ -257,6 +257,11 @@ fn node_path(method: &Method, path: &str) -> bool {
             || (method == Method::GET && path.ends_with("/instances")))
 }
 
+/// Whether a request carries node-to-node headers (checked, or stripped, by [`from_node`]).
+pub fn is_marked(headers: &http::HeaderMap) -> bool {
+    headers.keys().any(|n| n.as_str().starts_with(PREFIX))
+}
+
 /// The outermost layer: a request whose node signature holds reaches its handler marked
 /// [`FromNode`] (the client signature check lets it pass); from every request the marking
 /// headers are removed, so a client's own `x-fcx-node-*` headers mean nothing.
@@ -265,8 +270,7 @@ pub async fn from_node(
     req: Request,
     next: Next,
 ) -> Response {
-    let marked = req.headers().keys().any(|n| n.as_str().starts_with(PREFIX));
-    if !marked {
+    if !is_marked(req.headers()) {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();

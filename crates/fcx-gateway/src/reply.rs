@@ -55,7 +55,7 @@ impl Api {
     /// `response` with this request's `x-fc-request-id`.
     pub fn with_id(&self, mut response: Response) -> Response {
         if let Ok(v) = HeaderValue::from_str(&self.rid) {
-            response.headers_mut().insert(headers::REQUEST_ID, v);
+            response.headers_mut().insert(headers::name::REQUEST_ID, v);
         }
         response
     }

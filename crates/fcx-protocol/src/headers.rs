@@ -22,6 +22,53 @@ pub const INVOCATION_DURATION: &str = "x-fc-invocation-duration";
 /// Peak memory of the instance that served the call, in MB (its cgroup's `memory.peak`).
 pub const MAX_MEMORY_USAGE: &str = "x-fc-max-memory-usage";
 
+/// The response headers above as [`http::HeaderName`]s. Inserting a header by a `&str`
+/// name copies the name into a new allocation on every insert; these are static.
+pub mod name {
+    use http::HeaderName;
+
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID);
+    pub const INSTANCE_ID: HeaderName = HeaderName::from_static(super::INSTANCE_ID);
+    pub const ERROR_TYPE: HeaderName = HeaderName::from_static(super::ERROR_TYPE);
+    pub const LOG_RESULT: HeaderName = HeaderName::from_static(super::LOG_RESULT);
+    pub const CODE_CHECKSUM: HeaderName = HeaderName::from_static(super::CODE_CHECKSUM);
+    pub const INVOCATION_DURATION: HeaderName =
+        HeaderName::from_static(super::INVOCATION_DURATION);
+    pub const MAX_MEMORY_USAGE: HeaderName = HeaderName::from_static(super::MAX_MEMORY_USAGE);
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static(crate::trace::TRACEPARENT);
+}
+
+/// Numbers below this have a prebuilt header value in [`small_number`].
+const SMALL_NUMBERS: u64 = 1024;
+
+/// `n` as a header value (durations in ms, memory in MB); numbers below 1024, the usual
+/// case, come from a table built once, so the hot path allocates nothing for them.
+pub fn small_number(n: u64) -> http::HeaderValue {
+    static TABLE: std::sync::OnceLock<Vec<http::HeaderValue>> = std::sync::OnceLock::new();
+    if n >= SMALL_NUMBERS {
+        return http::HeaderValue::from(n);
+    }
+    let table = TABLE.get_or_init(|| {
+        // One string of all the digits, kept for the process's life (a few KB), so each
+        // value is a static slice of it: cloning one touches no reference count.
+        let digits: &'static mut str = (0..SMALL_NUMBERS)
+            .map(|i| i.to_string())
+            .collect::<String>()
+            .leak();
+        let digits: &'static str = digits;
+        let mut at = 0;
+        (0..SMALL_NUMBERS)
+            .map(|i| {
+                let len = i.to_string().len();
+                let value = http::HeaderValue::from_static(&digits[at..at + len]);
+                at += len;
+                value
+            })
+            .collect()
+    });
+    table[n as usize].clone()
+}
+
 /// Context headers sent to instances on `/initialize`, `/invoke` and the lifecycle hooks.
 pub mod context {
     /// The function's name.
@@ -81,5 +128,15 @@ pub fn switch(value: Option<&str>, on: &[&str], off: &[&str]) -> Option<bool> {
         Some(v) if on.contains(&v) => Some(true),
         Some(v) if off.contains(&v) => Some(false),
         Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_numbers_read_as_themselves() {
+        for n in [0, 1, 9, 10, 99, 100, 512, 1023, 1024, 65_536, u64::MAX] {
+            assert_eq!(super::small_number(n).to_str().unwrap(), n.to_string());
+        }
     }
 }

@@ -57,17 +57,19 @@ impl Conn {
 
     /// Waits until the connection takes a new request; false if it closed instead.
     pub async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            // The I/O first: it notices a close, and finishes the previous exchange.
-            let open = self.poll_io(cx);
-            match self.sender.poll_ready(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(true),
-                Poll::Ready(Err(_)) => Poll::Ready(false),
-                Poll::Pending if open => Poll::Pending,
-                Poll::Pending => Poll::Ready(false),
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Whether the connection takes a new request now (`Ready(false)`: it closed).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        // The I/O first: it notices a close, and finishes the previous exchange.
+        let open = self.poll_io(cx);
+        match self.sender.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(true),
+            Poll::Ready(Err(_)) => Poll::Ready(false),
+            Poll::Pending if open => Poll::Pending,
+            Poll::Pending => Poll::Ready(false),
+        }
     }
 
     /// Sends `req` (after [`Conn::ready`]) and waits for the answer's head, driving the I/O

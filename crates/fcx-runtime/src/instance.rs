@@ -276,9 +276,17 @@ impl Instance {
             if conn.is_closed() {
                 continue;
             }
-            // A connection whose previous exchange just ended is ready at once; its I/O is
-            // polled first, so a close while it sat in the pool is noticed here.
-            if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), conn.ready()).await {
+            // A connection whose previous exchange just ended is ready at once (no timer is
+            // armed for that usual case); its I/O is polled first, so a close while it sat
+            // in the pool is noticed here.
+            let now = std::future::poll_fn(|cx| std::task::Poll::Ready(conn.poll_ready(cx))).await;
+            let ready = match now {
+                std::task::Poll::Ready(ready) => ready,
+                std::task::Poll::Pending => {
+                    tokio::time::timeout(Duration::from_secs(1), conn.ready()).await == Ok(true)
+                }
+            };
+            if ready {
                 return Ok((conn, true));
             }
         }

@@ -109,7 +109,12 @@ pub fn headers(
     control_path: &'static str,
     instance_id: &str,
 ) -> HeaderMap {
-    let mut map = static_headers.clone();
+    // Room for the request's own headers up front: a clone of the static map would grow
+    // (reallocate and rehash) at the first insert below.
+    let mut map = HeaderMap::with_capacity(static_headers.len() + 8);
+    for (name, value) in static_headers {
+        map.append(name.clone(), value.clone());
+    }
     if let Ok(v) = HeaderValue::from_str(instance_id) {
         map.insert(
             HeaderName::from_static(fcx_protocol::headers::INSTANCE_ID),
@@ -122,7 +127,11 @@ pub fn headers(
             v,
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&req.qualifier) {
+    let qualifier = match req.qualifier.as_str() {
+        "LATEST" => Ok(HeaderValue::from_static("LATEST")),
+        other => HeaderValue::from_str(other),
+    };
+    if let Ok(v) = qualifier {
         map.insert(HeaderName::from_static(h::QUALIFIER), v);
     }
     map.insert(

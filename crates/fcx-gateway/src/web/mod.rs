@@ -109,10 +109,21 @@ async fn dispatch(front: Arc<Front>, req: Request) -> Response {
     if req.uri().path().starts_with(PROXY_PREFIX) {
         return Box::pin(serve_proxy_path(&front, req)).await;
     }
+    if is_plain_invoke(&req) {
+        return crate::fast::invoke(&front, req).await;
+    }
     match front.api.clone().call(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     }
+}
+
+/// `POST /2023-03-30/functions/{name}/invocations` from a client (no node marks), the
+/// one API request on every call: it skips the router (see `crate::fast`).
+fn is_plain_invoke(req: &Request) -> bool {
+    req.method() == http::Method::POST
+        && crate::fast::invoked_function(req.uri().path()).is_some()
+        && !crate::peer::is_marked(req.headers())
 }
 
 /// The request's host without its port (`Host`, or the authority of an absolute URI).

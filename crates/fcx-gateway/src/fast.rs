@@ -35,7 +35,7 @@ pub async fn invoke(front: &Front, req: Request) -> Response {
         Some(verifier) => {
             let (parts, body) = req.into_parts();
             let limit = limits::SYNC_PAYLOAD_MAX;
-            match crate::auth::verify_request(verifier, &parts, body, limit).await {
+            match Box::pin(crate::auth::verify_request(verifier, &parts, body, limit)).await {
                 Ok(bytes) => Request::from_parts(parts, Body::from(bytes)),
                 Err(e) => {
                     let flavor = flavor_of(parts.uri.path());

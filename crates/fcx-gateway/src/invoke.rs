@@ -169,7 +169,8 @@ impl Call<'_> {
         if asynchronous {
             // The queue keeps the resolved version: a retry runs what the first attempt ran.
             let resolved = version.as_deref().unwrap_or("LATEST");
-            return self.accept_async(control, resolved, body).await;
+            // Boxed, as the forward below: the sync call's future stays small.
+            return Box::pin(self.accept_async(control, resolved, body)).await;
         }
         // Kept whole to send on if this node turns out to have no capacity (a signed
         // request's body was read whole already).
@@ -213,12 +214,15 @@ impl Call<'_> {
             },
             payload,
         };
-        let invoked = control.invoke(self.name, version.as_deref(), request);
-        // Wrapping the call in a disabled span would only move its (large) future.
+        // Wrapping the call in a disabled span would only move its (large) future; each
+        // branch makes its own, so the two never take room side by side.
         let invoked = if span.is_disabled() {
-            invoked.await
+            control.invoke(self.name, version.as_deref(), request).await
         } else {
-            invoked.instrument(span.clone()).await
+            control
+                .invoke(self.name, version.as_deref(), request)
+                .instrument(span.clone())
+                .await
         };
         let resp = match invoked {
             Ok(resp) => resp,
@@ -228,7 +232,9 @@ impl Call<'_> {
                 | SchedulerError::ClusterInstanceLimit { .. }),
             ) if kept.is_some() => {
                 let body = kept.unwrap_or_default();
-                return self.forward(control, body).await.ok_or(self.api.fail(e));
+                return Box::pin(self.forward(control, body))
+                    .await
+                    .ok_or(self.api.fail(e));
             }
             // No deployed version was reached: the scheduler counted nothing.
             Err(
@@ -242,7 +248,8 @@ impl Call<'_> {
             span.record("cold_start", resp.facts.cold_start);
         }
         let mut r = respond(&self.api, resp);
-        r.headers_mut().insert(headers::name::TRACEPARENT, traceparent);
+        r.headers_mut()
+            .insert(headers::name::TRACEPARENT, traceparent);
         Ok(r)
     }
 

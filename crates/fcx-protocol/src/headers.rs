@@ -32,8 +32,7 @@ pub mod name {
     pub const ERROR_TYPE: HeaderName = HeaderName::from_static(super::ERROR_TYPE);
     pub const LOG_RESULT: HeaderName = HeaderName::from_static(super::LOG_RESULT);
     pub const CODE_CHECKSUM: HeaderName = HeaderName::from_static(super::CODE_CHECKSUM);
-    pub const INVOCATION_DURATION: HeaderName =
-        HeaderName::from_static(super::INVOCATION_DURATION);
+    pub const INVOCATION_DURATION: HeaderName = HeaderName::from_static(super::INVOCATION_DURATION);
     pub const MAX_MEMORY_USAGE: HeaderName = HeaderName::from_static(super::MAX_MEMORY_USAGE);
     pub const TRACEPARENT: HeaderName = HeaderName::from_static(crate::trace::TRACEPARENT);
 }

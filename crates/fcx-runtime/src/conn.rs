@@ -20,8 +20,14 @@ use crate::body::Body;
 
 type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
 
-/// One HTTP/1.1 connection: its sender and its I/O, polled by whoever holds it.
+/// One HTTP/1.1 connection: its sender and its I/O, polled by whoever holds it. Boxed:
+/// hyper's connection state is large, and a pooled connection moves (out of the pool, into
+/// the call, into the response body, back) on every request.
 pub struct Conn {
+    inner: Box<Parts>,
+}
+
+struct Parts {
     sender: SendRequest<Body>,
     driver: Driver,
     /// The I/O half ended (the connection closed or broke).
@@ -41,18 +47,20 @@ impl Conn {
     pub async fn handshake(stream: TcpStream) -> hyper::Result<Conn> {
         let (sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
         Ok(Conn {
-            sender,
-            driver,
-            ended: false,
+            inner: Box::new(Parts {
+                sender,
+                driver,
+                ended: false,
+            }),
         })
     }
 
     /// Polls the connection's I/O once; false once it has ended.
     pub fn poll_io(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended && Pin::new(&mut self.driver).poll(cx).is_ready() {
-            self.ended = true;
+        if !self.inner.ended && Pin::new(&mut self.inner.driver).poll(cx).is_ready() {
+            self.inner.ended = true;
         }
-        !self.ended
+        !self.inner.ended
     }
 
     /// Waits until the connection takes a new request; false if it closed instead.
@@ -64,7 +72,7 @@ impl Conn {
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         // The I/O first: it notices a close, and finishes the previous exchange.
         let open = self.poll_io(cx);
-        match self.sender.poll_ready(cx) {
+        match self.inner.sender.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(true),
             Poll::Ready(Err(_)) => Poll::Ready(false),
             Poll::Pending if open => Poll::Pending,
@@ -78,7 +86,7 @@ impl Conn {
         &mut self,
         req: http::Request<Body>,
     ) -> Result<http::Response<Incoming>, SendError> {
-        let answer = self.sender.send_request(req);
+        let answer = self.inner.sender.send_request(req);
         tokio::pin!(answer);
         poll_fn(|cx| {
             if let Poll::Ready(r) = answer.as_mut().poll(cx) {
@@ -96,6 +104,6 @@ impl Conn {
 
     /// Whether the connection is known to be closed.
     pub fn is_closed(&self) -> bool {
-        self.ended || self.sender.is_closed()
+        self.inner.ended || self.inner.sender.is_closed()
     }
 }

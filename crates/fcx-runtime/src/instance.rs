@@ -290,7 +290,9 @@ impl Instance {
                 return Ok((conn, true));
             }
         }
-        Ok((self.dial_connection().await?, false))
+        // Boxed: dialling (into the instance's network namespace) is rare on a warm path
+        // and would otherwise enlarge every call's future.
+        Ok((Box::pin(self.dial_connection()).await?, false))
     }
 
     async fn dial(&self) -> Result<tokio::net::TcpStream, CallError> {

@@ -143,7 +143,7 @@ async fn invoke(
         }
     };
     let resp = match tokio::time::timeout_at(deadline, call).await {
-        Err(_) => return Err(timed_out(pool, &lease, &rid, timeout_secs).await),
+        Err(_) => return Err(Box::pin(timed_out(pool, &lease, &rid, timeout_secs)).await),
         Ok(Err(CallError::RequestTooLarge)) => {
             log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadTooLarge {
@@ -156,7 +156,9 @@ async fn invoke(
             return Err(SchedulerError::PayloadUnreadable(message));
         }
         // It ends the request's log window after taking the request's own lines from it.
-        Ok(Err(e)) => return Err(web::broken_connection(pool, &lease, &rid, Box::new(e)).await),
+        Ok(Err(e)) => {
+            return Err(Box::pin(web::broken_connection(pool, &lease, &rid, Box::new(e))).await)
+        }
         Ok(Ok(resp)) => resp,
     };
     let instance_id = instance.id.clone();

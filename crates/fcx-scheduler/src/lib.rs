@@ -506,7 +506,8 @@ impl Scheduler {
             if pool.deployed.function.web_server_mode() {
                 web::invoke(self, &pool, req, admission).await
             } else {
-                event::invoke(self, &pool, req).await
+                // Boxed: the per-event container run is as large as the web path's call.
+                Box::pin(event::invoke(self, &pool, req)).await
             }
         }
         .await;

@@ -50,7 +50,7 @@ pub async fn invoke(
     let call_started = Instant::now();
     let call = instance.call(request(pool, &req, control_path::INVOKE, payload, instance));
     let resp = match tokio::time::timeout_at(deadline, call).await {
-        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log, call_started).await),
+        Err(_) => return Ok(Box::pin(timed_out(pool, &lease, &req, init_log, call_started)).await),
         Ok(Err(CallError::RequestTooLarge)) => {
             log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadTooLarge {
@@ -63,7 +63,9 @@ pub async fn invoke(
             log.end(&rid, Marker::Invoke).await;
             return Err(SchedulerError::PayloadUnreadable(message));
         }
-        Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
+        Ok(Err(e)) => {
+            return Err(Box::pin(broken_connection(pool, &lease, &rid, Box::new(e))).await)
+        }
         Ok(Ok(resp)) => resp,
     };
     let x_fc_status = resp
@@ -117,8 +119,10 @@ pub async fn invoke(
     }
     // The log tail (a header) is only known once the whole answer is in.
     let bytes = match tokio::time::timeout_at(deadline, body::collect(resp.into_body())).await {
-        Err(_) => return Ok(timed_out(pool, &lease, &req, init_log, call_started).await),
-        Ok(Err(e)) => return Err(broken_connection(pool, &lease, &rid, Box::new(e)).await),
+        Err(_) => return Ok(Box::pin(timed_out(pool, &lease, &req, init_log, call_started)).await),
+        Ok(Err(e)) => {
+            return Err(Box::pin(broken_connection(pool, &lease, &rid, Box::new(e))).await)
+        }
         Ok(Ok(bytes)) => bytes,
     };
     let mut tail = init_log.unwrap_or_default();
@@ -201,7 +205,10 @@ pub(crate) async fn lease(
         }
         Some(Acquired::Start(permit)) => {
             let ticket = sched.budget.take()?;
-            let (backend, instance, init_log) = start_instance(sched, pool, req, true).await?;
+            // Boxed: the cold start's states would otherwise make every warm call's future
+            // (and each move of it up the call chain) several KB larger.
+            let (backend, instance, init_log) =
+                Box::pin(start_instance(sched, pool, req, true)).await?;
             let slot = Slot::new(instance, backend, ticket, false, hook_context(sched, pool));
             // Cgroup files are in memory and a cold start takes milliseconds anyway; later
             // reads happen in the maintenance loop, off the request path.

@@ -7,6 +7,11 @@
 //! - `fcx`: client → fcx's gateway → scheduler → a warm instance of the same binary
 //!   (process backend: own network namespace, pooled keep-alive connection).
 //!
+//! - `proxy`: client → a minimal reverse proxy made of hyper alone (each client connection
+//!   with an upstream connection of its own, nothing else) → the echo server: the floor of
+//!   what one hyper-based HTTP hop costs here, the part of fcx's cost no change to fcx's own
+//!   code can remove.
+//!
 //! `fcx` minus `direct` (time and allocations, same run) is what fcx adds per request. The
 //! `_64` variants keep 64 requests in flight on 64 connections (time per iteration / 64 is
 //! the CPU cost per request at that load). Needs root (fcx's process backend).
@@ -44,6 +49,7 @@ struct Bench {
     rt: Runtime,
     fcx: Targets,
     direct: Targets,
+    proxy: Targets,
     _echo: ChildGuard,
     _data: tempfile::TempDir,
 }
@@ -144,7 +150,7 @@ fn setup() -> Result<Bench, String> {
         cluster_max_instances: None,
         forward: false,
     };
-    let (fcx, direct) = rt.block_on(async {
+    let (fcx, direct, proxy) = rt.block_on(async {
         let control = fcx_control::ControlPlane::start(core)
             .await
             .map_err(|e| format!("start the core: {e}"))?;
@@ -172,16 +178,19 @@ fn setup() -> Result<Bench, String> {
         }
         let fcx = Targets::open(listen, INVOKE).await?;
         let direct = Targets::open(echo_addr, "/invoke").await?;
+        let proxy = Targets::open(start_floor_proxy(echo_addr).await?, "/invoke").await?;
         // Warm: the first call starts the instance; the wide round opens its pooled connections.
         fcx.call_one().await?;
         fcx.call_wide().await?;
         direct.call_wide().await?;
-        Ok::<_, String>((fcx, direct))
+        proxy.call_wide().await?;
+        Ok::<_, String>((fcx, direct, proxy))
     })?;
     Ok(Bench {
         rt,
         fcx,
         direct,
+        proxy,
         _echo: echo,
         _data: data,
     })
@@ -274,6 +283,20 @@ fn fcx_1(bencher: divan::Bencher) {
 }
 
 #[divan::bench]
+fn proxy_1(bencher: divan::Bencher) {
+    let b = bench();
+    bencher.bench_local(|| b.rt.block_on(b.proxy.call_one()).unwrap());
+}
+
+#[divan::bench]
+fn proxy_64(bencher: divan::Bencher) {
+    let b = bench();
+    bencher
+        .counter(divan::counter::ItemsCount::new(WIDE))
+        .bench_local(|| b.rt.block_on(b.proxy.call_wide()).unwrap());
+}
+
+#[divan::bench]
 fn direct_64(bencher: divan::Bencher) {
     let b = bench();
     bencher
@@ -287,6 +310,45 @@ fn fcx_64(bencher: divan::Bencher) {
     bencher
         .counter(divan::counter::ItemsCount::new(WIDE))
         .bench_local(|| b.rt.block_on(b.fcx.call_wide()).unwrap());
+}
+
+/// The `proxy` target (see the module doc): hyper's server and client and nothing else,
+/// each accepted connection forwarded over an upstream connection of its own.
+async fn start_floor_proxy(upstream: SocketAddr) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind the floor proxy: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = client.set_nodelay(true);
+                let Ok(up) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = up.set_nodelay(true);
+                let io = hyper_util::rt::TokioIo::new(up);
+                let Ok((sender, conn)) = hyper::client::conn::http1::handshake(io).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                let sender = Arc::new(Mutex::new(sender));
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let sender = Arc::clone(&sender);
+                        async move {
+                            let mut sender = sender.lock().await;
+                            sender.ready().await?;
+                            sender.send_request(req).await
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(client), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 /// `fcx-testfn` next to the release `fcx` binary (`support::testfn_bin()` looks there).

@@ -27,13 +27,21 @@ pub const MAX_MEMORY_USAGE: &str = "x-fc-max-memory-usage";
 pub mod name {
     use http::HeaderName;
 
+    /// [`super::REQUEST_ID`].
     pub const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID);
+    /// [`super::INSTANCE_ID`].
     pub const INSTANCE_ID: HeaderName = HeaderName::from_static(super::INSTANCE_ID);
+    /// [`super::ERROR_TYPE`].
     pub const ERROR_TYPE: HeaderName = HeaderName::from_static(super::ERROR_TYPE);
+    /// [`super::LOG_RESULT`].
     pub const LOG_RESULT: HeaderName = HeaderName::from_static(super::LOG_RESULT);
+    /// [`super::CODE_CHECKSUM`].
     pub const CODE_CHECKSUM: HeaderName = HeaderName::from_static(super::CODE_CHECKSUM);
+    /// [`super::INVOCATION_DURATION`].
     pub const INVOCATION_DURATION: HeaderName = HeaderName::from_static(super::INVOCATION_DURATION);
+    /// [`super::MAX_MEMORY_USAGE`].
     pub const MAX_MEMORY_USAGE: HeaderName = HeaderName::from_static(super::MAX_MEMORY_USAGE);
+    /// [`crate::trace::TRACEPARENT`].
     pub const TRACEPARENT: HeaderName = HeaderName::from_static(crate::trace::TRACEPARENT);
 }
 

@@ -567,14 +567,19 @@ fn describe(e: &hyper::Error) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn deadlines_follow_the_phase() {
-        let limits = ConnLimits {
+    /// A header timeout shorter than the idle timeout, as by default.
+    fn test_limits() -> ConnLimits {
+        ConnLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(5),
             max_connections: 1,
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_phase() {
+        let limits = test_limits();
         let a = Activity::new();
         let start = Instant::now();
         assert_eq!(a.deadline(&limits), Some(start + limits.header_timeout));
@@ -596,12 +601,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_lazy_check_is_never_later_than_a_deadline_a_phase_change_can_bring() {
-        let limits = ConnLimits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(5),
-            max_connections: 1,
-        };
+        let limits = test_limits();
         let a = Activity::new();
         a.read_bytes();
         a.begin();

@@ -33,13 +33,9 @@ pub async fn invoke_fc3(
     let (mut parts, body) = request.into_parts();
     // The route is `/2023-03-30/functions/{functionName}/invocations`: the name is read in
     // place; the extractors run only when there is something to decode.
-    let path = parts.uri.path();
-    let raw = path
-        .strip_prefix("/2023-03-30/functions/")
-        .and_then(|p| p.strip_suffix("/invocations"));
-    let name = match raw {
-        Some(name) if !name.contains('%') => name.to_owned(),
-        _ => match Path::<String>::from_request_parts(&mut parts, &control).await {
+    let name = match crate::fast::invoked_function(parts.uri.path()) {
+        Some(name) => name.to_owned(),
+        None => match Path::<String>::from_request_parts(&mut parts, &control).await {
             Ok(Path(name)) => name,
             Err(rejection) => return Ok(rejection.into_response()),
         },

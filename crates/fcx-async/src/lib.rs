@@ -156,6 +156,8 @@ impl AsyncService {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_waiters();
+        // Also a loop not waiting yet (between its lease and its wait) stops at once.
+        self.wake.notify_one();
     }
 
     pub(crate) fn leases(&self) -> MutexGuard<'_, std::collections::HashSet<i64>> {

@@ -557,3 +557,32 @@ async fn backlog_attempts_by_result_and_queue_wait_reach_the_metrics() {
         Some(2.0)
     );
 }
+
+/// An idle worker loop over the embedded queue does not poll: with nothing queued it waits
+/// for the longest bound (an enqueue wakes it); with a task due later it waits until then.
+#[tokio::test(start_paused = true)]
+async fn an_idle_loop_waits_for_the_next_due_task_instead_of_polling() {
+    let h = Harness::new();
+    assert_eq!(
+        crate::worker::idle_wait(&h.svc).await,
+        crate::worker::IDLE_MAX
+    );
+    let due_in = 400;
+    h.svc
+        .queue
+        .enqueue(fcx_store::queue::NewTask {
+            task_id: "later".into(),
+            request_id: "r-later".into(),
+            function: "f".into(),
+            qualifier: "LATEST".into(),
+            payload: b"x".to_vec(),
+            is_task: true,
+            now_ms: h.svc.now_ms() + due_in,
+            origin: None,
+        })
+        .await
+        .expect("enqueued");
+    let wait = crate::worker::idle_wait(&h.svc).await;
+    assert_eq!(wait, Duration::from_millis(due_in as u64));
+    assert!(wait > crate::worker::IDLE_POLL, "{wait:?}");
+}

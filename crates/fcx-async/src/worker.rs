@@ -14,8 +14,12 @@ use crate::destination;
 use crate::origin::{HttpRequestShape, Origin};
 use crate::{AsyncError, AsyncService};
 
-/// How often an idle worker loop looks for retries that have become due.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often an idle worker loop looks for work in a queue other nodes fill too.
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(50);
+/// The longest an idle worker loop of a queue only this node fills waits without looking:
+/// enqueues and ended runs wake it, and it knows when the next retry is due, so this only
+/// bounds what a wall-clock step could delay.
+pub(crate) const IDLE_MAX: Duration = Duration::from_secs(1);
 /// Retry delay of a throttled run (it does not consume an attempt).
 const THROTTLE_DELAY_MS: i64 = 500;
 
@@ -40,7 +44,8 @@ pub async fn run(svc: Arc<AsyncService>) {
             }
         };
         if leased.is_empty() {
-            let _ = tokio::time::timeout(IDLE_POLL, svc.wake.notified()).await;
+            let wait = idle_wait(&svc).await;
+            let _ = tokio::time::timeout(wait, svc.wake.notified()).await;
             continue;
         }
         for task in leased {
@@ -54,8 +59,34 @@ pub async fn run(svc: Arc<AsyncService>) {
                 run_task(&svc, task).await;
                 svc.leases().remove(&seq);
                 drop(permit);
+                // Its retry may be due before the loop's idle wait ends.
+                svc.wake.notify_one();
             });
         }
+    }
+}
+
+/// How long the idle loop waits for a wake-up before it leases again. A queue only this
+/// node fills is woken by every enqueue and every ended run, so it waits until the next
+/// retry or lease expiry is due (polling 20 times a second was a write transaction each
+/// time on an idle server); a shared queue is polled.
+pub(crate) async fn idle_wait(svc: &Arc<AsyncService>) -> Duration {
+    if !svc.queue.lease_policy().filled_here {
+        return IDLE_POLL;
+    }
+    let queue = Arc::clone(&svc.queue);
+    let due = tokio::task::spawn_blocking(move || queue.next_due_ms()).await;
+    match due {
+        Ok(Ok(Some(due_ms))) => {
+            let ms = due_ms.saturating_sub(svc.now_ms()).max(0) as u64;
+            Duration::from_millis(ms).min(IDLE_MAX)
+        }
+        Ok(Ok(None)) => IDLE_MAX,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read when the next async task is due");
+            IDLE_POLL
+        }
+        Err(_) => IDLE_POLL,
     }
 }
 

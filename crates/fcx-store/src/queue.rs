@@ -187,6 +187,10 @@ pub trait TaskQueue: Send + Sync {
     /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
     /// oldest of them (Unix ms), for the metrics. Blocking.
     fn backlog(&self) -> Result<(u64, Option<i64>), StoreError>;
+    /// When the earliest task that cannot be leased now becomes leasable (its retry is due or
+    /// its lease expires; Unix ms), `None` when no task waits. Blocking. Only asked of a
+    /// queue this node alone fills ([`LeasePolicy::filled_here`]).
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
     /// Tasks of `function` matching `filter`, with each row's sequence number (page token).
     fn list(&self, function: &str, filter: &TaskFilter) -> Result<Vec<(i64, TaskRow)>, StoreError>;
     /// How long a lease lasts and how often running tasks renew theirs (`None`: never). A
@@ -202,6 +206,10 @@ pub struct LeasePolicy {
     pub lease_ms: i64,
     /// How often running tasks renew their leases, in ms (`None`: never).
     pub renew_every_ms: Option<i64>,
+    /// Only this node enqueues into the queue and leases from it, so an idle worker loop can
+    /// sleep until an enqueue wakes it or [`TaskQueue::next_due_ms`] comes, instead of
+    /// polling (a shared queue is filled by other nodes, which cannot wake this one).
+    pub filled_here: bool,
 }
 
 /// On the embedded store leases only matter after a crash, and start-up clears them, so a
@@ -330,6 +338,19 @@ impl TaskQueue for Queue {
         self.send(|r| Write::Stop(f, t, now_ms, r)).await
     }
 
+    /// The earliest `max(next_run_ms, lease_until_ms)` of the tasks not ended. Asked after a
+    /// lease found nothing due, so the rows read are the retries waiting and the runs leased.
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT min(max(next_run_ms, lease_until_ms)) FROM async_tasks
+             WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+            [],
+            |r| r.get(0),
+        )
+        .db()
+    }
+
     /// Tasks waiting or running (Enqueued, Retrying, Running) and the creation time of the
     /// oldest of them (Unix ms), for the metrics.
     fn backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
@@ -396,6 +417,7 @@ impl TaskQueue for Queue {
         LeasePolicy {
             lease_ms: SQLITE_LEASE_MS,
             renew_every_ms: None,
+            filled_here: true,
         }
     }
 }

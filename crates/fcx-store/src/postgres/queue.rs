@@ -370,6 +370,22 @@ impl TaskQueue for PgQueue {
         })
     }
 
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let pg = Arc::clone(&self.pg);
+        self.pg.block(async move {
+            let c = pg.conn().await?;
+            let row = c
+                .query_one(
+                    "SELECT min(greatest(next_run_ms, lease_until_ms)) FROM async_tasks
+                     WHERE status IN ('Enqueued', 'Retrying', 'Running')",
+                    &[],
+                )
+                .await
+                .map_err(db("reading when the next async task is due"))?;
+            Ok(row.get::<_, Option<i64>>(0))
+        })
+    }
+
     fn get(&self, function: &str, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
         let pg = Arc::clone(&self.pg);
         let (function, task_id) = (function.to_owned(), task_id.to_owned());
@@ -432,6 +448,7 @@ impl TaskQueue for PgQueue {
         LeasePolicy {
             lease_ms: LEASE_MS,
             renew_every_ms: Some(RENEW_EVERY_MS),
+            filled_here: false,
         }
     }
 }

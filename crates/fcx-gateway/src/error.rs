@@ -69,6 +69,14 @@ impl ToFc for AsyncError {
     }
 }
 
+/// A throttle by one of the scheduler's limits: `LimitName` is the name the throttle
+/// metrics use for it (one spelling, [`SchedulerError::limit_name`]).
+fn limit_throttle(e: &SchedulerError, text: String, limit: u64) -> FcError {
+    throttled(text)
+        .with_detail("Limit", limit)
+        .with_detail("LimitName", e.limit_name().unwrap_or_default())
+}
+
 /// FC's answer to a scheduler error.
 pub fn scheduler_error(e: &SchedulerError) -> FcError {
     use SchedulerError as E;
@@ -76,15 +84,10 @@ pub fn scheduler_error(e: &SchedulerError) -> FcError {
     match e {
         E::FunctionNotFound { function } => FcError::function_not_found(function),
         E::VersionNotFound { .. } => FcError::new(ErrorCode::VersionNotFound, text),
-        E::ReservedConcurrency { reserved, .. } => throttled(text)
-            .with_detail("Limit", *reserved)
-            .with_detail("LimitName", "reservedConcurrency"),
-        E::InstanceLimit { max } => throttled(text)
-            .with_detail("Limit", *max)
-            .with_detail("LimitName", "maxInstances"),
-        E::ClusterInstanceLimit { max, .. } => throttled(text)
-            .with_detail("Limit", *max)
-            .with_detail("LimitName", "clusterMaxInstances"),
+        E::ReservedConcurrency { reserved, .. } => limit_throttle(e, text, *reserved),
+        E::InstanceLimit { max } | E::ClusterInstanceLimit { max, .. } => {
+            limit_throttle(e, text, u64::from(*max))
+        }
         E::NoInstanceReady { .. } => FcError::new(ErrorCode::FunctionNotStarted, text),
         E::Start(start) => start_error(start),
         E::Image(image) => image_error(image),
@@ -285,6 +288,35 @@ mod tests {
     use fcx_model::ModelError;
 
     use super::*;
+
+    #[test]
+    fn throttles_name_their_limit_as_the_metrics_do() {
+        let cases = [
+            (
+                SchedulerError::ReservedConcurrency {
+                    function: "f".into(),
+                    reserved: 3,
+                    inflight: 3,
+                },
+                3,
+                "reservedConcurrency",
+            ),
+            (SchedulerError::InstanceLimit { max: 8 }, 8, "maxInstances"),
+            (
+                SchedulerError::ClusterInstanceLimit { max: 30, share: 10 },
+                30,
+                "clusterMaxInstances",
+            ),
+        ];
+        for (e, limit, name) in cases {
+            let fc = scheduler_error(&e);
+            assert_eq!(fc.code, ErrorCode::ResourceExhausted, "{e}");
+            assert_eq!(fc.retry_after, Some(1), "{e}");
+            assert_eq!(fc.detail["Limit"], limit, "{e}");
+            assert_eq!(fc.detail["LimitName"], name, "{e}");
+            assert_eq!(e.limit_name(), Some(name));
+        }
+    }
 
     #[test]
     fn control_errors_keep_fc_codes_and_messages() {

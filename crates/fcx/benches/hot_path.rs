@@ -161,6 +161,8 @@ fn setup() -> Result<Bench, String> {
             https_listen: None,
             metrics_listen: None,
             connections: fcx_gateway::ConnLimits::default(),
+            // One serving thread: the microbench measures one request's own cost.
+            serve_threads: 1,
         };
         tokio::spawn(fcx_gateway::serve(control, http, std::future::pending()));
         wait_connectable(listen).await?;

@@ -31,13 +31,16 @@ pub struct HttpConfig {
     /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
     pub https_listen: Option<SocketAddr>,
     /// `--serve-threads`: threads serving the API listener, each with a current-thread
-    /// runtime and a listening socket of its own (1 to [`MAX_SERVE_THREADS`]).
+    /// runtime and a listening socket of its own (1 to [`MAX_SERVE_THREADS`]). 0 (not a
+    /// command-line value) serves it in a task of the caller's runtime instead.
     pub serve_threads: usize,
 }
 
 /// The default `--serve-threads`: one per CPU this process may run on.
 pub fn default_serve_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_SERVE_THREADS)
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -75,9 +78,9 @@ pub enum ServeError {
 impl HttpConfig {
     /// Refuses what must never be served; call it before starting the core.
     pub fn check(&self) -> Result<(), ServeError> {
-        if !(1..=MAX_SERVE_THREADS).contains(&self.serve_threads) {
+        if self.serve_threads > MAX_SERVE_THREADS {
             return Err(ServeError::Refused(format!(
-                "--serve-threads {} is out of range: 1 to {MAX_SERVE_THREADS}",
+                "--serve-threads {} is more than {MAX_SERVE_THREADS}",
                 self.serve_threads
             )));
         }
@@ -146,7 +149,7 @@ pub async fn serve(
             None
         }
     };
-    let listeners = crate::shards::bind(config.listen, config.serve_threads).await?;
+    let listeners = crate::shards::bind(config.listen, config.serve_threads.max(1)).await?;
     let local = listeners[0].local_addr().map_err(ServeError::LocalAddr)?;
     control.set_endpoint(local);
     let https = match config.https_listen {
@@ -184,17 +187,20 @@ pub async fn serve(
     let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
     // One connection count for all the shards: --max-connections is the listener's total.
     let gate = Gate::new(&limits);
-    let mut shards = Shards::start(
-        listeners,
-        ShardConfig {
-            app: front(false),
-            limits,
-            stop: stop_rx.clone(),
-            refused: Arc::clone(&refused),
-            gate: gate.clone(),
-        },
-    )
-    .await?;
+    let shard_config = ShardConfig {
+        app: front(false),
+        limits,
+        stop: stop_rx.clone(),
+        refused: Arc::clone(&refused),
+        gate: gate.clone(),
+    };
+    let mut shards = match config.serve_threads {
+        0 => {
+            let listener = listeners.into_iter().next().expect("one listener bound");
+            Shards::inline(listener, shard_config)?
+        }
+        _ => Shards::start(listeners, shard_config).await?,
+    };
     // Tests and scripts read this line to find the server.
     println!(
         "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",

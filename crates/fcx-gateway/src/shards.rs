@@ -91,6 +91,45 @@ pub(crate) struct ShardConfig<A> {
 }
 
 impl Shards {
+    /// Serves `listener` in a task of the current runtime instead of threads of its own
+    /// (`serve_threads` 0: an embedder's runtime, e.g. the in-process microbench, which
+    /// counts the allocations of its one thread).
+    pub(crate) fn inline<A: App>(
+        listener: std::net::TcpListener,
+        config: ShardConfig<A>,
+    ) -> Result<Shards, ServeError> {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| ServeError::Shard(format!("registering the listener: {e}")))?;
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+        let ended = Ended(Some((0, ended_tx)));
+        tokio::spawn(async move {
+            let ShardConfig {
+                app,
+                limits,
+                stop,
+                refused,
+                gate,
+            } = config;
+            crate::conn::accept(
+                listener,
+                Transport::Plain,
+                app,
+                limits,
+                stop,
+                refused,
+                &gate,
+            )
+            .await;
+            ended.done();
+        });
+        Ok(Shards {
+            threads: Vec::new(),
+            release: None,
+            ended: ended_rx,
+            running: 1,
+        })
+    }
+
     /// Starts one thread per listener and waits until each one's runtime serves.
     pub(crate) async fn start<A: App>(
         listeners: Vec<std::net::TcpListener>,
@@ -123,6 +162,9 @@ impl Shards {
                     fcx_control::shard::enter(i);
                     let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        // Its blocking threads too: a connection they dial is registered
+                        // with this runtime's reactor, so it belongs in this shard's slot.
+                        .on_thread_start(move || fcx_control::shard::enter(i))
                         .build()
                     {
                         Ok(runtime) => runtime,

@@ -270,13 +270,25 @@ impl Instance {
         Ok(http::Response::from_parts(parts, bytes))
     }
 
-    /// A pooled connection of this thread's shard (`true`: it served a request before) or
-    /// a new one, registered with this thread's runtime.
+    /// A pooled connection of this thread's shard (`true`: it served a request before), an
+    /// idle one of another shard moved over, or a new one; always registered with this
+    /// thread's runtime.
     async fn connection(&self) -> Result<(Conn, bool), CallError> {
         let slot = self.idle_conns.here();
         loop {
-            let pooled = self.idle_conns.pop(slot);
-            let Some(mut conn) = pooled else { break };
+            let mut conn = match self.idle_conns.pop(slot) {
+                Some(conn) => conn,
+                // Moving an idle connection costs two epoll_ctl calls; dialling costs a trip
+                // to the namespace's thread, and one more connection for the instance.
+                None => match self.idle_conns.pop_other(slot) {
+                    Some(conn) if !conn.is_closed() => match Box::pin(conn.rehome()).await {
+                        Some(conn) => conn,
+                        None => continue,
+                    },
+                    Some(_) => continue,
+                    None => break,
+                },
+            };
             if conn.is_closed() {
                 continue;
             }

@@ -9,9 +9,12 @@
 //! would have every wake-up arrive through shard 1's thread and cross to shard 0's: the very
 //! cross-thread hop (a futex wake, a second vCPU woken) that serving per thread removes.
 //! So an instance keeps one pool of idle connections per shard: a connection dialled on
-//! shard i goes back to slot i and is only taken by requests on shard i. Threads outside
-//! the shards (the main multi-thread runtime: async workers, initializer calls made there)
-//! share slot 0, as all connections did before.
+//! shard i goes back to slot i and is taken by requests on shard i. Threads outside the
+//! shards (the main multi-thread runtime: async workers, initializer calls made there)
+//! share slot 0, as all connections did before. A shard that finds its own slot empty
+//! moves an idle connection over from another slot (re-registered with its own reactor,
+//! `Conn::rehome`) before it dials a new one, so spreading requests over shards does not
+//! multiply the connections an instance holds.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +89,13 @@ impl<T> Slots<T> {
             .pop()
     }
 
+    /// The most recently pushed item of any slot but `slot`, looking at the slots after it
+    /// first (so the shards do not all take from slot 0).
+    pub(crate) fn pop_other(&self, slot: usize) -> Option<T> {
+        let len = self.slots.len();
+        (1..len).find_map(|step| self.pop((slot + step) % len))
+    }
+
     /// Puts `item` back into `slot` (the slot it was taken from or made for, whichever
     /// thread ends up returning it).
     pub(crate) fn push(&self, slot: usize, item: T) {
@@ -137,6 +147,23 @@ mod tests {
             on(Some(0), || slots.pop(slots.here())),
             Some("dialled on shard 0")
         );
+    }
+
+    #[test]
+    fn an_empty_slot_takes_from_the_others_after_it_first() {
+        let slots: Slots<&str> = Slots::with_len(3);
+        assert_eq!(slots.pop_other(1), None);
+        slots.push(0, "main");
+        slots.push(1, "shard 0");
+        slots.push(1, "shard 0, newer");
+        // Slot 1 looks at 2, then 0; slot 2 looks at 0, then 1.
+        assert_eq!(slots.pop_other(1), Some("main"));
+        assert_eq!(slots.pop_other(1), None, "never its own slot");
+        assert_eq!(slots.pop_other(2), Some("shard 0, newer"));
+        assert_eq!(slots.pop(1), Some("shard 0"));
+        let one: Slots<&str> = Slots::with_len(1);
+        one.push(0, "only");
+        assert_eq!(one.pop_other(0), None, "no other slot");
     }
 
     #[test]

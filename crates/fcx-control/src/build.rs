@@ -306,6 +306,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         egress: Mutex::new(Some(egress)),
     });
     let _ = control.me.set(Arc::downgrade(&control));
+    control.timers.run_on(tokio::runtime::Handle::current());
     if let Some(cluster) = &control.cluster {
         // Before anything starts an instance (loading starts minimum instances).
         cluster.lease_instances_now(&control.scheduler);

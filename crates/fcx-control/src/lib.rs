@@ -57,6 +57,9 @@ pub use build::{prefix_for, CoreConfig, StartError};
 pub use cluster::{NODE_FRESH_MS, SHARE_TTL_MS, TICK as CLUSTER_TICK};
 pub use command::{BodyCommand, Command, OffWorker, WithBody};
 pub use error::{AsyncError, ControlError, SchedulerError};
+/// The serving threads' shard index and count (the gateway's `--serve-threads`), which the
+/// instances' per-shard connection pools follow.
+pub use fcx_runtime::shard;
 
 /// The core's error types, for the gateway's one mapping of errors to FC codes.
 pub mod errors {

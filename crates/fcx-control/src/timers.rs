@@ -26,6 +26,9 @@ use crate::ControlPlane;
 #[derive(Default)]
 pub(crate) struct Timers {
     tasks: Mutex<HashMap<(String, String), JoinHandle<()>>>,
+    /// The runtime the core started on, where timers run: a trigger created by a request on
+    /// one of the gateway's serving threads would otherwise run on that thread's runtime.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl Drop for Timers {
@@ -42,6 +45,11 @@ impl Drop for Timers {
 }
 
 impl Timers {
+    /// Runs the timers on `runtime` (the core's), whatever thread applies them.
+    pub(crate) fn run_on(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.runtime.set(runtime);
+    }
+
     fn replace(&self, key: (String, String), task: Option<JoinHandle<()>>) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = tasks.remove(&key) {
@@ -88,7 +96,11 @@ impl ControlPlane {
             self.timers.replace(key, None);
             return;
         };
-        let (Some(me), Ok(runtime)) = (self.me.get(), tokio::runtime::Handle::try_current()) else {
+        let runtime = match self.timers.runtime.get() {
+            Some(runtime) => Ok(runtime.clone()),
+            None => tokio::runtime::Handle::try_current(),
+        };
+        let (Some(me), Ok(runtime)) = (self.me.get(), runtime) else {
             return;
         };
         let timer = Timer {

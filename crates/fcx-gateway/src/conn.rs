@@ -100,6 +100,33 @@ pub enum Transport {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
+/// The connection count of one listener, shared by every thread accepting on it (the
+/// serving shards of `--serve-threads` share one `--max-connections`): the open
+/// connections and the refusals being answered.
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Gate {
+    /// Room for `limits.max_connections` connections.
+    pub fn new(limits: &ConnLimits) -> Gate {
+        Gate {
+            open: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(REFUSING_MAX)),
+            max: limits.max_connections,
+        }
+    }
+
+    /// Waits until every connection let through has ended. Call it once no thread accepts
+    /// any more: it takes all the permits, so a connection accepted meanwhile is refused.
+    pub async fn drained(&self) {
+        let _ = self.open.acquire_many(self.max as u32).await;
+    }
+}
+
 /// Accepts connections until `stop` turns true, then lets open connections finish their
 /// requests (keep-alive ones are closed after their current request).
 pub async fn serve<A: App>(
@@ -107,11 +134,26 @@ pub async fn serve<A: App>(
     transport: Transport,
     router: A,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     refused: Refused,
 ) {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
-    let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
+    let gate = Gate::new(&limits);
+    accept(listener, transport, router, limits, stop, refused, &gate).await;
+    gate.drained().await;
+}
+
+/// Accepts connections under `gate` until `stop` turns true; the connections go on in tasks
+/// of the current runtime (wait for them with [`Gate::drained`]).
+pub async fn accept<A: App>(
+    listener: TcpListener,
+    transport: Transport,
+    router: A,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    refused: Refused,
+    gate: &Gate,
+) {
+    let (open, refusing) = (&gate.open, &gate.refusing);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -127,7 +169,7 @@ pub async fn serve<A: App>(
             }
         };
         let _ = stream.set_nodelay(true);
-        match Arc::clone(&open).try_acquire_owned() {
+        match Arc::clone(open).try_acquire_owned() {
             Ok(permit) => {
                 let (transport, router, stop) = (transport.clone(), router.clone(), stop.clone());
                 tokio::spawn(async move {
@@ -143,7 +185,7 @@ pub async fn serve<A: App>(
                     }
                 });
             }
-            Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
+            Err(_) => match Arc::clone(refusing).try_acquire_owned() {
                 Ok(permit) => {
                     refused("answered");
                     let (transport, max) = (transport.clone(), limits.max_connections);
@@ -168,8 +210,6 @@ pub async fn serve<A: App>(
             },
         }
     }
-    // Every connection holds a permit until it ends.
-    let _ = open.acquire_many(limits.max_connections as u32).await;
 }
 
 /// The TLS handshake, bounded like a request head: a client that opens the connection and

@@ -6,7 +6,8 @@
 //! mapping (`error`), `GET /metrics` (`metrics`, also on its own `--metrics-listen`
 //! address), the status page (`status`), trace context and the invoke span (`trace`),
 //! client connections under timeouts and a connection limit (`conn`, `head`), and serving
-//! on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`). Handlers call
+//! on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`), the API
+//! listener on one current-thread runtime per `--serve-threads` thread (`shards`). Handlers call
 //! only [`fcx_control::ControlPlane`].
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod peer;
 mod reply;
 mod routes;
 mod serve;
+mod shards;
 mod state;
 mod status;
 mod tls;
@@ -32,4 +34,4 @@ mod web;
 pub use auth::AuthMode;
 pub use conn::ConnLimits;
 pub use head::HEADER_LINE_MAX;
-pub use serve::{serve, HttpConfig, ServeError};
+pub use serve::{default_serve_threads, serve, HttpConfig, ServeError, Serving, MAX_SERVE_THREADS};

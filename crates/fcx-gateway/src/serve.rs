@@ -1,7 +1,7 @@
 //! Serving HTTP in front of a started control plane: the AccessKeys for signed requests, the
 //! listener and its startup line (and the HTTPS listener of custom domains), the front that
-//! sends web requests to triggers and domains and the rest to the API router, and a bounded
-//! draining shutdown.
+//! sends web requests to triggers and domains and the rest to the API router, served on the
+//! `--serve-threads` shards (`shards`), and a bounded draining shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use fcx_control::ControlPlane;
 
 use crate::auth::{AuthMode, Keys, Verifier};
-use crate::conn::ConnLimits;
+use crate::conn::{ConnLimits, Gate};
+pub use crate::shards::MAX_SERVE_THREADS;
+use crate::shards::{ShardConfig, Shards};
 
 /// What the HTTP front is told on `fcx server`'s command line.
 #[derive(Debug, Clone)]
@@ -28,6 +30,17 @@ pub struct HttpConfig {
     pub connections: ConnLimits,
     /// `--https-listen`: where custom domains with `protocol: HTTPS` are served.
     pub https_listen: Option<SocketAddr>,
+    /// `--serve-threads`: threads serving the API listener, each with a current-thread
+    /// runtime and a listening socket of its own (1 to [`MAX_SERVE_THREADS`]). 0 (not a
+    /// command-line value) serves it in a task of the caller's runtime instead.
+    pub serve_threads: usize,
+}
+
+/// The default `--serve-threads`: one per CPU this process may run on.
+pub fn default_serve_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_SERVE_THREADS)
 }
 
 /// Why the HTTP front did not serve (or stopped).
@@ -57,11 +70,20 @@ pub enum ServeError {
     /// A start-up or serving task panicked or was cancelled.
     #[error("server task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// A serving thread (`--serve-threads`) could not start or stopped unexpectedly.
+    #[error("serving thread: {0}")]
+    Shard(String),
 }
 
 impl HttpConfig {
     /// Refuses what must never be served; call it before starting the core.
     pub fn check(&self) -> Result<(), ServeError> {
+        if self.serve_threads > MAX_SERVE_THREADS {
+            return Err(ServeError::Refused(format!(
+                "--serve-threads {} is more than {MAX_SERVE_THREADS}",
+                self.serve_threads
+            )));
+        }
         if !self.listen.ip().is_loopback() && self.auth == AuthMode::None {
             return Err(ServeError::Refused(format!(
                 "refusing to listen on {} with --auth none: unauthenticated requests are allowed \
@@ -74,15 +96,42 @@ impl HttpConfig {
     }
 }
 
+/// The serving threads after [`serve`] returned: still running what requests started on
+/// them, until [`Serving::finish`].
+pub struct Serving {
+    shards: Shards,
+    /// A serving thread that stopped while the server was serving (reported by `finish`).
+    failed: Option<usize>,
+}
+
+impl Serving {
+    /// Ends the serving threads; call it after [`ControlPlane::shutdown`] (see
+    /// `Shards::finish`: tasks a request started on a shard run until the instances stop).
+    /// Blocks while the threads end.
+    pub fn finish(mut self) -> Result<(), ServeError> {
+        let panicked = self.shards.finish();
+        match (self.failed, panicked.first()) {
+            (Some(i), _) => Err(ServeError::Shard(format!(
+                "fcx-serve-{i} stopped accepting connections unexpectedly"
+            ))),
+            (None, Some(i)) => Err(ServeError::Shard(format!("fcx-serve-{i} panicked"))),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
 /// Serves `control` until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish (bounded by the shutdown timeout). Stopping the core is the caller's
-/// ([`ControlPlane::shutdown`]), after this returns.
+/// ([`ControlPlane::shutdown`]), after this returns, and then [`Serving::finish`].
 pub async fn serve(
     control: Arc<ControlPlane>,
     config: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<Serving, ServeError> {
     config.check()?;
+    // Instances made from now on get a pooled-connection slot per shard (`main` announces
+    // the shards earlier, before the core starts any instance).
+    fcx_control::shard::set_shards(config.serve_threads);
     let verifier = match config.auth {
         AuthMode::Signature => {
             let core = Arc::clone(&control);
@@ -100,8 +149,8 @@ pub async fn serve(
             None
         }
     };
-    let listener = bind(config.listen).await?;
-    let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let listeners = crate::shards::bind(config.listen, config.serve_threads.max(1)).await?;
+    let local = listeners[0].local_addr().map_err(ServeError::LocalAddr)?;
     control.set_endpoint(local);
     let https = match config.https_listen {
         Some(addr) => {
@@ -123,15 +172,6 @@ pub async fn serve(
         .as_ref()
         .map(|(_, bound)| format!("; metrics on http://{bound}/metrics"))
         .unwrap_or_default();
-    // Tests and scripts read this line to find the server.
-    println!(
-        "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
-        control.data_dir().display(),
-        control.run_dir().display()
-    );
-    if let Some((_, bound)) = &https {
-        println!("fcx server listening on https://{bound} (custom domains with protocol HTTPS)");
-    }
     let api = crate::routes::router(Arc::clone(&control), verifier.clone());
     let front = |https| {
         crate::web::FrontService::new(Arc::new(crate::web::Front {
@@ -145,6 +185,31 @@ pub async fn serve(
     let limits = fit_to_fd_limit(config.connections);
     let metrics_of = Arc::clone(control.metrics());
     let refused: crate::conn::Refused = Arc::new(move |kind| metrics_of.connection_refused(kind));
+    // One connection count for all the shards: --max-connections is the listener's total.
+    let gate = Gate::new(&limits);
+    let shard_config = ShardConfig {
+        app: front(false),
+        limits,
+        stop: stop_rx.clone(),
+        refused: Arc::clone(&refused),
+        gate: gate.clone(),
+    };
+    let mut shards = match config.serve_threads {
+        0 => {
+            let listener = listeners.into_iter().next().expect("one listener bound");
+            Shards::inline(listener, shard_config)?
+        }
+        _ => Shards::start(listeners, shard_config).await?,
+    };
+    // Tests and scripts read this line to find the server.
+    println!(
+        "fcx server listening on http://{local} (data dir {}, run dir {}{metrics_note})",
+        control.data_dir().display(),
+        control.run_dir().display()
+    );
+    if let Some((_, bound)) = &https {
+        println!("fcx server listening on https://{bound} (custom domains with protocol HTTPS)");
+    }
     // The HTTPS listener is bounded like the API's; each listener has its own connection cap.
     let tls_task = match https {
         Some((l, _)) => {
@@ -172,41 +237,36 @@ pub async fn serve(
             Arc::clone(&refused),
         ));
     }
-    let serving = tokio::spawn(crate::conn::serve(
-        listener,
-        crate::conn::Transport::Plain,
-        front(false),
-        limits,
-        stop_rx,
-        refused,
-    ));
-    tokio::pin!(serving);
-    let served = tokio::select! {
-        result = &mut serving => result,
-        () = shutdown => {
-            // Stop accepting, let in-flight requests finish (bounded), then return.
-            tracing::info!("shutting down: draining in-flight requests");
-            let _ = stop_tx.send(true);
-            let drained = async {
-                let served = (&mut serving).await;
-                if let Some(t) = tls_task {
-                    let _ = t.await;
-                }
-                served
-            };
-            match tokio::time::timeout(config.shutdown_timeout, drained).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(
-                        timeout = ?config.shutdown_timeout,
-                        "in-flight requests did not finish in time; stopping instances anyway"
-                    );
-                    Ok(())
-                }
-            }
+    drop(stop_rx);
+    let failed = tokio::select! {
+        i = shards.failed() => {
+            tracing::error!(thread = %format!("fcx-serve-{i}"), "a serving thread stopped accepting connections");
+            Some(i)
+        }
+        () = shutdown => None,
+    };
+    // Stop accepting, let in-flight requests finish (bounded), then return.
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let drained = async {
+        // Every shard's accept loop first: the drain takes all permits, and a connection
+        // accepted after that would be refused instead of served.
+        shards.stopped_accepting().await;
+        gate.drained().await;
+        if let Some(t) = tls_task {
+            let _ = t.await;
         }
     };
-    served.map_err(ServeError::Task)
+    if tokio::time::timeout(config.shutdown_timeout, drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout = ?config.shutdown_timeout,
+            "in-flight requests did not finish in time; stopping instances anyway"
+        );
+    }
+    Ok(Serving { shards, failed })
 }
 
 /// File descriptors kept for everything but client connections (instances' pipes and

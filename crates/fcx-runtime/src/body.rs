@@ -1,9 +1,10 @@
 //! Bodies on the instance path: requests stream into the instance and responses stream out
 //! of it without being buffered, and a response body drives its keep-alive connection's I/O
-//! while it is read and hands the connection back to the instance's pool at its end.
+//! while it is read and hands the connection back to the instance's pool (the slot of the
+//! shard it was dialled on) at its end.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,14 +13,17 @@ use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 use crate::conn::Conn;
+use crate::shard::Slots;
 
 /// The error type of every body on the instance path.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Any request or response body on the instance path.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Idle keep-alive connections into one instance.
-pub(crate) type ConnPool = Arc<Mutex<Vec<Conn>>>;
+/// Idle keep-alive connections into one instance, one stack per serving shard
+/// ([`crate::shard`]: a connection is only reused on the thread whose reactor it is
+/// registered with).
+pub(crate) type ConnPool = Arc<Slots<Conn>>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -103,15 +107,18 @@ where
 pub struct ResponseBody {
     inner: Incoming,
     conn: Option<Conn>,
-    pool: ConnPool,
+    /// The pool and slot the connection goes back to (none for an upgraded connection's).
+    pool: Option<(ConnPool, usize)>,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, conn: Conn, pool: ConnPool) -> ResponseBody {
+    /// A body whose connection returns to `slot` of `pool` (the slot it was taken from or
+    /// dialled for, even if the body ends on another thread).
+    pub(crate) fn new(inner: Incoming, conn: Conn, pool: ConnPool, slot: usize) -> ResponseBody {
         ResponseBody {
             inner,
             conn: Some(conn),
-            pool,
+            pool: Some((pool, slot)),
         }
     }
 
@@ -120,16 +127,13 @@ impl ResponseBody {
         ResponseBody {
             inner,
             conn: None,
-            pool: ConnPool::default(),
+            pool: None,
         }
     }
 
     fn recycle(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+        if let (Some(conn), Some((pool, slot))) = (self.conn.take(), &self.pool) {
+            pool.push(*slot, conn);
         }
     }
 }

@@ -102,6 +102,22 @@ impl Conn {
         .await
     }
 
+    /// The same connection registered with the current runtime's reactor instead of the
+    /// one it was made on (an idle connection moving to another serving shard, see
+    /// [`crate::shard`]); `None` when it cannot move (bytes already read and not yet
+    /// handled, or its old reactor is gone), and is then dropped.
+    pub async fn rehome(self) -> Option<Conn> {
+        let parts = self.inner.driver.into_parts();
+        if !parts.read_buf.is_empty() {
+            return None;
+        }
+        // Deregistered from the old reactor (from any thread), registered with this one.
+        let stream = parts.io.into_inner().into_std().ok()?;
+        let stream = TcpStream::from_std(stream).ok()?;
+        // HTTP/1 needs no bytes on the wire for a new client handshake.
+        Conn::handshake(stream).await.ok()
+    }
+
     /// Whether the connection is known to be closed.
     pub fn is_closed(&self) -> bool {
         self.inner.ended || self.inner.sender.is_closed()

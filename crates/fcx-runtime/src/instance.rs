@@ -1,5 +1,6 @@
 //! A running instance, whatever its backend: how to reach its server (a dial target), its
-//! log and exit status, its pooled keep-alive connections, and the backend's control handles.
+//! log and exit status, its pooled keep-alive connections (per serving shard), and the
+//! backend's control handles.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::conn::{Conn, SendError};
 use crate::logs::InstanceLog;
 use crate::netns::NetNs;
 use crate::procnet::{self, Listener};
+use crate::shard::Slots;
 use crate::spec::ExitReason;
 
 /// A failed call into an instance.
@@ -94,6 +96,7 @@ pub struct Instance {
     dial: Dial,
     log: Arc<InstanceLog>,
     exit: watch::Receiver<Option<ExitReason>>,
+    /// Idle keep-alive connections, one stack per serving shard ([`crate::shard`]).
     idle_conns: ConnPool,
     control: Box<dyn Control>,
     /// When the instance was started, in ms since the Unix epoch.
@@ -114,7 +117,7 @@ impl Instance {
             dial: parts.dial,
             log: parts.log,
             exit: parts.exit,
-            idle_conns: ConnPool::default(),
+            idle_conns: Arc::new(Slots::new()),
             control: parts.control,
             created_ms,
             created_at: std::time::Instant::now(),
@@ -248,7 +251,10 @@ impl Instance {
             }
         })?;
         let (parts, body) = response.into_parts();
-        let body = ResponseBody::new(body, conn, Arc::clone(&self.idle_conns));
+        // The connection was taken from (or dialled for) this thread's slot: the same task
+        // runs on the same runtime throughout, and a runtime's threads share one slot.
+        let slot = self.idle_conns.here();
+        let body = ResponseBody::new(body, conn, Arc::clone(&self.idle_conns), slot);
         Ok(http::Response::from_parts(parts, body))
     }
 
@@ -264,15 +270,25 @@ impl Instance {
         Ok(http::Response::from_parts(parts, bytes))
     }
 
-    /// A pooled connection (`true`: it served a request before) or a new one.
+    /// A pooled connection of this thread's shard (`true`: it served a request before), an
+    /// idle one of another shard moved over, or a new one; always registered with this
+    /// thread's runtime.
     async fn connection(&self) -> Result<(Conn, bool), CallError> {
+        let slot = self.idle_conns.here();
         loop {
-            let pooled = self
-                .idle_conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let Some(mut conn) = pooled else { break };
+            let mut conn = match self.idle_conns.pop(slot) {
+                Some(conn) => conn,
+                // Moving an idle connection costs two epoll_ctl calls; dialling costs a trip
+                // to the namespace's thread, and one more connection for the instance.
+                None => match self.idle_conns.pop_other(slot) {
+                    Some(conn) if !conn.is_closed() => match Box::pin(conn.rehome()).await {
+                        Some(conn) => conn,
+                        None => continue,
+                    },
+                    Some(_) => continue,
+                    None => break,
+                },
+            };
             if conn.is_closed() {
                 continue;
             }

@@ -23,6 +23,7 @@ pub mod oci;
 pub mod pidfile;
 mod process;
 pub mod procnet;
+pub mod shard;
 pub mod snapshot;
 mod spec;
 mod sys;

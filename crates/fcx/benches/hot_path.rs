@@ -161,6 +161,9 @@ fn setup() -> Result<Bench, String> {
             https_listen: None,
             metrics_listen: None,
             connections: fcx_gateway::ConnLimits::default(),
+            // Served on this bench thread's runtime (no serving threads of its own), so the
+            // allocation counter sees every allocation and no request crosses threads.
+            serve_threads: 0,
         };
         tokio::spawn(fcx_gateway::serve(control, http, std::future::pending()));
         wait_connectable(listen).await?;

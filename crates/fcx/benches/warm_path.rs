@@ -10,6 +10,8 @@
 //! - (e) fcx-trigger: the same function through an anonymous HTTP trigger
 //!   (`Host: bench.localhost`, `POST /body` with `hello`, answered `hello`): the passthrough
 //!   path with FC's header checks and reserved-header filtering,
+//! - (f) fcx-1t, only when `FCX_BENCH_TARGETS` names it: (c) served by one serving thread
+//!   (`--serve-threads 1`) instead of one per CPU, for the thread-per-core comparison,
 //!
 //! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
 //! lasts `FCX_BENCH_SECS` seconds (default 5); `FCX_BENCH_ROUNDS` (default 1) repeats the
@@ -146,6 +148,13 @@ fn run() -> Result<bool, String> {
     // (c) fcx with a warm instance of the same binary, (d) the same without observability.
     let server = start_fcx(&[])?;
     let bare = start_fcx(&["--no-observability"])?;
+    // (f) opt-in: FCX_BENCH_TARGETS must name it.
+    let only = std::env::var("FCX_BENCH_TARGETS").unwrap_or_default();
+    let one_thread = if only.split(',').any(|w| w.trim() == "fcx-1t") {
+        Some(start_fcx(&["--serve-threads", "1"])?)
+    } else {
+        None
+    };
     let trigger = server.post_json(
         &format!("/2023-03-30/functions/{FUNCTION}/triggers"),
         &json!({"triggerName": "web", "triggerType": "http",
@@ -194,7 +203,7 @@ fn run() -> Result<bool, String> {
     )
     .map_err(|e| format!("write {}: {e}", trigger_lua.display()))?;
 
-    let targets: [(&'static str, String, &Path); 5] = [
+    let mut targets: Vec<(&'static str, String, &Path)> = vec![
         ("direct", format!("http://{echo_addr}/invoke"), &lua),
         ("nginx", format!("http://{nginx_addr}/invoke"), &lua),
         (
@@ -209,15 +218,21 @@ fn run() -> Result<bool, String> {
         ),
         ("fcx-trigger", server.url("/body"), &trigger_lua),
     ];
+    if let Some(one) = &one_thread {
+        targets.push((
+            "fcx-1t",
+            one.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
+            &lua,
+        ));
+    }
 
     // FCX_BENCH_TARGETS=nginx,fcx measures only those (profiling one path); ratios need
     // the rows they compare.
-    let only = std::env::var("FCX_BENCH_TARGETS").unwrap_or_default();
     let wanted = |t: &str| only.trim().is_empty() || only.split(',').any(|w| w.trim() == t);
     let targets: Vec<_> = targets.into_iter().filter(|(t, _, _)| wanted(t)).collect();
     if targets.is_empty() {
         return Err(format!(
-            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, fcx, fcx-bare, fcx-trigger)"
+            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, fcx, fcx-bare, fcx-trigger, fcx-1t)"
         ));
     }
 
@@ -250,6 +265,10 @@ fn run() -> Result<bool, String> {
                     "fcx-bare" => [bare.pid()]
                         .into_iter()
                         .chain(bare.instance_pids())
+                        .collect(),
+                    "fcx-1t" => one_thread
+                        .iter()
+                        .flat_map(|one| [one.pid()].into_iter().chain(one.instance_pids()))
                         .collect(),
                     _ => vec![echo.pid()],
                 };
@@ -697,6 +716,19 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
                 (1.0 - f.rps / b.rps) * 100.0,
                 f.cpu_us_per_req,
                 b.cpu_us_per_req
+            );
+        }
+    }
+    for conns in CONNS {
+        if let (Some(f), Some(o)) = (get("fcx", conns), get("fcx-1t", conns)) {
+            println!(
+                "- serving threads at {conns} conn(s): fcx (one per CPU) / fcx-1t (one) \
+                 throughput = {:.3}, p50 {} vs {}, CPU/req {:.0} µs vs {:.0} µs",
+                f.rps / o.rps,
+                fmt_us(f.p50_us),
+                fmt_us(o.p50_us),
+                f.cpu_us_per_req,
+                o.cpu_us_per_req
             );
         }
     }

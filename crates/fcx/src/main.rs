@@ -141,6 +141,13 @@ struct ServerArgs {
     /// closed. Lowered at start to what the open-file limit leaves.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Threads serving the API listener (the FC API, HTTP triggers, custom domains over
+    /// HTTP); default: one per CPU. Each runs an event loop of its own on its own listening
+    /// socket (SO_REUSEPORT; the kernel spreads connections over them), and a connection
+    /// with its requests stays on one thread, as with nginx's worker processes.
+    /// --max-connections is their total.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=fcx_gateway::MAX_SERVE_THREADS as i64))]
+    serve_threads: Option<u16>,
     /// Async invocations run at once by this server.
     #[arg(long, default_value_t = 32)]
     async_workers: usize,
@@ -327,9 +334,14 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections.max(1),
         },
         https_listen: args.https_listen,
+        serve_threads: args
+            .serve_threads
+            .map_or_else(fcx_gateway::default_serve_threads, usize::from),
     };
     // Refused before the core touches the host.
     http.check()?;
+    // Before the core starts instances: each gets a pooled-connection slot per shard.
+    fcx_runtime::shard::set_shards(http.serve_threads);
     let advertise = args.advertise.or_else(|| {
         (!args.listen.ip().is_unspecified() && args.listen.port() != 0)
             .then(|| args.listen.to_string())
@@ -393,7 +405,11 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         let control = fcx_control::ControlPlane::start(core).await?;
         let served = fcx_gateway::serve(Arc::clone(&control), http, shutdown_signal()).await;
         control.shutdown().await;
-        Ok(served?)
+        // The serving threads end last: what requests started on them (a cold start's log
+        // reader and exit watcher) ran until the instances stopped.
+        let serving = served?;
+        tokio::task::spawn_blocking(move || serving.finish()).await??;
+        Ok(())
     })
 }
 

@@ -250,7 +250,7 @@ async fn invoke(svc: &AsyncService, t: &Leased) -> RunResult {
     let origin = Origin::decode(t.origin.as_deref());
     let context = CallContext {
         request_id: t.request_id.clone(),
-        qualifier: t.qualifier.clone(),
+        qualifier: t.qualifier.clone().into(),
         tail_log: false,
         service_name: None,
         trigger: origin.trigger.as_deref().map(Into::into),

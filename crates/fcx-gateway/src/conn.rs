@@ -67,7 +67,7 @@ pub trait App:
         http::Request<Body>,
         Response = http::Response<Body>,
         Error = std::convert::Infallible,
-        Future: Send + 'static,
+        Future: Send + Unpin + 'static,
     > + Clone
     + Send
     + Sync
@@ -80,7 +80,7 @@ impl<T> App for T where
             http::Request<Body>,
             Response = http::Response<Body>,
             Error = std::convert::Infallible,
-            Future: Send + 'static,
+            Future: Send + Unpin + 'static,
         > + Clone
         + Send
         + Sync
@@ -469,44 +469,73 @@ struct Service<A> {
     body_timeout: Duration,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Routed<A> = <TowerToHyperService<A> as hyper::service::Service<http::Request<Body>>>::Future;
 
 impl<A: App> hyper::service::Service<http::Request<Incoming>> for Service<A> {
-    type Response = http::Response<Body>;
+    // `Sent` itself, not boxed into a `Body` again, and a named future, not a boxed one:
+    // two allocations less per request (the router's own future is boxed already).
+    type Response = http::Response<Sent>;
     type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = Answer<Routed<A>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         self.activity.begin();
-        let guard = InFlight(Arc::clone(&self.activity));
+        let guard = Some(InFlight(Arc::clone(&self.activity)));
         if let Some(refused) = crate::head::refuse(&req) {
-            return Box::pin(async move {
-                Ok(refused.map(|b| {
-                    Body::new(Sent {
-                        inner: b,
-                        _guard: guard,
-                    })
-                }))
-            });
+            return Answer {
+                routed: Routing::Refused(Some(refused)),
+                guard,
+            };
         }
         let req = req.map(|b| Body::new(ClientBody::new(b, self.body_timeout)));
         let routed = hyper::service::Service::call(&self.router, req);
-        Box::pin(async move {
-            let resp = routed.await?;
-            Ok(resp.map(|b| {
-                Body::new(Sent {
-                    inner: b,
-                    _guard: guard,
-                })
-            }))
-        })
+        Answer {
+            routed: Routing::Routed(routed),
+            guard,
+        }
+    }
+}
+
+/// A request's answer on its way: refused before the router, or the router's future; its
+/// body keeps the request in flight.
+pub struct Answer<F> {
+    routed: Routing<F>,
+    guard: Option<InFlight>,
+}
+
+enum Routing<F> {
+    Refused(Option<http::Response<Body>>),
+    Routed(F),
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Unpin,
+{
+    type Output = Result<http::Response<Sent>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let resp = match &mut this.routed {
+            Routing::Refused(refused) => refused.take().unwrap_or_default(),
+            Routing::Routed(routed) => match Pin::new(routed).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(resp)) => resp,
+                Poll::Ready(Err(never)) => match never {},
+            },
+        };
+        let guard = this.guard.take();
+        Poll::Ready(Ok(resp.map(|inner| Sent {
+            inner,
+            _guard: guard,
+        })))
     }
 }
 
 /// A response body that keeps its request in flight until it is sent or dropped.
-struct Sent {
+pub struct Sent {
     inner: Body,
-    _guard: InFlight,
+    _guard: Option<InFlight>,
 }
 
 impl hyper::body::Body for Sent {

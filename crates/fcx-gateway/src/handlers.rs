@@ -82,7 +82,7 @@ pub async fn list_instances(
         all.extend(others);
         missing = gone;
     }
-    let mut reply = api.json(&json!({"instances": all, "requestId": api.rid}));
+    let mut reply = api.json(&json!({"instances": all, "requestId": api.rid()}));
     if !missing.is_empty() {
         if let Ok(v) = http::HeaderValue::from_str(&missing.join(",")) {
             reply.headers_mut().insert(crate::peer::MISSING, v);

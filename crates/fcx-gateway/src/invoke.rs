@@ -2,6 +2,7 @@
 //! hot path: headers and qualifier are checked here, the control plane resolves the qualifier
 //! and runs the call (or queues it); the body stays a stream.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,12 +34,17 @@ pub async fn invoke_fc3(
     let (mut parts, body) = request.into_parts();
     // The route is `/2023-03-30/functions/{functionName}/invocations`: the name is read in
     // place; the extractors run only when there is something to decode.
-    let name = match crate::fast::invoked_function(parts.uri.path()) {
-        Some(name) => name.to_owned(),
+    // A plain name is borrowed from the URI (no copy); only a decoded one is owned.
+    let decoded = match crate::fast::invoked_function(parts.uri.path()) {
+        Some(_) => None,
         None => match Path::<String>::from_request_parts(&mut parts, &control).await {
-            Ok(Path(name)) => name,
+            Ok(Path(name)) => Some(name),
             Err(rejection) => return Ok(rejection.into_response()),
         },
+    };
+    let name = match &decoded {
+        Some(name) => name.as_str(),
+        None => crate::fast::invoked_function(parts.uri.path()).unwrap_or_default(),
     };
     let qualifier = match parts.uri.query() {
         None => None,
@@ -49,7 +55,7 @@ pub async fn invoke_fc3(
     };
     let call = Call {
         api: Api::new(ApiFlavor::Fc3),
-        name: &name,
+        name,
         service_name: None,
         headers: &parts.headers,
         forwardable: forwardable(&control, &parts),
@@ -150,7 +156,10 @@ impl Call<'_> {
         qualifier: Option<String>,
         body: Body,
     ) -> Result<Response, ApiError> {
-        let qualifier = qualifier.unwrap_or_else(|| "LATEST".into());
+        let qualifier: Cow<'static, str> = match qualifier {
+            Some(q) => Cow::Owned(q),
+            None => Cow::Borrowed("LATEST"),
+        };
         // LATEST, a version id, or an alias (weighted: the version is drawn per request).
         let version = control
             .resolve(self.name, &qualifier)
@@ -184,7 +193,7 @@ impl Call<'_> {
         let span = tracing::debug_span!(
             target: TARGET,
             "invoke",
-            request_id = %self.api.rid,
+            request_id = %self.api.rid(),
             function = %self.name,
             qualifier = %qualifier,
             version = version.as_deref().unwrap_or("LATEST"),
@@ -200,7 +209,7 @@ impl Call<'_> {
         let traceparent = forwarded.traceparent.clone();
         let request = InvokeRequest {
             context: CallContext {
-                request_id: self.api.rid.clone(),
+                request_id: self.api.rid().to_owned(),
                 qualifier,
                 tail_log,
                 service_name: self.service_name.clone(),
@@ -291,7 +300,7 @@ impl Call<'_> {
             function: self.name,
             qualifier,
             payload: payload.to_vec(),
-            request_id: api.rid.clone(),
+            request_id: api.rid().to_owned(),
             task_id,
             origin: Default::default(),
         };
@@ -336,16 +345,23 @@ fn streamed_payload(
         .boxed_unsync())
 }
 
+/// Most headers an invocation's answer carries (see [`respond`]): the map is made at its
+/// final size, so no insert grows (reallocates and rehashes) it.
+const ANSWER_HEADERS: usize = 10;
+
 fn respond(api: &Api, resp: InvokeResponse) -> Response {
-    let mut r = (StatusCode::OK, Body::new(resp.body)).into_response();
+    let mut r = Response::new(Body::new(resp.body));
+    *r.headers_mut() = HeaderMap::with_capacity(ANSWER_HEADERS);
     let h = r.headers_mut();
     let content_type = resp
         .content_type
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     h.insert(http::header::CONTENT_TYPE, content_type);
-    if let Ok(v) = HeaderValue::from_str(&resp.instance_id) {
+    // The slot's prebuilt value when there is one: a clone, not a copy of the id.
+    let instance = resp
+        .instance_header
+        .or_else(|| HeaderValue::from_str(&resp.instance_id).ok());
+    if let Some(v) = instance {
         h.insert(headers::name::INSTANCE_ID, v);
     }
     if let Some(t) = resp.error_type {

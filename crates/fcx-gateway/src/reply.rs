@@ -8,14 +8,16 @@ use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::error::{ApiError, ToFc};
-use crate::state::new_request_id;
+use crate::state::new_request_id_header;
 
 /// A handler's result.
 pub type Reply = Result<Response, ApiError>;
 
 /// One request being answered.
 pub struct Api {
-    pub rid: String,
+    /// The request id, kept as the `x-fc-request-id` value it is answered with: made once
+    /// (one allocation), cloned into the answer without a copy.
+    rid: HeaderValue,
     flavor: ApiFlavor,
 }
 
@@ -23,9 +25,15 @@ impl Api {
     /// A request on `flavor`'s paths, with a fresh request id.
     pub fn new(flavor: ApiFlavor) -> Api {
         Api {
-            rid: new_request_id(),
+            rid: new_request_id_header(),
             flavor,
         }
+    }
+
+    /// The request id.
+    pub fn rid(&self) -> &str {
+        // Always visible ASCII: a UUID's text.
+        self.rid.to_str().unwrap_or_default()
     }
 
     /// A request on the FC 3.0 management paths.
@@ -39,7 +47,7 @@ impl Api {
 
     /// `e` as FC reports it, for this request.
     pub fn fail(&self, e: impl ToFc) -> ApiError {
-        ApiError::new(e.to_fc(), self.flavor, &self.rid)
+        ApiError::new(e.to_fc(), self.flavor, self.rid())
     }
 
     /// 200 with `body` as JSON.
@@ -52,11 +60,16 @@ impl Api {
         self.with_id(status.into_response())
     }
 
+    /// This request's `x-fc-request-id` value.
+    pub fn id_header(&self) -> HeaderValue {
+        self.rid.clone()
+    }
+
     /// `response` with this request's `x-fc-request-id`.
     pub fn with_id(&self, mut response: Response) -> Response {
-        if let Ok(v) = HeaderValue::from_str(&self.rid) {
-            response.headers_mut().insert(headers::name::REQUEST_ID, v);
-        }
+        response
+            .headers_mut()
+            .insert(headers::name::REQUEST_ID, self.rid.clone());
         response
     }
 }

@@ -14,3 +14,12 @@ pub type Shared = Arc<ControlPlane>;
 pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// [`new_request_id`] as the header value it is answered with, made in one allocation that
+/// holds the text and its reference count (clones share it).
+pub fn new_request_id_header() -> http::HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+}

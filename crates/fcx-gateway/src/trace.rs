@@ -94,8 +94,11 @@ impl Trace {
             parent_id: span_id,
             flags: self.flags,
         };
+        // One allocation holding the text and its reference count: the copy sent to the
+        // instance and the one answered to the client share it.
+        let traceparent = bytes::Bytes::from_owner(child.header_bytes());
         TraceHeaders {
-            traceparent: HeaderValue::from_bytes(&child.header_bytes())
+            traceparent: HeaderValue::from_maybe_shared(traceparent)
                 .unwrap_or(HeaderValue::from_static("")),
             tracestate: self.tracestate.clone(),
         }

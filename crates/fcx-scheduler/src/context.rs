@@ -109,13 +109,24 @@ pub fn headers(
     control_path: &'static str,
     instance_id: &str,
 ) -> HeaderMap {
+    let id = HeaderValue::from_str(instance_id).ok();
+    headers_with_id(static_headers, req, control_path, id)
+}
+
+/// [`headers`] with the instance id's header value made already (a slot keeps one).
+pub fn headers_with_id(
+    static_headers: &HeaderMap,
+    req: &CallContext,
+    control_path: &'static str,
+    instance_id: Option<HeaderValue>,
+) -> HeaderMap {
     // Room for the request's own headers up front: a clone of the static map would grow
     // (reallocate and rehash) at the first insert below.
     let mut map = HeaderMap::with_capacity(static_headers.len() + 8);
     for (name, value) in static_headers {
         map.append(name.clone(), value.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(instance_id) {
+    if let Some(v) = instance_id {
         map.insert(
             HeaderName::from_static(fcx_protocol::headers::INSTANCE_ID),
             v,
@@ -127,7 +138,7 @@ pub fn headers(
             v,
         );
     }
-    let qualifier = match req.qualifier.as_str() {
+    let qualifier = match &*req.qualifier {
         "LATEST" => Ok(HeaderValue::from_static("LATEST")),
         other => HeaderValue::from_str(other),
     };

@@ -101,8 +101,9 @@ pub struct InvokeRequest {
 pub struct CallContext {
     /// `x-fc-request-id`; also in the log markers.
     pub request_id: String,
-    /// How the caller named the version (LATEST, an id or an alias).
-    pub qualifier: String,
+    /// How the caller named the version (LATEST, an id or an alias); borrowed for the
+    /// usual `LATEST`, which then costs no allocation per request.
+    pub qualifier: std::borrow::Cow<'static, str>,
     /// Return the log tail (`x-fc-log-type: Tail`).
     pub tail_log: bool,
     /// FC 2.0 service name, passed on as `x-fc-service-name`.
@@ -143,8 +144,11 @@ impl CallContext {
 pub struct InvokeResponse {
     /// The result; streamed from the instance when no log tail was asked for.
     pub body: Body,
-    /// The instance's `Content-Type`, passed on.
-    pub content_type: Option<String>,
+    /// The instance's `Content-Type` (visible ASCII only), passed on.
+    pub content_type: Option<::http::HeaderValue>,
+    /// [`instance_id`](Self::instance_id) as a header value, when the instance's slot made
+    /// one already (`None`: the gateway makes it).
+    pub instance_header: Option<::http::HeaderValue>,
     /// The instance that answered (`x-fc-instance-id`).
     pub instance_id: String,
     /// `Some(UnhandledInvocationError)` when the function failed.

@@ -37,6 +37,9 @@ pub struct Slot {
     /// Peak memory in MB as last read from the instance's cgroup (0: unknown), refreshed
     /// by the maintenance loop so no request reads cgroup files.
     pub(crate) memory_peak_mb: AtomicU64,
+    /// The instance's id as a header value (`x-fc-instance-id` to the instance and back to
+    /// the client), made once: every request clones it instead of copying the id.
+    pub id_header: Option<http::HeaderValue>,
     _ticket: InstanceTicket,
 }
 
@@ -49,6 +52,7 @@ impl Slot {
         hooks: Arc<HookContext>,
     ) -> Slot {
         Slot {
+            id_header: http::HeaderValue::from_str(&instance.id).ok(),
             instance,
             backend,
             dead: AtomicBool::new(false),

@@ -45,14 +45,16 @@ pub async fn invoke(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs.into());
     let instance = &lease.slot.instance;
     let log = instance.log();
-    let rid = req.request_id.clone();
-    log.begin(&rid, Marker::Invoke, req.tail_log).await;
+    let mut req = req;
+    log.begin(&req.request_id, Marker::Invoke, req.tail_log)
+        .await;
     let call_started = Instant::now();
-    let call = instance.call(request(pool, &req, control_path::INVOKE, payload, instance));
+    let id = lease.slot.id_header.clone();
+    let call = instance.call(request(pool, &req, control_path::INVOKE, payload, id));
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Err(_) => return Ok(Box::pin(timed_out(pool, &lease, &req, init_log, call_started)).await),
         Ok(Err(CallError::RequestTooLarge)) => {
-            log.end(&rid, Marker::Invoke).await;
+            log.end(&req.request_id, Marker::Invoke).await;
             return Err(SchedulerError::PayloadTooLarge {
                 limit: limits::SYNC_PAYLOAD_MAX,
             });
@@ -60,11 +62,12 @@ pub async fn invoke(
         Ok(Err(CallError::ClientBody(message))) => {
             // The client's upload broke, not the instance: its half-sent connection is
             // dropped (not pooled), the instance and its other requests carry on.
-            log.end(&rid, Marker::Invoke).await;
+            log.end(&req.request_id, Marker::Invoke).await;
             return Err(SchedulerError::PayloadUnreadable(message));
         }
         Ok(Err(e)) => {
-            return Err(Box::pin(broken_connection(pool, &lease, &rid, Box::new(e))).await)
+            let rid = &req.request_id;
+            return Err(Box::pin(broken_connection(pool, &lease, rid, Box::new(e))).await);
         }
         Ok(Ok(resp)) => resp,
     };
@@ -74,13 +77,16 @@ pub async fn invoke(
         .and_then(|v| v.to_str().ok());
     let failed =
         outcome::classify_invoke_response(resp.status().as_u16(), x_fc_status) == Outcome::Failure;
+    // Passed on as the instance sent it (a clone of hyper's parsed value shares its
+    // buffer: no copy), when it is visible ASCII.
     let content_type = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .filter(|v| v.to_str().is_ok())
+        .cloned();
     let error_type = failed.then_some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR);
     let instance_id = instance.id.clone();
+    let instance_header = lease.slot.id_header.clone();
     let mut facts = CallFacts {
         function_error: error_type,
         cold_start,
@@ -99,6 +105,8 @@ pub async fn invoke(
             call_started,
             cold_start,
         };
+        // The request is done with its id: the body takes it for the end marker.
+        let rid = std::mem::take(&mut req.request_id);
         let body = InvocationBody::new(
             resp.into_body(),
             lease,
@@ -112,6 +120,7 @@ pub async fn invoke(
             body: body.boxed_unsync(),
             content_type,
             instance_id,
+            instance_header,
             error_type,
             log_tail: None,
             facts,
@@ -121,17 +130,19 @@ pub async fn invoke(
     let bytes = match tokio::time::timeout_at(deadline, body::collect(resp.into_body())).await {
         Err(_) => return Ok(Box::pin(timed_out(pool, &lease, &req, init_log, call_started)).await),
         Ok(Err(e)) => {
-            return Err(Box::pin(broken_connection(pool, &lease, &rid, Box::new(e))).await)
+            let rid = &req.request_id;
+            return Err(Box::pin(broken_connection(pool, &lease, rid, Box::new(e))).await);
         }
         Ok(Ok(bytes)) => bytes,
     };
     let mut tail = init_log.unwrap_or_default();
-    tail.extend(log.end(&rid, Marker::Invoke).await);
+    tail.extend(log.end(&req.request_id, Marker::Invoke).await);
     facts.duration = call_started.elapsed();
     Ok(InvokeResponse {
         body: body::full(bytes),
         content_type,
         instance_id,
+        instance_header,
         error_type,
         log_tail: req.tail_log.then_some(tail),
         facts,
@@ -342,7 +353,7 @@ async fn initialize(
         req,
         control_path::INITIALIZE,
         body::empty(),
-        instance,
+        http::HeaderValue::from_str(&instance.id).ok(),
     ));
     let result = tokio::time::timeout(Duration::from_secs(timeout_secs.into()), call).await;
     let init_log = log.end(rid, Marker::Initialize).await;
@@ -390,8 +401,9 @@ fn function_error(
 ) -> InvokeResponse {
     InvokeResponse {
         body: body::full(outcome::function_error_body(error_type, message)),
-        content_type: Some("application/json".into()),
+        content_type: Some(http::HeaderValue::from_static("application/json")),
         instance_id: instance.id.clone(),
+        instance_header: None,
         error_type: Some(fcx_protocol::headers::UNHANDLED_INVOCATION_ERROR),
         log_tail,
         facts: CallFacts {
@@ -433,21 +445,37 @@ pub(crate) async fn broken_connection(
     }
 }
 
+/// The call into the instance: `path` with the context headers, the id header of the
+/// instance called (`None`: its id is not header text) and the event as its body.
 fn request(
     pool: &Pool,
     req: &CallContext,
     path: &'static str,
     body: Body,
-    instance: &Instance,
+    instance_id: Option<http::HeaderValue>,
 ) -> http::Request<Body> {
+    use hyper::body::Body as _;
+    // hyper sets `content-length` itself for a body of known length, last, with a value it
+    // allocates; the same header in the same place from the prebuilt values below 1024
+    // costs nothing (hyper then frames the body by the value it finds). hyper sends none
+    // for a body that is already at its end, so neither does this.
+    let length = (!body.is_end_stream())
+        .then(|| body.size_hint().exact())
+        .flatten();
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from_static(path);
-    let mut headers = context::headers(&pool.context_headers, req, path, &instance.id);
+    let mut headers = context::headers_with_id(&pool.context_headers, req, path, instance_id);
     headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/octet-stream"),
     );
+    if let Some(n) = length {
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            fcx_protocol::headers::small_number(n),
+        );
+    }
     *request.headers_mut() = headers;
     request
 }

@@ -349,8 +349,8 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
     );
     let call = HttpInvokeRequest {
         context: CallContext {
-            request_id: api.rid.clone(),
-            qualifier: target.qualifier.to_owned(),
+            request_id: api.rid().to_owned(),
+            qualifier: target.qualifier.to_owned().into(),
             tail_log: false,
             service_name: None,
             trigger: target.trigger.clone(),
@@ -378,9 +378,7 @@ async fn pass_through(front: &Front, api: Api, target: Target<'_>, mut req: Requ
         parts.status == StatusCode::SWITCHING_PROTOCOLS,
         head,
     );
-    if let Ok(v) = HeaderValue::from_str(&api.rid) {
-        parts.headers.insert(fch::REQUEST_ID, v);
-    }
+    parts.headers.insert(fch::REQUEST_ID, api.id_header());
     if let Some(t) = answer.error_type {
         parts
             .headers
@@ -421,7 +419,7 @@ async fn queue(
         function: target.function,
         qualifier: version.unwrap_or("LATEST"),
         payload: payload.to_vec(),
-        request_id: api.rid.clone(),
+        request_id: api.rid().to_owned(),
         task_id: None,
         origin: Origin {
             trigger: target.trigger.as_deref().map(str::to_owned),

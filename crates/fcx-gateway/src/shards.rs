@@ -82,12 +82,36 @@ pub(crate) struct Shards {
 }
 
 /// What every shard serves with.
+#[derive(Clone)]
 pub(crate) struct ShardConfig<A> {
     pub(crate) app: A,
     pub(crate) limits: ConnLimits,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) refused: Refused,
     pub(crate) gate: Gate,
+}
+
+impl<A: App> ShardConfig<A> {
+    /// Accepts on `listener` (plain HTTP) until the stop signal, with the shared gate.
+    async fn accept(self, listener: tokio::net::TcpListener) {
+        let ShardConfig {
+            app,
+            limits,
+            stop,
+            refused,
+            gate,
+        } = self;
+        crate::conn::accept(
+            listener,
+            Transport::Plain,
+            app,
+            limits,
+            stop,
+            refused,
+            &gate,
+        )
+        .await;
+    }
 }
 
 impl Shards {
@@ -103,23 +127,7 @@ impl Shards {
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
         let ended = Ended(Some((0, ended_tx)));
         tokio::spawn(async move {
-            let ShardConfig {
-                app,
-                limits,
-                stop,
-                refused,
-                gate,
-            } = config;
-            crate::conn::accept(
-                listener,
-                Transport::Plain,
-                app,
-                limits,
-                stop,
-                refused,
-                &gate,
-            )
-            .await;
+            config.accept(listener).await;
             ended.done();
         });
         Ok(Shards {
@@ -147,13 +155,8 @@ impl Shards {
         for (i, listener) in listeners.into_iter().enumerate() {
             let (ready_tx, ready_rx) = oneshot::channel();
             let ended = Ended(Some((i, ended_tx.clone())));
-            let (app, stop, refused, gate) = (
-                config.app.clone(),
-                config.stop.clone(),
-                config.refused.clone(),
-                config.gate.clone(),
-            );
-            let (limits, mut release) = (config.limits, release_rx.clone());
+            let shard = config.clone();
+            let mut release = release_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("fcx-serve-{i}"))
                 .spawn(move || {
@@ -183,16 +186,7 @@ impl Shards {
                         };
                         let _ = ready_tx.send(Ok(()));
                         let accepting = async {
-                            crate::conn::accept(
-                                listener,
-                                Transport::Plain,
-                                app,
-                                limits,
-                                stop,
-                                refused,
-                                &gate,
-                            )
-                            .await;
+                            shard.accept(listener).await;
                             ended.done();
                             // The connections still draining, and whatever their requests
                             // started here (a cold start's log reader and exit watcher, its

@@ -674,15 +674,16 @@ unsafe fn wait_and_exit(first: libc::pid_t) -> ! {
 /// Makes `cmd` (a `criu dump`) run with the real uid and gid of the instance it dumps while
 /// keeping root's effective ids: reading another user's resource limits (`prlimit`) needs
 /// CAP_SYS_RESOURCE or matching real ids, and some hosts (this kind of VM) give root no
-/// CAP_SYS_RESOURCE.
+/// CAP_SYS_RESOURCE. Real ids apart from the effective ones make the exec a secure one,
+/// which clears `PR_SET_PDEATHSIG`: a dump outlives a killed server, and the next start stops
+/// it (`SnapshotStore::open`).
 pub fn run_as_real_ids(cmd: &mut tokio::process::Command, uid: u32, gid: u32) {
     // SAFETY: setresgid/setresuid are async-signal-safe and change only the child.
     unsafe {
         cmd.pre_exec(move || {
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setresgid(gid, 0, 0))?;
-            check(libc::setresuid(uid, 0, 0))?;
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
+            check(libc::setresuid(uid, 0, 0))
         });
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -83,6 +84,49 @@ impl Drop for PendingSnapshot {
     }
 }
 
+/// Kills each `criu` process whose image directory (`-D`) is under `tmp`, and waits (up to
+/// 5 s) until it has ended. A dump runs with the instance user's real ids and root's
+/// effective ids, so its exec is a secure one, which clears `PR_SET_PDEATHSIG`: when the
+/// server is killed mid-dump, CRIU goes on writing into `tmp/` (and holding the dumped
+/// instance stopped). Only a dump that names this data dir's `tmp/` is touched.
+fn stop_interrupted_dumps(tmp: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let pids: Vec<i32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| is_dump_under(pid, tmp))
+        .collect();
+    for &pid in &pids {
+        tracing::warn!(pid, "snapshots: killing a criu dump a previous run left");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pids.iter().any(|&pid| is_dump_under(pid, tmp)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` is a live `criu` whose `-D` argument lies under `tmp` (a process that has
+/// exited has an empty command line, even before it is reaped).
+fn is_dump_under(pid: i32, tmp: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let is_criu = args
+        .first()
+        .is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)).ends_with("criu"));
+    is_criu
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"-D" && Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(tmp))
+}
+
 /// The snapshot directory of one data dir.
 pub struct SnapshotStore {
     root: PathBuf,
@@ -119,10 +163,11 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 impl SnapshotStore {
-    /// Opens (creates) `root`, removing what an interrupted dump left: `tmp/`, and any entry
-    /// without its `meta.json`.
+    /// Opens (creates) `root`, removing what an interrupted dump left: a `criu dump` still
+    /// writing under `tmp/`, then `tmp/` itself, and any entry without its `meta.json`.
     pub fn open(root: &Path, budget: u64) -> Result<SnapshotStore, StoreError> {
         let tmp = root.join("tmp");
+        stop_interrupted_dumps(&tmp);
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(at(&tmp))?;
         for entry in std::fs::read_dir(root).map_err(at(root))?.flatten() {
@@ -310,6 +355,43 @@ mod tests {
         let p = store.begin(key).unwrap();
         std::fs::write(p.images().join("pages-1.img"), vec![0u8; bytes]).unwrap();
         store.publish(p, &SnapshotMeta::default()).unwrap()
+    }
+
+    /// A stand-in `criu dump` (a shell named `criu`, with `-D <images>` among its arguments)
+    /// that runs until it is killed.
+    fn fake_dump(images: &Path) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("/bin/sh")
+            .arg0("/usr/local/bin/criu")
+            .args(["-c", "while :; do sleep 1; done", "dump", "-D"])
+            .arg(images)
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_dump_left_running_under_tmp_is_killed_at_open_and_others_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let images = d.path().join("tmp").join("f.1.0").join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let mut left = fake_dump(&images);
+        let mut elsewhere = fake_dump(&other.path().join("tmp/g.1.0/images"));
+        let tmp = d.path().join("tmp");
+        assert!(is_dump_under(left.id() as i32, &tmp));
+        assert!(!is_dump_under(elsewhere.id() as i32, &tmp));
+        assert!(!is_dump_under(std::process::id() as i32, &tmp));
+
+        SnapshotStore::open(d.path(), 1 << 20).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(left.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(!tmp.join("f.1.0").exists());
+        assert!(
+            elsewhere.try_wait().unwrap().is_none(),
+            "another data dir's dump runs on"
+        );
+        elsewhere.kill().unwrap();
+        elsewhere.wait().unwrap();
     }
 
     #[test]

@@ -116,7 +116,9 @@ async fn invoke(
         }
     };
     let timeout_secs = pool.deployed.function.timeout;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs.into());
+    let now = tokio::time::Instant::now();
+    crate::timer_floor::arm(now);
+    let deadline = now + Duration::from_secs(timeout_secs.into());
     let instance = &lease.slot.instance;
     let log = instance.log();
     let rid = ctx.request_id.clone();

@@ -21,6 +21,7 @@ mod pool;
 mod sandbox;
 pub mod snapshot;
 mod stream;
+mod timer_floor;
 #[cfg(test)]
 mod tests;
 mod web;

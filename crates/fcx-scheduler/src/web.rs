@@ -42,7 +42,9 @@ pub async fn invoke(
         Err(Stop::Respond(r)) => return Ok(r),
     };
     let timeout_secs = pool.deployed.function.timeout;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs.into());
+    let now = tokio::time::Instant::now();
+    crate::timer_floor::arm(now);
+    let deadline = now + Duration::from_secs(timeout_secs.into());
     let instance = &lease.slot.instance;
     let log = instance.log();
     let mut req = req;

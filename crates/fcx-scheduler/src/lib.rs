@@ -21,9 +21,9 @@ mod pool;
 mod sandbox;
 pub mod snapshot;
 mod stream;
-mod timer_floor;
 #[cfg(test)]
 mod tests;
+mod timer_floor;
 mod web;
 
 use std::collections::HashMap;

@@ -50,7 +50,11 @@ mod tests {
         let first = ARMED_UNTIL.with(Cell::get);
         assert_eq!(first, Some(start + FLOOR));
         arm(start + FLOOR / 2);
-        assert_eq!(ARMED_UNTIL.with(Cell::get), first, "still armed: not armed again");
+        assert_eq!(
+            ARMED_UNTIL.with(Cell::get),
+            first,
+            "still armed: not armed again"
+        );
         tokio::time::advance(FLOOR).await;
         let later = Instant::now();
         arm(later);

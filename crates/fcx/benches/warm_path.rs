@@ -12,6 +12,11 @@
 //!   path with FC's header checks and reserved-header filtering,
 //! - (f) fcx-1t, only when `FCX_BENCH_TARGETS` names it: (c) served by one serving thread
 //!   (`--serve-threads 1`) instead of one per CPU, for the thread-per-core comparison,
+//! - (g) nginx-fc: the same nginx carrying the bytes FC's protocol puts on the wire, on a
+//!   second port: the client's request to `/2023-03-30/functions/bench/invocations`, the 13
+//!   context headers fcx sends the instance, and the 6 headers fcx answers with. It separates
+//!   what fcx's implementation costs from what the protocol makes every hop (wrk, the proxy,
+//!   the echo server) parse and write,
 //!
 //! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
 //! lasts `FCX_BENCH_SECS` seconds (default 5); `FCX_BENCH_ROUNDS` (default 1) repeats the
@@ -142,8 +147,11 @@ fn run() -> Result<bool, String> {
     eprintln!("echo server: pid {} on {echo_addr}", echo.pid());
 
     // (b) nginx in front of it.
-    let (mut proxy, nginx_addr) = start_nginx(&nginx, scratch.path(), echo_addr)?;
-    eprintln!("nginx: pid {} on {nginx_addr}", proxy.pid());
+    let (mut proxy, nginx_addr, nginx_fc_addr) = start_nginx(&nginx, scratch.path(), echo_addr)?;
+    eprintln!(
+        "nginx: pid {} on {nginx_addr} (with FC's headers: {nginx_fc_addr})",
+        proxy.pid()
+    );
 
     // (c) fcx with a warm instance of the same binary, (d) the same without observability.
     let server = start_fcx(&[])?;
@@ -207,6 +215,11 @@ fn run() -> Result<bool, String> {
         ("direct", format!("http://{echo_addr}/invoke"), &lua),
         ("nginx", format!("http://{nginx_addr}/invoke"), &lua),
         (
+            "nginx-fc",
+            format!("http://{nginx_fc_addr}/2023-03-30/functions/{FUNCTION}/invocations"),
+            &lua,
+        ),
+        (
             "fcx",
             server.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
             &lua,
@@ -232,7 +245,7 @@ fn run() -> Result<bool, String> {
     let targets: Vec<_> = targets.into_iter().filter(|(t, _, _)| wanted(t)).collect();
     if targets.is_empty() {
         return Err(format!(
-            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, fcx, fcx-bare, fcx-trigger, fcx-1t)"
+            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, nginx-fc, fcx, fcx-bare, fcx-trigger, fcx-1t)"
         ));
     }
 
@@ -254,7 +267,7 @@ fn run() -> Result<bool, String> {
                 // Server side of this target: the echo server, plus nginx's processes or
                 // fcx and its instance(s).
                 let pids: Vec<u32> = match *target {
-                    "nginx" => with_children(proxy.pid())
+                    "nginx" | "nginx-fc" => with_children(proxy.pid())
                         .into_iter()
                         .chain([echo.pid()])
                         .collect(),
@@ -387,17 +400,57 @@ fn start_echo(testfn: &Path) -> Result<(ChildGuard, SocketAddr), String> {
     Ok((guard, addr))
 }
 
-/// Writes an nginx config under `dir` and starts nginx in the foreground on a free port.
+/// The context headers fcx sends an instance with each invocation (`fcx_scheduler`'s
+/// `context` module; values as for the bench function), for nginx-fc. `$request_id` is
+/// nginx's per-request id.
+const FC_REQUEST_HEADERS: &[(&str, &str)] = &[
+    ("Host", "127.0.0.1"),
+    ("x-fc-function-name", FUNCTION),
+    ("x-fc-function-memory", "512"),
+    ("x-fc-function-timeout", "10"),
+    ("x-fc-function-handler", "index.handler"),
+    ("x-fc-region", "local"),
+    ("x-fc-account-id", "4817154519659470"),
+    ("x-fc-version-id", "LATEST"),
+    ("x-fc-instance-id", "c-31173982a890420ca911"),
+    ("x-fc-request-id", "$request_id"),
+    ("x-fc-qualifier", "LATEST"),
+    ("x-fc-control-path", "/invoke"),
+    ("traceparent", "00-$request_id-fe684372140d41a5-01"),
+];
+
+/// The headers fcx adds to an invocation's answer, for nginx-fc (which drops the echo
+/// server's own `x-testfn-instance`, as fcx does).
+const FC_ANSWER_HEADERS: &[(&str, &str)] = &[
+    ("x-fc-instance-id", "c-31173982a890420ca911"),
+    ("x-fc-invocation-duration", "0"),
+    ("x-fc-max-memory-usage", "10"),
+    ("x-fc-code-checksum", "1235252643496576788"),
+    ("x-fc-request-id", "$request_id"),
+    ("traceparent", "00-$request_id-5fcf59b006b941f5-01"),
+];
+
+/// Writes an nginx config under `dir` and starts nginx in the foreground on two free ports:
+/// the plain proxy, and nginx-fc (the same proxy with FC's headers both ways).
 fn start_nginx(
     nginx: &Path,
     dir: &Path,
     upstream: SocketAddr,
-) -> Result<(ChildGuard, SocketAddr), String> {
+) -> Result<(ChildGuard, SocketAddr, SocketAddr), String> {
     use std::os::unix::fs::PermissionsExt;
     // nginx's workers run as `nobody`; they must reach the temp paths.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
     let addr = free_port()?;
+    let fc_addr = free_port()?;
+    let fc_request: String = FC_REQUEST_HEADERS
+        .iter()
+        .map(|(n, v)| format!("            proxy_set_header {n} \"{v}\";\n"))
+        .collect();
+    let fc_answer: String = FC_ANSWER_HEADERS
+        .iter()
+        .map(|(n, v)| format!("            add_header {n} \"{v}\";\n"))
+        .collect();
     let d = dir.display();
     let conf = format!(
         "worker_processes auto;
@@ -427,6 +480,15 @@ http {{
             proxy_set_header Connection \"\";
         }}
     }}
+    server {{
+        listen {fc_addr};
+        location = /2023-03-30/functions/{FUNCTION}/invocations {{
+            proxy_pass http://echo/invoke;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+{fc_request}            proxy_hide_header x-testfn-instance;
+{fc_answer}        }}
+    }}
 }}
 "
     );
@@ -449,11 +511,13 @@ http {{
         child,
         graceful: Some(libc::SIGTERM),
     };
-    if let Err(e) = wait_connectable(&mut guard, addr) {
-        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        return Err(format!("{e}\nnginx error.log:\n{log}"));
+    for a in [addr, fc_addr] {
+        if let Err(e) = wait_connectable(&mut guard, a) {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            return Err(format!("{e}\nnginx error.log:\n{log}"));
+        }
     }
-    Ok((guard, addr))
+    Ok((guard, addr, fc_addr))
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -708,6 +772,22 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
         }
     }
     for conns in CONNS {
+        if let (Some(f), Some(n), Some(d)) = (
+            get("fcx", conns),
+            get("nginx-fc", conns),
+            get("direct", conns),
+        ) {
+            println!(
+                "- with FC's headers on nginx too, at {conns} conn(s): fcx/nginx-fc = {:.2}, \
+                 nginx-fc/nginx = {:.2}, proxy CPU/req fcx {:.0} µs vs nginx-fc {:.0} µs",
+                f.rps / n.rps,
+                get("nginx", conns).map_or(f64::NAN, |p| n.rps / p.rps),
+                f.cpu_us_per_req - d.cpu_us_per_req,
+                n.cpu_us_per_req - d.cpu_us_per_req
+            );
+        }
+    }
+    for conns in CONNS {
         if let (Some(f), Some(b)) = (get("fcx", conns), get("fcx-bare", conns)) {
             println!(
                 "- metrics and logging at {conns} conn(s): fcx/fcx-bare throughput = {:.3} \
@@ -787,7 +867,7 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
     println!("- fcx instances running after the runs: {fcx_instances}");
     println!(
         "- server CPU/req: user + system CPU of the echo server (direct), nginx's processes + \
-         the echo server (nginx), fcx + its instance (fcx), divided by the requests served; \
+         the echo server (nginx, nginx-fc), fcx + its instance (fcx), divided by the requests served; \
          server RSS: the same processes' peak resident memory (VmHWM) summed"
     );
 }

@@ -20,7 +20,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is taken for dead (its instances and shares are
 /// taken over by the others).
 pub const NODE_FRESH_MS: i64 = 4_000;
-/// A limit share lasts this long unless renewed.
+/// A limit share lasts this long unless renewed. A lapsed share of a node still live (see
+/// [`NODE_FRESH_MS`]) counts for nothing, but its want keeps its fair part of the split, so a
+/// node late renewing gets its room back (`Cluster::lease_share`).
 pub const SHARE_TTL_MS: i64 = 3_000;
 /// The `limit_shares` scope of the cluster's instance cap (no function name has a '*').
 pub const INSTANCES_SCOPE: &str = "*instances";
@@ -131,7 +133,7 @@ impl ClusterNode {
         let cluster = Cluster::new(self.cluster.pg().clone(), self.node_id());
         let granted = self.cluster.pg().block(async move {
             cluster
-                .lease_share(&scope, limit, limit, 0, SHARE_TTL_MS)
+                .lease_share(&scope, limit, limit, 0, SHARE_TTL_MS, NODE_FRESH_MS)
                 .await
         });
         self.granted(scheduler, function, granted);
@@ -147,7 +149,7 @@ impl ClusterNode {
         let cluster = Cluster::new(self.cluster.pg().clone(), self.node_id());
         let granted = self.cluster.pg().block(async move {
             cluster
-                .lease_share(INSTANCES_SCOPE, cap, 1, 0, SHARE_TTL_MS)
+                .lease_share(INSTANCES_SCOPE, cap, 1, 0, SHARE_TTL_MS, NODE_FRESH_MS)
                 .await
         });
         self.granted(scheduler, INSTANCES_SCOPE, granted);
@@ -319,7 +321,7 @@ async fn tick_loop(control: Weak<ControlPlane>) {
             // Recorded: what it may hold until the new share applies (`Demand::held`).
             let granted = node
                 .cluster
-                .lease_share(&name, limit, want, demand.held, SHARE_TTL_MS)
+                .lease_share(&name, limit, want, demand.held, SHARE_TTL_MS, NODE_FRESH_MS)
                 .await;
             node.granted(&cp.scheduler, &name, granted);
         }

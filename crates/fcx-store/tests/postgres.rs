@@ -54,6 +54,10 @@ fn main() -> std::process::ExitCode {
             limit_shares_never_add_up_past_the_limit,
         ),
         (
+            "a_node_late_renewing_its_share_gets_its_fair_part_back",
+            a_node_late_renewing_its_share_gets_its_fair_part_back,
+        ),
+        (
             "a_nonce_is_claimed_by_one_node_only_until_it_expires",
             a_nonce_is_claimed_by_one_node_only_until_it_expires,
         ),
@@ -518,6 +522,16 @@ fn a_nonce_is_claimed_by_one_node_only_until_it_expires(db: &TestDatabase) {
     assert_eq!(db.psql("SELECT count(*) FROM nonces").unwrap(), "2");
 }
 
+/// How old a node's heartbeat may be for it to count as live in these tests' leases.
+const LIVE_MS: i64 = 5000;
+
+/// `n`'s lease of a share of `limit` of scope "f".
+async fn lease(n: &Cluster, limit: u32, want: u32, holding: u32, ttl_ms: i64) -> u32 {
+    n.lease_share("f", limit, want, holding, ttl_ms, LIVE_MS)
+        .await
+        .unwrap()
+}
+
 fn limit_shares_never_add_up_past_the_limit(db: &TestDatabase) {
     let nodes: Vec<Arc<Cluster>> = ["a", "b", "c"]
         .iter()
@@ -525,17 +539,17 @@ fn limit_shares_never_add_up_past_the_limit(db: &TestDatabase) {
         .collect();
     runtime().block_on(async {
         // "a" alone takes everything it wants.
-        assert_eq!(nodes[0].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 4);
+        assert_eq!(lease(&nodes[0], 4, 10, 0, 5000).await, 4);
         // Others join: nothing is left until "a" shrinks.
-        assert_eq!(nodes[1].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 0);
-        assert_eq!(nodes[2].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 0);
+        assert_eq!(lease(&nodes[1], 4, 10, 0, 5000).await, 0);
+        assert_eq!(lease(&nodes[2], 4, 10, 0, 5000).await, 0);
         // "a" renews while still holding 4 in flight: granted 2, recorded 4.
-        assert_eq!(nodes[0].lease_share("f", 4, 10, 4, 5000).await.unwrap(), 2);
-        assert_eq!(nodes[1].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 0);
+        assert_eq!(lease(&nodes[0], 4, 10, 4, 5000).await, 2);
+        assert_eq!(lease(&nodes[1], 4, 10, 0, 5000).await, 0);
         // Its requests ended: recorded 2, and the others get 1 each.
-        assert_eq!(nodes[0].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 2);
-        assert_eq!(nodes[1].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 1);
-        assert_eq!(nodes[2].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 1);
+        assert_eq!(lease(&nodes[0], 4, 10, 0, 5000).await, 2);
+        assert_eq!(lease(&nodes[1], 4, 10, 0, 5000).await, 1);
+        assert_eq!(lease(&nodes[2], 4, 10, 0, 5000).await, 1);
         let sum = db
             .psql("SELECT sum(share) FROM limit_shares WHERE scope = 'f'")
             .unwrap();
@@ -544,7 +558,7 @@ fn limit_shares_never_add_up_past_the_limit(db: &TestDatabase) {
         for _ in 0..5 {
             futures_all(nodes.iter().map(|n| {
                 let n = Arc::clone(n);
-                async move { n.lease_share("f", 4, 10, 0, 5000).await.unwrap() }
+                async move { lease(&n, 4, 10, 0, 5000).await }
             }))
             .await;
             let sum: u32 = db
@@ -556,9 +570,58 @@ fn limit_shares_never_add_up_past_the_limit(db: &TestDatabase) {
         }
         // A node that leaves returns its share; an expired share (ttl 0) is not counted.
         nodes[0].return_share("f").await.unwrap();
-        nodes[1].lease_share("f", 4, 10, 0, 0).await.unwrap();
+        lease(&nodes[1], 4, 10, 0, 0).await;
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(nodes[2].lease_share("f", 4, 10, 0, 5000).await.unwrap(), 4);
+        assert_eq!(lease(&nodes[2], 4, 10, 0, 5000).await, 4);
+    });
+}
+
+/// A live node (fresh heartbeat) whose share lapsed because it renewed late (a stalled
+/// process or machine) is not robbed: the others renewing meanwhile keep to their fair part
+/// of the split, so the late node's next lease gets its room back. Once it is dead (its
+/// heartbeat too old) its row goes and the others may take everything.
+fn a_node_late_renewing_its_share_gets_its_fair_part_back(db: &TestDatabase) {
+    let nodes: Vec<Cluster> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Cluster::new(Pg::connect(db.url()).unwrap(), n))
+        .collect();
+    let share_of = |node: &str| {
+        db.psql(&format!(
+            "SELECT share FROM limit_shares WHERE scope = 'f' AND node = '{node}'"
+        ))
+        .unwrap()
+    };
+    runtime().block_on(async {
+        for n in &nodes {
+            n.heartbeat("10.0.0.1:9100", 0).await.unwrap();
+        }
+        // Settled at 10 each of 30 ("a" first alone with all of it, then shrinking).
+        assert_eq!(lease(&nodes[0], 30, 1, 0, 5000).await, 30);
+        assert_eq!(lease(&nodes[1], 30, 1, 0, 5000).await, 0);
+        assert_eq!(lease(&nodes[2], 30, 1, 0, 5000).await, 0);
+        for n in &nodes {
+            assert_eq!(lease(n, 30, 1, 0, 5000).await, 10);
+        }
+        // "a" gets busy (wants 9), then renews late: its share lapses (ttl 0) while its
+        // heartbeat is fresh.
+        assert_eq!(lease(&nodes[0], 30, 9, 10, 0).await, 10);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // "b" and "c" renew meanwhile, each holding its 10: the split still counts a's want
+        // (a 16, b 7, c 7), so neither takes a's room as surplus (alone they would get 15).
+        assert_eq!(lease(&nodes[1], 30, 1, 10, 5000).await, 7);
+        assert_eq!(lease(&nodes[2], 30, 1, 10, 5000).await, 7);
+        // "a" is back: what the others' recorded 10 each leave, not nothing.
+        assert_eq!(lease(&nodes[0], 30, 9, 10, 5000).await, 10);
+        assert_eq!(share_of("a"), "10");
+
+        // "a" dies: its heartbeat goes stale and its share lapses; its row goes at the next
+        // lease of another node, which then may take the surplus.
+        db.psql("UPDATE nodes SET heartbeat_ms = heartbeat_ms - 60000 WHERE id = 'a'")
+            .unwrap();
+        lease(&nodes[0], 30, 9, 0, 0).await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(lease(&nodes[1], 30, 1, 7, 5000).await, 15);
+        assert_eq!(share_of("a"), "");
     });
 }
 

@@ -194,6 +194,12 @@ impl Cluster {
     /// Shares are max-min fair over the wants of the nodes holding one, and never make the
     /// recorded shares add up to more than `limit`: the grant is at most what the others'
     /// rows leave. One transaction under an advisory lock per scope.
+    ///
+    /// A share that lapsed (not renewed within its ttl) no longer counts against the limit,
+    /// but while its node is live (a heartbeat at most `live_ms` old, and lapsed at most
+    /// that long ago) its want still takes part in the split: a node merely late renewing
+    /// (a stalled process or machine) gets its fair part back at its next lease instead of
+    /// finding its room handed out to the others as surplus. Rows of dead nodes are deleted.
     pub async fn lease_share(
         &self,
         scope: &str,
@@ -201,6 +207,7 @@ impl Cluster {
         want: u32,
         holding: u32,
         ttl_ms: i64,
+        live_ms: i64,
     ) -> Result<u32, StoreError> {
         let (pg, node, scope) = (Arc::clone(&self.pg), self.node.clone(), scope.to_owned());
         self.pg
@@ -211,15 +218,25 @@ impl Cluster {
                     .await
                     .map_err(db("locking a limit"))?;
                 tx.execute(
-                    &format!("DELETE FROM limit_shares WHERE scope = $1 AND expires_ms < {NOW_MS}"),
-                    &[&scope],
+                    &format!(
+                        "DELETE FROM limit_shares s
+                         WHERE s.scope = $1 AND s.expires_ms < {NOW_MS}
+                           AND (s.expires_ms < {NOW_MS} - $2 OR NOT EXISTS (
+                                SELECT 1 FROM nodes n
+                                WHERE n.id = s.node AND n.heartbeat_ms >= {NOW_MS} - $2))"
+                    ),
+                    &[&scope, &live_ms],
                 )
                 .await
                 .map_err(db("expiring limit shares"))?;
+                // A lapsed row (of a live node, the others are gone) holds nothing.
                 let rows = tx
                     .query(
-                        "SELECT node, want, share FROM limit_shares
-                         WHERE scope = $1 AND node <> $2",
+                        &format!(
+                            "SELECT node, want,
+                                    CASE WHEN expires_ms < {NOW_MS} THEN 0 ELSE share END
+                             FROM limit_shares WHERE scope = $1 AND node <> $2"
+                        ),
                         &[&scope, &node],
                     )
                     .await
@@ -307,7 +324,7 @@ pub struct ShareRow {
     pub node: String,
     /// How many slots it could use lately.
     pub want: u32,
-    /// How many slots it holds now.
+    /// How many slots it holds now (0 once its lease lapsed).
     pub share: u32,
 }
 

@@ -89,10 +89,17 @@ fn main() {
     }
     bench();
     divan::main();
+    // A static is never dropped: the echo server is stopped here, by its PID (fcx's server
+    // goes with this process; the echo server, a plain child, would stay).
+    if let Some(b) = BENCH.get() {
+        let pid = nix::unistd::Pid::from_raw(b._echo.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
+static BENCH: OnceLock<Bench> = OnceLock::new();
+
 fn bench() -> &'static Bench {
-    static BENCH: OnceLock<Bench> = OnceLock::new();
     BENCH.get_or_init(|| setup().unwrap_or_else(|e| panic!("hot_path bench setup: {e}")))
 }
 

@@ -13,6 +13,7 @@ use fcx_runtime::{Backend, CgroupRoot, CodeCache, ProcessBackend, ProcessConfig}
 use fcx_scheduler::{Backends, Scheduler, SchedulerConfig};
 use fcx_store::queue::TaskQueue;
 use fcx_store::{CodeStore, KeyStore, SqliteStore, Store, StoreError, StoreUrl};
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use crate::node::Live;
@@ -192,6 +193,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
     }
     check_uid_range(config.instance_uids)?;
     let (paths, prefix) = directories(config)?;
+    let data_dir_lock = lock_data_dir(&paths.data_dir)?;
     let criu = fcx_runtime::snapshot::Criu::probe(config.criu.as_deref()).map(|mut c| {
         c.lazy_pages_above = config.snapshot_lazy_above;
         Arc::new(c)
@@ -304,6 +306,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         timers: Default::default(),
         me: OnceLock::new(),
         egress: Mutex::new(Some(egress)),
+        _data_dir_lock: Some(data_dir_lock),
     });
     let _ = control.me.set(Arc::downgrade(&control));
     control.timers.run_on(tokio::runtime::Handle::current());
@@ -449,6 +452,44 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
         run_dir,
     };
     Ok((paths, prefix))
+}
+
+/// Takes the data dir's `server.lock` (an exclusive `flock`, released when the process ends,
+/// also by `kill -9`) and writes this server's PID in it. A second server on the same data
+/// dir is refused: it would take the first one's instances for a crashed run's leftovers and
+/// kill them, share its run dir and remove it when it stops.
+fn lock_data_dir(data_dir: &Path) -> Result<Flock<std::fs::File>, StartError> {
+    use std::io::Write;
+    let path = data_dir.join("server.lock");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            let mut f: &std::fs::File = &lock;
+            f.set_len(0)
+                .and_then(|()| writeln!(f, "{}", std::process::id()))
+                .map_err(io(format!("writing {}", path.display())))?;
+            Ok(lock)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            Err(StartError::Refused(format!(
+                "the data dir {} is in use by another fcx server{holder}: stop that server \
+                 first, or give this one a --data-dir of its own",
+                data_dir.display()
+            )))
+        }
+        Err((_, e)) => Err(io(format!("locking {}", path.display()))(e.into())),
+    }
 }
 
 /// The OCI backend and the image cache it runs from.

@@ -110,6 +110,8 @@ pub struct ControlPlane {
     me: OnceLock<Weak<ControlPlane>>,
     /// This server's outbound networking, ended at shutdown (`None` once ended, or in tests).
     egress: Mutex<Option<fcx_runtime::egress::Active>>,
+    /// The data dir's `server.lock`, held for the server's life (`None` in tests).
+    _data_dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 /// A range of unprivileged uids (and the same gids), `first..=last`.

@@ -227,6 +227,7 @@ impl Fixture {
             timers: Default::default(),
             me: OnceLock::new(),
             egress: Mutex::new(None),
+            _data_dir_lock: None,
         });
         let _ = cp.me.set(Arc::downgrade(&cp));
         cp.set_endpoint("127.0.0.1:9100".parse().unwrap());

@@ -90,7 +90,8 @@ struct ServerArgs {
     /// Address to listen on (port 0 picks a free port; the startup line prints it).
     #[arg(long, env = "FCX_LISTEN", default_value = "127.0.0.1:9100")]
     listen: SocketAddr,
-    /// Where functions, code packages and logs are kept (made 0700: instances cannot read it).
+    /// Where functions, code packages and logs are kept (made 0700: instances cannot read it;
+    /// one server at a time: a second on the same data dir is refused).
     #[arg(long, env = "FCX_DATA_DIR", default_value = "./.fcx")]
     data_dir: PathBuf,
     /// Parent of the server's run directory (unpacked code, pid files of instances).

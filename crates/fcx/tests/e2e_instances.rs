@@ -375,3 +375,54 @@ fn servers_side_by_side_do_not_touch_each_others_instances() {
     );
     assert_eq!(a.invoke("same", b"echo:still").text(), "still");
 }
+
+#[test]
+fn a_second_server_on_a_running_servers_data_dir_is_refused() {
+    let server = Server::start();
+    server.create_function(support::testfn_function("owned", json!({})));
+    assert_eq!(server.invoke("owned", b"echo:x").text(), "x");
+    let mut second = std::process::Command::new(support::fcx_bin())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "none",
+            "--data-dir",
+        ])
+        .arg(server.data_dir.path())
+        .arg("--run-dir")
+        .arg(&server.run_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second fcx server");
+    let ended = eventually(Duration::from_secs(30), || {
+        second.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = second.kill();
+    }
+    let out = second
+        .wait_with_output()
+        .expect("the second server's output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        ended,
+        "a second server on the same data dir kept running: {stderr}"
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another fcx server (pid {})",
+            server.pid()
+        )),
+        "{stderr}"
+    );
+    // The first server and its instance are untouched.
+    let r = server.invoke("owned", b"echo:still");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "still");
+    assert_eq!(server.instance_pids().len(), 1);
+}

@@ -93,17 +93,14 @@ fn stop_interrupted_dumps(tmp: &Path) {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
-    let pids: Vec<i32> = procs
+    let pids: Vec<u32> = procs
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| is_dump_under(pid, tmp))
         .collect();
     for &pid in &pids {
         tracing::warn!(pid, "snapshots: killing a criu dump a previous run left");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::sys::kill(pid, libc::SIGKILL);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while pids.iter().any(|&pid| is_dump_under(pid, tmp)) && std::time::Instant::now() < deadline {
@@ -113,7 +110,7 @@ fn stop_interrupted_dumps(tmp: &Path) {
 
 /// Whether `pid` is a live `criu` whose `-D` argument lies under `tmp` (a process that has
 /// exited has an empty command line, even before it is reaped).
-fn is_dump_under(pid: i32, tmp: &Path) -> bool {
+fn is_dump_under(pid: u32, tmp: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -378,9 +375,9 @@ mod tests {
         let mut left = fake_dump(&images);
         let mut elsewhere = fake_dump(&other.path().join("tmp/g.1.0/images"));
         let tmp = d.path().join("tmp");
-        assert!(is_dump_under(left.id() as i32, &tmp));
-        assert!(!is_dump_under(elsewhere.id() as i32, &tmp));
-        assert!(!is_dump_under(std::process::id() as i32, &tmp));
+        assert!(is_dump_under(left.id(), &tmp));
+        assert!(!is_dump_under(elsewhere.id(), &tmp));
+        assert!(!is_dump_under(std::process::id(), &tmp));
 
         SnapshotStore::open(d.path(), 1 << 20).unwrap();
         use std::os::unix::process::ExitStatusExt;

@@ -18,7 +18,9 @@
 //!   what fcx's implementation costs from what the protocol makes every hop (wrk, the proxy,
 //!   the echo server) parse and write,
 //!
-//! at 1 and 64 connections, reporting req/s, p50 and p99 and the fcx/nginx ratios. Each run
+//! at 1 and 64 connections, reporting req/s, p50 and p99, the fcx/nginx ratios, and the CPU
+//! per request of the server side and of the proxy process alone (user space and kernel
+//! apart, where the two proxies differ most). Each run
 //! lasts `FCX_BENCH_SECS` seconds (default 5); `FCX_BENCH_ROUNDS` (default 1) repeats the
 //! whole set, interleaved, and reports per-cell medians. Timings are never asserted: the bench exits
 //! non-zero only when something failed to run (a tool missing, a process that did not start,
@@ -96,6 +98,10 @@ struct Run {
     p99_us: f64,
     /// CPU time (user + system) of the server-side processes per request, in µs.
     cpu_us_per_req: f64,
+    /// The proxy's own user and kernel CPU per request, in µs: nginx's processes or the fcx
+    /// server, without the echo server or the instance (none for direct).
+    proxy_user_us: f64,
+    proxy_sys_us: f64,
     /// Peak resident memory of the server-side processes (sum of their VmHWM), in KiB,
     /// read after the run.
     rss_kib: u64,
@@ -285,9 +291,23 @@ fn run() -> Result<bool, String> {
                         .collect(),
                     _ => vec![echo.pid()],
                 };
+                // The proxy alone: what it costs itself, split into user space and kernel.
+                let proxy_pids: Vec<u32> = match *target {
+                    "nginx" | "nginx-fc" => with_children(proxy.pid()),
+                    "fcx" | "fcx-trigger" => vec![server.pid()],
+                    "fcx-bare" => vec![bare.pid()],
+                    "fcx-1t" => one_thread.iter().map(|one| one.pid()).collect(),
+                    _ => Vec::new(),
+                };
                 let cpu_before = cpu_ticks(&pids);
+                let proxy_before = user_sys_ticks(&proxy_pids);
                 let result = wrk_run(&wrk, lua, url, conns, secs);
                 let cpu_ticks_used = cpu_ticks(&pids).saturating_sub(cpu_before);
+                let proxy_after = user_sys_ticks(&proxy_pids);
+                let proxy_used = (
+                    proxy_after.0.saturating_sub(proxy_before.0),
+                    proxy_after.1.saturating_sub(proxy_before.1),
+                );
                 match result {
                     Ok(out) => match parse_wrk(&out) {
                         Some(mut r) => {
@@ -295,8 +315,11 @@ fn run() -> Result<bool, String> {
                             r.conns = conns;
                             r.rss_kib = peak_rss_kib(&pids);
                             if r.requests > 0 {
-                                r.cpu_us_per_req =
-                                    cpu_ticks_used as f64 * 1e6 / clk_tck() / r.requests as f64;
+                                let per_req =
+                                    |ticks: u64| ticks as f64 * 1e6 / clk_tck() / r.requests as f64;
+                                r.cpu_us_per_req = per_req(cpu_ticks_used);
+                                r.proxy_user_us = per_req(proxy_used.0);
+                                r.proxy_sys_us = per_req(proxy_used.1);
                             }
                             if r.non_2xx > 0 {
                                 failures.push(format!(
@@ -639,6 +662,8 @@ fn summarize(runs: &[Run], rounds: u64) -> Vec<Run> {
             p50_us: median(same.iter().map(|x| x.p50_us).collect()),
             p99_us: median(same.iter().map(|x| x.p99_us).collect()),
             cpu_us_per_req: median(same.iter().map(|x| x.cpu_us_per_req).collect()),
+            proxy_user_us: median(same.iter().map(|x| x.proxy_user_us).collect()),
+            proxy_sys_us: median(same.iter().map(|x| x.proxy_sys_us).collect()),
             rss_kib: same.iter().map(|x| x.rss_kib).max().unwrap_or(0),
             requests: same.iter().map(|x| x.requests).sum(),
             non_2xx: same.iter().map(|x| x.non_2xx).sum(),
@@ -838,6 +863,27 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
         );
     }
     for conns in CONNS {
+        if let (Some(f), Some(n), Some(c)) = (
+            get("fcx", conns),
+            get("nginx", conns),
+            get("nginx-fc", conns),
+        ) {
+            println!(
+                "- the proxy process alone at {conns} conn(s), user / kernel CPU per request: \
+                 fcx {:.1} / {:.1} µs, nginx {:.1} / {:.1} µs, nginx-fc {:.1} / {:.1} µs \
+                 (fcx/nginx: user {:.2}, kernel {:.2})",
+                f.proxy_user_us,
+                f.proxy_sys_us,
+                n.proxy_user_us,
+                n.proxy_sys_us,
+                c.proxy_user_us,
+                c.proxy_sys_us,
+                f.proxy_user_us / n.proxy_user_us,
+                f.proxy_sys_us / n.proxy_sys_us
+            );
+        }
+    }
+    for conns in CONNS {
         if let (Some(t), Some(n)) = (get("fcx-trigger", conns), get("nginx", conns)) {
             println!(
                 "- HTTP trigger at {conns} conn(s): fcx-trigger/nginx = {:.2} (req/s), p50 {} vs \
@@ -868,7 +914,8 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
     println!(
         "- server CPU/req: user + system CPU of the echo server (direct), nginx's processes + \
          the echo server (nginx, nginx-fc), fcx + its instance (fcx), divided by the requests served; \
-         server RSS: the same processes' peak resident memory (VmHWM) summed"
+         server RSS: the same processes' peak resident memory (VmHWM) summed; the proxy \
+         process alone: nginx's master and workers, or the fcx server (its instance excluded)"
     );
 }
 
@@ -896,6 +943,13 @@ fn tool_version(tool: &Path, flag: &str) -> String {
 /// Utime + stime (clock ticks, all threads, reaped children excluded) summed over `pids`;
 /// processes that are gone count as 0.
 fn cpu_ticks(pids: &[u32]) -> u64 {
+    let (user, sys) = user_sys_ticks(pids);
+    user + sys
+}
+
+/// Utime and stime (clock ticks, all threads, reaped children excluded), each summed over
+/// `pids`; processes that are gone count as 0.
+fn user_sys_ticks(pids: &[u32]) -> (u64, u64) {
     pids.iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -903,9 +957,9 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
             let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
             let utime: u64 = rest.nth(11)?.parse().ok()?;
             let stime: u64 = rest.next()?.parse().ok()?;
-            Some(utime + stime)
+            Some((utime, stime))
         })
-        .sum()
+        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds))
 }
 
 /// The summed peak resident set (`VmHWM`, KiB) of `pids`.

@@ -102,80 +102,117 @@ where
     }
 }
 
-/// An instance's response body; polls its connection's I/O while it is read (no task of
-/// its own does) and returns the connection to the pool once read to the end.
+/// An instance's response body. On a pooled connection it reads the answer itself (no task
+/// of its own does, see [`crate::conn`]) and returns the connection to the pool once read
+/// to the end; an upgraded connection's answer is hyper's.
 pub struct ResponseBody {
-    inner: Incoming,
-    conn: Option<Conn>,
-    /// The pool and slot the connection goes back to (none for an upgraded connection's).
-    pool: Option<(ConnPool, usize)>,
+    kind: Kind,
+}
+
+enum Kind {
+    Pooled {
+        /// `None` once the body ended (the connection went back) or broke.
+        conn: Option<Conn>,
+        /// The pool and slot the connection goes back to.
+        pool: ConnPool,
+        slot: usize,
+    },
+    Upgraded(Incoming),
 }
 
 impl ResponseBody {
-    /// A body whose connection returns to `slot` of `pool` (the slot it was taken from or
-    /// dialled for, even if the body ends on another thread).
-    pub(crate) fn new(inner: Incoming, conn: Conn, pool: ConnPool, slot: usize) -> ResponseBody {
+    /// A body read from `conn`, which returns to `slot` of `pool` (the slot it was taken
+    /// from or dialled for, even if the body ends on another thread).
+    pub(crate) fn new(conn: Conn, pool: ConnPool, slot: usize) -> ResponseBody {
         ResponseBody {
-            inner,
-            conn: Some(conn),
-            pool: Some((pool, slot)),
+            kind: Kind::Pooled {
+                conn: Some(conn),
+                pool,
+                slot,
+            },
         }
     }
 
     /// A body whose connection is not returned to a pool (an upgraded connection's).
     pub(crate) fn unpooled(inner: Incoming) -> ResponseBody {
         ResponseBody {
-            inner,
-            conn: None,
-            pool: None,
+            kind: Kind::Upgraded(inner),
         }
     }
 
+    /// Hands a connection whose exchange ended cleanly back to its pool.
     fn recycle(&mut self) {
-        if let (Some(conn), Some((pool, slot))) = (self.conn.take(), &self.pool) {
-            pool.push(*slot, conn);
+        if let Kind::Pooled { conn, pool, slot } = &mut self.kind {
+            if let Some(mut c) = conn.take() {
+                if c.finish() {
+                    pool.push(*slot, c);
+                }
+            }
         }
     }
 }
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_pending() {
-            // The bytes come in when the connection's I/O is polled, then the body has them.
-            if let Some(conn) = self.conn.as_mut() {
-                conn.poll_io(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = match &mut self.kind {
+            Kind::Upgraded(inner) => {
+                return Pin::new(inner).poll_frame(cx).map_err(BoxError::from);
             }
-            polled = Pin::new(&mut self.inner).poll_frame(cx);
+            Kind::Pooled { conn: None, .. } => return Poll::Ready(None),
+            Kind::Pooled {
+                conn: Some(conn), ..
+            } => conn.poll_body(cx),
+        };
+        match polled {
+            Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Poll::Ready(None) => {
+                self.recycle();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // A broken body means a broken connection: never reuse it.
+                if let Kind::Pooled { conn, .. } = &mut self.kind {
+                    *conn = None;
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        match &polled {
-            Poll::Ready(None) => self.recycle(),
-            // A broken body means a broken connection: never reuse it.
-            Poll::Ready(Some(Err(_))) => self.conn = None,
-            _ => {}
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            Kind::Upgraded(inner) => inner.is_end_stream(),
+            Kind::Pooled { conn: None, .. } => true,
+            Kind::Pooled {
+                conn: Some(conn), ..
+            } => conn.body_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            Kind::Upgraded(inner) => inner.size_hint(),
+            Kind::Pooled { conn: None, .. } => SizeHint::with_exact(0),
+            Kind::Pooled {
+                conn: Some(conn), ..
+            } => conn
+                .body_len()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+        }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Consumers may skip polling a body that is already complete (e.g. empty).
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.recycle();
         }
     }

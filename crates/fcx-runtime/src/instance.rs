@@ -244,17 +244,12 @@ impl Instance {
         mut conn: Conn,
         req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, CallError> {
-        let response = conn.send(req).await.map_err(|e| match e {
-            SendError::Hyper(e) => call_error(e),
-            SendError::Closed => {
-                CallError::Connection("the instance closed the connection without answering".into())
-            }
-        })?;
-        let (parts, body) = response.into_parts();
+        let response = conn.send(req).await.map_err(send_error)?;
+        let (parts, ()) = response.into_parts();
         // The connection was taken from (or dialled for) this thread's slot: the same task
         // runs on the same runtime throughout, and a runtime's threads share one slot.
         let slot = self.idle_conns.here();
-        let body = ResponseBody::new(body, conn, Arc::clone(&self.idle_conns), slot);
+        let body = ResponseBody::new(conn, Arc::clone(&self.idle_conns), slot);
         Ok(http::Response::from_parts(parts, body))
     }
 
@@ -320,9 +315,7 @@ impl Instance {
 
     /// A new keep-alive connection, driven by the requests that use it.
     async fn dial_connection(&self) -> Result<Conn, CallError> {
-        let mut conn = Conn::handshake(self.dial().await?)
-            .await
-            .map_err(|e| CallError::Connection(describe(&e)))?;
+        let mut conn = Conn::new(self.dial().await?);
         if !conn.ready().await {
             return Err(CallError::Connection(format!(
                 "{} closed the new connection",
@@ -369,6 +362,21 @@ impl Drop for Instance {
     fn drop(&mut self) {
         // The control's own drop then removes what the backend set up.
         self.control.kill();
+    }
+}
+
+/// A failed call on a pooled connection, as the scheduler tells them apart.
+fn send_error(e: SendError) -> CallError {
+    match e {
+        SendError::Body(e) if is_too_large(e.as_ref()) => CallError::RequestTooLarge,
+        SendError::Body(e) => match client_body_error(e.as_ref()) {
+            Some(client) => CallError::ClientBody(client.0.clone()),
+            None => CallError::Connection(e.to_string()),
+        },
+        SendError::Io(why) => CallError::Connection(why),
+        SendError::Closed => {
+            CallError::Connection("the instance closed the connection without answering".into())
+        }
     }
 }
 

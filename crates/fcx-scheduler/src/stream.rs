@@ -105,7 +105,7 @@ impl HttpBody for InvocationBody {
                     lease.discard();
                 }
                 self.finish(Some((fcx_metrics::Outcome::PlatformError, "BadResponse")));
-                return Poll::Ready(Some(Err(Box::new(e))));
+                return Poll::Ready(Some(Err(e)));
             }
             Poll::Ready(None) => {
                 self.finish(None);

@@ -258,9 +258,8 @@ impl Parts {
             true => Some(0),
             false => body.size_hint().exact(),
         };
-        let mut head = std::mem::take(&mut self.head);
+        let head = &mut self.head;
         head.clear();
-        self.head_sent = 0;
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -301,7 +300,7 @@ impl Parts {
             }
         };
         head.extend_from_slice(b"\r\n");
-        self.head = head;
+        self.head_sent = 0;
         self.body = (length != Some(0) || chunked).then_some(Outgoing { body, chunked });
     }
 
@@ -528,7 +527,6 @@ impl Parts {
                 }
                 map.append(name, value);
             }
-            self.keep_alive = !close && (!http10 || keep);
             let bodyless = head_request || code == 204 || code == 304;
             self.answer = Some(if bodyless {
                 Framing::Done
@@ -541,9 +539,9 @@ impl Parts {
             } else {
                 Framing::Eof
             });
-            if matches!(self.answer, Some(Framing::Eof)) {
-                self.keep_alive = false;
-            }
+            // A body that ends with the connection leaves nothing to reuse.
+            self.keep_alive =
+                !close && (!http10 || keep) && !matches!(self.answer, Some(Framing::Eof));
             let mut resp = http::Response::new(());
             *resp.status_mut() = status;
             *resp.version_mut() = if http10 {
@@ -628,7 +626,7 @@ fn chunk_step(state: &mut Chunk, read: &mut BytesMut) -> Result<Step, String> {
             };
             // Extensions after `;` are ignored, as every server ignores them.
             let digits = line[..].split(|&b| b == b';').next().unwrap_or_default();
-            let digits = trim(digits);
+            let digits = digits.trim_ascii();
             if digits.is_empty() || digits.len() > 16 {
                 return Err("the instance sent a bad chunk size".into());
             }
@@ -697,38 +695,26 @@ fn take_line(read: &mut BytesMut) -> Result<Option<BytesMut>, String> {
     }
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
-}
-
 /// Whether a `transfer-encoding` value ends in `chunked` (the only coding that frames).
 fn is_chunked(value: &[u8]) -> bool {
     value
         .rsplit(|&b| b == b',')
         .next()
-        .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"))
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A `content-length` value: digits only (a repeated list of one value is allowed).
 fn parse_length(value: &[u8]) -> Option<u64> {
     let mut found = None;
     for part in value.split(|&b| b == b',') {
-        let part = trim(part);
+        let part = part.trim_ascii();
         if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
             return None;
         }

@@ -368,11 +368,9 @@ impl Drop for Instance {
 /// A failed call on a pooled connection, as the scheduler tells them apart.
 fn send_error(e: SendError) -> CallError {
     match e {
-        SendError::Body(e) if is_too_large(e.as_ref()) => CallError::RequestTooLarge,
-        SendError::Body(e) => match client_body_error(e.as_ref()) {
-            Some(client) => CallError::ClientBody(client.0.clone()),
-            None => CallError::Connection(e.to_string()),
-        },
+        SendError::Body(e) => {
+            client_side(e.as_ref()).unwrap_or_else(|| CallError::Connection(e.to_string()))
+        }
         SendError::Io(why) => CallError::Connection(why),
         SendError::Closed => {
             CallError::Connection("the instance closed the connection without answering".into())
@@ -381,12 +379,16 @@ fn send_error(e: SendError) -> CallError {
 }
 
 fn call_error(e: hyper::Error) -> CallError {
-    if is_too_large(&e) {
-        CallError::RequestTooLarge
-    } else if let Some(client) = client_body_error(&e) {
-        CallError::ClientBody(client.0.clone())
+    client_side(&e).unwrap_or_else(|| CallError::Connection(describe(&e)))
+}
+
+/// The client's part in a failed call, when `e` is its request body's error: the payload
+/// limit passed, or the upload broke.
+fn client_side(e: &(dyn std::error::Error + 'static)) -> Option<CallError> {
+    if is_too_large(e) {
+        Some(CallError::RequestTooLarge)
     } else {
-        CallError::Connection(describe(&e))
+        client_body_error(e).map(|client| CallError::ClientBody(client.0.clone()))
     }
 }
 

@@ -270,35 +270,23 @@ fn run() -> Result<bool, String> {
             }
             for &conns in &CONNS {
                 eprintln!("wrk: round {round}/{rounds}, {target}, {conns} connection(s), {secs} s");
-                // Server side of this target: the echo server, plus nginx's processes or
-                // fcx and its instance(s).
-                let pids: Vec<u32> = match *target {
-                    "nginx" | "nginx-fc" => with_children(proxy.pid())
-                        .into_iter()
-                        .chain([echo.pid()])
-                        .collect(),
-                    "fcx" | "fcx-trigger" => [server.pid()]
-                        .into_iter()
-                        .chain(server.instance_pids())
-                        .collect(),
-                    "fcx-bare" => [bare.pid()]
-                        .into_iter()
-                        .chain(bare.instance_pids())
-                        .collect(),
-                    "fcx-1t" => one_thread
-                        .iter()
-                        .flat_map(|one| [one.pid()].into_iter().chain(one.instance_pids()))
-                        .collect(),
-                    _ => vec![echo.pid()],
+                // Server side of this target: the proxy (nginx's processes, or the fcx
+                // server) and what serves behind it (the echo server, or fcx's instances).
+                // The proxy is also measured alone, user space and kernel apart.
+                let (proxy_pids, backend_pids): (Vec<u32>, Vec<u32>) = match *target {
+                    "nginx" | "nginx-fc" => (with_children(proxy.pid()), vec![echo.pid()]),
+                    "fcx" | "fcx-trigger" => (vec![server.pid()], server.instance_pids()),
+                    "fcx-bare" => (vec![bare.pid()], bare.instance_pids()),
+                    "fcx-1t" => (
+                        one_thread.iter().map(|one| one.pid()).collect(),
+                        one_thread
+                            .iter()
+                            .flat_map(|one| one.instance_pids())
+                            .collect(),
+                    ),
+                    _ => (Vec::new(), vec![echo.pid()]),
                 };
-                // The proxy alone: what it costs itself, split into user space and kernel.
-                let proxy_pids: Vec<u32> = match *target {
-                    "nginx" | "nginx-fc" => with_children(proxy.pid()),
-                    "fcx" | "fcx-trigger" => vec![server.pid()],
-                    "fcx-bare" => vec![bare.pid()],
-                    "fcx-1t" => one_thread.iter().map(|one| one.pid()).collect(),
-                    _ => Vec::new(),
-                };
+                let pids: Vec<u32> = proxy_pids.iter().chain(&backend_pids).copied().collect();
                 let cpu_before = cpu_ticks(&pids);
                 let proxy_before = user_sys_ticks(&proxy_pids);
                 let result = wrk_run(&wrk, lua, url, conns, secs);

@@ -233,15 +233,31 @@ async fn handshake(
     }
 }
 
-/// Serves one connection under the header, idle and body timeouts.
+/// Serves one connection under the header, idle and body timeouts: fcx's own loop for the
+/// plain requests (`crate::h1`), hyper's from the first request that is not.
 async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
     stream: S,
     router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
-    let activity = Arc::new(Activity::new());
+    if let Some(handover) = crate::h1::serve(stream, &router, &limits, &mut stop).await {
+        let activity = Activity::new(handover.served);
+        hyper_connection(handover.io, router, limits, stop, permit, activity).await;
+    }
+}
+
+/// Serves the rest of a connection through hyper.
+async fn hyper_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
+    stream: S,
+    router: A,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+    activity: Activity,
+) {
+    let activity = Arc::new(activity);
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: Arc::clone(&activity),
@@ -342,13 +358,15 @@ struct Phase {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    /// Idle from now; `served`: after a request (the idle timeout applies, not the
+    /// first-head one).
+    fn new(served: bool) -> Activity {
         Activity {
             state: Mutex::new(Phase {
                 in_flight: 0,
                 head_since: None,
                 idle_since: Instant::now(),
-                served: false,
+                served,
             }),
         }
     }
@@ -649,7 +667,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadlines_follow_the_phase() {
         let limits = test_limits();
-        let a = Activity::new();
+        let a = Activity::new(false);
         let start = Instant::now();
         assert_eq!(a.deadline(&limits), Some(start + limits.header_timeout));
         a.read_bytes();
@@ -671,7 +689,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_lazy_check_is_never_later_than_a_deadline_a_phase_change_can_bring() {
         let limits = test_limits();
-        let a = Activity::new();
+        let a = Activity::new(false);
         a.read_bytes();
         a.begin();
         a.end();

@@ -5,7 +5,8 @@
 //! reserved headers, auth, async), body limits, the one reply helper (`reply`) and error
 //! mapping (`error`), `GET /metrics` (`metrics`, also on its own `--metrics-listen`
 //! address), the status page (`status`), trace context and the invoke span (`trace`),
-//! client connections under timeouts and a connection limit (`conn`, `head`), and serving
+//! client connections under timeouts and a connection limit (`conn`, `head`; fcx's own
+//! HTTP/1.1 loop for plain requests ahead of hyper's, `h1`), and serving
 //! on HTTP and HTTPS (SNI, `tls`) with a bounded draining shutdown (`serve`), the API
 //! listener on one current-thread runtime per `--serve-threads` thread (`shards`). Handlers call
 //! only [`fcx_control::ControlPlane`].
@@ -15,6 +16,7 @@ mod body;
 mod conn;
 pub mod error;
 mod fast;
+mod h1;
 mod handlers;
 mod head;
 mod invoke;

@@ -53,8 +53,9 @@ impl Default for ConnLimits {
     }
 }
 
-/// The most bytes a request head may take in all (hyper answers 431 past it).
-const HEAD_MAX: usize = 64 * 1024;
+/// The most bytes a request head may take in all (hyper answers 431 past it; `crate::h1`
+/// hands a longer one to hyper).
+pub(crate) const HEAD_MAX: usize = 64 * 1024;
 /// Connections over the limit being answered 503 at once; past this they are closed at once.
 const REFUSING_MAX: usize = 64;
 /// How long a refused connection has to send its request head.
@@ -244,13 +245,15 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
 ) {
     if let Some(handover) = crate::h1::serve(stream, &router, &limits, &mut stop).await {
         let activity = Activity::new(handover.served);
-        hyper_connection(handover.io, router, limits, stop, permit, activity).await;
+        let io = (handover.read, handover.io);
+        hyper_connection(io, router, limits, stop, permit, activity).await;
     }
 }
 
-/// Serves the rest of a connection through hyper.
+/// Serves the rest of a connection through hyper: the bytes already read off `stream`
+/// first, then the socket.
 async fn hyper_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A: App>(
-    stream: S,
+    (read, stream): (Bytes, S),
     router: A,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
@@ -259,6 +262,7 @@ async fn hyper_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, A:
 ) {
     let activity = Arc::new(activity);
     let io = TokioIo::new(Watched {
+        read,
         inner: stream,
         activity: Arc::clone(&activity),
     });
@@ -427,8 +431,10 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, telling the connection's [`Activity`] when bytes arrive.
+/// The socket, telling the connection's [`Activity`] when bytes arrive; `read` (what
+/// `crate::h1` read and left to hyper) is read first.
 struct Watched<S> {
+    read: Bytes,
     inner: S,
     activity: Arc<Activity>,
 }
@@ -439,6 +445,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read.split_to(n));
+            self.activity.read_bytes();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {

@@ -8,8 +8,8 @@
 //!
 //! The first request that is not plain (HTTP/1.0, a chunked or still-arriving upload, an
 //! upgrade, `100-continue`, a head hyper refuses) hands the connection to hyper for the
-//! rest of its life, with the bytes read so far put back in front of the socket
-//! ([`Rewind`]): hyper then parses that request itself and answers it exactly as before.
+//! rest of its life, with the bytes read so far read by hyper before the socket
+//! ([`Handover`]): hyper then parses that request itself and answers it exactly as before.
 //!
 //! The connection's limits are kept here as in `conn.rs`: a head must be complete within
 //! the header timeout of its first byte (and the first head within it of the accept), a
@@ -20,7 +20,6 @@
 
 mod request;
 mod response;
-mod rewind;
 #[cfg(test)]
 mod tests;
 
@@ -28,23 +27,20 @@ use std::future::{poll_fn, Future as _};
 use std::pin::pin;
 use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::conn::{App, ConnLimits};
-pub use rewind::Rewind;
+use crate::conn::{App, ConnLimits, HEAD_MAX};
 
 /// How much the read buffer grows by.
 const READ_CHUNK: usize = 8192;
-/// A head still incomplete at this many bytes goes to hyper, which answers 431 past its
-/// own buffer limit (`conn.rs`, the same figure).
-const HEAD_MAX: usize = 64 * 1024;
 
-/// A connection handed over to hyper: the socket behind the bytes read and not yet served.
+/// A connection handed over to hyper: the bytes read and not yet served, and the socket.
 pub struct Handover<S> {
-    pub io: Rewind<S>,
+    pub read: Bytes,
+    pub io: S,
     /// Whether a request was served first (the idle timeout applies, not the first-head one).
     pub served: bool,
 }
@@ -141,11 +137,7 @@ where
         };
         // A stop that came while the request ran closes the connection after its answer.
         stopping = stopping || *stop_now.borrow();
-        if !response::write(&mut io, resp, &mut out, stopping).await {
-            let _ = io.shutdown().await;
-            return None;
-        }
-        if stopping {
+        if !response::write(&mut io, resp, &mut out, stopping).await || stopping {
             let _ = io.shutdown().await;
             return None;
         }
@@ -156,7 +148,8 @@ where
 
 fn handover<S>(io: S, buf: BytesMut, served: bool) -> Handover<S> {
     Handover {
-        io: Rewind::new(buf.freeze(), io),
+        read: buf.freeze(),
+        io,
         served,
     }
 }

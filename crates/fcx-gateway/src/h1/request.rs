@@ -116,7 +116,7 @@ fn give_back(buf: &mut BytesMut, head: &[u8]) -> Taken {
 }
 
 /// A `Content-Length` value: digits only, as RFC 9110 §8.6 writes it.
-fn parse_length(value: &[u8]) -> Option<u64> {
+pub fn parse_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -142,7 +142,7 @@ fn write_head(
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             if length.is_none() {
-                length = parse_length(value.as_bytes());
+                length = super::request::parse_length(value.as_bytes().trim_ascii());
             }
             continue;
         }
@@ -220,10 +220,6 @@ async fn send<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, tail: Option
     out.clear();
     // TLS buffers what it is given.
     io.flush().await.is_ok()
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {

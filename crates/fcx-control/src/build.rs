@@ -46,6 +46,8 @@ pub struct CoreConfig {
     pub oci_runtime: Option<String>,
     /// Most processes one container instance may run.
     pub pids_limit: i64,
+    /// The scheduling policy instance processes and containers run under.
+    pub instance_scheduling: fcx_runtime::Scheduling,
     /// Pre-created sandboxes per custom-container function (0: none).
     pub sandboxes_per_function: u32,
     /// Most pre-created sandboxes on this server.
@@ -224,6 +226,7 @@ fn assemble(config: &CoreConfig) -> Result<Arc<ControlPlane>, StartError> {
         criu: criu.clone().ok(),
         prefix: prefix.clone(),
         pids_limit: config.pids_limit,
+        scheduling: config.instance_scheduling,
     });
     let reaped = backend.reap();
     if reaped > 0 {
@@ -527,6 +530,7 @@ fn containers(
         pids_limit: config.pids_limit,
         resolv_conf: fcx_runtime::egress::resolv_conf(),
         criu,
+        scheduling: config.instance_scheduling,
     });
     let reaped = backend.reap();
     if reaped > 0 {

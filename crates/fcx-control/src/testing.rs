@@ -167,6 +167,7 @@ impl Fixture {
                 criu: None,
                 prefix: "fcx-test".into(),
                 pids_limit: 64,
+                scheduling: Default::default(),
             }))),
             CodeCache::new(paths.run_dir.join("code")),
             SchedulerConfig {

@@ -23,6 +23,7 @@ pub mod oci;
 pub mod pidfile;
 mod process;
 pub mod procnet;
+mod scheduling;
 pub mod shard;
 pub mod snapshot;
 mod spec;
@@ -38,6 +39,7 @@ pub use instance::{CallError, Dial, Instance, InstanceParts};
 pub use logs::{InstanceLog, LogSettings, LogWriter, Marker};
 pub use oci::{OciBackend, OciConfig};
 pub use process::{ProcessBackend, ProcessConfig};
+pub use scheduling::Scheduling;
 pub use spec::{ContainerSpec, EventOutcome, ExitReason, InstanceSpec};
 pub use sys::is_root;
 

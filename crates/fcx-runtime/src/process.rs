@@ -48,6 +48,8 @@ pub struct ProcessConfig {
     pub prefix: String,
     /// Most processes one instance may run.
     pub pids_limit: i64,
+    /// The scheduling policy instances run under.
+    pub scheduling: crate::Scheduling,
 }
 
 /// Starts instances as host processes.
@@ -158,6 +160,7 @@ impl ProcessBackend {
         for p in &limits.procs {
             procs.push(cstring(p.as_os_str().as_encoded_bytes()).map_err(StartError::Namespace)?);
         }
+        self.config.scheduling.apply(&mut cmd);
         let (status_read, status_write) = sys::pipe().map_err(StartError::Namespace)?;
         // Snapshot-enabled instances run as PID 1 of their own PID namespace, with their
         // identity file as fd 3: the shape CRIU dumps and restores.

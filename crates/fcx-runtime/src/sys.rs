@@ -380,6 +380,22 @@ pub fn kill(pid: u32, signal: i32) {
     }
 }
 
+/// Makes `cmd`'s child, and every process it starts, run under `SCHED_BATCH` (see
+/// `crate::Scheduling`).
+pub fn batch_scheduling(cmd: &mut tokio::process::Command) {
+    // SAFETY: sched_setscheduler is async-signal-safe and changes only the child's own
+    // scheduling policy; `param` lives on the child's stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // Best effort: where the policy is refused (a seccomp filter), the instance
+            // still runs, under the default policy.
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+            Ok(())
+        });
+    }
+}
+
 /// Makes a tokio `cmd`'s child get SIGKILL when fcx dies (the OCI runtime of an instance).
 pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.

@@ -130,6 +130,7 @@ fn setup() -> Result<Bench, String> {
         async_retry_base: Duration::from_secs(1),
         oci_runtime: None,
         pids_limit: 512,
+        instance_scheduling: fcx_runtime::Scheduling::Batch,
         sandboxes_per_function: 0,
         sandbox_limit: 0,
         async_error_text: fcx_gateway::error::async_error_text,

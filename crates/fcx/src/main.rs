@@ -85,6 +85,16 @@ enum Auth {
     None,
 }
 
+/// `--instance-scheduling`: the Linux scheduling policy of instance processes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InstanceScheduling {
+    /// SCHED_BATCH: an instance woken by a request does not preempt the thread serving it
+    /// (same CPU share; more throughput when the gateway and instances share the CPUs).
+    Batch,
+    /// SCHED_OTHER, as any process: instances' wake-ups may preempt the gateway.
+    Normal,
+}
+
 #[derive(clap::Args)]
 struct ServerArgs {
     /// Address to listen on (port 0 picks a free port; the startup line prints it).
@@ -163,6 +173,9 @@ struct ServerArgs {
     /// Most processes one instance (process or container) may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
+    /// Scheduling policy of instance processes and containers.
+    #[arg(long, value_enum, default_value = "batch")]
+    instance_scheduling: InstanceScheduling,
     /// Containers kept created ahead of demand per custom-container function (web-server
     /// mode), so a cold start only starts the function's process; 0 turns this off.
     #[arg(long, default_value_t = 1)]
@@ -366,6 +379,10 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
         oci_runtime: (args.oci_runtime != "none").then_some(args.oci_runtime),
         pids_limit: args.pids_limit,
+        instance_scheduling: match args.instance_scheduling {
+            InstanceScheduling::Batch => fcx_runtime::Scheduling::Batch,
+            InstanceScheduling::Normal => fcx_runtime::Scheduling::Normal,
+        },
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
         criu: args.criu,

@@ -117,6 +117,50 @@ fn instances_run_unprivileged_and_cannot_read_the_data_dir() {
     );
 }
 
+/// The scheduling policy (`/proc/<pid>/task/<tid>/stat`, field 41) of every thread of
+/// `pid`; threads that ended meanwhile are left out.
+fn thread_policies(pid: u32) -> Vec<(u32, u32)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| {
+            let tid: u32 = t.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+            // Fields after the command name (which may hold spaces) start at field 3.
+            let policy = stat.rsplit_once(')')?.1.split_whitespace().nth(41 - 3)?;
+            Some((tid, policy.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Instances run under SCHED_BATCH (3) by default, so that a request written into one does
+/// not let it preempt the thread serving the gateway; `--instance-scheduling normal` keeps
+/// the default policy (SCHED_OTHER, 0). Every thread of every instance process inherits it.
+#[test]
+fn instances_run_sched_batch_unless_the_server_asks_for_normal() {
+    for (args, want) in [(&[][..], 3), (&["--instance-scheduling", "normal"][..], 0)] {
+        let server = Server::start_with(support::Options::with_args(args));
+        server.create_function(support::testfn_function("sched", json!({})));
+        let r = server.invoke("sched", b"echo:up");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pids = server.instance_pids();
+        assert!(!pids.is_empty(), "no instance processes ({args:?})");
+        let threads: Vec<(u32, u32, u32)> = pids
+            .iter()
+            .flat_map(|&pid| {
+                thread_policies(pid)
+                    .into_iter()
+                    .map(move |(t, p)| (pid, t, p))
+            })
+            .collect();
+        assert!(!threads.is_empty(), "no instance threads ({args:?})");
+        for (pid, tid, policy) in threads {
+            assert_eq!(policy, want, "pid {pid} thread {tid} with {args:?}");
+        }
+    }
+}
+
 fn whoami(server: &Server, name: &str) -> (u32, u32) {
     let text = server.invoke(name, b"whoami").text();
     let field = |key: &str| -> u32 {

@@ -116,6 +116,19 @@ fn instances_are_isolated_from_the_host_and_each_other() {
         json!({ "internetAccess": false }),
     ));
 
+    // Its processes run under SCHED_BATCH (3, field 41 of stat), inherited through the OCI
+    // runtime: fcx's default `--instance-scheduling`.
+    let policy = shell(
+        &server,
+        "iso-a",
+        "cut -d' ' -f41 /proc/1/stat /proc/self/stat",
+    );
+    assert_eq!(policy.status, 200, "{}", policy.text());
+    assert_eq!(
+        policy.text().split_whitespace().collect::<Vec<_>>(),
+        ["3", "3"]
+    );
+
     // Only its own processes: pid 1 is the server, nothing of the host shows.
     let ps = shell(&server, "iso-a", "ps -o pid,comm");
     assert_eq!(ps.status, 200, "{}", ps.text());

@@ -53,6 +53,8 @@ pub struct OciConfig {
     pub resolv_conf: String,
     /// CRIU for snapshot starts (`None`: none usable).
     pub criu: Option<Arc<Criu>>,
+    /// The scheduling policy containers run under (the runtime passes it on to them).
+    pub scheduling: crate::Scheduling,
 }
 
 /// Starts instances as OCI containers.
@@ -252,6 +254,7 @@ impl OciBackend {
             None => cmd.stdout(Stdio::from(write_end)),
         };
         crate::sys::die_with_fcx(&mut cmd);
+        self.config.scheduling.apply(&mut cmd);
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {

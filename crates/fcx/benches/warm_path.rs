@@ -12,6 +12,9 @@
 //!   path with FC's header checks and reserved-header filtering,
 //! - (f) fcx-1t, only when `FCX_BENCH_TARGETS` names it: (c) served by one serving thread
 //!   (`--serve-threads 1`) instead of one per CPU, for the thread-per-core comparison,
+//! - (f') fcx-normal, only when `FCX_BENCH_TARGETS` names it: (c) with its instance under
+//!   the default scheduling policy (`--instance-scheduling normal`) instead of
+//!   `SCHED_BATCH`, the baseline of what the policy gains,
 //! - (g) nginx-fc: the same nginx carrying the bytes FC's protocol puts on the wire, on a
 //!   second port: the client's request to `/2023-03-30/functions/bench/invocations`, the 13
 //!   context headers fcx sends the instance, and the 6 headers fcx answers with. It separates
@@ -164,11 +167,15 @@ fn run() -> Result<bool, String> {
     let bare = start_fcx(&["--no-observability"])?;
     // (f) opt-in: FCX_BENCH_TARGETS must name it.
     let only = std::env::var("FCX_BENCH_TARGETS").unwrap_or_default();
-    let one_thread = if only.split(',').any(|w| w.trim() == "fcx-1t") {
-        Some(start_fcx(&["--serve-threads", "1"])?)
-    } else {
-        None
-    };
+    let named = |t: &str| only.split(',').any(|w| w.trim() == t);
+    let mut opt_in: Vec<(&'static str, support::Server)> = Vec::new();
+    if named("fcx-1t") {
+        opt_in.push(("fcx-1t", start_fcx(&["--serve-threads", "1"])?));
+    }
+    if named("fcx-normal") {
+        let args = ["--instance-scheduling", "normal"];
+        opt_in.push(("fcx-normal", start_fcx(&args)?));
+    }
     let trigger = server.post_json(
         &format!("/2023-03-30/functions/{FUNCTION}/triggers"),
         &json!({"triggerName": "web", "triggerType": "http",
@@ -237,9 +244,9 @@ fn run() -> Result<bool, String> {
         ),
         ("fcx-trigger", server.url("/body"), &trigger_lua),
     ];
-    if let Some(one) = &one_thread {
+    for (name, one) in &opt_in {
         targets.push((
-            "fcx-1t",
+            *name,
             one.url(&format!("/2023-03-30/functions/{FUNCTION}/invocations")),
             &lua,
         ));
@@ -251,7 +258,7 @@ fn run() -> Result<bool, String> {
     let targets: Vec<_> = targets.into_iter().filter(|(t, _, _)| wanted(t)).collect();
     if targets.is_empty() {
         return Err(format!(
-            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, nginx-fc, fcx, fcx-bare, fcx-trigger, fcx-1t)"
+            "FCX_BENCH_TARGETS={only:?} names no target (direct, nginx, nginx-fc, fcx, fcx-bare, fcx-trigger, fcx-1t, fcx-normal)"
         ));
     }
 
@@ -277,14 +284,11 @@ fn run() -> Result<bool, String> {
                     "nginx" | "nginx-fc" => (with_children(proxy.pid()), vec![echo.pid()]),
                     "fcx" | "fcx-trigger" => (vec![server.pid()], server.instance_pids()),
                     "fcx-bare" => (vec![bare.pid()], bare.instance_pids()),
-                    "fcx-1t" => (
-                        one_thread.iter().map(|one| one.pid()).collect(),
-                        one_thread
-                            .iter()
-                            .flat_map(|one| one.instance_pids())
-                            .collect(),
-                    ),
-                    _ => (Vec::new(), vec![echo.pid()]),
+                    "direct" => (Vec::new(), vec![echo.pid()]),
+                    opted => match opt_in.iter().find(|(name, _)| *name == opted) {
+                        Some((_, one)) => (vec![one.pid()], one.instance_pids()),
+                        None => (Vec::new(), vec![echo.pid()]),
+                    },
                 };
                 let pids: Vec<u32> = proxy_pids.iter().chain(&backend_pids).copied().collect();
                 let cpu_before = cpu_ticks(&pids);
@@ -820,6 +824,22 @@ fn print_report(runs: &[Run], rounds: u64, fcx_instances: usize) {
                 f.rps / o.rps,
                 fmt_us(f.p50_us),
                 fmt_us(o.p50_us),
+                f.cpu_us_per_req,
+                o.cpu_us_per_req
+            );
+        }
+    }
+    for conns in CONNS {
+        if let (Some(f), Some(o)) = (get("fcx", conns), get("fcx-normal", conns)) {
+            println!(
+                "- instance scheduling at {conns} conn(s): fcx (SCHED_BATCH) / fcx-normal \
+                 (SCHED_OTHER) throughput = {:.3}, p50 {} vs {}, p99 {} vs {}, \
+                 CPU/req {:.0} µs vs {:.0} µs",
+                f.rps / o.rps,
+                fmt_us(f.p50_us),
+                fmt_us(o.p50_us),
+                fmt_us(f.p99_us),
+                fmt_us(o.p99_us),
                 f.cpu_us_per_req,
                 o.cpu_us_per_req
             );

@@ -7,9 +7,9 @@
 //! preemption): the gateway is switched out in the middle of its batch of ready connections
 //! and switched back in later, two context switches per request. `SCHED_BATCH` keeps the
 //! instance's CPU share (same weight, same nice value) but does not let its wake-ups preempt
-//! a running thread: the instance runs when the serving thread waits or its slice ends. At
-//! 64 connections that was about a fifth more throughput on the warm path, with a lower p99
-//! (docs/benchmarks.md, session 27). In FC each instance has CPUs of its own, so nothing an
+//! a running thread: the instance runs when the serving thread waits or its slice ends. In
+//! one run of the warm-path bench that was 1.14× the throughput at 64 connections and 1.15×
+//! at 1, with a lower p99 (docs/benchmarks.md, session 27). In FC each instance has CPUs of its own, so nothing an
 //! instance can observe of FC's behaviour changes; `normal` is there for hosts where the
 //! instances' own wake-up latency matters more than the gateway's throughput.
 
@@ -21,6 +21,20 @@ pub enum Scheduling {
     Batch,
     /// `SCHED_OTHER`, as every other process on the host.
     Normal,
+}
+
+impl std::str::FromStr for Scheduling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scheduling, String> {
+        match s {
+            "batch" => Ok(Scheduling::Batch),
+            "normal" => Ok(Scheduling::Normal),
+            other => Err(format!(
+                "unknown instance scheduling '{other}': use batch or normal"
+            )),
+        }
+    }
 }
 
 impl Scheduling {

@@ -284,8 +284,8 @@ fn run() -> Result<bool, String> {
                     "nginx" | "nginx-fc" => (with_children(proxy.pid()), vec![echo.pid()]),
                     "fcx" | "fcx-trigger" => (vec![server.pid()], server.instance_pids()),
                     "fcx-bare" => (vec![bare.pid()], bare.instance_pids()),
-                    "direct" => (Vec::new(), vec![echo.pid()]),
-                    opted => match opt_in.iter().find(|(name, _)| *name == opted) {
+                    // An opt-in fcx target, or direct.
+                    other => match opt_in.iter().find(|(name, _)| *name == other) {
                         Some((_, one)) => (vec![one.pid()], one.instance_pids()),
                         None => (Vec::new(), vec![echo.pid()]),
                     },

@@ -85,16 +85,6 @@ enum Auth {
     None,
 }
 
-/// `--instance-scheduling`: the Linux scheduling policy of instance processes.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum InstanceScheduling {
-    /// SCHED_BATCH: an instance woken by a request does not preempt the thread serving it
-    /// (same CPU share; more throughput when the gateway and instances share the CPUs).
-    Batch,
-    /// SCHED_OTHER, as any process: instances' wake-ups may preempt the gateway.
-    Normal,
-}
-
 #[derive(clap::Args)]
 struct ServerArgs {
     /// Address to listen on (port 0 picks a free port; the startup line prints it).
@@ -173,9 +163,12 @@ struct ServerArgs {
     /// Most processes one instance (process or container) may run (a fork bomb stops here).
     #[arg(long, default_value_t = 512)]
     pids_limit: i64,
-    /// Scheduling policy of instance processes and containers.
-    #[arg(long, value_enum, default_value = "batch")]
-    instance_scheduling: InstanceScheduling,
+    /// Scheduling policy of instance processes and containers. `batch`: SCHED_BATCH, an
+    /// instance woken by a request does not preempt the thread serving it (same CPU share;
+    /// more throughput when the gateway and instances share the CPUs). `normal`:
+    /// SCHED_OTHER, as any process: instances' wake-ups may preempt the gateway.
+    #[arg(long, default_value = "batch")]
+    instance_scheduling: fcx_runtime::Scheduling,
     /// Containers kept created ahead of demand per custom-container function (web-server
     /// mode), so a cold start only starts the function's process; 0 turns this off.
     #[arg(long, default_value_t = 1)]
@@ -379,10 +372,7 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
         oci_runtime: (args.oci_runtime != "none").then_some(args.oci_runtime),
         pids_limit: args.pids_limit,
-        instance_scheduling: match args.instance_scheduling {
-            InstanceScheduling::Batch => fcx_runtime::Scheduling::Batch,
-            InstanceScheduling::Normal => fcx_runtime::Scheduling::Normal,
-        },
+        instance_scheduling: args.instance_scheduling,
         sandboxes_per_function: args.sandboxes_per_function,
         sandbox_limit: args.sandbox_limit,
         criu: args.criu,

@@ -237,7 +237,7 @@ impl Call<'_> {
                 | SchedulerError::ClusterInstanceLimit { .. }),
             ) if kept.is_some() => {
                 let body = kept.unwrap_or_default();
-                return Box::pin(self.forward(control, body))
+                return Box::pin(self.forward(control, body, &e))
                     .await
                     .ok_or(self.api.fail(e));
             }
@@ -261,13 +261,18 @@ impl Call<'_> {
     /// This node cannot start an instance: the request goes to a node that could at its last
     /// heartbeat, and its answer is passed on. `None` when there is none or it cannot be
     /// reached (this node's own refusal stands).
-    async fn forward(&self, control: &ControlPlane, body: bytes::Bytes) -> Option<Response> {
+    async fn forward(
+        &self,
+        control: &ControlPlane,
+        body: bytes::Bytes,
+        refused: &SchedulerError,
+    ) -> Option<Response> {
         let peer = control.forward_target(self.name)?;
         match crate::peer::forward(control, &peer, (self.method, self.uri, self.headers), body)
             .await
         {
             Ok(resp) => {
-                tracing::debug!(function = self.name, node = %peer.id, "forwarded: no capacity here");
+                tracing::debug!(function = self.name, node = %peer.id, %refused, "forwarded: no capacity here");
                 Some(resp)
             }
             Err(e) => {

@@ -850,6 +850,20 @@ fn free_on_a(db: &TestDatabase) -> String {
         .unwrap()
 }
 
+/// Node a's share of the cluster's instance cap as its last lease recorded it (0: none).
+fn share_of_a(db: &TestDatabase) -> usize {
+    db.psql("SELECT share FROM limit_shares WHERE scope = '*instances' AND node = 'node-a'")
+        .unwrap()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Every node's row of the cluster's instance cap, for failure messages.
+fn instance_shares(db: &TestDatabase) -> String {
+    db.psql("SELECT node, want, share FROM limit_shares WHERE scope = '*instances' ORDER BY node")
+        .unwrap_or_default()
+}
+
 /// ListInstances through b shows the instances running on a and c (b runs none). Then a's
 /// instances are all busy and it can start no more (`--max-instances`): a request to a is
 /// served by b or c (`--forward`), also one carrying a client's forged node mark (stripped);
@@ -909,6 +923,16 @@ fn list_and_forward(nodes: &[Node], db: &TestDatabase) {
         within(Duration::from_secs(10), || free_on_a(db) == one).is_some(),
         "a's free instances: {}",
         free_on_a(db)
+    );
+    // a's room is its --max-instances, not its share of the cluster's cap: a share leased
+    // while another node wanted more (or a lease a renewed late) can be smaller for a tick,
+    // and the holders below would then find a full before its --max-instances.
+    assert!(
+        within(Duration::from_secs(10), || share_of_a(db)
+            >= A_MAX_INSTANCES)
+        .is_some(),
+        "a's share of the cluster's instances: {}",
+        instance_shares(db)
     );
     // a's instances all busy: A_MAX_INSTANCES requests holding one each.
     let hold = support::scratch_dir("fill");
@@ -981,7 +1005,10 @@ fn list_and_forward(nodes: &[Node], db: &TestDatabase) {
             assert_eq!(
                 r.header("x-fcx-forwarded-to"),
                 None,
-                "a holder was forwarded"
+                "a holder was forwarded; shares of the cluster's instances: {}; a's free \
+                 instances {}",
+                instance_shares(db),
+                free_on_a(db)
             );
         }
     });

@@ -31,7 +31,10 @@ pub struct Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        super::procs::terminate(self.child.id(), Duration::from_secs(5));
+        // An exited child was reaped by `try_wait`: its PID may be another process's now.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            super::procs::terminate(self.child.id(), Duration::from_secs(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -40,7 +43,7 @@ impl Drop for Service {
 impl Service {
     /// Prometheus scraping `target` (host:port, path `/metrics`) every second.
     pub fn prometheus(target: SocketAddr) -> Service {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("fcx-e2e-prometheus-")
             .tempdir()
             .unwrap();
@@ -54,30 +57,45 @@ impl Service {
             ),
         )
         .unwrap();
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let service = Service { child, dir, addr };
-        let ready = eventually(Duration::from_secs(30), || {
-            super::http::try_request(addr, "GET", "/-/ready", &[], b"")
-                .map(|r| r.status == 200)
-                .unwrap_or(false)
-        });
-        assert!(ready, "prometheus did not become ready: {}", service.log());
-        service
+        // The free port is released before Prometheus binds it, so another process can take
+        // it in between: a start that fails on the address is tried again on a new port.
+        for _attempt in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+            let child = Command::new("/usr/bin/prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start prometheus");
+            let mut service = Service { child, dir, addr };
+            let mut exited = false;
+            let settled = eventually(Duration::from_secs(30), || {
+                exited = matches!(service.child.try_wait(), Ok(Some(_)));
+                exited
+                    || super::http::try_request(addr, "GET", "/-/ready", &[], b"")
+                        .map(|r| r.status == 200)
+                        .unwrap_or(false)
+            });
+            if settled && !exited {
+                return service;
+            }
+            let log = service.log();
+            assert!(
+                exited && log.contains("address already in use"),
+                "prometheus did not become ready: {log}"
+            );
+            // Dropping the exited service would delete the dir: take it back first.
+            dir = std::mem::replace(&mut service.dir, tempfile::tempdir().unwrap());
+        }
+        panic!("prometheus found no free port in 5 tries");
     }
 
     pub fn log(&self) -> String {

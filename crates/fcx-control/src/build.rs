@@ -464,34 +464,66 @@ fn directories(config: &CoreConfig) -> Result<(Paths, String), StartError> {
 fn lock_data_dir(data_dir: &Path) -> Result<Flock<std::fs::File>, StartError> {
     use std::io::Write;
     let path = data_dir.join("server.lock");
-    let file = std::fs::File::options()
+    let mut file = std::fs::File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => {
-            let mut f: &std::fs::File = &lock;
-            f.set_len(0)
-                .and_then(|()| writeln!(f, "{}", std::process::id()))
-                .map_err(io(format!("writing {}", path.display())))?;
-            Ok(lock)
+    let deadline = std::time::Instant::now() + ORPHANED_LOCK_WAIT;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                let mut f: &std::fs::File = &lock;
+                f.set_len(0)
+                    .and_then(|()| writeln!(f, "{}", std::process::id()))
+                    .map_err(io(format!("writing {}", path.display())))?;
+                return Ok(lock);
+            }
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                // The server that wrote its PID is gone, yet the lock is held: by a child
+                // it forked that has not reached `exec` yet (a `flock` belongs to the open
+                // file, which a fork shares until exec closes it). That child execs or dies
+                // within moments, so a restart right after a `kill -9` waits for it.
+                if !process_alive(holder) && std::time::Instant::now() < deadline {
+                    file = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                let holder = match holder {
+                    "" => String::new(),
+                    pid => format!(" (pid {pid})"),
+                };
+                return Err(StartError::Refused(format!(
+                    "the data dir {} is in use by another fcx server{holder}: stop that \
+                     server first, or give this one a --data-dir of its own",
+                    data_dir.display()
+                )));
+            }
+            Err((_, e)) => return Err(io(format!("locking {}", path.display()))(e.into())),
         }
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = match holder.trim() {
-                "" => String::new(),
-                pid => format!(" (pid {pid})"),
-            };
-            Err(StartError::Refused(format!(
-                "the data dir {} is in use by another fcx server{holder}: stop that server \
-                 first, or give this one a --data-dir of its own",
-                data_dir.display()
-            )))
-        }
-        Err((_, e)) => Err(io(format!("locking {}", path.display()))(e.into())),
+    }
+}
+
+/// How long a start waits for a lock whose server is gone (see [`lock_data_dir`]).
+const ORPHANED_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `pid` (as written in `server.lock`) names a running process: not a zombie, whose
+/// locks are already gone with its files. An empty or unreadable PID counts as running, so
+/// the start is refused at once as before.
+fn process_alive(pid: &str) -> bool {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return true;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map_or(true, |(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
     }
 }
 
@@ -588,4 +620,56 @@ fn account_id(store: &dyn Store) -> Result<String, StoreError> {
     }
     let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000_000 + 1_000_000_000_000_000;
     store.init_meta("account_id", &n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock held through another open file (as a forked child of a dead server holds
+    /// it), with `pid` written in it.
+    fn held_lock(dir: &Path, pid: &str) -> Flock<std::fs::File> {
+        let path = dir.join("server.lock");
+        std::fs::write(&path, format!("{pid}\n")).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap()
+    }
+
+    #[test]
+    fn a_lock_outliving_its_server_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has this PID (PIDs stay below pid_max, at most 2^22).
+        let held = held_lock(dir.path(), &u32::MAX.to_string());
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        let lock = lock_data_dir(dir.path()).expect("taken once the leftover let go");
+        released.join().unwrap();
+        let written = std::fs::read_to_string(dir.path().join("server.lock")).unwrap();
+        assert_eq!(written.trim(), std::process::id().to_string());
+        drop(lock);
+    }
+
+    #[test]
+    fn a_lock_of_a_running_server_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id().to_string();
+        let held = held_lock(dir.path(), &me);
+        let Err(StartError::Refused(why)) = lock_data_dir(dir.path()) else {
+            panic!("a running holder's lock was taken");
+        };
+        assert!(
+            why.contains(&format!("in use by another fcx server (pid {me})")),
+            "{why}"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn missing_pids_are_not_running() {
+        assert!(process_alive(&std::process::id().to_string()));
+        assert!(!process_alive(&u32::MAX.to_string()));
+        assert!(process_alive(""), "an unreadable PID refuses as before");
+    }
 }

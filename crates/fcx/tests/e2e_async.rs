@@ -454,14 +454,25 @@ fn kill_9_mid_stream_loses_no_accepted_invocation() {
     let server = Arc::new(Mutex::new(server));
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
     let done = std::sync::atomic::AtomicUsize::new(0);
+    // Set when the killer thread panics (a restart failed): the clients stop instead of
+    // retrying a server that is gone, so the test fails with the killer's panic at once.
+    let killer_failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..CLIENTS {
-            let (addr, accepted, body, done) =
-                (Arc::clone(&addr), Arc::clone(&accepted), &body, &done);
+            let (addr, accepted, body, done, killer_failed) = (
+                Arc::clone(&addr),
+                Arc::clone(&accepted),
+                &body,
+                &done,
+                &killer_failed,
+            );
             s.spawn(move || {
                 for _ in 0..PER_CLIENT {
                     // Bounded: a request whose server is down is tried again for up to ~10 s.
                     for _attempt in 0..1000 {
+                        if killer_failed.load(std::sync::atomic::Ordering::Acquire) {
+                            return;
+                        }
                         let target = *addr.read().unwrap();
                         let r = support::http::try_request(
                             target,
@@ -499,7 +510,18 @@ fn kill_9_mid_stream_loses_no_accepted_invocation() {
             Arc::clone(&addr),
             Arc::clone(&accepted),
         );
+        let killer_failed = &killer_failed;
         s.spawn(move || {
+            /// Raises `killer_failed` when the killer unwinds.
+            struct OnPanic<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for OnPanic<'_> {
+                fn drop(&mut self) {
+                    if std::thread::panicking() {
+                        self.0.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            }
+            let _raise = OnPanic(killer_failed);
             for (k, moment) in moments.into_iter().enumerate() {
                 // Bounded wait (~60 s) for the stream to reach the moment.
                 for _ in 0..6000 {

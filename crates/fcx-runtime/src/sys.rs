@@ -100,11 +100,14 @@ pub struct PrivateMount {
 /// calling process's namespaces, mounts and session for good, which in fcx itself would move
 /// fcx into the instance's namespaces.
 unsafe fn enter_instance(
+    parent: Option<RawFd>,
     netns: RawFd,
     cgroup_procs: &[std::ffi::CString],
     mounts: &[PrivateMount],
     status_fd: RawFd,
 ) -> io::Result<()> {
+    // First, while `parent` is still the fd it was (the dup2 below could reuse its number).
+    die_with_fcx_now(parent)?;
     for path in cgroup_procs {
         // Joining before exec puts every later fork of the instance in its groups too.
         join_cgroup(path)?;
@@ -146,7 +149,45 @@ unsafe fn enter_instance(
         } else {
             check(libc::dup2(status_fd, 3))?;
         }
+    }
+    Ok(())
+}
+
+/// A pidfd of this process, opened once (close-on-exec, as every pidfd). A forked child polls
+/// it right after its `PR_SET_PDEATHSIG`: if fcx died before that `prctl`, no signal will ever
+/// come. `getppid` cannot tell, since it reads 0 in an instance's new PID namespace. `None`
+/// where the kernel has no `pidfd_open` (before 5.3): the check is skipped.
+fn own_pidfd() -> Option<RawFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    static FD: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    FD.get_or_init(|| {
+        // SAFETY: pidfd_open on this process's own PID; the fd it returns is owned here.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        // SAFETY: a new fd that nothing else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+}
+
+/// `PR_SET_PDEATHSIG` (SIGKILL) in a forked child. Then the child checks through `parent`
+/// ([`own_pidfd`], taken before the fork) that fcx is still there. A child whose fcx already
+/// died gives up before `exec` instead of running on as an orphan. Async-signal-safe.
+fn die_with_fcx_now(parent: Option<RawFd>) -> io::Result<()> {
+    // SAFETY: prctl and poll touch only the calling process's own state and `pfd`, which
+    // lives on its stack.
+    unsafe {
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        if let Some(fd) = parent {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLIN != 0 {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
     }
     Ok(())
 }
@@ -262,10 +303,11 @@ pub fn prepare_instance_command(
     mounts: Vec<PrivateMount>,
     status_fd: RawFd,
 ) {
+    let parent = own_pidfd();
     let hook = move || {
         // SAFETY: pre_exec runs this in the forked child before exec, which is exactly
         // enter_instance's contract.
-        unsafe { enter_instance(netns, &cgroup_procs, &mounts, status_fd) }
+        unsafe { enter_instance(parent, netns, &cgroup_procs, &mounts, status_fd) }
     };
     // SAFETY: the hook only calls async-signal-safe syscalls (see `enter_instance`) and
     // allocates nothing; `netns` and `status_fd` stay open in the parent until spawn returns.
@@ -400,7 +442,8 @@ pub fn batch_scheduling(cmd: &mut tokio::process::Command) {
 pub fn die_with_fcx(cmd: &mut tokio::process::Command) {
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
     unsafe {
-        cmd.pre_exec(|| check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)));
+        let parent = own_pidfd();
+        cmd.pre_exec(move || die_with_fcx_now(parent));
     }
 }
 
@@ -489,9 +532,10 @@ const KEEP_FDS: [(libc::c_int, &std::ffi::CStr); 4] = [
 /// caller's child still ends when the instance does. With `subreaper` it also collects
 /// orphans (a `criu restore -d` and the restored tree it leaves).
 pub fn prepare_pidns_command(cmd: &mut tokio::process::Command, setup: PidnsSetup) {
+    let parent = own_pidfd();
     let hook = move || {
         // SAFETY: pre_exec runs this in the forked child before exec; see `enter_pidns`.
-        unsafe { enter_pidns(&setup) }
+        unsafe { enter_pidns(&setup, parent) }
     };
     // SAFETY: the hook only makes async-signal-safe syscalls and allocates nothing; the fds
     // it uses stay open in the parent until spawn returns.
@@ -504,7 +548,9 @@ pub fn prepare_pidns_command(cmd: &mut tokio::process::Command, setup: PidnsSetu
 ///
 /// Only in a freshly forked child before `exec` (a `pre_exec` hook): it changes the
 /// process's namespaces and credentials for good and may never return in the waiter.
-unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
+unsafe fn enter_pidns(s: &PidnsSetup, parent: Option<RawFd>) -> io::Result<()> {
+    // First, while `parent` is still the fd it was (the dup2s below could reuse its number).
+    die_with_fcx_now(parent)?;
     // SAFETY: called between fork and exec; every call is async-signal-safe and touches only
     // this process's own state.
     unsafe {
@@ -533,7 +579,6 @@ unsafe fn enter_pidns(s: &PidnsSetup) -> io::Result<()> {
             check(libc::dup2(high[i], *target))?;
             libc::close(high[i]);
         }
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
         if s.subreaper {
             check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
         } else if s.private.is_some() {
@@ -874,4 +919,38 @@ pub fn drop_effective_capability(cap: u32) -> io::Result<()> {
     // SAFETY: as above; capset only reads them, and changes the calling thread alone.
     let set = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
     check(set as libc::c_int)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    /// `/bin/true`, spawned with [`die_with_fcx_now`] watching `parent`.
+    fn spawn_watching(parent: RawFd) -> io::Result<std::process::ExitStatus> {
+        let mut cmd = std::process::Command::new("/bin/true");
+        // SAFETY: die_with_fcx_now is async-signal-safe (prctl and poll only).
+        unsafe {
+            cmd.pre_exec(move || die_with_fcx_now(Some(parent)));
+        }
+        cmd.status()
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_gone_gives_up_before_exec() {
+        // A process that has ended stands for an fcx that died before the child's prctl.
+        let mut gone = std::process::Command::new("/bin/true").spawn().unwrap();
+        // SAFETY: pidfd_open on our own unreaped child; the fd is owned below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, gone.id() as libc::pid_t, 0) };
+        assert!(fd >= 0, "pidfd_open: {}", io::Error::last_os_error());
+        // SAFETY: a new fd that nothing else owns.
+        let gone_fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        gone.wait().unwrap();
+        let e = spawn_watching(gone_fd.as_raw_fd()).expect_err("ran with its parent gone");
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e}");
+        // This process is alive: the same child runs.
+        let alive = own_pidfd().expect("pidfd_open on this kernel");
+        assert!(spawn_watching(alive).unwrap().success());
+    }
 }

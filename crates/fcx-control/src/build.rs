@@ -511,20 +511,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<Flock<std::fs::File>, StartError> {
 /// How long a start waits for a lock whose server is gone (see [`lock_data_dir`]).
 const ORPHANED_LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// Whether `pid` (as written in `server.lock`) names a running process: not a zombie, whose
-/// locks are already gone with its files. An empty or unreadable PID counts as running, so
-/// the start is refused at once as before.
+/// Whether `pid` (as written in `server.lock`) names a running process (not a zombie). An
+/// empty or unreadable PID counts as running, so the start is refused at once as before.
 fn process_alive(pid: &str) -> bool {
-    let Ok(pid) = pid.parse::<u32>() else {
-        return true;
-    };
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map_or(true, |(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
+    pid.parse().map_or(true, fcx_runtime::pidfile::running)
 }
 
 /// The OCI backend and the image cache it runs from.

@@ -40,8 +40,23 @@ pub fn reap(run_dir: &Path) -> usize {
 
 /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
 fn start_time(pid: u32) -> Option<u64> {
+    stat_after_name(pid)?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a running process: it exists and is not a zombie (a zombie's files,
+/// and the locks on them, are already gone).
+pub fn running(pid: u32) -> bool {
+    stat_after_name(pid).is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// `/proc/<pid>/stat` from field 3 (the state) on. The command name (field 2) may hold
+/// spaces; the fields after it follow the last ')'.
+fn stat_after_name(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after it follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.to_owned())
 }

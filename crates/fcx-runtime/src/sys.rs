@@ -378,15 +378,16 @@ pub fn prepare_helper_command(
     cgroup_procs: Option<std::ffi::CString>,
 ) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl, prctl and `join_cgroup` are async-signal-safe and touch only the
-    // child's own state (its copy of the fd table, its cgroup membership).
+    let parent = own_pidfd();
+    // SAFETY: fcntl, `join_cgroup` and `die_with_fcx_now` are async-signal-safe and touch
+    // only the child's own state (its copy of the fd table, its cgroup membership).
     unsafe {
         cmd.pre_exec(move || {
             if let Some(procs) = &cgroup_procs {
                 join_cgroup(procs)?;
             }
             check(libc::fcntl(keep_fd, libc::F_SETFD, 0))?;
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
+            die_with_fcx_now(parent)
         });
     }
 }
